@@ -1,0 +1,149 @@
+//! Argument definitions. Every flag also reads `DBBACKUP_<FLAG>` from the environment and a
+//! `dbbackup.toml` (`--config`); precedence: flag > environment > file.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Fast, verifiable database backups: SQLite, PostgreSQL, MySQL/MariaDB -> local dir, S3, GCS, Azure.
+///
+/// Exit codes: 0 ok, 1 failed, 2 usage/configuration, 3 integrity (corrupt or incomplete
+/// backup), 4 unhealthy (status), 5 not found (backup, repository, database), 130 cancelled.
+///
+/// Passwords never go on the command line: use DBBACKUP_PASSWORD, --password-file, or the
+/// engine's own variables (PGPASSWORD, ~/.pgpass, MYSQL_PWD).
+#[derive(Debug, Parser)]
+#[command(name = "dbbackup", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// Print exactly one JSON object on stdout (keys documented in the README).
+    #[arg(long, global = true, env = "DBBACKUP_JSON")]
+    pub json: bool,
+    /// More log output on stderr (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Less output: errors only, no progress bars.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Configuration file (TOML; keys are the long flag names).
+    #[arg(long, global = true, env = "DBBACKUP_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Read the database password from this file (first line).
+    #[arg(long, global = true, env = "DBBACKUP_PASSWORD_FILE", value_name = "PATH")]
+    pub password_file: Option<PathBuf>,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Back up a database into one or more repositories; prints the new backup id.
+    ///
+    /// The manifest is written only after every object is stored: a backup is complete or absent.
+    Create(CreateArgs),
+    /// List complete backups, newest first.
+    List(ListArgs),
+    /// Check a backup: quick (objects present), full (every byte, default) or drill (restore into
+    /// a scratch database and compare). Exits 3 when the backup is damaged.
+    Verify(VerifyArgs),
+    /// Restore a backup into a database, through a shadow that is swapped in only when complete
+    /// and checked. A failed restore leaves the database as it was.
+    Restore(RestoreArgs),
+}
+
+/// `create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Database to back up: sqlite:///abs/path.sqlite, postgres://user@host/db, mysql://user@host/db.
+    #[arg(long, env = "DBBACKUP_SOURCE", value_name = "URL")]
+    pub source: String,
+    /// Repository (repeat for 3-2-1: the same bytes go to each): a path, file://, s3://, gs://, az://.
+    #[arg(long = "repo", env = "DBBACKUP_REPO", value_name = "URL", required = true, value_delimiter = ',')]
+    pub repos: Vec<String>,
+    /// zstd[:LEVEL] (default zstd:3), gzip[:LEVEL] or none.
+    #[arg(long, env = "DBBACKUP_COMPRESSION", default_value = "zstd:3")]
+    pub compression: String,
+    /// Parallel workers (default: number of CPUs).
+    #[arg(long, short = 'j', env = "DBBACKUP_JOBS")]
+    pub jobs: Option<usize>,
+    /// Tag to record (repeatable), e.g. `nightly`, `pre-migration`.
+    #[arg(long = "tag", env = "DBBACKUP_TAG", value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// Target uncompressed size of one chunk, in MiB.
+    #[arg(long, env = "DBBACKUP_CHUNK_MIB", default_value_t = 64)]
+    pub chunk_mib: u64,
+    /// Skip per-table content checksums (faster; restores still check every object's digest).
+    #[arg(long, env = "DBBACKUP_NO_CHECKSUMS")]
+    pub no_checksums: bool,
+    /// Directory for temporary files (SQLite snapshot copy).
+    #[arg(long, env = "DBBACKUP_TEMP_DIR", value_name = "DIR")]
+    pub temp_dir: Option<PathBuf>,
+}
+
+/// `list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Repository.
+    #[arg(long, env = "DBBACKUP_REPO", value_name = "URL")]
+    pub repo: String,
+    /// Only backups with this tag.
+    #[arg(long, env = "DBBACKUP_TAG")]
+    pub tag: Option<String>,
+}
+
+/// `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Repository.
+    #[arg(long, env = "DBBACKUP_REPO", value_name = "URL")]
+    pub repo: String,
+    /// Backup id, `latest` or `tag:NAME`.
+    #[arg(default_value = "latest")]
+    pub backup: String,
+    /// quick | full | drill.
+    #[arg(long, env = "DBBACKUP_LEVEL", default_value = "full")]
+    pub level: String,
+    /// Scratch database server for drills (a throwaway database is created and dropped there).
+    #[arg(long, env = "DBBACKUP_SCRATCH", value_name = "URL")]
+    pub scratch: Option<String>,
+    /// Parallel downloads (default: number of CPUs).
+    #[arg(long, short = 'j', env = "DBBACKUP_JOBS")]
+    pub jobs: Option<usize>,
+    /// Do not record the result beside the backup.
+    #[arg(long)]
+    pub no_record: bool,
+}
+
+/// `restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Repository.
+    #[arg(long, env = "DBBACKUP_REPO", value_name = "URL")]
+    pub repo: String,
+    /// Backup id, `latest` or `tag:NAME`.
+    #[arg(default_value = "latest")]
+    pub backup: String,
+    /// Database to restore into (created if missing).
+    #[arg(long, env = "DBBACKUP_INTO", value_name = "URL")]
+    pub into: String,
+    /// Do not ask for confirmation on production targets.
+    #[arg(long)]
+    pub force: bool,
+    /// The target is production (also when APP_ENV=production): ask the operator to type its name.
+    #[arg(long)]
+    pub production: bool,
+    /// Load into the live database instead of a shadow (for hosts without CREATE DATABASE);
+    /// every object is verified first.
+    #[arg(long)]
+    pub in_place: bool,
+    /// Restore only these tables (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub tables: Option<Vec<String>>,
+    /// Download and check every object before loading anything.
+    #[arg(long)]
+    pub verify_first: bool,
+    /// Parallel loaders (default: number of CPUs).
+    #[arg(long, short = 'j', env = "DBBACKUP_JOBS")]
+    pub jobs: Option<usize>,
+}

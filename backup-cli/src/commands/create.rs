@@ -1,0 +1,45 @@
+//! `dbbackup create`.
+
+use anyhow::Result;
+use backup_core::{Context, CreateOptions, Secret, create};
+
+use super::jobs;
+use crate::cli::CreateArgs;
+use crate::output::{Output, bytes, millis};
+
+pub async fn run(a: CreateArgs, password: Option<Secret>, ctx: &Context, out: &Output) -> Result<i32> {
+    let opts = CreateOptions {
+        source: a.source,
+        password,
+        repos: a.repos,
+        compression: a.compression.parse()?,
+        jobs: jobs(a.jobs),
+        tags: a.tags,
+        chunk_bytes: a.chunk_mib.max(1) << 20,
+        checksums: !a.no_checksums,
+        temp_dir: a.temp_dir,
+        ..Default::default()
+    };
+    let r = create(&opts, ctx).await?;
+    out.report(&r, || {
+        if out.quiet {
+            return r.id.to_string();
+        }
+        for n in &r.notes {
+            eprintln!("note: {n}");
+        }
+        eprintln!(
+            "backed up {} {} ({} tables, {} rows): {} -> {} in {} to {}",
+            r.engine,
+            r.database,
+            r.tables,
+            r.rows,
+            bytes(r.raw_bytes),
+            bytes(r.stored_bytes),
+            millis(r.duration_ms),
+            r.repos.join(", ")
+        );
+        r.id.to_string()
+    });
+    Ok(0)
+}

@@ -1,0 +1,48 @@
+//! `dbbackup list`.
+
+use anyhow::Result;
+use backup_core::{Context, ListOptions, list};
+
+use crate::cli::ListArgs;
+use crate::output::{Output, bytes};
+
+pub async fn run(a: ListArgs, ctx: &Context, out: &Output) -> Result<i32> {
+    let r = list(&ListOptions { repo: a.repo, tag: a.tag }, ctx).await?;
+    out.report(&r, || {
+        let mut s = String::new();
+        if r.backups.is_empty() {
+            s.push_str(&format!("no backups in {}", r.repo));
+        } else {
+            s.push_str(&format!(
+                "{:<22} {:<20} {:<8} {:<20} {:>10} {:<16} {}\n",
+                "ID", "CREATED (UTC)", "ENGINE", "DATABASE", "SIZE", "TAGS", "LAST VERIFIED"
+            ));
+            for b in &r.backups {
+                let v = match &b.last_verification {
+                    Some(v) => format!(
+                        "{} {} {}",
+                        v.level,
+                        if v.ok { "ok" } else { "FAILED" },
+                        v.at.format("%Y-%m-%d %H:%M")
+                    ),
+                    None => "never".into(),
+                };
+                s.push_str(&format!(
+                    "{:<22} {:<20} {:<8} {:<20} {:>10} {:<16} {}\n",
+                    b.id,
+                    b.created_at.format("%Y-%m-%d %H:%M:%S"),
+                    b.engine,
+                    b.database,
+                    bytes(b.stored_bytes),
+                    b.tags.join(","),
+                    v
+                ));
+            }
+        }
+        for u in &r.unreadable {
+            s.push_str(&format!("\nunreadable manifest {}: {}", u.id, u.error));
+        }
+        s.trim_end().to_string()
+    });
+    Ok(0)
+}

@@ -1,0 +1,57 @@
+//! One module per command: build options from arguments, call the core, render the report.
+
+mod create;
+mod list;
+mod restore;
+mod verify;
+
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use backup_core::{Context, Secret};
+
+use crate::cli::{Cli, Command};
+use crate::output::Output;
+use crate::progress::Bars;
+
+/// Runs the parsed command and returns the process exit code.
+pub async fn run(cli: Cli, out: &Output) -> i32 {
+    let ctx = Context::with_observer(Arc::new(Bars::new(cli.quiet, cli.json)));
+    let cancel = ctx.cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("dbbackup: interrupted; stopping (no manifest will be written)");
+            cancel.cancel();
+        }
+    });
+    let password = match password(&cli) {
+        Ok(p) => p,
+        Err(e) => return out.error(&e),
+    };
+    let result = match cli.command {
+        Command::Create(a) => create::run(a, password, &ctx, out).await,
+        Command::List(a) => list::run(a, &ctx, out).await,
+        Command::Verify(a) => verify::run(a, password, &ctx, out).await,
+        Command::Restore(a) => restore::run(a, password, &ctx, out).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => out.error(&e),
+    }
+}
+
+/// The database password: `--password-file`, else `DBBACKUP_PASSWORD`. Never from argv.
+fn password(cli: &Cli) -> Result<Option<Secret>> {
+    if let Some(path) = &cli.password_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("read password file {}", path.display()))?;
+        let line = text.lines().next().unwrap_or_default().to_string();
+        return Ok(Some(Secret::new(line)));
+    }
+    Ok(std::env::var("DBBACKUP_PASSWORD").ok().filter(|p| !p.is_empty()).map(Secret::new))
+}
+
+/// Default parallelism when `--jobs` is not given.
+fn jobs(j: Option<usize>) -> usize {
+    j.unwrap_or_else(backup_core::default_jobs).max(1)
+}

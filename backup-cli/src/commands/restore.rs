@@ -1,0 +1,70 @@
+//! `dbbackup restore`, with the production confirmation prompt.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use anyhow::{Result, bail};
+use backup_core::{Context, Error, RestoreOptions, Secret, confirmation_needed, restore};
+
+use super::jobs;
+use crate::cli::RestoreArgs;
+use crate::output::{Output, bytes, millis};
+
+pub async fn run(a: RestoreArgs, password: Option<Secret>, ctx: &Context, out: &Output) -> Result<i32> {
+    let production = a.production || std::env::var("APP_ENV").is_ok_and(|v| v == "production");
+    let mut opts = RestoreOptions {
+        repo: a.repo,
+        backup: a.backup,
+        into: a.into,
+        password,
+        jobs: jobs(a.jobs),
+        in_place: a.in_place,
+        tables: a.tables,
+        production,
+        force: a.force,
+        verify_first: a.verify_first,
+        ..Default::default()
+    };
+    if let Some(name) = confirmation_needed(&opts)? {
+        confirm(&name)?;
+        opts.force = true;
+    }
+    let r = restore(&opts, ctx).await?;
+    out.report(&r, || {
+        let mut s = String::new();
+        for n in &r.notes {
+            s.push_str(&format!("note: {n}\n"));
+        }
+        s.push_str(&format!(
+            "restored {} into {}: {} tables, {} rows, {} in {}",
+            r.id,
+            r.into,
+            r.tables,
+            r.rows,
+            bytes(r.raw_bytes),
+            millis(r.duration_ms)
+        ));
+        s
+    });
+    Ok(0)
+}
+
+/// Asks the operator to type the database name. Without a terminal, refuses.
+fn confirm(name: &str) -> Result<()> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::ConfirmationRequired(format!(
+            "restoring over production database {name:?} needs confirmation, and there is no terminal to ask on; pass --force in automation"
+        ))
+        .into());
+    }
+    eprint!("This overwrites the PRODUCTION database {name:?}. Type its name to continue: ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    if line.trim() != name {
+        bail!(Error::ConfirmationRequired(format!(
+            "typed {:?}, expected {name:?}; nothing was changed",
+            line.trim()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,441 @@
+//! The `create` use-case: snapshot -> chunks -> compress -> sha256 -> every repository, manifest
+//! last.
+//!
+//! Memory: at most `jobs` chunks are in flight; each holds two codec channels of
+//! `CHANNEL_DEPTH` x 1 MiB plus, per repository, `(max_concurrency + 1) x part_size` upload buffers.
+//! With the defaults (jobs 2, one repository, 8 MiB parts, 4 parts in flight) that is about
+//! 2 x (8 + 40) MiB: bounded by options, never by database size.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bytes::Bytes;
+use chrono::Utc;
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::codec::ByteStream;
+use crate::codec::checksum::{read_tally, tally};
+use crate::codec::compress::{self, ChannelStream};
+use crate::error::{Error, Result};
+use crate::format::layout::{self, SchemaPart};
+use crate::format::manifest::{self, Manifest, ObjectEntry, ObjectKind, ToolInfo};
+use crate::model::{BackupId, Compression, DatabaseUrl, Secret};
+use crate::progress::{Context, Event, Phase, PhaseGuard};
+use crate::source::{self, ChunkPlan, DumpOptions, DumpPlan, Snapshot, Source};
+use crate::storage::Target;
+
+/// Input of [`create`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CreateOptions {
+    /// Database URL (`sqlite:`, `postgres://`, `mysql://`).
+    pub source: String,
+    /// Password (overrides one in the URL).
+    pub password: Option<Secret>,
+    /// Repository URLs; the same bytes go to each.
+    pub repos: Vec<String>,
+    /// Compression (`zstd:3` by default).
+    #[serde(with = "compression_serde")]
+    pub compression: Compression,
+    /// Parallel workers.
+    pub jobs: usize,
+    /// Tags recorded in the manifest.
+    pub tags: Vec<String>,
+    /// Target raw size per chunk.
+    pub chunk_bytes: u64,
+    /// Record per-table content checksums.
+    pub checksums: bool,
+    /// Temp directory for engines that need one.
+    pub temp_dir: Option<std::path::PathBuf>,
+    /// Engine-specific switches.
+    pub engine_options: BTreeMap<String, String>,
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        let d = DumpOptions::default();
+        CreateOptions {
+            source: String::new(),
+            password: None,
+            repos: Vec::new(),
+            compression: Compression::default(),
+            jobs: default_jobs(),
+            tags: Vec::new(),
+            chunk_bytes: d.chunk_bytes,
+            checksums: true,
+            temp_dir: None,
+            engine_options: BTreeMap::new(),
+        }
+    }
+}
+
+/// Number of CPUs, at least 1: the default for `jobs`.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+}
+
+pub(crate) mod compression_serde {
+    use super::Compression;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(c: &Compression, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&c.to_string())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Compression, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Output of [`create`] (the CLI's `--json` for `create`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateReport {
+    /// New backup id.
+    pub id: BackupId,
+    /// Source engine.
+    pub engine: String,
+    /// Database name.
+    pub database: String,
+    /// Tables dumped.
+    pub tables: usize,
+    /// Rows at snapshot time.
+    pub rows: u64,
+    /// Uncompressed bytes.
+    pub raw_bytes: u64,
+    /// Stored bytes (per repository).
+    pub stored_bytes: u64,
+    /// Objects stored (per repository).
+    pub objects: usize,
+    /// Wall time.
+    pub duration_ms: u64,
+    /// Repositories written, as named in messages.
+    pub repos: Vec<String>,
+    /// Notes (fallbacks taken).
+    pub notes: Vec<String>,
+}
+
+/// Backs up the database at `opts.source` into every repository in `opts.repos`.
+pub async fn create(opts: &CreateOptions, ctx: &Context) -> Result<CreateReport> {
+    let mut url = DatabaseUrl::parse(&opts.source)?;
+    url.set_password(opts.password.clone());
+    let source = source::open_source(&url)?;
+    let targets = open_targets(&opts.repos)?;
+    create_with(source.as_ref(), &url.to_string(), &targets, opts, ctx).await
+}
+
+pub(crate) fn open_targets(repos: &[String]) -> Result<Vec<Target>> {
+    if repos.is_empty() {
+        return Err(Error::InvalidInput("no repository given (--repo)".into()));
+    }
+    repos.iter().map(|r| Target::open(r)).collect()
+}
+
+/// [`create`] with an already opened source and repositories (tests, fault injection).
+pub async fn create_with(
+    source: &dyn Source,
+    source_display: &str,
+    targets: &[Target],
+    opts: &CreateOptions,
+    ctx: &Context,
+) -> Result<CreateReport> {
+    if targets.is_empty() {
+        return Err(Error::InvalidInput("no repository given (--repo)".into()));
+    }
+    for t in &opts.tags {
+        if t.is_empty() || t.len() > 128 || t.chars().any(char::is_control) {
+            return Err(Error::InvalidInput(format!("bad tag {t:?}: 1 to 128 printable characters")));
+        }
+    }
+    let started = Instant::now();
+    let started_at = Utc::now();
+    let id = BackupId::new(started_at);
+    let jobs = opts.jobs.max(1);
+    let dump_opts = DumpOptions {
+        jobs,
+        chunk_bytes: opts.chunk_bytes,
+        checksums: opts.checksums,
+        temp_dir: opts.temp_dir.clone(),
+        engine_options: opts.engine_options.clone(),
+    };
+    let snapshot = {
+        let _phase = PhaseGuard::start(ctx, Phase::Snapshot, None);
+        source.snapshot(&dump_opts, ctx).await?
+    };
+    let engine = source.engine();
+    let result =
+        run(snapshot.as_ref(), engine, &id, source_display, targets, opts, jobs, started_at, ctx).await;
+    let closed = snapshot.close().await;
+    let manifest = match (result, closed) {
+        (Ok(m), Ok(())) => m,
+        (Err(e), _) | (Ok(_), Err(e)) => {
+            cleanup(targets, &id).await;
+            return Err(e);
+        }
+    };
+    // Manifest last, to every repository, create-only.
+    let json = Bytes::from(manifest.to_json()?);
+    for t in targets {
+        if let Err(e) = t.put_create(&layout::manifest_key(&id), json.clone()).await {
+            cleanup(targets, &id).await;
+            return Err(e.context(format!("write manifest of {id}")));
+        }
+    }
+    Ok(CreateReport {
+        id,
+        engine: manifest.engine.to_string(),
+        database: manifest.database.clone(),
+        tables: manifest.tables.len(),
+        rows: manifest.rows(),
+        raw_bytes: manifest.raw_bytes(),
+        stored_bytes: manifest.stored_bytes(),
+        objects: manifest.objects.len(),
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        repos: targets.iter().map(|t| t.display_name().to_string()).collect(),
+        notes: manifest.notes.clone(),
+    })
+}
+
+/// Best effort: removes the objects of a backup that failed (it has no manifest, so nothing
+/// refers to them). What is left is swept by `prune` after its grace period.
+async fn cleanup(targets: &[Target], id: &BackupId) {
+    for t in targets {
+        match t.list(&layout::backup_dir(id)).await {
+            Ok(items) => {
+                for item in items {
+                    if let Err(e) = t.delete(&item.key).await {
+                        tracing::warn!("cleanup of failed backup {id} in {t}: {e}");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("cleanup of failed backup {id} in {t}: {e}"),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    snap: &dyn Snapshot,
+    engine: crate::model::Engine,
+    id: &BackupId,
+    source_display: &str,
+    targets: &[Target],
+    opts: &CreateOptions,
+    jobs: usize,
+    started_at: chrono::DateTime<Utc>,
+    ctx: &Context,
+) -> Result<Manifest> {
+    let info = snap.info();
+    let schema = snap.schema().await?;
+    let mut plan = snap.plan().await?;
+    let total: u64 = plan.chunks.iter().filter_map(|c| c.size_hint).sum();
+    let phase = PhaseGuard::start(ctx, Phase::Upload, Some(total));
+    let mut objects = Vec::new();
+    for (part, sql) in [(SchemaPart::PreData, schema.pre_data), (SchemaPart::PostData, schema.post_data)] {
+        let key = layout::schema_key(part, opts.compression);
+        let kind = if part == SchemaPart::PreData { ObjectKind::SchemaPre } else { ObjectKind::SchemaPost };
+        let len = sql.len() as u64;
+        let stream = futures::stream::once(async move { Ok(Bytes::from(sql)) }).boxed();
+        let stored = store_object(stream, id, &key, Some(len), opts.compression, 1, targets, ctx).await?;
+        objects.push(entry(key, kind, None, 0, "sql", opts.compression, stored, None, None));
+    }
+    // Fewer chunks than workers: let zstd use the spare cores inside each object.
+    let threads = if plan.chunks.len() < jobs { (jobs / plan.chunks.len().max(1)).max(1) as u32 } else { 1 };
+    let plan_ref = &plan;
+    let mut chunk_results: Vec<(usize, ObjectEntry)> = futures::stream::iter(plan.chunks.iter().enumerate())
+        .map(|(i, c)| async move {
+            ctx.check("backup")?;
+            let e = dump_chunk(snap, plan_ref, c, id, opts.compression, threads, targets, ctx).await?;
+            Ok::<_, Error>((i, e))
+        })
+        .buffer_unordered(jobs)
+        .try_collect()
+        .await?;
+    chunk_results.sort_by_key(|(i, _)| *i);
+    objects.extend(chunk_results.into_iter().map(|(_, e)| e));
+    // Row counts from the dump, then checksums (and counts, for page-level engines) from stats.
+    for o in &objects {
+        if let (Some(t), Some(r)) = (o.table, o.rows) {
+            plan.tables[t].rows += r;
+        }
+    }
+    if opts.checksums || plan.chunks.iter().all(|c| c.table.is_none()) {
+        let stats: Vec<_> = futures::stream::iter(plan.tables.iter().enumerate())
+            .map(|(i, t)| async move { snap.table_stats(t).await.map(|s| (i, s)) })
+            .buffer_unordered(jobs)
+            .try_collect()
+            .await?;
+        for (i, s) in stats {
+            let t = &mut plan.tables[i];
+            if plan.chunks.iter().all(|c| c.table.is_none()) || t.rows == 0 {
+                t.rows = s.rows;
+            } else if t.rows != s.rows {
+                return Err(Error::integrity(
+                    format!("table {}", t.display_name()),
+                    format!("{} rows dumped", t.rows),
+                    format!("{} rows in the snapshot", s.rows),
+                ));
+            }
+            if opts.checksums {
+                t.checksum = s.checksum;
+                t.checksum_algo = s.checksum_algo;
+            }
+        }
+    }
+    drop(phase);
+    Ok(Manifest {
+        format: manifest::FORMAT.into(),
+        format_version: manifest::FORMAT_VERSION,
+        id: id.clone(),
+        tool: ToolInfo::default(),
+        engine,
+        server_version: info.server_version,
+        database: info.database,
+        source: source_display.to_string(),
+        snapshot: info.position,
+        started_at,
+        finished_at: Utc::now(),
+        tags: opts.tags.clone(),
+        compression: opts.compression.to_string(),
+        objects,
+        tables: plan.tables,
+        notes: info.notes,
+        properties: info.properties,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn dump_chunk(
+    snap: &dyn Snapshot,
+    plan: &DumpPlan,
+    c: &ChunkPlan,
+    id: &BackupId,
+    compression: Compression,
+    threads: u32,
+    targets: &[Target],
+    ctx: &Context,
+) -> Result<ObjectEntry> {
+    let table_key = match c.table {
+        Some(t) => plan.tables[t].key.clone(),
+        None => "db".to_string(),
+    };
+    let key = layout::data_key(&table_key, c.chunk, &c.ext, compression);
+    let dump = snap.dump(plan, c).await?;
+    let ctx2 = ctx.clone();
+    let bytes = dump
+        .bytes
+        .inspect_ok(move |b| ctx2.emit(Event::Advanced { phase: Phase::Upload, bytes: b.len() as u64 }))
+        .boxed();
+    let stored = store_object(bytes, id, &key, c.size_hint, compression, threads, targets, ctx).await?;
+    ctx.emit(Event::ObjectDone { phase: Phase::Upload, key: key.clone() });
+    let rows = c.table.map(|_| dump.rows.load(Ordering::SeqCst));
+    Ok(entry(key, c.kind, c.table, c.chunk, &c.format, compression, stored, rows, c.offset))
+}
+
+/// Sizes and digests of one stored object.
+pub(crate) struct Stored {
+    raw_bytes: u64,
+    raw_sha256: String,
+    stored_bytes: u64,
+    sha256: String,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn entry(
+    key: String,
+    kind: ObjectKind,
+    table: Option<usize>,
+    chunk: u32,
+    format: &str,
+    compression: Compression,
+    s: Stored,
+    rows: Option<u64>,
+    offset: Option<u64>,
+) -> ObjectEntry {
+    ObjectEntry {
+        key,
+        kind,
+        table,
+        chunk,
+        format: format.to_string(),
+        codec: compression.codec_name().to_string(),
+        raw_bytes: s.raw_bytes,
+        stored_bytes: s.stored_bytes,
+        sha256: s.sha256,
+        raw_sha256: s.raw_sha256,
+        rows,
+        offset,
+    }
+}
+
+/// raw -> tally -> compress -> tally -> every repository (the same bytes to each).
+#[allow(clippy::too_many_arguments)]
+async fn store_object(
+    raw: ByteStream,
+    id: &BackupId,
+    key: &str,
+    size_hint: Option<u64>,
+    compression: Compression,
+    threads: u32,
+    targets: &[Target],
+    ctx: &Context,
+) -> Result<Stored> {
+    let (raw, raw_tally) = tally(raw);
+    let encoded = compress::encode(raw, compression, threads);
+    let (encoded, stored_tally) = tally(encoded);
+    let full_key = format!("{}{key}", layout::backup_dir(id));
+    fan_out(encoded, &full_key, size_hint, targets, ctx).await?;
+    let (raw_bytes, raw_sha256) = read_tally(&raw_tally);
+    let (stored_bytes, sha256) = read_tally(&stored_tally);
+    Ok(Stored { raw_bytes, raw_sha256, stored_bytes, sha256 })
+}
+
+/// Sends one stream to every target; fails if any target fails.
+pub(crate) async fn fan_out(
+    mut data: ByteStream,
+    key: &str,
+    size_hint: Option<u64>,
+    targets: &[Target],
+    ctx: &Context,
+) -> Result<()> {
+    if let [only] = targets {
+        only.put_stream(key, data, size_hint, ctx).await?;
+        return Ok(());
+    }
+    let mut senders = Vec::new();
+    let mut uploads = Vec::new();
+    for t in targets {
+        let (tx, rx) = mpsc::channel::<Result<Bytes>>(compress::CHANNEL_DEPTH);
+        senders.push(tx);
+        let stream = ChannelStream::new(rx).boxed();
+        uploads.push(async move { t.put_stream(key, stream, size_hint, ctx).await });
+    }
+    let pump = async move {
+        while let Some(item) = data.next().await {
+            match item {
+                Ok(b) => {
+                    for tx in &senders {
+                        // A closed receiver means that upload failed; its error is reported below.
+                        let _ = tx.send(Ok(b.clone())).await;
+                    }
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    for tx in &senders {
+                        let _ = tx.send(Err(Error::source("backup stream", msg.clone()))).await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    };
+    let (pumped, results) = tokio::join!(pump, futures::future::join_all(uploads));
+    pumped?;
+    for r in results {
+        r?;
+    }
+    Ok(())
+}

@@ -1,0 +1,242 @@
+//! The catalog: which complete backups a repository holds, newest first, and resolving what the
+//! user asked for (`latest`, an id, `tag:NAME`) to a manifest. A backup without a readable
+//! manifest does not exist here.
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::format::layout;
+use crate::format::manifest::{MAX_MANIFEST_BYTES, Manifest};
+use crate::model::BackupId;
+use crate::progress::Context;
+use crate::storage::Target;
+
+/// Input of [`list`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ListOptions {
+    /// Repository URL.
+    pub repo: String,
+    /// Only backups carrying this tag.
+    pub tag: Option<String>,
+}
+
+/// A verification or drill result recorded beside a backup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerificationRecord {
+    /// `quick`, `full` or `drill`.
+    pub level: String,
+    /// When it finished.
+    pub at: DateTime<Utc>,
+    /// Whether everything checked out.
+    pub ok: bool,
+    /// Measured recovery time of a drill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_ms: Option<u64>,
+    /// Number of findings.
+    #[serde(default)]
+    pub findings: usize,
+    /// Where a drill restored to (without credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scratch: Option<String>,
+}
+
+/// One line of `list`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackupSummary {
+    /// Backup id.
+    pub id: BackupId,
+    /// When it started.
+    pub created_at: DateTime<Utc>,
+    /// When it finished.
+    pub finished_at: DateTime<Utc>,
+    /// Engine.
+    pub engine: String,
+    /// Database.
+    pub database: String,
+    /// Tables.
+    pub tables: usize,
+    /// Rows.
+    pub rows: u64,
+    /// Raw bytes.
+    pub raw_bytes: u64,
+    /// Stored bytes.
+    pub stored_bytes: u64,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Newest verification record, if any.
+    pub last_verification: Option<VerificationRecord>,
+}
+
+impl BackupSummary {
+    fn from_manifest(m: &Manifest, last_verification: Option<VerificationRecord>) -> Self {
+        BackupSummary {
+            id: m.id.clone(),
+            created_at: m.started_at,
+            finished_at: m.finished_at,
+            engine: m.engine.to_string(),
+            database: m.database.clone(),
+            tables: m.tables.len(),
+            rows: m.rows(),
+            raw_bytes: m.raw_bytes(),
+            stored_bytes: m.stored_bytes(),
+            tags: m.tags.clone(),
+            last_verification,
+        }
+    }
+}
+
+/// A manifest that exists but could not be read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Unreadable {
+    /// Backup id.
+    pub id: BackupId,
+    /// Why.
+    pub error: String,
+}
+
+/// Output of [`list`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListReport {
+    /// The repository, as named in messages.
+    pub repo: String,
+    /// Complete backups, newest first.
+    pub backups: Vec<BackupSummary>,
+    /// Manifests that exist but are corrupt or of an unknown version.
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// Lists complete backups in a repository, newest first.
+pub async fn list(opts: &ListOptions, _ctx: &Context) -> Result<ListReport> {
+    let target = Target::open(&opts.repo)?;
+    list_in(&target, opts.tag.as_deref()).await
+}
+
+/// [`list`] on an opened repository.
+pub async fn list_in(target: &Target, tag: Option<&str>) -> Result<ListReport> {
+    let ids = backup_ids(target).await?;
+    let loaded: Vec<(BackupId, Result<Manifest>)> = futures::stream::iter(ids)
+        .map(|id| async move {
+            let m = read_manifest(target, &id).await;
+            (id, m)
+        })
+        .buffered(8)
+        .collect()
+        .await;
+    let mut backups = Vec::new();
+    let mut unreadable = Vec::new();
+    for (id, m) in loaded {
+        match m {
+            Ok(m) if tag.is_none_or(|t| m.tags.iter().any(|x| x == t)) => {
+                let v = last_verification(target, &id).await.unwrap_or_else(|e| {
+                    tracing::warn!("reading verification records of {id}: {e}");
+                    None
+                });
+                backups.push(BackupSummary::from_manifest(&m, v));
+            }
+            Ok(_) => {}
+            Err(Error::NotFound { .. }) => {}
+            Err(e) => unreadable.push(Unreadable { id, error: e.to_string() }),
+        }
+    }
+    backups.sort_by(|a, b| b.id.cmp(&a.id));
+    Ok(ListReport { repo: target.display_name().to_string(), backups, unreadable })
+}
+
+/// Ids of backups that have a manifest object (not yet parsed), newest first.
+pub async fn backup_ids(target: &Target) -> Result<Vec<BackupId>> {
+    let dirs = target.list_dirs("").await?;
+    let mut ids = Vec::new();
+    for d in dirs {
+        let Ok(id) = d.trim_end_matches('/').parse::<BackupId>() else { continue };
+        if target.head(&layout::manifest_key(&id)).await?.is_some() {
+            ids.push(id);
+        }
+    }
+    ids.sort_by(|a, b| b.cmp(a));
+    Ok(ids)
+}
+
+/// Reads and validates one backup's manifest.
+pub async fn read_manifest(target: &Target, id: &BackupId) -> Result<Manifest> {
+    let key = layout::manifest_key(id);
+    let bytes = target.get_bytes(&key, MAX_MANIFEST_BYTES).await.map_err(|e| match e {
+        Error::NotFound { .. } => Error::not_found(format!("backup {id} in {}", target.display_name())),
+        other => other,
+    })?;
+    let m = Manifest::parse(&bytes, &format!("manifest of {id}"))?;
+    if &m.id != id {
+        return Err(Error::integrity(
+            format!("manifest of {id}"),
+            format!("id {id}"),
+            format!("id {}", m.id),
+        ));
+    }
+    Ok(m)
+}
+
+/// Newest verification record of a backup.
+pub async fn last_verification(target: &Target, id: &BackupId) -> Result<Option<VerificationRecord>> {
+    let mut items = target.list(&layout::verification_dir(id)).await?;
+    items.sort_by(|a, b| b.key.cmp(&a.key));
+    for item in items.into_iter().take(5) {
+        let bytes = target.get_bytes(&item.key, 1 << 20).await?;
+        if let Ok(r) = serde_json::from_slice::<VerificationRecord>(&bytes) {
+            return Ok(Some(r));
+        }
+    }
+    Ok(None)
+}
+
+/// Records a verification result beside its backup.
+pub async fn record_verification(target: &Target, id: &BackupId, rec: &VerificationRecord) -> Result<()> {
+    let key = layout::verification_key(id, rec.at, &rec.level);
+    let bytes = serde_json::to_vec_pretty(rec).map_err(|e| Error::InvalidInput(e.to_string()))?;
+    target.put_bytes(&key, bytes.into()).await
+}
+
+/// Resolves `latest`, an id, or `tag:NAME` (newest with that tag) to a manifest. Unknown ids
+/// fail with [`Error::NotFound`] listing the available backups.
+pub async fn resolve(target: &Target, spec: &str) -> Result<Manifest> {
+    let spec = spec.trim();
+    let ids = backup_ids(target).await?;
+    let available = || ids.iter().map(ToString::to_string).collect::<Vec<_>>();
+    if spec.is_empty() || spec == "latest" {
+        // Newest readable manifest; a corrupt newest one is reported rather than skipped silently.
+        let Some(id) = ids.first() else {
+            return Err(Error::NotFound {
+                what: format!("any backup in {}", target.display_name()),
+                available: vec![],
+            });
+        };
+        return read_manifest(target, id).await;
+    }
+    if let Some(tag) = spec.strip_prefix("tag:") {
+        for id in &ids {
+            if let Ok(m) = read_manifest(target, id).await
+                && m.tags.iter().any(|t| t == tag)
+            {
+                return Ok(m);
+            }
+        }
+        return Err(Error::NotFound {
+            what: format!("backup tagged {tag:?} in {}", target.display_name()),
+            available: available(),
+        });
+    }
+    match spec.parse::<BackupId>() {
+        Ok(id) if ids.contains(&id) => read_manifest(target, &id).await,
+        _ => Err(Error::NotFound {
+            what: format!("backup {spec:?} in {}", target.display_name()),
+            available: available(),
+        }),
+    }
+}
+
+/// Total bytes of every object under a backup's directory (manifest included).
+pub async fn backup_footprint(target: &Target, id: &BackupId) -> Result<u64> {
+    let items = target.list(&layout::backup_dir(id)).await?;
+    Ok(items.iter().map(|i| i.size).sum())
+}

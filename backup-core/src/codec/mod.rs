@@ -1,0 +1,12 @@
+//! Pure stream transforms: compression and checksums. No storage or database knowledge.
+
+pub mod checksum;
+pub mod compress;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+use crate::error::Result;
+
+/// The currency between pipeline stages: a fallible stream of byte chunks.
+pub type ByteStream = BoxStream<'static, Result<Bytes>>;

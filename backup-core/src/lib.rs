@@ -1,0 +1,53 @@
+//! # backup-core
+//!
+//! Streaming, verifiable database backups: a consistent snapshot of SQLite, PostgreSQL or
+//! MySQL/MariaDB is dumped in parallel chunks, compressed (zstd, gzip), hashed (SHA-256) and
+//! uploaded to one or more object stores; the manifest is written last, so a backup is complete
+//! or absent. Restore checks every byte, loads into a shadow and swaps it in.
+//!
+//! Every command is a function taking `XxxOptions` and returning `XxxReport`; progress goes to an
+//! [`Observer`] in the [`Context`]; errors are one [`Error`] enum whose [`ErrorKind`] maps to
+//! exit codes. This list of re-exports is the public API.
+//!
+//! ```no_run
+//! # async fn demo() -> backup_core::Result<()> {
+//! use backup_core::{create, CreateOptions, Context};
+//! let report = create(
+//!     &CreateOptions {
+//!         source: "sqlite:///srv/app/database.sqlite".into(),
+//!         repos: vec!["/srv/backups".into()],
+//!         ..Default::default()
+//!     },
+//!     &Context::default(),
+//! )
+//! .await?;
+//! println!("backup {} stored {} bytes", report.id, report.stored_bytes);
+//! # Ok(()) }
+//! ```
+
+mod backup;
+mod catalog;
+pub mod codec;
+mod error;
+pub mod format;
+mod model;
+mod progress;
+mod restore;
+pub mod source;
+pub mod storage;
+mod verify;
+
+pub use backup::{CreateOptions, CreateReport, create, create_with, default_jobs};
+pub use catalog::{
+    BackupSummary, ListOptions, ListReport, Unreadable, VerificationRecord, backup_footprint, backup_ids,
+    last_verification, list, list_in, read_manifest, record_verification, resolve,
+};
+pub use error::{Error, ErrorKind, Result};
+pub use format::manifest::Manifest;
+pub use model::{BackupId, Compression, DatabaseUrl, Engine, Secret, redact_str};
+pub use progress::{CancellationToken, Context, Event, NoProgress, Observer, Phase};
+pub use restore::{RestoreOptions, RestoreReport, confirmation_needed, restore, restore_with};
+pub use storage::Target;
+pub use verify::{
+    Finding, VerifyLevel, VerifyOptions, VerifyReport, check_full, check_quick, verify, verify_with,
+};

@@ -1,0 +1,146 @@
+//! Progress events and cancellation: how long operations talk to whoever drives them.
+//!
+//! The core never draws anything. It emits [`Event`]s to an [`Observer`]; the CLI turns them into
+//! progress bars, the FFI into a pollable snapshot. Every long operation also takes a [`Context`]
+//! whose cancellation token it checks between units of work.
+
+use std::sync::Arc;
+
+pub use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+
+/// A phase of a long operation, for progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Taking the consistent snapshot of the source.
+    Snapshot,
+    /// Dumping, compressing and uploading data.
+    Upload,
+    /// Downloading and checking stored objects.
+    Verify,
+    /// Loading data into the target.
+    Load,
+    /// Building indexes/constraints, checking, swapping in.
+    Finish,
+    /// Deleting objects (prune).
+    Delete,
+}
+
+/// Something that happened during an operation.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A phase began; `total_bytes` when known lets a bar show a percentage.
+    PhaseStarted {
+        /// Which phase.
+        phase: Phase,
+        /// Expected amount of work in bytes, if known.
+        total_bytes: Option<u64>,
+    },
+    /// Bytes of work done in the current phase (increment, not total).
+    Advanced {
+        /// Which phase.
+        phase: Phase,
+        /// Bytes processed since the last event.
+        bytes: u64,
+    },
+    /// An object finished (stored, verified or loaded).
+    ObjectDone {
+        /// Which phase.
+        phase: Phase,
+        /// Object key relative to the backup.
+        key: String,
+    },
+    /// A phase ended.
+    PhaseFinished {
+        /// Which phase.
+        phase: Phase,
+    },
+    /// A human-readable note worth showing (fallbacks, warnings).
+    Note {
+        /// The note.
+        message: String,
+    },
+}
+
+/// Receives progress events. Implementations must be cheap and must not block: events arrive
+/// from worker tasks on any thread.
+pub trait Observer: Send + Sync {
+    /// Called for each event.
+    fn on_event(&self, event: &Event);
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+
+impl Observer for NoProgress {
+    fn on_event(&self, _event: &Event) {}
+}
+
+/// What every long operation receives besides its options: where to report progress and how to
+/// learn that it should stop.
+#[derive(Clone)]
+pub struct Context {
+    /// Progress sink.
+    pub observer: Arc<dyn Observer>,
+    /// Cancelled by the caller (Ctrl-C, `dbb_cancel`, deadline).
+    pub cancel: CancellationToken,
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Context { observer: Arc::new(NoProgress), cancel: CancellationToken::new() }
+    }
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("cancelled", &self.cancel.is_cancelled()).finish()
+    }
+}
+
+impl Context {
+    /// A context reporting to `observer`.
+    pub fn with_observer(observer: Arc<dyn Observer>) -> Self {
+        Context { observer, cancel: CancellationToken::new() }
+    }
+
+    /// Emits an event.
+    pub fn emit(&self, event: Event) {
+        self.observer.on_event(&event);
+    }
+
+    /// Emits a note.
+    pub fn note(&self, message: impl Into<String>) {
+        let message = message.into();
+        tracing::info!("{message}");
+        self.emit(Event::Note { message });
+    }
+
+    /// Fails with [`Error::Cancelled`] if cancellation was requested.
+    pub fn check(&self, what: &str) -> Result<()> {
+        if self.cancel.is_cancelled() { Err(Error::Cancelled(what.to_string())) } else { Ok(()) }
+    }
+}
+
+/// Measures a phase and emits start/finish events.
+pub(crate) struct PhaseGuard<'a> {
+    ctx: &'a Context,
+    phase: Phase,
+}
+
+impl<'a> PhaseGuard<'a> {
+    pub(crate) fn start(ctx: &'a Context, phase: Phase, total_bytes: Option<u64>) -> Self {
+        ctx.emit(Event::PhaseStarted { phase, total_bytes });
+        PhaseGuard { ctx, phase }
+    }
+}
+
+impl Drop for PhaseGuard<'_> {
+    fn drop(&mut self) {
+        self.ctx.emit(Event::PhaseFinished { phase: self.phase });
+    }
+}

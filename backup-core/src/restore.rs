@@ -1,0 +1,321 @@
+//! The `restore` use-case: resolve -> check every object exists -> (optionally verify all) ->
+//! load into a shadow with every object's digest checked as it streams -> compare row counts and
+//! checksums with the manifest -> swap. Any failure before the swap discards the shadow and
+//! leaves the live database exactly as it was.
+
+use std::time::Instant;
+
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+
+use crate::codec::ByteStream;
+use crate::codec::checksum::verified;
+use crate::codec::compress::{self, Codec};
+use crate::error::{Error, Result};
+use crate::format::layout;
+use crate::format::manifest::{Manifest, ObjectEntry, ObjectKind};
+use crate::model::{DatabaseUrl, Secret};
+use crate::progress::{Context, Event, Phase, PhaseGuard};
+use crate::source::{self, LoadOptions, LoadSession, Loader, TableStats};
+use crate::storage::Target;
+use crate::{catalog, verify};
+
+/// Input of [`restore`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RestoreOptions {
+    /// Repository URL.
+    pub repo: String,
+    /// `latest` (default), a backup id, or `tag:NAME`.
+    pub backup: String,
+    /// Target database URL.
+    pub into: String,
+    /// Password for the target (overrides one in the URL).
+    pub password: Option<Secret>,
+    /// Parallel loaders.
+    pub jobs: usize,
+    /// Load into the live database instead of a shadow (needs a full verification first).
+    pub in_place: bool,
+    /// Restore only these tables.
+    pub tables: Option<Vec<String>>,
+    /// The target is production: refuse unless `force` (the CLI asks the operator first).
+    pub production: bool,
+    /// Go ahead without confirmation.
+    pub force: bool,
+    /// Download and check every object before loading anything (always on with `in_place`).
+    pub verify_first: bool,
+    /// Engine-specific switches.
+    pub engine_options: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for RestoreOptions {
+    fn default() -> Self {
+        RestoreOptions {
+            repo: String::new(),
+            backup: "latest".into(),
+            into: String::new(),
+            password: None,
+            jobs: crate::backup::default_jobs(),
+            in_place: false,
+            tables: None,
+            production: false,
+            force: false,
+            verify_first: false,
+            engine_options: Default::default(),
+        }
+    }
+}
+
+/// Output of [`restore`] (the CLI's `--json` for `restore`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestoreReport {
+    /// Backup restored.
+    pub id: String,
+    /// Target, without credentials.
+    pub into: String,
+    /// Engine.
+    pub engine: String,
+    /// Tables restored.
+    pub tables: usize,
+    /// Rows restored.
+    pub rows: u64,
+    /// Uncompressed bytes loaded.
+    pub raw_bytes: u64,
+    /// Objects read.
+    pub objects: usize,
+    /// Wall time, which is the measured recovery time.
+    pub duration_ms: u64,
+    /// Notes for the operator.
+    pub notes: Vec<String>,
+}
+
+/// The name the operator must type to confirm, when confirmation is needed.
+pub fn confirmation_needed(opts: &RestoreOptions) -> Result<Option<String>> {
+    if !opts.production || opts.force {
+        return Ok(None);
+    }
+    Ok(Some(DatabaseUrl::parse(&opts.into)?.database()))
+}
+
+/// Restores a backup (see the module docs).
+pub async fn restore(opts: &RestoreOptions, ctx: &Context) -> Result<RestoreReport> {
+    let mut url = DatabaseUrl::parse(&opts.into)?;
+    url.set_password(opts.password.clone());
+    if let Some(name) = confirmation_needed(opts)? {
+        return Err(Error::ConfirmationRequired(format!(
+            "{} is marked production; confirm by typing the database name {name:?} or pass --force",
+            url
+        )));
+    }
+    let target = Target::open(&opts.repo)?;
+    let manifest = catalog::resolve(&target, &opts.backup).await?;
+    let loader = source::open_loader(&url)?;
+    restore_with(&target, &manifest, loader.as_ref(), &url.to_string(), opts, ctx).await
+}
+
+/// [`restore`] with an opened repository, a resolved manifest and a loader.
+pub async fn restore_with(
+    target: &Target,
+    manifest: &Manifest,
+    loader: &dyn Loader,
+    into_display: &str,
+    opts: &RestoreOptions,
+    ctx: &Context,
+) -> Result<RestoreReport> {
+    let started = Instant::now();
+    if loader.engine() != manifest.engine {
+        return Err(Error::InvalidInput(format!(
+            "backup {} is a {} backup and cannot be restored into a {} database",
+            manifest.id,
+            manifest.engine,
+            loader.engine()
+        )));
+    }
+    // Every object must exist with its recorded size before anything is touched.
+    let quick = verify::check_quick(target, manifest).await?;
+    if let Some(f) = quick.first() {
+        return Err(Error::integrity(
+            format!("backup {}: {}", manifest.id, f.object.clone().unwrap_or_default()),
+            "every object present with its recorded size",
+            format!("{} ({} problem(s))", f.problem, quick.len()),
+        ));
+    }
+    if opts.in_place || opts.verify_first {
+        let findings = verify::check_full(target, manifest, opts.jobs.max(1), ctx).await?;
+        if let Some(f) = findings.first() {
+            return Err(Error::integrity(
+                format!("backup {}: {}", manifest.id, f.object.clone().unwrap_or_default()),
+                "every object intact",
+                format!("{} ({} problem(s))", f.problem, findings.len()),
+            ));
+        }
+    }
+    let load_opts = LoadOptions {
+        jobs: opts.jobs.max(1),
+        in_place: opts.in_place,
+        tables: opts.tables.clone(),
+        engine_options: opts.engine_options.clone(),
+    };
+    let session = loader.begin(manifest, &load_opts, ctx).await?;
+    let loaded = match load_and_check(target, manifest, session.as_ref(), &load_opts, ctx).await {
+        Ok(l) => l,
+        Err(e) => {
+            if let Err(abort) = session.abort().await {
+                tracing::warn!("discarding the partial restore after error: {abort}");
+            }
+            return Err(e);
+        }
+    };
+    let commit = {
+        let _p = PhaseGuard::start(ctx, Phase::Finish, None);
+        session.commit(ctx).await?
+    };
+    let mut notes = commit.notes;
+    if let Some(p) = commit.previous_kept_at {
+        notes.push(format!("previous data kept at {p}"));
+    }
+    Ok(RestoreReport {
+        id: manifest.id.to_string(),
+        into: into_display.to_string(),
+        engine: manifest.engine.to_string(),
+        tables: loaded.tables,
+        rows: loaded.rows,
+        raw_bytes: loaded.raw_bytes,
+        objects: loaded.objects,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        notes,
+    })
+}
+
+/// What a load put into a session.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Loaded {
+    pub(crate) tables: usize,
+    pub(crate) rows: u64,
+    pub(crate) raw_bytes: u64,
+    pub(crate) objects: usize,
+}
+
+/// Does the table filter select this table?
+pub(crate) fn selected(tables: &Option<Vec<String>>, t: &crate::format::manifest::TableEntry) -> bool {
+    match tables {
+        None => true,
+        Some(list) => list.iter().any(|n| *n == t.name || *n == t.display_name()),
+    }
+}
+
+/// Loads every object of `manifest` into `session` (digests checked as bytes stream), then
+/// compares each selected table's row count and checksum with the manifest.
+pub(crate) async fn load_and_check(
+    target: &Target,
+    manifest: &Manifest,
+    session: &dyn LoadSession,
+    opts: &LoadOptions,
+    ctx: &Context,
+) -> Result<Loaded> {
+    if let Some(list) = &opts.tables {
+        for name in list {
+            if !manifest.tables.iter().any(|t| t.name == *name || t.display_name() == *name) {
+                return Err(Error::NotFound {
+                    what: format!("table {name:?} in backup {}", manifest.id),
+                    available: manifest.tables.iter().map(|t| t.display_name()).collect(),
+                });
+            }
+        }
+    }
+    let wanted = |o: &ObjectEntry| match o.table {
+        Some(t) => selected(&opts.tables, &manifest.tables[t]),
+        None => true,
+    };
+    let total: u64 = manifest.objects.iter().filter(|o| wanted(o)).map(|o| o.raw_bytes).sum();
+    let phase = PhaseGuard::start(ctx, Phase::Load, Some(total));
+    let mut loaded = Loaded::default();
+    for o in manifest.objects.iter().filter(|o| o.kind == ObjectKind::SchemaPre) {
+        session
+            .pre_data(read_object(target, manifest, o, ctx))
+            .await
+            .map_err(|e| e.context("apply pre-data schema"))?;
+        loaded.objects += 1;
+    }
+    let data: Vec<&ObjectEntry> = manifest
+        .objects
+        .iter()
+        .filter(|o| matches!(o.kind, ObjectKind::Data | ObjectKind::File) && wanted(o))
+        .collect();
+    let rows: Vec<u64> = futures::stream::iter(data.iter())
+        .map(|o| async move {
+            ctx.check("restore")?;
+            let r = session
+                .load(o, read_object(target, manifest, o, ctx))
+                .await
+                .map_err(|e| e.context(format!("load {}", o.key)))?;
+            ctx.emit(Event::ObjectDone { phase: Phase::Load, key: o.key.clone() });
+            Ok::<u64, Error>(r)
+        })
+        .buffer_unordered(opts.jobs.max(1))
+        .try_collect()
+        .await?;
+    loaded.objects += data.len();
+    loaded.raw_bytes = data.iter().map(|o| o.raw_bytes).sum();
+    let _ = rows;
+    for o in manifest.objects.iter().filter(|o| o.kind == ObjectKind::SchemaPost) {
+        session
+            .post_data(read_object(target, manifest, o, ctx))
+            .await
+            .map_err(|e| e.context("apply post-data schema"))?;
+        loaded.objects += 1;
+    }
+    drop(phase);
+    let _p = PhaseGuard::start(ctx, Phase::Finish, None);
+    let tables: Vec<_> = manifest.tables.iter().filter(|t| selected(&opts.tables, t)).collect();
+    let stats: Vec<(usize, TableStats)> = futures::stream::iter(tables.iter().enumerate())
+        .map(|(i, t)| async move { session.table_stats(t).await.map(|s| (i, s)) })
+        .buffer_unordered(opts.jobs.max(1))
+        .try_collect()
+        .await?;
+    for (i, s) in stats {
+        let t = tables[i];
+        if s.rows != t.rows {
+            return Err(Error::integrity(
+                format!("table {} after load", t.display_name()),
+                format!("{} rows", t.rows),
+                format!("{} rows", s.rows),
+            ));
+        }
+        if let (Some(want), Some(got)) = (&t.checksum, &s.checksum)
+            && t.checksum_algo == s.checksum_algo
+            && want != got
+        {
+            return Err(Error::integrity(
+                format!("table {} after load", t.display_name()),
+                format!("checksum {want}"),
+                format!("checksum {got}"),
+            ));
+        }
+        loaded.rows += s.rows;
+    }
+    loaded.tables = tables.len();
+    Ok(loaded)
+}
+
+/// Streams a stored object: stored-digest check, decompression, raw-digest check. The stream
+/// ends in an error, before its end-of-stream, if any byte is wrong.
+pub(crate) fn read_object(
+    target: &Target,
+    manifest: &Manifest,
+    o: &ObjectEntry,
+    ctx: &Context,
+) -> ByteStream {
+    let key = format!("{}{}", layout::backup_dir(&manifest.id), o.key);
+    let what = format!("object {} of {}", o.key, manifest.id);
+    let codec = match Codec::from_name(&o.codec) {
+        Ok(c) => c,
+        Err(e) => return futures::stream::once(async move { Err(e) }).boxed(),
+    };
+    let stored = verified(target.get_stream(&key), what.clone(), o.stored_bytes, o.sha256.clone());
+    let raw = compress::decode(stored, codec, what.clone());
+    let ctx = ctx.clone();
+    verified(raw, format!("{what} (decompressed)"), o.raw_bytes, o.raw_sha256.clone())
+        .inspect_ok(move |b| ctx.emit(Event::Advanced { phase: Phase::Load, bytes: b.len() as u64 }))
+        .boxed()
+}

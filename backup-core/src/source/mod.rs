@@ -1,0 +1,251 @@
+//! Database engines behind one contract: [`Source`] (dump side) and [`Loader`] (restore side).
+//!
+//! Engines are private children of this module, never import each other or storage, and are
+//! chosen in exactly one place ([`open_source`], [`open_loader`]) from a [`DatabaseUrl`].
+//!
+//! ## Contract
+//! - [`Source::snapshot`] returns a [`Snapshot`]: everything read through it (schema, plan, every
+//!   chunk, table stats) sees the database as of one instant, whatever writers do meanwhile.
+//! - [`Snapshot::dump`] may be called concurrently for different chunks (up to `jobs`). Each
+//!   returns a stream in the engine's bulk format; the stream must end with an error, never
+//!   silently early, if the database fails midway.
+//! - [`Loader::begin`] prepares a place to load into that is **not** the live database (a shadow
+//!   database or temp file), except with `in_place`. Nothing becomes visible until
+//!   [`LoadSession::commit`], which swaps atomically and puts the original back if the swap
+//!   fails. [`LoadSession::abort`] discards the shadow and leaves the live database as it was.
+//! - Table stats from a snapshot and from a load session use the same algorithm (named in
+//!   `checksum_algo`), so a restore can prove it loaded what was dumped.
+
+pub(crate) mod sqlite;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use async_trait::async_trait;
+
+use crate::codec::ByteStream;
+use crate::error::{Error, Result};
+use crate::format::manifest::{Manifest, ObjectEntry, ObjectKind, TableEntry};
+use crate::model::{DatabaseUrl, Engine};
+use crate::progress::Context;
+
+/// How a source dumps.
+#[derive(Debug, Clone)]
+pub struct DumpOptions {
+    /// Parallel connections / workers.
+    pub jobs: usize,
+    /// Target uncompressed size of one data chunk; big tables are split to about this size.
+    pub chunk_bytes: u64,
+    /// Compute per-table content checksums (costs one extra read of the data).
+    pub checksums: bool,
+    /// Where temporary files go (SQLite snapshot copy); system temp dir if `None`.
+    pub temp_dir: Option<PathBuf>,
+    /// Engine-specific switches (`no_owner`, `no_definer`, ...).
+    pub engine_options: BTreeMap<String, String>,
+}
+
+impl Default for DumpOptions {
+    fn default() -> Self {
+        DumpOptions {
+            jobs: 2,
+            chunk_bytes: 64 << 20,
+            checksums: true,
+            temp_dir: None,
+            engine_options: BTreeMap::new(),
+        }
+    }
+}
+
+/// What a snapshot knows about itself, recorded in the manifest.
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotInfo {
+    /// Server or library version.
+    pub server_version: String,
+    /// Database name.
+    pub database: String,
+    /// Position (LSN, binlog file/pos, GTID, method).
+    pub position: BTreeMap<String, String>,
+    /// Fallbacks taken, warnings.
+    pub notes: Vec<String>,
+    /// Database-level properties to restore (charset, settings).
+    pub properties: BTreeMap<String, serde_json::Value>,
+}
+
+/// Schema scripts, split so data loads before indexes and constraints.
+#[derive(Debug, Clone, Default)]
+pub struct SchemaScripts {
+    /// Types, tables without secondary indexes.
+    pub pre_data: String,
+    /// Indexes, constraints, triggers, views, routines.
+    pub post_data: String,
+}
+
+/// One unit of dump work.
+#[derive(Debug, Clone)]
+pub struct ChunkPlan {
+    /// Index into the plan's tables (data chunks), or `None` (file chunks).
+    pub table: Option<usize>,
+    /// Chunk number within its table or file.
+    pub chunk: u32,
+    /// What it holds.
+    pub kind: ObjectKind,
+    /// Bulk format name (`sqlite-db`, `pg-copy-text`, `mysql-tsv`).
+    pub format: String,
+    /// Short extension for the key (`db`, `copy`, `tsv`).
+    pub ext: String,
+    /// Expected raw size, if known.
+    pub size_hint: Option<u64>,
+    /// File offset (file chunks).
+    pub offset: Option<u64>,
+    /// Engine-private description (key range, ctid range, ...).
+    pub spec: serde_json::Value,
+}
+
+/// Tables and chunks to dump.
+#[derive(Debug, Clone, Default)]
+pub struct DumpPlan {
+    /// Tables (rows/checksum may be 0/None until stats are taken).
+    pub tables: Vec<TableEntry>,
+    /// Chunks, in a good order to schedule (largest first helps balance).
+    pub chunks: Vec<ChunkPlan>,
+}
+
+/// A chunk's bytes plus a row counter the engine advances while streaming.
+pub struct DumpStream {
+    /// The bytes, in the chunk's bulk format.
+    pub bytes: ByteStream,
+    /// Rows streamed so far; final once `bytes` ended cleanly.
+    pub rows: Arc<AtomicU64>,
+}
+
+/// Row count and content checksum of a table.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TableStats {
+    /// Rows.
+    pub rows: u64,
+    /// Engine-defined content checksum.
+    pub checksum: Option<String>,
+    /// Algorithm name.
+    pub checksum_algo: Option<String>,
+}
+
+/// Opens consistent snapshots of one database.
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// The engine.
+    fn engine(&self) -> Engine;
+    /// Opens a consistent snapshot (see the module contract).
+    async fn snapshot(&self, opts: &DumpOptions, ctx: &Context) -> Result<Box<dyn Snapshot>>;
+}
+
+/// A consistent view of a database being dumped.
+#[async_trait]
+pub trait Snapshot: Send + Sync {
+    /// Version, position, notes.
+    fn info(&self) -> SnapshotInfo;
+    /// Schema scripts (bounded metadata).
+    async fn schema(&self) -> Result<SchemaScripts>;
+    /// Tables and chunks.
+    async fn plan(&self) -> Result<DumpPlan>;
+    /// Streams one chunk.
+    async fn dump(&self, plan: &DumpPlan, chunk: &ChunkPlan) -> Result<DumpStream>;
+    /// Row count and checksum of one table as of the snapshot.
+    async fn table_stats(&self, table: &TableEntry) -> Result<TableStats>;
+    /// Releases the snapshot (ends transactions, removes temp files).
+    async fn close(self: Box<Self>) -> Result<()>;
+}
+
+/// How a restore loads.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Parallel loaders.
+    pub jobs: usize,
+    /// Drop and load into the live database (hosts without the privileges for a shadow).
+    pub in_place: bool,
+    /// Restore only these tables (names as in the manifest, `schema.name` or `name`).
+    pub tables: Option<Vec<String>>,
+    /// Engine-specific switches.
+    pub engine_options: BTreeMap<String, String>,
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, Default)]
+pub struct CommitReport {
+    /// Where the previous data went, if kept.
+    pub previous_kept_at: Option<String>,
+    /// Notes for the operator.
+    pub notes: Vec<String>,
+}
+
+/// Restores backups into one database.
+#[async_trait]
+pub trait Loader: Send + Sync {
+    /// The engine.
+    fn engine(&self) -> Engine;
+    /// Prepares a shadow to load `manifest` into (see the module contract).
+    async fn begin(
+        &self,
+        manifest: &Manifest,
+        opts: &LoadOptions,
+        ctx: &Context,
+    ) -> Result<Box<dyn LoadSession>>;
+}
+
+/// One restore in progress.
+#[async_trait]
+pub trait LoadSession: Send + Sync {
+    /// Applies the pre-data script (verified, decompressed). Must consume the stream.
+    async fn pre_data(&self, sql: ByteStream) -> Result<()>;
+    /// Loads one data or file object (verified, decompressed); may run concurrently. Returns rows.
+    async fn load(&self, object: &ObjectEntry, data: ByteStream) -> Result<u64>;
+    /// Applies the post-data script. Must consume the stream.
+    async fn post_data(&self, sql: ByteStream) -> Result<()>;
+    /// Row count and checksum of a table as loaded into the shadow.
+    async fn table_stats(&self, table: &TableEntry) -> Result<TableStats>;
+    /// Makes the load live; on failure restores the previous state.
+    async fn commit(self: Box<Self>, ctx: &Context) -> Result<CommitReport>;
+    /// Discards the load; the live database is as it was.
+    async fn abort(self: Box<Self>) -> Result<()>;
+}
+
+/// Opens the source engine for a database URL.
+pub fn open_source(url: &DatabaseUrl) -> Result<Box<dyn Source>> {
+    match url.engine() {
+        Engine::Sqlite => Ok(Box::new(sqlite::SqliteSource::new(url)?)),
+        other => Err(Error::Unsupported(format!("{other} sources are not available in this build"))),
+    }
+}
+
+/// Opens the loader engine for a database URL.
+pub fn open_loader(url: &DatabaseUrl) -> Result<Box<dyn Loader>> {
+    match url.engine() {
+        Engine::Sqlite => Ok(Box::new(sqlite::SqliteLoader::new(url)?)),
+        other => Err(Error::Unsupported(format!("{other} restores are not available in this build"))),
+    }
+}
+
+/// Drains a stream, surfacing its first error (so integrity checks wrapped around it run).
+pub async fn drain(mut s: ByteStream) -> Result<u64> {
+    use futures::StreamExt;
+    let mut n = 0;
+    while let Some(b) = s.next().await {
+        n += b?.len() as u64;
+    }
+    Ok(n)
+}
+
+/// Reads a whole small stream (schema scripts) into a string, refusing more than `max` bytes.
+pub async fn read_text(mut s: ByteStream, max: usize, what: &str) -> Result<String> {
+    use futures::StreamExt;
+    let mut buf = Vec::new();
+    while let Some(b) = s.next().await {
+        let b = b?;
+        if buf.len() + b.len() > max {
+            return Err(Error::Unsupported(format!("{what} is larger than {max} bytes")));
+        }
+        buf.extend_from_slice(&b);
+    }
+    String::from_utf8(buf).map_err(|e| Error::integrity(what, "UTF-8 text", e.to_string()))
+}

@@ -1,0 +1,9 @@
+//! Where backups live: repositories built from URLs ([`url`]) and the [`Target`] wrapper that
+//! gives the use-cases streaming, bounded-memory, create-only access to them.
+
+#[cfg(any(test, feature = "testing"))]
+pub mod fault;
+pub mod target;
+pub mod url;
+
+pub use target::{Capabilities, Target};

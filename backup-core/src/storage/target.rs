@@ -1,0 +1,375 @@
+//! [`Target`]: one repository, seen through the operations backups need.
+//!
+//! Contract:
+//! - `put_stream` uploads a stream of unknown length with bounded memory: at most
+//!   `(max_concurrency + 1) * part_size` bytes are buffered. Small objects (under one part) are
+//!   sent with a single PUT. On error or cancellation the multipart upload is aborted, so no
+//!   partial object becomes visible.
+//! - `put_create` writes only if nothing exists at the key (conditional PUT where the store has
+//!   it; otherwise a HEAD check, which is racy but the key is unique anyway).
+//! - `get_stream` resumes from the current offset after a dropped connection.
+//! - Keys are relative to the repository prefix and come only from `format::layout`.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart,
+};
+
+use crate::codec::ByteStream;
+use crate::error::{Error, Result};
+use crate::progress::Context;
+
+/// Default multipart part size: above S3's 5 MiB minimum.
+pub const DEFAULT_PART_SIZE: usize = 8 << 20;
+/// S3's limit on parts per upload.
+pub const MAX_PARTS: u64 = 10_000;
+
+/// What a store can do beyond the basics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Conditional create (`If-None-Match: *`). Backblaze B2 lacks it.
+    pub conditional_put: bool,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Capabilities { conditional_put: true }
+    }
+}
+
+/// Metadata of a listed object, key relative to the repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Key relative to the repository prefix.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification time.
+    pub modified: chrono::DateTime<chrono::Utc>,
+}
+
+/// One repository.
+#[derive(Clone)]
+pub struct Target {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    display: String,
+    caps: Capabilities,
+    part_size: usize,
+    max_concurrency: usize,
+    resume_attempts: u32,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Target({})", self.display)
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.display)
+    }
+}
+
+impl Target {
+    /// Wraps a store. `prefix` (no leading/trailing slash needed) is prepended to every key;
+    /// `display` is how the repository is named in messages (never with credentials).
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        prefix: &str,
+        display: impl Into<String>,
+        caps: Capabilities,
+    ) -> Self {
+        Target {
+            store,
+            prefix: prefix.trim_matches('/').to_string(),
+            display: display.into(),
+            caps,
+            part_size: DEFAULT_PART_SIZE,
+            max_concurrency: 4,
+            resume_attempts: 5,
+        }
+    }
+
+    /// Opens a repository from its URL (see [`super::url`]).
+    pub fn open(url: &str) -> Result<Self> {
+        super::url::open(url)
+    }
+
+    /// Sets the multipart part size (bytes, at least 5 MiB for S3) and the number of parts in
+    /// flight per upload. Peak buffered bytes per upload = `(max_concurrency + 1) * part_size`.
+    pub fn with_upload_limits(mut self, part_size: usize, max_concurrency: usize) -> Self {
+        self.part_size = part_size.max(1024);
+        self.max_concurrency = max_concurrency.max(1);
+        self
+    }
+
+    /// How many times a broken download is resumed before giving up.
+    pub fn with_resume_attempts(mut self, n: u32) -> Self {
+        self.resume_attempts = n;
+        self
+    }
+
+    /// How the repository is named in messages.
+    pub fn display_name(&self) -> &str {
+        &self.display
+    }
+
+    /// The store's capabilities.
+    pub fn capabilities(&self) -> Capabilities {
+        self.caps
+    }
+
+    /// The part size used for an upload of about `size_hint` bytes: the configured size, grown
+    /// so the upload stays under [`MAX_PARTS`] parts.
+    pub fn part_size_for(&self, size_hint: Option<u64>) -> usize {
+        let min = self.part_size as u64;
+        let needed = size_hint.map(|s| s.div_ceil(MAX_PARTS - 100)).unwrap_or(0);
+        usize::try_from(min.max(needed)).unwrap_or(usize::MAX)
+    }
+
+    fn path(&self, key: &str) -> Path {
+        if self.prefix.is_empty() { Path::from(key) } else { Path::from(format!("{}/{key}", self.prefix)) }
+    }
+
+    fn relative(&self, p: &Path) -> String {
+        let s = p.as_ref();
+        if self.prefix.is_empty() {
+            s.to_string()
+        } else {
+            s.strip_prefix(&self.prefix)
+                .map(|r| r.trim_start_matches('/').to_string())
+                .unwrap_or_else(|| s.to_string())
+        }
+    }
+
+    fn ctx(&self, op: &str, key: &str) -> String {
+        format!("{op} {key} in {}", self.display)
+    }
+
+    /// Uploads a stream; returns the number of bytes stored. See the module contract.
+    pub async fn put_stream(
+        &self,
+        key: &str,
+        mut data: ByteStream,
+        size_hint: Option<u64>,
+        ctx: &Context,
+    ) -> Result<u64> {
+        let part_size = self.part_size_for(size_hint);
+        let path = self.path(key);
+        // Buffer the first part: objects smaller than one part go up in a single PUT.
+        let mut first = BytesMut::new();
+        let mut total = 0u64;
+        while first.len() < part_size {
+            ctx.check(&self.ctx("upload", key))?;
+            match data.next().await {
+                Some(Ok(b)) => {
+                    total += b.len() as u64;
+                    first.extend_from_slice(&b);
+                }
+                Some(Err(e)) => return Err(e),
+                None => {
+                    let payload = PutPayload::from(first.freeze());
+                    self.store
+                        .put(&path, payload)
+                        .await
+                        .map_err(|e| Error::storage(self.ctx("upload", key), e))?;
+                    return Ok(total);
+                }
+            }
+        }
+        let upload = self
+            .store
+            .put_multipart(&path)
+            .await
+            .map_err(|e| Error::storage(self.ctx("start upload of", key), e))?;
+        let mut w = WriteMultipart::new_with_chunk_size(upload, part_size);
+        w.put(first.freeze());
+        let result: Result<()> = async {
+            loop {
+                ctx.check(&self.ctx("upload", key))?;
+                w.wait_for_capacity(self.max_concurrency)
+                    .await
+                    .map_err(|e| Error::storage(self.ctx("upload part of", key), e))?;
+                tokio::select! {
+                    biased;
+                    _ = ctx.cancel.cancelled() => return Err(Error::Cancelled(self.ctx("upload", key))),
+                    item = data.next() => match item {
+                        Some(Ok(b)) => {
+                            total += b.len() as u64;
+                            w.put(b);
+                        }
+                        Some(Err(e)) => return Err(e),
+                        None => return Ok(()),
+                    }
+                }
+            }
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                w.finish().await.map_err(|e| Error::storage(self.ctx("complete upload of", key), e))?;
+                Ok(total)
+            }
+            Err(e) => {
+                // Report the first error, not the abort's (the abort's is only logged).
+                if let Err(abort) = w.abort().await {
+                    tracing::warn!("aborting upload of {key} in {} after error: {abort}", self.display);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes small bytes only if nothing exists at `key`. Fails with [`Error::AlreadyExists`]
+    /// otherwise.
+    pub async fn put_create(&self, key: &str, bytes: Bytes) -> Result<()> {
+        let path = self.path(key);
+        if self.caps.conditional_put {
+            let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+            match self.store.put_opts(&path, PutPayload::from(bytes.clone()), opts).await {
+                Ok(_) => return Ok(()),
+                Err(object_store::Error::NotImplemented { .. }) => {}
+                Err(e) => return Err(Error::storage(self.ctx("create", key), e)),
+            }
+        }
+        if self.head(key).await?.is_some() {
+            return Err(Error::AlreadyExists(self.ctx("object", key)));
+        }
+        self.put_bytes(key, bytes).await
+    }
+
+    /// Writes small bytes, replacing whatever is there.
+    pub async fn put_bytes(&self, key: &str, bytes: Bytes) -> Result<()> {
+        self.store
+            .put(&self.path(key), PutPayload::from(bytes))
+            .await
+            .map_err(|e| Error::storage(self.ctx("write", key), e))?;
+        Ok(())
+    }
+
+    /// Reads a small object whole, refusing anything over `max` bytes.
+    pub async fn get_bytes(&self, key: &str, max: u64) -> Result<Bytes> {
+        let r =
+            self.store.get(&self.path(key)).await.map_err(|e| Error::storage(self.ctx("read", key), e))?;
+        if r.meta.size > max {
+            return Err(Error::integrity(
+                self.ctx("object", key),
+                format!("at most {max} bytes"),
+                format!("{} bytes", r.meta.size),
+            ));
+        }
+        r.bytes().await.map_err(|e| Error::storage(self.ctx("read", key), e))
+    }
+
+    /// Size of the object at `key`, or `None` if absent.
+    pub async fn head(&self, key: &str) -> Result<Option<u64>> {
+        match self.store.head(&self.path(key)).await {
+            Ok(m) => Ok(Some(m.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Error::storage(self.ctx("stat", key), e)),
+        }
+    }
+
+    /// Streams an object, resuming at the current offset (up to the configured number of times)
+    /// when the connection breaks mid-body.
+    pub fn get_stream(&self, key: &str) -> ByteStream {
+        struct St {
+            t: Target,
+            key: String,
+            offset: u64,
+            body: Option<ByteStream>,
+            attempts: u32,
+            done: bool,
+        }
+        let st =
+            St { t: self.clone(), key: key.to_string(), offset: 0, body: None, attempts: 0, done: false };
+        futures::stream::unfold(st, |mut st| async move {
+            loop {
+                if st.done {
+                    return None;
+                }
+                if st.body.is_none() {
+                    let path = st.t.path(&st.key);
+                    let opts = GetOptions {
+                        range: (st.offset > 0).then_some(GetRange::Offset(st.offset)),
+                        ..Default::default()
+                    };
+                    match st.t.store.get_opts(&path, opts).await {
+                        Ok(r) => {
+                            st.body =
+                                Some(r.into_stream().map_err(|e| Error::storage("read body", e)).boxed())
+                        }
+                        Err(e) => {
+                            st.done = true;
+                            return Some((Err(Error::storage(st.t.ctx("read", &st.key), e)), st));
+                        }
+                    }
+                }
+                let body = st.body.as_mut()?;
+                match body.next().await {
+                    Some(Ok(b)) => {
+                        st.offset += b.len() as u64;
+                        return Some((Ok(b), st));
+                    }
+                    None => return None,
+                    Some(Err(e)) => {
+                        st.body = None;
+                        if st.attempts < st.t.resume_attempts && !matches!(e, Error::NotFound { .. }) {
+                            st.attempts += 1;
+                            tracing::warn!(
+                                "download of {} from {} broke at byte {} ({e}); resuming (attempt {})",
+                                st.key,
+                                st.t.display,
+                                st.offset,
+                                st.attempts
+                            );
+                            continue;
+                        }
+                        st.done = true;
+                        return Some((Err(e.context(st.t.ctx("read", &st.key))), st));
+                    }
+                }
+            }
+        })
+        .boxed()
+    }
+
+    /// Lists every object under `prefix` (relative), recursively.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
+        let p = self.path(prefix.trim_end_matches('/'));
+        let p = if p.as_ref().is_empty() { None } else { Some(p) };
+        let items: Vec<_> =
+            self.store.list(p.as_ref()).try_collect().await.map_err(|e| {
+                Error::storage(self.ctx("list", if prefix.is_empty() { "/" } else { prefix }), e)
+            })?;
+        Ok(items
+            .into_iter()
+            .map(|m| Listed { key: self.relative(&m.location), size: m.size, modified: m.last_modified })
+            .collect())
+    }
+
+    /// Lists the immediate "directories" under `prefix` (relative), e.g. backup ids at the top.
+    pub async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
+        let p = self.path(prefix.trim_end_matches('/'));
+        let p = if p.as_ref().is_empty() { None } else { Some(p) };
+        let r =
+            self.store.list_with_delimiter(p.as_ref()).await.map_err(|e| {
+                Error::storage(self.ctx("list", if prefix.is_empty() { "/" } else { prefix }), e)
+            })?;
+        Ok(r.common_prefixes.iter().map(|p| self.relative(p)).collect())
+    }
+
+    /// Deletes one object; deleting an absent object is not an error.
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        match self.store.delete(&self.path(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::storage(self.ctx("delete", key), e)),
+        }
+    }
+}
