@@ -115,6 +115,21 @@ impl Target {
         self
     }
 
+    /// The underlying store (to wrap it, e.g. with the fault injector in tests).
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+
+    /// The key prefix inside the store.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The same repository seen through another store (a wrapper of this one).
+    pub fn with_store(&self, store: Arc<dyn ObjectStore>) -> Self {
+        Target { store, ..self.clone() }
+    }
+
     /// How the repository is named in messages.
     pub fn display_name(&self) -> &str {
         &self.display

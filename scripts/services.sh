@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Throwaway test services on free loopback ports, in temp dirs. Source this file, call
+# `start_services [postgres] [mariadb] [moto] [azurite]`, and `stop_services` (test.sh traps it).
+# Each started service exports the variables the test suites read:
+#   DBBACKUP_TEST_PG_URL        postgres://postgres@127.0.0.1:PORT/postgres
+#   DBBACKUP_TEST_MYSQL_URL     mysql://root@127.0.0.1:PORT/mysql
+#   DBBACKUP_TEST_S3_ENDPOINT   http://127.0.0.1:PORT   (bucket DBBACKUP_TEST_S3_BUCKET exists)
+#   DBBACKUP_TEST_AZURITE_URL   http://127.0.0.1:PORT/devstoreaccount1 (container DBBACKUP_TEST_AZ_CONTAINER)
+# Nothing here needs the network beyond loopback, except package installs.
+
+SERVICES_ROOT=${SERVICES_ROOT:-$(mktemp -d /tmp/dbbackup-services.XXXXXX)}
+chmod 755 "$SERVICES_ROOT"
+TOOLS_DIR=${DBBACKUP_TOOLS_DIR:-$HOME/.cache/dbbackup-test-tools}
+_SERVICE_PIDS=()
+_PG_DIRS=()
+
+log() { printf '\033[1m[services]\033[0m %s\n' "$*" >&2; }
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_for_port() { # port timeout_seconds name
+  local port=$1 t=${2:-30} name=${3:-service}
+  for _ in $(seq 1 $((t * 10))); do
+    if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then exec 3>&- 3<&-; return 0; fi
+    sleep 0.1
+  done
+  log "$name did not open port $port within ${t}s"; return 1
+}
+
+apt_install() { # packages...
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  local sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
+  $sudo apt-get update -qq >/dev/null || true
+  # policy-rc.d keeps the packages from starting system-wide daemons.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null; $sudo chmod +x /usr/sbin/policy-rc.d; fi
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+start_postgres() {
+  apt_install postgresql postgresql-client
+  local bin; bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  local dir="$SERVICES_ROOT/pg" port; port=$(free_port)
+  mkdir -p "$dir" && chown postgres:postgres "$dir" && chmod 700 "$dir"
+  runuser -u postgres -- "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
+  runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 60 \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_locks_per_transaction=1024 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c max_wal_size=4GB" start >/dev/null
+  _PG_DIRS+=("$bin|$dir")
+  export DBBACKUP_TEST_PG_URL="postgres://postgres@127.0.0.1:$port/postgres"
+  export PATH="$bin:$PATH"
+  log "PostgreSQL on 127.0.0.1:$port ($dir)"
+}
+
+start_mariadb() {
+  apt_install mariadb-server mariadb-client
+  local dir="$SERVICES_ROOT/mariadb" port; port=$(free_port)
+  mkdir -p "$dir" && chown mysql:mysql "$dir"
+  mariadb-install-db --no-defaults --user=mysql --datadir="$dir/data" --auth-root-authentication-method=normal >"$dir/install.log" 2>&1
+  mariadbd --no-defaults --user=mysql --datadir="$dir/data" --socket="$dir/sock" --port="$port" \
+    --bind-address=127.0.0.1 --max-allowed-packet=1G --local-infile=1 --innodb-flush-log-at-trx-commit=0 \
+    --innodb-buffer-pool-size=512M --log-bin="$dir/binlog" --server-id=1 --max-connections=300 \
+    --log-error="$dir/error.log" --pid-file="$dir/pid" >/dev/null 2>&1 &
+  _SERVICE_PIDS+=($!)
+  wait_for_port "$port" 60 MariaDB
+  export DBBACKUP_TEST_MYSQL_URL="mysql://root@127.0.0.1:$port/mysql"
+  export DBBACKUP_TEST_MYSQL_SOCKET="$dir/sock"
+  log "MariaDB on 127.0.0.1:$port ($dir)"
+}
+
+start_moto() {
+  local venv="$TOOLS_DIR/venv"
+  if [ ! -x "$venv/bin/moto_server" ]; then
+    log "installing moto[server] into $venv"
+    python3 -m venv "$venv" && "$venv/bin/pip" install -q 'moto[server]' azure-storage-blob >/dev/null
+  fi
+  local port; port=$(free_port)
+  "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$SERVICES_ROOT/moto.log" 2>&1 &
+  _SERVICE_PIDS+=($!)
+  wait_for_port "$port" 30 moto
+  export DBBACKUP_TEST_S3_ENDPOINT="http://127.0.0.1:$port"
+  export DBBACKUP_TEST_S3_BUCKET=dbbackup-test
+  "$venv/bin/python" - <<PY
+import boto3
+boto3.client("s3", endpoint_url="$DBBACKUP_TEST_S3_ENDPOINT", aws_access_key_id="test",
+             aws_secret_access_key="test", region_name="us-east-1").create_bucket(Bucket="dbbackup-test")
+PY
+  log "moto S3 on 127.0.0.1:$port"
+}
+
+start_azurite() {
+  local dir="$TOOLS_DIR/azurite"
+  if [ ! -x "$dir/node_modules/.bin/azurite-blob" ]; then
+    log "installing azurite into $dir"
+    mkdir -p "$dir" && (cd "$dir" && npm install --silent --no-audit --no-fund azurite >/dev/null)
+  fi
+  local venv="$TOOLS_DIR/venv"
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import azure.storage.blob' 2>/dev/null; then
+    python3 -m venv "$venv" && "$venv/bin/pip" install -q azure-storage-blob >/dev/null
+  fi
+  local port; port=$(free_port)
+  mkdir -p "$SERVICES_ROOT/azurite"
+  "$dir/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$port" --location "$SERVICES_ROOT/azurite" \
+    --skipApiVersionCheck --loose --silent >"$SERVICES_ROOT/azurite.log" 2>&1 &
+  _SERVICE_PIDS+=($!)
+  wait_for_port "$port" 30 azurite
+  export DBBACKUP_TEST_AZURITE_URL="http://127.0.0.1:$port/devstoreaccount1"
+  export DBBACKUP_TEST_AZ_CONTAINER=dbbackup-test
+  "$venv/bin/python" - <<PY
+from azure.storage.blob import BlobServiceClient
+key = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+conn = f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={key};BlobEndpoint=$DBBACKUP_TEST_AZURITE_URL;"
+BlobServiceClient.from_connection_string(conn).create_container("dbbackup-test")
+PY
+  log "Azurite blob on 127.0.0.1:$port"
+}
+
+start_services() {
+  for s in "$@"; do "start_$s"; done
+}
+
+stop_services() {
+  for entry in "${_PG_DIRS[@]}"; do
+    local bin=${entry%%|*} dir=${entry#*|}
+    runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
+  done
+  for pid in "${_SERVICE_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${_SERVICE_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  _SERVICE_PIDS=(); _PG_DIRS=()
+  rm -rf "$SERVICES_ROOT"
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs every test, Rust and PHP, against real throwaway services. Installs what is missing
+# (Debian packages, moto from PyPI, azurite from npm), starts PostgreSQL, MariaDB, moto (S3) and
+# Azurite on free loopback ports in temp dirs, and stops them on exit. Needs root (or sudo) for
+# apt-get and for running PostgreSQL as the `postgres` user.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/services.sh
+trap stop_services EXIT
+export CI=${CI:-true}
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "install"
+apt_install sqlite3 zstd pigz postgresql postgresql-client mariadb-server mariadb-client mydumper \
+  php-cli php-sqlite3 php-mysql phpunit php-laravel-framework composer python3-venv
+
+step "lint"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "build"
+cargo build --workspace --all-targets --locked
+
+step "services"
+start_services postgres mariadb moto azurite
+
+step "rust tests"
+cargo test --workspace --locked -- --test-threads=4
+
+for extra in scripts/test.d/*.sh; do
+  [ -e "$extra" ] || continue
+  step "$(basename "$extra")"
+  bash "$extra"
+done
+
+step "all tests passed"

@@ -1,0 +1,274 @@
+//! The source conformance suite: the same end-to-end checks for every engine (SQLite,
+//! PostgreSQL, MySQL/MariaDB). An engine provides a [`Fixture`]; adding it is one
+//! `source_suite!` line.
+
+use std::sync::Arc;
+
+use backup_core::storage::fault::{FaultStore, Faults};
+use backup_core::{
+    Context, CreateOptions, DatabaseUrl, Error, RestoreOptions, Target, VerifyLevel, VerifyOptions,
+    create_with, resolve, restore_with, source, verify_with,
+};
+
+/// What an engine's test fixture must provide.
+#[async_trait::async_trait]
+pub trait Fixture: Send + Sync {
+    /// Creates a fresh, empty database and returns its URL.
+    async fn create_db(&self, name: &str) -> String;
+    /// Fills a database with the engine's awkward-content fixture.
+    async fn populate(&self, url: &str);
+    /// Changes data and schema (a "migration" that must be undone by a restore).
+    async fn mutate(&self, url: &str);
+    /// A canonical text of the database's schema and every row, for equality checks.
+    async fn fingerprint(&self, url: &str) -> String;
+    /// Drops a database.
+    async fn drop_db(&self, url: &str);
+}
+
+/// Generates the suite for an engine. `$fixture` is an expression yielding `Option<F>`.
+#[macro_export]
+macro_rules! source_suite {
+    ($name:ident, $fixture:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn round_trip_is_lossless() {
+                let Some(f) = $fixture else { return };
+                $crate::source_suite::round_trip_is_lossless(&f).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn restore_over_a_changed_database_brings_it_back() {
+                let Some(f) = $fixture else { return };
+                $crate::source_suite::restore_over_a_changed_database_brings_it_back(&f).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn corrupt_object_is_refused_and_target_untouched() {
+                let Some(f) = $fixture else { return };
+                $crate::source_suite::corrupt_object_is_refused_and_target_untouched(&f).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn failure_midway_leaves_target_untouched() {
+                let Some(f) = $fixture else { return };
+                $crate::source_suite::failure_midway_leaves_target_untouched(&f).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn failed_upload_leaves_no_backup() {
+                let Some(f) = $fixture else { return };
+                $crate::source_suite::failed_upload_leaves_no_backup(&f).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn drill_proves_restorable() {
+                let Some(f) = $fixture else { return };
+                $crate::source_suite::drill_proves_restorable(&f).await;
+            }
+        }
+    };
+}
+
+/// A fresh in-memory repository.
+pub fn memory_repo() -> Target {
+    Target::open(&format!("memory://{}", crate::unique("repo"))).expect("memory repo")
+}
+
+/// Backs up `url` into `repo` with small chunks (so chunking is exercised); returns the id.
+pub async fn backup(url: &str, repo: &Target) -> Result<String, Error> {
+    let parsed = DatabaseUrl::parse(url)?;
+    let src = source::open_source(&parsed)?;
+    let opts = CreateOptions { source: url.into(), chunk_bytes: 1 << 20, jobs: 2, ..Default::default() };
+    create_with(src.as_ref(), &parsed.to_string(), std::slice::from_ref(repo), &opts, &Context::default())
+        .await
+        .map(|r| r.id.to_string())
+}
+
+/// Restores backup `id` from `repo` into `url`.
+pub async fn restore_into(repo: &Target, id: &str, url: &str) -> Result<backup_core::RestoreReport, Error> {
+    let m = resolve(repo, id).await?;
+    let parsed = DatabaseUrl::parse(url)?;
+    let loader = source::open_loader(&parsed)?;
+    let opts = RestoreOptions { into: url.into(), jobs: 2, ..Default::default() };
+    restore_with(repo, &m, loader.as_ref(), &parsed.to_string(), &opts, &Context::default()).await
+}
+
+async fn populated<F: Fixture + ?Sized>(f: &F, tag: &str) -> String {
+    let url = f.create_db(&crate::unique(tag)).await;
+    f.populate(&url).await;
+    url
+}
+
+/// Dump, restore into a new database: schema and every row equal. Full verification passes.
+pub async fn round_trip_is_lossless<F: Fixture + ?Sized>(f: &F) {
+    let src = populated(f, "rt_src").await;
+    let repo = memory_repo();
+    let id = backup(&src, &repo).await.expect("backup");
+    let m = resolve(&repo, &id).await.unwrap();
+    assert!(m.rows() > 0, "the fixture must have rows");
+    let v = verify_with(
+        &repo,
+        &m,
+        &VerifyOptions { level: VerifyLevel::Full, ..Default::default() },
+        &Context::default(),
+    )
+    .await
+    .unwrap();
+    assert!(v.ok, "{:?}", v.findings);
+    let dst = f.create_db(&crate::unique("rt_dst")).await;
+    let r = restore_into(&repo, &id, &dst).await.expect("restore");
+    assert_eq!(r.rows, m.rows());
+    assert_eq!(
+        f.fingerprint(&src).await,
+        f.fingerprint(&dst).await,
+        "restored database differs from the source"
+    );
+    f.drop_db(&src).await;
+    f.drop_db(&dst).await;
+}
+
+/// A restore over a database that changed since the backup makes it equal to the backup again.
+pub async fn restore_over_a_changed_database_brings_it_back<F: Fixture + ?Sized>(f: &F) {
+    let db = populated(f, "over").await;
+    let before = f.fingerprint(&db).await;
+    let repo = memory_repo();
+    let id = backup(&db, &repo).await.expect("backup");
+    f.mutate(&db).await;
+    assert_ne!(f.fingerprint(&db).await, before, "mutate must change the fingerprint");
+    restore_into(&repo, &id, &db).await.expect("restore");
+    assert_eq!(f.fingerprint(&db).await, before);
+    f.drop_db(&db).await;
+}
+
+fn faulty(repo: &Target, faults: Faults) -> Target {
+    repo.with_store(Arc::new(FaultStore::new(repo.store(), faults)))
+}
+
+/// A flipped byte in any data object: full verify names it, restore refuses, target unchanged.
+pub async fn corrupt_object_is_refused_and_target_untouched<F: Fixture + ?Sized>(f: &F) {
+    let src = populated(f, "corrupt_src").await;
+    let repo = memory_repo();
+    let id = backup(&src, &repo).await.expect("backup");
+    let m = resolve(&repo, &id).await.unwrap();
+    let target = populated(f, "corrupt_dst").await;
+    f.mutate(&target).await;
+    let before = f.fingerprint(&target).await;
+    for o in &m.objects {
+        let bad = faulty(
+            &repo,
+            Faults { flip_byte: Some((o.key.clone(), o.stored_bytes / 2)), ..Default::default() },
+        );
+        let v = verify_with(
+            &bad,
+            &m,
+            &VerifyOptions { level: VerifyLevel::Full, record: false, ..Default::default() },
+            &Context::default(),
+        )
+        .await
+        .unwrap();
+        assert!(!v.ok, "flipped byte in {} not found", o.key);
+        assert_eq!(v.findings.len(), 1, "{:?}", v.findings);
+        assert_eq!(v.findings[0].object.as_deref(), Some(o.key.as_str()));
+        let parsed = DatabaseUrl::parse(&target).unwrap();
+        let loader = source::open_loader(&parsed).unwrap();
+        let e = restore_with(
+            &bad,
+            &m,
+            loader.as_ref(),
+            &target,
+            &RestoreOptions { into: target.clone(), jobs: 2, ..Default::default() },
+            &Context::default(),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e, Error::Integrity { .. }), "restore of a corrupt {} gave {e}", o.key);
+        assert_eq!(f.fingerprint(&target).await, before, "target changed by a refused restore ({})", o.key);
+    }
+    f.drop_db(&src).await;
+    f.drop_db(&target).await;
+}
+
+/// A restore that fails in the middle (truncated object, broken connection) leaves the target as it was.
+pub async fn failure_midway_leaves_target_untouched<F: Fixture + ?Sized>(f: &F) {
+    let src = populated(f, "mid_src").await;
+    let repo = memory_repo();
+    let id = backup(&src, &repo).await.expect("backup");
+    let m = resolve(&repo, &id).await.unwrap();
+    let target = populated(f, "mid_dst").await;
+    f.mutate(&target).await;
+    let before = f.fingerprint(&target).await;
+    let last = m
+        .objects
+        .iter()
+        .filter(|o| o.kind != backup_core::format::manifest::ObjectKind::SchemaPost)
+        .last()
+        .unwrap();
+    let bad = faulty(
+        &repo,
+        Faults { truncate: Some((last.key.clone(), last.stored_bytes / 2)), ..Default::default() },
+    )
+    .with_resume_attempts(0);
+    let parsed = DatabaseUrl::parse(&target).unwrap();
+    let loader = source::open_loader(&parsed).unwrap();
+    let e = restore_with(
+        &bad,
+        &m,
+        loader.as_ref(),
+        &target,
+        &RestoreOptions { into: target.clone(), jobs: 2, ..Default::default() },
+        &Context::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, Error::Integrity { .. }), "{e}");
+    assert_eq!(f.fingerprint(&target).await, before, "target changed by a failed restore");
+    f.drop_db(&src).await;
+    f.drop_db(&target).await;
+}
+
+/// A store failure or cancellation in the middle of a backup leaves no manifest: the backup does
+/// not exist for list/restore, and its objects are cleaned up.
+pub async fn failed_upload_leaves_no_backup<F: Fixture + ?Sized>(f: &F) {
+    let src = populated(f, "fail_src").await;
+    let repo = memory_repo();
+    let bad = faulty(&repo, Faults { fail_writes_after: Some(2), ..Default::default() });
+    assert!(backup(&src, &bad).await.is_err());
+    let listed = backup_core::list_in(&repo, None).await.unwrap();
+    assert!(listed.backups.is_empty(), "{:?}", listed.backups);
+    assert!(matches!(resolve(&repo, "latest").await, Err(Error::NotFound { .. })));
+    // Cancel midway.
+    let ctx = Context::default();
+    ctx.cancel.cancel();
+    let parsed = DatabaseUrl::parse(&src).unwrap();
+    let s = source::open_source(&parsed).unwrap();
+    let opts = CreateOptions { source: src.clone(), chunk_bytes: 1 << 20, ..Default::default() };
+    let e = create_with(s.as_ref(), &src, std::slice::from_ref(&repo), &opts, &ctx).await.unwrap_err();
+    assert!(matches!(e, Error::Cancelled(_)), "{e}");
+    assert!(backup_core::list_in(&repo, None).await.unwrap().backups.is_empty());
+    assert!(repo.list("").await.unwrap().is_empty(), "objects of failed backups must be cleaned up");
+    f.drop_db(&src).await;
+}
+
+/// A drill restores into a scratch shadow, checks every table, and records the result.
+pub async fn drill_proves_restorable<F: Fixture + ?Sized>(f: &F) {
+    let src = populated(f, "drill_src").await;
+    let repo = memory_repo();
+    let id = backup(&src, &repo).await.expect("backup");
+    let m = resolve(&repo, &id).await.unwrap();
+    let scratch = f.create_db(&crate::unique("drill_scratch")).await;
+    let before = f.fingerprint(&scratch).await;
+    let v = verify_with(
+        &repo,
+        &m,
+        &VerifyOptions { level: VerifyLevel::Drill, scratch: Some(scratch.clone()), ..Default::default() },
+        &Context::default(),
+    )
+    .await
+    .unwrap();
+    assert!(v.ok, "{:?}", v.findings);
+    assert_eq!(v.rows, Some(m.rows()));
+    assert!(v.recovery_ms.is_some());
+    let last = backup_core::last_verification(&repo, &m.id).await.unwrap().expect("recorded");
+    assert_eq!(last.level, "drill");
+    assert!(last.ok);
+    assert_eq!(f.fingerprint(&scratch).await, before, "a drill must not change the scratch database itself");
+    f.drop_db(&src).await;
+    f.drop_db(&scratch).await;
+}

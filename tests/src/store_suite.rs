@@ -1,0 +1,180 @@
+//! The store conformance suite: the same checks against every repository backend (memory,
+//! local directory, S3 via moto, Azure via Azurite). Adding a backend is one `store_suite!` line.
+
+use std::sync::Arc;
+
+use backup_core::storage::fault::{FaultStore, Faults};
+use backup_core::{Context, Error, Target};
+use bytes::Bytes;
+use futures::StreamExt;
+
+/// Generates the suite for a backend. `$factory` is an async expression yielding
+/// `Option<Target>` (None: service unavailable outside CI).
+#[macro_export]
+macro_rules! store_suite {
+    ($name:ident, $factory:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            async fn target() -> Option<backup_core::Target> {
+                $factory.await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn small_and_multipart_round_trip() {
+                let Some(t) = target().await else { return };
+                $crate::store_suite::small_and_multipart_round_trip(&t).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn create_only_refuses_overwrite() {
+                let Some(t) = target().await else { return };
+                $crate::store_suite::create_only_refuses_overwrite(&t).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn failed_upload_leaves_nothing() {
+                let Some(t) = target().await else { return };
+                $crate::store_suite::failed_upload_leaves_nothing(&t).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn download_resumes_after_dropped_connection() {
+                let Some(t) = target().await else { return };
+                $crate::store_suite::download_resumes_after_dropped_connection(&t).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn list_dirs_and_delete() {
+                let Some(t) = target().await else { return };
+                $crate::store_suite::list_dirs_and_delete(&t).await;
+            }
+        }
+    };
+}
+
+/// Part size used by the suite (S3's minimum).
+pub const PART: usize = 5 << 20;
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[3] ^ seed).collect()
+}
+
+fn chunked(data: Vec<u8>, piece: usize) -> backup_core::codec::ByteStream {
+    let b = Bytes::from(data);
+    let pieces: Vec<_> = (0..b.len().div_ceil(piece))
+        .map(|i| Ok(b.slice(i * piece..((i + 1) * piece).min(b.len()))))
+        .collect();
+    futures::stream::iter(pieces).boxed()
+}
+
+async fn read_all(t: &Target, key: &str) -> Result<Vec<u8>, Error> {
+    let mut s = t.get_stream(key);
+    let mut out = Vec::new();
+    while let Some(b) = s.next().await {
+        out.extend_from_slice(&b?);
+    }
+    Ok(out)
+}
+
+/// Unique key prefix per test run so backends shared across tests never collide.
+pub fn scope(name: &str) -> String {
+    format!("{}/{name}", crate::unique("suite"))
+}
+
+/// Small single-PUT objects and multi-part objects come back byte for byte.
+pub async fn small_and_multipart_round_trip(t: &Target) {
+    let t = t.clone().with_upload_limits(PART, 2);
+    let dir = scope("rt");
+    let ctx = Context::default();
+    for (name, len) in
+        [("empty", 0usize), ("small", 1000), ("exact", PART), ("three-parts", 2 * PART + 12345)]
+    {
+        let data = pattern(len, 7);
+        let key = format!("{dir}/{name}");
+        let n = t.put_stream(&key, chunked(data.clone(), 777_777), Some(len as u64), &ctx).await.unwrap();
+        assert_eq!(n, len as u64, "{name}");
+        assert_eq!(t.head(&key).await.unwrap(), Some(len as u64), "{name}");
+        assert!(read_all(&t, &key).await.unwrap() == data, "{name}: content differs");
+    }
+    let listed = t.list(&dir).await.unwrap();
+    assert_eq!(listed.len(), 4, "{listed:?}");
+    assert!(listed.iter().all(|l| l.key.starts_with(&dir)), "{listed:?}");
+}
+
+/// `put_create` succeeds once and then fails with AlreadyExists, leaving the first content.
+pub async fn create_only_refuses_overwrite(t: &Target) {
+    let key = format!("{}/manifest.json", scope("create"));
+    t.put_create(&key, Bytes::from_static(b"first")).await.unwrap();
+    let e = t.put_create(&key, Bytes::from_static(b"second")).await.unwrap_err();
+    assert!(matches!(e, Error::AlreadyExists(_)), "{e}");
+    assert_eq!(t.get_bytes(&key, 100).await.unwrap().as_ref(), b"first");
+}
+
+/// A source error in the middle of a multi-part upload aborts it: nothing is visible at the key.
+/// So does a store failure on a later part, and cancellation.
+pub async fn failed_upload_leaves_nothing(t: &Target) {
+    let t = t.clone().with_upload_limits(PART, 2);
+    let dir = scope("abort");
+    let ctx = Context::default();
+    // Source error after 2.5 parts.
+    let good = pattern(PART * 5 / 2, 1);
+    let stream = chunked(good, 1 << 20)
+        .chain(futures::stream::once(async { Err(Error::Cancelled("injected source error".into())) }))
+        .boxed();
+    let key = format!("{dir}/source-error");
+    assert!(t.put_stream(&key, stream, None, &ctx).await.is_err());
+    assert_eq!(t.head(&key).await.unwrap(), None);
+    // Store failure on the second part.
+    let faulty = FaultStore::new(t.store(), Faults { fail_writes_after: Some(1), ..Default::default() });
+    let ft = t.with_store(Arc::new(faulty));
+    let key = format!("{dir}/store-error");
+    assert!(ft.put_stream(&key, chunked(pattern(PART * 3, 2), 1 << 20), None, &ctx).await.is_err());
+    assert_eq!(t.head(&key).await.unwrap(), None);
+    // Cancellation while parts are in flight.
+    let slow = FaultStore::new(
+        t.store(),
+        Faults { part_delay: Some(std::time::Duration::from_millis(300)), ..Default::default() },
+    );
+    let st = t.with_store(Arc::new(slow));
+    let key = format!("{dir}/cancelled");
+    let cctx = Context::default();
+    let c = cctx.cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        c.cancel();
+    });
+    let e = st.put_stream(&key, chunked(pattern(PART * 4, 3), 1 << 20), None, &cctx).await.unwrap_err();
+    assert!(matches!(e, Error::Cancelled(_)), "{e}");
+    assert_eq!(t.head(&key).await.unwrap(), None);
+}
+
+/// A download whose connection drops midway resumes at the offset and yields the exact bytes.
+pub async fn download_resumes_after_dropped_connection(t: &Target) {
+    let t = t.clone().with_upload_limits(PART, 2);
+    let key = format!("{}/obj", scope("resume"));
+    let data = pattern(PART + 4321, 9);
+    t.put_stream(&key, chunked(data.clone(), 1 << 20), None, &Context::default()).await.unwrap();
+    let faulty = FaultStore::new(
+        t.store(),
+        Faults { break_read_once: Some((key.clone(), 1_000_003)), ..Default::default() },
+    );
+    let ft = t.with_store(Arc::new(faulty));
+    assert!(read_all(&ft, &key).await.unwrap() == data, "resumed download differs");
+    // Without resume attempts the break is an error, not silent truncation.
+    let faulty = FaultStore::new(
+        t.store(),
+        Faults { break_read_once: Some((key.clone(), 1_000_003)), ..Default::default() },
+    );
+    let ft = t.with_store(Arc::new(faulty)).with_resume_attempts(0);
+    assert!(read_all(&ft, &key).await.is_err());
+}
+
+/// Listing "directories" finds backup-like prefixes; deleting is idempotent.
+pub async fn list_dirs_and_delete(t: &Target) {
+    let dir = scope("dirs");
+    for k in ["a/x", "a/y", "b/z"] {
+        t.put_bytes(&format!("{dir}/{k}"), Bytes::from_static(b"1")).await.unwrap();
+    }
+    let mut dirs = t.list_dirs(&dir).await.unwrap();
+    dirs.sort();
+    assert_eq!(dirs, vec![format!("{dir}/a"), format!("{dir}/b")]);
+    t.delete(&format!("{dir}/a/x")).await.unwrap();
+    t.delete(&format!("{dir}/a/x")).await.unwrap();
+    assert_eq!(t.list(&format!("{dir}/a")).await.unwrap().len(), 1);
+}
