@@ -118,10 +118,11 @@ pub struct VerifyArgs {
 /// `restore`.
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// Repository.
+    /// Repository (not needed when restoring a plain dump file).
     #[arg(long, env = "DBBACKUP_REPO", value_name = "URL")]
-    pub repo: String,
-    /// Backup id, `latest` or `tag:NAME`.
+    pub repo: Option<String>,
+    /// Backup id, `latest`, `tag:NAME`, or a plain dump file from pg_dump/mysqldump
+    /// (`.sql`, `.sql.gz`, `.sql.zst`).
     #[arg(default_value = "latest")]
     pub backup: String,
     /// Database to restore into (created if missing).

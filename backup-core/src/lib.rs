@@ -46,7 +46,10 @@ pub use error::{Error, ErrorKind, Result};
 pub use format::manifest::Manifest;
 pub use model::{BackupId, Compression, DatabaseUrl, Engine, Secret, redact_str};
 pub use progress::{CancellationToken, Context, Event, NoProgress, Observer, Phase};
-pub use restore::{RestoreOptions, RestoreReport, confirmation_needed, restore, restore_with};
+pub use restore::{
+    RestoreOptions, RestoreReport, confirmation_needed, foreign_script_path, restore, restore_script,
+    restore_with,
+};
 pub use storage::Target;
 pub use verify::{
     Finding, VerifyLevel, VerifyOptions, VerifyReport, check_full, check_quick, verify, verify_with,

@@ -26,7 +26,9 @@ use crate::{catalog, verify};
 pub struct RestoreOptions {
     /// Repository URL.
     pub repo: String,
-    /// `latest` (default), a backup id, or `tag:NAME`.
+    /// `latest` (default), a backup id, `tag:NAME`, or the path of a plain dump script made by
+    /// the engine's own tool (`.sql`, `.sql.gz`, `.sql.zst`; `file://` accepted), which is then
+    /// streamed into a shadow and swapped in the same way (see [`foreign_script_path`]).
     pub backup: String,
     /// Target database URL.
     pub into: String,
@@ -107,6 +109,10 @@ pub async fn restore(opts: &RestoreOptions, ctx: &Context) -> Result<RestoreRepo
             url
         )));
     }
+    if let Some(path) = foreign_script_path(&opts.backup) {
+        let loader = source::open_loader(&url)?;
+        return restore_script(&path, loader.as_ref(), &url.to_string(), opts, ctx).await;
+    }
     let target = Target::open(&opts.repo)?;
     let manifest = catalog::resolve(&target, &opts.backup).await?;
     let loader = source::open_loader(&url)?;
@@ -182,6 +188,87 @@ pub async fn restore_with(
         rows: loaded.rows,
         raw_bytes: loaded.raw_bytes,
         objects: loaded.objects,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        notes,
+    })
+}
+
+/// The local path of a foreign plain dump script, when `backup` names one: an existing file whose
+/// name ends in `.sql`, `.sql.gz` or `.sql.zst` (a `file://` prefix is accepted).
+pub fn foreign_script_path(backup: &str) -> Option<std::path::PathBuf> {
+    let raw = backup.strip_prefix("file://").unwrap_or(backup);
+    let lower = raw.to_ascii_lowercase();
+    let is_script = [".sql", ".sql.gz", ".sql.zst", ".sql.zstd"].iter().any(|s| lower.ends_with(s));
+    let path = std::path::PathBuf::from(raw);
+    (is_script && path.is_file()).then_some(path)
+}
+
+/// Restores a foreign plain dump script (pg_dump / mysqldump output) from a local file: the
+/// file is streamed, decompressed by its extension, and executed by the engine into a shadow
+/// which is then swapped in exactly like a backup ([`LoadSession::commit`]); any failure
+/// discards the shadow and leaves the live database as it was.
+pub async fn restore_script(
+    path: &std::path::Path,
+    loader: &dyn Loader,
+    into_display: &str,
+    opts: &RestoreOptions,
+    ctx: &Context,
+) -> Result<RestoreReport> {
+    let started = Instant::now();
+    let shown = path.display().to_string();
+    let file =
+        tokio::fs::File::open(path).await.map_err(|e| Error::io(format!("open dump script {shown}"), e))?;
+    let size = file.metadata().await.map(|m| m.len()).ok();
+    let what = format!("dump script {shown}");
+    let io_what = what.clone();
+    let raw: ByteStream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20)
+        .map_err(move |e| Error::io(format!("read {io_what}"), e))
+        .boxed();
+    let codec = Codec::from_file_name(&shown);
+    let ctx2 = ctx.clone();
+    let raw_bytes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = raw_bytes.clone();
+    let sql = compress::decode(raw, codec, what)
+        .inspect_ok(move |b| {
+            counted.fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            ctx2.emit(Event::Advanced { phase: Phase::Load, bytes: b.len() as u64 });
+        })
+        .boxed();
+    let load_opts = LoadOptions {
+        jobs: opts.jobs.max(1),
+        in_place: opts.in_place,
+        tables: opts.tables.clone(),
+        engine_options: opts.engine_options.clone(),
+    };
+    let session = loader.begin_script(&load_opts, ctx).await?;
+    let phase = PhaseGuard::start(ctx, Phase::Load, size);
+    let report = match session.script(sql, ctx).await {
+        Ok(r) => r,
+        Err(e) => {
+            if let Err(abort) = session.abort().await {
+                tracing::warn!("discarding the partial restore after error: {abort}");
+            }
+            return Err(e.context(format!("restore {shown}")));
+        }
+    };
+    drop(phase);
+    let commit = {
+        let _p = PhaseGuard::start(ctx, Phase::Finish, None);
+        session.commit(ctx).await?
+    };
+    let mut notes = report.notes;
+    notes.extend(commit.notes);
+    if let Some(p) = commit.previous_kept_at {
+        notes.push(format!("previous data kept at {p}"));
+    }
+    Ok(RestoreReport {
+        id: shown,
+        into: into_display.to_string(),
+        engine: loader.engine().to_string(),
+        tables: report.tables,
+        rows: report.rows,
+        raw_bytes: raw_bytes.load(std::sync::atomic::Ordering::Relaxed),
+        objects: 1,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         notes,
     })

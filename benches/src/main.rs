@@ -12,6 +12,7 @@
 //! `scripts/bench.sh` starts the servers and runs them all.
 
 mod codec;
+#[allow(dead_code)] // shared by the engine benchmarks as they land
 mod harness;
 mod sqlite;
 

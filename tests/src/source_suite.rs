@@ -194,12 +194,8 @@ pub async fn failure_midway_leaves_target_untouched<F: Fixture + ?Sized>(f: &F) 
     let target = populated(f, "mid_dst").await;
     f.mutate(&target).await;
     let before = f.fingerprint(&target).await;
-    let last = m
-        .objects
-        .iter()
-        .filter(|o| o.kind != backup_core::format::manifest::ObjectKind::SchemaPost)
-        .last()
-        .unwrap();
+    let last =
+        m.objects.iter().rfind(|o| o.kind != backup_core::format::manifest::ObjectKind::SchemaPost).unwrap();
     let bad = faulty(
         &repo,
         Faults { truncate: Some((last.key.clone(), last.stored_bytes / 2)), ..Default::default() },

@@ -11,8 +11,18 @@ use crate::output::{Output, bytes, millis};
 
 pub async fn run(a: RestoreArgs, password: Option<Secret>, ctx: &Context, out: &Output) -> Result<i32> {
     let production = a.production || std::env::var("APP_ENV").is_ok_and(|v| v == "production");
+    let repo = match a.repo {
+        Some(r) => r,
+        None if backup_core::foreign_script_path(&a.backup).is_some() => String::new(),
+        None => {
+            return Err(Error::InvalidInput(
+                "--repo is required (unless restoring a plain .sql/.sql.gz/.sql.zst dump file)".into(),
+            )
+            .into());
+        }
+    };
     let mut opts = RestoreOptions {
-        repo: a.repo,
+        repo,
         backup: a.backup,
         into: a.into,
         password,

@@ -77,13 +77,8 @@ pub fn schema_key(part: SchemaPart, compression: Compression) -> String {
 pub fn table_key(index: usize, schema: Option<&str>, name: &str) -> String {
     let mut out = format!("{index:04}-");
     let push = |s: &str, out: &mut String| {
-        let mut n = 0;
-        for c in s.chars() {
-            if n >= 48 {
-                break;
-            }
+        for c in s.chars().take(48) {
             out.push(if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' });
-            n += 1;
         }
     };
     if let Some(s) = schema {

@@ -191,6 +191,27 @@ pub trait Loader: Send + Sync {
         opts: &LoadOptions,
         ctx: &Context,
     ) -> Result<Box<dyn LoadSession>>;
+
+    /// Prepares a shadow to load a foreign plain dump script into (pg_dump / mysqldump output;
+    /// see [`LoadSession::script`]). Same shadow + swap contract as [`Loader::begin`]; engines
+    /// that cannot read their tool's scripts keep this default.
+    async fn begin_script(&self, opts: &LoadOptions, ctx: &Context) -> Result<Box<dyn LoadSession>> {
+        let _ = (opts, ctx);
+        Err(Error::Unsupported(format!("{} cannot restore plain dump scripts", self.engine())))
+    }
+}
+
+/// What loading a foreign plain dump script did.
+#[derive(Debug, Clone, Default)]
+pub struct ScriptReport {
+    /// Statements executed.
+    pub statements: u64,
+    /// Tables that received rows (COPY blocks, INSERT targets).
+    pub tables: usize,
+    /// Rows loaded (COPY rows, inserted rows).
+    pub rows: u64,
+    /// Statements skipped on purpose (e.g. `\connect`, ownership), for the operator.
+    pub notes: Vec<String>,
 }
 
 /// One restore in progress.
@@ -208,6 +229,12 @@ pub trait LoadSession: Send + Sync {
     async fn commit(self: Box<Self>, ctx: &Context) -> Result<CommitReport>;
     /// Discards the load; the live database is as it was.
     async fn abort(self: Box<Self>) -> Result<()>;
+    /// Executes a whole plain dump script (decompressed; only for sessions from
+    /// [`Loader::begin_script`]). Must consume the stream; errors leave the session to `abort`.
+    async fn script(&self, sql: ByteStream, ctx: &Context) -> Result<ScriptReport> {
+        let _ = (sql, ctx);
+        Err(Error::Unsupported("this load session cannot run plain dump scripts".into()))
+    }
 }
 
 /// Opens the source engine for a database URL.
