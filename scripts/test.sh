@@ -28,6 +28,9 @@ start_services postgres mariadb moto azurite
 step "rust tests"
 cargo test --workspace --locked -- --test-threads=4
 
+step "fuzz smoke (each target briefly)"
+scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-10}"
+
 for extra in scripts/test.d/*.sh; do
   [ -e "$extra" ] || continue
   step "$(basename "$extra")"

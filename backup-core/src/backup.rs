@@ -244,44 +244,51 @@ async fn run(
     // Fewer chunks than workers: let zstd use the spare cores inside each object.
     let threads = if plan.chunks.len() < jobs { (jobs / plan.chunks.len().max(1)).max(1) as u32 } else { 1 };
     let plan_ref = &plan;
-    let mut chunk_results: Vec<(usize, ObjectEntry)> = futures::stream::iter(plan.chunks.iter().enumerate())
+    // Page-level engines (SQLite) learn row counts from stats; row engines count while dumping
+    // and stats must agree with the dump.
+    let page_level = plan.chunks.iter().all(|c| c.table.is_none());
+    let chunks = futures::stream::iter(plan.chunks.iter().enumerate())
         .map(|(i, c)| async move {
             ctx.check("backup")?;
             let e = dump_chunk(snap, plan_ref, c, id, opts.compression, threads, targets, ctx).await?;
             Ok::<_, Error>((i, e))
         })
         .buffer_unordered(jobs)
-        .try_collect()
-        .await?;
+        .try_collect::<Vec<(usize, ObjectEntry)>>();
+    // Stats read the same snapshot, so they run alongside the upload rather than after it.
+    let want_stats = opts.checksums || page_level;
+    let stats = async {
+        if !want_stats {
+            return Ok(Vec::new());
+        }
+        futures::stream::iter(plan_ref.tables.iter().enumerate())
+            .map(|(i, t)| async move { snap.table_stats(t).await.map(|s| (i, s)) })
+            .buffer_unordered(jobs)
+            .try_collect::<Vec<_>>()
+            .await
+    };
+    let (mut chunk_results, stats) = futures::future::try_join(chunks, stats).await?;
     chunk_results.sort_by_key(|(i, _)| *i);
     objects.extend(chunk_results.into_iter().map(|(_, e)| e));
-    // Row counts from the dump, then checksums (and counts, for page-level engines) from stats.
     for o in &objects {
         if let (Some(t), Some(r)) = (o.table, o.rows) {
             plan.tables[t].rows += r;
         }
     }
-    if opts.checksums || plan.chunks.iter().all(|c| c.table.is_none()) {
-        let stats: Vec<_> = futures::stream::iter(plan.tables.iter().enumerate())
-            .map(|(i, t)| async move { snap.table_stats(t).await.map(|s| (i, s)) })
-            .buffer_unordered(jobs)
-            .try_collect()
-            .await?;
-        for (i, s) in stats {
-            let t = &mut plan.tables[i];
-            if plan.chunks.iter().all(|c| c.table.is_none()) || t.rows == 0 {
-                t.rows = s.rows;
-            } else if t.rows != s.rows {
-                return Err(Error::integrity(
-                    format!("table {}", t.display_name()),
-                    format!("{} rows dumped", t.rows),
-                    format!("{} rows in the snapshot", s.rows),
-                ));
-            }
-            if opts.checksums {
-                t.checksum = s.checksum;
-                t.checksum_algo = s.checksum_algo;
-            }
+    for (i, s) in stats {
+        let t = &mut plan.tables[i];
+        if page_level {
+            t.rows = s.rows;
+        } else if t.rows != s.rows {
+            return Err(Error::integrity(
+                format!("table {}", t.display_name()),
+                format!("{} rows dumped", t.rows),
+                format!("{} rows in the snapshot", s.rows),
+            ));
+        }
+        if opts.checksums {
+            t.checksum = s.checksum;
+            t.checksum_algo = s.checksum_algo;
         }
     }
     drop(phase);

@@ -6,27 +6,67 @@
 //! cargo build --release -p backup-cli -p dbbackup-benches
 //! target/release/dbbackup-bench sqlite   [--size-mib 1024]
 //! target/release/dbbackup-bench codec    [--size-mib 512]
-//! target/release/dbbackup-bench postgres [--size-mib 1024]   (needs DBBACKUP_TEST_PG_URL)
-//! target/release/dbbackup-bench mysql    [--size-mib 1024]   (needs DBBACKUP_TEST_MYSQL_URL)
+//! target/release/dbbackup-bench sample-sqlite PATH [--size-mib 50]   (the README demo's data)
+//! target/release/dbbackup-bench describe PATH [PATH...]               (row counts per table)
 //! ```
 //! `scripts/bench.sh` starts the servers and runs them all.
 
 mod codec;
 #[allow(dead_code)] // shared by the engine benchmarks as they land
 mod harness;
+mod sample;
 mod sqlite;
 
-use anyhow::{Result, bail};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(which) = args.first() else {
-        bail!("usage: dbbackup-bench <sqlite|codec|postgres|mysql> [--size-mib N] [--work-dir DIR]");
+        bail!(
+            "usage: dbbackup-bench <sqlite|codec|sample-sqlite PATH|describe PATH...> [--size-mib N] [--work-dir DIR]"
+        );
     };
-    let opts = harness::BenchOptions::parse(&args[1..])?;
     match which.as_str() {
-        "sqlite" => sqlite::run(&opts),
-        "codec" => codec::run(&opts),
-        other => bail!("unknown benchmark {other:?}"),
+        "sample-sqlite" => {
+            let path = args.get(1).context("sample-sqlite PATH [--size-mib N]")?;
+            let size = match args.get(2).map(String::as_str) {
+                Some("--size-mib") => args.get(3).context("--size-mib N")?.parse()?,
+                _ => 50,
+            };
+            sample::make_sqlite(Path::new(path), size)
+        }
+        "describe" => {
+            let paths = &args[1..];
+            let described: Vec<_> =
+                paths.iter().map(|p| sample::describe(Path::new(p))).collect::<Result<_>>()?;
+            println!(
+                "{:<16} {}",
+                "table",
+                paths.iter().map(|p| format!("{:>14}", short(p))).collect::<String>()
+            );
+            for (i, (name, _)) in described[0].iter().enumerate() {
+                let counts: String = described
+                    .iter()
+                    .map(|d| format!("{:>14}", d.get(i).map(|x| x.1).unwrap_or(-1)))
+                    .collect();
+                println!("{name:<16} {counts}");
+            }
+            Ok(())
+        }
+        "codec-run" => codec::codec_run(&args[1..]),
+        _ => {
+            let opts = harness::BenchOptions::parse(&args[1..])?;
+            match which.as_str() {
+                "sqlite" => sqlite::run(&opts),
+                "codec" => codec::run(&opts),
+                other => bail!("unknown benchmark {other:?}"),
+            }
+        }
     }
+}
+
+fn short(p: &str) -> &str {
+    Path::new(p).file_name().and_then(|f| f.to_str()).unwrap_or(p)
 }

@@ -4,6 +4,9 @@
 //! A test that needs a service and cannot find it **fails** when `CI=true` and is skipped (with a
 //! message) otherwise, so CI never passes silently without the real server.
 
+// Test support code: a failed expectation is a test failure, so panicking is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod source_suite;
 pub mod sqlite_fixture;
 pub mod store_suite;

@@ -1,4 +1,5 @@
 //! The source conformance suite against every engine.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use dbbackup_tests::source_suite;
 use dbbackup_tests::sqlite_fixture::SqliteFixture;

@@ -1,4 +1,5 @@
 //! The store conformance suite against every backend.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use backup_core::Target;
 use dbbackup_tests::store_suite;
