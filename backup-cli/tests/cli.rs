@@ -1,0 +1,318 @@
+//! The command-line contract of CLI.md, through the real binary: JSON keys, exit codes, damaged
+//! backups, production guard, not-found listings.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn dbbackup(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dbbackup"))
+        .args(args)
+        .env_remove("APP_ENV")
+        .env_remove("DBBACKUP_REPO")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run dbbackup")
+}
+
+fn json(out: &Output) -> Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 1, "exactly one JSON line expected, got: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let c = rusqlite::Connection::open(dir.path().join("app.sqlite")).unwrap();
+        c.execute_batch(
+            "create table users (id integer primary key, email text unique, balance numeric);
+             create index users_balance on users(balance);
+             with recursive n(i) as (select 1 union all select i + 1 from n where i < 20000)
+             insert into users select i, 'user' || i || '@example.com', i * 1.5 from n;",
+        )
+        .unwrap();
+        Fixture { dir }
+    }
+    fn p(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn url(&self, name: &str) -> String {
+        format!("sqlite://{}", self.p(name).display())
+    }
+    fn repo(&self) -> String {
+        self.p("repo").display().to_string()
+    }
+    fn create(&self) -> String {
+        let out = dbbackup(
+            &[
+                "create",
+                "--json",
+                "--source",
+                &self.url("app.sqlite"),
+                "--repo",
+                &self.repo(),
+                "--tag",
+                "nightly",
+            ],
+            &[],
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        json(&out)["id"].as_str().unwrap().to_string()
+    }
+    /// The stored object file of the backup's first data chunk.
+    fn data_object(&self, id: &str) -> PathBuf {
+        self.p("repo").join(id).join("data/db/000000.db.zst")
+    }
+}
+
+#[test]
+fn json_keys_follow_the_contract() {
+    let f = Fixture::new();
+    let out = dbbackup(
+        &["create", "--json", "--source", &f.url("app.sqlite"), "--repo", &f.repo(), "--tag", "nightly"],
+        &[],
+    );
+    assert!(out.status.success());
+    let c = json(&out);
+    for k in
+        ["id", "engine", "database", "tables", "rows", "raw_bytes", "stored_bytes", "duration_ms", "repos"]
+    {
+        assert!(c.get(k).is_some(), "create --json lacks {k}: {c}");
+    }
+    assert_eq!(c["rows"], 20000);
+    assert_eq!(c["engine"], "sqlite");
+    let id = c["id"].as_str().unwrap();
+
+    let l = json(&dbbackup(&["list", "--json", "--repo", &f.repo()], &[]));
+    let b = &l["backups"][0];
+    for k in ["id", "created_at", "engine", "database", "stored_bytes", "tags"] {
+        assert!(b.get(k).is_some(), "list --json lacks {k}: {l}");
+    }
+    assert_eq!(b["tags"][0], "nightly");
+
+    let v = json(&dbbackup(&["verify", "--json", "--repo", &f.repo()], &[]));
+    for k in ["id", "level", "ok", "findings"] {
+        assert!(v.get(k).is_some(), "verify --json lacks {k}: {v}");
+    }
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["level"], "full");
+
+    let r = json(&dbbackup(
+        &["restore", "--json", "--repo", &f.repo(), id, "--into", &f.url("copy.sqlite")],
+        &[],
+    ));
+    for k in ["id", "into", "tables", "rows", "duration_ms"] {
+        assert!(r.get(k).is_some(), "restore --json lacks {k}: {r}");
+    }
+    assert_eq!(r["rows"], 20000);
+    let c = rusqlite::Connection::open(f.p("copy.sqlite")).unwrap();
+    let sum: f64 = c.query_row("select sum(balance) from users", [], |r| r.get(0)).unwrap();
+    assert_eq!(sum, 1.5 * 20000.0 * 20001.0 / 2.0);
+
+    // The verification was recorded and shows in list.
+    let l = json(&dbbackup(&["list", "--json", "--repo", &f.repo()], &[]));
+    assert_eq!(l["backups"][0]["last_verification"]["level"], "full");
+    assert_eq!(l["backups"][0]["last_verification"]["ok"], true);
+}
+
+#[test]
+fn human_create_prints_the_id_on_stdout() {
+    let f = Fixture::new();
+    let out = dbbackup(&["create", "--source", &f.url("app.sqlite"), "--repo", &f.repo()], &[]);
+    assert!(out.status.success());
+    let id = String::from_utf8(out.stdout).unwrap();
+    assert!(id.trim().parse::<backup_core::BackupId>().is_ok(), "{id:?}");
+}
+
+fn flip_byte(path: &Path, at: usize) {
+    let mut b = std::fs::read(path).unwrap();
+    b[at] ^= 0x40;
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn flipped_byte_is_found_named_and_refused() {
+    let f = Fixture::new();
+    let id = f.create();
+    let obj = f.data_object(&id);
+    let len = std::fs::metadata(&obj).unwrap().len() as usize;
+    flip_byte(&obj, len / 2);
+    let out = dbbackup(&["verify", "--json", "--repo", &f.repo(), &id], &[]);
+    assert_eq!(out.status.code(), Some(3));
+    let v = json(&out);
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["findings"][0]["object"], "data/db/000000.db.zst");
+    // Restore refuses and leaves the target byte for byte as it was.
+    std::fs::copy(f.p("app.sqlite"), f.p("target.sqlite")).unwrap();
+    let c = rusqlite::Connection::open(f.p("target.sqlite")).unwrap();
+    c.execute("update users set balance = 0 where id = 1", []).unwrap();
+    drop(c);
+    let before = std::fs::read(f.p("target.sqlite")).unwrap();
+    let out = dbbackup(&["restore", "--repo", &f.repo(), &id, "--into", &f.url("target.sqlite")], &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("data/db/000000.db.zst"));
+    assert_eq!(std::fs::read(f.p("target.sqlite")).unwrap(), before);
+    let leftovers: Vec<_> = std::fs::read_dir(f.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("dbbackup"))
+        .collect();
+    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+}
+
+#[test]
+fn truncated_and_missing_objects_are_integrity_failures() {
+    let f = Fixture::new();
+    let id = f.create();
+    let obj = f.data_object(&id);
+    let b = std::fs::read(&obj).unwrap();
+    std::fs::write(&obj, &b[..b.len() / 3]).unwrap();
+    let out = dbbackup(&["verify", "--json", "--level", "quick", "--repo", &f.repo(), &id], &[]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(json(&out)["findings"][0]["problem"].as_str().unwrap().contains("size"));
+    std::fs::remove_file(&obj).unwrap();
+    let out = dbbackup(&["verify", "--json", "--repo", &f.repo(), &id], &[]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(json(&out)["findings"][0]["problem"], "missing");
+    let out = dbbackup(&["restore", "--repo", &f.repo(), &id, "--into", &f.url("new.sqlite")], &[]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(!f.p("new.sqlite").exists());
+}
+
+#[test]
+fn unknown_manifest_version_is_a_clear_integrity_error() {
+    let f = Fixture::new();
+    let id = f.create();
+    let mpath = f.p("repo").join(&id).join("manifest.json");
+    let mut m: Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    m["format_version"] = 9.into();
+    std::fs::write(&mpath, serde_json::to_vec(&m).unwrap()).unwrap();
+    let out = dbbackup(&["verify", "--repo", &f.repo(), &id], &[]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("format version 9"), "{err}");
+    // list still works and reports it as unreadable rather than hiding it.
+    let l = json(&dbbackup(&["list", "--json", "--repo", &f.repo()], &[]));
+    assert_eq!(l["unreadable"][0]["id"], id.as_str());
+}
+
+#[test]
+fn unknown_backup_lists_the_available_ones() {
+    let f = Fixture::new();
+    let id = f.create();
+    let out = dbbackup(
+        &["restore", "--repo", &f.repo(), "20200101T000000Z-dead", "--into", &f.url("x.sqlite")],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&id));
+    let out = dbbackup(&["verify", "--json", "--repo", &f.repo(), "nope"], &[]);
+    assert_eq!(out.status.code(), Some(5));
+    let v = json(&out);
+    assert_eq!(v["error"]["kind"], "not_found");
+    assert_eq!(v["error"]["available"][0], id.as_str());
+}
+
+#[test]
+fn production_restore_needs_confirmation() {
+    let f = Fixture::new();
+    f.create();
+    std::fs::write(f.p("prod.sqlite"), b"not touched").unwrap();
+    // No terminal and no --force: refused with a usage error, nothing changed.
+    let out = dbbackup(
+        &["restore", "--repo", &f.repo(), "--into", &f.url("prod.sqlite")],
+        &[("APP_ENV", "production")],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+    assert_eq!(std::fs::read(f.p("prod.sqlite")).unwrap(), b"not touched");
+    let out =
+        dbbackup(&["restore", "--production", "--repo", &f.repo(), "--into", &f.url("prod.sqlite")], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    // --force goes ahead.
+    let out = dbbackup(
+        &["restore", "--force", "--repo", &f.repo(), "--into", &f.url("prod.sqlite")],
+        &[("APP_ENV", "production")],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let c = rusqlite::Connection::open(f.p("prod.sqlite")).unwrap();
+    let n: i64 = c.query_row("select count(*) from users", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 20000);
+}
+
+#[test]
+fn usage_and_not_found_exit_codes() {
+    let f = Fixture::new();
+    let out = dbbackup(
+        &["create", "--source", &f.url("app.sqlite"), "--repo", &f.repo(), "--compression", "lz4"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let out = dbbackup(&["create", "--source", &f.url("missing.sqlite"), "--repo", &f.repo()], &[]);
+    assert_eq!(out.status.code(), Some(5));
+    let out = dbbackup(&["create", "--source", "oracle://x/y", "--repo", &f.repo()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = dbbackup(&["frobnicate"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = dbbackup(&["verify", "--repo", &f.repo()], &[]);
+    assert_eq!(out.status.code(), Some(5), "empty repository: latest does not exist");
+    // A failed create leaves no manifest behind.
+    assert!(
+        json(&dbbackup(&["list", "--json", "--repo", &f.repo()], &[]))["backups"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn environment_and_config_file_supply_flags() {
+    let f = Fixture::new();
+    let cfg = f.p("dbbackup.toml");
+    std::fs::write(
+        &cfg,
+        format!("source = \"{}\"\nrepo = \"{}\"\ncompression = \"gzip:1\"\n", f.url("app.sqlite"), f.repo()),
+    )
+    .unwrap();
+    let out = dbbackup(&["create", "--json", "--config", cfg.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = json(&out)["id"].as_str().unwrap().to_string();
+    assert!(f.p("repo").join(&id).join("data/db/000000.db.gz").exists());
+    // Env wins over the file; flags win over env.
+    let other = f.p("repo2").display().to_string();
+    let out =
+        dbbackup(&["create", "--json", "--config", cfg.to_str().unwrap()], &[("DBBACKUP_REPO", &other)]);
+    assert!(out.status.success());
+    assert!(f.p("repo2").exists());
+    let out =
+        dbbackup(&["create", "--json", "--config", cfg.to_str().unwrap(), "--compression", "none"], &[]);
+    let id = json(&out)["id"].as_str().unwrap().to_string();
+    assert!(f.p("repo").join(&id).join("data/db/000000.db").exists());
+    // A typo in the config file is an error, not silently ignored.
+    std::fs::write(&cfg, "sorce = \"x\"\n").unwrap();
+    let out = dbbackup(&["list", "--config", cfg.to_str().unwrap(), "--repo", &f.repo()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn help_answers_the_questions() {
+    let out = dbbackup(&["--help"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in ["Exit codes", "DBBACKUP_PASSWORD", "create", "restore", "verify", "list"] {
+        assert!(text.contains(needle), "--help lacks {needle}:\n{text}");
+    }
+    let out = dbbackup(&["restore", "--help"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in ["--into", "--force", "--in-place", "--tables", "DBBACKUP_REPO"] {
+        assert!(text.contains(needle), "restore --help lacks {needle}");
+    }
+}
