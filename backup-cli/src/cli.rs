@@ -50,6 +50,11 @@ pub enum Command {
     /// Restore a backup into a database, through a shadow that is swapped in only when complete
     /// and checked. A failed restore leaves the database as it was.
     Restore(RestoreArgs),
+    /// Take a backup, run COMMAND, and restore the backup if COMMAND fails: a pre-migration
+    /// safety net. Exits with COMMAND's status.
+    ///
+    /// Example: dbbackup guard --source "$DB_URL" --repo /srv/backups -- php artisan migrate --force
+    Guard(GuardArgs),
 }
 
 /// `create`.
@@ -147,4 +152,30 @@ pub struct RestoreArgs {
     /// Parallel loaders (default: number of CPUs).
     #[arg(long, short = 'j', env = "DBBACKUP_JOBS")]
     pub jobs: Option<usize>,
+}
+
+/// `guard`.
+#[derive(Debug, Args)]
+pub struct GuardArgs {
+    /// Database the command changes.
+    #[arg(long, env = "DBBACKUP_SOURCE", value_name = "URL")]
+    pub source: String,
+    /// Repository for the safety backup (repeatable; the first is restored from).
+    #[arg(long = "repo", env = "DBBACKUP_REPO", value_name = "URL", required = true, value_delimiter = ',')]
+    pub repos: Vec<String>,
+    /// Refuse to start when the last drill's measured recovery time exceeds this (e.g. 2m).
+    #[arg(long, env = "DBBACKUP_MAX_RTO", value_name = "DURATION")]
+    pub max_rto: Option<String>,
+    /// zstd[:LEVEL], gzip[:LEVEL] or none.
+    #[arg(long, env = "DBBACKUP_COMPRESSION", default_value = "zstd:3")]
+    pub compression: String,
+    /// Extra tag for the safety backup (it is always tagged `guard`).
+    #[arg(long = "tag", value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// Parallel workers (default: number of CPUs).
+    #[arg(long, short = 'j', env = "DBBACKUP_JOBS")]
+    pub jobs: Option<usize>,
+    /// The command to run, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }

@@ -316,3 +316,117 @@ fn help_answers_the_questions() {
         assert!(text.contains(needle), "restore --help lacks {needle}");
     }
 }
+
+fn users_fingerprint(path: &Path) -> String {
+    let c = rusqlite::Connection::open(path).unwrap();
+    let schema: String =
+        c.query_row("select group_concat(sql, ';') from sqlite_schema", [], |r| r.get(0)).unwrap();
+    let rows: String = c
+        .query_row("select group_concat(id || ':' || email || ':' || balance, ',') from users", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    format!("{schema}\n{rows}")
+}
+
+const MIGRATE_AND_FAIL: &str = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); \
+    c.execute('alter table users add column nickname text'); c.execute('delete from users where id > 100'); \
+    c.execute('create table migrations (id integer)'); c.commit(); print('migrating...'); sys.exit(3)";
+
+#[test]
+fn guard_restores_when_the_command_fails_and_exits_with_its_status() {
+    let f = Fixture::new();
+    let db = f.p("app.sqlite");
+    let before = users_fingerprint(&db);
+    let out = dbbackup(
+        &[
+            "guard",
+            "--json",
+            "--source",
+            &f.url("app.sqlite"),
+            "--repo",
+            &f.repo(),
+            "--",
+            "python3",
+            "-c",
+            MIGRATE_AND_FAIL,
+            db.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("migrating...\n"), "command output passes through: {text}");
+    let report: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(report["rolled_back"], true);
+    assert!(report["recovery_ms"].as_u64().is_some());
+    assert_eq!(users_fingerprint(&db), before, "database differs from its state before the guard");
+    // The rollback is audited beside the backups.
+    let audit: Vec<_> = std::fs::read_dir(f.p("repo").join("audit")).unwrap().collect();
+    assert_eq!(audit.len(), 1);
+    // A command killed by a signal is a failure too.
+    let out = dbbackup(
+        &[
+            "guard",
+            "--source",
+            &f.url("app.sqlite"),
+            "--repo",
+            &f.repo(),
+            "--",
+            "sh",
+            "-c",
+            &format!(
+                "python3 -c \"{}\" {} ; kill -9 $$",
+                MIGRATE_AND_FAIL.replace('"', "\\\""),
+                db.display()
+            ),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(137), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(users_fingerprint(&db), before);
+}
+
+#[test]
+fn guard_keeps_a_successful_command_and_checks_the_rto_budget() {
+    let f = Fixture::new();
+    let db = f.p("app.sqlite");
+    let src = f.url("app.sqlite");
+    let repo = f.repo();
+    // No drill recorded yet: a budget cannot be checked, so guard refuses (exit 4) and runs nothing.
+    let out = dbbackup(
+        &["guard", "--max-rto", "2m", "--source", &src, "--repo", &repo, "--", "sh", "-c", "touch ran"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!Path::new("ran").exists());
+    f.create();
+    let out = dbbackup(&["verify", "--level", "drill", "--repo", &repo], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = dbbackup(&["guard", "--max-rto", "0s", "--source", &src, "--repo", &repo, "--", "true"], &[]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("budget"));
+    let out = dbbackup(
+        &[
+            "guard",
+            "--max-rto",
+            "10m",
+            "--source",
+            &src,
+            "--repo",
+            &repo,
+            "--",
+            "python3",
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('delete from users where id > 5'); c.commit()",
+            db.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let n: i64 = c.query_row("select count(*) from users", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 5, "a successful command's changes are kept");
+    let l = json(&dbbackup(&["list", "--json", "--repo", &repo, "--tag", "guard"], &[]));
+    assert_eq!(l["backups"].as_array().unwrap().len(), 1);
+}

@@ -80,6 +80,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A health check or budget failed (`status`, `guard --max-rto`).
+    #[error("unhealthy: {0}")]
+    Unhealthy(String),
     /// The operation was cancelled by the caller or exceeded its deadline.
     #[error("cancelled: {0}")]
     Cancelled(String),
@@ -156,6 +159,7 @@ impl Error {
             Error::Integrity { .. } | Error::UnsupportedFormat { .. } => ErrorKind::Integrity,
             Error::InvalidInput(_) | Error::ConfirmationRequired(_) => ErrorKind::Usage,
             Error::Cancelled(_) => ErrorKind::Cancelled,
+            Error::Unhealthy(_) => ErrorKind::Unhealthy,
             Error::Source { .. }
             | Error::Storage { .. }
             | Error::AlreadyExists(_)

@@ -25,11 +25,13 @@
 //! # Ok(()) }
 //! ```
 
+mod audit;
 mod backup;
 mod catalog;
 pub mod codec;
 mod error;
 pub mod format;
+mod guard;
 mod model;
 mod progress;
 mod restore;
@@ -37,6 +39,7 @@ pub mod source;
 pub mod storage;
 mod verify;
 
+pub use audit::{AuditRecord, audit_log};
 pub use backup::{CreateOptions, CreateReport, create, create_with, default_jobs};
 pub use catalog::{
     BackupSummary, ListOptions, ListReport, Unreadable, VerificationRecord, backup_footprint, backup_ids,
@@ -44,6 +47,7 @@ pub use catalog::{
 };
 pub use error::{Error, ErrorKind, Result};
 pub use format::manifest::Manifest;
+pub use guard::{CommandOutcome, GuardOptions, GuardReport, guard, last_drill_recovery_ms};
 pub use model::{BackupId, Compression, DatabaseUrl, Engine, Secret, redact_str};
 pub use progress::{CancellationToken, Context, Event, NoProgress, Observer, Phase};
 pub use restore::{

@@ -18,7 +18,7 @@ use crate::model::{DatabaseUrl, Secret};
 use crate::progress::{Context, Event, Phase, PhaseGuard};
 use crate::source::{self, LoadOptions, LoadSession, Loader, TableStats};
 use crate::storage::Target;
-use crate::{catalog, verify};
+use crate::{audit, catalog, verify};
 
 /// Input of [`restore`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,6 +48,8 @@ pub struct RestoreOptions {
     pub verify_first: bool,
     /// Engine-specific switches.
     pub engine_options: std::collections::BTreeMap<String, String>,
+    /// Who asked (`user@host`), for the audit record.
+    pub operator: Option<String>,
 }
 
 impl Default for RestoreOptions {
@@ -64,6 +66,7 @@ impl Default for RestoreOptions {
             force: false,
             verify_first: false,
             engine_options: Default::default(),
+            operator: None,
         }
     }
 }
@@ -116,7 +119,19 @@ pub async fn restore(opts: &RestoreOptions, ctx: &Context) -> Result<RestoreRepo
     let target = Target::open(&opts.repo)?;
     let manifest = catalog::resolve(&target, &opts.backup).await?;
     let loader = source::open_loader(&url)?;
-    restore_with(&target, &manifest, loader.as_ref(), &url.to_string(), opts, ctx).await
+    let started_at = chrono::Utc::now();
+    let result = restore_with(&target, &manifest, loader.as_ref(), &url.to_string(), opts, ctx).await;
+    audit::record(
+        &target,
+        &manifest,
+        &url.to_string(),
+        opts.operator.as_deref(),
+        "restore",
+        started_at,
+        &result,
+    )
+    .await;
+    result
 }
 
 /// [`restore`] with an opened repository, a resolved manifest and a loader.

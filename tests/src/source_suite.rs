@@ -58,6 +58,11 @@ macro_rules! source_suite {
                 $crate::source_suite::failed_upload_leaves_no_backup(&f).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn guard_rolls_back_a_failed_migration() {
+                let Some(f) = $fixture else { return };
+                $crate::source_suite::guard_rolls_back_a_failed_migration(&f).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn drill_proves_restorable() {
                 let Some(f) = $fixture else { return };
                 $crate::source_suite::drill_proves_restorable(&f).await;
@@ -267,4 +272,43 @@ pub async fn drill_proves_restorable<F: Fixture + ?Sized>(f: &F) {
     assert_eq!(f.fingerprint(&scratch).await, before, "a drill must not change the scratch database itself");
     f.drop_db(&src).await;
     f.drop_db(&scratch).await;
+}
+
+/// `guard`: a "migration" that changes schema and data and then fails is rolled back, so the
+/// database equals its state before the guard; a succeeding one is kept. Every rollback leaves an
+/// audit record.
+pub async fn guard_rolls_back_a_failed_migration<F: Fixture + ?Sized>(f: &F) {
+    use backup_core::{CommandOutcome, GuardOptions, guard};
+    let db = populated(f, "guard").await;
+    let before = f.fingerprint(&db).await;
+    let repo_url = format!("memory://{}", crate::unique("guard_repo"));
+    let opts =
+        GuardOptions { source: db.clone(), repos: vec![repo_url.clone()], jobs: 2, ..Default::default() };
+    let r = guard(&opts, &Context::default(), || async {
+        f.mutate(&db).await;
+        Ok(CommandOutcome::Exited(3))
+    })
+    .await
+    .expect("guard");
+    assert!(r.rolled_back);
+    assert_eq!(r.command_status, 3);
+    assert!(r.recovery_ms.is_some());
+    assert_eq!(f.fingerprint(&db).await, before, "the failed migration was not rolled back");
+    let repo = Target::open(&repo_url).unwrap();
+    let audit = backup_core::audit_log(&repo).await.unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].backup_id, r.backup_id);
+    assert_eq!(audit[0].outcome, "ok");
+    // A migration that succeeds is kept.
+    let r = guard(&opts, &Context::default(), || async {
+        f.mutate(&db).await;
+        Ok(CommandOutcome::Exited(0))
+    })
+    .await
+    .expect("guard");
+    assert!(!r.rolled_back);
+    assert_ne!(f.fingerprint(&db).await, before);
+    let listed = backup_core::list_in(&repo, Some("guard")).await.unwrap();
+    assert_eq!(listed.backups.len(), 2);
+    f.drop_db(&db).await;
 }

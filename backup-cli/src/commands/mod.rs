@@ -1,6 +1,7 @@
 //! One module per command: build options from arguments, call the core, render the report.
 
 mod create;
+mod guard;
 mod list;
 mod restore;
 mod verify;
@@ -33,6 +34,7 @@ pub async fn run(cli: Cli, out: &Output) -> i32 {
         Command::List(a) => list::run(a, &ctx, out).await,
         Command::Verify(a) => verify::run(a, password, &ctx, out).await,
         Command::Restore(a) => restore::run(a, password, &ctx, out).await,
+        Command::Guard(a) => guard::run(a, password, &ctx, out).await,
     };
     match result {
         Ok(code) => code,
@@ -54,4 +56,17 @@ fn password(cli: &Cli) -> Result<Option<Secret>> {
 /// Default parallelism when `--jobs` is not given.
 fn jobs(j: Option<usize>) -> usize {
     j.unwrap_or_else(backup_core::default_jobs).max(1)
+}
+
+/// `user@host` for audit records.
+fn operator() -> String {
+    let user =
+        std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{user}@{host}")
 }

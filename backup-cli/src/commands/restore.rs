@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use anyhow::{Result, bail};
 use backup_core::{Context, Error, RestoreOptions, Secret, confirmation_needed, restore};
 
-use super::jobs;
+use super::{jobs, operator};
 use crate::cli::RestoreArgs;
 use crate::output::{Output, bytes, millis};
 
@@ -32,6 +32,7 @@ pub async fn run(a: RestoreArgs, password: Option<Secret>, ctx: &Context, out: &
         production,
         force: a.force,
         verify_first: a.verify_first,
+        operator: Some(operator()),
         ..Default::default()
     };
     if let Some(name) = confirmation_needed(&opts)? {

@@ -1,0 +1,216 @@
+//! The `guard` use-case: a pre-migration safety net. Take a backup, run the caller's command, and
+//! when the command fails (non-zero exit or killed by a signal) restore that backup with the
+//! engine's safe restore and report the measured recovery time.
+//!
+//! The command itself is run by the caller (the CLI spawns a process with its output passed
+//! through); this module owns every decision: the recovery-time budget check, what to back up,
+//! when to roll back, and what to report.
+
+use std::future::Future;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backup::{CreateOptions, create};
+use crate::catalog;
+use crate::error::{Error, Result};
+use crate::model::{Compression, DatabaseUrl, Secret};
+use crate::progress::Context;
+use crate::restore::{RestoreOptions, RestoreReport, restore};
+use crate::storage::Target;
+
+/// Input of [`guard`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GuardOptions {
+    /// The database the command changes (backed up, and restored on failure).
+    pub source: String,
+    /// Its password.
+    pub password: Option<Secret>,
+    /// Repositories for the safety backup; the first is restored from.
+    pub repos: Vec<String>,
+    /// Compression of the safety backup.
+    #[serde(with = "crate::backup::compression_serde")]
+    pub compression: Compression,
+    /// Parallel workers.
+    pub jobs: usize,
+    /// Extra tags for the safety backup (it always carries `guard`).
+    pub tags: Vec<String>,
+    /// Refuse to start when the last drill's recovery time for this database exceeds this.
+    pub max_rto_ms: Option<u64>,
+    /// Who ran it, for the audit record.
+    pub operator: Option<String>,
+}
+
+impl Default for GuardOptions {
+    fn default() -> Self {
+        GuardOptions {
+            source: String::new(),
+            password: None,
+            repos: Vec::new(),
+            compression: Compression::default(),
+            jobs: crate::backup::default_jobs(),
+            tags: Vec::new(),
+            max_rto_ms: None,
+            operator: None,
+        }
+    }
+}
+
+/// How the guarded command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandOutcome {
+    /// Exited with this status.
+    Exited(i32),
+    /// Killed by this signal.
+    Signalled(i32),
+}
+
+impl CommandOutcome {
+    /// Whether the command succeeded.
+    pub fn success(self) -> bool {
+        self == CommandOutcome::Exited(0)
+    }
+
+    /// The shell-style status: the exit code, or 128 + signal.
+    pub fn status(self) -> i32 {
+        match self {
+            CommandOutcome::Exited(c) => c,
+            CommandOutcome::Signalled(s) => 128 + s,
+        }
+    }
+}
+
+/// Output of [`guard`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GuardReport {
+    /// The safety backup.
+    pub backup_id: String,
+    /// Time to take it.
+    pub backup_ms: u64,
+    /// How the command ended.
+    pub command: CommandOutcome,
+    /// Shell-style status of the command (what `dbbackup guard` exits with).
+    pub command_status: i32,
+    /// Time the command ran.
+    pub command_ms: u64,
+    /// Whether the database was rolled back.
+    pub rolled_back: bool,
+    /// Measured recovery time of the rollback.
+    pub recovery_ms: Option<u64>,
+    /// The rollback's restore report.
+    pub restore: Option<RestoreReport>,
+}
+
+/// The newest recorded drill of a backup of this database (engine + name): its recovery time.
+pub async fn last_drill_recovery_ms(target: &Target, url: &DatabaseUrl) -> Result<Option<(String, u64)>> {
+    let report = catalog::list_in(target, None).await?;
+    for b in
+        report.backups.iter().filter(|b| b.engine == url.engine().as_str() && b.database == url.database())
+    {
+        if let Some(v) = &b.last_verification
+            && v.level == "drill"
+            && v.ok
+            && let Some(ms) = v.recovery_ms
+        {
+            return Ok(Some((b.id.to_string(), ms)));
+        }
+    }
+    Ok(None)
+}
+
+/// Runs the guard. `run` runs the command and reports how it ended; it is called once, after
+/// the safety backup is complete.
+pub async fn guard<F, Fut>(opts: &GuardOptions, ctx: &Context, run: F) -> Result<GuardReport>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = std::io::Result<CommandOutcome>>,
+{
+    let url = DatabaseUrl::parse(&opts.source)?;
+    let repo =
+        opts.repos.first().ok_or_else(|| Error::InvalidInput("no repository given (--repo)".into()))?;
+    if let Some(budget) = opts.max_rto_ms {
+        let target = Target::open(repo)?;
+        match last_drill_recovery_ms(&target, &url).await? {
+            None => {
+                return Err(Error::Unhealthy(format!(
+                    "--max-rto is set but no successful drill of {} is recorded in {target}; run `dbbackup verify --level drill` first",
+                    url.database()
+                )));
+            }
+            Some((id, ms)) if ms > budget => {
+                return Err(Error::Unhealthy(format!(
+                    "the last drill (backup {id}) measured a recovery time of {ms} ms, over the {budget} ms budget; not starting"
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    let t0 = Instant::now();
+    let mut tags = vec!["guard".to_string()];
+    tags.extend(opts.tags.iter().cloned());
+    let created = create(
+        &CreateOptions {
+            source: opts.source.clone(),
+            password: opts.password.clone(),
+            repos: opts.repos.clone(),
+            compression: opts.compression,
+            jobs: opts.jobs,
+            tags,
+            ..Default::default()
+        },
+        ctx,
+    )
+    .await
+    .map_err(|e| e.context("safety backup before the guarded command (the command was not run)"))?;
+    let backup_ms = ms_since(t0);
+    ctx.note(format!("safety backup {} taken in {backup_ms} ms; running the command", created.id));
+    let t1 = Instant::now();
+    let outcome = run().await.map_err(|e| Error::io("start the guarded command", e))?;
+    let command_ms = ms_since(t1);
+    let mut report = GuardReport {
+        backup_id: created.id.to_string(),
+        backup_ms,
+        command: outcome,
+        command_status: outcome.status(),
+        command_ms,
+        rolled_back: false,
+        recovery_ms: None,
+        restore: None,
+    };
+    if outcome.success() {
+        return Ok(report);
+    }
+    ctx.note(format!("the command failed (status {}); restoring backup {}", outcome.status(), created.id));
+    // The rollback must not be stopped by the Ctrl-C that may have killed the command.
+    let rollback_ctx = Context::with_observer(ctx.observer.clone());
+    let r = restore(
+        &RestoreOptions {
+            repo: repo.clone(),
+            backup: created.id.to_string(),
+            into: opts.source.clone(),
+            password: opts.password.clone(),
+            jobs: opts.jobs,
+            force: true,
+            operator: Some(format!("guard ({})", opts.operator.as_deref().unwrap_or("unknown"))),
+            ..Default::default()
+        },
+        &rollback_ctx,
+    )
+    .await
+    .map_err(|e| {
+        e.context(format!(
+            "ROLLBACK FAILED after the guarded command failed: the database may be in the command's state; restore backup {} by hand",
+            created.id
+        ))
+    })?;
+    report.rolled_back = true;
+    report.recovery_ms = Some(r.duration_ms);
+    report.restore = Some(r);
+    Ok(report)
+}
+
+fn ms_since(t: Instant) -> u64 {
+    u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
