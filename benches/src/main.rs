@@ -44,12 +44,12 @@ fn main() -> Result<()> {
             println!(
                 "{:<16} {}",
                 "table",
-                paths.iter().map(|p| format!("{:>14}", short(p))).collect::<String>()
+                paths.iter().map(|p| format!("{:>18}", short(p))).collect::<String>()
             );
             for (i, (name, _)) in described[0].iter().enumerate() {
                 let counts: String = described
                     .iter()
-                    .map(|d| format!("{:>14}", d.get(i).map(|x| x.1).unwrap_or(-1)))
+                    .map(|d| format!("{:>18}", d.get(i).map(|x| x.1).unwrap_or(-1)))
                     .collect();
                 println!("{name:<16} {counts}");
             }
