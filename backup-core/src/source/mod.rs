@@ -16,6 +16,8 @@
 //! - Table stats from a snapshot and from a load session use the same algorithm (named in
 //!   `checksum_algo`), so a restore can prove it loaded what was dumped.
 
+pub mod pg_script;
+pub(crate) mod postgres;
 pub(crate) mod sqlite;
 
 use std::collections::BTreeMap;
@@ -241,6 +243,7 @@ pub trait LoadSession: Send + Sync {
 pub fn open_source(url: &DatabaseUrl) -> Result<Box<dyn Source>> {
     match url.engine() {
         Engine::Sqlite => Ok(Box::new(sqlite::SqliteSource::new(url)?)),
+        Engine::Postgres => Ok(Box::new(postgres::PgSource::new(url)?)),
         other => Err(Error::Unsupported(format!("{other} sources are not available in this build"))),
     }
 }
@@ -249,6 +252,7 @@ pub fn open_source(url: &DatabaseUrl) -> Result<Box<dyn Source>> {
 pub fn open_loader(url: &DatabaseUrl) -> Result<Box<dyn Loader>> {
     match url.engine() {
         Engine::Sqlite => Ok(Box::new(sqlite::SqliteLoader::new(url)?)),
+        Engine::Postgres => Ok(Box::new(postgres::PgLoader::new(url)?)),
         other => Err(Error::Unsupported(format!("{other} restores are not available in this build"))),
     }
 }

@@ -1,0 +1,238 @@
+//! Connections: URL -> `tokio_postgres::Config`, a small pool of exclusive connections, quoting,
+//! and running pg_dump with the password in the environment.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_postgres::{Client, Config, NoTls};
+
+use crate::error::{Error, Result};
+use crate::model::DatabaseUrl;
+
+/// Session settings that make COPY text and row text (checksums) independent of the server's
+/// and the role's defaults.
+pub(crate) const SESSION_SETTINGS: &str = "SET client_encoding = 'UTF8'; SET DateStyle = 'ISO, YMD'; \
+     SET IntervalStyle = 'postgres'; SET TimeZone = 'UTC'; SET extra_float_digits = 3; \
+     SET bytea_output = 'hex'; SET standard_conforming_strings = on; \
+     SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0";
+
+pub(crate) fn pg_err(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Error {
+    let context = context.into();
+    move |e| {
+        // The server's message (with detail) says far more than the driver's "db error".
+        let msg = match e.as_db_error() {
+            Some(db) => {
+                let mut m = format!("{}: {}", db.code().code(), db.message());
+                if let Some(d) = db.detail() {
+                    m.push_str(&format!(" ({d})"));
+                }
+                m
+            }
+            None => e.to_string(),
+        };
+        Error::Source { context, source: msg.into() }
+    }
+}
+
+/// `"ident"` with embedded quotes doubled.
+pub(crate) fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// `'literal'` (standard_conforming_strings on), or `E'...'` when it holds a backslash.
+pub(crate) fn quote_literal(s: &str) -> String {
+    if s.contains('\\') {
+        format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+    } else {
+        format!("'{}'", s.replace('\'', "''"))
+    }
+}
+
+pub(crate) fn config(url: &DatabaseUrl) -> Result<Config> {
+    let u = url.url();
+    let mut c = Config::new();
+    if let Some(sock) = url.param("host").filter(|h| h.starts_with('/')) {
+        c.host_path(sock);
+    } else if let Some(h) = u.host_str() {
+        c.host(h.trim_start_matches('[').trim_end_matches(']'));
+    }
+    c.port(u.port().unwrap_or(5432));
+    c.user(url.user().unwrap_or_else(|| "postgres".into()));
+    if let Some(p) = url.password() {
+        c.password(p.expose());
+    } else if let Ok(p) = std::env::var("PGPASSWORD") {
+        c.password(p);
+    }
+    let db = url.database();
+    c.dbname(if db.is_empty() { "postgres" } else { &db });
+    c.application_name("dbbackup");
+    match url.param("sslmode").as_deref() {
+        None | Some("disable" | "allow" | "prefer") => {}
+        Some(other) => {
+            return Err(Error::Unsupported(format!(
+                "sslmode={other}: TLS connections to PostgreSQL are not available in this build"
+            )));
+        }
+    }
+    Ok(c)
+}
+
+/// Connects, spawns the connection task, applies [`SESSION_SETTINGS`].
+pub(crate) async fn connect(url: &DatabaseUrl, role: &str) -> Result<Client> {
+    let cfg = config(url)?;
+    let (client, conn) = cfg.connect(NoTls).await.map_err(pg_err(format!("connect to {url} ({role})")))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!("postgres connection ended: {e}");
+        }
+    });
+    session_setup(&client).await?;
+    Ok(client)
+}
+
+pub(crate) async fn session_setup(c: &Client) -> Result<()> {
+    c.batch_execute(SESSION_SETTINGS).await.map_err(pg_err("apply session settings"))
+}
+
+/// A fixed set of connections, each used by one task at a time.
+#[derive(Clone)]
+pub(crate) struct Pool {
+    inner: Arc<PoolInner>,
+}
+
+struct PoolInner {
+    free: Mutex<Vec<Arc<Client>>>,
+    sem: Arc<Semaphore>,
+    size: u32,
+}
+
+/// An exclusively borrowed connection; returns to the pool on drop.
+pub(crate) struct PoolGuard {
+    client: Arc<Client>,
+    pool: Arc<PoolInner>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Pool {
+    pub(crate) fn new(clients: Vec<Client>) -> Self {
+        let size = u32::try_from(clients.len()).unwrap_or(u32::MAX);
+        let free = clients.into_iter().map(Arc::new).collect::<Vec<_>>();
+        let sem = Arc::new(Semaphore::new(free.len()));
+        Pool { inner: Arc::new(PoolInner { free: Mutex::new(free), sem, size }) }
+    }
+
+    pub(crate) async fn get(&self) -> Result<PoolGuard> {
+        let permit = self
+            .inner
+            .sem
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Cancelled("connection pool closed".into()))?;
+        let client =
+            self.inner.free.lock().map_err(|_| Error::Cancelled("connection pool poisoned".into()))?.pop();
+        match client {
+            Some(client) => Ok(PoolGuard { client, pool: self.inner.clone(), _permit: permit }),
+            None => Err(Error::Cancelled("connection pool empty".into())),
+        }
+    }
+
+    /// Waits until every connection is back, then closes them all (dropping the clients ends
+    /// their sessions).
+    pub(crate) async fn close(&self) {
+        if let Ok(all) = self.inner.sem.clone().acquire_many_owned(self.inner.size).await {
+            all.forget();
+        }
+        self.inner.sem.close();
+        if let Ok(mut v) = self.inner.free.lock() {
+            v.clear();
+        }
+    }
+}
+
+impl Pool {
+    /// Connections in the pool.
+    pub(crate) fn size(&self) -> usize {
+        self.inner.size as usize
+    }
+}
+
+impl PoolGuard {
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl Drop for PoolGuard {
+    fn drop(&mut self) {
+        if let Ok(mut v) = self.pool.free.lock() {
+            v.push(self.client.clone());
+        }
+    }
+}
+
+/// Runs a PostgreSQL client tool (`pg_dump`) against `url`, password by environment, and
+/// returns its stdout as text (schema scripts: bounded metadata).
+pub(crate) async fn run_pg_tool(
+    url: &DatabaseUrl,
+    tool: &str,
+    args: &[String],
+    _temp_dir: Option<&std::path::Path>,
+) -> Result<String> {
+    let exe = find_tool(tool).ok_or_else(|| {
+        Error::Unsupported(format!(
+            "{tool} not found on PATH or in /usr/lib/postgresql/*/bin (install the PostgreSQL client tools)"
+        ))
+    })?;
+    let cfg = config(url)?;
+    let mut cmd = tokio::process::Command::new(&exe);
+    cmd.args(args);
+    cmd.env("PGDATABASE", url.database());
+    if let Some(sock) = url.param("host").filter(|h| h.starts_with('/')) {
+        cmd.env("PGHOST", sock);
+    } else if let Some(h) = url.url().host_str() {
+        cmd.env("PGHOST", h.trim_start_matches('[').trim_end_matches(']'));
+    }
+    cmd.env("PGPORT", url.url().port().unwrap_or(5432).to_string());
+    cmd.env("PGUSER", cfg.get_user().unwrap_or("postgres"));
+    if let Some(p) = url.password() {
+        cmd.env("PGPASSWORD", p.expose());
+    }
+    if let Some(m) = url.param("sslmode") {
+        cmd.env("PGSSLMODE", m);
+    }
+    cmd.stdin(std::process::Stdio::null());
+    cmd.kill_on_drop(true);
+    let out = cmd.output().await.map_err(|e| Error::io(format!("run {}", exe.display()), e))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(Error::Source {
+            context: format!("{tool} of {url}"),
+            source: format!("{}: {}", out.status, err.trim()).into(),
+        });
+    }
+    String::from_utf8(out.stdout).map_err(|e| Error::Source {
+        context: format!("{tool} of {url}"),
+        source: format!("output is not UTF-8: {e}").into(),
+    })
+}
+
+/// `tool` on PATH, else the newest `/usr/lib/postgresql/*/bin/tool`.
+pub(crate) fn find_tool(tool: &str) -> Option<std::path::PathBuf> {
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let p = dir.join(tool);
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    let mut found: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("bin").join(tool))
+        .filter(|p| p.is_file())
+        .collect();
+    found.sort();
+    found.pop()
+}

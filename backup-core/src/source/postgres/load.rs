@@ -1,0 +1,722 @@
+//! PostgreSQL restore.
+//!
+//! - Default: a **shadow database** `<target>_dbbackup_shadow_<rand>` on the same server gets
+//!   pre-data, the COPY chunks (parallel connections), post-data (index and key builds in
+//!   parallel, the rest in order) and sequence values; after the use-case compared the stats,
+//!   `commit` sets the database's own properties, refuses new connections to the target,
+//!   terminates its sessions, renames it aside, renames the shadow in, and drops the old one.
+//!   A failed rename puts the original back. `abort` drops the shadow.
+//! - `in_place` (no CREATE DATABASE): everything runs in **one transaction** on the live
+//!   database (drop the user schemas, pre-data, COPY, post-data, stats); `commit` is `COMMIT`,
+//!   any failure `ROLLBACK`s, so the database is either fully restored or exactly as before.
+//! - `tables`: one transaction on the live database that truncates the chosen tables and loads
+//!   them; other tables, the schema and sequences are left alone.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use tokio::sync::Mutex;
+use tokio_postgres::{Client, CopyInSink};
+
+use super::{
+    OPT_KEEP_OWNERS, Pool, column_list, connect, flag, pg_err, qualified, quote_ident, quote_literal,
+    table_stats_on,
+};
+use crate::codec::ByteStream;
+use crate::error::{Error, Result};
+use crate::format::manifest::{Manifest, ObjectEntry, TableEntry};
+use crate::model::{DatabaseUrl, Engine};
+use crate::progress::Context;
+use crate::source::pg_script::{Piece, ScriptReader};
+use crate::source::{CommitReport, LoadOptions, LoadSession, Loader, ScriptReport, TableStats, read_text};
+
+/// Largest schema script accepted.
+const MAX_SCHEMA: usize = 512 << 20;
+/// PostgreSQL's identifier length limit (bytes).
+const NAMEDATALEN: usize = 63;
+
+/// The PostgreSQL restore side.
+pub(crate) struct PgLoader {
+    url: DatabaseUrl,
+}
+
+impl PgLoader {
+    pub(crate) fn new(url: &DatabaseUrl) -> Result<Self> {
+        if url.database().is_empty() {
+            return Err(Error::InvalidInput(format!("{url}: no database name to restore into")));
+        }
+        Ok(PgLoader { url: url.clone() })
+    }
+
+    fn admin_url(&self) -> DatabaseUrl {
+        let admin = if self.url.database() == "postgres" { "template1" } else { "postgres" };
+        self.url.with_database(admin)
+    }
+
+    async fn shadow(
+        &self,
+        props: BTreeMap<String, serde_json::Value>,
+        opts: &LoadOptions,
+    ) -> Result<ShadowSession> {
+        let target = self.url.database();
+        let admin = connect(&self.admin_url(), "restore admin").await?;
+        let shadow = derived_name(&target, "_dbbackup_shadow_");
+        let q = quote_ident(&shadow);
+        let s = |k: &str| props.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        let mut created = false;
+        if let (Some(enc), Some(coll), Some(ctype)) = (s("pg.encoding"), s("pg.collate"), s("pg.ctype")) {
+            let sql = format!(
+                "CREATE DATABASE {q} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}",
+                quote_literal(&enc),
+                quote_literal(&coll),
+                quote_literal(&ctype)
+            );
+            created = admin.batch_execute(&sql).await.is_ok();
+        }
+        if !created {
+            admin
+                .batch_execute(&format!("CREATE DATABASE {q} TEMPLATE template0"))
+                .await
+                .map_err(pg_err(format!("create shadow database {shadow}")))?;
+        }
+        let shadow_url = self.url.with_database(&shadow);
+        let opened = async {
+            let main = connect(&shadow_url, "restore").await?;
+            let mut workers = Vec::new();
+            for i in 0..opts.jobs.max(1) {
+                let c = connect(&shadow_url, &format!("restore worker {i}")).await?;
+                c.batch_execute("SET synchronous_commit = off").await.map_err(pg_err("tune a loader"))?;
+                workers.push(c);
+            }
+            Ok::<_, Error>((main, workers))
+        }
+        .await;
+        let (main, workers) = match opened {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {q} WITH (FORCE)")).await;
+                return Err(e);
+            }
+        };
+        Ok(ShadowSession {
+            admin,
+            target,
+            shadow,
+            main: Mutex::new(Some(main)),
+            pool: Pool::new(workers),
+            props,
+            keep_owners: flag(&opts.engine_options, OPT_KEEP_OWNERS),
+            tables: Vec::new(),
+        })
+    }
+
+    async fn txn(
+        &self,
+        mode: TxnMode,
+        manifest: Option<&Manifest>,
+        opts: &LoadOptions,
+    ) -> Result<TxnSession> {
+        let c = connect(&self.url, "in-place restore").await?;
+        c.batch_execute("BEGIN").await.map_err(pg_err("begin the restore transaction"))?;
+        let mut notes = Vec::new();
+        if let (TxnMode::Tables, Some(m)) = (mode, manifest) {
+            let chosen: Vec<String> =
+                m.tables.iter().filter(|t| selected(&opts.tables, t)).map(qualified).collect();
+            if !chosen.is_empty() {
+                c.batch_execute(&format!("TRUNCATE {}", chosen.join(", ")))
+                    .await
+                    .map_err(pg_err("empty the tables to restore"))?;
+            }
+            notes.push(format!(
+                "restored only {} table(s) inside one transaction; schema, sequences and other tables untouched",
+                chosen.len()
+            ));
+        }
+        Ok(TxnSession {
+            client: Mutex::new(c),
+            mode,
+            props: manifest.map(|m| m.properties.clone()).unwrap_or_default(),
+            keep_owners: flag(&opts.engine_options, OPT_KEEP_OWNERS),
+            tables: manifest.map(|m| m.tables.clone()).unwrap_or_default(),
+            notes,
+            database: self.url.database(),
+        })
+    }
+}
+
+fn selected(tables: &Option<Vec<String>>, t: &TableEntry) -> bool {
+    match tables {
+        None => true,
+        Some(list) => list.iter().any(|n| *n == t.name || *n == t.display_name()),
+    }
+}
+
+/// `<base><suffix><6 random hex>`, cut to fit PostgreSQL's 63-byte identifiers.
+fn derived_name(base: &str, suffix: &str) -> String {
+    let tail = format!("{suffix}{:06x}", rand::random::<u32>() & 0xff_ffff);
+    let mut keep = NAMEDATALEN.saturating_sub(tail.len());
+    while keep > 0 && !base.is_char_boundary(keep.min(base.len())) {
+        keep -= 1;
+    }
+    format!("{}{tail}", &base[..keep.min(base.len())])
+}
+
+#[async_trait]
+impl Loader for PgLoader {
+    fn engine(&self) -> Engine {
+        Engine::Postgres
+    }
+
+    async fn begin(
+        &self,
+        manifest: &Manifest,
+        opts: &LoadOptions,
+        _ctx: &Context,
+    ) -> Result<Box<dyn LoadSession>> {
+        if opts.tables.is_some() {
+            return Ok(Box::new(self.txn(TxnMode::Tables, Some(manifest), opts).await?));
+        }
+        if opts.in_place {
+            return Ok(Box::new(self.txn(TxnMode::Replace, Some(manifest), opts).await?));
+        }
+        let mut s = self.shadow(manifest.properties.clone(), opts).await?;
+        s.tables = manifest.tables.clone();
+        Ok(Box::new(s))
+    }
+
+    async fn begin_script(&self, opts: &LoadOptions, _ctx: &Context) -> Result<Box<dyn LoadSession>> {
+        if opts.tables.is_some() {
+            return Err(Error::Unsupported(
+                "--tables with a plain dump script: restore the whole script instead".into(),
+            ));
+        }
+        if opts.in_place {
+            return Ok(Box::new(self.txn(TxnMode::Replace, None, opts).await?));
+        }
+        Ok(Box::new(self.shadow(BTreeMap::new(), opts).await?))
+    }
+}
+
+/// Statements restoring the database's own properties (comment, `ALTER DATABASE ... SET`).
+fn property_statements(db: &str, props: &BTreeMap<String, serde_json::Value>) -> Vec<String> {
+    let q = quote_ident(db);
+    let mut out = Vec::new();
+    if let Some(c) = props.get("pg.comment").and_then(|v| v.as_str()) {
+        out.push(format!("COMMENT ON DATABASE {q} IS {}", quote_literal(c)));
+    }
+    if let Some(list) = props.get("pg.settings").and_then(|v| v.as_array()) {
+        for s in list.iter().filter_map(|v| v.as_str()) {
+            let Some((name, value)) = s.split_once('=') else { continue };
+            // List-valued settings are stored already quoted per element (`"$user", public`).
+            let is_list = matches!(
+                name,
+                "search_path" | "temp_tablespaces" | "session_preload_libraries" | "local_preload_libraries"
+            );
+            let v = if is_list && !value.is_empty() { value.to_string() } else { quote_literal(value) };
+            out.push(format!("ALTER DATABASE {q} SET {} TO {v}", quote_ident(name)));
+        }
+    }
+    out
+}
+
+/// Whether a schema/script statement is an ownership change (skipped unless owners are kept).
+fn is_owner_change(stmt: &str) -> bool {
+    let l = stmt.trim_start().to_ascii_lowercase();
+    l.starts_with("alter ") && l.contains(" owner to ")
+}
+
+/// Index and key builds: independent of each other, so they run in parallel.
+fn is_parallel_build(stmt: &str) -> bool {
+    let l = stmt.trim_start().to_ascii_lowercase();
+    if l.starts_with("create index ") || l.starts_with("create unique index ") {
+        return true;
+    }
+    l.starts_with("alter table only ")
+        && l.contains(" add constraint ")
+        && (l.contains(" primary key ") || l.contains(" unique "))
+        && !l.contains(" foreign key ")
+}
+
+/// Session-level preamble statements pg_dump scripts begin with.
+fn is_preamble(stmt: &str) -> bool {
+    let l = stmt.trim_start().to_ascii_lowercase();
+    l.starts_with("set ") || l.starts_with("select pg_catalog.set_config(")
+}
+
+/// Splits a whole (bounded) schema script into statements, dropping psql meta-commands.
+fn statements(text: &str) -> Result<Vec<String>> {
+    let mut r = ScriptReader::new();
+    r.push(text.as_bytes());
+    r.finish();
+    let mut out = Vec::new();
+    while let Some(p) = r.next_piece().map_err(|e| Error::integrity("schema script", "valid SQL", e.0))? {
+        match p {
+            Piece::Statement(s) => out.push(s),
+            Piece::Meta(_) => {}
+            Piece::CopyStart(_) | Piece::CopyData(_) | Piece::CopyEnd => {
+                return Err(Error::integrity("schema script", "no COPY data", "a COPY block"));
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn exec(c: &Client, stmt: &str) -> Result<()> {
+    c.batch_execute(stmt).await.map_err(pg_err(format!("execute {}", shorten(stmt))))
+}
+
+fn shorten(stmt: &str) -> String {
+    let one: String = stmt.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one.len() > 120 {
+        let mut end = 120;
+        while !one.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}...", &one[..end])
+    } else {
+        one
+    }
+}
+
+async fn run_schema(sql: ByteStream, what: &str, keep_owners: bool) -> Result<Vec<String>> {
+    let text = read_text(sql, MAX_SCHEMA, what).await?;
+    let stmts = statements(&text)?;
+    let mut rest = Vec::new();
+    for s in stmts {
+        if !keep_owners && is_owner_change(&s) {
+            continue;
+        }
+        rest.push(s);
+    }
+    Ok(rest)
+}
+
+async fn copy_into(c: &Client, t: &TableEntry, mut data: ByteStream) -> Result<u64> {
+    let cols = column_list(t).unwrap_or_default();
+    let sql = if cols.is_empty() {
+        format!("COPY {} FROM STDIN", qualified(t))
+    } else {
+        format!("COPY {} ({cols}) FROM STDIN", qualified(t))
+    };
+    let what = format!("load {}", t.display_name());
+    let sink: CopyInSink<Bytes> = c.copy_in(sql.as_str()).await.map_err(pg_err(what.clone()))?;
+    futures::pin_mut!(sink);
+    while let Some(b) = data.next().await {
+        // On error the sink is dropped unfinished, which aborts the COPY.
+        let b = b?;
+        sink.as_mut().send(b).await.map_err(pg_err(what.clone()))?;
+    }
+    sink.as_mut().finish().await.map_err(pg_err(what))
+}
+
+fn table_of<'a>(tables: &'a [TableEntry], object: &ObjectEntry) -> Result<&'a TableEntry> {
+    object
+        .table
+        .and_then(|i| tables.get(i))
+        .ok_or_else(|| Error::InvalidInput(format!("object {} has no table", object.key)))
+}
+
+/// Executes a foreign plain dump script on one connection (see the module docs).
+async fn run_script(
+    c: &Client,
+    mut sql: ByteStream,
+    keep_owners: bool,
+    ctx: &Context,
+) -> Result<ScriptReport> {
+    let mut r = ScriptReader::new();
+    let mut report = ScriptReport::default();
+    let mut sink: Option<Pin<Box<CopyInSink<Bytes>>>> = None;
+    let mut skipped_owner = 0u64;
+    let mut ended = false;
+    loop {
+        match sql.next().await {
+            Some(b) => r.push(&b?),
+            None => {
+                r.finish();
+                ended = true;
+            }
+        }
+        while let Some(piece) =
+            r.next_piece().map_err(|e| Error::integrity("dump script", "valid SQL", e.0))?
+        {
+            ctx.check("restore")?;
+            match piece {
+                Piece::Meta(m) => {
+                    let cmd = m.split_whitespace().next().unwrap_or_default().to_string();
+                    if !matches!(cmd.as_str(), "\\restrict" | "\\unrestrict") {
+                        report.notes.push(format!("skipped psql command {}", shorten(&m)));
+                    }
+                }
+                Piece::Statement(s) => {
+                    let l = s.trim_start().to_ascii_lowercase();
+                    if !keep_owners && is_owner_change(&s) {
+                        skipped_owner += 1;
+                        continue;
+                    }
+                    if l.starts_with("create database ") || l.starts_with("alter database ") {
+                        report.notes.push(format!("skipped {}", shorten(&s)));
+                        continue;
+                    }
+                    match c.batch_execute(&s).await {
+                        Ok(()) => report.statements += 1,
+                        Err(e)
+                            if is_preamble(&s)
+                                && e.as_db_error().is_some_and(|d| d.code().code() == "42704") =>
+                        {
+                            // A setting this server does not know (script from a newer pg_dump).
+                            report.notes.push(format!("ignored unknown setting: {}", shorten(&s)));
+                        }
+                        Err(e) => return Err(pg_err(format!("execute {}", shorten(&s)))(e)),
+                    }
+                }
+                Piece::CopyStart(s) => {
+                    let what = format!("start {}", shorten(&s));
+                    sink = Some(Box::pin(c.copy_in(s.as_str()).await.map_err(pg_err(what))?));
+                }
+                Piece::CopyData(d) => {
+                    let Some(k) = sink.as_mut() else {
+                        return Err(Error::integrity("dump script", "COPY data after COPY", "stray data"));
+                    };
+                    k.as_mut().send(d).await.map_err(pg_err("send COPY data"))?;
+                }
+                Piece::CopyEnd => {
+                    if let Some(mut k) = sink.take() {
+                        report.rows += k.as_mut().finish().await.map_err(pg_err("finish COPY"))?;
+                        report.tables += 1;
+                        report.statements += 1;
+                    }
+                }
+            }
+        }
+        if ended {
+            break;
+        }
+    }
+    if sink.is_some() || !r.is_clean() {
+        return Err(Error::integrity(
+            "dump script",
+            "complete statements and COPY blocks",
+            "the script ends in the middle of one (truncated file?)",
+        ));
+    }
+    if skipped_owner > 0 {
+        report.notes.push(format!("skipped {skipped_owner} ownership change(s) (no-owner restore)"));
+    }
+    Ok(report)
+}
+
+/// Restore into a shadow database, then rename it in.
+struct ShadowSession {
+    admin: Client,
+    target: String,
+    shadow: String,
+    /// Connection for schema and scripts; `None` once closed.
+    main: Mutex<Option<Client>>,
+    pool: Pool,
+    props: BTreeMap<String, serde_json::Value>,
+    keep_owners: bool,
+    tables: Vec<TableEntry>,
+}
+
+impl ShadowSession {
+    async fn close_connections(&self) {
+        self.main.lock().await.take();
+        self.pool.close().await;
+    }
+
+    async fn terminate(&self, db: &str) {
+        let _ = self
+            .admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[&db],
+            )
+            .await;
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let sql = format!("ALTER DATABASE {} RENAME TO {}", quote_ident(from), quote_ident(to));
+        let mut last = None;
+        for attempt in 0..10u64 {
+            self.terminate(from).await;
+            match self.admin.batch_execute(&sql).await {
+                Ok(()) => return Ok(()),
+                // 55006: object in use (a session came back or is still closing).
+                Err(e) if e.as_db_error().is_some_and(|d| d.code().code() == "55006") => {
+                    last = Some(e);
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * (attempt + 1))).await;
+                }
+                Err(e) => return Err(pg_err(format!("rename database {from} to {to}"))(e)),
+            }
+        }
+        match last {
+            Some(e) => Err(pg_err(format!("rename database {from} to {to}"))(e)),
+            None => Ok(()),
+        }
+    }
+
+    async fn drop_shadow(&self) -> Result<()> {
+        self.admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&self.shadow)))
+            .await
+            .map_err(pg_err(format!("drop shadow database {}", self.shadow)))
+    }
+
+    async fn swap(&self) -> Result<CommitReport> {
+        for s in property_statements(&self.shadow, &self.props) {
+            exec(&self.admin, &s).await?;
+        }
+        self.close_connections().await;
+        let exists = self
+            .admin
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&self.target])
+            .await
+            .map_err(pg_err("look up the target database"))?
+            .is_some();
+        let mut report = CommitReport::default();
+        if !exists {
+            self.rename(&self.shadow, &self.target).await?;
+            report.notes.push(format!("created database {}", self.target));
+            return Ok(report);
+        }
+        let prev = derived_name(&self.target, "_dbbackup_prev_");
+        let qt = quote_ident(&self.target);
+        // Keep clients from reconnecting between terminate and rename (needs ownership; the
+        // rename retries cover the case where this is not allowed).
+        let blocked = self
+            .admin
+            .batch_execute(&format!("ALTER DATABASE {qt} WITH ALLOW_CONNECTIONS false"))
+            .await
+            .is_ok();
+        if let Err(e) = self.rename(&self.target, &prev).await {
+            if blocked {
+                let _ = self
+                    .admin
+                    .batch_execute(&format!("ALTER DATABASE {qt} WITH ALLOW_CONNECTIONS true"))
+                    .await;
+            }
+            return Err(e);
+        }
+        if let Err(e) = self.rename(&self.shadow, &self.target).await {
+            // Put the original back.
+            let back = self.rename(&prev, &self.target).await;
+            if blocked {
+                let _ = self
+                    .admin
+                    .batch_execute(&format!("ALTER DATABASE {qt} WITH ALLOW_CONNECTIONS true"))
+                    .await;
+            }
+            return Err(match back {
+                Ok(()) => e.context("swap in the restored database (original put back)"),
+                Err(b) => e.context(format!(
+                    "swap in the restored database; putting the original back ALSO failed ({b}): it is at {prev}"
+                )),
+            });
+        }
+        match self.admin.batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", quote_ident(&prev))).await {
+            Ok(()) => {}
+            Err(e) => {
+                report.notes.push(format!("could not drop the previous database: {e}"));
+                report.previous_kept_at = Some(prev);
+            }
+        }
+        Ok(report)
+    }
+}
+
+#[async_trait]
+impl LoadSession for ShadowSession {
+    async fn pre_data(&self, sql: ByteStream) -> Result<()> {
+        let guard = self.main.lock().await;
+        let c = guard.as_ref().ok_or_else(|| Error::Cancelled("restore session closed".into()))?;
+        for s in run_schema(sql, "pre-data schema", self.keep_owners).await? {
+            exec(c, &s).await?;
+        }
+        Ok(())
+    }
+
+    async fn load(&self, object: &ObjectEntry, data: ByteStream) -> Result<u64> {
+        let t = table_of(&self.tables, object)?;
+        let g = self.pool.get().await?;
+        copy_into(g.client(), t, data).await
+    }
+
+    async fn post_data(&self, sql: ByteStream) -> Result<()> {
+        let guard = self.main.lock().await;
+        let c = guard.as_ref().ok_or_else(|| Error::Cancelled("restore session closed".into()))?;
+        let stmts = run_schema(sql, "post-data schema", self.keep_owners).await?;
+        let preamble: std::sync::Arc<Vec<String>> =
+            std::sync::Arc::new(stmts.iter().filter(|s| is_preamble(s)).cloned().collect());
+        let builds: Vec<String> = stmts.iter().filter(|s| is_parallel_build(s)).cloned().collect();
+        let jobs = self.pool_size();
+        let results: Vec<Result<()>> = futures::stream::iter(builds)
+            .map(|s: String| {
+                let preamble = preamble.clone();
+                let pool = self.pool.clone();
+                async move {
+                    let g = pool.get().await?;
+                    for p in preamble.iter() {
+                        exec(g.client(), p).await?;
+                    }
+                    exec(g.client(), &s).await
+                }
+            })
+            .buffer_unordered(jobs)
+            .collect()
+            .await;
+        for r in results {
+            r?;
+        }
+        for s in stmts.iter().filter(|s| !is_parallel_build(s)) {
+            exec(c, s).await?;
+        }
+        Ok(())
+    }
+
+    async fn table_stats(&self, table: &TableEntry) -> Result<TableStats> {
+        let g = self.pool.get().await?;
+        table_stats_on(g.client(), table).await
+    }
+
+    async fn commit(self: Box<Self>, _ctx: &Context) -> Result<CommitReport> {
+        match self.swap().await {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                self.close_connections().await;
+                if let Err(d) = self.drop_shadow().await {
+                    tracing::warn!("dropping the shadow after a failed swap: {d}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn abort(self: Box<Self>) -> Result<()> {
+        self.close_connections().await;
+        self.drop_shadow().await
+    }
+
+    async fn script(&self, sql: ByteStream, ctx: &Context) -> Result<ScriptReport> {
+        let guard = self.main.lock().await;
+        let c = guard.as_ref().ok_or_else(|| Error::Cancelled("restore session closed".into()))?;
+        run_script(c, sql, self.keep_owners, ctx).await
+    }
+}
+
+impl ShadowSession {
+    fn pool_size(&self) -> usize {
+        self.pool.size()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TxnMode {
+    /// Replace the whole database's contents.
+    Replace,
+    /// Reload some tables.
+    Tables,
+}
+
+/// Everything in one transaction on the live database.
+struct TxnSession {
+    client: Mutex<Client>,
+    mode: TxnMode,
+    props: BTreeMap<String, serde_json::Value>,
+    keep_owners: bool,
+    tables: Vec<TableEntry>,
+    notes: Vec<String>,
+    database: String,
+}
+
+impl TxnSession {
+    /// Drops every user schema (and what is in it), then recreates an empty `public`.
+    async fn clear(&self, c: &Client, script_creates_public: bool) -> Result<()> {
+        let rows = c
+            .query(
+                "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' \
+                 AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass \
+                   AND d.objid = pg_namespace.oid AND d.deptype = 'e')",
+                &[],
+            )
+            .await
+            .map_err(pg_err("list schemas to replace"))?;
+        for r in rows {
+            let n: String = r.get(0);
+            exec(c, &format!("DROP SCHEMA {} CASCADE", quote_ident(&n))).await?;
+        }
+        if !script_creates_public {
+            exec(c, "CREATE SCHEMA public").await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl LoadSession for TxnSession {
+    async fn pre_data(&self, sql: ByteStream) -> Result<()> {
+        let c = self.client.lock().await;
+        if self.mode == TxnMode::Tables {
+            super::super::drain(sql).await?;
+            return Ok(());
+        }
+        let stmts = run_schema(sql, "pre-data schema", self.keep_owners).await?;
+        let creates_public = stmts.iter().any(|s| s.trim().eq_ignore_ascii_case("create schema public;"));
+        self.clear(&c, creates_public).await?;
+        for s in stmts {
+            exec(&c, &s).await?;
+        }
+        Ok(())
+    }
+
+    async fn load(&self, object: &ObjectEntry, data: ByteStream) -> Result<u64> {
+        let t = table_of(&self.tables, object)?;
+        let c = self.client.lock().await;
+        copy_into(&c, t, data).await
+    }
+
+    async fn post_data(&self, sql: ByteStream) -> Result<()> {
+        let c = self.client.lock().await;
+        if self.mode == TxnMode::Tables {
+            super::super::drain(sql).await?;
+            return Ok(());
+        }
+        for s in run_schema(sql, "post-data schema", self.keep_owners).await? {
+            exec(&c, &s).await?;
+        }
+        Ok(())
+    }
+
+    async fn table_stats(&self, table: &TableEntry) -> Result<TableStats> {
+        let c = self.client.lock().await;
+        table_stats_on(&c, table).await
+    }
+
+    async fn commit(self: Box<Self>, _ctx: &Context) -> Result<CommitReport> {
+        let c = self.client.lock().await;
+        if self.mode == TxnMode::Replace {
+            for s in property_statements(&self.database, &self.props) {
+                exec(&c, &s).await?;
+            }
+        }
+        c.batch_execute("COMMIT").await.map_err(pg_err("commit the restore transaction"))?;
+        let mut notes = self.notes.clone();
+        if self.mode == TxnMode::Replace {
+            notes.push("restored in place inside one transaction (all or nothing)".into());
+        }
+        Ok(CommitReport { previous_kept_at: None, notes })
+    }
+
+    async fn abort(self: Box<Self>) -> Result<()> {
+        let c = self.client.lock().await;
+        c.batch_execute("ROLLBACK").await.map_err(pg_err("roll back the restore transaction"))
+    }
+
+    async fn script(&self, sql: ByteStream, ctx: &Context) -> Result<ScriptReport> {
+        let c = self.client.lock().await;
+        self.clear(&c, false).await?;
+        run_script(&c, sql, self.keep_owners, ctx).await
+    }
+}

@@ -1,0 +1,394 @@
+//! PostgreSQL engine (`tokio-postgres`).
+//!
+//! Dump: a leader connection opens `REPEATABLE READ` and exports its snapshot
+//! (`pg_export_snapshot()`); `jobs` worker connections import it (`SET TRANSACTION SNAPSHOT`),
+//! so every chunk, the schema (`pg_dump --schema-only --snapshot=<id>`) and every table's stats
+//! see one instant. Chunks are `COPY ... TO STDOUT` text, big tables split into ctid page
+//! ranges. Restore: see [`load`].
+
+mod conn;
+mod load;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+use tokio_postgres::Client;
+
+pub(crate) use self::conn::{Pool, connect, pg_err, quote_ident, quote_literal};
+pub(crate) use self::load::PgLoader;
+use super::{
+    ChunkPlan, DumpOptions, DumpPlan, DumpStream, SchemaScripts, Snapshot, SnapshotInfo, Source, TableStats,
+};
+use crate::error::{Error, Result};
+use crate::format::layout;
+use crate::format::manifest::{ObjectKind, TableEntry};
+use crate::model::{DatabaseUrl, Engine};
+use crate::progress::Context;
+
+/// Name of the per-table content checksum: sum over rows of the first 64 bits of md5(row text),
+/// as a decimal, with fixed text settings ([`conn::SESSION_SETTINGS`]).
+pub(crate) const CHECKSUM_ALGO: &str = "pg-md5-row-sum-v1";
+/// Bulk format of data chunks.
+pub(crate) const FORMAT: &str = "pg-copy-text";
+
+/// The PostgreSQL dump side.
+pub(crate) struct PgSource {
+    url: DatabaseUrl,
+}
+
+impl PgSource {
+    pub(crate) fn new(url: &DatabaseUrl) -> Result<Self> {
+        Ok(PgSource { url: url.clone() })
+    }
+}
+
+/// Engine option: keep `ALTER ... OWNER TO` in the schema (default: `--no-owner` behaviour).
+pub(crate) const OPT_KEEP_OWNERS: &str = "keep_owners";
+
+fn flag(opts: &BTreeMap<String, String>, key: &str) -> bool {
+    opts.get(key).is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes" | "on"))
+}
+
+#[async_trait]
+impl Source for PgSource {
+    fn engine(&self) -> Engine {
+        Engine::Postgres
+    }
+
+    async fn snapshot(&self, opts: &DumpOptions, _ctx: &Context) -> Result<Box<dyn Snapshot>> {
+        let leader = connect(&self.url, "dump leader").await?;
+        leader
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(pg_err("begin the snapshot transaction"))?;
+        let row = leader
+            .query_one(
+                "SELECT pg_export_snapshot(), current_setting('server_version'), \
+                 (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text, \
+                 current_database(), pg_is_in_recovery()",
+                &[],
+            )
+            .await
+            .map_err(pg_err("export the snapshot"))?;
+        let snapshot_id: String = row.get(0);
+        let server_version: String = row.get(1);
+        let lsn: Option<String> = row.get(2);
+        let database: String = row.get(3);
+        let in_recovery: bool = row.get(4);
+        let mut position = BTreeMap::new();
+        position.insert("method".into(), "pg_export_snapshot".into());
+        position.insert("snapshot".into(), snapshot_id.clone());
+        if let Some(l) = lsn {
+            position.insert("lsn".into(), l);
+        }
+        if in_recovery {
+            position.insert("standby".into(), "true".into());
+        }
+        let mut notes = Vec::new();
+        let properties = database_properties(&leader).await?;
+        let lo: i64 = leader
+            .query_one("SELECT count(*) FROM pg_catalog.pg_largeobject_metadata", &[])
+            .await
+            .map_err(pg_err("count large objects"))?
+            .get(0);
+        if lo > 0 {
+            notes.push(format!(
+                "{lo} large object(s) (pg_largeobject) are NOT included in this backup; \
+                 use pg_dump --blobs for them"
+            ));
+        }
+        let jobs = opts.jobs.max(1);
+        let mut workers = Vec::with_capacity(jobs);
+        for i in 0..jobs {
+            let c = connect(&self.url, &format!("dump worker {i}")).await?;
+            c.batch_execute(&format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
+                quote_literal(&snapshot_id)
+            ))
+            .await
+            .map_err(pg_err("import the snapshot in a worker"))?;
+            workers.push(c);
+        }
+        Ok(Box::new(PgSnapshot {
+            url: self.url.clone(),
+            leader,
+            pool: Pool::new(workers),
+            snapshot_id,
+            info: SnapshotInfo { server_version, database, position, notes, properties },
+            chunk_bytes: opts.chunk_bytes.max(1 << 20),
+            keep_owners: flag(&opts.engine_options, OPT_KEEP_OWNERS),
+            temp_dir: opts.temp_dir.clone(),
+        }))
+    }
+}
+
+/// The database's own properties that pg_dump without `--create` loses.
+async fn database_properties(c: &Client) -> Result<BTreeMap<String, serde_json::Value>> {
+    let row = c
+        .query_one(
+            "SELECT pg_encoding_to_char(d.encoding), d.datcollate, d.datctype, \
+             shobj_description(d.oid, 'pg_database'), \
+             coalesce((SELECT s.setconfig FROM pg_db_role_setting s WHERE s.setdatabase = d.oid AND s.setrole = 0), '{}') \
+             FROM pg_database d WHERE d.datname = current_database()",
+            &[],
+        )
+        .await
+        .map_err(pg_err("read database properties"))?;
+    let mut p = BTreeMap::new();
+    p.insert("pg.encoding".into(), serde_json::Value::String(row.get(0)));
+    p.insert("pg.collate".into(), serde_json::Value::String(row.get(1)));
+    p.insert("pg.ctype".into(), serde_json::Value::String(row.get(2)));
+    if let Some(comment) = row.get::<_, Option<String>>(3) {
+        p.insert("pg.comment".into(), serde_json::Value::String(comment));
+    }
+    let settings: Vec<String> = row.get(4);
+    if !settings.is_empty() {
+        p.insert("pg.settings".into(), serde_json::json!(settings));
+    }
+    Ok(p)
+}
+
+struct PgSnapshot {
+    url: DatabaseUrl,
+    leader: Client,
+    pool: Pool,
+    snapshot_id: String,
+    info: SnapshotInfo,
+    chunk_bytes: u64,
+    keep_owners: bool,
+    temp_dir: Option<std::path::PathBuf>,
+}
+
+/// A table's identity and the columns its chunks carry (generated columns excluded).
+pub(crate) fn qualified(t: &TableEntry) -> String {
+    match &t.schema {
+        Some(s) => format!("{}.{}", quote_ident(s), quote_ident(&t.name)),
+        None => quote_ident(&t.name),
+    }
+}
+
+/// The column list recorded for a table (`properties.columns`), quoted and comma-joined.
+pub(crate) fn column_list(t: &TableEntry) -> Option<String> {
+    let cols = t.properties.get("columns")?.as_array()?;
+    let names: Vec<String> = cols.iter().filter_map(|c| c.as_str()).map(quote_ident).collect();
+    Some(names.join(", "))
+}
+
+/// `SELECT count, checksum` of a table, same text on both sides.
+pub(crate) fn stats_sql(t: &TableEntry) -> String {
+    format!(
+        "SELECT count(*), coalesce(sum(('x' || substr(md5(dbbackup_row_::text), 1, 16))::bit(64)::bigint::numeric), 0)::text \
+         FROM ONLY {} dbbackup_row_",
+        qualified(t)
+    )
+}
+
+pub(crate) async fn table_stats_on(c: &Client, t: &TableEntry) -> Result<TableStats> {
+    let row = c
+        .query_one(&stats_sql(t), &[])
+        .await
+        .map_err(pg_err(format!("checksum table {}", t.display_name())))?;
+    Ok(TableStats {
+        rows: u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
+        checksum: Some(row.get(1)),
+        checksum_algo: Some(CHECKSUM_ALGO.into()),
+    })
+}
+
+impl PgSnapshot {
+    async fn pg_dump_section(&self, section: &str) -> Result<String> {
+        let mut args: Vec<String> = vec![
+            "--schema-only".into(),
+            format!("--section={section}"),
+            format!("--snapshot={}", self.snapshot_id),
+            "--no-password".into(),
+        ];
+        if !self.keep_owners {
+            args.push("--no-owner".into());
+        }
+        conn::run_pg_tool(&self.url, "pg_dump", &args, self.temp_dir.as_deref()).await
+    }
+
+    /// `SELECT setval(...)` for every sequence, so restored sequences continue where they were
+    /// (pg_dump puts these in its data section, which `--schema-only` leaves out).
+    async fn sequence_values(&self) -> Result<String> {
+        let rows = self
+            .leader
+            .query(
+                "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind = 'S' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                 AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' \
+                 AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass \
+                   AND d.objid = c.oid AND d.deptype = 'e') ORDER BY 1, 2",
+                &[],
+            )
+            .await
+            .map_err(pg_err("list sequences"))?;
+        let mut out = String::new();
+        for r in rows {
+            let (s, n): (String, String) = (r.get(0), r.get(1));
+            let q = format!("{}.{}", quote_ident(&s), quote_ident(&n));
+            let v = self
+                .leader
+                .query_one(&format!("SELECT last_value::text, is_called FROM {q}"), &[])
+                .await
+                .map_err(pg_err(format!("read sequence {q}")))?;
+            let (last, called): (String, bool) = (v.get(0), v.get(1));
+            out.push_str(&format!("SELECT pg_catalog.setval({}, {last}, {called});\n", quote_literal(&q)));
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Snapshot for PgSnapshot {
+    fn info(&self) -> SnapshotInfo {
+        self.info.clone()
+    }
+
+    async fn schema(&self) -> Result<SchemaScripts> {
+        let pre_data = self.pg_dump_section("pre-data").await?;
+        let mut post_data = self.pg_dump_section("post-data").await?;
+        let seq = self.sequence_values().await?;
+        // Materialized view contents are pg_dump's data section: refresh them after the data,
+        // in creation order (dependencies between matviews follow it in practice).
+        let mv = self
+            .leader
+            .query(
+                "SELECT format('%I.%I', schemaname, matviewname) FROM pg_matviews m \
+                 JOIN pg_class c ON c.relname = m.matviewname \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = m.schemaname \
+                 WHERE m.ispopulated ORDER BY c.oid",
+                &[],
+            )
+            .await
+            .map_err(pg_err("list materialized views"))?;
+        if !mv.is_empty() {
+            post_data.push_str("\n-- dbbackup: materialized view contents\n");
+            post_data.push_str("SELECT pg_catalog.set_config('search_path', '', false);\n");
+            for r in mv {
+                post_data.push_str(&format!("REFRESH MATERIALIZED VIEW {};\n", r.get::<_, String>(0)));
+            }
+        }
+        if !seq.is_empty() {
+            post_data.push_str("\n-- dbbackup: sequence values as of the snapshot\n");
+            post_data.push_str("SELECT pg_catalog.set_config('search_path', '', false);\n");
+            post_data.push_str(&seq);
+        }
+        Ok(SchemaScripts { pre_data, post_data })
+    }
+
+    async fn plan(&self) -> Result<DumpPlan> {
+        let rows = self
+            .leader
+            .query(
+                "SELECT c.oid::bigint, n.nspname, c.relname, \
+                 (pg_relation_size(c.oid) / current_setting('block_size')::bigint)::bigint, \
+                 pg_table_size(c.oid)::bigint, \
+                 ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 \
+                       AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum) \
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                 AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' \
+                 AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass \
+                   AND d.objid = c.oid AND d.deptype = 'e') \
+                 ORDER BY n.nspname, c.relname",
+                &[],
+            )
+            .await
+            .map_err(pg_err("list tables"))?;
+        let mut plan = DumpPlan::default();
+        for (i, r) in rows.iter().enumerate() {
+            let schema: String = r.get(1);
+            let name: String = r.get(2);
+            let pages = u64::try_from(r.get::<_, i64>(3)).unwrap_or(0);
+            let size = u64::try_from(r.get::<_, i64>(4)).unwrap_or(0);
+            let columns: Vec<String> = r.get(5);
+            let mut properties = BTreeMap::new();
+            properties.insert("columns".into(), serde_json::json!(columns));
+            plan.tables.push(TableEntry {
+                key: layout::table_key(i, Some(&schema), &name),
+                schema: Some(schema),
+                name,
+                rows: 0,
+                checksum: None,
+                checksum_algo: None,
+                properties,
+            });
+            let n = size.div_ceil(self.chunk_bytes).clamp(1, pages.max(1)).min(10_000);
+            let per = pages.div_ceil(n).max(1);
+            for k in 0..n {
+                let from = k * per;
+                let to = if k + 1 == n { None } else { Some((k + 1) * per) };
+                plan.chunks.push(ChunkPlan {
+                    table: Some(i),
+                    chunk: u32::try_from(k).unwrap_or(u32::MAX),
+                    kind: ObjectKind::Data,
+                    format: FORMAT.into(),
+                    ext: "copy".into(),
+                    size_hint: Some(size / n),
+                    offset: None,
+                    spec: if n == 1 {
+                        serde_json::json!({})
+                    } else {
+                        serde_json::json!({ "from_page": from, "to_page": to })
+                    },
+                });
+            }
+        }
+        plan.chunks.sort_by_key(|c| std::cmp::Reverse(c.size_hint.unwrap_or(0)));
+        Ok(plan)
+    }
+
+    async fn dump(&self, plan: &DumpPlan, chunk: &ChunkPlan) -> Result<DumpStream> {
+        let t = chunk
+            .table
+            .and_then(|i| plan.tables.get(i))
+            .ok_or_else(|| Error::InvalidInput("postgres chunk without a table".into()))?;
+        let cols = column_list(t).unwrap_or_default();
+        let from = chunk.spec.get("from_page").and_then(serde_json::Value::as_u64);
+        let to = chunk.spec.get("to_page").and_then(serde_json::Value::as_u64);
+        let sql = match from {
+            None if cols.is_empty() => format!("COPY {} TO STDOUT", qualified(t)),
+            None => format!("COPY {} ({cols}) TO STDOUT", qualified(t)),
+            Some(f) => {
+                let mut cond = format!("ctid >= '({f},0)'::tid");
+                if let Some(to) = to {
+                    cond.push_str(&format!(" AND ctid < '({to},0)'::tid"));
+                }
+                format!("COPY (SELECT {cols} FROM ONLY {} WHERE {cond}) TO STDOUT", qualified(t))
+            }
+        };
+        let what = format!("dump {} chunk {}", t.display_name(), chunk.chunk);
+        let guard = self.pool.get().await?;
+        let out = guard.client().copy_out(sql.as_str()).await.map_err(pg_err(what.clone()))?;
+        let rows = Arc::new(AtomicU64::new(0));
+        let counter = rows.clone();
+        let bytes = out
+            .map_err(move |e| pg_err(what.clone())(e))
+            .inspect_ok(move |b| {
+                let n = b.iter().filter(|&&c| c == b'\n').count() as u64;
+                counter.fetch_add(n, Ordering::Relaxed);
+            })
+            .map(move |r| {
+                // The worker goes back to the pool when the stream is dropped.
+                let _keep = &guard;
+                r
+            })
+            .boxed();
+        Ok(DumpStream { bytes, rows })
+    }
+
+    async fn table_stats(&self, table: &TableEntry) -> Result<TableStats> {
+        let guard = self.pool.get().await?;
+        table_stats_on(guard.client(), table).await
+    }
+
+    async fn close(self: Box<Self>) -> Result<()> {
+        let _ = self.leader.batch_execute("COMMIT").await;
+        Ok(())
+    }
+}
