@@ -17,6 +17,7 @@
 //!   `checksum_algo`), so a restore can prove it loaded what was dumped.
 
 pub mod pg_script;
+#[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
 
@@ -243,6 +244,7 @@ pub trait LoadSession: Send + Sync {
 pub fn open_source(url: &DatabaseUrl) -> Result<Box<dyn Source>> {
     match url.engine() {
         Engine::Sqlite => Ok(Box::new(sqlite::SqliteSource::new(url)?)),
+        #[cfg(feature = "postgres")]
         Engine::Postgres => Ok(Box::new(postgres::PgSource::new(url)?)),
         other => Err(Error::Unsupported(format!("{other} sources are not available in this build"))),
     }
@@ -252,6 +254,7 @@ pub fn open_source(url: &DatabaseUrl) -> Result<Box<dyn Source>> {
 pub fn open_loader(url: &DatabaseUrl) -> Result<Box<dyn Loader>> {
     match url.engine() {
         Engine::Sqlite => Ok(Box::new(sqlite::SqliteLoader::new(url)?)),
+        #[cfg(feature = "postgres")]
         Engine::Postgres => Ok(Box::new(postgres::PgLoader::new(url)?)),
         other => Err(Error::Unsupported(format!("{other} restores are not available in this build"))),
     }
