@@ -210,6 +210,10 @@ impl Error {
             }
             other => {
                 let retryable = matches!(other, object_store::Error::Generic { .. });
+                let context = match store_hint(&other.to_string()) {
+                    Some(hint) => format!("{context} ({hint})"),
+                    None => context,
+                };
                 Error::Storage { context, source: Box::new(other), retryable }
             }
         }
@@ -230,8 +234,62 @@ impl Error {
     }
 }
 
+/// What to fix, for the object-store failures users meet most (bucket, region, keys, http).
+pub(crate) fn store_hint(msg: &str) -> Option<&'static str> {
+    let m = msg.to_ascii_lowercase();
+    let hint = if m.contains("nosuchbucket")
+        || m.contains("containernotfound")
+        || m.contains("bucket does not exist")
+    {
+        "the bucket/container does not exist: create it first, or check the name in the URL / AWS_BUCKET"
+    } else if m.contains("authorizationheadermalformed")
+        || m.contains("permanentredirect")
+        || m.contains("illegallocationconstraint")
+        || (m.contains("region") && m.contains("wrong"))
+    {
+        "wrong region: set AWS_DEFAULT_REGION to the bucket's region (for B2/R2/MinIO also set AWS_ENDPOINT)"
+    } else if m.contains("invalidaccesskeyid")
+        || m.contains("signaturedoesnotmatch")
+        || m.contains("authenticationfailed")
+        || m.contains("invalid_grant")
+        || m.contains("403 forbidden")
+        || m.contains("accessdenied")
+    {
+        "access denied: check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or AZURE_STORAGE_ACCOUNT_KEY, GOOGLE_SERVICE_ACCOUNT) and the key's permissions on this bucket"
+    } else if m.contains("url scheme is not allowed") || m.contains("http is not allowed") {
+        "plain http endpoint: use https, or set AWS_ALLOW_HTTP=true for a trusted local endpoint"
+    } else if m.contains("dns error")
+        || m.contains("connection refused")
+        || m.contains("error sending request")
+    {
+        "cannot reach the endpoint: check AWS_ENDPOINT / AZURE_STORAGE_ENDPOINT and the network"
+    } else {
+        return None;
+    };
+    Some(hint)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn store_failures_say_what_to_fix() {
+        for (msg, want) in [
+            ("Error performing GET ... NoSuchBucket: The specified bucket does not exist", "bucket"),
+            (
+                "<Code>AuthorizationHeaderMalformed</Code> the region 'us-east-1' is wrong",
+                "AWS_DEFAULT_REGION",
+            ),
+            ("<Code>InvalidAccessKeyId</Code>", "AWS_ACCESS_KEY_ID"),
+            ("<Code>SignatureDoesNotMatch</Code>", "AWS_SECRET_ACCESS_KEY"),
+            ("builder error: URL scheme is not allowed", "https"),
+            ("error sending request for url: connection refused", "AWS_ENDPOINT"),
+        ] {
+            let hint = store_hint(msg).unwrap_or_default();
+            assert!(hint.contains(want), "{msg} -> {hint}");
+        }
+        assert_eq!(store_hint("something else"), None);
+    }
+
     use super::*;
 
     #[test]

@@ -54,7 +54,7 @@ pub use restore::{
     RestoreOptions, RestoreReport, confirmation_needed, foreign_script_path, restore, restore_script,
     restore_with,
 };
-pub use storage::Target;
+pub use storage::{StoreConfig, Target};
 pub use verify::{
     Finding, VerifyLevel, VerifyOptions, VerifyReport, check_full, check_quick, verify, verify_with,
 };

@@ -47,3 +47,31 @@ fn rand_u16() -> u16 {
         .unwrap_or(0);
     (t ^ (t >> 16)) as u16
 }
+
+/// Store settings for the moto S3 server at `endpoint`: any credentials, path-style, few retries
+/// (a broken emulator must fail fast, not retry for three minutes).
+pub fn s3_config(endpoint: &str) -> backup_core::StoreConfig {
+    backup_core::StoreConfig::from_pairs([
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+        ("AWS_ENDPOINT", endpoint),
+        ("DBBACKUP_STORE_MAX_RETRIES", "2"),
+        ("DBBACKUP_STORE_RETRY_TIMEOUT", "5"),
+    ])
+}
+
+/// The well-known Azurite development account key.
+pub const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// Store settings for Azurite at `url` (`http://127.0.0.1:PORT/devstoreaccount1`), few retries.
+pub fn azurite_config(url: &str) -> backup_core::StoreConfig {
+    backup_core::StoreConfig::from_pairs([
+        ("AZURE_STORAGE_ACCOUNT_NAME", "devstoreaccount1"),
+        ("AZURE_STORAGE_ACCOUNT_KEY", AZURITE_KEY),
+        ("AZURE_STORAGE_ENDPOINT", url),
+        ("DBBACKUP_STORE_MAX_RETRIES", "2"),
+        ("DBBACKUP_STORE_RETRY_TIMEOUT", "5"),
+    ])
+}

@@ -7,3 +7,4 @@ pub mod target;
 pub mod url;
 
 pub use target::{Capabilities, Target};
+pub use url::StoreConfig;

@@ -101,6 +101,11 @@ impl Target {
         super::url::open(url)
     }
 
+    /// Opens a repository from its URL with explicit store settings (see [`super::url`]).
+    pub fn open_with(url: &str, cfg: &super::url::StoreConfig) -> Result<Self> {
+        super::url::open_with(url, cfg)
+    }
+
     /// Sets the multipart part size (bytes, at least 5 MiB for S3) and the number of parts in
     /// flight per upload. Peak buffered bytes per upload = `(max_concurrency + 1) * part_size`.
     pub fn with_upload_limits(mut self, part_size: usize, max_concurrency: usize) -> Self {

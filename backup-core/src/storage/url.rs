@@ -1,14 +1,56 @@
-//! Repository URLs -> object stores. The one place a repository is built from a string.
+//! Repository URLs -> object stores. The one place a repository is built from a string, and the
+//! one place the environment is read for store settings ([`StoreConfig::from_env`]).
 //!
-//! Accepted: a plain path or `file:///path` (local directory, created if missing), `memory://NAME`
-//! (an in-process store shared by every `Target` opened with the same NAME: for tests and the FFI).
+//! Accepted:
+//! - a plain path or `file:///path`: local directory, created if missing;
+//! - `memory://NAME`: an in-process store shared by every `Target` opened with the same NAME
+//!   (tests and the FFI);
+//! - `s3://BUCKET/PREFIX` (AWS, Backblaze B2, MinIO, Cloudflare R2, any S3-compatible endpoint).
+//!   `s3://` or `s3:///PREFIX` without a bucket takes the bucket from `AWS_BUCKET` (Laravel's
+//!   name), and fails clearly when that is unset;
+//! - `gs://BUCKET/PREFIX` (Google Cloud Storage);
+//! - `az://CONTAINER/PREFIX` (also `azure://`; Azure Blob Storage, Azurite).
+//!
+//! An `s3://` URL may carry `?conditional_put=true|false` to override the detection below.
+//!
+//! ## Configuration
+//!
+//! Credentials and endpoints never appear in URLs. They come from a [`StoreConfig`]: a map of
+//! settings named like the environment variables (so the CLI passes [`StoreConfig::from_env`],
+//! and the FFI or a test passes an explicit map). [`Target::open`] uses `from_env`; use
+//! [`open_with`] to pass settings explicitly. Recognised:
+//!
+//! - every `AWS_*`, `AZURE_*` and `GOOGLE_*` key object_store understands (its standard names:
+//!   `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_DEFAULT_REGION`,
+//!   `AWS_REGION`, `AWS_ENDPOINT`/`AWS_ENDPOINT_URL`, `AZURE_STORAGE_ACCOUNT_NAME`,
+//!   `AZURE_STORAGE_ACCOUNT_KEY`, `AZURE_STORAGE_SAS_TOKEN`, `AZURE_STORAGE_ENDPOINT`,
+//!   `GOOGLE_SERVICE_ACCOUNT`, `GOOGLE_SERVICE_ACCOUNT_KEY`, ...);
+//! - Laravel's `AWS_BUCKET` (used only when the URL names no bucket) and
+//!   `AWS_USE_PATH_STYLE_ENDPOINT`: unset or `true` -> path-style requests
+//!   (`https://endpoint/bucket/key`, what MinIO, R2 and B2 all accept); `false` with an
+//!   `AWS_ENDPOINT` -> virtual-hosted requests (`https://bucket.endpoint/key`);
+//! - `DBBACKUP_S3_CONDITIONAL_PUT=true|false`: whether the S3 store honours `If-None-Match: *`.
+//!   Default: true for AWS (no endpoint, or an `amazonaws.com` endpoint), false for every other
+//!   endpoint (Backblaze B2 does not implement it). Correctness never depends on it: keys are
+//!   unique per backup and the manifest is written last; a create-only write is an extra guard;
+//! - `DBBACKUP_STORE_MAX_RETRIES` (default 10) and `DBBACKUP_STORE_RETRY_TIMEOUT` (seconds,
+//!   default 180): how object_store retries 5xx responses and dropped connections, per request.
+//!   Parts of a multipart upload are retried individually; the database stream never is;
+//! - `DBBACKUP_STORE_TIMEOUT` (seconds, default 300): one request's time limit.
+//!
+//! An `http://` endpoint (MinIO, moto, Azurite on a LAN) is allowed automatically, with a log
+//! note, since the user wrote it explicitly. Secrets are never part of `Display`/`Debug`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
-use object_store::ObjectStore;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 
 use super::target::{Capabilities, Target};
 use crate::error::{Error, Result};
@@ -26,6 +68,29 @@ pub enum RepoUrl {
     Memory {
         /// Registry name.
         name: String,
+    },
+    /// S3 or an S3-compatible store.
+    S3 {
+        /// Bucket; `None` means "take it from `AWS_BUCKET`".
+        bucket: Option<String>,
+        /// Key prefix inside the bucket (no leading/trailing slash).
+        prefix: String,
+        /// `?conditional_put=` override.
+        conditional_put: Option<bool>,
+    },
+    /// Google Cloud Storage.
+    Gcs {
+        /// Bucket.
+        bucket: String,
+        /// Key prefix.
+        prefix: String,
+    },
+    /// Azure Blob Storage.
+    Azure {
+        /// Container.
+        container: String,
+        /// Key prefix.
+        prefix: String,
     },
 }
 
@@ -50,13 +115,177 @@ impl RepoUrl {
             }
             return Ok(RepoUrl::Local { path: rest.into() });
         }
-        if let Some((scheme, _)) = s.split_once("://") {
-            return Err(Error::InvalidInput(format!(
-                "unsupported repository scheme {scheme:?} in {} (this build knows: a path, file://, memory://)",
-                redact_str(s)
-            )));
+        if let Some((scheme, rest)) = s.split_once("://") {
+            let bad = |why: &str| Error::InvalidInput(format!("bad repository URL {}: {why}", redact_str(s)));
+            let (rest, query) = match rest.split_once('?') {
+                Some((r, q)) => (r, Some(q)),
+                None => (rest, None),
+            };
+            let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+            if host.contains('@') {
+                return Err(bad(
+                    "credentials do not belong in the URL; set them in the environment (AWS_ACCESS_KEY_ID, ...)",
+                ));
+            }
+            let prefix = path.trim_matches('/').to_string();
+            if prefix.split('/').any(|seg| seg == "." || seg == "..") || prefix.contains("//") {
+                return Err(bad("the prefix may not contain '.', '..' or empty segments"));
+            }
+            let mut conditional_put = None;
+            for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+                match pair.split_once('=') {
+                    Some(("conditional_put", v)) if scheme == "s3" => {
+                        conditional_put =
+                            Some(parse_bool(v).ok_or_else(|| bad("conditional_put must be true or false"))?);
+                    }
+                    _ => {
+                        return Err(bad(&format!(
+                            "unknown option {pair:?} (known: conditional_put for s3://)"
+                        )));
+                    }
+                }
+            }
+            let named = |what: &str| -> Result<String> {
+                if host.is_empty() {
+                    Err(bad(&format!("no {what} name ({scheme}://{what}/prefix)")))
+                } else {
+                    Ok(host.to_string())
+                }
+            };
+            return match scheme {
+                "s3" | "s3a" => Ok(RepoUrl::S3 {
+                    bucket: (!host.is_empty()).then(|| host.to_string()),
+                    prefix,
+                    conditional_put,
+                }),
+                "gs" => Ok(RepoUrl::Gcs { bucket: named("bucket")?, prefix }),
+                "az" | "azure" => Ok(RepoUrl::Azure { container: named("container")?, prefix }),
+                _ => Err(Error::InvalidInput(format!(
+                    "unsupported repository scheme {scheme:?} in {} (known: a path, file://, s3://, gs://, az://, memory://)",
+                    redact_str(s)
+                ))),
+            };
         }
         Ok(RepoUrl::Local { path: s.into() })
+    }
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// Settings for cloud stores, named like the environment variables they come from (see the
+/// module docs). `Debug` shows names only, never values.
+#[derive(Clone, Default)]
+pub struct StoreConfig {
+    vars: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig").field("keys", &self.vars.keys().collect::<Vec<_>>()).finish()
+    }
+}
+
+const PREFIXES: [&str; 5] = ["AWS_", "AZURE_", "GOOGLE_", "AZURITE_", "DBBACKUP_S"];
+
+impl StoreConfig {
+    /// Reads the relevant variables (`AWS_*`, `AZURE_*`, `GOOGLE_*`, `DBBACKUP_S3_*`,
+    /// `DBBACKUP_STORE_*`) from the process environment. The only place store settings are
+    /// read from the environment.
+    pub fn from_env() -> Self {
+        Self::from_pairs(std::env::vars())
+    }
+
+    /// Builds a config from explicit `(NAME, value)` pairs (FFI, tests). Empty values are ignored.
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+        let mut vars = BTreeMap::new();
+        for (k, v) in pairs {
+            let (k, v) = (k.into().to_ascii_uppercase(), v.into());
+            if !v.trim().is_empty() && PREFIXES.iter().any(|p| k.starts_with(p)) {
+                vars.insert(k, v);
+            }
+        }
+        StoreConfig { vars }
+    }
+
+    /// Sets one setting.
+    pub fn set(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.vars.insert(key.to_ascii_uppercase(), value.into());
+        self
+    }
+
+    /// One setting.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.vars.get(key).map(String::as_str)
+    }
+
+    fn flag(&self, key: &str) -> Result<Option<bool>> {
+        self.get(key)
+            .map(|v| {
+                parse_bool(v)
+                    .ok_or_else(|| Error::InvalidInput(format!("{key} must be true or false, not {v:?}")))
+            })
+            .transpose()
+    }
+
+    fn seconds(&self, key: &str) -> Result<Option<Duration>> {
+        self.get(key)
+            .map(|v| {
+                let t = v.trim().trim_end_matches('s');
+                t.parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s >= 0.0)
+                    .map(Duration::from_secs_f64)
+                    .ok_or_else(|| {
+                        Error::InvalidInput(format!("{key} must be a number of seconds, not {v:?}"))
+                    })
+            })
+            .transpose()
+    }
+
+    /// The retry policy: `DBBACKUP_STORE_MAX_RETRIES`, `DBBACKUP_STORE_RETRY_TIMEOUT`.
+    pub fn retry(&self) -> Result<RetryConfig> {
+        let mut r = RetryConfig::default();
+        if let Some(n) = self.get("DBBACKUP_STORE_MAX_RETRIES") {
+            r.max_retries = n.trim().parse().map_err(|_| {
+                Error::InvalidInput(format!("DBBACKUP_STORE_MAX_RETRIES must be a number, not {n:?}"))
+            })?;
+        }
+        if let Some(t) = self.seconds("DBBACKUP_STORE_RETRY_TIMEOUT")? {
+            r.retry_timeout = t;
+            r.backoff = BackoffConfig {
+                init_backoff: Duration::from_millis(100).min(t),
+                max_backoff: Duration::from_secs(15).min(t.max(Duration::from_millis(100))),
+                base: 2.0,
+            };
+        }
+        Ok(r)
+    }
+
+    fn client(&self, endpoint: Option<&str>) -> Result<ClientOptions> {
+        let mut c = ClientOptions::new();
+        if let Some(t) = self.seconds("DBBACKUP_STORE_TIMEOUT")? {
+            c = c.with_timeout(t);
+        }
+        if let Some(e) = endpoint
+            && e.trim().to_ascii_lowercase().starts_with("http://")
+        {
+            tracing::info!("endpoint {e} is plain http: allowing unencrypted connections to it");
+            c = c.with_allow_http(true);
+        }
+        Ok(c)
+    }
+
+    fn pairs<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (String, &'a str)> + 'a {
+        self.vars
+            .iter()
+            .filter(move |(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str()))
     }
 }
 
@@ -65,8 +294,14 @@ fn memory_registry() -> &'static Mutex<HashMap<String, Arc<InMemory>>> {
     REG.get_or_init(Mutex::default)
 }
 
-/// Opens the repository at `url`. Local directories are created if missing.
+/// Opens the repository at `url` with settings from the environment ([`StoreConfig::from_env`]).
+/// Local directories are created if missing.
 pub fn open(url: &str) -> Result<Target> {
+    open_with(url, &StoreConfig::from_env())
+}
+
+/// Opens the repository at `url` with explicit settings.
+pub fn open_with(url: &str, cfg: &StoreConfig) -> Result<Target> {
     match RepoUrl::parse(url)? {
         RepoUrl::Local { path } => {
             std::fs::create_dir_all(&path)
@@ -85,7 +320,105 @@ pub fn open(url: &str) -> Result<Target> {
             let store: Arc<dyn ObjectStore> = store;
             Ok(Target::new(store, "", format!("memory://{name}"), Capabilities::default()))
         }
+        RepoUrl::S3 { bucket, prefix, conditional_put } => open_s3(bucket, &prefix, conditional_put, cfg),
+        RepoUrl::Gcs { bucket, prefix } => {
+            let mut b = GoogleCloudStorageBuilder::new();
+            for (k, v) in cfg.pairs("GOOGLE_") {
+                if let Ok(key) = k.parse::<GoogleConfigKey>() {
+                    b = b.with_config(key, v);
+                }
+            }
+            let display = join_display("gs", &bucket, &prefix);
+            let store = b
+                .with_bucket_name(&bucket)
+                .with_retry(cfg.retry()?)
+                .with_client_options(cfg.client(None)?)
+                .build()
+                .map_err(|e| config_error(&display, e))?;
+            Ok(Target::new(Arc::new(store), &prefix, display, Capabilities { conditional_put: true }))
+        }
+        RepoUrl::Azure { container, prefix } => {
+            let mut b = MicrosoftAzureBuilder::new();
+            for (k, v) in cfg.pairs("AZURE_") {
+                if let Ok(key) = k.parse::<AzureConfigKey>() {
+                    b = b.with_config(key, v);
+                }
+            }
+            let endpoint = b.get_config_value(&AzureConfigKey::Endpoint);
+            let display = join_display("az", &container, &prefix);
+            let store = b
+                .with_container_name(&container)
+                .with_retry(cfg.retry()?)
+                .with_client_options(cfg.client(endpoint.as_deref())?)
+                .build()
+                .map_err(|e| config_error(&display, e))?;
+            Ok(Target::new(Arc::new(store), &prefix, display, Capabilities { conditional_put: true }))
+        }
     }
+}
+
+fn join_display(scheme: &str, bucket: &str, prefix: &str) -> String {
+    if prefix.is_empty() { format!("{scheme}://{bucket}") } else { format!("{scheme}://{bucket}/{prefix}") }
+}
+
+fn config_error(display: &str, e: object_store::Error) -> Error {
+    Error::InvalidInput(format!("cannot configure repository {display}: {e}"))
+}
+
+fn open_s3(
+    bucket: Option<String>,
+    prefix: &str,
+    conditional_put: Option<bool>,
+    cfg: &StoreConfig,
+) -> Result<Target> {
+    let bucket = match bucket.or_else(|| cfg.get("AWS_BUCKET").map(str::to_string)) {
+        Some(b) => b,
+        None => {
+            return Err(Error::InvalidInput(
+                "s3:// repository without a bucket: write s3://BUCKET/prefix or set AWS_BUCKET".into(),
+            ));
+        }
+    };
+    let mut b = AmazonS3Builder::new();
+    for (k, v) in cfg.pairs("AWS_") {
+        if let Ok(key) = k.parse::<AmazonS3ConfigKey>() {
+            b = b.with_config(key, v);
+        }
+    }
+    let endpoint = b.get_config_value(&AmazonS3ConfigKey::Endpoint).filter(|e| !e.trim().is_empty());
+    let display = join_display("s3", &bucket, prefix);
+    // Laravel's AWS_USE_PATH_STYLE_ENDPOINT=false asks for virtual-hosted requests; object_store
+    // expects the bucket inside the endpoint then.
+    let path_style = cfg.flag("AWS_USE_PATH_STYLE_ENDPOINT")?.unwrap_or(true);
+    if let Some(e) = &endpoint {
+        if !path_style {
+            let url = url::Url::parse(e).map_err(|err| {
+                Error::InvalidInput(format!(
+                    "AWS_ENDPOINT {e:?} is not a URL ({err}); e.g. https://s3.us-west-004.backblazeb2.com"
+                ))
+            })?;
+            let host = url.host_str().unwrap_or_default();
+            let mut vh = url.clone();
+            vh.set_host(Some(&format!("{bucket}.{host}")))
+                .map_err(|err| Error::InvalidInput(format!("bucket {bucket:?} with endpoint {e}: {err}")))?;
+            b = b.with_endpoint(vh.as_str().trim_end_matches('/')).with_virtual_hosted_style_request(true);
+        } else {
+            b = b.with_virtual_hosted_style_request(false);
+        }
+    }
+    let aws = endpoint.as_deref().is_none_or(|e| e.contains("amazonaws.com"));
+    let cond = match conditional_put {
+        Some(c) => c,
+        None => cfg.flag("DBBACKUP_S3_CONDITIONAL_PUT")?.unwrap_or(aws),
+    };
+    let store = b
+        .with_bucket_name(&bucket)
+        .with_conditional_put(if cond { S3ConditionalPut::ETagMatch } else { S3ConditionalPut::Disabled })
+        .with_retry(cfg.retry()?)
+        .with_client_options(cfg.client(endpoint.as_deref())?)
+        .build()
+        .map_err(|e| config_error(&display, e))?;
+    Ok(Target::new(Arc::new(store), prefix, display, Capabilities { conditional_put: cond }))
 }
 
 #[cfg(test)]
@@ -102,5 +435,113 @@ mod tests {
         assert!(RepoUrl::parse("").is_err());
         let e = RepoUrl::parse("ftp://u:pw@h/x").unwrap_err().to_string();
         assert!(e.contains("ftp") && !e.contains("pw"), "{e}");
+    }
+
+    #[test]
+    fn parses_cloud_urls() {
+        assert_eq!(
+            RepoUrl::parse("s3://b/app/prod/").unwrap(),
+            RepoUrl::S3 { bucket: Some("b".into()), prefix: "app/prod".into(), conditional_put: None }
+        );
+        assert_eq!(
+            RepoUrl::parse("s3:///p?conditional_put=false").unwrap(),
+            RepoUrl::S3 { bucket: None, prefix: "p".into(), conditional_put: Some(false) }
+        );
+        assert_eq!(
+            RepoUrl::parse("s3://").unwrap(),
+            RepoUrl::S3 { bucket: None, prefix: String::new(), conditional_put: None }
+        );
+        assert_eq!(
+            RepoUrl::parse("gs://g/x").unwrap(),
+            RepoUrl::Gcs { bucket: "g".into(), prefix: "x".into() }
+        );
+        assert_eq!(
+            RepoUrl::parse("az://c/x/y").unwrap(),
+            RepoUrl::Azure { container: "c".into(), prefix: "x/y".into() }
+        );
+        assert_eq!(
+            RepoUrl::parse("azure://c").unwrap(),
+            RepoUrl::Azure { container: "c".into(), prefix: "".into() }
+        );
+        for bad in
+            ["gs://", "az:///x", "s3://b/../x", "s3://b/a//b", "s3://b?x=1", "gs://b?conditional_put=true"]
+        {
+            assert!(RepoUrl::parse(bad).is_err(), "{bad}");
+        }
+        let e = RepoUrl::parse("s3://KEY:SECRET@b/x").unwrap_err().to_string();
+        assert!(!e.contains("SECRET") && e.contains("environment"), "{e}");
+    }
+
+    #[test]
+    fn s3_bucket_from_laravel_env_or_a_clear_error() {
+        let cfg = StoreConfig::from_pairs([("AWS_DEFAULT_REGION", "eu-west-1")]);
+        let e = open_with("s3:///x", &cfg).unwrap_err();
+        assert!(e.to_string().contains("AWS_BUCKET"), "{e}");
+        let cfg = cfg.set("AWS_BUCKET", "laravel-bucket");
+        let t = open_with("s3:///x", &cfg).unwrap();
+        assert_eq!(t.display_name(), "s3://laravel-bucket/x");
+        assert_eq!(t.prefix(), "x");
+        // AWS proper: conditional PUT on; B2 endpoint: off unless asked for.
+        assert!(t.capabilities().conditional_put);
+        let b2 = cfg.clone().set("AWS_ENDPOINT", "https://s3.us-west-004.backblazeb2.com");
+        assert!(!open_with("s3://b", &b2).unwrap().capabilities().conditional_put);
+        let b2_on = b2.clone().set("DBBACKUP_S3_CONDITIONAL_PUT", "true");
+        assert!(open_with("s3://b", &b2_on).unwrap().capabilities().conditional_put);
+        assert!(!open_with("s3://b?conditional_put=false", &cfg).unwrap().capabilities().conditional_put);
+        // Virtual-hosted style when Laravel says so.
+        let vh = b2.set("AWS_USE_PATH_STYLE_ENDPOINT", "false");
+        open_with("s3://b", &vh).unwrap();
+        let bad = vh.set("AWS_USE_PATH_STYLE_ENDPOINT", "maybe");
+        assert!(open_with("s3://b", &bad).unwrap_err().to_string().contains("AWS_USE_PATH_STYLE_ENDPOINT"));
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_and_display() {
+        let cfg = StoreConfig::from_pairs([
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI-secret"),
+            ("PATH", "/bin"),
+        ]);
+        let d = format!("{cfg:?}");
+        assert!(
+            !d.contains("wJalr") && !d.contains("AKIDEXAMPLE") && d.contains("AWS_SECRET_ACCESS_KEY"),
+            "{d}"
+        );
+        assert!(cfg.get("PATH").is_none(), "unrelated variables are not collected");
+        let t = open_with("s3://bk/p", &cfg).unwrap();
+        for s in [format!("{t}"), format!("{t:?}")] {
+            assert!(!s.contains("wJalr") && !s.contains("AKIDEXAMPLE"), "{s}");
+        }
+    }
+
+    #[test]
+    fn retry_settings_are_configurable() {
+        let r = StoreConfig::default().retry().unwrap();
+        assert_eq!(r.max_retries, 10);
+        let cfg = StoreConfig::from_pairs([
+            ("DBBACKUP_STORE_MAX_RETRIES", "1"),
+            ("DBBACKUP_STORE_RETRY_TIMEOUT", "2s"),
+        ]);
+        let r = cfg.retry().unwrap();
+        assert_eq!((r.max_retries, r.retry_timeout), (1, Duration::from_secs(2)));
+        assert!(StoreConfig::from_pairs([("DBBACKUP_STORE_MAX_RETRIES", "x")]).retry().is_err());
+    }
+
+    #[test]
+    fn gcs_and_azure_configuration() {
+        // GCS: a service account key that is not JSON is a configuration error naming the repo.
+        let cfg = StoreConfig::from_pairs([("GOOGLE_SERVICE_ACCOUNT_KEY", "not json")]);
+        let e = open_with("gs://bk/p", &cfg).unwrap_err();
+        assert!(matches!(e, Error::InvalidInput(_)) && e.to_string().contains("gs://bk/p"), "{e}");
+        assert!(!e.to_string().contains("not json"), "{e}");
+        // Azure: no account is a configuration error; with one it builds.
+        let e = open_with("az://c/p", &StoreConfig::default()).unwrap_err();
+        assert!(e.to_string().contains("az://c/p"), "{e}");
+        let cfg = StoreConfig::from_pairs([
+            ("AZURE_STORAGE_ACCOUNT_NAME", "acct"),
+            ("AZURE_STORAGE_ACCOUNT_KEY", "a2V5"),
+        ]);
+        let t = open_with("az://c/p", &cfg).unwrap();
+        assert_eq!((t.display_name(), t.prefix()), ("az://c/p", "p"));
     }
 }
