@@ -198,8 +198,10 @@ pub async fn fingerprint(url: &str) -> String {
     for t in tables {
         let name: String = t.get(0);
         out.push_str(&format!("== {name}\n"));
-        let rows =
-            c.query(&format!("SELECT r::text FROM ONLY {name} r ORDER BY 1"), &[]).await.expect("rows");
+        let rows = c
+            .query(&format!("SELECT fp_row_::text FROM ONLY {name} fp_row_ ORDER BY 1"), &[])
+            .await
+            .expect("rows");
         for r in rows {
             let s: String = r.get(0);
             out.push_str(&s);
@@ -226,4 +228,17 @@ pub async fn fingerprint(url: &str) -> String {
     let (comment, settings): (String, String) = (props.get(0), props.get(1));
     out.push_str(&format!("db comment {comment:?} settings {settings}\n"));
     out
+}
+
+/// Asserts two fingerprints are equal, showing only the lines that differ.
+pub fn assert_same(got: &str, want: &str, what: &str) {
+    if got != want {
+        let g: Vec<&str> = got.lines().collect();
+        let w: Vec<&str> = want.lines().collect();
+        let only_got: Vec<&&str> = g.iter().filter(|l| !w.contains(l)).take(20).collect();
+        let only_want: Vec<&&str> = w.iter().filter(|l| !g.contains(l)).take(20).collect();
+        panic!(
+            "{what}: fingerprints differ\n  only in actual: {only_got:#?}\n  only in expected: {only_want:#?}"
+        );
+    }
 }

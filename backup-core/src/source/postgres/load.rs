@@ -648,7 +648,21 @@ impl TxnSession {
             exec(c, &format!("DROP SCHEMA {} CASCADE", quote_ident(&n))).await?;
         }
         if !script_creates_public {
-            exec(c, "CREATE SCHEMA public").await?;
+            // Recreate `public` exactly as a new database has it (pg_dump writes only the
+            // differences from that default).
+            let v: i32 = c
+                .query_one("SELECT current_setting('server_version_num')::int", &[])
+                .await
+                .map_err(pg_err("read the server version"))?
+                .get(0);
+            let sql = if v >= 150_000 {
+                "CREATE SCHEMA public AUTHORIZATION pg_database_owner; GRANT USAGE ON SCHEMA public TO PUBLIC; \
+                 COMMENT ON SCHEMA public IS 'standard public schema'"
+            } else {
+                "CREATE SCHEMA public; GRANT ALL ON SCHEMA public TO PUBLIC; \
+                 COMMENT ON SCHEMA public IS 'standard public schema'"
+            };
+            exec(c, sql).await?;
         }
         Ok(())
     }

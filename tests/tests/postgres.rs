@@ -1,0 +1,334 @@
+//! PostgreSQL-specific end-to-end tests against the real server in `DBBACKUP_TEST_PG_URL`:
+//! consistency under concurrent writes, foreign pg_dump scripts, `--tables`, `--in-place`,
+//! 2,000 tables, a row over 100 MB. The awkward-data round trip is the source suite's
+//! (`tests/sources.rs`, fixture in `src/pg_fixture.rs`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use backup_core::{Context, DatabaseUrl, RestoreOptions, Target, resolve, restore, restore_with, source};
+use dbbackup_tests::pg_fixture::{PgFixture, assert_same, fingerprint};
+use dbbackup_tests::source_suite::{Fixture, backup, memory_repo, restore_into};
+use dbbackup_tests::unique;
+
+async fn fresh(f: &PgFixture, tag: &str) -> String {
+    f.create_db(&unique(tag)).await
+}
+
+async fn populated(f: &PgFixture, tag: &str) -> String {
+    let url = fresh(f, tag).await;
+    f.populate(&url).await;
+    url
+}
+
+async fn restore_opts(
+    repo: &Target,
+    id: &str,
+    url: &str,
+    opts: RestoreOptions,
+) -> backup_core::Result<backup_core::RestoreReport> {
+    let m = resolve(repo, id).await?;
+    let parsed = DatabaseUrl::parse(url)?;
+    let loader = source::open_loader(&parsed)?;
+    let opts = RestoreOptions { into: url.into(), jobs: 2, ..opts };
+    restore_with(repo, &m, loader.as_ref(), &parsed.to_string(), &opts, &Context::default()).await
+}
+
+async fn scalar(url: &str, sql: &str) -> String {
+    let c = PgFixture::client(url).await;
+    c.query_one(sql, &[]).await.expect(sql).get(0)
+}
+
+/// Transfers between accounts run during the dump; the restored data is one consistent
+/// instant: the total is unchanged and every balance matches the transfer log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_transfers_do_not_tear_the_backup() {
+    let Some(f) = PgFixture::from_env() else { return };
+    let src = fresh(&f, "transfers").await;
+    let c = PgFixture::client(&src).await;
+    c.batch_execute(
+        "CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL, pad text); \
+         INSERT INTO accounts SELECT i, 1000, repeat('p', 400) FROM generate_series(1, 20000) i; \
+         CREATE TABLE transfers (id bigserial PRIMARY KEY, src int, dst int, amount bigint);",
+    )
+    .await
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut writers = Vec::new();
+    for w in 0..2u64 {
+        let (url, stop, done) = (src.clone(), stop.clone(), done.clone());
+        writers.push(tokio::spawn(async move {
+            let c = PgFixture::client(&url).await;
+            let mut i = w;
+            while !stop.load(Ordering::Relaxed) {
+                i = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let (a, b, amt) = ((i >> 20) % 20000 + 1, (i >> 40) % 20000 + 1, (i >> 8) % 50 + 1);
+                let sql = format!(
+                    "BEGIN; UPDATE accounts SET balance = balance - {amt} WHERE id = {a}; \
+                     INSERT INTO transfers (src, dst, amount) VALUES ({a}, {b}, {amt}); \
+                     UPDATE accounts SET balance = balance + {amt} WHERE id = {b}; COMMIT;"
+                );
+                c.batch_execute(&sql).await.unwrap();
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    while done.load(Ordering::Relaxed) < 50 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let repo = memory_repo();
+    let id = backup(&src, &repo).await.expect("backup under writes");
+    let during = done.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    let dst = fresh(&f, "transfers_dst").await;
+    restore_into(&repo, &id, &dst).await.expect("restore");
+    assert_eq!(scalar(&dst, "SELECT sum(balance)::text FROM accounts").await, "20000000");
+    // Every balance equals 1000 minus what it sent plus what it received, per the log.
+    let mismatched = scalar(
+        &dst,
+        "SELECT count(*)::text FROM accounts a WHERE a.balance <> 1000 \
+         - coalesce((SELECT sum(amount) FROM transfers WHERE src = a.id), 0) \
+         + coalesce((SELECT sum(amount) FROM transfers WHERE dst = a.id), 0)",
+    )
+    .await;
+    assert_eq!(mismatched, "0");
+    let logged: i64 =
+        PgFixture::client(&dst).await.query_one("SELECT count(*) FROM transfers", &[]).await.unwrap().get(0);
+    assert!(logged >= 50, "snapshot should contain the transfers made before it ({logged})");
+    assert!(during > 50, "writers kept writing during the dump");
+    let m = resolve(&repo, &id).await.unwrap();
+    assert!(m.snapshot.contains_key("lsn") && m.snapshot.contains_key("snapshot"), "{:?}", m.snapshot);
+    assert!(m.server_version.starts_with("15") || !m.server_version.is_empty());
+    assert!(
+        m.objects.iter().filter(|o| o.table.is_some()).count() > 2,
+        "accounts should be split into ctid chunks"
+    );
+    f.drop_db(&src).await;
+    f.drop_db(&dst).await;
+}
+
+fn pg_dump_plain(url: &str, out: &std::path::Path, extra: &[&str]) {
+    let u = url::Url::parse(url).unwrap();
+    let st = std::process::Command::new("pg_dump")
+        .args(extra)
+        .arg("--file")
+        .arg(out)
+        .env("PGHOST", u.host_str().unwrap())
+        .env("PGPORT", u.port().unwrap_or(5432).to_string())
+        .env("PGUSER", if u.username().is_empty() { "postgres" } else { u.username() })
+        .env("PGDATABASE", PgFixture::db_name(url))
+        .status()
+        .expect("pg_dump");
+    assert!(st.success());
+}
+
+/// The fingerprint without the database-level properties line (plain pg_dump does not carry it).
+fn without_db_props(s: &str) -> String {
+    s.lines().filter(|l| !l.starts_with("db comment")).collect::<Vec<_>>().join("\n")
+}
+
+/// Plain pg_dump scripts (.sql, .sql.gz, .sql.zst) restore natively, through a shadow, into
+/// a new database and over an existing one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_pg_dump_scripts_restore_losslessly() {
+    let Some(f) = PgFixture::from_env() else { return };
+    let src = populated(&f, "foreign_src").await;
+    let want = without_db_props(&fingerprint(&src).await);
+    let dir = tempfile::tempdir().unwrap();
+    let sql = dir.path().join("prod.sql");
+    pg_dump_plain(&src, &sql, &[]);
+    let gz = dir.path().join("prod.sql.gz");
+    let zst = dir.path().join("prod.sql.zst");
+    assert!(
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "gzip -c {0} > {1} && zstd -q -c {0} > {2}",
+                sql.display(),
+                gz.display(),
+                zst.display()
+            ))
+            .status()
+            .unwrap()
+            .success()
+    );
+    // A new database (does not exist yet).
+    let name = unique("foreign_new");
+    let new_url = f.url_of(&name);
+    for (i, file) in [&sql, &gz, &zst].into_iter().enumerate() {
+        let into = if i == 0 { new_url.clone() } else { new_url.clone() };
+        let r = restore(
+            &RestoreOptions {
+                backup: file.display().to_string(),
+                into: into.clone(),
+                jobs: 2,
+                ..Default::default()
+            },
+            &Context::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("restore {}: {e}", file.display()));
+        assert!(r.rows > 6000, "{r:?}");
+        assert_eq!(without_db_props(&fingerprint(&into).await), want, "after restoring {}", file.display());
+    }
+    // A truncated script is refused and the target is untouched.
+    let before = fingerprint(&new_url).await;
+    let text = std::fs::read(&sql).unwrap();
+    let cut_at = text.windows(5).position(|w| w == b"COPY ").unwrap() + 200;
+    let cut = dir.path().join("cut.sql");
+    std::fs::write(&cut, &text[..cut_at]).unwrap();
+    let e = restore(
+        &RestoreOptions { backup: cut.display().to_string(), into: new_url.clone(), ..Default::default() },
+        &Context::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("truncated") || e.to_string().contains("COPY"), "{e}");
+    assert_eq!(fingerprint(&new_url).await, before);
+    f.drop_db(&src).await;
+    f.drop_db(&new_url).await;
+}
+
+/// `--tables` reloads only the chosen tables; everything else keeps its current state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_option_restores_only_those_tables() {
+    let Some(f) = PgFixture::from_env() else { return };
+    let db = populated(&f, "tables").await;
+    let repo = memory_repo();
+    let id = backup(&db, &repo).await.unwrap();
+    let c = PgFixture::client(&db).await;
+    c.batch_execute(
+        "DELETE FROM big WHERE id > 10; UPDATE typed SET ci = 'changed'; INSERT INTO other.empty VALUES (7)",
+    )
+    .await
+    .unwrap();
+    let r = restore_opts(
+        &repo,
+        &id,
+        &db,
+        RestoreOptions { tables: Some(vec!["public.big".into(), "typed".into()]), ..Default::default() },
+    )
+    .await
+    .expect("restore --tables");
+    assert_eq!(r.tables, 2);
+    assert_eq!(scalar(&db, "SELECT count(*)::text FROM big").await, "6000");
+    assert_eq!(
+        scalar(&db, "SELECT string_agg(coalesce(ci::text, '-'), ',' ORDER BY id) FROM typed").await,
+        "MiXeD,-"
+    );
+    assert_eq!(
+        scalar(&db, "SELECT count(*)::text FROM other.empty").await,
+        "1",
+        "unselected table untouched"
+    );
+    let e = restore_opts(
+        &repo,
+        &id,
+        &db,
+        RestoreOptions { tables: Some(vec!["nope".into()]), ..Default::default() },
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("nope"), "{e}");
+    f.drop_db(&db).await;
+}
+
+/// `--in-place` replaces the contents inside one transaction (no CREATE DATABASE needed), and
+/// a failure at the last check (stats mismatch) rolls everything back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_place_restore_replaces_contents_atomically() {
+    let Some(f) = PgFixture::from_env() else { return };
+    let db = populated(&f, "inplace").await;
+    let want = fingerprint(&db).await;
+    let repo = memory_repo();
+    let id = backup(&db, &repo).await.unwrap();
+    f.mutate(&db).await;
+    PgFixture::client(&db)
+        .await
+        .batch_execute("CREATE SCHEMA extra; CREATE TABLE extra.t (x int)")
+        .await
+        .unwrap();
+    let r = restore_opts(&repo, &id, &db, RestoreOptions { in_place: true, ..Default::default() })
+        .await
+        .expect("in place");
+    assert!(r.notes.iter().any(|n| n.contains("one transaction")), "{:?}", r.notes);
+    assert_same(&fingerprint(&db).await, &want, "in-place restore");
+    // Same backup, but the manifest claims other content for one table: the load runs to the
+    // end, the check fails, and the transaction rolls back.
+    f.mutate(&db).await;
+    let before = fingerprint(&db).await;
+    let mut m = resolve(&repo, &id).await.unwrap();
+    let t = m.tables.iter_mut().find(|t| t.name == "big").unwrap();
+    t.checksum = Some("12345".into());
+    let parsed = DatabaseUrl::parse(&db).unwrap();
+    let loader = source::open_loader(&parsed).unwrap();
+    let opts = RestoreOptions { into: db.clone(), in_place: true, jobs: 2, ..Default::default() };
+    let e = restore_with(&repo, &m, loader.as_ref(), &db, &opts, &Context::default()).await.unwrap_err();
+    assert!(e.to_string().contains("checksum"), "{e}");
+    assert_eq!(fingerprint(&db).await, before, "rolled back");
+    f.drop_db(&db).await;
+}
+
+/// 2,000 tables dump and restore (locks, schema size, many small chunks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_tables() {
+    let Some(f) = PgFixture::from_env() else { return };
+    let db = fresh(&f, "t2000").await;
+    PgFixture::client(&db)
+        .await
+        .batch_execute(
+            "DO $$ BEGIN FOR i IN 1..2000 LOOP \
+               EXECUTE format('CREATE TABLE t%s (id int PRIMARY KEY, v text)', i); \
+               EXECUTE format('INSERT INTO t%s VALUES (1, %L), (2, NULL)', i, 'v' || i); \
+             END LOOP; END $$;",
+        )
+        .await
+        .unwrap();
+    let repo = memory_repo();
+    let id = backup(&db, &repo).await.expect("backup 2000 tables");
+    let dst = f.url_of(&unique("t2000_dst"));
+    let r = restore_into(&repo, &id, &dst).await.expect("restore 2000 tables");
+    assert_eq!(r.tables, 2000);
+    assert_eq!(r.rows, 4000);
+    assert_eq!(
+        scalar(&dst, "SELECT count(*)::text FROM pg_indexes WHERE schemaname = 'public'").await,
+        "2000",
+        "primary keys rebuilt"
+    );
+    assert_eq!(scalar(&dst, "SELECT v FROM t1999 WHERE id = 1").await, "v1999");
+    f.drop_db(&db).await;
+    f.drop_db(&dst).await;
+}
+
+/// A single row with more than 100 MB of text survives byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_over_100_mb() {
+    let Some(f) = PgFixture::from_env() else { return };
+    let db = fresh(&f, "hugerow").await;
+    PgFixture::client(&db)
+        .await
+        .batch_execute(
+            "CREATE TABLE huge (id int PRIMARY KEY, body text); \
+             ALTER TABLE huge ALTER COLUMN body SET STORAGE EXTERNAL; \
+             INSERT INTO huge SELECT 1, string_agg(md5(i::text) || E'\\t\\\\\\n', '') FROM generate_series(1, 2900000) i; \
+             INSERT INTO huge VALUES (2, 'small');",
+        )
+        .await
+        .unwrap();
+    let want = scalar(&db, "SELECT length(body)::text || ':' || md5(body) FROM huge WHERE id = 1").await;
+    assert!(want.split(':').next().unwrap().parse::<u64>().unwrap() > 100_000_000);
+    let repo = memory_repo();
+    let id = backup(&db, &repo).await.expect("backup huge row");
+    let dst = f.url_of(&unique("hugerow_dst"));
+    restore_into(&repo, &id, &dst).await.expect("restore huge row");
+    assert_eq!(
+        scalar(&dst, "SELECT length(body)::text || ':' || md5(body) FROM huge WHERE id = 1").await,
+        want
+    );
+    f.drop_db(&db).await;
+    f.drop_db(&dst).await;
+}
