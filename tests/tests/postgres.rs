@@ -159,8 +159,8 @@ async fn foreign_pg_dump_scripts_restore_losslessly() {
     // A new database (does not exist yet).
     let name = unique("foreign_new");
     let new_url = f.url_of(&name);
-    for (i, file) in [&sql, &gz, &zst].into_iter().enumerate() {
-        let into = if i == 0 { new_url.clone() } else { new_url.clone() };
+    for file in [&sql, &gz, &zst] {
+        let into = new_url.clone();
         let r = restore(
             &RestoreOptions {
                 backup: file.display().to_string(),
