@@ -19,9 +19,6 @@ step "lint"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "build"
-cargo build --workspace --all-targets --locked
-
 step "services"
 start_services postgres mariadb moto azurite
 
