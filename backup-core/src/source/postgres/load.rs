@@ -85,6 +85,8 @@ impl PgLoader {
         let shadow_url = self.url.with_database(&shadow);
         let opened = async {
             let main = connect(&shadow_url, "restore").await?;
+            // Durability comes from the final rename's commit, which flushes all earlier WAL.
+            main.batch_execute("SET synchronous_commit = off").await.map_err(pg_err("tune the loader"))?;
             let mut workers = Vec::new();
             for i in 0..opts.jobs.max(1) {
                 let c = connect(&shadow_url, &format!("restore worker {i}")).await?;
@@ -266,6 +268,35 @@ fn statements(text: &str) -> Result<Vec<String>> {
 
 async fn exec(c: &Client, stmt: &str) -> Result<()> {
     c.batch_execute(stmt).await.map_err(pg_err(format!("execute {}", shorten(stmt))))
+}
+
+/// Statements sent per round trip by [`exec_all`].
+const BATCH: usize = 64;
+
+/// Executes statements in order, [`BATCH`] per round trip (one implicit transaction each); when a
+/// batch fails, its statements are retried one by one (the failed batch rolled back as a whole)
+/// so the error names the statement at fault.
+/// Inside an explicit transaction (`in_txn`) a failed batch has already doomed it, so the
+/// batch's own error is returned.
+async fn exec_all(c: &Client, stmts: &[String], in_txn: bool) -> Result<()> {
+    for group in stmts.chunks(BATCH) {
+        let joined: String = group.iter().map(|s| format!("{s}\n")).collect();
+        match c.batch_execute(&joined).await {
+            Ok(()) => continue,
+            Err(e) if in_txn => {
+                return Err(pg_err(format!(
+                    "execute {} statement(s) from {}",
+                    group.len(),
+                    shorten(&group[0])
+                ))(e));
+            }
+            Err(_) => {}
+        }
+        for s in group {
+            exec(c, s).await?;
+        }
+    }
+    Ok(())
 }
 
 fn shorten(stmt: &str) -> String {
@@ -532,10 +563,8 @@ impl LoadSession for ShadowSession {
     async fn pre_data(&self, sql: ByteStream) -> Result<()> {
         let guard = self.main.lock().await;
         let c = guard.as_ref().ok_or_else(|| Error::Cancelled("restore session closed".into()))?;
-        for s in run_schema(sql, "pre-data schema", self.keep_owners).await? {
-            exec(c, &s).await?;
-        }
-        Ok(())
+        let stmts = run_schema(sql, "pre-data schema", self.keep_owners).await?;
+        exec_all(c, &stmts, false).await
     }
 
     async fn load(&self, object: &ObjectEntry, data: ByteStream) -> Result<u64> {
@@ -570,10 +599,8 @@ impl LoadSession for ShadowSession {
         for r in results {
             r?;
         }
-        for s in stmts.iter().filter(|s| !is_parallel_build(s)) {
-            exec(c, s).await?;
-        }
-        Ok(())
+        let rest: Vec<String> = stmts.into_iter().filter(|s| !is_parallel_build(s)).collect();
+        exec_all(c, &rest, false).await
     }
 
     async fn table_stats(&self, table: &TableEntry) -> Result<TableStats> {
@@ -679,10 +706,7 @@ impl LoadSession for TxnSession {
         let stmts = run_schema(sql, "pre-data schema", self.keep_owners).await?;
         let creates_public = stmts.iter().any(|s| s.trim().eq_ignore_ascii_case("create schema public;"));
         self.clear(&c, creates_public).await?;
-        for s in stmts {
-            exec(&c, &s).await?;
-        }
-        Ok(())
+        exec_all(&c, &stmts, true).await
     }
 
     async fn load(&self, object: &ObjectEntry, data: ByteStream) -> Result<u64> {
@@ -697,10 +721,8 @@ impl LoadSession for TxnSession {
             super::super::drain(sql).await?;
             return Ok(());
         }
-        for s in run_schema(sql, "post-data schema", self.keep_owners).await? {
-            exec(&c, &s).await?;
-        }
-        Ok(())
+        let stmts = run_schema(sql, "post-data schema", self.keep_owners).await?;
+        exec_all(&c, &stmts, true).await
     }
 
     async fn table_stats(&self, table: &TableEntry) -> Result<TableStats> {
