@@ -55,6 +55,15 @@ pub enum Command {
     ///
     /// Example: dbbackup guard --source "$DB_URL" --repo /srv/backups -- php artisan migrate --force
     Guard(GuardArgs),
+    /// Delete old backups under a keep-last/daily/weekly/monthly/yearly policy and a size cap;
+    /// never the newest. Also sweeps objects of failed backups after a grace period.
+    Prune(PruneArgs),
+    /// Health for monitors and cron: newest backup age, size, last verification, copies in every
+    /// repository. Exits 4 when unhealthy.
+    Status(StatusArgs),
+    /// Copy a backup to another repository (off-site copy), verifying every digest on the way;
+    /// the manifest is written last.
+    Copy(CopyArgs),
 }
 
 /// `create`.
@@ -178,4 +187,70 @@ pub struct GuardArgs {
     /// The command to run, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+/// `prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Repository.
+    #[arg(long, env = "DBBACKUP_REPO", value_name = "URL")]
+    pub repo: String,
+    /// Keep the N newest backups.
+    #[arg(long, env = "DBBACKUP_KEEP_LAST", value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest backup of each of the last N hours that have one.
+    #[arg(long, env = "DBBACKUP_KEEP_HOURLY", value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest backup of each of the last N days that have one (UTC).
+    #[arg(long, env = "DBBACKUP_KEEP_DAILY", value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest backup of each of the last N ISO weeks that have one.
+    #[arg(long, env = "DBBACKUP_KEEP_WEEKLY", value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest backup of each of the last N months that have one.
+    #[arg(long, env = "DBBACKUP_KEEP_MONTHLY", value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest backup of each of the last N years that have one.
+    #[arg(long, env = "DBBACKUP_KEEP_YEARLY", value_name = "N")]
+    pub keep_yearly: Option<u32>,
+    /// Cap on the kept backups' size (e.g. 50GiB, 500MB); the oldest go first.
+    #[arg(long, env = "DBBACKUP_MAX_SIZE", value_name = "SIZE")]
+    pub max_size: Option<String>,
+    /// Leave objects of incomplete backups alone until they are this old (e.g. 24h, 30m).
+    #[arg(long, env = "DBBACKUP_ORPHAN_GRACE", default_value = "24h", value_name = "DURATION")]
+    pub orphan_grace: String,
+    /// Print the plan (with a reason per backup) and delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Repository (repeat to check the copies in each: 3-2-1).
+    #[arg(long = "repo", env = "DBBACKUP_REPO", value_name = "URL", required = true, value_delimiter = ',')]
+    pub repos: Vec<String>,
+    /// Unhealthy when the newest backup is older than this (e.g. 26h).
+    #[arg(long, env = "DBBACKUP_MAX_AGE", value_name = "DURATION")]
+    pub max_age: Option<String>,
+    /// Unhealthy when a repository holds more than this (e.g. 50GiB).
+    #[arg(long, env = "DBBACKUP_MAX_SIZE", value_name = "SIZE")]
+    pub max_size: Option<String>,
+}
+
+/// `copy`.
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// Repository to copy from.
+    #[arg(long, env = "DBBACKUP_FROM", value_name = "URL")]
+    pub from: String,
+    /// Repository to copy to.
+    #[arg(long, env = "DBBACKUP_TO", value_name = "URL")]
+    pub to: String,
+    /// Backup id, `latest` or `tag:NAME`.
+    #[arg(default_value = "latest")]
+    pub backup: String,
+    /// Objects copied in parallel (default: number of CPUs).
+    #[arg(long, short = 'j', env = "DBBACKUP_JOBS")]
+    pub jobs: Option<usize>,
 }

@@ -175,7 +175,9 @@ pub async fn create_with(
             return Err(e);
         }
     };
-    // Manifest last, to every repository, create-only.
+    // Manifest last, to every repository, create-only, and only once every repository holds
+    // every object (all-or-nothing: if any repository failed above, none gets a manifest and
+    // the error names the repository; a partial 3-2-1 backup is not reported as a success).
     let json = Bytes::from(manifest.to_json()?);
     for t in targets {
         if let Err(e) = t.put_create(&layout::manifest_key(&id), json.clone()).await {
@@ -202,6 +204,11 @@ pub async fn create_with(
 /// refers to them). What is left is swept by `prune` after its grace period.
 async fn cleanup(targets: &[Target], id: &BackupId) {
     for t in targets {
+        // The manifest first: a repository must never show a manifest whose objects are going.
+        if let Err(e) = t.delete(&layout::manifest_key(id)).await {
+            tracing::warn!("cleanup of failed backup {id} in {t}: {e}");
+            continue;
+        }
         match t.list(&layout::backup_dir(id)).await {
             Ok(items) => {
                 for item in items {

@@ -29,12 +29,16 @@ mod audit;
 mod backup;
 mod catalog;
 pub mod codec;
+mod copy;
 mod error;
 pub mod format;
 mod guard;
+mod health;
 mod model;
+mod notify;
 mod progress;
 mod restore;
+mod retention;
 pub mod source;
 pub mod storage;
 mod verify;
@@ -45,14 +49,21 @@ pub use catalog::{
     BackupSummary, ListOptions, ListReport, Unreadable, VerificationRecord, backup_footprint, backup_ids,
     last_verification, list, list_in, read_manifest, record_verification, resolve,
 };
+pub use copy::{CopyOptions, CopyReport, copy, copy_between};
 pub use error::{Error, ErrorKind, Result};
 pub use format::manifest::Manifest;
 pub use guard::{CommandOutcome, GuardOptions, GuardReport, guard, last_drill_recovery_ms};
+pub use health::{Check, RepoStatus, StatusOptions, StatusReport, status, status_in};
 pub use model::{BackupId, Compression, DatabaseUrl, Engine, Secret, redact_str};
+pub use notify::{Notification, NotifyConfig, Outcome, notify};
 pub use progress::{CancellationToken, Context, Event, NoProgress, Observer, Phase};
 pub use restore::{
     RestoreOptions, RestoreReport, confirmation_needed, foreign_script_path, restore, restore_script,
     restore_with,
+};
+pub use retention::{
+    DEFAULT_ORPHAN_GRACE_SECS, Decision, Orphan, PruneOptions, PruneReport, RetentionPlan, RetentionPolicy,
+    plan_backups, prune, prune_in,
 };
 pub use storage::{StoreConfig, Target};
 pub use verify::{

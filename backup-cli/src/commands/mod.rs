@@ -1,9 +1,13 @@
 //! One module per command: build options from arguments, call the core, render the report.
 
+mod copy;
 mod create;
 mod guard;
 mod list;
+mod notify;
+mod prune;
 mod restore;
+mod status;
 mod verify;
 
 use std::sync::Arc;
@@ -29,13 +33,19 @@ pub async fn run(cli: Cli, out: &Output) -> i32 {
         Ok(p) => p,
         Err(e) => return out.error(&e),
     };
+    let command_name = notify::command_name(&cli.command);
     let result = match cli.command {
         Command::Create(a) => create::run(a, password, &ctx, out).await,
         Command::List(a) => list::run(a, &ctx, out).await,
         Command::Verify(a) => verify::run(a, password, &ctx, out).await,
         Command::Restore(a) => restore::run(a, password, &ctx, out).await,
         Command::Guard(a) => guard::run(a, password, &ctx, out).await,
+        Command::Prune(a) => prune::run(a, &ctx, out).await,
+        Command::Status(a) => status::run(a, &ctx, out).await,
+        Command::Copy(a) => copy::run(a, &ctx, out).await,
     };
+    // Alerts never change the outcome: failures to notify are logged and ignored.
+    notify::after(command_name, &result).await;
     match result {
         Ok(code) => code,
         Err(e) => out.error(&e),

@@ -1,0 +1,53 @@
+//! `dbbackup status`.
+
+use anyhow::Result;
+use backup_core::{Context, ErrorKind, StatusOptions, status};
+
+use super::prune::{parse_duration, parse_size};
+use crate::cli::StatusArgs;
+use crate::output::{Output, bytes, exit_code};
+
+pub async fn run(a: StatusArgs, ctx: &Context, out: &Output) -> Result<i32> {
+    let opts = StatusOptions {
+        repos: a.repos,
+        max_age_secs: a.max_age.as_deref().map(parse_duration).transpose()?,
+        max_size: a.max_size.as_deref().map(parse_size).transpose()?,
+    };
+    let r = status(&opts, ctx).await?;
+    out.report(&r, || {
+        let mut s = format!(
+            "{:<36} {:>7} {:<22} {:>8} {:>10}  {}\n",
+            "REPOSITORY", "BACKUPS", "NEWEST", "AGE", "SIZE", "LAST VERIFIED"
+        );
+        for rs in &r.repos {
+            let age = rs.newest_age_secs.map(|a| format!("{:.1}h", a as f64 / 3600.0)).unwrap_or("-".into());
+            let v = match &rs.last_verification {
+                Some(v) => format!(
+                    "{} {} {}",
+                    v.level,
+                    if v.ok { "ok" } else { "FAILED" },
+                    v.at.format("%Y-%m-%d %H:%M")
+                ),
+                None => "never".into(),
+            };
+            let newest = rs.newest.as_ref().map(ToString::to_string).unwrap_or_else(|| "-".into());
+            s.push_str(&format!(
+                "{:<36} {:>7} {:<22} {:>8} {:>10}  {}\n",
+                rs.repo,
+                rs.backups,
+                newest,
+                age,
+                bytes(rs.total_bytes),
+                v
+            ));
+        }
+        s.push('\n');
+        for c in &r.checks {
+            let repo = c.repo.as_deref().map(|r| format!(" [{r}]")).unwrap_or_default();
+            s.push_str(&format!("{} {}{repo}: {}\n", if c.ok { "ok  " } else { "FAIL" }, c.name, c.message));
+        }
+        s.push_str(if r.healthy { "healthy" } else { "UNHEALTHY" });
+        s
+    });
+    Ok(if r.healthy { 0 } else { exit_code(ErrorKind::Unhealthy) })
+}
