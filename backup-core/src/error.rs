@@ -204,7 +204,14 @@ impl Error {
     pub fn storage(context: impl Into<String>, err: object_store::Error) -> Self {
         let context = context.into();
         match err {
-            object_store::Error::NotFound { .. } => Error::NotFound { what: context, available: Vec::new() },
+            object_store::Error::NotFound { .. } => {
+                // A missing bucket/container is also a 404: say so rather than "object not found".
+                let what = match store_hint(&format!("{err:?}")) {
+                    Some(hint) => format!("{context} ({hint})"),
+                    None => context,
+                };
+                Error::NotFound { what, available: Vec::new() }
+            }
             object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
                 Error::AlreadyExists(context)
             }

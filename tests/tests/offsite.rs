@@ -1,0 +1,189 @@
+//! Off-site use-cases in the core: 3-2-1 fan-out when one repository fails, `copy` refusing
+//! corrupt sources, `prune` on real repositories (orphans, grace, dry run), `status` verdicts,
+//! and the S3 error messages users meet (missing bucket) against moto.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use backup_core::storage::fault::{FaultStore, Faults};
+use backup_core::{
+    Context, CopyOptions, Error, ErrorKind, PruneOptions, RetentionPolicy, StatusOptions, Target,
+    VerificationRecord, backup_ids, copy_between, prune_in, record_verification, resolve, status_in,
+};
+use bytes::Bytes;
+use chrono::{Duration, Utc};
+use dbbackup_tests::source_suite::{Fixture, backup, memory_repo};
+use dbbackup_tests::sqlite_fixture::SqliteFixture;
+
+async fn sqlite_db() -> String {
+    let f = SqliteFixture;
+    let url = f.create_db(&dbbackup_tests::unique("offsite")).await;
+    f.populate(&url).await;
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_failing_repository_fails_the_backup_and_no_repository_gets_a_manifest() {
+    let url = sqlite_db().await;
+    let good = memory_repo();
+    let bad_inner = memory_repo();
+    let bad = bad_inner.with_store(Arc::new(FaultStore::new(
+        bad_inner.store(),
+        Faults { fail_writes_after: Some(1), ..Default::default() },
+    )));
+    let parsed = backup_core::DatabaseUrl::parse(&url).unwrap();
+    let src = backup_core::source::open_source(&parsed).unwrap();
+    let opts = backup_core::CreateOptions { source: url.clone(), jobs: 2, ..Default::default() };
+    let e = backup_core::create_with(src.as_ref(), "db", &[good.clone(), bad], &opts, &Context::default())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains(bad_inner.display_name()), "the error names the failing repository: {e}");
+    for t in [&good, &bad_inner] {
+        assert!(backup_ids(t).await.unwrap().is_empty(), "{t}: no manifest");
+        assert!(t.list("").await.unwrap().is_empty(), "{t}: failed backup cleaned up");
+    }
+    // Both healthy: the same bytes in both, identical digests (the status copies check).
+    let b2 = memory_repo();
+    let parsed = backup_core::DatabaseUrl::parse(&url).unwrap();
+    let src = backup_core::source::open_source(&parsed).unwrap();
+    backup_core::create_with(src.as_ref(), "db", &[good.clone(), b2.clone()], &opts, &Context::default())
+        .await
+        .unwrap();
+    let r =
+        status_in(&[good.clone(), b2.clone()], &StatusOptions::default(), Utc::now(), &Context::default())
+            .await
+            .unwrap();
+    assert!(r.healthy, "{:?}", r.checks);
+    let (a, b) = (resolve(&good, "latest").await.unwrap(), resolve(&b2, "latest").await.unwrap());
+    assert_eq!(a.objects, b.objects);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_checks_digests_and_leaves_nothing_on_corruption() {
+    let url = sqlite_db().await;
+    let from = memory_repo();
+    let id = backup(&url, &from).await.unwrap();
+    let m = resolve(&from, &id).await.unwrap();
+    let victim = m.objects.iter().max_by_key(|o| o.stored_bytes).unwrap();
+    let corrupt = from.with_store(Arc::new(FaultStore::new(
+        from.store(),
+        Faults { flip_byte: Some((victim.key.clone(), victim.stored_bytes / 2)), ..Default::default() },
+    )));
+    let to = memory_repo();
+    let opts = CopyOptions { backup: id.clone(), ..Default::default() };
+    let e = copy_between(&corrupt, &to, &opts, &Context::default()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Integrity, "{e}");
+    assert!(to.list("").await.unwrap().is_empty(), "no manifest, no objects after a failed copy");
+    // The healthy copy is byte-identical; a second copy is a no-op; a different manifest is refused.
+    let r = copy_between(&from, &to, &opts, &Context::default()).await.unwrap();
+    assert_eq!((r.objects, r.already_present), (m.objects.len(), false));
+    assert_eq!(resolve(&to, &id).await.unwrap(), m);
+    for o in &m.objects {
+        let k = format!("{id}/{}", o.key);
+        assert_eq!(to.get_bytes(&k, 1 << 30).await.unwrap(), from.get_bytes(&k, 1 << 30).await.unwrap());
+    }
+    assert!(copy_between(&from, &to, &opts, &Context::default()).await.unwrap().already_present);
+    let other = memory_repo();
+    other.put_bytes(&format!("{id}/manifest.json"), Bytes::from_static(b"{}")).await.unwrap();
+    let e = copy_between(&from, &other, &opts, &Context::default()).await.unwrap_err();
+    assert!(matches!(e, Error::AlreadyExists(_)), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_removes_old_backups_and_sweeps_orphans_after_the_grace_period() {
+    let url = sqlite_db().await;
+    let repo = memory_repo();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(backup(&url, &repo).await.unwrap());
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await; // ids have 1 s resolution
+    }
+    // A failed backup: objects, no manifest.
+    let orphan_id = backup_core::BackupId::new(Utc::now() - Duration::hours(1));
+    repo.put_bytes(&format!("{orphan_id}/data/0001-t/000000.db.zst"), Bytes::from_static(b"partial"))
+        .await
+        .unwrap();
+    let policy = RetentionPolicy { keep_last: Some(1), ..Default::default() };
+    let ctx = Context::default();
+    let now = Utc::now();
+    // Dry run: the plan, nothing deleted.
+    let opts =
+        PruneOptions { repo: String::new(), policy: policy.clone(), dry_run: true, ..Default::default() };
+    let r = prune_in(&repo, &opts, now, &ctx).await.unwrap();
+    assert_eq!((r.kept, r.removed), (1, 2));
+    assert_eq!(r.plan.orphans.len(), 1);
+    assert!(!r.plan.orphans[0].sweep, "younger than the 24 h grace period");
+    assert_eq!(backup_ids(&repo).await.unwrap().len(), 3);
+    // For real, with the orphan still in its grace period.
+    let opts = PruneOptions { dry_run: false, ..opts };
+    let r = prune_in(&repo, &opts, now, &ctx).await.unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let left: Vec<String> = backup_ids(&repo).await.unwrap().iter().map(ToString::to_string).collect();
+    assert_eq!(left, vec![ids[2].clone()]);
+    for old in &ids[..2] {
+        assert!(repo.list(old).await.unwrap().is_empty(), "{old}: every object removed");
+    }
+    assert_eq!(repo.list(&orphan_id.to_string()).await.unwrap().len(), 1);
+    // Two hours later the orphan is swept; the kept backup is intact and restorable.
+    let r = prune_in(&repo, &opts, now + Duration::hours(25), &ctx).await.unwrap();
+    assert_eq!((r.removed, r.orphan_objects_swept), (0, 1));
+    assert!(repo.list(&orphan_id.to_string()).await.unwrap().is_empty());
+    let v = backup_core::check_full(&repo, &resolve(&repo, "latest").await.unwrap(), 2, &ctx).await.unwrap();
+    assert!(v.is_empty(), "{v:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_flags_age_size_failed_verification_and_missing_copies() {
+    let url = sqlite_db().await;
+    let (a, b) = (memory_repo(), memory_repo());
+    let id = backup(&url, &a).await.unwrap();
+    let ctx = Context::default();
+    let now = Utc::now();
+    let names = |r: &backup_core::StatusReport| -> Vec<String> {
+        r.checks.iter().filter(|c| !c.ok).map(|c| c.name.clone()).collect()
+    };
+    let opts = StatusOptions { max_age_secs: Some(3600), max_size: Some(1 << 30), ..Default::default() };
+    let r = status_in(std::slice::from_ref(&a), &opts, now, &ctx).await.unwrap();
+    assert!(r.healthy, "{:?}", r.checks);
+    let r = status_in(std::slice::from_ref(&a), &opts, now + Duration::hours(2), &ctx).await.unwrap();
+    assert_eq!(names(&r), vec!["newest_age"]);
+    let small = StatusOptions { max_size: Some(10), ..Default::default() };
+    assert_eq!(
+        names(&status_in(std::slice::from_ref(&a), &small, now, &ctx).await.unwrap()),
+        vec!["total_size"]
+    );
+    let rec = VerificationRecord {
+        level: "full".into(),
+        at: now,
+        ok: false,
+        recovery_ms: None,
+        findings: 2,
+        scratch: None,
+    };
+    record_verification(&a, &id.parse().unwrap(), &rec).await.unwrap();
+    let r = status_in(std::slice::from_ref(&a), &opts, now, &ctx).await.unwrap();
+    assert_eq!(names(&r), vec!["last_verification"]);
+    assert_eq!(r.repos[0].last_verification.as_ref().unwrap().findings, 2);
+    let r = status_in(&[a.clone(), b.clone()], &StatusOptions::default(), now, &ctx).await.unwrap();
+    assert_eq!(names(&r), vec!["last_verification", "has_backup", "copies"]);
+    assert!(r.checks.iter().any(|c| c.name == "copies" && c.message.contains(&id)), "{:?}", r.checks);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_missing_bucket_says_what_to_fix() {
+    let Some(endpoint) = dbbackup_tests::service_env("DBBACKUP_TEST_S3_ENDPOINT") else { return };
+    let cfg = dbbackup_tests::s3_config(&endpoint);
+    let t = Target::open_with("s3://no-such-bucket-dbbackup/x", &cfg).unwrap();
+    let e = t.put_bytes("k", Bytes::from_static(b"1")).await.unwrap_err();
+    assert!(e.to_string().contains("does not exist"), "{e}");
+    // Conditional PUT where moto offers it: the create-only guard still holds.
+    let bucket = dbbackup_tests::service_env("DBBACKUP_TEST_S3_BUCKET").unwrap();
+    let t = Target::open_with(
+        &format!("s3://{bucket}/{}?conditional_put=true", dbbackup_tests::unique("cp")),
+        &cfg,
+    )
+    .unwrap();
+    assert!(t.capabilities().conditional_put);
+    dbbackup_tests::store_suite::create_only_refuses_overwrite(&t).await;
+}
