@@ -5,6 +5,7 @@
 //! ```text
 //! cargo build --release -p backup-cli -p dbbackup-benches
 //! target/release/dbbackup-bench sqlite   [--size-mib 1024]
+//! target/release/dbbackup-bench postgres [--size-mib 1024]   (server: DBBACKUP_BENCH_PG_URL)
 //! target/release/dbbackup-bench codec    [--size-mib 512]
 //! target/release/dbbackup-bench sample-sqlite PATH [--size-mib 50]   (the README demo's data)
 //! target/release/dbbackup-bench describe PATH [PATH...]               (row counts per table)
@@ -14,6 +15,7 @@
 mod codec;
 #[allow(dead_code)] // shared by the engine benchmarks as they land
 mod harness;
+mod postgres;
 mod sample;
 mod sqlite;
 
@@ -25,7 +27,7 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(which) = args.first() else {
         bail!(
-            "usage: dbbackup-bench <sqlite|codec|sample-sqlite PATH|describe PATH...> [--size-mib N] [--work-dir DIR]"
+            "usage: dbbackup-bench <sqlite|postgres|codec|sample-sqlite PATH|describe PATH...> [--size-mib N] [--work-dir DIR]"
         );
     };
     match which.as_str() {
@@ -60,6 +62,7 @@ fn main() -> Result<()> {
             let opts = harness::BenchOptions::parse(&args[1..])?;
             match which.as_str() {
                 "sqlite" => sqlite::run(&opts),
+                "postgres" => postgres::run(&opts),
                 "codec" => codec::run(&opts),
                 other => bail!("unknown benchmark {other:?}"),
             }
