@@ -65,6 +65,9 @@ pub use retention::{
     DEFAULT_ORPHAN_GRACE_SECS, Decision, Orphan, PruneOptions, PruneReport, RetentionPlan, RetentionPolicy,
     plan_backups, prune, prune_in,
 };
+/// The MySQL/MariaDB SQL script splitter used for foreign dumps (public for fuzzing).
+#[cfg(feature = "mysql")]
+pub use source::mysql::script as mysql_script;
 pub use storage::{StoreConfig, Target};
 pub use verify::{
     Finding, VerifyLevel, VerifyOptions, VerifyReport, check_full, check_quick, verify, verify_with,

@@ -16,6 +16,8 @@
 //! - Table stats from a snapshot and from a load session use the same algorithm (named in
 //!   `checksum_algo`), so a restore can prove it loaded what was dumped.
 
+#[cfg(feature = "mysql")]
+pub(crate) mod mysql;
 pub mod pg_script;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
@@ -246,6 +248,9 @@ pub fn open_source(url: &DatabaseUrl) -> Result<Box<dyn Source>> {
         Engine::Sqlite => Ok(Box::new(sqlite::SqliteSource::new(url)?)),
         #[cfg(feature = "postgres")]
         Engine::Postgres => Ok(Box::new(postgres::PgSource::new(url)?)),
+        #[cfg(feature = "mysql")]
+        Engine::Mysql => Ok(Box::new(mysql::MysqlSource::new(url)?)),
+        #[allow(unreachable_patterns)]
         other => Err(Error::Unsupported(format!("{other} sources are not available in this build"))),
     }
 }
@@ -256,6 +261,9 @@ pub fn open_loader(url: &DatabaseUrl) -> Result<Box<dyn Loader>> {
         Engine::Sqlite => Ok(Box::new(sqlite::SqliteLoader::new(url)?)),
         #[cfg(feature = "postgres")]
         Engine::Postgres => Ok(Box::new(postgres::PgLoader::new(url)?)),
+        #[cfg(feature = "mysql")]
+        Engine::Mysql => Ok(Box::new(mysql::MysqlLoader::new(url)?)),
+        #[allow(unreachable_patterns)]
         other => Err(Error::Unsupported(format!("{other} restores are not available in this build"))),
     }
 }

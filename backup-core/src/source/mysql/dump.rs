@@ -1,0 +1,895 @@
+//! Dump side: consistent snapshot across worker connections, schema via `SHOW CREATE`,
+//! primary-key range chunks, the `LOAD DATA` row encoder and the content checksum.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::StreamExt;
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Semaphore, mpsc};
+
+use super::{CHECKSUM_ALGO, Server, exec, qi, qs, query_text, short};
+use crate::codec::compress::ChannelStream;
+use crate::error::{Error, Result};
+use crate::format::layout;
+use crate::format::manifest::{ObjectKind, TableEntry};
+use crate::model::{DatabaseUrl, Engine};
+use crate::progress::Context;
+use crate::source::{
+    ChunkPlan, DumpOptions, DumpPlan, DumpStream, SchemaScripts, Snapshot, SnapshotInfo, Source, TableStats,
+};
+
+const FLUSH_AT: usize = 1 << 20;
+/// The line that separates index/constraint statements from views, routines, triggers and
+/// events in the post-data script.
+pub(crate) const LIVE_OBJECTS_MARKER: &str = "-- dbbackup:live-objects";
+
+/// How a column travels through the TSV.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ColKind {
+    /// As the server prints it (text protocol, no conversion).
+    Plain,
+    /// BIT: as an unsigned integer, loaded through a variable.
+    Bit,
+    /// FLOAT: widened to DOUBLE so every digit survives.
+    Float,
+    /// A system-versioning period column (`ROW START` / `ROW END`).
+    Period,
+}
+
+/// One dumped column (stored in the manifest's table properties).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Col {
+    pub(crate) name: String,
+    pub(crate) kind: ColKind,
+}
+
+/// What the loader needs to know about a table (the manifest's `properties`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct TableProps {
+    pub(crate) columns: Vec<Col>,
+    #[serde(default)]
+    pub(crate) versioned: bool,
+}
+
+impl TableProps {
+    pub(crate) fn from_entry(t: &TableEntry) -> Result<Self> {
+        let v = serde_json::Value::Object(t.properties.clone().into_iter().collect());
+        serde_json::from_value(v).map_err(|e| {
+            Error::InvalidInput(format!("table {} has no usable MySQL column list: {e}", t.display_name()))
+        })
+    }
+
+    fn into_properties(self) -> std::collections::BTreeMap<String, serde_json::Value> {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(m)) => m.into_iter().collect(),
+            _ => Default::default(),
+        }
+    }
+}
+
+/// The SELECT list of a dump.
+fn select_list(cols: &[Col]) -> String {
+    cols.iter()
+        .map(|c| match c.kind {
+            ColKind::Bit => format!("{}+0", qi(&c.name)),
+            ColKind::Float => format!("CAST({} AS DOUBLE)", qi(&c.name)),
+            ColKind::Plain | ColKind::Period => qi(&c.name),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `SELECT COUNT(*), sum-hi, sum-lo` over `db.table` (see [`CHECKSUM_ALGO`]).
+pub(crate) fn checksum_sql(db: &str, table: &str, props: &TableProps) -> String {
+    let parts: Vec<String> = props
+        .columns
+        .iter()
+        .map(|c| {
+            let v = match c.kind {
+                ColKind::Float => format!("CAST(CAST({} AS DOUBLE) AS BINARY)", qi(&c.name)),
+                _ => format!("CAST({} AS BINARY)", qi(&c.name)),
+            };
+            format!("IFNULL(CONCAT(LENGTH({v}), ':', {v}), 'N')")
+        })
+        .collect();
+    let history = if props.versioned { " FOR SYSTEM_TIME ALL" } else { "" };
+    format!(
+        "SELECT COUNT(*), IFNULL(SUM(CAST(CONV(SUBSTRING(h, 1, 16), 16, 10) AS UNSIGNED)), 0), \
+         IFNULL(SUM(CAST(CONV(SUBSTRING(h, 17, 16), 16, 10) AS UNSIGNED)), 0) \
+         FROM (SELECT MD5(CONCAT({})) AS h FROM {}.{}{history}) AS dbb_rows",
+        parts.join(", "),
+        qi(db),
+        qi(table)
+    )
+}
+
+/// Runs [`checksum_sql`] and shapes the result.
+pub(crate) async fn stats(conn: &mut Conn, db: &str, table: &str, props: &TableProps) -> Result<TableStats> {
+    exec(conn, "SET SESSION character_set_results = utf8mb4").await?;
+    let rows = query_text(conn, &checksum_sql(db, table, props)).await?;
+    let row = rows.into_iter().next().unwrap_or_default();
+    let get = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+    let n: u64 =
+        get(0).parse().map_err(|_| Error::source("MySQL checksum", format!("bad count {:?}", get(0))))?;
+    Ok(TableStats {
+        rows: n,
+        checksum: Some(format!("{}:{}", get(1), get(2))),
+        checksum_algo: Some(CHECKSUM_ALGO.into()),
+    })
+}
+
+/// Appends one value escaped for `LOAD DATA ... FIELDS TERMINATED BY '\t' ESCAPED BY '\\'`.
+pub(crate) fn escape_into(out: &mut BytesMut, v: &[u8]) {
+    let mut start = 0;
+    for (i, &b) in v.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'\\' => b"\\\\",
+            b'\t' => b"\\t",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            0 => b"\\0",
+            _ => continue,
+        };
+        out.put_slice(&v[start..i]);
+        out.put_slice(esc);
+        start = i + 1;
+    }
+    out.put_slice(&v[start..]);
+}
+
+/// A fixed set of connections sharing one snapshot.
+pub(crate) struct ConnPool {
+    conns: Mutex<Vec<Conn>>,
+    sem: Arc<Semaphore>,
+}
+
+/// A connection borrowed from a [`ConnPool`]; goes back on drop.
+pub(crate) struct Lease {
+    conn: Option<Conn>,
+    pool: Arc<ConnPool>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Lease {
+    pub(crate) fn conn(&mut self) -> &mut Conn {
+        // Invariant: `conn` is Some from checkout until drop.
+        self.conn.as_mut().unwrap_or_else(|| unreachable!("lease without a connection"))
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take()
+            && let Ok(mut v) = self.pool.conns.lock()
+        {
+            v.push(c);
+        }
+    }
+}
+
+impl ConnPool {
+    pub(crate) fn new(conns: Vec<Conn>) -> Arc<Self> {
+        let n = conns.len();
+        Arc::new(ConnPool { conns: Mutex::new(conns), sem: Arc::new(Semaphore::new(n)) })
+    }
+
+    pub(crate) async fn checkout(self: &Arc<Self>) -> Result<Lease> {
+        let permit =
+            self.sem.clone().acquire_owned().await.map_err(|e| Error::source("MySQL connection pool", e))?;
+        let conn = self.conns.lock().ok().and_then(|mut v| v.pop());
+        match conn {
+            Some(c) => Ok(Lease { conn: Some(c), pool: self.clone(), _permit: permit }),
+            None => Err(Error::source("MySQL connection pool", "no connection left")),
+        }
+    }
+
+    pub(crate) fn take_all(&self) -> Vec<Conn> {
+        self.conns.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TableKind {
+    Base,
+    Versioned,
+    Sequence,
+}
+
+#[derive(Debug, Clone)]
+struct TableInfo {
+    name: String,
+    kind: TableKind,
+    cols: Vec<Col>,
+    pk: Vec<(String, String)>,
+    data_length: u64,
+}
+
+/// The dump side.
+pub(crate) struct MysqlSource {
+    server: Server,
+}
+
+impl MysqlSource {
+    pub(crate) fn new(url: &DatabaseUrl) -> Result<Self> {
+        Ok(MysqlSource { server: Server::new(url)? })
+    }
+}
+
+struct MysqlSnapshot {
+    db: String,
+    pool: Arc<ConnPool>,
+    info: SnapshotInfo,
+    tables: Vec<TableInfo>,
+    chunk_bytes: u64,
+    no_definer: bool,
+}
+
+fn opt_flag(opts: &DumpOptions, key: &str) -> bool {
+    opts.engine_options.get(key).is_some_and(|v| v.is_empty() || v == "true" || v == "1" || v == "yes")
+}
+
+#[async_trait]
+impl Source for MysqlSource {
+    fn engine(&self) -> Engine {
+        Engine::Mysql
+    }
+
+    async fn snapshot(&self, opts: &DumpOptions, ctx: &Context) -> Result<Box<dyn Snapshot>> {
+        let db = self.server.database();
+        let jobs = opts.jobs.max(1);
+        let mut control = self.server.connect(&[]).await?;
+        let version = query_text(&mut control, "SELECT VERSION()")
+            .await?
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next().flatten())
+            .unwrap_or_default();
+        let mariadb = version.to_ascii_lowercase().contains("mariadb");
+        let exists = query_text(
+            &mut control,
+            &format!("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {}", qs(&db)),
+        )
+        .await?;
+        if exists.is_empty() {
+            return Err(Error::not_found(format!("MySQL database {db:?}")));
+        }
+        let mut info =
+            SnapshotInfo { server_version: version.clone(), database: db.clone(), ..Default::default() };
+        let locked = if jobs > 1 {
+            match control.query_drop("FLUSH TABLES WITH READ LOCK").await {
+                Ok(()) => true,
+                Err(e) => {
+                    info.notes.push(format!(
+                        "no global read lock ({e}): dumped through one consistent connection instead of {jobs}"
+                    ));
+                    false
+                }
+            }
+        } else {
+            false
+        };
+        ctx.check("MySQL snapshot")?;
+        let n = if locked { jobs } else { 1 };
+        let start = [
+            "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ".to_string(),
+            "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY".to_string(),
+        ];
+        let workers = futures::future::join_all((0..n).map(|_| self.server.connect(&start))).await;
+        let mut conns = Vec::with_capacity(n);
+        let mut failed = None;
+        for w in workers {
+            match w {
+                Ok(c) => conns.push(c),
+                Err(e) => failed = Some(e),
+            }
+        }
+        if locked {
+            if let Ok(rows) = query_text(&mut control, "SHOW MASTER STATUS").await
+                && let Some(r) = rows.into_iter().next()
+            {
+                if let Some(Some(f)) = r.first() {
+                    info.position.insert("binlog_file".into(), f.clone());
+                }
+                if let Some(Some(p)) = r.get(1) {
+                    info.position.insert("binlog_pos".into(), p.clone());
+                }
+            }
+            let gtid_sql =
+                if mariadb { "SELECT @@GLOBAL.gtid_binlog_pos" } else { "SELECT @@GLOBAL.gtid_executed" };
+            if let Ok(rows) = query_text(&mut control, gtid_sql).await
+                && let Some(Some(g)) = rows.into_iter().next().and_then(|r| r.into_iter().next())
+            {
+                info.position.insert("gtid".into(), g);
+            }
+            exec(&mut control, "UNLOCK TABLES").await?;
+            info.position.insert("method".into(), "ftwrl+consistent-snapshot".into());
+        } else {
+            info.position.insert("method".into(), "single-consistent-snapshot".into());
+        }
+        let _ = control.disconnect().await;
+        if let Some(e) = failed {
+            return Err(e.context("start snapshot transactions"));
+        }
+        if !locked
+            && mariadb
+            && let Some(c) = conns.first_mut()
+            && let Ok(rows) = query_text(c, "SHOW STATUS LIKE 'binlog_snapshot_%'").await
+        {
+            for r in rows {
+                if let (Some(Some(k)), Some(Some(v))) = (r.first(), r.get(1)) {
+                    let key = if k.ends_with("file") { "binlog_file" } else { "binlog_pos" };
+                    if !v.is_empty() {
+                        info.position.insert(key.into(), v.clone());
+                    }
+                }
+            }
+        }
+        info.position.insert("workers".into(), conns.len().to_string());
+        let pool = ConnPool::new(conns);
+        let mut lease = pool.checkout().await?;
+        let c = lease.conn();
+        let props = query_text(
+            c,
+            &format!(
+                "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {}",
+                qs(&db)
+            ),
+        )
+        .await?;
+        if let Some(r) = props.into_iter().next() {
+            if let Some(Some(cs)) = r.first() {
+                info.properties.insert("charset".into(), cs.clone().into());
+            }
+            if let Some(Some(co)) = r.get(1) {
+                info.properties.insert("collation".into(), co.clone().into());
+            }
+        }
+        if mariadb
+            && let Ok(rows) = query_text(
+                c,
+                &format!(
+                    "SELECT SCHEMA_COMMENT FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {}",
+                    qs(&db)
+                ),
+            )
+            .await
+            && let Some(Some(comment)) = rows.into_iter().next().and_then(|r| r.into_iter().next())
+            && !comment.is_empty()
+        {
+            info.properties.insert("comment".into(), comment.into());
+        }
+        let tables = list_tables(c, &db).await?;
+        drop(lease);
+        Ok(Box::new(MysqlSnapshot {
+            db,
+            pool,
+            info,
+            tables,
+            chunk_bytes: opts.chunk_bytes.max(1 << 20),
+            no_definer: opt_flag(opts, "no_definer"),
+        }))
+    }
+}
+
+async fn list_tables(c: &mut Conn, db: &str) -> Result<Vec<TableInfo>> {
+    let rows = query_text(
+        c,
+        &format!(
+            "SELECT TABLE_NAME, TABLE_TYPE, IFNULL(DATA_LENGTH, 0) FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA = {} AND TABLE_TYPE <> 'VIEW' ORDER BY TABLE_NAME",
+            qs(db)
+        ),
+    )
+    .await?;
+    let cols = query_text(
+        c,
+        &format!(
+            "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, EXTRA, IFNULL(GENERATION_EXPRESSION, ''), COLUMN_KEY \
+             FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = {} ORDER BY TABLE_NAME, ORDINAL_POSITION",
+            qs(db)
+        ),
+    )
+    .await?;
+    let pks = query_text(
+        c,
+        &format!(
+            "SELECT s.TABLE_NAME, s.COLUMN_NAME, c.DATA_TYPE FROM information_schema.STATISTICS s \
+             JOIN information_schema.COLUMNS c ON c.TABLE_SCHEMA = s.TABLE_SCHEMA AND c.TABLE_NAME = s.TABLE_NAME \
+             AND c.COLUMN_NAME = s.COLUMN_NAME WHERE s.TABLE_SCHEMA = {} AND s.INDEX_NAME = 'PRIMARY' \
+             ORDER BY s.TABLE_NAME, s.SEQ_IN_INDEX",
+            qs(db)
+        ),
+    )
+    .await?;
+    let mut out = Vec::new();
+    for r in rows {
+        let name = r.first().cloned().flatten().unwrap_or_default();
+        let ty = r.get(1).cloned().flatten().unwrap_or_default();
+        let kind = match ty.as_str() {
+            "SEQUENCE" => TableKind::Sequence,
+            "SYSTEM VERSIONED" => TableKind::Versioned,
+            _ => TableKind::Base,
+        };
+        let data_length = r.get(2).cloned().flatten().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let mut tcols = Vec::new();
+        for c in cols.iter().filter(|c| c.first().cloned().flatten().as_deref() == Some(name.as_str())) {
+            let cname = c.get(1).cloned().flatten().unwrap_or_default();
+            let dtype = c.get(2).cloned().flatten().unwrap_or_default().to_ascii_lowercase();
+            let extra = c.get(3).cloned().flatten().unwrap_or_default().to_ascii_uppercase();
+            let gen_expr = c.get(4).cloned().flatten().unwrap_or_default();
+            let ck = if extra.contains("ROW START") || extra.contains("ROW END") {
+                ColKind::Period
+            } else if extra.contains("GENERATED") || extra.contains("PERSISTENT") || !gen_expr.is_empty() {
+                continue;
+            } else if dtype == "bit" {
+                ColKind::Bit
+            } else if dtype == "float" {
+                ColKind::Float
+            } else {
+                ColKind::Plain
+            };
+            tcols.push(Col { name: cname, kind: ck });
+        }
+        if kind == TableKind::Versioned && !tcols.iter().any(|c| c.kind == ColKind::Period) {
+            // Implicit period columns are hidden from information_schema but selectable by name.
+            tcols.push(Col { name: "ROW_START".into(), kind: ColKind::Period });
+            tcols.push(Col { name: "ROW_END".into(), kind: ColKind::Period });
+        }
+        let pk = pks
+            .iter()
+            .filter(|p| p.first().cloned().flatten().as_deref() == Some(name.as_str()))
+            .map(|p| {
+                (
+                    p.get(1).cloned().flatten().unwrap_or_default(),
+                    p.get(2).cloned().flatten().unwrap_or_default(),
+                )
+            })
+            .collect();
+        out.push(TableInfo { name, kind, cols: tcols, pk, data_length });
+    }
+    Ok(out)
+}
+
+const INT_TYPES: [&str; 5] = ["tinyint", "smallint", "mediumint", "int", "bigint"];
+
+/// Splits `SHOW CREATE TABLE` into the table without secondary indexes and foreign keys, and the
+/// `ALTER TABLE` adding them. Tables whose AUTO_INCREMENT column is only covered by a secondary
+/// index keep their indexes inline (the server requires the key at creation).
+fn split_create_table(name: &str, create: &str, auto_inc_needs_key: bool) -> (String, Option<String>) {
+    if auto_inc_needs_key {
+        return (create.to_string(), None);
+    }
+    let lines: Vec<&str> = create.lines().collect();
+    let mut keep: Vec<String> = Vec::new();
+    let mut moved: Vec<String> = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let t = line.trim_start();
+        let inside = i > 0 && line.starts_with("  ");
+        let secondary = inside
+            && (t.starts_with("KEY ")
+                || t.starts_with("UNIQUE KEY ")
+                || t.starts_with("FULLTEXT KEY ")
+                || t.starts_with("SPATIAL KEY ")
+                || (t.starts_with("CONSTRAINT ") && t.contains(" FOREIGN KEY ")));
+        if secondary {
+            moved.push(t.trim_end_matches(',').to_string());
+        } else {
+            keep.push((*line).to_string());
+        }
+    }
+    if moved.is_empty() {
+        return (create.to_string(), None);
+    }
+    // The last column/key line before the closing parenthesis must not end with a comma.
+    if let Some(close) = keep.iter().position(|l| l.starts_with(')'))
+        && close > 0
+    {
+        let prev = &mut keep[close - 1];
+        if prev.ends_with(',') {
+            prev.pop();
+        }
+    }
+    let adds: Vec<String> = moved.iter().map(|m| format!("ADD {m}")).collect();
+    (keep.join("\n"), Some(format!("ALTER TABLE {} {}", qi(name), adds.join(",\n  "))))
+}
+
+/// Orders views so each comes after the views its definition names.
+fn order_views(views: Vec<(String, String)>) -> Vec<(String, String)> {
+    let names: Vec<String> = views.iter().map(|(n, _)| n.clone()).collect();
+    let mut done: Vec<bool> = vec![false; views.len()];
+    let mut out = Vec::with_capacity(views.len());
+    for _ in 0..views.len() {
+        let mut progressed = false;
+        for i in 0..views.len() {
+            if done[i] {
+                continue;
+            }
+            let body = &views[i].1;
+            let blocked = names.iter().enumerate().any(|(j, n)| j != i && !done[j] && body.contains(&qi(n)));
+            if !blocked {
+                done[i] = true;
+                out.push(views[i].clone());
+                progressed = true;
+            }
+        }
+        if !progressed {
+            break;
+        }
+    }
+    for (i, v) in views.into_iter().enumerate() {
+        if !done[i] {
+            out.push(v);
+        }
+    }
+    out
+}
+
+fn object_block(out: &mut String, sql_mode: &str, time_zone: Option<&str>, create: &str) {
+    out.push_str(&format!("SET SESSION sql_mode = {};\n", qs(sql_mode)));
+    if let Some(tz) = time_zone {
+        out.push_str(&format!("SET SESSION time_zone = {};\n", qs(tz)));
+    }
+    out.push_str("DELIMITER ;;\n");
+    out.push_str(create);
+    out.push_str(";;\nDELIMITER ;\n");
+}
+
+fn maybe_strip(no_definer: bool, s: &str) -> String {
+    if no_definer {
+        String::from_utf8_lossy(&super::script::strip_definer(s.as_bytes())).into_owned()
+    } else {
+        s.to_string()
+    }
+}
+
+fn col(r: &[Option<String>], i: usize) -> String {
+    r.get(i).cloned().flatten().unwrap_or_default()
+}
+
+#[async_trait]
+impl Snapshot for MysqlSnapshot {
+    fn info(&self) -> SnapshotInfo {
+        self.info.clone()
+    }
+
+    async fn schema(&self) -> Result<SchemaScripts> {
+        let mut lease = self.pool.checkout().await?;
+        let c = lease.conn();
+        exec(c, "SET SESSION character_set_results = utf8mb4").await?;
+        exec(c, &format!("USE {}", qi(&self.db))).await?;
+        let mut pre = format!(
+            "-- dbbackup MySQL schema (pre-data) of {}\nSET NAMES utf8mb4;\nSET SESSION time_zone = '+00:00';\n\
+             SET SESSION sql_mode = {};\nSET SESSION foreign_key_checks = 0;\n",
+            qi(&self.db),
+            qs(super::LOAD_SQL_MODE)
+        );
+        let mut post = String::from(
+            "-- dbbackup MySQL schema (post-data)\nSET NAMES utf8mb4;\nSET SESSION foreign_key_checks = 0;\n",
+        );
+        let auto_cols = query_text(
+            c,
+            &format!(
+                "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_KEY FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = {} \
+                 AND EXTRA LIKE '%auto_increment%'",
+                qs(&self.db)
+            ),
+        )
+        .await?;
+        for t in &self.tables {
+            let what = if t.kind == TableKind::Sequence { "SEQUENCE" } else { "TABLE" };
+            let rows = query_text(c, &format!("SHOW CREATE {what} {}", qi(&t.name))).await?;
+            let create = rows.first().map(|r| col(r, 1)).unwrap_or_default();
+            if create.is_empty() {
+                return Err(Error::source(format!("SHOW CREATE TABLE {}", t.name), "no definition returned"));
+            }
+            if t.kind == TableKind::Sequence {
+                pre.push_str(&create);
+                pre.push_str(";\n");
+                let st = query_text(
+                    c,
+                    &format!(
+                        "SELECT next_not_cached_value, cycle_count, increment, minimum_value, maximum_value FROM {}",
+                        qi(&t.name)
+                    ),
+                )
+                .await?;
+                if let Some(r) = st.first() {
+                    let num = |i: usize| col(r, i).parse::<i128>().unwrap_or(0);
+                    let (next, round, inc, min, max) = (num(0), num(1), num(2), num(3), num(4));
+                    // RESTART sets the next value but resets the cycle count; SETVAL with a
+                    // higher round then brings the round back (it marks `next - increment` used).
+                    pre.push_str(&format!("ALTER SEQUENCE {} RESTART WITH {next};\n", qi(&t.name)));
+                    if round > 0 {
+                        let prev = next - inc;
+                        if prev >= min && prev <= max {
+                            pre.push_str(&format!("SELECT SETVAL({}, {prev}, 1, {round});\n", qi(&t.name)));
+                        } else {
+                            pre.push_str(&format!(
+                                "-- sequence {} is at the start of cycle round {round}; the round is not restorable by SETVAL\n",
+                                qi(&t.name)
+                            ));
+                        }
+                    }
+                }
+                continue;
+            }
+            let auto_needs_key = auto_cols.iter().any(|r| {
+                col(r, 0) == t.name && t.pk.first().map(|p| p.0.as_str()) != Some(col(r, 1).as_str())
+            });
+            let (table, alter) = split_create_table(&t.name, &create, auto_needs_key);
+            pre.push_str(&table);
+            pre.push_str(";\n");
+            if let Some(a) = alter {
+                post.push_str(&a);
+                post.push_str(";\n");
+            }
+        }
+        post.push_str(LIVE_OBJECTS_MARKER);
+        post.push('\n');
+        let db = qs(&self.db);
+        for r in query_text(
+            c,
+            &format!(
+                "SELECT ROUTINE_TYPE, ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = {db} \
+                 AND ROUTINE_TYPE IN ('FUNCTION', 'PROCEDURE') ORDER BY ROUTINE_TYPE, ROUTINE_NAME"
+            ),
+        )
+        .await?
+        {
+            let (ty, name) = (col(&r, 0), col(&r, 1));
+            let sc = query_text(c, &format!("SHOW CREATE {ty} {}", qi(&name))).await?;
+            let Some(s) = sc.first() else { continue };
+            let create = col(s, 2);
+            if create.is_empty() {
+                return Err(Error::source(
+                    format!("SHOW CREATE {ty} {name}"),
+                    "no definition returned (missing privilege on mysql.proc / SHOW_ROUTINE?)",
+                ));
+            }
+            object_block(&mut post, &col(s, 1), None, &maybe_strip(self.no_definer, &create));
+        }
+        let mut views = Vec::new();
+        for r in query_text(
+            c,
+            &format!("SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = {db} ORDER BY TABLE_NAME"),
+        )
+        .await?
+        {
+            let name = col(&r, 0);
+            let sv = query_text(c, &format!("SHOW CREATE VIEW {}", qi(&name))).await?;
+            if let Some(s) = sv.first() {
+                views.push((name, col(s, 1)));
+            }
+        }
+        for (_, create) in order_views(views) {
+            // Views carry their own sql_mode-independent definition; the session mode is the load's.
+            object_block(&mut post, super::LOAD_SQL_MODE, None, &maybe_strip(self.no_definer, &create));
+        }
+        for r in query_text(
+            c,
+            &format!(
+                "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = {db} \
+                 ORDER BY EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_ORDER"
+            ),
+        )
+        .await?
+        {
+            let st = query_text(c, &format!("SHOW CREATE TRIGGER {}", qi(&col(&r, 0)))).await?;
+            if let Some(s) = st.first() {
+                object_block(&mut post, &col(s, 1), None, &maybe_strip(self.no_definer, &col(s, 2)));
+            }
+        }
+        if let Ok(events) = query_text(
+            c,
+            &format!("SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = {db} ORDER BY EVENT_NAME"),
+        )
+        .await
+        {
+            for r in events {
+                let se = query_text(c, &format!("SHOW CREATE EVENT {}", qi(&col(&r, 0)))).await?;
+                if let Some(s) = se.first() {
+                    object_block(&mut post, &col(s, 1), Some(&col(s, 2)), &maybe_strip(self.no_definer, &col(s, 3)));
+                }
+            }
+        }
+        Ok(SchemaScripts { pre_data: pre, post_data: post })
+    }
+
+    async fn plan(&self) -> Result<DumpPlan> {
+        let mut tables = Vec::new();
+        let mut chunks = Vec::new();
+        let mut lease = self.pool.checkout().await?;
+        for t in self.tables.iter().filter(|t| t.kind != TableKind::Sequence) {
+            let idx = tables.len();
+            let props = TableProps { columns: t.cols.clone(), versioned: t.kind == TableKind::Versioned };
+            tables.push(TableEntry {
+                schema: None,
+                name: t.name.clone(),
+                key: layout::table_key(idx, None, &t.name),
+                rows: 0,
+                checksum: None,
+                checksum_algo: None,
+                properties: props.into_properties(),
+            });
+            let mut ranges: Vec<serde_json::Value> = vec![serde_json::Value::Null];
+            if t.data_length > self.chunk_bytes
+                && t.pk.len() == 1
+                && INT_TYPES.contains(&t.pk[0].1.to_ascii_lowercase().as_str())
+            {
+                let pk = qi(&t.pk[0].0);
+                let history = if t.kind == TableKind::Versioned { " FOR SYSTEM_TIME ALL" } else { "" };
+                let c = lease.conn();
+                exec(c, "SET SESSION character_set_results = utf8mb4").await?;
+                let mm = query_text(
+                    c,
+                    &format!("SELECT MIN({pk}), MAX({pk}) FROM {}.{}{history}", qi(&self.db), qi(&t.name)),
+                )
+                .await?;
+                let r = mm.into_iter().next().unwrap_or_default();
+                if let (Some(lo), Some(hi)) = (
+                    r.first().cloned().flatten().and_then(|s| s.parse::<i128>().ok()),
+                    r.get(1).cloned().flatten().and_then(|s| s.parse::<i128>().ok()),
+                ) {
+                    let n = t.data_length.div_ceil(self.chunk_bytes).clamp(1, 10_000) as i128;
+                    let step = ((hi - lo + 1) / n).max(1);
+                    ranges.clear();
+                    let mut start = lo;
+                    let mut first = true;
+                    while start <= hi {
+                        let end = start + step;
+                        let last = end > hi;
+                        ranges.push(serde_json::json!({
+                            "lo": if first { None } else { Some(start.to_string()) },
+                            "hi": if last { None } else { Some(end.to_string()) },
+                        }));
+                        first = false;
+                        start = end;
+                    }
+                }
+            }
+            let size = t.data_length / ranges.len() as u64;
+            for (i, spec) in ranges.into_iter().enumerate() {
+                chunks.push(ChunkPlan {
+                    table: Some(idx),
+                    chunk: i as u32,
+                    kind: ObjectKind::Data,
+                    format: "mysql-tsv".into(),
+                    ext: "tsv".into(),
+                    size_hint: Some(size),
+                    offset: None,
+                    spec,
+                });
+            }
+        }
+        chunks.sort_by_key(|c| std::cmp::Reverse(c.size_hint.unwrap_or(0)));
+        Ok(DumpPlan { tables, chunks })
+    }
+
+    async fn dump(&self, plan: &DumpPlan, chunk: &ChunkPlan) -> Result<DumpStream> {
+        let t = chunk
+            .table
+            .and_then(|i| plan.tables.get(i))
+            .ok_or_else(|| Error::InvalidInput("MySQL dump of a chunk without a table".into()))?;
+        let props = TableProps::from_entry(t)?;
+        let info = self.tables.iter().find(|x| x.name == t.name);
+        let mut sql = format!(
+            "SELECT {} FROM {}.{}{}",
+            select_list(&props.columns),
+            qi(&self.db),
+            qi(&t.name),
+            if props.versioned { " FOR SYSTEM_TIME ALL" } else { "" }
+        );
+        if let (Some(info), serde_json::Value::Object(spec)) = (info, &chunk.spec)
+            && let Some((pk, _)) = info.pk.first()
+        {
+            let mut conds = Vec::new();
+            if let Some(serde_json::Value::String(lo)) = spec.get("lo") {
+                conds.push(format!("{} >= {}", qi(pk), lo.parse::<i128>().unwrap_or(0)));
+            }
+            if let Some(serde_json::Value::String(hi)) = spec.get("hi") {
+                conds.push(format!("{} < {}", qi(pk), hi.parse::<i128>().unwrap_or(0)));
+            }
+            if !conds.is_empty() {
+                sql.push_str(" WHERE ");
+                sql.push_str(&conds.join(" AND "));
+            }
+        }
+        let lease = self.pool.checkout().await?;
+        let rows = Arc::new(AtomicU64::new(0));
+        let counter = rows.clone();
+        let (tx, rx) = mpsc::channel::<Result<Bytes>>(4);
+        let what = format!("dump {}", t.name);
+        tokio::spawn(async move {
+            let mut lease = lease;
+            if let Err(e) = stream_rows(lease.conn(), &sql, &tx, &counter).await {
+                let _ = tx.send(Err(e.context(what))).await;
+            }
+        });
+        Ok(DumpStream { bytes: ChannelStream::new(rx).boxed(), rows })
+    }
+
+    async fn table_stats(&self, table: &TableEntry) -> Result<TableStats> {
+        let props = TableProps::from_entry(table)?;
+        let mut lease = self.pool.checkout().await?;
+        stats(lease.conn(), &self.db, &table.name, &props).await
+    }
+
+    async fn close(self: Box<Self>) -> Result<()> {
+        for mut c in self.pool.take_all() {
+            let _ = c.query_drop("COMMIT").await;
+            let _ = c.disconnect().await;
+        }
+        Ok(())
+    }
+}
+
+async fn stream_rows(
+    conn: &mut Conn,
+    sql: &str,
+    tx: &mpsc::Sender<Result<Bytes>>,
+    counter: &AtomicU64,
+) -> Result<()> {
+    exec(conn, "SET SESSION character_set_results = NULL").await?;
+    let mut result =
+        conn.query_iter(sql).await.map_err(|e| Error::source(format!("MySQL: {}", short(sql)), e))?;
+    let mut buf = BytesMut::with_capacity(FLUSH_AT + (64 << 10));
+    let mut n = 0u64;
+    while let Some(row) = result.next().await.map_err(|e| Error::source("read rows", e))? {
+        for (i, v) in row.unwrap_raw().into_iter().enumerate() {
+            if i > 0 {
+                buf.put_u8(b'\t');
+            }
+            match v {
+                Some(mysql_async::Value::Bytes(b)) => escape_into(&mut buf, &b),
+                Some(mysql_async::Value::NULL) | None => buf.put_slice(b"\\N"),
+                Some(other) => escape_into(&mut buf, other.as_sql(true).trim_matches('\'').as_bytes()),
+            }
+        }
+        buf.put_u8(b'\n');
+        n += 1;
+        if buf.len() >= FLUSH_AT {
+            counter.store(n, Ordering::Relaxed);
+            if tx.send(Ok(buf.split().freeze())).await.is_err() {
+                return Ok(());
+            }
+            buf.reserve(FLUSH_AT);
+        }
+    }
+    counter.store(n, Ordering::Relaxed);
+    if !buf.is_empty() {
+        let _ = tx.send(Ok(buf.freeze())).await;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_every_special_byte() {
+        let mut b = BytesMut::new();
+        escape_into(&mut b, b"a\\b\tc\nd\re\0f\\N");
+        assert_eq!(&b[..], b"a\\\\b\\tc\\nd\\re\\0f\\\\N");
+    }
+
+    #[test]
+    fn moves_secondary_keys_out() {
+        let create = "CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  `a` int(11) DEFAULT NULL,\n  PRIMARY KEY (`id`),\n  KEY `a` (`a`),\n  CONSTRAINT `f` FOREIGN KEY (`a`) REFERENCES `t` (`id`)\n) ENGINE=InnoDB";
+        let (t, a) = split_create_table("t", create, false);
+        assert_eq!(
+            t,
+            "CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  `a` int(11) DEFAULT NULL,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB"
+        );
+        assert_eq!(
+            a.unwrap(),
+            "ALTER TABLE `t` ADD KEY `a` (`a`),\n  ADD CONSTRAINT `f` FOREIGN KEY (`a`) REFERENCES `t` (`id`)"
+        );
+    }
+}

@@ -1,0 +1,888 @@
+//! Restore side: a shadow database on the same server, `LOAD DATA LOCAL INFILE` fed from the
+//! verified stream, indexes after data, then one atomic multi-table `RENAME TABLE` and the
+//! views, routines, triggers and events recreated in the live database. Failure after the
+//! rename renames back and recreates the previous objects.
+//!
+//! In-place restores (`in_place`, for accounts without CREATE DATABASE) move the live tables
+//! aside inside the live database (one atomic `RENAME TABLE`, after dropping their triggers and
+//! foreign keys, which the server names per database), load straight into the live names, and
+//! drop the aside copies only once everything else succeeded; abort or failure drops what was
+//! loaded, renames the originals back and restores their foreign keys, triggers, views,
+//! routines and events.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+
+use super::dump::{ColKind, ConnPool, LIVE_OBJECTS_MARKER, TableProps, stats};
+use super::script::{self, ScriptSplitter, StatementKind};
+use super::{Server, exec, is_server_error, qi, qs, query_text, short};
+use crate::codec::ByteStream;
+use crate::error::{Error, Result};
+use crate::format::manifest::{Manifest, ObjectEntry, TableEntry};
+use crate::model::{DatabaseUrl, Engine};
+use crate::progress::Context;
+use crate::source::{CommitReport, LoadOptions, LoadSession, Loader, ScriptReport, TableStats, read_text};
+
+const MAX_SCHEMA: usize = 256 << 20;
+
+/// The restore side.
+pub(crate) struct MysqlLoader {
+    server: Server,
+}
+
+impl MysqlLoader {
+    pub(crate) fn new(url: &DatabaseUrl) -> Result<Self> {
+        Ok(MysqlLoader { server: Server::new(url)? })
+    }
+}
+
+fn flag(opts: &LoadOptions, key: &str) -> bool {
+    opts.engine_options.get(key).is_some_and(|v| v.is_empty() || v == "true" || v == "1" || v == "yes")
+}
+
+/// A view, routine, trigger or event definition with the session settings it needs.
+#[derive(Debug, Clone)]
+struct Object {
+    kind: &'static str,
+    name: String,
+    sql_mode: String,
+    time_zone: Option<String>,
+    create: String,
+}
+
+fn rand_suffix() -> String {
+    let r: u32 = rand::random();
+    format!("{r:08x}")
+}
+
+fn aux_name(live: &str, what: &str) -> String {
+    let base: String = live.chars().take(30).collect();
+    format!("{base}_dbb{what}_{}", rand_suffix())
+}
+
+#[async_trait]
+impl Loader for MysqlLoader {
+    fn engine(&self) -> Engine {
+        Engine::Mysql
+    }
+
+    async fn begin(
+        &self,
+        manifest: &Manifest,
+        opts: &LoadOptions,
+        _ctx: &Context,
+    ) -> Result<Box<dyn LoadSession>> {
+        let mut s =
+            MysqlSession::open(&self.server, opts, manifest.tables.clone(), manifest.properties.clone())
+                .await?;
+        s.check_tables()?;
+        s.prepare().await?;
+        Ok(Box::new(s))
+    }
+
+    async fn begin_script(&self, opts: &LoadOptions, _ctx: &Context) -> Result<Box<dyn LoadSession>> {
+        if opts.tables.is_some() {
+            return Err(Error::Unsupported(
+                "--tables with a plain dump script: restore it whole into a scratch database, then copy the tables".into(),
+            ));
+        }
+        let mut s = MysqlSession::open(&self.server, opts, Vec::new(), Default::default()).await?;
+        s.prepare().await?;
+        Ok(Box::new(s))
+    }
+}
+
+struct MysqlSession {
+    live: String,
+    /// Where tables are loaded: a shadow database, or the live one in place.
+    target: String,
+    in_place: bool,
+    tables: Vec<TableEntry>,
+    selected: Option<Vec<String>>,
+    db_props: std::collections::BTreeMap<String, serde_json::Value>,
+    no_definer: bool,
+    strip_super: bool,
+    control: tokio::sync::Mutex<Conn>,
+    pool: Arc<ConnPool>,
+    deferred: Mutex<Vec<Object>>,
+    /// In place: live tables renamed aside (aside name, original name) and what was removed
+    /// from them to make room (foreign keys as ALTER statements, objects).
+    aside: Vec<(String, String)>,
+    saved_fks: Vec<String>,
+    saved_objects: Vec<Object>,
+}
+
+impl MysqlSession {
+    async fn open(
+        server: &Server,
+        opts: &LoadOptions,
+        tables: Vec<TableEntry>,
+        db_props: std::collections::BTreeMap<String, serde_json::Value>,
+    ) -> Result<Self> {
+        let live = server.database();
+        let load_init =
+            ["SET SESSION foreign_key_checks = 0".to_string(), "SET SESSION unique_checks = 0".to_string()];
+        let control = server.connect(&load_init).await?;
+        let jobs = opts.jobs.max(1);
+        let conns = futures::future::join_all((0..jobs).map(|_| server.connect(&load_init))).await;
+        let conns = conns.into_iter().collect::<Result<Vec<_>>>()?;
+        let target = if opts.in_place { live.clone() } else { aux_name(&live, "shadow") };
+        Ok(MysqlSession {
+            live,
+            target,
+            in_place: opts.in_place,
+            tables,
+            selected: opts.tables.clone(),
+            db_props,
+            no_definer: flag(opts, "no_definer"),
+            strip_super: flag(opts, "strip_super") || flag(opts, "no_definer"),
+            control: tokio::sync::Mutex::new(control),
+            pool: ConnPool::new(conns),
+            deferred: Mutex::new(Vec::new()),
+            aside: Vec::new(),
+            saved_fks: Vec::new(),
+            saved_objects: Vec::new(),
+        })
+    }
+
+    fn check_tables(&self) -> Result<()> {
+        for t in &self.tables {
+            TableProps::from_entry(t)?;
+        }
+        Ok(())
+    }
+
+    fn is_selected(&self, name: &str) -> bool {
+        match &self.selected {
+            None => true,
+            Some(list) => list.iter().any(|n| n == name),
+        }
+    }
+
+    async fn prepare(&mut self) -> Result<()> {
+        let mut c = self.control.lock().await;
+        if self.in_place {
+            exec(&mut c, &format!("CREATE DATABASE IF NOT EXISTS {}", qi(&self.live))).await?;
+            drop(c);
+            return self.move_live_aside().await;
+        }
+        let mut sql = format!("CREATE DATABASE {}", qi(&self.target));
+        if let Some(cs) = self.db_props.get("charset").and_then(|v| v.as_str()) {
+            sql.push_str(&format!(" CHARACTER SET {cs}"));
+        }
+        if let Some(co) = self.db_props.get("collation").and_then(|v| v.as_str()) {
+            sql.push_str(&format!(" COLLATE {co}"));
+        }
+        exec(&mut c, &sql).await
+    }
+
+    /// In place: saves and removes the live objects, triggers and foreign keys, then renames
+    /// the live tables aside in one statement.
+    async fn move_live_aside(&mut self) -> Result<()> {
+        let mut c = self.control.lock().await;
+        let live = self.live.clone();
+        let mut tables = base_tables(&mut c, &live).await?;
+        if self.selected.is_some() {
+            tables.retain(|t| self.is_selected(t));
+        }
+        let mut objects = harvest(&mut c, &live, self.selected.is_none()).await?;
+        if let Some(sel) = &self.selected {
+            objects.retain(|o| o.kind == "TRIGGER" && sel.iter().any(|s| trigger_table_is(o, s)));
+        }
+        let mut fks = Vec::new();
+        for t in &tables {
+            for (name, def) in foreign_keys(&mut c, &live, t).await? {
+                fks.push((t.clone(), name, def));
+            }
+        }
+        // From here on, anything that fails must put back what was removed.
+        let mut done_objects: Vec<Object> = Vec::new();
+        let mut done_fks: Vec<String> = Vec::new();
+        let result: Result<()> = async {
+            exec(&mut c, &format!("USE {}", qi(&live))).await?;
+            for o in &objects {
+                exec(&mut c, &drop_sql(o)).await?;
+                done_objects.push(o.clone());
+            }
+            for (t, name, def) in &fks {
+                exec(&mut c, &format!("ALTER TABLE {}.{} DROP FOREIGN KEY {}", qi(&live), qi(t), qi(name)))
+                    .await?;
+                done_fks.push(format!("ALTER TABLE {}.{} ADD {def}", qi(&live), qi(t)));
+            }
+            if !tables.is_empty() {
+                let pairs: Vec<(String, String)> = tables
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| (format!("dbbprev_{}_{i}", rand_suffix()), t.clone()))
+                    .collect();
+                let renames: Vec<String> = pairs
+                    .iter()
+                    .map(|(a, t)| format!("{}.{} TO {}.{}", qi(&live), qi(t), qi(&live), qi(a)))
+                    .collect();
+                exec(&mut c, &format!("RENAME TABLE {}", renames.join(", "))).await?;
+                self.aside = pairs;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            for f in &done_fks {
+                let _ = c.query_drop(f).await;
+            }
+            let _ = recreate(&mut c, &live, &done_objects, false).await;
+            return Err(e.context("move the live tables aside for an in-place restore"));
+        }
+        self.saved_fks = done_fks;
+        self.saved_objects = objects;
+        Ok(())
+    }
+
+    /// In place: drops what was loaded and puts the original tables and objects back.
+    async fn put_back(&self, c: &mut Conn) -> Result<()> {
+        let live = &self.live;
+        let current = harvest(c, live, self.selected.is_none()).await.unwrap_or_default();
+        for o in &current {
+            let _ = c.query_drop(drop_sql(o)).await;
+        }
+        let aside: Vec<&String> = self.aside.iter().map(|(a, _)| a).collect();
+        for t in base_tables(c, live).await? {
+            let restored_name = self.aside.iter().any(|(_, orig)| *orig == t);
+            let loaded = self.tables.iter().any(|x| x.name == t) || restored_name;
+            if !aside.contains(&&t) && loaded {
+                exec(c, &format!("DROP TABLE IF EXISTS {}.{}", qi(live), qi(&t))).await?;
+            }
+        }
+        if !self.aside.is_empty() {
+            let renames: Vec<String> = self
+                .aside
+                .iter()
+                .map(|(a, t)| format!("{}.{} TO {}.{}", qi(live), qi(a), qi(live), qi(t)))
+                .collect();
+            exec(c, &format!("RENAME TABLE {}", renames.join(", "))).await?;
+        }
+        exec(c, "SET SESSION foreign_key_checks = 0").await?;
+        for f in &self.saved_fks {
+            exec(c, f).await?;
+        }
+        recreate(c, live, &self.saved_objects, false).await
+    }
+
+    /// Runs a schema script (or a foreign dump) statement by statement in the load target.
+    async fn run_script(&self, sql: ByteStream, filter_tables: bool, foreign: bool) -> Result<ScriptReport> {
+        let mut c = self.control.lock().await;
+        exec(&mut c, &format!("USE {}", qi(&self.target))).await?;
+        let mut splitter = ScriptSplitter::default();
+        let mut report = ScriptReport::default();
+        let mut tables = std::collections::BTreeSet::new();
+        let mut skipped: std::collections::BTreeMap<&'static str, u64> = Default::default();
+        let mut sql = sql;
+        let mut ended = false;
+        while !ended {
+            let stmts = match sql.next().await {
+                Some(b) => splitter.push(&b?).map_err(|e| Error::source("split SQL script", e))?,
+                None => {
+                    ended = true;
+                    std::mem::take(&mut splitter)
+                        .finish()
+                        .map_err(|e| Error::source("split SQL script", e))?
+                }
+            };
+            for stmt in stmts {
+                let kind = script::classify(&stmt);
+                match kind {
+                    StatementKind::Use => {
+                        *skipped.entry("USE").or_default() += 1;
+                        continue;
+                    }
+                    StatementKind::Database => {
+                        *skipped.entry("CREATE/DROP DATABASE").or_default() += 1;
+                        continue;
+                    }
+                    StatementKind::SuperOnly if self.strip_super || foreign => {
+                        *skipped.entry("GTID/binlog/global settings").or_default() += 1;
+                        continue;
+                    }
+                    _ => {}
+                }
+                if filter_tables
+                    && let Some(name) = statement_table(&stmt)
+                    && !self.is_selected(&name)
+                {
+                    continue;
+                }
+                let stmt = if self.no_definer { script::strip_definer(&stmt) } else { stmt };
+                if kind == StatementKind::CreateEvent {
+                    let mode = session_value(&mut c, "@@SESSION.sql_mode").await?;
+                    let tz = session_value(&mut c, "@@SESSION.time_zone").await?;
+                    if let Ok(mut d) = self.deferred.lock() {
+                        d.push(Object {
+                            kind: "EVENT",
+                            name: String::new(),
+                            sql_mode: mode,
+                            time_zone: Some(tz),
+                            create: String::from_utf8_lossy(&stmt).into_owned(),
+                        });
+                    }
+                    continue;
+                }
+                let h = script::head(&stmt, 3);
+                c.query_drop(stmt.as_slice()).await.map_err(|e| {
+                    Error::source(format!("MySQL: {}", short(&String::from_utf8_lossy(&stmt))), e)
+                })?;
+                report.statements += 1;
+                if h.starts_with("INSERT") || h.starts_with("REPLACE") {
+                    report.rows += c.affected_rows();
+                    if let Some(t) = statement_table(&stmt) {
+                        tables.insert(t);
+                    }
+                }
+            }
+        }
+        // A dump may switch the session's database back and forth: make sure we ended where we
+        // started and nothing went elsewhere.
+        report.tables = tables.len();
+        for (what, n) in skipped {
+            report.notes.push(format!("skipped {n} {what} statement(s)"));
+        }
+        Ok(report)
+    }
+
+    fn table(&self, object: &ObjectEntry) -> Result<&TableEntry> {
+        object
+            .table
+            .and_then(|i| self.tables.get(i))
+            .ok_or_else(|| Error::InvalidInput(format!("object {} names no table", object.key)))
+    }
+
+    /// The full swap: see the module docs.
+    async fn swap(&self, c: &mut Conn) -> Result<CommitReport> {
+        let live = self.live.clone();
+        let shadow = self.target.clone();
+        let whole = self.selected.is_none();
+        exec(c, &format!("CREATE DATABASE IF NOT EXISTS {}", qi(&live))).await?;
+        let new_objects = harvest(c, &shadow, true).await?;
+        let new_objects: Vec<Object> = if whole {
+            new_objects
+        } else {
+            new_objects.into_iter().filter(|o| o.kind == "TRIGGER").collect()
+        };
+        for o in new_objects.iter().filter(|o| o.kind == "TRIGGER") {
+            exec(c, &format!("DROP TRIGGER {}.{}", qi(&shadow), qi(&o.name))).await?;
+        }
+        let shadow_tables = base_tables(c, &shadow).await?;
+        let mut live_tables = base_tables(c, &live).await?;
+        if !whole {
+            live_tables.retain(|t| shadow_tables.contains(t));
+        }
+        let mut old_objects = harvest(c, &live, whole).await?;
+        if !whole {
+            old_objects
+                .retain(|o| o.kind == "TRIGGER" && shadow_tables.iter().any(|t| trigger_table_is(o, t)));
+        }
+        let old_triggers: Vec<Object> = old_objects.iter().filter(|o| o.kind == "TRIGGER").cloned().collect();
+        exec(c, &format!("USE {}", qi(&live))).await?;
+        for o in &old_triggers {
+            exec(c, &drop_sql(o)).await?;
+        }
+        let prev = aux_name(&live, "prev");
+        let renamed: Result<()> = async {
+            exec(c, &format!("CREATE DATABASE {}", qi(&prev))).await?;
+            let mut renames: Vec<String> = live_tables
+                .iter()
+                .map(|t| format!("{}.{} TO {}.{}", qi(&live), qi(t), qi(&prev), qi(t)))
+                .collect();
+            renames.extend(
+                shadow_tables.iter().map(|t| format!("{}.{} TO {}.{}", qi(&shadow), qi(t), qi(&live), qi(t))),
+            );
+            if !renames.is_empty() {
+                exec(c, &format!("RENAME TABLE {}", renames.join(", "))).await?;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = renamed {
+            let _ = recreate(c, &live, &old_triggers, false).await;
+            let _ = c.query_drop(format!("DROP DATABASE IF EXISTS {}", qi(&prev))).await;
+            return Err(e.context("swap the restored tables in"));
+        }
+        // The data is live. Objects next; on failure swap back.
+        let deferred: Vec<Object> = self.deferred.lock().map(|d| d.clone()).unwrap_or_default();
+        let objects: Result<()> = async {
+            if whole {
+                for o in old_objects.iter().filter(|o| o.kind != "TRIGGER") {
+                    exec(c, &drop_sql(o)).await?;
+                }
+            }
+            recreate(c, &live, &new_objects, self.no_definer).await?;
+            if whole {
+                recreate(c, &live, &deferred, self.no_definer).await?;
+                let mut alter = Vec::new();
+                if let Some(cs) = self.db_props.get("charset").and_then(|v| v.as_str()) {
+                    alter.push(format!("CHARACTER SET {cs}"));
+                }
+                if let Some(co) = self.db_props.get("collation").and_then(|v| v.as_str()) {
+                    alter.push(format!("COLLATE {co}"));
+                }
+                if let Some(cm) = self.db_props.get("comment").and_then(|v| v.as_str()) {
+                    alter.push(format!("COMMENT {}", qs(cm)));
+                }
+                if !alter.is_empty() {
+                    exec(c, &format!("ALTER DATABASE {} {}", qi(&live), alter.join(" "))).await?;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = objects {
+            let current = harvest(c, &live, whole).await.unwrap_or_default();
+            for o in &current {
+                if whole || new_objects.iter().any(|n| n.kind == o.kind && n.name == o.name) {
+                    let _ = c.query_drop(drop_sql(o)).await;
+                }
+            }
+            let mut back: Vec<String> = shadow_tables
+                .iter()
+                .map(|t| format!("{}.{} TO {}.{}", qi(&live), qi(t), qi(&shadow), qi(t)))
+                .collect();
+            back.extend(
+                live_tables.iter().map(|t| format!("{}.{} TO {}.{}", qi(&prev), qi(t), qi(&live), qi(t))),
+            );
+            if !back.is_empty() {
+                exec(c, &format!("RENAME TABLE {}", back.join(", "))).await.map_err(|re| {
+                    re.context(format!(
+                        "swapping back after a failure ({e}); the previous tables are in database {prev}"
+                    ))
+                })?;
+            }
+            let _ = recreate(c, &live, &old_objects, false).await;
+            let _ = c.query_drop(format!("DROP DATABASE IF EXISTS {}", qi(&prev))).await;
+            let _ = c.query_drop(format!("DROP DATABASE IF EXISTS {}", qi(&shadow))).await;
+            return Err(
+                e.context("recreate views, routines, triggers and events (the previous data was put back)")
+            );
+        }
+        exec(c, &format!("DROP DATABASE {}", qi(&prev))).await?;
+        exec(c, &format!("DROP DATABASE {}", qi(&shadow))).await?;
+        Ok(CommitReport::default())
+    }
+}
+
+fn trigger_table_is(o: &Object, table: &str) -> bool {
+    o.time_zone.as_deref() == Some(table)
+}
+
+async fn session_value(c: &mut Conn, var: &str) -> Result<String> {
+    let r = query_text(c, &format!("SELECT {var}")).await?;
+    Ok(r.into_iter().next().and_then(|r| r.into_iter().next().flatten()).unwrap_or_default())
+}
+
+/// Base tables and sequences of a database.
+async fn base_tables(c: &mut Conn, db: &str) -> Result<Vec<String>> {
+    let rows = query_text(
+        c,
+        &format!(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = {} AND TABLE_TYPE <> 'VIEW' ORDER BY TABLE_NAME",
+            qs(db)
+        ),
+    )
+    .await?;
+    Ok(rows.into_iter().filter_map(|r| r.into_iter().next().flatten()).collect())
+}
+
+/// Foreign keys of a table as (name, `CONSTRAINT ... FOREIGN KEY ...` clause).
+async fn foreign_keys(c: &mut Conn, db: &str, table: &str) -> Result<Vec<(String, String)>> {
+    let rows = query_text(c, &format!("SHOW CREATE TABLE {}.{}", qi(db), qi(table))).await?;
+    let create = rows.into_iter().next().and_then(|r| r.into_iter().nth(1).flatten()).unwrap_or_default();
+    let mut out = Vec::new();
+    for line in create.lines() {
+        let t = line.trim().trim_end_matches(',');
+        if t.starts_with("CONSTRAINT `") && t.contains(" FOREIGN KEY ") {
+            let name = t["CONSTRAINT `".len()..].split('`').next().unwrap_or_default().to_string();
+            out.push((name, t.to_string()));
+        }
+    }
+    Ok(out)
+}
+
+/// Views, routines, triggers and (with `all`) events of a database, with their session
+/// settings. For triggers `time_zone` holds the table name (they need none).
+async fn harvest(c: &mut Conn, db: &str, all: bool) -> Result<Vec<Object>> {
+    exec(c, "SET SESSION character_set_results = utf8mb4").await?;
+    exec(c, &format!("USE {}", qi(db))).await?;
+    let d = qs(db);
+    let mut out = Vec::new();
+    if all {
+        for r in query_text(
+            c,
+            &format!("SELECT ROUTINE_TYPE, ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = {d} AND ROUTINE_TYPE IN ('FUNCTION','PROCEDURE')"),
+        )
+        .await?
+        {
+            let ty = r.first().cloned().flatten().unwrap_or_default();
+            let name = r.get(1).cloned().flatten().unwrap_or_default();
+            let s = query_text(c, &format!("SHOW CREATE {ty} {}", qi(&name))).await?;
+            if let Some(s) = s.into_iter().next() {
+                out.push(Object {
+                    kind: if ty == "FUNCTION" { "FUNCTION" } else { "PROCEDURE" },
+                    name,
+                    sql_mode: s.get(1).cloned().flatten().unwrap_or_default(),
+                    time_zone: None,
+                    create: s.get(2).cloned().flatten().unwrap_or_default(),
+                });
+            }
+        }
+        let mut views = Vec::new();
+        for r in query_text(
+            c,
+            &format!("SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = {d}"),
+        )
+        .await?
+        {
+            let name = r.into_iter().next().flatten().unwrap_or_default();
+            let s = query_text(c, &format!("SHOW CREATE VIEW {}", qi(&name))).await?;
+            if let Some(s) = s.into_iter().next() {
+                views.push(Object {
+                    kind: "VIEW",
+                    name,
+                    sql_mode: super::LOAD_SQL_MODE.into(),
+                    time_zone: None,
+                    create: s.get(1).cloned().flatten().unwrap_or_default(),
+                });
+            }
+        }
+        out.extend(views);
+        if let Ok(events) = query_text(
+            c,
+            &format!("SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = {d}"),
+        )
+        .await
+        {
+            for r in events {
+                let name = r.into_iter().next().flatten().unwrap_or_default();
+                let s = query_text(c, &format!("SHOW CREATE EVENT {}", qi(&name))).await?;
+                if let Some(s) = s.into_iter().next() {
+                    out.push(Object {
+                        kind: "EVENT",
+                        name,
+                        sql_mode: s.get(1).cloned().flatten().unwrap_or_default(),
+                        time_zone: s.get(2).cloned().flatten(),
+                        create: s.get(3).cloned().flatten().unwrap_or_default(),
+                    });
+                }
+            }
+        }
+    }
+    for r in query_text(
+        c,
+        &format!(
+            "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = {d} \
+             ORDER BY EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_ORDER"
+        ),
+    )
+    .await?
+    {
+        let name = r.first().cloned().flatten().unwrap_or_default();
+        let table = r.get(1).cloned().flatten();
+        let s = query_text(c, &format!("SHOW CREATE TRIGGER {}", qi(&name))).await?;
+        if let Some(s) = s.into_iter().next() {
+            out.push(Object {
+                kind: "TRIGGER",
+                name,
+                sql_mode: s.get(1).cloned().flatten().unwrap_or_default(),
+                time_zone: table,
+                create: s.get(2).cloned().flatten().unwrap_or_default(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn drop_sql(o: &Object) -> String {
+    format!("DROP {} IF EXISTS {}", o.kind, qi(&o.name))
+}
+
+/// Creates objects in `db`: routines, then views (retrying in rounds, so views on views find
+/// each other whatever the order), then triggers and events.
+async fn recreate(c: &mut Conn, db: &str, objects: &[Object], no_definer: bool) -> Result<()> {
+    exec(c, &format!("USE {}", qi(db))).await?;
+    let rank = |k: &str| match k {
+        "FUNCTION" | "PROCEDURE" => 0,
+        "VIEW" => 1,
+        "TRIGGER" => 2,
+        _ => 3,
+    };
+    let mut pending: Vec<&Object> = objects.iter().collect();
+    pending.sort_by_key(|o| rank(o.kind));
+    let mut last_err = None;
+    for _round in 0..(objects.len() + 1) {
+        if pending.is_empty() {
+            break;
+        }
+        let mut next = Vec::new();
+        for o in pending {
+            let create = if no_definer {
+                String::from_utf8_lossy(&script::strip_definer(o.create.as_bytes())).into_owned()
+            } else {
+                o.create.clone()
+            };
+            let run = async {
+                exec(c, &format!("SET SESSION sql_mode = {}", qs(&o.sql_mode))).await?;
+                if o.kind == "EVENT"
+                    && let Some(tz) = &o.time_zone
+                {
+                    exec(c, &format!("SET SESSION time_zone = {}", qs(tz))).await?;
+                }
+                let r = c.query_drop(create.as_str()).await;
+                exec(c, &format!("SET SESSION sql_mode = {}", qs(super::LOAD_SQL_MODE))).await?;
+                exec(c, "SET SESSION time_zone = '+00:00'").await?;
+                r.map_err(|e| Error::source(format!("MySQL: {}", short(&create)), e))
+            };
+            match run.await {
+                Ok(()) => {}
+                Err(e) if o.kind == "VIEW" => {
+                    last_err = Some(e);
+                    next.push(o);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        pending = next;
+    }
+    match (pending.is_empty(), last_err) {
+        (false, Some(e)) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The table a CREATE TABLE / CREATE SEQUENCE / SETVAL / INSERT / LOCK statement is about.
+fn statement_table(stmt: &[u8]) -> Option<String> {
+    let h = script::head(stmt, 4);
+    let text = String::from_utf8_lossy(stmt);
+    let after = if h.starts_with("CREATE TABLE")
+        || h.starts_with("CREATE SEQUENCE")
+        || h.starts_with("ALTER TABLE")
+        || h.starts_with("ALTER SEQUENCE")
+    {
+        let upper = text.to_ascii_uppercase();
+        let kw = if h.contains(" SEQUENCE") { "SEQUENCE" } else { "TABLE" };
+        upper.find(kw).map(|p| p + kw.len())
+    } else if h.starts_with("SELECT SETVAL") {
+        text.find("SETVAL(").map(|p| p + 7)
+    } else if h.starts_with("INSERT INTO") || h.starts_with("REPLACE INTO") {
+        text.to_ascii_uppercase().find("INTO").map(|p| p + 4)
+    } else {
+        None
+    }?;
+    let rest = text[after..].trim_start();
+    let rest = rest.strip_prefix("IF NOT EXISTS").map(str::trim_start).unwrap_or(rest);
+    if let Some(q) = rest.strip_prefix('`') {
+        let mut name = String::new();
+        let mut chars = q.chars().peekable();
+        while let Some(ch) = chars.next() {
+            if ch == '`' {
+                if chars.peek() == Some(&'`') {
+                    chars.next();
+                    name.push('`');
+                    continue;
+                }
+                return Some(name);
+            }
+            name.push(ch);
+        }
+        None
+    } else {
+        Some(rest.split(|c: char| c.is_whitespace() || c == '(' || c == ',').next()?.to_string())
+    }
+}
+
+/// `LOAD DATA` for one table of the manifest.
+fn load_sql(db: &str, t: &TableEntry, props: &TableProps) -> String {
+    let mut targets = Vec::new();
+    let mut sets = Vec::new();
+    for (i, c) in props.columns.iter().enumerate() {
+        if c.kind == ColKind::Bit {
+            targets.push(format!("@v{i}"));
+            sets.push(format!("{} = CAST(@v{i} AS UNSIGNED)", qi(&c.name)));
+        } else {
+            targets.push(qi(&c.name));
+        }
+    }
+    let mut sql = format!(
+        "LOAD DATA LOCAL INFILE 'dbbackup' INTO TABLE {}.{} CHARACTER SET binary \
+         FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({})",
+        qi(db),
+        qi(&t.name),
+        targets.join(", ")
+    );
+    if !sets.is_empty() {
+        sql.push_str(" SET ");
+        sql.push_str(&sets.join(", "));
+    }
+    sql
+}
+
+#[async_trait]
+impl LoadSession for MysqlSession {
+    async fn pre_data(&self, sql: ByteStream) -> Result<()> {
+        self.run_script(sql, true, false).await.map(|_| ())
+    }
+
+    async fn load(&self, object: &ObjectEntry, data: ByteStream) -> Result<u64> {
+        let t = self.table(object)?;
+        let props = TableProps::from_entry(t)?;
+        let sql = load_sql(&self.target, t, &props);
+        let mut lease = self.pool.checkout().await?;
+        let c = lease.conn();
+        if props.versioned {
+            exec(c, "SET SESSION system_versioning_insert_history = 1").await.map_err(|e| {
+                e.context(format!(
+                    "load the history of system-versioned table {} (needs MariaDB 10.11+)",
+                    t.name
+                ))
+            })?;
+        }
+        let failure: Arc<Mutex<Option<Error>>> = Arc::new(Mutex::new(None));
+        let slot = failure.clone();
+        let stream = data
+            .map(move |r| match r {
+                Ok(b) => Ok(b),
+                Err(e) => {
+                    let msg = e.to_string();
+                    if let Ok(mut s) = slot.lock() {
+                        s.get_or_insert(e);
+                    }
+                    Err(std::io::Error::other(msg))
+                }
+            })
+            .boxed();
+        // The handler future must be Sync; the stream is only Send, so it travels in a mutex.
+        let cell = Mutex::new(Some(stream));
+        c.set_infile_handler(async move {
+            cell.lock()
+                .ok()
+                .and_then(|mut s| s.take())
+                .ok_or_else(|| mysql_async::Error::Other("infile stream already taken".into()))
+        });
+        let r = c.query_drop(sql.as_str()).await;
+        if let Some(e) = failure.lock().ok().and_then(|mut s| s.take()) {
+            return Err(e);
+        }
+        r.map_err(|e| Error::source(format!("load {} into {}", object.key, t.name), e))?;
+        let rows = c.affected_rows();
+        let warnings = c.get_warnings();
+        if warnings > 0 {
+            let w = query_text(c, "SHOW WARNINGS LIMIT 3").await.unwrap_or_default();
+            return Err(Error::integrity(
+                format!("load of {} into {}", object.key, t.name),
+                "no warnings",
+                format!("{warnings} warning(s): {w:?}"),
+            ));
+        }
+        Ok(rows)
+    }
+
+    async fn post_data(&self, sql: ByteStream) -> Result<()> {
+        let text = read_text(sql, MAX_SCHEMA, "post-data schema").await?;
+        let (structure, objects) = match text.find(LIVE_OBJECTS_MARKER) {
+            Some(p) => (text[..p].to_string(), text[p..].to_string()),
+            None => (text, String::new()),
+        };
+        let one = |s: String| futures::stream::once(async move { Ok(bytes::Bytes::from(s)) }).boxed();
+        self.run_script(one(structure), true, false).await?;
+        if self.selected.is_some() {
+            // Only the selected tables' triggers come along with --tables.
+            let stmts =
+                script::split_all(objects.as_bytes()).map_err(|e| Error::source("split post-data", e))?;
+            let mut keep = String::new();
+            let mut pending_sets = String::new();
+            for s in stmts {
+                let h = script::head(&s, 2);
+                let text = String::from_utf8_lossy(&s).into_owned();
+                if h.starts_with("SET") {
+                    pending_sets.push_str(&text);
+                    pending_sets.push_str(";\n");
+                    continue;
+                }
+                if h.contains("TRIGGER") && trigger_on_selected(&text, self) {
+                    keep.push_str(&pending_sets);
+                    keep.push_str("DELIMITER ;;\n");
+                    keep.push_str(&text);
+                    keep.push_str(";;\nDELIMITER ;\n");
+                }
+                pending_sets.clear();
+            }
+            self.run_script(one(keep), false, false).await?;
+        } else {
+            self.run_script(one(objects), false, false).await?;
+        }
+        Ok(())
+    }
+
+    async fn table_stats(&self, table: &TableEntry) -> Result<TableStats> {
+        let props = TableProps::from_entry(table)?;
+        let mut lease = self.pool.checkout().await?;
+        stats(lease.conn(), &self.target, &table.name, &props).await
+    }
+
+    async fn commit(self: Box<Self>, _ctx: &Context) -> Result<CommitReport> {
+        let mut c = self.control.lock().await;
+        if self.in_place {
+            let deferred: Vec<Object> = self.deferred.lock().map(|d| d.clone()).unwrap_or_default();
+            let done: Result<()> = async {
+                recreate(&mut c, &self.live, &deferred, self.no_definer).await?;
+                for (a, _) in &self.aside {
+                    exec(&mut c, &format!("DROP TABLE {}.{}", qi(&self.live), qi(a))).await?;
+                }
+                Ok(())
+            }
+            .await;
+            if let Err(e) = done {
+                self.put_back(&mut c).await.map_err(|pe| pe.context(format!("rolling back after {e}")))?;
+                return Err(e.context("finish the in-place restore (the previous data was put back)"));
+            }
+            return Ok(CommitReport::default());
+        }
+        self.swap(&mut c).await
+    }
+
+    async fn abort(self: Box<Self>) -> Result<()> {
+        let mut c = self.control.lock().await;
+        if self.in_place {
+            return self.put_back(&mut c).await;
+        }
+        match c.query_drop(format!("DROP DATABASE IF EXISTS {}", qi(&self.target))).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_server_error(&e, &[1008]) => Ok(()),
+            Err(e) => Err(Error::source(format!("drop shadow database {}", self.target), e)),
+        }
+    }
+
+    async fn script(&self, sql: ByteStream, _ctx: &Context) -> Result<ScriptReport> {
+        self.run_script(sql, false, true).await
+    }
+}
+
+fn trigger_on_selected(create: &str, s: &MysqlSession) -> bool {
+    let upper = create.to_ascii_uppercase();
+    let Some(p) = upper.find(" ON ") else { return false };
+    let rest = create[p + 4..].trim_start();
+    let name = statement_table(format!("CREATE TABLE {rest}").as_bytes()).unwrap_or_default();
+    s.is_selected(&name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_statement_tables() {
+        assert_eq!(statement_table(b"CREATE TABLE `a``b` (x int)").as_deref(), Some("a`b"));
+        assert_eq!(statement_table(b"/* c */ INSERT INTO `t` VALUES (1)").as_deref(), Some("t"));
+        assert_eq!(statement_table(b"SELECT SETVAL(`s`, 1, 0, 0)").as_deref(), Some("s"));
+        assert_eq!(statement_table(b"ALTER TABLE `t` ADD KEY `k` (`a`)").as_deref(), Some("t"));
+    }
+}
