@@ -58,6 +58,10 @@ fn main() -> Result<()> {
             Ok(())
         }
         "codec-run" => codec::codec_run(&args[1..]),
+        "postgres-generate" => {
+            let url = args.get(1).context("postgres-generate URL [MIB]")?;
+            postgres::generate(url, args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(1024))
+        }
         _ => {
             let opts = harness::BenchOptions::parse(&args[1..])?;
             match which.as_str() {

@@ -47,7 +47,7 @@ CREATE TABLE transactions (id bigserial PRIMARY KEY, user_id bigint NOT NULL REF
   amount numeric(14,2) NOT NULL, fee numeric(10,4) NOT NULL, currency char(3) NOT NULL, status varchar(20) NOT NULL,
   meta jsonb, created_at timestamp NULL, updated_at timestamp NULL);
 INSERT INTO transactions (user_id, amount, fee, currency, status, meta, created_at, updated_at)
-SELECT 1 + (i * 7919) % {users}, round((random() * 10000)::numeric, 2), round((random() * 10)::numeric, 4),
+SELECT 1 + (i::bigint * 7919) % {users}, round((random() * 10000)::numeric, 2), round((random() * 10)::numeric, 4),
   (ARRAY['EUR','USD','GBP'])[1 + i % 3], (ARRAY['pending','paid','failed','refunded'])[1 + i % 4],
   jsonb_build_object('ip', '10.' || (i % 255) || '.' || (i % 97) || '.1', 'ref', md5(i::text), 'items', i % 5),
   now() - (i || ' seconds')::interval, now() FROM generate_series(1, {tx}) i;
@@ -90,13 +90,17 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
     let wd = w.display();
     let dbb = opts.dbbackup.display().to_string();
     let tag = std::process::id();
-    let src_db = format!("bench_src_{tag}");
+    // DBBACKUP_BENCH_PG_SOURCE names an already generated database to reuse (kept afterwards).
+    let reuse = std::env::var("DBBACKUP_BENCH_PG_SOURCE").ok().filter(|s| !s.is_empty());
+    let src_db = reuse.clone().unwrap_or_else(|| format!("bench_src_{tag}"));
     let src = db_url(&base, &src_db)?;
-    psql(&base, &format!("DROP DATABASE IF EXISTS {src_db}"))?;
-    psql(&base, &format!("CREATE DATABASE {src_db}"))?;
-    eprintln!("generating {} MiB of Laravel-style data in {src_db}", opts.size_mib);
+    if reuse.is_none() {
+        psql(&base, &format!("DROP DATABASE IF EXISTS {src_db}"))?;
+        psql(&base, &format!("CREATE DATABASE {src_db}"))?;
+        eprintln!("generating {} MiB of Laravel-style data in {src_db}", opts.size_mib);
+        generate(&src, opts.size_mib)?;
+    }
     let t = std::time::Instant::now();
-    generate(&src, opts.size_mib)?;
     let size: u64 = psql(
         &src,
         "SELECT sum(pg_table_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -186,7 +190,9 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
     for d in ["dbb", "pgr", "psql", "dbbsql"] {
         let _ = psql(&base, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", dst(d)));
     }
-    let _ = psql(&base, &format!("DROP DATABASE IF EXISTS {src_db} WITH (FORCE)"));
+    if reuse.is_none() {
+        let _ = psql(&base, &format!("DROP DATABASE IF EXISTS {src_db} WITH (FORCE)"));
+    }
     let _ = std::fs::remove_dir_all(w);
     Ok(())
 }
