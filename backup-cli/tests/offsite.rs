@@ -158,6 +158,17 @@ fn three_two_one_through_s3_and_azure() {
         .map(|b| b["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(ids, vec![id2]);
+    // One repository failing (a bucket that does not exist): the backup lands in the other,
+    // the run exits 1 and says where the backup is missing and why.
+    let solo = dir.path().join("solo");
+    let solo = solo.to_str().unwrap();
+    let out =
+        dbbackup(&["create", "--source", &src, "--repo", solo, "--repo", "s3://no-such-bucket-dbb/x"], &env);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("is NOT in s3://no-such-bucket-dbb/x") && err.contains("does not exist"), "{err}");
+    let out = dbbackup(&["verify", "--json", "--repo", solo], &env);
+    assert_eq!(json(&out)["ok"], true);
 }
 
 /// A tiny HTTP server recording `METHOD PATH BODY` of each request; answers 200.

@@ -115,6 +115,58 @@ pub struct CreateReport {
     pub repos: Vec<String>,
     /// Notes (fallbacks taken).
     pub notes: Vec<String>,
+    /// Repositories that failed while others succeeded: they hold no manifest (and their
+    /// objects were removed), so the backup does not exist there. Empty on full success.
+    #[serde(default)]
+    pub failed_repos: Vec<FailedRepo>,
+}
+
+/// A repository that failed during a multi-repository backup.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FailedRepo {
+    /// The repository, as named in messages.
+    pub repo: String,
+    /// What went wrong.
+    pub error: String,
+}
+
+/// The repositories of one backup and which of them have failed so far. A failed repository
+/// receives nothing more and never gets the manifest; the others carry on.
+pub(crate) struct Fleet<'a> {
+    targets: &'a [Target],
+    failed: std::sync::Mutex<Vec<Option<Error>>>,
+}
+
+impl<'a> Fleet<'a> {
+    fn new(targets: &'a [Target]) -> Self {
+        Fleet { targets, failed: std::sync::Mutex::new(targets.iter().map(|_| None).collect()) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<Error>>> {
+        self.failed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Indexes and targets still alive.
+    fn live(&self) -> Vec<(usize, &'a Target)> {
+        let failed = self.lock();
+        self.targets.iter().enumerate().filter(|(i, _)| failed[*i].is_none()).collect()
+    }
+
+    /// Marks a repository failed. Returns the error back if no repository is left alive.
+    fn fail(&self, i: usize, e: Error) -> Option<Error> {
+        let mut failed = self.lock();
+        tracing::warn!("repository {} failed, continuing with the others: {e}", self.targets[i]);
+        let msg = e.to_string();
+        failed[i] = Some(e);
+        if failed.iter().all(Option::is_some) {
+            return Some(Error::source(format!("every repository failed; last: {}", self.targets[i]), msg));
+        }
+        None
+    }
+
+    fn take_failures(&self) -> Vec<(usize, Error)> {
+        self.lock().iter_mut().enumerate().filter_map(|(i, e)| e.take().map(|e| (i, e))).collect()
+    }
 }
 
 /// Backs up the database at `opts.source` into every repository in `opts.repos`.
@@ -165,8 +217,9 @@ pub async fn create_with(
         source.snapshot(&dump_opts, ctx).await?
     };
     let engine = source.engine();
+    let fleet = Fleet::new(targets);
     let result =
-        run(snapshot.as_ref(), engine, &id, source_display, targets, opts, jobs, started_at, ctx).await;
+        run(snapshot.as_ref(), engine, &id, source_display, &fleet, opts, jobs, started_at, ctx).await;
     let closed = snapshot.close().await;
     let manifest = match (result, closed) {
         (Ok(m), Ok(())) => m,
@@ -175,16 +228,29 @@ pub async fn create_with(
             return Err(e);
         }
     };
-    // Manifest last, to every repository, create-only, and only once every repository holds
-    // every object (all-or-nothing: if any repository failed above, none gets a manifest and
-    // the error names the repository; a partial 3-2-1 backup is not reported as a success).
+    // Manifest last, create-only, to each repository that holds every object. A repository
+    // that failed on the way gets no manifest and its objects are removed; the backup still
+    // counts in the others, and the report lists the failures (the CLI exits 1).
     let json = Bytes::from(manifest.to_json()?);
-    for t in targets {
+    for (i, t) in fleet.live() {
         if let Err(e) = t.put_create(&layout::manifest_key(&id), json.clone()).await {
-            cleanup(targets, &id).await;
-            return Err(e.context(format!("write manifest of {id}")));
+            let e = e.context(format!("write manifest of {id}"));
+            if let Some(all) = fleet.fail(i, e) {
+                cleanup(targets, &id).await;
+                return Err(all);
+            }
         }
     }
+    let mut failed_repos = Vec::new();
+    for (i, e) in fleet.take_failures() {
+        cleanup(std::slice::from_ref(&targets[i]), &id).await;
+        failed_repos.push(FailedRepo { repo: targets[i].display_name().to_string(), error: e.to_string() });
+    }
+    let ok_repos: Vec<String> = targets
+        .iter()
+        .map(|t| t.display_name().to_string())
+        .filter(|n| !failed_repos.iter().any(|f| &f.repo == n))
+        .collect();
     Ok(CreateReport {
         id,
         engine: manifest.engine.to_string(),
@@ -195,8 +261,9 @@ pub async fn create_with(
         stored_bytes: manifest.stored_bytes(),
         objects: manifest.objects.len(),
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        repos: targets.iter().map(|t| t.display_name().to_string()).collect(),
+        repos: ok_repos,
         notes: manifest.notes.clone(),
+        failed_repos,
     })
 }
 
@@ -228,7 +295,7 @@ async fn run(
     engine: crate::model::Engine,
     id: &BackupId,
     source_display: &str,
-    targets: &[Target],
+    targets: &Fleet<'_>,
     opts: &CreateOptions,
     jobs: usize,
     started_at: chrono::DateTime<Utc>,
@@ -328,7 +395,7 @@ async fn dump_chunk(
     id: &BackupId,
     compression: Compression,
     threads: u32,
-    targets: &[Target],
+    targets: &Fleet<'_>,
     ctx: &Context,
 ) -> Result<ObjectEntry> {
     let table_key = match c.table {
@@ -393,7 +460,7 @@ async fn store_object(
     size_hint: Option<u64>,
     compression: Compression,
     threads: u32,
-    targets: &[Target],
+    targets: &Fleet<'_>,
     ctx: &Context,
 ) -> Result<Stored> {
     let (raw, raw_tally) = tally(raw);
@@ -406,21 +473,24 @@ async fn store_object(
     Ok(Stored { raw_bytes, raw_sha256, stored_bytes, sha256 })
 }
 
-/// Sends one stream to every target; fails if any target fails.
+/// Sends one stream to every live repository. A repository whose upload fails is marked failed
+/// and dropped from the rest of the backup; the call fails only when the stream itself fails,
+/// on cancellation, or when no repository is left.
 pub(crate) async fn fan_out(
     mut data: ByteStream,
     key: &str,
     size_hint: Option<u64>,
-    targets: &[Target],
+    fleet: &Fleet<'_>,
     ctx: &Context,
 ) -> Result<()> {
-    if let [only] = targets {
+    if let [only] = fleet.targets {
         only.put_stream(key, data, size_hint, ctx).await?;
         return Ok(());
     }
+    let live = fleet.live();
     let mut senders = Vec::new();
     let mut uploads = Vec::new();
-    for t in targets {
+    for (_, t) in &live {
         let (tx, rx) = mpsc::channel::<Result<Bytes>>(compress::CHANNEL_DEPTH);
         senders.push(tx);
         let stream = ChannelStream::new(rx).boxed();
@@ -448,8 +518,16 @@ pub(crate) async fn fan_out(
     };
     let (pumped, results) = tokio::join!(pump, futures::future::join_all(uploads));
     pumped?;
-    for r in results {
-        r?;
+    for ((i, _), r) in live.iter().zip(results) {
+        match r {
+            Ok(_) => {}
+            Err(e @ Error::Cancelled(_)) => return Err(e),
+            Err(e) => {
+                if let Some(all) = fleet.fail(*i, e) {
+                    return Err(all);
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -24,24 +24,42 @@ async fn sqlite_db() -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_failing_repository_fails_the_backup_and_no_repository_gets_a_manifest() {
+async fn a_failing_repository_gets_no_manifest_and_the_others_keep_the_backup() {
     let url = sqlite_db().await;
     let good = memory_repo();
     let bad_inner = memory_repo();
-    let bad = bad_inner.with_store(Arc::new(FaultStore::new(
-        bad_inner.store(),
-        Faults { fail_writes_after: Some(1), ..Default::default() },
-    )));
+    let faulty = |inner: &Target| {
+        inner.with_store(Arc::new(FaultStore::new(
+            inner.store(),
+            Faults { fail_writes_after: Some(1), ..Default::default() },
+        )))
+    };
+    let bad = faulty(&bad_inner);
     let parsed = backup_core::DatabaseUrl::parse(&url).unwrap();
     let src = backup_core::source::open_source(&parsed).unwrap();
     let opts = backup_core::CreateOptions { source: url.clone(), jobs: 2, ..Default::default() };
-    let e = backup_core::create_with(src.as_ref(), "db", &[good.clone(), bad], &opts, &Context::default())
+    let r = backup_core::create_with(src.as_ref(), "db", &[good.clone(), bad], &opts, &Context::default())
         .await
-        .unwrap_err();
-    assert!(e.to_string().contains(bad_inner.display_name()), "the error names the failing repository: {e}");
-    for t in [&good, &bad_inner] {
-        assert!(backup_ids(t).await.unwrap().is_empty(), "{t}: no manifest");
-        assert!(t.list("").await.unwrap().is_empty(), "{t}: failed backup cleaned up");
+        .unwrap();
+    assert_eq!(r.repos, vec![good.display_name().to_string()]);
+    assert_eq!(r.failed_repos.len(), 1);
+    assert_eq!(r.failed_repos[0].repo, bad_inner.display_name());
+    assert!(r.failed_repos[0].error.contains("injected"), "{:?}", r.failed_repos);
+    assert!(backup_ids(&bad_inner).await.unwrap().is_empty(), "no manifest where objects are missing");
+    assert!(bad_inner.list("").await.unwrap().is_empty(), "failed repository cleaned up");
+    let m = resolve(&good, "latest").await.unwrap();
+    let v = backup_core::check_full(&good, &m, 2, &Context::default()).await.unwrap();
+    assert!(v.is_empty(), "the good repository holds a complete backup: {v:?}");
+    // Every repository failing fails the backup, with no manifest anywhere.
+    let (x, y) = (memory_repo(), memory_repo());
+    let src = backup_core::source::open_source(&parsed).unwrap();
+    let e =
+        backup_core::create_with(src.as_ref(), "db", &[faulty(&x), faulty(&y)], &opts, &Context::default())
+            .await
+            .unwrap_err();
+    assert!(e.to_string().contains("every repository failed"), "{e}");
+    for t in [&x, &y] {
+        assert!(t.list("").await.unwrap().is_empty(), "{t}");
     }
     // Both healthy: the same bytes in both, identical digests (the status copies check).
     let b2 = memory_repo();

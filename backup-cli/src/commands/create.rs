@@ -41,5 +41,9 @@ pub async fn run(a: CreateArgs, password: Option<Secret>, ctx: &Context, out: &O
         );
         r.id.to_string()
     });
-    Ok(0)
+    // 3-2-1 with a failed repository: the backup exists in the others, but the run failed.
+    for f in &r.failed_repos {
+        eprintln!("dbbackup: error: backup {} is NOT in {}: {}", r.id, f.repo, f.error);
+    }
+    Ok(if r.failed_repos.is_empty() { 0 } else { 1 })
 }
