@@ -191,7 +191,7 @@ impl std::fmt::Debug for StoreConfig {
     }
 }
 
-const PREFIXES: [&str; 5] = ["AWS_", "AZURE_", "GOOGLE_", "AZURITE_", "DBBACKUP_S"];
+const PREFIXES: [&str; 6] = ["AWS_", "AZURE_", "GOOGLE_", "AZURITE_", "DBBACKUP_S3_", "DBBACKUP_STORE_"];
 
 impl StoreConfig {
     /// Reads the relevant variables (`AWS_*`, `AZURE_*`, `GOOGLE_*`, `DBBACKUP_S3_*`,
@@ -501,6 +501,7 @@ mod tests {
             ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
             ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI-secret"),
             ("PATH", "/bin"),
+            ("DBBACKUP_SLACK_WEBHOOK", "https://hooks.slack.com/x"),
         ]);
         let d = format!("{cfg:?}");
         assert!(
@@ -508,6 +509,7 @@ mod tests {
             "{d}"
         );
         assert!(cfg.get("PATH").is_none(), "unrelated variables are not collected");
+        assert!(cfg.get("DBBACKUP_SLACK_WEBHOOK").is_none());
         let t = open_with("s3://bk/p", &cfg).unwrap();
         for s in [format!("{t}"), format!("{t:?}")] {
             assert!(!s.contains("wJalr") && !s.contains("AKIDEXAMPLE"), "{s}");
