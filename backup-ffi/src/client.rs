@@ -1,0 +1,316 @@
+//! The client behind a `dbb_client*`: one tokio runtime, cancellation, progress; runs one
+//! operation to a JSON report or an [`Outcome`] error. The only `unsafe` here is calling the
+//! caller's progress callback.
+
+use std::collections::VecDeque;
+use std::ffi::{CString, c_char, c_void};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use backup_core::{CancellationToken, Context, Error, ErrorKind, Event, Observer, Phase};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::options::{self, ClientArgs, Common};
+
+/// How long an operation may take to wind down after it was cancelled before the call returns
+/// anyway (the operation's remaining work is dropped; no manifest is ever written by then).
+const CANCEL_GRACE: Duration = Duration::from_secs(10);
+/// Events kept for `dbb_progress`.
+const EVENTS_KEPT: usize = 32;
+/// Default interval between progress callbacks.
+const DEFAULT_CALLBACK_INTERVAL: Duration = Duration::from_millis(250);
+
+/// A C progress callback: `json` is a progress snapshot, valid only during the call.
+pub type ProgressFn = unsafe extern "C" fn(json: *const c_char, user_data: *mut c_void);
+
+/// A registered callback. Only ever invoked on the thread that called the operation.
+#[derive(Clone, Copy)]
+pub(crate) struct Callback {
+    pub func: ProgressFn,
+    pub user_data: *mut c_void,
+    pub interval: Duration,
+}
+
+// SAFETY: the callback and its user data are only *called* from the thread that runs an operation
+// (inside `block_on`, never from a runtime worker); storing them in the shared client is just
+// keeping two addresses. That they may be used from whichever thread calls an operation is the
+// documented contract of `dbb_client_set_progress_callback`.
+unsafe impl Send for Callback {}
+
+/// What `dbb_progress` reports.
+#[derive(Debug, Default, Serialize)]
+struct ProgressState {
+    /// Operation name (`create`, `restore`, ...) of the most recent operation.
+    operation: Option<&'static str>,
+    /// Whether it is still running.
+    running: bool,
+    /// Milliseconds since it started.
+    elapsed_ms: u64,
+    /// Current (or last) phase.
+    phase: Option<Phase>,
+    /// Bytes done in that phase.
+    phase_bytes: u64,
+    /// Expected bytes of that phase, when known.
+    phase_total_bytes: Option<u64>,
+    /// Bytes done across all phases.
+    bytes: u64,
+    /// Objects finished across all phases.
+    objects: u64,
+    /// Number of events seen.
+    events_seen: u64,
+    /// The last events (without the frequent `advanced` ones).
+    events: VecDeque<Event>,
+    #[serde(skip)]
+    started: Option<Instant>,
+}
+
+/// Collects events into the pollable snapshot. Called from any runtime thread.
+#[derive(Default)]
+pub(crate) struct Progress {
+    state: Mutex<ProgressState>,
+}
+
+impl Progress {
+    fn lock(&self) -> MutexGuard<'_, ProgressState> {
+        // A panic while holding this lock cannot leave the counters inconsistent in a way that
+        // matters (they are informational), so a poisoned lock is used as is.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn begin(&self, operation: &'static str) {
+        let mut s = self.lock();
+        *s = ProgressState { operation: Some(operation), running: true, started: Some(Instant::now()), ..Default::default() };
+    }
+
+    fn end(&self) {
+        let mut s = self.lock();
+        s.running = false;
+        s.elapsed_ms = s.started.map(|t| millis(t.elapsed())).unwrap_or(0);
+    }
+
+    /// The snapshot as JSON.
+    pub(crate) fn snapshot(&self) -> String {
+        let mut s = self.lock();
+        if s.running {
+            s.elapsed_ms = s.started.map(|t| millis(t.elapsed())).unwrap_or(0);
+        }
+        serde_json::to_string(&*s).unwrap_or_else(|_| "{}".into())
+    }
+}
+
+impl Observer for Progress {
+    fn on_event(&self, event: &Event) {
+        let mut s = self.lock();
+        s.events_seen += 1;
+        match event {
+            Event::PhaseStarted { phase, total_bytes } => {
+                s.phase = Some(*phase);
+                s.phase_bytes = 0;
+                s.phase_total_bytes = *total_bytes;
+            }
+            Event::Advanced { bytes, .. } => {
+                s.phase_bytes += bytes;
+                s.bytes += bytes;
+                return;
+            }
+            Event::ObjectDone { .. } => s.objects += 1,
+            _ => {}
+        }
+        if s.events.len() == EVENTS_KEPT {
+            s.events.pop_front();
+        }
+        s.events.push_back(event.clone());
+    }
+}
+
+/// An error on its way to C: the status code, the JSON error object, and the report of a failed
+/// check (verify) when there is one.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    pub code: i32,
+    pub error: Value,
+}
+
+impl Outcome {
+    pub(crate) fn from_error(e: &Error) -> Self {
+        let available = match e {
+            Error::NotFound { available, .. } => available.clone(),
+            _ => Vec::new(),
+        };
+        Self::new(e.kind(), e.to_string(), available)
+    }
+
+    pub(crate) fn new(kind: ErrorKind, message: String, available: Vec<String>) -> Self {
+        let code = kind.exit_code();
+        Outcome {
+            code,
+            error: json!({ "kind": kind.as_str(), "code": code, "message": message, "available": available }),
+        }
+    }
+
+    /// What the CLI's `--json` prints for this error.
+    pub(crate) fn cli_json(&self) -> String {
+        json!({ "ok": false, "error": self.error }).to_string()
+    }
+}
+
+/// The result of one operation: the JSON report (also on failure when the operation produced one,
+/// like a verify that found damage) and the error, if any.
+pub(crate) struct Finished {
+    pub report: Option<String>,
+    pub error: Option<Outcome>,
+}
+
+/// The object behind `dbb_client*`.
+pub struct Client {
+    runtime: tokio::runtime::Runtime,
+    /// Cancelled and replaced by `dbb_cancel`; every operation runs on a child of the current one.
+    cancel: Mutex<CancellationToken>,
+    pub(crate) progress: Arc<Progress>,
+    pub(crate) callback: Mutex<Option<Callback>>,
+}
+
+impl Client {
+    /// Builds a client from `dbb_client_new`'s JSON options.
+    pub(crate) fn new(options: Option<&str>) -> Result<Self, Error> {
+        let (_, args): (Common, ClientArgs) = options::parse(options)?;
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.enable_all().thread_name("dbbackup-ffi");
+        if let Some(n) = args.worker_threads {
+            builder.worker_threads(n.max(1));
+        }
+        let runtime = builder.build().map_err(|e| Error::io("start the async runtime", e))?;
+        Ok(Client {
+            runtime,
+            cancel: Mutex::new(CancellationToken::new()),
+            progress: Arc::new(Progress::default()),
+            callback: Mutex::new(None),
+        })
+    }
+
+    /// Cancels every operation running on this client now. Later operations are not affected.
+    pub(crate) fn cancel(&self) {
+        let mut token = self.cancel.lock().unwrap_or_else(|p| p.into_inner());
+        token.cancel();
+        *token = CancellationToken::new();
+    }
+
+    fn child_token(&self) -> CancellationToken {
+        self.cancel.lock().unwrap_or_else(|p| p.into_inner()).child_token()
+    }
+
+    /// Runs one operation on the calling thread: parse `options` as `A`, turn them into the
+    /// core's options with `prepare`, run `op`, serialize its report. `failed` says whether a
+    /// report that was produced still means failure (a verify that found damage).
+    pub(crate) fn run<A, O, R, F, Fut>(
+        &self,
+        name: &'static str,
+        options: Option<&str>,
+        prepare: impl FnOnce(A) -> Result<O, Error>,
+        op: F,
+        failed: impl FnOnce(&R) -> Option<Outcome>,
+    ) -> Finished
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+        F: FnOnce(O, Context) -> Fut,
+        Fut: Future<Output = Result<R, Error>>,
+    {
+        let prepared = options::parse::<A>(options).and_then(|(common, args)| Ok((common, prepare(args)?)));
+        let (common, opts) = match prepared {
+            Ok(p) => p,
+            Err(e) => return Finished { report: None, error: Some(Outcome::from_error(&e)) },
+        };
+        if common.debug_panic {
+            panic!("debug_panic requested in the options of {name}");
+        }
+        let token = self.child_token();
+        let observer: Arc<dyn Observer> = self.progress.clone();
+        let ctx = Context { observer, cancel: token.clone() };
+        let callback = *self.callback.lock().unwrap_or_else(|p| p.into_inner());
+        self.progress.begin(name);
+        let fut = op(opts, ctx);
+        let result = self.runtime.block_on(drive(fut, token, common.timeout, callback, &self.progress));
+        self.progress.end();
+        if let Some(cb) = callback {
+            notify(cb, &self.progress);
+        }
+        match result {
+            Ok(report) => {
+                let error = failed(&report);
+                match serde_json::to_string(&report) {
+                    Ok(text) => Finished { report: Some(text), error },
+                    Err(e) => Finished {
+                        report: None,
+                        error: Some(Outcome::new(ErrorKind::Failed, format!("serialize the {name} report: {e}"), vec![])),
+                    },
+                }
+            }
+            Err(e) => Finished { report: None, error: Some(Outcome::from_error(&e)) },
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn notify(cb: Callback, progress: &Progress) {
+    // A snapshot is JSON text, which never contains a NUL byte; if it somehow did, skip the call.
+    if let Ok(text) = CString::new(progress.snapshot()) {
+        // SAFETY: the caller registered `func`/`user_data` with `dbb_client_set_progress_callback`,
+        // promising they stay valid while operations run; we are on the thread that called the
+        // operation, and `text` outlives the call.
+        unsafe { (cb.func)(text.as_ptr(), cb.user_data) };
+    }
+}
+
+/// Polls the operation on the calling thread, calling the progress callback between polls, and
+/// turns a cancellation or an expired deadline into [`Error::Cancelled`].
+async fn drive<R>(
+    fut: impl Future<Output = Result<R, Error>>,
+    token: CancellationToken,
+    timeout: Option<Duration>,
+    callback: Option<Callback>,
+    progress: &Progress,
+) -> Result<R, Error> {
+    let deadline = async {
+        match timeout {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    let ticks = async {
+        match callback {
+            Some(cb) => {
+                let period = if cb.interval.is_zero() { DEFAULT_CALLBACK_INTERVAL } else { cb.interval };
+                let mut interval = tokio::time::interval(period);
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                interval.tick().await;
+                loop {
+                    interval.tick().await;
+                    notify(cb, progress);
+                }
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::pin!(fut, deadline, ticks);
+    let reason = tokio::select! {
+        r = &mut fut => return r,
+        () = &mut deadline => {
+            token.cancel();
+            format!("deadline of {} ms exceeded", timeout.map(millis).unwrap_or(0))
+        }
+        () = token.cancelled() => "cancelled by dbb_cancel".to_string(),
+        () = &mut ticks => "progress ticker stopped".to_string(),
+    };
+    // Let the operation wind down (abort uploads, remove temp files) before returning.
+    match tokio::time::timeout(CANCEL_GRACE, &mut fut).await {
+        Ok(Ok(report)) => Ok(report),
+        Ok(Err(_)) | Err(_) => Err(Error::Cancelled(reason)),
+    }
+}

@@ -1,0 +1,451 @@
+//! # backup-ffi: the C ABI of dbbackup
+//!
+//! A `dbb_client*` owns one tokio runtime. Every operation takes the client, JSON options whose
+//! keys are the CLI's long flag names in snake_case (`{"source": ..., "repo": [...]}`; the
+//! positional backup argument is `"backup"`) and an out-parameter receiving a JSON report: exactly
+//! what `dbbackup <command> --json` prints (the core's `*Report` serialized, or
+//! `{"ok":false,"error":{...}}` on failure). The return value is the CLI's exit code (0 ok,
+//! 1 failed, 2 usage, 3 integrity, 4 unhealthy, 5 not found, 130 cancelled), derived from
+//! `ErrorKind::exit_code` like the CLI's.
+//!
+//! Ownership, for every function: strings passed in are borrowed for the duration of the call;
+//! every `char*` handed out is owned by the caller and must be released with
+//! [`dbb_string_free`] (never `free`). A `dbb_client*` is released with [`dbb_client_free`].
+//!
+//! Safety net: every export runs inside `catch_unwind` (the release profile keeps
+//! `panic = "unwind"`), so a bug inside the library returns status 1 with a message instead of
+//! aborting the host process (a PHP worker, say).
+//!
+//! Threads: operations run on the calling thread (blocking it until done) with their I/O on the
+//! client's runtime; [`dbb_cancel`] and [`dbb_progress`] may be called from any other thread
+//! meanwhile. The last error is per calling thread ([`dbb_last_error`]).
+
+#![allow(non_camel_case_types)]
+
+mod client;
+mod options;
+#[cfg(test)]
+mod tests;
+
+use std::cell::RefCell;
+use std::ffi::{CStr, CString, c_char, c_void};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Duration;
+
+use backup_core::{Error, ErrorKind, VerifyReport};
+
+use crate::client::{Callback, Client, Finished, Outcome};
+pub use crate::client::ProgressFn;
+use crate::options::{CreateArgs, ListArgs, RestoreArgs, VerifyArgs};
+
+/// Success.
+pub const DBB_OK: i32 = 0;
+/// The operation failed (database, store, I/O, internal error).
+pub const DBB_FAILED: i32 = 1;
+/// Bad options or usage (also: null client, invalid UTF-8, malformed JSON).
+pub const DBB_USAGE: i32 = 2;
+/// Corrupt, incomplete or unreadable backup.
+pub const DBB_INTEGRITY: i32 = 3;
+/// Health checks failed (`dbb_status`).
+pub const DBB_UNHEALTHY: i32 = 4;
+/// A backup, repository or database does not exist.
+pub const DBB_NOT_FOUND: i32 = 5;
+/// Cancelled by `dbb_cancel` or by the `timeout_ms` option.
+pub const DBB_CANCELLED: i32 = 130;
+
+/// An opaque client: one async runtime plus cancellation and progress state. Create with
+/// [`dbb_client_new`], release with [`dbb_client_free`].
+pub struct dbb_client {
+    inner: Client,
+}
+
+/// The type of a progress callback (see [`dbb_client_set_progress_callback`]).
+pub type dbb_progress_fn = Option<ProgressFn>;
+
+thread_local! {
+    static LAST_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+fn set_last_error(outcome: &Outcome) {
+    LAST_ERROR.with(|e| *e.borrow_mut() = Some(outcome.error.to_string()));
+}
+
+fn clear_last_error() {
+    LAST_ERROR.with(|e| *e.borrow_mut() = None);
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic payload".to_string()
+    }
+}
+
+fn panic_outcome(name: &str, payload: &(dyn std::any::Any + Send)) -> Outcome {
+    Outcome::new(
+        ErrorKind::Failed,
+        format!("internal error in {name} (a panic, caught at the library boundary): {}", panic_message(payload)),
+        Vec::new(),
+    )
+}
+
+/// Runs `f` behind the panic boundary; on panic returns `on_panic`'s value and records the error.
+fn guard<T>(name: &str, on_panic: T, f: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(payload) => {
+            let outcome = panic_outcome(name, payload.as_ref());
+            set_last_error(&outcome);
+            on_panic
+        }
+    }
+}
+
+/// Turns a Rust string into a caller-owned `char*` (NUL bytes, impossible in JSON, become `?`).
+fn into_c(text: String) -> *mut c_char {
+    let text = CString::new(text).unwrap_or_else(|e| {
+        let mut bytes = e.into_vec();
+        bytes.iter_mut().filter(|b| **b == 0).for_each(|b| *b = b'?');
+        // No NUL bytes remain, so this cannot fail; an empty string is the harmless fallback.
+        CString::new(bytes).unwrap_or_default()
+    });
+    text.into_raw()
+}
+
+/// Reads an optional borrowed C string.
+///
+/// # Safety
+/// `ptr` is null or points to a NUL-terminated string valid for the duration of the call.
+unsafe fn borrowed_str<'a>(ptr: *const c_char, what: &str) -> Result<Option<&'a str>, Error> {
+    if ptr.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: non-null, and the caller guarantees a NUL-terminated string that outlives the call.
+    let cstr = unsafe { CStr::from_ptr(ptr) };
+    cstr.to_str().map(Some).map_err(|_| Error::InvalidInput(format!("{what} is not valid UTF-8")))
+}
+
+/// The shared body of the operation exports.
+///
+/// # Safety
+/// `client` is null or a live pointer from `dbb_client_new`; `options` is null or a valid C
+/// string; `report_out` is null or valid for writing one pointer.
+unsafe fn operation(
+    name: &'static str,
+    client: *const dbb_client,
+    options: *const c_char,
+    report_out: *mut *mut c_char,
+    body: impl FnOnce(&Client, Option<&str>) -> Finished,
+) -> i32 {
+    clear_last_error();
+    if !report_out.is_null() {
+        // SAFETY: the caller guarantees `report_out` is valid for one pointer write.
+        unsafe { report_out.write(std::ptr::null_mut()) };
+    }
+    let finished = match catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: the caller guarantees `client` is null or a live client not being freed.
+        let Some(client) = (unsafe { client.as_ref() }) else {
+            let e = Error::InvalidInput(format!("{name}: the client is NULL"));
+            return Finished { report: None, error: Some(Outcome::from_error(&e)) };
+        };
+        // SAFETY: the caller guarantees `options` is null or a valid C string for this call.
+        match unsafe { borrowed_str(options, "options") } {
+            Ok(text) => body(&client.inner, text),
+            Err(e) => Finished { report: None, error: Some(Outcome::from_error(&e)) },
+        }
+    })) {
+        Ok(f) => f,
+        Err(payload) => Finished { report: None, error: Some(panic_outcome(name, payload.as_ref())) },
+    };
+    let code = finished.error.as_ref().map_or(DBB_OK, |o| o.code);
+    if let Some(outcome) = &finished.error {
+        set_last_error(outcome);
+    }
+    if !report_out.is_null() {
+        let text = match (finished.report, &finished.error) {
+            (Some(report), _) => Some(report),
+            (None, Some(outcome)) => Some(outcome.cli_json()),
+            (None, None) => None,
+        };
+        if let Some(text) = text {
+            // SAFETY: as above; ownership of the string passes to the caller.
+            unsafe { report_out.write(into_c(text)) };
+        }
+    }
+    code
+}
+
+/// The library version (e.g. `0.1.0`).
+///
+/// Ownership: returns a pointer to a static string owned by the library; do not free it.
+#[unsafe(no_mangle)]
+pub extern "C" fn dbb_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// Creates a client with its own multi-threaded async runtime.
+///
+/// `options_json` may be NULL or a JSON object: `{"worker_threads": N}` (default: number of CPUs).
+///
+/// Ownership: `options_json` is borrowed for the call. The returned client is owned by the caller
+/// and must be released with `dbb_client_free`. Returns NULL on failure (see `dbb_last_error`).
+///
+/// # Safety
+/// `options_json` is NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dbb_client_new(options_json: *const c_char) -> *mut dbb_client {
+    clear_last_error();
+    guard("dbb_client_new", std::ptr::null_mut(), || {
+        // SAFETY: the caller guarantees `options_json` is NULL or a valid C string.
+        let built = unsafe { borrowed_str(options_json, "options") }.and_then(Client::new);
+        match built {
+            Ok(inner) => Box::into_raw(Box::new(dbb_client { inner })),
+            Err(e) => {
+                set_last_error(&Outcome::from_error(&e));
+                std::ptr::null_mut()
+            }
+        }
+    })
+}
+
+/// Releases a client: cancels whatever still runs on it and shuts its runtime down.
+///
+/// Ownership: takes back ownership of `client` (NULL is ignored). No other call on this client
+/// may be in progress or follow.
+///
+/// # Safety
+/// `client` is NULL or a pointer from `dbb_client_new` not freed before.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dbb_client_free(client: *mut dbb_client) {
+    guard("dbb_client_free", (), || {
+        if client.is_null() {
+            return;
+        }
+        // SAFETY: the caller guarantees the pointer came from `dbb_client_new` (Box::into_raw)
+        // and is freed only once, with no other call in flight.
+        let client = unsafe { Box::from_raw(client) };
+        client.inner.cancel();
+        drop(client);
+    });
+}
+
+/// Backs up a database (`dbbackup create`).
+///
+/// Options: `source` (URL), `repo` (string or array), `compression`, `jobs`, `tag` (string or
+/// array), `chunk_mib`, `no_checksums`, `temp_dir`, `password`, `timeout_ms`.
+/// Report: the `create --json` object (`id`, `engine`, `database`, `tables`, `rows`,
+/// `raw_bytes`, `stored_bytes`, `duration_ms`, `repos`, ...).
+///
+/// Ownership: `options_json` is borrowed for the call. On return `*report_out` (if
+/// `report_out` is not NULL) holds a caller-owned string to release with `dbb_string_free`: the
+/// report, or the error object on failure. Returns the status code.
+///
+/// # Safety
+/// `client` is NULL or a live client; `options_json` is NULL or a NUL-terminated string;
+/// `report_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dbb_create(
+    client: *const dbb_client,
+    options_json: *const c_char,
+    report_out: *mut *mut c_char,
+) -> i32 {
+    // SAFETY: forwarded caller guarantees.
+    unsafe {
+        operation("dbb_create", client, options_json, report_out, |c, o| {
+            c.run("create", o, CreateArgs::into_core, |opts, ctx| async move { backup_core::create(&opts, &ctx).await }, |_| None)
+        })
+    }
+}
+
+/// Lists the complete backups in a repository, newest first (`dbbackup list`).
+///
+/// Options: `repo`, `tag`, `timeout_ms`. Report: the `list --json` object (`repo`, `backups`,
+/// `unreadable`).
+///
+/// Ownership: as for `dbb_create`.
+///
+/// # Safety
+/// As for `dbb_create`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dbb_list(
+    client: *const dbb_client,
+    options_json: *const c_char,
+    report_out: *mut *mut c_char,
+) -> i32 {
+    // SAFETY: forwarded caller guarantees.
+    unsafe {
+        operation("dbb_list", client, options_json, report_out, |c, o| {
+            c.run("list", o, ListArgs::into_core, |opts, ctx| async move { backup_core::list(&opts, &ctx).await }, |_| None)
+        })
+    }
+}
+
+/// Checks a backup (`dbbackup verify`).
+///
+/// Options: `repo`, `backup` (id, `latest` or `tag:NAME`; default `latest`), `level` (`quick`,
+/// `full` (default), `drill`), `scratch`, `jobs`, `no_record`, `password`, `timeout_ms`.
+/// Report: the `verify --json` object (`id`, `level`, `ok`, `findings`, ...). When the backup is
+/// damaged the report is still written and the status is 3 (integrity).
+///
+/// Ownership: as for `dbb_create`.
+///
+/// # Safety
+/// As for `dbb_create`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dbb_verify(
+    client: *const dbb_client,
+    options_json: *const c_char,
+    report_out: *mut *mut c_char,
+) -> i32 {
+    // SAFETY: forwarded caller guarantees.
+    unsafe {
+        operation("dbb_verify", client, options_json, report_out, |c, o| {
+            c.run(
+                "verify",
+                o,
+                VerifyArgs::into_core,
+                |opts, ctx| async move { backup_core::verify(&opts, &ctx).await },
+                |r: &VerifyReport| {
+                    (!r.ok).then(|| {
+                        Outcome::new(
+                            ErrorKind::Integrity,
+                            format!("backup {} is damaged: {} finding(s)", r.id, r.findings.len()),
+                            Vec::new(),
+                        )
+                    })
+                },
+            )
+        })
+    }
+}
+
+/// Restores a backup into a database (`dbbackup restore`), through a shadow swapped in only when
+/// complete and checked.
+///
+/// Options: `repo`, `backup` (default `latest`), `into` (URL), `force`, `production` (refuse
+/// unless `force`), `in_place`, `tables` (string or array), `verify_first`, `jobs`, `password`,
+/// `timeout_ms`. Report: the `restore --json` object (`id`, `into`, `tables`, `rows`,
+/// `duration_ms`, ...). An unknown backup gives status 5 with the available ids in the error.
+///
+/// Ownership: as for `dbb_create`.
+///
+/// # Safety
+/// As for `dbb_create`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dbb_restore(
+    client: *const dbb_client,
+    options_json: *const c_char,
+    report_out: *mut *mut c_char,
+) -> i32 {
+    // SAFETY: forwarded caller guarantees.
+    unsafe {
+        operation("dbb_restore", client, options_json, report_out, |c, o| {
+            c.run("restore", o, RestoreArgs::into_core, |opts, ctx| async move { backup_core::restore(&opts, &ctx).await }, |_| None)
+        })
+    }
+}
+
+/// Cancels every operation running on `client` right now (from any thread). Operations started
+/// afterwards are not affected. The cancelled operation returns 130 and writes no manifest.
+///
+/// Ownership: borrows `client` for the call. Returns 0, or 2 when `client` is NULL.
+///
+/// # Safety
+/// `client` is NULL or a live client (not being freed concurrently).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dbb_cancel(client: *const dbb_client) -> i32 {
+    guard("dbb_cancel", DBB_FAILED, || {
+        // SAFETY: the caller guarantees `client` is NULL or live.
+        match unsafe { client.as_ref() } {
+            Some(c) => {
+                c.inner.cancel();
+                DBB_OK
+            }
+            None => DBB_USAGE,
+        }
+    })
+}
+
+/// A JSON snapshot of the progress of the client's most recent operation (from any thread):
+/// `operation`, `running`, `elapsed_ms`, `phase`, `phase_bytes`, `phase_total_bytes`, `bytes`,
+/// `objects`, `events_seen` and `events` (the last 32 events, without byte increments).
+///
+/// Ownership: borrows `client`; the returned string is owned by the caller (`dbb_string_free`).
+/// Returns NULL when `client` is NULL.
+///
+/// # Safety
+/// `client` is NULL or a live client.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dbb_progress(client: *const dbb_client) -> *mut c_char {
+    guard("dbb_progress", std::ptr::null_mut(), || {
+        // SAFETY: the caller guarantees `client` is NULL or live.
+        match unsafe { client.as_ref() } {
+            Some(c) => into_c(c.inner.progress.snapshot()),
+            None => std::ptr::null_mut(),
+        }
+    })
+}
+
+/// Registers (or, with `callback` NULL, removes) a progress callback. It is invoked with the same
+/// JSON snapshot as `dbb_progress`, every `interval_ms` (0: 250 ms) while an operation runs and
+/// once when it ends, **only on the thread that called the operation**, never concurrently.
+/// The callback must not call back into this client and must return normally.
+///
+/// Ownership: the `json` argument is borrowed for the duration of the callback only.
+/// `user_data` is passed through untouched; the caller keeps it (and the callback) valid until
+/// the callback is removed or the client freed. Returns 0, or 2 when `client` is NULL.
+///
+/// # Safety
+/// `client` is NULL or a live client; `callback` is NULL or a function safe to call with any
+/// progress JSON and `user_data` from the threads that run operations.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dbb_client_set_progress_callback(
+    client: *const dbb_client,
+    callback: dbb_progress_fn,
+    user_data: *mut c_void,
+    interval_ms: u32,
+) -> i32 {
+    guard("dbb_client_set_progress_callback", DBB_FAILED, || {
+        // SAFETY: the caller guarantees `client` is NULL or live.
+        let Some(c) = (unsafe { client.as_ref() }) else { return DBB_USAGE };
+        let cb = callback.map(|func| Callback {
+            func,
+            user_data,
+            interval: Duration::from_millis(u64::from(interval_ms)),
+        });
+        *c.inner.callback.lock().unwrap_or_else(|p| p.into_inner()) = cb;
+        DBB_OK
+    })
+}
+
+/// The last error of the calling thread as a JSON object
+/// `{"kind": "not_found", "code": 5, "message": "...", "available": [...]}`, or NULL when the
+/// thread's last call succeeded. Each operation clears it when it starts.
+///
+/// Ownership: the returned string is owned by the caller (`dbb_string_free`).
+#[unsafe(no_mangle)]
+pub extern "C" fn dbb_last_error() -> *mut c_char {
+    guard("dbb_last_error", std::ptr::null_mut(), || {
+        LAST_ERROR.with(|e| e.borrow().clone()).map_or(std::ptr::null_mut(), into_c)
+    })
+}
+
+/// Releases a string returned by this library (reports, progress, errors). NULL is ignored.
+///
+/// Ownership: takes back ownership of `s`; it must not be used afterwards.
+///
+/// # Safety
+/// `s` is NULL or a string returned by this library and not yet freed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dbb_string_free(s: *mut c_char) {
+    guard("dbb_string_free", (), || {
+        if !s.is_null() {
+            // SAFETY: the caller guarantees `s` came from `CString::into_raw` in this library and
+            // is freed once.
+            drop(unsafe { CString::from_raw(s) });
+        }
+    });
+}

@@ -1,0 +1,290 @@
+//! JSON options (keys = the CLI's long flag names in snake_case) -> the core's `*Options`.
+//!
+//! Every operation accepts the common keys `timeout_ms` (alias `deadline_ms`): the operation is
+//! cancelled when it has run that long. Unknown keys are a usage error, so a typo never silently
+//! changes what a backup or restore does.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use backup_core::{CreateOptions, Error, ListOptions, RestoreOptions, Result, Secret, VerifyOptions};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+/// Options every operation understands, taken out before the operation's own keys are read.
+#[derive(Debug, Default)]
+pub(crate) struct Common {
+    /// Cancel the operation after this long.
+    pub timeout: Option<Duration>,
+    /// Panic inside the boundary (panic-safety tests; only with the `test-panic` feature).
+    pub debug_panic: bool,
+}
+
+/// Parses the options text into the common part and the operation's own typed options.
+pub(crate) fn parse<T: DeserializeOwned>(text: Option<&str>) -> Result<(Common, T)> {
+    let text = text.map(str::trim).filter(|t| !t.is_empty()).unwrap_or("{}");
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| Error::InvalidInput(format!("options are not valid JSON: {e}")))?;
+    let Value::Object(mut map) = value else {
+        return Err(Error::InvalidInput("options must be a JSON object".into()));
+    };
+    let common = take_common(&mut map)?;
+    let typed = serde_json::from_value(Value::Object(map))
+        .map_err(|e| Error::InvalidInput(format!("options: {e}")))?;
+    Ok((common, typed))
+}
+
+fn take_common(map: &mut Map<String, Value>) -> Result<Common> {
+    let mut common = Common::default();
+    for key in ["timeout_ms", "deadline_ms"] {
+        match map.remove(key) {
+            None | Some(Value::Null) => {}
+            Some(v) => {
+                let ms = v
+                    .as_u64()
+                    .ok_or_else(|| Error::InvalidInput(format!("options: {key} must be a non-negative integer")))?;
+                common.timeout = Some(Duration::from_millis(ms));
+            }
+        }
+    }
+    if let Some(v) = map.remove("debug_panic") {
+        if !cfg!(any(test, feature = "test-panic")) {
+            return Err(Error::InvalidInput(
+                "options: unknown field `debug_panic` (only in builds with the test-panic feature)".into(),
+            ));
+        }
+        common.debug_panic = v.as_bool().unwrap_or(false);
+    }
+    Ok(common)
+}
+
+/// A value given either as one string or as an array of strings (`repo`, `tag`, `tables`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+
+    /// Like the CLI's comma-delimited flags: `"a,b"` and `["a", "b"]` mean the same.
+    fn into_split_vec(self) -> Vec<String> {
+        self.into_vec()
+            .iter()
+            .flat_map(|s| s.split(','))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+fn jobs(j: Option<usize>) -> usize {
+    j.unwrap_or_else(backup_core::default_jobs).max(1)
+}
+
+fn one_repo(repo: Option<OneOrMany>) -> Result<String> {
+    let repos = repo.map(OneOrMany::into_vec).unwrap_or_default();
+    match <[String; 1]>::try_from(repos) {
+        Ok([r]) => Ok(r),
+        Err(v) if v.is_empty() => Err(Error::InvalidInput("options: repo is required".into())),
+        Err(_) => Err(Error::InvalidInput("options: this operation takes exactly one repo".into())),
+    }
+}
+
+fn required(value: Option<String>, key: &str) -> Result<String> {
+    value.filter(|v| !v.is_empty()).ok_or_else(|| Error::InvalidInput(format!("options: {key} is required")))
+}
+
+/// `dbb_create` options: the flags of `dbbackup create`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateArgs {
+    source: Option<String>,
+    #[serde(alias = "repos")]
+    repo: Option<OneOrMany>,
+    compression: Option<String>,
+    jobs: Option<usize>,
+    #[serde(alias = "tags")]
+    tag: Option<OneOrMany>,
+    chunk_mib: Option<u64>,
+    #[serde(default)]
+    no_checksums: bool,
+    temp_dir: Option<PathBuf>,
+    password: Option<String>,
+}
+
+impl CreateArgs {
+    pub(crate) fn into_core(self) -> Result<CreateOptions> {
+        let defaults = CreateOptions::default();
+        Ok(CreateOptions {
+            source: required(self.source, "source")?,
+            password: self.password.map(Secret::new),
+            repos: self.repo.map(OneOrMany::into_split_vec).unwrap_or_default(),
+            compression: match self.compression {
+                Some(c) => c.parse()?,
+                None => defaults.compression,
+            },
+            jobs: jobs(self.jobs),
+            tags: self.tag.map(OneOrMany::into_split_vec).unwrap_or_default(),
+            chunk_bytes: self.chunk_mib.map(|m| m.max(1) << 20).unwrap_or(defaults.chunk_bytes),
+            checksums: !self.no_checksums,
+            temp_dir: self.temp_dir,
+            ..defaults
+        })
+    }
+}
+
+/// `dbb_list` options: the flags of `dbbackup list`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListArgs {
+    #[serde(alias = "repos")]
+    repo: Option<OneOrMany>,
+    tag: Option<String>,
+}
+
+impl ListArgs {
+    pub(crate) fn into_core(self) -> Result<ListOptions> {
+        Ok(ListOptions { repo: one_repo(self.repo)?, tag: self.tag })
+    }
+}
+
+/// `dbb_verify` options: the flags of `dbbackup verify`, `backup` for the positional argument.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct VerifyArgs {
+    #[serde(alias = "repos")]
+    repo: Option<OneOrMany>,
+    backup: Option<String>,
+    level: Option<String>,
+    scratch: Option<String>,
+    jobs: Option<usize>,
+    #[serde(default)]
+    no_record: bool,
+    password: Option<String>,
+}
+
+impl VerifyArgs {
+    pub(crate) fn into_core(self) -> Result<VerifyOptions> {
+        let defaults = VerifyOptions::default();
+        Ok(VerifyOptions {
+            repo: one_repo(self.repo)?,
+            backup: self.backup.filter(|b| !b.is_empty()).unwrap_or(defaults.backup),
+            level: match self.level {
+                Some(l) => l.parse()?,
+                None => defaults.level,
+            },
+            scratch: self.scratch,
+            password: self.password.map(Secret::new),
+            jobs: jobs(self.jobs),
+            record: !self.no_record,
+        })
+    }
+}
+
+/// `dbb_restore` options: the flags of `dbbackup restore`, `backup` for the positional argument.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RestoreArgs {
+    #[serde(alias = "repos")]
+    repo: Option<OneOrMany>,
+    backup: Option<String>,
+    into: Option<String>,
+    #[serde(default)]
+    force: bool,
+    #[serde(default)]
+    production: bool,
+    #[serde(default)]
+    in_place: bool,
+    tables: Option<OneOrMany>,
+    #[serde(default)]
+    verify_first: bool,
+    jobs: Option<usize>,
+    password: Option<String>,
+}
+
+impl RestoreArgs {
+    pub(crate) fn into_core(self) -> Result<RestoreOptions> {
+        let defaults = RestoreOptions::default();
+        Ok(RestoreOptions {
+            repo: one_repo(self.repo)?,
+            backup: self.backup.filter(|b| !b.is_empty()).unwrap_or(defaults.backup),
+            into: required(self.into, "into")?,
+            password: self.password.map(Secret::new),
+            jobs: jobs(self.jobs),
+            in_place: self.in_place,
+            tables: self.tables.map(OneOrMany::into_split_vec),
+            production: self.production,
+            force: self.force,
+            verify_first: self.verify_first,
+            ..defaults
+        })
+    }
+}
+
+/// `dbb_client_new` options.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ClientArgs {
+    /// Worker threads of the handle's runtime (default: number of CPUs).
+    pub worker_threads: Option<usize>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_flag_names_map_to_core_options() {
+        let (common, a): (Common, CreateArgs) = parse(Some(
+            r#"{"source":"sqlite:///x.db","repo":["/a","/b"],"compression":"gzip:6","jobs":3,
+                "tag":"nightly,pre","password":"pw","timeout_ms":1500}"#,
+        ))
+        .unwrap();
+        let o = a.into_core().unwrap();
+        assert_eq!(o.repos, vec!["/a", "/b"]);
+        assert_eq!(o.compression.to_string(), "gzip:6");
+        assert_eq!(o.jobs, 3);
+        assert_eq!(o.tags, vec!["nightly", "pre"]);
+        assert_eq!(o.password.unwrap().expose(), "pw");
+        assert_eq!(common.timeout, Some(Duration::from_millis(1500)));
+
+        let (_, r): (Common, RestoreArgs) =
+            parse(Some(r#"{"repo":"/a","backup":"tag:x","into":"sqlite:///y.db","force":true,"tables":"a,b"}"#))
+                .unwrap();
+        let r = r.into_core().unwrap();
+        assert_eq!((r.backup.as_str(), r.force), ("tag:x", true));
+        assert_eq!(r.tables, Some(vec!["a".to_string(), "b".to_string()]));
+
+        let (_, v): (Common, VerifyArgs) = parse(Some(r#"{"repo":"/a","level":"quick"}"#)).unwrap();
+        let v = v.into_core().unwrap();
+        assert_eq!((v.backup.as_str(), v.level.as_str()), ("latest", "quick"));
+    }
+
+    #[test]
+    fn mistakes_are_usage_errors() {
+        for (text, needle) in [
+            (r#"{"repo":"/a","levle":"quick"}"#, "levle"),
+            ("[1]", "JSON object"),
+            ("{", "valid JSON"),
+            (r#"{"repo":"/a","timeout_ms":-1}"#, "timeout_ms"),
+        ] {
+            let e = parse::<VerifyArgs>(Some(text)).unwrap_err();
+            assert_eq!(e.kind().exit_code(), 2, "{text}");
+            assert!(e.to_string().contains(needle), "{text}: {e}");
+        }
+        let (_, l): (Common, ListArgs) = parse(None).unwrap();
+        assert!(l.into_core().unwrap_err().to_string().contains("repo is required"));
+        let (_, l): (Common, ListArgs) = parse(Some(r#"{"repo":["/a","/b"]}"#)).unwrap();
+        assert!(l.into_core().is_err());
+    }
+}

@@ -1,0 +1,304 @@
+//! The C ABI called the way C (or PHP's FFI) calls it: raw pointers in, owned strings out.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::undocumented_unsafe_blocks)]
+
+use std::ffi::{CStr, CString, c_char, c_void};
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::{Value, json};
+
+use super::*;
+
+type Op = unsafe extern "C" fn(*const dbb_client, *const c_char, *mut *mut c_char) -> i32;
+
+struct Handle(*mut dbb_client);
+
+impl Handle {
+    fn new() -> Self {
+        let c = unsafe { dbb_client_new(c"{\"worker_threads\": 2}".as_ptr()) };
+        assert!(!c.is_null());
+        Handle(c)
+    }
+
+    fn call(&self, op: Op, options: &Value) -> (i32, Value) {
+        let text = CString::new(options.to_string()).unwrap();
+        let mut out: *mut c_char = std::ptr::null_mut();
+        let code = unsafe { op(self.0, text.as_ptr(), &mut out) };
+        (code, take(out))
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        unsafe { dbb_client_free(self.0) }
+    }
+}
+
+// SAFETY (test): the client is Sync; the pointer is only shared for dbb_cancel/dbb_progress.
+unsafe impl Send for Handle {}
+unsafe impl Sync for Handle {}
+
+/// Takes ownership of a library string, parses it and frees it.
+fn take(s: *mut c_char) -> Value {
+    if s.is_null() {
+        return Value::Null;
+    }
+    let text = unsafe { CStr::from_ptr(s) }.to_str().unwrap().to_string();
+    unsafe { dbb_string_free(s) };
+    serde_json::from_str(&text).unwrap()
+}
+
+fn make_db(path: &Path, blob_rows: usize) {
+    let db = rusqlite::Connection::open(path).unwrap();
+    db.execute_batch(
+        "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT);
+         CREATE TABLE blobs (id INTEGER PRIMARY KEY, data BLOB);
+         CREATE INDEX users_email ON users(email);",
+    )
+    .unwrap();
+    let tx = db.unchecked_transaction().unwrap();
+    for i in 0..200 {
+        tx.execute("INSERT INTO users (name, email) VALUES (?1, ?2)", (format!("user {i} é"), format!("u{i}@x.test")))
+            .unwrap();
+    }
+    for i in 0..blob_rows {
+        // Incompressible-ish bytes so compression does real work.
+        let data: Vec<u8> = (0..65536u32).map(|j| (j.wrapping_mul(2_654_435_761).wrapping_add(i as u32) >> 13) as u8).collect();
+        tx.execute("INSERT INTO blobs (data) VALUES (?1)", [data]).unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+fn dump(path: &Path) -> Vec<(i64, String, Option<String>)> {
+    let db = rusqlite::Connection::open(path).unwrap();
+    let mut st = db.prepare("SELECT id, name, email FROM users ORDER BY id").unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
+}
+
+fn last_error() -> Value {
+    take(dbb_last_error())
+}
+
+#[test]
+fn sqlite_create_list_verify_restore_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("app.sqlite");
+    make_db(&src, 4);
+    let repo = dir.path().join("repo").display().to_string();
+    let h = Handle::new();
+
+    let (code, created) = h.call(
+        dbb_create,
+        &json!({"source": format!("sqlite://{}", src.display()), "repo": [repo], "tag": "nightly", "jobs": 2}),
+    );
+    assert_eq!(code, 0, "{created}");
+    assert!(last_error().is_null());
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(created["tables"], 2);
+    assert_eq!(created["rows"], 204);
+
+    let (code, listed) = h.call(dbb_list, &json!({"repo": repo}));
+    assert_eq!(code, 0, "{listed}");
+    assert_eq!(listed["backups"][0]["id"], id.as_str());
+    assert_eq!(listed["backups"][0]["tags"], json!(["nightly"]));
+
+    let (code, verified) = h.call(dbb_verify, &json!({"repo": repo, "backup": id, "level": "full"}));
+    assert_eq!(code, 0, "{verified}");
+    assert_eq!(verified["ok"], true);
+    assert_eq!(verified["level"], "full");
+
+    let into = dir.path().join("restored.sqlite");
+    let (code, restored) =
+        h.call(dbb_restore, &json!({"repo": repo, "backup": "latest", "into": format!("sqlite://{}", into.display())}));
+    assert_eq!(code, 0, "{restored}");
+    assert_eq!(restored["id"], id.as_str());
+    assert_eq!(restored["rows"], 204);
+    assert_eq!(dump(&into), dump(&src));
+
+    // The progress snapshot describes the finished restore.
+    let p = take(unsafe { dbb_progress(h.0) });
+    assert_eq!(p["operation"], "restore");
+    assert_eq!(p["running"], false);
+    assert!(p["objects"].as_u64().unwrap() > 0, "{p}");
+}
+
+#[test]
+fn errors_map_to_cli_exit_codes_with_a_json_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("a.sqlite");
+    make_db(&src, 0);
+    let repo = dir.path().join("repo").display().to_string();
+    let h = Handle::new();
+    let (code, created) = h.call(dbb_create, &json!({"source": format!("sqlite://{}", src.display()), "repo": repo}));
+    assert_eq!(code, 0, "{created}");
+
+    // Unknown backup: 5, and the error lists what exists.
+    let into = format!("sqlite://{}", dir.path().join("b.sqlite").display());
+    let (code, out) = h.call(dbb_restore, &json!({"repo": repo, "backup": "20200101T000000Z-dead", "into": into}));
+    assert_eq!(code, DBB_NOT_FOUND);
+    assert_eq!(out["ok"], false);
+    assert_eq!(out["error"]["kind"], "not_found");
+    assert_eq!(out["error"]["available"], json!([created["id"]]));
+    let e = last_error();
+    assert_eq!(e, out["error"]);
+    assert_eq!(e["code"], 5);
+
+    // Typo in an option: 2.
+    let (code, out) = h.call(dbb_list, &json!({"repo": repo, "tags": "x"}));
+    assert_eq!(code, DBB_USAGE, "{out}");
+    assert!(out["error"]["message"].as_str().unwrap().contains("tags"));
+
+    // Production without force: 2 (confirmation required), nothing restored.
+    let (code, out) = h.call(dbb_restore, &json!({"repo": repo, "into": into, "production": true}));
+    assert_eq!(code, DBB_USAGE, "{out}");
+    assert!(!dir.path().join("b.sqlite").exists());
+
+    // A success clears the thread's last error.
+    let (code, _) = h.call(dbb_list, &json!({"repo": repo}));
+    assert_eq!(code, 0);
+    assert!(last_error().is_null());
+
+    // Malformed input straight from C: invalid JSON, invalid UTF-8, NULL client.
+    let mut out: *mut c_char = std::ptr::null_mut();
+    assert_eq!(unsafe { dbb_list(h.0, c"{".as_ptr(), &mut out) }, DBB_USAGE);
+    assert_eq!(take(out)["error"]["kind"], "usage");
+    let bad = [0xffu8, 0xfe, 0];
+    assert_eq!(unsafe { dbb_list(h.0, bad.as_ptr().cast(), std::ptr::null_mut()) }, DBB_USAGE);
+    assert!(last_error()["message"].as_str().unwrap().contains("UTF-8"));
+    assert_eq!(unsafe { dbb_list(std::ptr::null(), c"{}".as_ptr(), &mut out) }, DBB_USAGE);
+    assert_eq!(take(out)["error"]["kind"], "usage");
+    assert_eq!(unsafe { dbb_cancel(std::ptr::null()) }, DBB_USAGE);
+    assert!(unsafe { dbb_progress(std::ptr::null()) }.is_null());
+    unsafe { dbb_string_free(std::ptr::null_mut()) };
+    unsafe { dbb_client_free(std::ptr::null_mut()) };
+    assert!(unsafe { dbb_client_new(c"{\"bogus\":1}".as_ptr()) }.is_null());
+    assert_eq!(last_error()["kind"], "usage");
+}
+
+#[test]
+fn a_damaged_backup_verifies_with_status_3_and_its_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("a.sqlite");
+    make_db(&src, 2);
+    let repo = dir.path().join("repo");
+    let h = Handle::new();
+    let (code, created) =
+        h.call(dbb_create, &json!({"source": format!("sqlite://{}", src.display()), "repo": repo.display().to_string()}));
+    assert_eq!(code, 0, "{created}");
+    // Flip one byte in the largest stored data object.
+    let mut objects: Vec<_> = walk(&repo).into_iter().filter(|p| p.to_string_lossy().contains("/data/")).collect();
+    objects.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
+    let victim = objects.last().unwrap();
+    let mut bytes = std::fs::read(victim).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(victim, bytes).unwrap();
+
+    let (code, report) = h.call(dbb_verify, &json!({"repo": repo.display().to_string(), "level": "full"}));
+    assert_eq!(code, DBB_INTEGRITY, "{report}");
+    assert_eq!(report["ok"], false);
+    assert!(!report["findings"].as_array().unwrap().is_empty());
+    assert_eq!(last_error()["kind"], "integrity");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
+}
+
+#[test]
+fn a_panic_becomes_status_1_and_the_client_keeps_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Handle::new();
+    let repo = dir.path().join("repo").display().to_string();
+    let (code, out) = h.call(dbb_list, &json!({"repo": repo, "debug_panic": true}));
+    assert_eq!(code, DBB_FAILED);
+    assert_eq!(out["error"]["kind"], "failed");
+    assert!(out["error"]["message"].as_str().unwrap().contains("panic"), "{out}");
+    assert!(last_error()["message"].as_str().unwrap().contains("debug_panic"));
+    let (code, out) = h.call(dbb_list, &json!({"repo": repo}));
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn deadline_and_cancel_stop_a_backup_without_leaving_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("big.sqlite");
+    make_db(&src, 400); // ~26 MiB
+    let repo = dir.path().join("repo").display().to_string();
+    let source = format!("sqlite://{}", src.display());
+    let h = Handle::new();
+
+    let (code, out) = h.call(dbb_create, &json!({"source": source, "repo": repo, "timeout_ms": 1}));
+    assert_eq!(code, DBB_CANCELLED, "{out}");
+    assert!(out["error"]["message"].as_str().unwrap().contains("deadline"), "{out}");
+
+    // dbb_cancel from another thread, as soon as the backup is seen running.
+    let (code, out) = std::thread::scope(|s| {
+        let canceller = s.spawn(|| {
+            for _ in 0..5000 {
+                let p = take(unsafe { dbb_progress(h.0) });
+                if p["running"] == true && p["operation"] == "create" {
+                    assert_eq!(unsafe { dbb_cancel(h.0) }, 0);
+                    return true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            false
+        });
+        let r = h.call(dbb_create, &json!({"source": source, "repo": repo, "compression": "zstd:19", "jobs": 1}));
+        assert!(canceller.join().unwrap(), "never saw the backup running");
+        r
+    });
+    assert_eq!(code, DBB_CANCELLED, "{out}");
+
+    let (code, listed) = h.call(dbb_list, &json!({"repo": repo}));
+    assert_eq!(code, 0);
+    assert_eq!(listed["backups"], json!([]), "a cancelled backup must not exist");
+
+    // The client is usable again after a cancel.
+    let (code, out) = h.call(dbb_create, &json!({"source": source, "repo": repo, "compression": "none"}));
+    assert_eq!(code, 0, "{out}");
+}
+
+static CALLS: AtomicUsize = AtomicUsize::new(0);
+static THREADS: Mutex<Vec<std::thread::ThreadId>> = Mutex::new(Vec::new());
+
+unsafe extern "C" fn on_progress(json: *const c_char, user_data: *mut c_void) {
+    let text = unsafe { CStr::from_ptr(json) }.to_str().unwrap();
+    let v: Value = serde_json::from_str(text).unwrap();
+    assert!(v.get("operation").is_some());
+    assert_eq!(user_data as usize, 42);
+    CALLS.fetch_add(1, Ordering::SeqCst);
+    THREADS.lock().unwrap().push(std::thread::current().id());
+}
+
+#[test]
+fn the_progress_callback_runs_only_on_the_calling_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("a.sqlite");
+    make_db(&src, 50);
+    let h = Handle::new();
+    let rc = unsafe { dbb_client_set_progress_callback(h.0, Some(on_progress), 42 as *mut c_void, 1) };
+    assert_eq!(rc, 0);
+    let repo = dir.path().join("repo").display().to_string();
+    let (code, out) = h.call(dbb_create, &json!({"source": format!("sqlite://{}", src.display()), "repo": repo}));
+    assert_eq!(code, 0, "{out}");
+    assert!(CALLS.load(Ordering::SeqCst) >= 1);
+    let me = std::thread::current().id();
+    assert!(THREADS.lock().unwrap().iter().all(|t| *t == me));
+    let rc = unsafe { dbb_client_set_progress_callback(h.0, None, std::ptr::null_mut(), 0) };
+    assert_eq!(rc, 0);
+}
+
+#[test]
+fn version_is_static() {
+    let v = unsafe { CStr::from_ptr(dbb_version()) }.to_str().unwrap();
+    assert_eq!(v, env!("CARGO_PKG_VERSION"));
+}
