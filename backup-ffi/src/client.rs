@@ -24,7 +24,7 @@ const EVENTS_KEPT: usize = 32;
 const DEFAULT_CALLBACK_INTERVAL: Duration = Duration::from_millis(250);
 
 /// A C progress callback: `json` is a progress snapshot, valid only during the call.
-pub type ProgressFn = unsafe extern "C" fn(json: *const c_char, user_data: *mut c_void);
+pub(crate) type ProgressFn = unsafe extern "C" fn(json: *const c_char, user_data: *mut c_void);
 
 /// A registered callback. Only ever invoked on the thread that called the operation.
 #[derive(Clone, Copy)]
@@ -82,7 +82,12 @@ impl Progress {
 
     fn begin(&self, operation: &'static str) {
         let mut s = self.lock();
-        *s = ProgressState { operation: Some(operation), running: true, started: Some(Instant::now()), ..Default::default() };
+        *s = ProgressState {
+            operation: Some(operation),
+            running: true,
+            started: Some(Instant::now()),
+            ..Default::default()
+        };
     }
 
     fn end(&self) {
@@ -245,7 +250,11 @@ impl Client {
                     Ok(text) => Finished { report: Some(text), error },
                     Err(e) => Finished {
                         report: None,
-                        error: Some(Outcome::new(ErrorKind::Failed, format!("serialize the {name} report: {e}"), vec![])),
+                        error: Some(Outcome::new(
+                            ErrorKind::Failed,
+                            format!("serialize the {name} report: {e}"),
+                            vec![],
+                        )),
                     },
                 }
             }

@@ -32,11 +32,10 @@ use std::ffi::{CStr, CString, c_char, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
-use backup_core::{Error, ErrorKind, VerifyReport};
+use backup_core::{Error, ErrorKind, PruneReport, StatusReport, VerifyReport};
 
 use crate::client::{Callback, Client, Finished, Outcome};
-pub use crate::client::ProgressFn;
-use crate::options::{CreateArgs, ListArgs, RestoreArgs, VerifyArgs};
+use crate::options::{CreateArgs, ListArgs, PruneArgs, RestoreArgs, StatusArgs, VerifyArgs};
 
 /// Success.
 pub const DBB_OK: i32 = 0;
@@ -60,7 +59,9 @@ pub struct dbb_client {
 }
 
 /// The type of a progress callback (see [`dbb_client_set_progress_callback`]).
-pub type dbb_progress_fn = Option<ProgressFn>;
+///
+/// `json` is a progress snapshot, borrowed for the duration of the call only.
+pub type dbb_progress_fn = Option<unsafe extern "C" fn(json: *const c_char, user_data: *mut c_void)>;
 
 thread_local! {
     static LAST_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
@@ -87,7 +88,10 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 fn panic_outcome(name: &str, payload: &(dyn std::any::Any + Send)) -> Outcome {
     Outcome::new(
         ErrorKind::Failed,
-        format!("internal error in {name} (a panic, caught at the library boundary): {}", panic_message(payload)),
+        format!(
+            "internal error in {name} (a panic, caught at the library boundary): {}",
+            panic_message(payload)
+        ),
         Vec::new(),
     )
 }
@@ -255,7 +259,13 @@ pub unsafe extern "C" fn dbb_create(
     // SAFETY: forwarded caller guarantees.
     unsafe {
         operation("dbb_create", client, options_json, report_out, |c, o| {
-            c.run("create", o, CreateArgs::into_core, |opts, ctx| async move { backup_core::create(&opts, &ctx).await }, |_| None)
+            c.run(
+                "create",
+                o,
+                CreateArgs::into_core,
+                |opts, ctx| async move { backup_core::create(&opts, &ctx).await },
+                |_| None,
+            )
         })
     }
 }
@@ -278,7 +288,13 @@ pub unsafe extern "C" fn dbb_list(
     // SAFETY: forwarded caller guarantees.
     unsafe {
         operation("dbb_list", client, options_json, report_out, |c, o| {
-            c.run("list", o, ListArgs::into_core, |opts, ctx| async move { backup_core::list(&opts, &ctx).await }, |_| None)
+            c.run(
+                "list",
+                o,
+                ListArgs::into_core,
+                |opts, ctx| async move { backup_core::list(&opts, &ctx).await },
+                |_| None,
+            )
         })
     }
 }
@@ -343,7 +359,89 @@ pub unsafe extern "C" fn dbb_restore(
     // SAFETY: forwarded caller guarantees.
     unsafe {
         operation("dbb_restore", client, options_json, report_out, |c, o| {
-            c.run("restore", o, RestoreArgs::into_core, |opts, ctx| async move { backup_core::restore(&opts, &ctx).await }, |_| None)
+            c.run(
+                "restore",
+                o,
+                RestoreArgs::into_core,
+                |opts, ctx| async move { backup_core::restore(&opts, &ctx).await },
+                |_| None,
+            )
+        })
+    }
+}
+
+/// Applies a retention policy to a repository (`dbbackup prune`): never deletes the newest
+/// complete backup; sweeps objects of incomplete backups older than the grace period.
+///
+/// Options: `repo`, `keep_last`, `keep_hourly`, `keep_daily`, `keep_weekly`, `keep_monthly`,
+/// `keep_yearly`, `max_size` (bytes or `50GiB`), `orphan_grace` (seconds or `24h`), `dry_run`,
+/// `timeout_ms`. Report: the `prune --json` object (`plan`, `kept`, `removed`, `freed_bytes`,
+/// `errors`, ...). When some deletions failed the report is still written and the status is 1.
+///
+/// Ownership: as for `dbb_create`.
+///
+/// # Safety
+/// As for `dbb_create`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dbb_prune(
+    client: *const dbb_client,
+    options_json: *const c_char,
+    report_out: *mut *mut c_char,
+) -> i32 {
+    // SAFETY: forwarded caller guarantees.
+    unsafe {
+        operation("dbb_prune", client, options_json, report_out, |c, o| {
+            c.run(
+                "prune",
+                o,
+                PruneArgs::into_core,
+                |opts, ctx| async move { backup_core::prune(&opts, &ctx).await },
+                |r: &PruneReport| {
+                    (!r.errors.is_empty())
+                        .then(|| Outcome::new(ErrorKind::Failed, r.errors.join("; "), Vec::new()))
+                },
+            )
+        })
+    }
+}
+
+/// Checks the health of one or more repositories (`dbbackup status`): newest backup age, total
+/// size, last verification, copies per repository.
+///
+/// Options: `repo` (string or array), `max_age` (seconds or `26h`), `max_size` (bytes or
+/// `50GiB`), `timeout_ms`. Report: the `status --json` object (`healthy`, `checks`, `repos`).
+/// When unhealthy the report is still written and the status is 4.
+///
+/// Ownership: as for `dbb_create`.
+///
+/// # Safety
+/// As for `dbb_create`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dbb_status(
+    client: *const dbb_client,
+    options_json: *const c_char,
+    report_out: *mut *mut c_char,
+) -> i32 {
+    // SAFETY: forwarded caller guarantees.
+    unsafe {
+        operation("dbb_status", client, options_json, report_out, |c, o| {
+            c.run(
+                "status",
+                o,
+                StatusArgs::into_core,
+                |opts, ctx| async move { backup_core::status(&opts, &ctx).await },
+                |r: &StatusReport| {
+                    (!r.healthy).then(|| {
+                        let failed: Vec<&str> =
+                            r.checks.iter().filter(|c| !c.ok).map(|c| c.message.as_str()).collect();
+                        Outcome::new(
+                            ErrorKind::Unhealthy,
+                            format!("unhealthy: {}", failed.join("; ")),
+                            Vec::new(),
+                        )
+                    })
+                },
+            )
         })
     }
 }

@@ -7,7 +7,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use backup_core::{CreateOptions, Error, ListOptions, RestoreOptions, Result, Secret, VerifyOptions};
+use backup_core::{
+    CreateOptions, Error, ListOptions, PruneOptions, RestoreOptions, Result, RetentionPolicy, Secret,
+    StatusOptions, VerifyOptions,
+};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -24,8 +27,8 @@ pub(crate) struct Common {
 /// Parses the options text into the common part and the operation's own typed options.
 pub(crate) fn parse<T: DeserializeOwned>(text: Option<&str>) -> Result<(Common, T)> {
     let text = text.map(str::trim).filter(|t| !t.is_empty()).unwrap_or("{}");
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| Error::InvalidInput(format!("options are not valid JSON: {e}")))?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| Error::InvalidInput(format!("options are not valid JSON: {e}")))?;
     let Value::Object(mut map) = value else {
         return Err(Error::InvalidInput("options must be a JSON object".into()));
     };
@@ -41,9 +44,9 @@ fn take_common(map: &mut Map<String, Value>) -> Result<Common> {
         match map.remove(key) {
             None | Some(Value::Null) => {}
             Some(v) => {
-                let ms = v
-                    .as_u64()
-                    .ok_or_else(|| Error::InvalidInput(format!("options: {key} must be a non-negative integer")))?;
+                let ms = v.as_u64().ok_or_else(|| {
+                    Error::InvalidInput(format!("options: {key} must be a non-negative integer"))
+                })?;
                 common.timeout = Some(Duration::from_millis(ms));
             }
         }
@@ -231,6 +234,145 @@ impl RestoreArgs {
     }
 }
 
+/// A size given as bytes (`1048576`) or text (`50GiB`, `500MB`), like the CLI's `--max-size`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Size {
+    Bytes(u64),
+    Text(String),
+}
+
+impl Size {
+    fn bytes(self) -> Result<u64> {
+        let t = match self {
+            Size::Bytes(n) => return Ok(n),
+            Size::Text(t) => t,
+        };
+        let s = t.trim();
+        let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let n: f64 =
+            num.parse().map_err(|_| Error::InvalidInput(format!("bad size {t:?} (e.g. 50GiB, 500MB)")))?;
+        let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1.0,
+            "k" | "kib" => 1024.0,
+            "kb" => 1e3,
+            "m" | "mib" => 1024f64.powi(2),
+            "mb" => 1e6,
+            "g" | "gib" => 1024f64.powi(3),
+            "gb" => 1e9,
+            "t" | "tib" => 1024f64.powi(4),
+            "tb" => 1e12,
+            u => return Err(Error::InvalidInput(format!("bad size unit {u:?} in {t:?}"))),
+        };
+        Ok((n * mult) as u64)
+    }
+}
+
+/// A duration given as seconds (`93600`) or text (`26h`, `7d`, `30m`), like the CLI's
+/// `--max-age`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Secs {
+    Secs(u64),
+    Text(String),
+}
+
+impl Secs {
+    fn secs(self) -> Result<u64> {
+        let t = match self {
+            Secs::Secs(n) => return Ok(n),
+            Secs::Text(t) => t,
+        };
+        let mut total = 0u64;
+        let mut rest = t.trim();
+        if rest.is_empty() {
+            return Err(Error::InvalidInput("empty duration".into()));
+        }
+        while !rest.is_empty() {
+            let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+            let n: u64 = rest[..digits]
+                .parse()
+                .map_err(|_| Error::InvalidInput(format!("bad duration {t:?} (e.g. 26h, 30m, 7d)")))?;
+            rest = rest[digits..].trim_start();
+            let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == ' ').unwrap_or(rest.len());
+            let mult = match &rest[..unit_len] {
+                "" | "s" | "sec" | "secs" => 1,
+                "m" | "min" | "mins" => 60,
+                "h" | "hr" | "hour" | "hours" => 3600,
+                "d" | "day" | "days" => 86_400,
+                "w" | "week" | "weeks" => 604_800,
+                u => return Err(Error::InvalidInput(format!("bad duration unit {u:?} in {t:?}"))),
+            };
+            total = total.saturating_add(n.saturating_mul(mult));
+            rest = rest[unit_len..].trim_start();
+        }
+        Ok(total)
+    }
+}
+
+/// `dbb_prune` options: the flags of `dbbackup prune`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PruneArgs {
+    #[serde(alias = "repos")]
+    repo: Option<OneOrMany>,
+    keep_last: Option<u32>,
+    keep_hourly: Option<u32>,
+    keep_daily: Option<u32>,
+    keep_weekly: Option<u32>,
+    keep_monthly: Option<u32>,
+    keep_yearly: Option<u32>,
+    max_size: Option<Size>,
+    orphan_grace: Option<Secs>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+impl PruneArgs {
+    pub(crate) fn into_core(self) -> Result<PruneOptions> {
+        let defaults = PruneOptions::default();
+        Ok(PruneOptions {
+            repo: one_repo(self.repo)?,
+            policy: RetentionPolicy {
+                keep_last: self.keep_last,
+                keep_hourly: self.keep_hourly,
+                keep_daily: self.keep_daily,
+                keep_weekly: self.keep_weekly,
+                keep_monthly: self.keep_monthly,
+                keep_yearly: self.keep_yearly,
+                max_size: self.max_size.map(Size::bytes).transpose()?,
+            },
+            dry_run: self.dry_run,
+            orphan_grace_secs: self
+                .orphan_grace
+                .map(Secs::secs)
+                .transpose()?
+                .unwrap_or(defaults.orphan_grace_secs),
+        })
+    }
+}
+
+/// `dbb_status` options: the flags of `dbbackup status`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StatusArgs {
+    #[serde(alias = "repos")]
+    repo: Option<OneOrMany>,
+    max_age: Option<Secs>,
+    max_size: Option<Size>,
+}
+
+impl StatusArgs {
+    pub(crate) fn into_core(self) -> Result<StatusOptions> {
+        Ok(StatusOptions {
+            repos: self.repo.map(OneOrMany::into_split_vec).unwrap_or_default(),
+            max_age_secs: self.max_age.map(Secs::secs).transpose()?,
+            max_size: self.max_size.map(Size::bytes).transpose()?,
+        })
+    }
+}
+
 /// `dbb_client_new` options.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -258,9 +400,10 @@ mod tests {
         assert_eq!(o.password.unwrap().expose(), "pw");
         assert_eq!(common.timeout, Some(Duration::from_millis(1500)));
 
-        let (_, r): (Common, RestoreArgs) =
-            parse(Some(r#"{"repo":"/a","backup":"tag:x","into":"sqlite:///y.db","force":true,"tables":"a,b"}"#))
-                .unwrap();
+        let (_, r): (Common, RestoreArgs) = parse(Some(
+            r#"{"repo":"/a","backup":"tag:x","into":"sqlite:///y.db","force":true,"tables":"a,b"}"#,
+        ))
+        .unwrap();
         let r = r.into_core().unwrap();
         assert_eq!((r.backup.as_str(), r.force), ("tag:x", true));
         assert_eq!(r.tables, Some(vec!["a".to_string(), "b".to_string()]));
@@ -286,5 +429,25 @@ mod tests {
         assert!(l.into_core().unwrap_err().to_string().contains("repo is required"));
         let (_, l): (Common, ListArgs) = parse(Some(r#"{"repo":["/a","/b"]}"#)).unwrap();
         assert!(l.into_core().is_err());
+    }
+
+    #[test]
+    fn sizes_and_durations_like_the_cli() {
+        assert_eq!(Size::Text("50GiB".into()).bytes().unwrap(), 50 << 30);
+        assert_eq!(Size::Text("500MB".into()).bytes().unwrap(), 500_000_000);
+        assert_eq!(Size::Bytes(7).bytes().unwrap(), 7);
+        assert!(Size::Text("lots".into()).bytes().is_err());
+        assert_eq!(Secs::Text("26h".into()).secs().unwrap(), 26 * 3600);
+        assert_eq!(Secs::Text("1h 30m".into()).secs().unwrap(), 5400);
+        assert_eq!(Secs::Text("7d".into()).secs().unwrap(), 7 * 86400);
+        assert_eq!(Secs::Secs(5).secs().unwrap(), 5);
+        assert!(Secs::Text("soon".into()).secs().is_err());
+        let (_, p): (Common, PruneArgs) =
+            parse(Some(r#"{"repo":"/a","keep_last":3,"dry_run":true,"orphan_grace":"1h"}"#)).unwrap();
+        let p = p.into_core().unwrap();
+        assert_eq!((p.policy.keep_last, p.dry_run, p.orphan_grace_secs), (Some(3), true, 3600));
+        let (_, st): (Common, StatusArgs) = parse(Some(r#"{"repo":["/a","/b"],"max_age":"26h"}"#)).unwrap();
+        let st = st.into_core().unwrap();
+        assert_eq!((st.repos.len(), st.max_age_secs), (2, Some(93600)));
     }
 }

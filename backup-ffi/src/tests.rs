@@ -22,6 +22,10 @@ impl Handle {
         Handle(c)
     }
 
+    fn ptr(&self) -> *mut dbb_client {
+        self.0
+    }
+
     fn call(&self, op: Op, options: &Value) -> (i32, Value) {
         let text = CString::new(options.to_string()).unwrap();
         let mut out: *mut c_char = std::ptr::null_mut();
@@ -60,12 +64,17 @@ fn make_db(path: &Path, blob_rows: usize) {
     .unwrap();
     let tx = db.unchecked_transaction().unwrap();
     for i in 0..200 {
-        tx.execute("INSERT INTO users (name, email) VALUES (?1, ?2)", (format!("user {i} é"), format!("u{i}@x.test")))
-            .unwrap();
+        tx.execute(
+            "INSERT INTO users (name, email) VALUES (?1, ?2)",
+            (format!("user {i} é"), format!("u{i}@x.test")),
+        )
+        .unwrap();
     }
     for i in 0..blob_rows {
         // Incompressible-ish bytes so compression does real work.
-        let data: Vec<u8> = (0..65536u32).map(|j| (j.wrapping_mul(2_654_435_761).wrapping_add(i as u32) >> 13) as u8).collect();
+        let data: Vec<u8> = (0..65536u32)
+            .map(|j| (j.wrapping_mul(2_654_435_761).wrapping_add(i as u32) >> 13) as u8)
+            .collect();
         tx.execute("INSERT INTO blobs (data) VALUES (?1)", [data]).unwrap();
     }
     tx.commit().unwrap();
@@ -110,8 +119,10 @@ fn sqlite_create_list_verify_restore_round_trip() {
     assert_eq!(verified["level"], "full");
 
     let into = dir.path().join("restored.sqlite");
-    let (code, restored) =
-        h.call(dbb_restore, &json!({"repo": repo, "backup": "latest", "into": format!("sqlite://{}", into.display())}));
+    let (code, restored) = h.call(
+        dbb_restore,
+        &json!({"repo": repo, "backup": "latest", "into": format!("sqlite://{}", into.display())}),
+    );
     assert_eq!(code, 0, "{restored}");
     assert_eq!(restored["id"], id.as_str());
     assert_eq!(restored["rows"], 204);
@@ -131,12 +142,14 @@ fn errors_map_to_cli_exit_codes_with_a_json_error() {
     make_db(&src, 0);
     let repo = dir.path().join("repo").display().to_string();
     let h = Handle::new();
-    let (code, created) = h.call(dbb_create, &json!({"source": format!("sqlite://{}", src.display()), "repo": repo}));
+    let (code, created) =
+        h.call(dbb_create, &json!({"source": format!("sqlite://{}", src.display()), "repo": repo}));
     assert_eq!(code, 0, "{created}");
 
     // Unknown backup: 5, and the error lists what exists.
     let into = format!("sqlite://{}", dir.path().join("b.sqlite").display());
-    let (code, out) = h.call(dbb_restore, &json!({"repo": repo, "backup": "20200101T000000Z-dead", "into": into}));
+    let (code, out) =
+        h.call(dbb_restore, &json!({"repo": repo, "backup": "20200101T000000Z-dead", "into": into}));
     assert_eq!(code, DBB_NOT_FOUND);
     assert_eq!(out["ok"], false);
     assert_eq!(out["error"]["kind"], "not_found");
@@ -184,11 +197,14 @@ fn a_damaged_backup_verifies_with_status_3_and_its_report() {
     make_db(&src, 2);
     let repo = dir.path().join("repo");
     let h = Handle::new();
-    let (code, created) =
-        h.call(dbb_create, &json!({"source": format!("sqlite://{}", src.display()), "repo": repo.display().to_string()}));
+    let (code, created) = h.call(
+        dbb_create,
+        &json!({"source": format!("sqlite://{}", src.display()), "repo": repo.display().to_string()}),
+    );
     assert_eq!(code, 0, "{created}");
     // Flip one byte in the largest stored data object.
-    let mut objects: Vec<_> = walk(&repo).into_iter().filter(|p| p.to_string_lossy().contains("/data/")).collect();
+    let mut objects: Vec<_> =
+        walk(&repo).into_iter().filter(|p| p.to_string_lossy().contains("/data/")).collect();
     objects.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
     let victim = objects.last().unwrap();
     let mut bytes = std::fs::read(victim).unwrap();
@@ -241,18 +257,20 @@ fn deadline_and_cancel_stop_a_backup_without_leaving_one() {
 
     // dbb_cancel from another thread, as soon as the backup is seen running.
     let (code, out) = std::thread::scope(|s| {
-        let canceller = s.spawn(|| {
+        let hr = &h;
+        let canceller = s.spawn(move || {
             for _ in 0..5000 {
-                let p = take(unsafe { dbb_progress(h.0) });
+                let p = take(unsafe { dbb_progress(hr.ptr()) });
                 if p["running"] == true && p["operation"] == "create" {
-                    assert_eq!(unsafe { dbb_cancel(h.0) }, 0);
+                    assert_eq!(unsafe { dbb_cancel(hr.ptr()) }, 0);
                     return true;
                 }
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
             false
         });
-        let r = h.call(dbb_create, &json!({"source": source, "repo": repo, "compression": "zstd:19", "jobs": 1}));
+        let r =
+            h.call(dbb_create, &json!({"source": source, "repo": repo, "compression": "zstd:19", "jobs": 1}));
         assert!(canceller.join().unwrap(), "never saw the backup running");
         r
     });
@@ -288,7 +306,8 @@ fn the_progress_callback_runs_only_on_the_calling_thread() {
     let rc = unsafe { dbb_client_set_progress_callback(h.0, Some(on_progress), 42 as *mut c_void, 1) };
     assert_eq!(rc, 0);
     let repo = dir.path().join("repo").display().to_string();
-    let (code, out) = h.call(dbb_create, &json!({"source": format!("sqlite://{}", src.display()), "repo": repo}));
+    let (code, out) =
+        h.call(dbb_create, &json!({"source": format!("sqlite://{}", src.display()), "repo": repo}));
     assert_eq!(code, 0, "{out}");
     assert!(CALLS.load(Ordering::SeqCst) >= 1);
     let me = std::thread::current().id();
@@ -301,4 +320,35 @@ fn the_progress_callback_runs_only_on_the_calling_thread() {
 fn version_is_static() {
     let v = unsafe { CStr::from_ptr(dbb_version()) }.to_str().unwrap();
     assert_eq!(v, env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn prune_and_status_through_the_abi() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("a.sqlite");
+    make_db(&src, 0);
+    let repo = dir.path().join("repo").display().to_string();
+    let h = Handle::new();
+    let source = format!("sqlite://{}", src.display());
+    let (code, first) = h.call(dbb_create, &json!({"source": source, "repo": repo}));
+    assert_eq!(code, 0, "{first}");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (code, second) = h.call(dbb_create, &json!({"source": source, "repo": repo}));
+    assert_eq!(code, 0, "{second}");
+
+    let (code, st) = h.call(dbb_status, &json!({"repo": [repo], "max_age": "1h"}));
+    assert_eq!(code, 0, "{st}");
+    assert_eq!(st["healthy"], true);
+    let (code, st) = h.call(dbb_status, &json!({"repo": repo, "max_size": 1}));
+    assert_eq!(code, DBB_UNHEALTHY, "{st}");
+    assert_eq!(st["healthy"], false);
+    assert_eq!(last_error()["kind"], "unhealthy");
+
+    let (code, pr) = h.call(dbb_prune, &json!({"repo": repo, "keep_last": 1}));
+    assert_eq!(code, 0, "{pr}");
+    assert_eq!(pr["removed"], 1);
+    let (_, listed) = h.call(dbb_list, &json!({"repo": repo}));
+    let ids: Vec<&str> =
+        listed["backups"].as_array().unwrap().iter().map(|b| b["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec![second["id"].as_str().unwrap()]);
 }

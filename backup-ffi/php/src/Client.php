@@ -26,7 +26,7 @@ final class Client
     private ?CData $handle;
     /** @var callable|null */
     private $progressCallback = null;
-    private ?CData $progressPointer = null;
+    private ?\Closure $progressTrampoline = null;
 
     /**
      * @param string|null $library path to libbackup_ffi.so; default: env DBBACKUP_FFI_LIB, else
@@ -64,7 +64,7 @@ final class Client
     /** The library's version. */
     public function version(): string
     {
-        return FFI::string($this->ffi->dbb_version());
+        return (string) $this->ffi->dbb_version();
     }
 
     /** @param array<string,mixed> $options @return array<string,mixed> */
@@ -131,20 +131,19 @@ final class Client
             $this->ffi->dbb_client_set_progress_callback($this->handle, null, null, 0);
             return;
         }
-        if ($this->progressPointer === null) {
-            // One closure for the life of the client: converting closures anew on each call leaks.
-            $this->progressPointer = $this->ffi->cast('dbb_progress_fn', function ($json, $userData): void {
-                try {
-                    $cb = $this->progressCallback;
-                    if ($cb !== null) {
-                        $cb(json_decode(is_string($json) ? $json : FFI::string($json), true) ?: []);
-                    }
-                } catch (\Throwable) {
-                    // Never unwind through the library.
+        // One trampoline for the life of the client (each closure-to-pointer conversion costs
+        // memory that PHP keeps), kept referenced here so PHP never frees it while registered.
+        $this->progressTrampoline ??= function ($json, $userData): void {
+            try {
+                $cb = $this->progressCallback;
+                if ($cb !== null) {
+                    $cb(json_decode(is_string($json) ? $json : FFI::string($json), true) ?: []);
                 }
-            });
-        }
-        $this->ffi->dbb_client_set_progress_callback($this->handle, $this->progressPointer, null, max(0, $intervalMs));
+            } catch (\Throwable) {
+                // Never unwind through the library.
+            }
+        };
+        $this->ffi->dbb_client_set_progress_callback($this->handle, $this->progressTrampoline, null, max(0, $intervalMs));
     }
 
     /** @return array<string,mixed>|null the calling thread's last error object */

@@ -1,0 +1,49 @@
+<?php
+
+// dbbackup for Laravel. Publish with:
+//   php artisan vendor:publish --provider="DbBackup\Laravel\DbBackupServiceProvider" --tag=dbbackup-config
+//
+// The database and the storage are NOT repeated here: they are read at run time from the
+// application's config/database.php connections and config/filesystems.php disks, so credentials
+// stay where they already are and are handed to the library in memory, never on a command line.
+
+return [
+    // The database connection to back up (a name from config/database.php; null = the default).
+    'connection' => env('DBBACKUP_CONNECTION'),
+
+    // Where backups go: disk names from config/filesystems.php (local -> its root path, s3 -> an
+    // s3:// repository with its key/secret/region/endpoint/use_path_style_endpoint, which also
+    // covers Backblaze B2, MinIO and R2). Several disks = the same bytes to each (3-2-1).
+    'disks' => array_values(array_filter(explode(',', (string) env('DBBACKUP_DISKS', 'local')))),
+
+    // Folder inside each disk.
+    'prefix' => env('DBBACKUP_PREFIX', 'db-backups'),
+
+    // Path to libbackup_ffi.so (null: env DBBACKUP_FFI_LIB, else the library built in the package's repository).
+    'library' => env('DBBACKUP_FFI_LIB'),
+
+    // create options.
+    'compression' => env('DBBACKUP_COMPRESSION', 'zstd:3'),
+    'jobs' => env('DBBACKUP_JOBS') !== null ? (int) env('DBBACKUP_JOBS') : null,
+    'tags' => [],
+
+    // verify level used by db:backup:verify and `db:restore --verify`: quick, full or drill.
+    'verify_level' => env('DBBACKUP_VERIFY_LEVEL', 'full'),
+
+    // db:backup:prune policy (grandfather-father-son; the newest backup is always kept).
+    'retention' => [
+        'keep_last' => 3,
+        'keep_daily' => 7,
+        'keep_weekly' => 4,
+        'keep_monthly' => 6,
+    ],
+
+    // db:backup:status thresholds.
+    'status' => [
+        'max_age' => env('DBBACKUP_MAX_AGE', '26h'),
+        'max_size' => env('DBBACKUP_MAX_SIZE'),
+    ],
+
+    // Cancel any operation that runs longer than this (milliseconds; null = no limit).
+    'timeout_ms' => null,
+];

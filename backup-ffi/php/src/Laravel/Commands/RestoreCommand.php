@@ -1,0 +1,48 @@
+<?php
+
+declare(strict_types=1);
+
+namespace DbBackup\Laravel\Commands;
+
+use DbBackup\Laravel\Backups;
+
+final class RestoreCommand extends Command
+{
+    protected $signature = 'db:restore {backup? : Backup id, latest or tag:NAME (default: latest)}
+        {--connection= : Database connection to restore into}
+        {--verify : Download and check every object before loading anything}
+        {--force : Do not ask for confirmation in production}
+        {--json : Print the report as JSON}';
+    protected $description = 'Restore a backup into the database (through a shadow, swapped in only when complete and checked)';
+
+    public function handle(): int
+    {
+        $backups = $this->laravel->make(Backups::class);
+        $production = $this->laravel->environment('production');
+        $force = (bool) $this->option('force');
+        if ($production && !$force) {
+            $name = $backups->databaseName($this->option('connection'));
+            if (!$this->input->isInteractive()) {
+                $this->error("Restoring over the production database {$name} needs confirmation; pass --force in automation.");
+                return 2;
+            }
+            $typed = $this->ask("This overwrites the PRODUCTION database {$name}. Type its name to continue");
+            if ($typed !== $name) {
+                $this->error('Not confirmed; nothing was changed.');
+                return 2;
+            }
+            $force = true;
+        }
+        $options = [
+            'backup' => $this->argument('backup') ?? 'latest',
+            'verify_first' => (bool) $this->option('verify'),
+            'production' => $production,
+            'force' => $force,
+        ];
+        return $this->runOperation(
+            fn (Backups $b) => $b->restore($options, $this->option('connection')),
+            fn (array $r) => $this->info(sprintf('Restored %s into %s: %d tables, %d rows in %d ms',
+                $r['id'], $r['into'], $r['tables'], $r['rows'], $r['duration_ms']))
+        );
+    }
+}

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# A real Laravel application (Debian's php-laravel-framework; Packagist is unreachable) with the
+# dbbackup provider registered: `php artisan db:backup`, then `db:restore --force` in production,
+# must bring its SQLite database back exactly. Also checks the other commands, the exit codes,
+# the unknown-backup listing and the events.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+pkg="$(cd "$here/../.." && pwd)"
+: "${DBBACKUP_FFI_LIB:=$(cd "$pkg/../.." && pwd)/target/debug/libbackup_ffi.so}"
+export DBBACKUP_FFI_LIB
+app="$(mktemp -d /tmp/dbb-laravel.XXXXXX)"
+trap 'rm -rf "$app"' EXIT
+fail() { echo "laravel round trip: FAILED: $*" >&2; exit 1; }
+
+mkdir -p "$app"/{bootstrap/cache,config,database,storage/app,storage/logs,storage/framework/cache,app/Providers}
+cat > "$app/bootstrap/app.php" <<PHP
+<?php
+require '/usr/share/php/Illuminate/autoload.php';
+require '$pkg/tests/bootstrap.php';
+require __DIR__ . '/../app/Providers/AppServiceProvider.php';
+\$app = new Illuminate\Foundation\Application(dirname(__DIR__));
+\$app->singleton(Illuminate\Contracts\Console\Kernel::class, Illuminate\Foundation\Console\Kernel::class);
+\$app->singleton(Illuminate\Contracts\Debug\ExceptionHandler::class, Illuminate\Foundation\Exceptions\Handler::class);
+return \$app;
+PHP
+cat > "$app/artisan" <<'PHP'
+#!/usr/bin/env php
+<?php
+$app = require __DIR__ . '/bootstrap/app.php';
+$kernel = $app->make(Illuminate\Contracts\Console\Kernel::class);
+$status = $kernel->handle($input = new Symfony\Component\Console\Input\ArgvInput(), new Symfony\Component\Console\Output\ConsoleOutput());
+$kernel->terminate($input, $status);
+exit($status);
+PHP
+cat > "$app/app/Providers/AppServiceProvider.php" <<'PHP'
+<?php
+namespace App\Providers;
+
+use Illuminate\Support\Facades\Event;
+use Illuminate\Support\ServiceProvider;
+
+// Records dbbackup's events so the test can see they were dispatched.
+class AppServiceProvider extends ServiceProvider
+{
+    public function boot(): void
+    {
+        foreach (['BackupSucceeded', 'BackupFailed', 'RestoreSucceeded', 'RestoreFailed', 'VerificationSucceeded', 'HealthCheckSucceeded', 'PruneSucceeded'] as $e) {
+            Event::listen('DbBackup\\Laravel\\Events\\' . $e, function ($event) use ($e) {
+                file_put_contents(storage_path('events.log'), $e . "\n", FILE_APPEND);
+            });
+        }
+    }
+}
+PHP
+cat > "$app/config/app.php" <<'PHP'
+<?php
+return [
+    'name' => 'dbb-test', 'env' => env('APP_ENV', 'production'), 'debug' => false, 'url' => 'http://localhost',
+    'timezone' => 'UTC', 'locale' => 'en', 'key' => 'base64:' . base64_encode(str_repeat('k', 32)), 'cipher' => 'AES-256-CBC',
+    'providers' => [
+        Illuminate\Database\DatabaseServiceProvider::class,
+        Illuminate\Filesystem\FilesystemServiceProvider::class,
+        DbBackup\Laravel\DbBackupServiceProvider::class,
+        App\Providers\AppServiceProvider::class,
+    ],
+    'aliases' => [],
+];
+PHP
+cat > "$app/config/database.php" <<'PHP'
+<?php
+return [
+    'default' => env('DB_CONNECTION', 'sqlite'),
+    'connections' => [
+        'sqlite' => ['driver' => 'sqlite', 'database' => database_path('database.sqlite'), 'prefix' => ''],
+    ],
+];
+PHP
+cat > "$app/config/filesystems.php" <<'PHP'
+<?php
+return [
+    'default' => 'local',
+    'disks' => ['local' => ['driver' => 'local', 'root' => storage_path('app')]],
+];
+PHP
+cat > "$app/config/logging.php" <<'PHP'
+<?php
+return ['default' => 'stderr', 'channels' => ['stderr' => ['driver' => 'monolog', 'handler' => Monolog\Handler\StreamHandler::class, 'with' => ['stream' => 'php://stderr']]]];
+PHP
+chmod +x "$app/artisan"
+cd "$app"
+export APP_ENV=production
+
+php -r '
+$db = new PDO("sqlite:database/database.sqlite");
+$db->exec("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT UNIQUE, created_at TEXT)");
+$st = $db->prepare("INSERT INTO users (name, email, created_at) VALUES (?, ?, ?)");
+for ($i = 0; $i < 500; $i++) { $st->execute(["User $i ☃", "u$i@example.test", "2026-11-23 12:00:00"]); }'
+snapshot() { php -r '$db = new PDO("sqlite:database/database.sqlite"); echo md5(json_encode($db->query("SELECT * FROM users ORDER BY id")->fetchAll(PDO::FETCH_NUM)));'; }
+before="$(snapshot)"
+
+php artisan db:backup --tag=nightly --json > backup.json || fail "db:backup exited $?"
+id="$(php -r 'echo json_decode(file_get_contents("backup.json"), true)["id"];')"
+[ -n "$id" ] || fail "db:backup printed no id"
+[ -f "storage/app/db-backups/$id/manifest.json" ] || fail "no manifest under the local disk"
+php artisan db:backups | grep -q "$id" || fail "db:backups does not list $id"
+php artisan db:backup:verify || fail "db:backup:verify exited $?"
+php artisan db:backup:status || fail "db:backup:status exited $?"
+php artisan db:backup:prune --dry-run || fail "db:backup:prune exited $?"
+
+# Damage the live database, then restore it.
+php -r '$db = new PDO("sqlite:database/database.sqlite"); $db->exec("DELETE FROM users WHERE id % 3 = 0"); $db->exec("UPDATE users SET name = '"'"'x'"'"'");'
+[ "$(snapshot)" != "$before" ] || fail "the test did not change the database"
+
+set +e
+php artisan db:restore --no-interaction > out.txt 2>&1; code=$?
+set -e
+[ "$code" = 2 ] || { cat out.txt; fail "production restore without --force: expected exit 2, got $code"; }
+set +e
+php artisan db:restore 20200101T000000Z-dead --force > out.txt 2>&1; code=$?
+set -e
+[ "$code" = 5 ] || { cat out.txt; fail "unknown backup: expected exit 5, got $code"; }
+grep -q "$id" out.txt || { cat out.txt; fail "unknown backup: the available ones are not listed"; }
+
+php artisan db:restore "$id" --verify --force || fail "db:restore exited $?"
+[ "$(snapshot)" = "$before" ] || fail "restored database differs from the backed-up one"
+
+for e in BackupSucceeded VerificationSucceeded HealthCheckSucceeded PruneSucceeded RestoreFailed RestoreSucceeded; do
+  grep -qx "$e" storage/events.log || { cat storage/events.log; fail "event $e was not dispatched"; }
+done
+echo "laravel round trip: 1 passed, 0 failed"
