@@ -15,6 +15,7 @@
 mod codec;
 #[allow(dead_code)] // shared by the engine benchmarks as they land
 mod harness;
+mod mysql;
 mod postgres;
 mod sample;
 mod sqlite;
@@ -67,6 +68,7 @@ fn main() -> Result<()> {
             match which.as_str() {
                 "sqlite" => sqlite::run(&opts),
                 "postgres" => postgres::run(&opts),
+                "mysql" => mysql::run(&opts),
                 "codec" => codec::run(&opts),
                 other => bail!("unknown benchmark {other:?}"),
             }
