@@ -41,16 +41,23 @@
 //! An `http://` endpoint (MinIO, moto, Azurite on a LAN) is allowed automatically, with a log
 //! note, since the user wrote it explicitly. Secrets are never part of `Display`/`Debug`.
 
+#![cfg_attr(not(feature = "cloud"), allow(dead_code, unused_variables))]
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use object_store::ObjectStore;
+#[cfg(feature = "cloud")]
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
+#[cfg(feature = "cloud")]
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+#[cfg(feature = "cloud")]
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+#[cfg(feature = "cloud")]
+use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 
 use super::target::{Capabilities, Target};
 use crate::error::{Error, Result};
@@ -249,6 +256,7 @@ impl StoreConfig {
     }
 
     /// The retry policy: `DBBACKUP_STORE_MAX_RETRIES`, `DBBACKUP_STORE_RETRY_TIMEOUT`.
+    #[cfg(feature = "cloud")]
     pub fn retry(&self) -> Result<RetryConfig> {
         let mut r = RetryConfig::default();
         if let Some(n) = self.get("DBBACKUP_STORE_MAX_RETRIES") {
@@ -267,6 +275,7 @@ impl StoreConfig {
         Ok(r)
     }
 
+    #[cfg(feature = "cloud")]
     fn client(&self, endpoint: Option<&str>) -> Result<ClientOptions> {
         let mut c = ClientOptions::new();
         if let Some(t) = self.seconds("DBBACKUP_STORE_TIMEOUT")? {
@@ -320,7 +329,13 @@ pub fn open_with(url: &str, cfg: &StoreConfig) -> Result<Target> {
             let store: Arc<dyn ObjectStore> = store;
             Ok(Target::new(store, "", format!("memory://{name}"), Capabilities::default()))
         }
+        #[cfg(not(feature = "cloud"))]
+        RepoUrl::S3 { .. } | RepoUrl::Gcs { .. } | RepoUrl::Azure { .. } => {
+            Err(Error::Unsupported("cloud repositories: this build has no `cloud` feature".into()))
+        }
+        #[cfg(feature = "cloud")]
         RepoUrl::S3 { bucket, prefix, conditional_put } => open_s3(bucket, &prefix, conditional_put, cfg),
+        #[cfg(feature = "cloud")]
         RepoUrl::Gcs { bucket, prefix } => {
             let mut b = GoogleCloudStorageBuilder::new();
             for (k, v) in cfg.pairs("GOOGLE_") {
@@ -337,6 +352,7 @@ pub fn open_with(url: &str, cfg: &StoreConfig) -> Result<Target> {
                 .map_err(|e| config_error(&display, e))?;
             Ok(Target::new(Arc::new(store), &prefix, display, Capabilities { conditional_put: true }))
         }
+        #[cfg(feature = "cloud")]
         RepoUrl::Azure { container, prefix } => {
             let mut b = MicrosoftAzureBuilder::new();
             for (k, v) in cfg.pairs("AZURE_") {
@@ -357,14 +373,17 @@ pub fn open_with(url: &str, cfg: &StoreConfig) -> Result<Target> {
     }
 }
 
+#[cfg(feature = "cloud")]
 fn join_display(scheme: &str, bucket: &str, prefix: &str) -> String {
     if prefix.is_empty() { format!("{scheme}://{bucket}") } else { format!("{scheme}://{bucket}/{prefix}") }
 }
 
+#[cfg(feature = "cloud")]
 fn config_error(display: &str, e: object_store::Error) -> Error {
     Error::InvalidInput(format!("cannot configure repository {display}: {e}"))
 }
 
+#[cfg(feature = "cloud")]
 fn open_s3(
     bucket: Option<String>,
     prefix: &str,
