@@ -66,8 +66,7 @@ pub use retention::{
     plan_backups, prune, prune_in,
 };
 /// The MySQL/MariaDB SQL script splitter used for foreign dumps (public for fuzzing).
-#[cfg(feature = "mysql")]
-pub use source::mysql::script as mysql_script;
+pub use source::mysql_script;
 pub use storage::{StoreConfig, Target};
 pub use verify::{
     Finding, VerifyLevel, VerifyOptions, VerifyReport, check_full, check_quick, verify, verify_with,

@@ -18,6 +18,7 @@
 
 #[cfg(feature = "mysql")]
 pub(crate) mod mysql;
+pub mod mysql_script;
 pub mod pg_script;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;

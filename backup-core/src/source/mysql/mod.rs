@@ -6,14 +6,14 @@
 //!   `START TRANSACTION WITH CONSISTENT SNAPSHOT`), schema via `SHOW CREATE`, PK-range chunks,
 //!   the row encoder and the content checksum.
 //! - [`load`]: the shadow session, the swap and its rollback, in-place restores, foreign dumps.
-//! - [`script`]: the SQL script splitter shared by schema scripts and foreign dumps (public for
-//!   the fuzz target).
+//! - [`script`] (`source::mysql_script`): the SQL script splitter shared by schema scripts and
+//!   foreign dumps (public and feature-independent, for the fuzz target).
 //!
 //! docs/mysql.md describes the guarantees and the manual restore path.
 
 pub(crate) mod dump;
 pub(crate) mod load;
-pub mod script;
+pub(crate) use super::mysql_script as script;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder};
