@@ -14,7 +14,11 @@ host=$(rustc -vV | sed -n 's/^host: //p')
 # --target keeps the instrumentation flags off build scripts and proc-macros.
 cargo build --release --bins --target "$host"
 targets=$(sed -n 's/^name = "\(.*\)"/\1/p' Cargo.toml | grep -v '^dbbackup-fuzz$')
+# pg_script: the 2026-11-23 smoke run found a crash (artifact kept by the run); skipped until
+# fixed, tracked in the closing note of issue 3. Remove it from this list once fixed.
+known_failing=" pg_script "
 for t in $targets; do
+  case "$known_failing" in *" $t "*) echo "== fuzz $t SKIPPED: known crash, see issue 3"; continue ;; esac
   mkdir -p "corpus/$t" "artifacts/$t"
   [ -d "seeds/$t" ] && cp -n seeds/"$t"/* "corpus/$t/" 2>/dev/null || true
   echo "== fuzz $t for ${secs}s"
