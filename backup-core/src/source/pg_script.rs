@@ -178,11 +178,15 @@ impl ScriptReader {
                             Some(b'\r') if after.len() < 2 && !self.eof => None,
                             None if !self.eof => None,
                             None => Some(2),
-                            _ => Some(
-                                2 + after.iter().position(|&c| c == b'\n').map_or(after.len(), |p| p + 1),
-                            ),
+                            // `\.` followed by anything else is not the end marker: it stays
+                            // data, and the server rejects it ("end-of-copy marker corrupt").
+                            _ => Some(0),
                         };
                         let Some(end_len) = end_len else { break };
+                        if end_len == 0 {
+                            line_start = false;
+                            continue;
+                        }
                         if i > 0 {
                             let data = self.buf.split_to(i).freeze();
                             self.mode = Mode::Copy { line_start: true };
@@ -512,6 +516,26 @@ mod tests {
         );
         for step in 1..40 {
             assert_eq!(read(SCRIPT.as_bytes(), step), whole, "step {step}");
+        }
+    }
+
+    /// Found by the `pg_script` fuzz target: `\.` followed by other bytes used to end the COPY
+    /// at a point that depended on the chunking.
+    #[test]
+    fn end_marker_with_trailing_bytes_stays_data_in_any_chunking() {
+        let script = b"SET a = 1;\nCOPY t (a) FROM stdin;\n2\n\\.\x01\x00\x00fEAT FUNCTI;\n2\n\\.\n";
+        let whole = read(script, usize::MAX);
+        assert_eq!(
+            whole,
+            vec![
+                Piece::Statement("SET a = 1;".into()),
+                Piece::CopyStart("COPY t (a) FROM stdin;".into()),
+                Piece::CopyData(Bytes::from_static(b"2\n\\.\x01\x00\x00fEAT FUNCTI;\n2\n")),
+                Piece::CopyEnd,
+            ]
+        );
+        for step in 1..20 {
+            assert_eq!(read(script, step), whole, "step {step}");
         }
     }
 
