@@ -308,12 +308,12 @@ pub(crate) fn selected(tables: &Option<Vec<String>>, t: &crate::format::manifest
 
 /// Loads every object of `manifest` into `session` (digests checked as bytes stream), then
 /// compares each selected table's row count and checksum with the manifest.
-pub(crate) async fn load_and_check(
-    target: &Target,
-    manifest: &Manifest,
-    session: &dyn LoadSession,
+pub(crate) async fn load_and_check<'a>(
+    target: &'a Target,
+    manifest: &'a Manifest,
+    session: &'a dyn LoadSession,
     opts: &LoadOptions,
-    ctx: &Context,
+    ctx: &'a Context,
 ) -> Result<Loaded> {
     if let Some(list) = &opts.tables {
         for name in list {
@@ -344,22 +344,50 @@ pub(crate) async fn load_and_check(
         .iter()
         .filter(|o| matches!(o.kind, ObjectKind::Data | ObjectKind::File) && wanted(o))
         .collect();
-    let rows: Vec<u64> = futures::stream::iter(data.iter())
-        .map(|o| async move {
-            ctx.check("restore")?;
-            let r = session
-                .load(o, read_object(target, manifest, o, ctx))
-                .await
-                .map_err(|e| e.context(format!("load {}", o.key)))?;
-            ctx.emit(Event::ObjectDone { phase: Phase::Load, key: o.key.clone() });
-            Ok::<u64, Error>(r)
-        })
-        .buffer_unordered(opts.jobs.max(1))
-        .try_collect()
-        .await?;
+    let load_one = |o: &'a ObjectEntry| async move {
+        ctx.check("restore")?;
+        let r = session
+            .load(o, read_object(target, manifest, o, ctx))
+            .await
+            .map_err(|e| e.context(format!("load {}", o.key)))?;
+        ctx.emit(Event::ObjectDone { phase: Phase::Load, key: o.key.clone() });
+        Ok::<u64, Error>(r)
+    };
+    if session.one_table_at_a_time() {
+        // One group per table (chunks in manifest order), biggest tables first.
+        let mut groups: Vec<(Option<usize>, Vec<&ObjectEntry>)> = Vec::new();
+        for o in &data {
+            match groups.iter_mut().find(|(t, _)| *t == o.table && t.is_some()) {
+                Some((_, g)) => g.push(o),
+                None => groups.push((o.table, vec![o])),
+            }
+        }
+        groups.sort_by_key(|(_, g)| std::cmp::Reverse(g.iter().map(|o| o.raw_bytes).sum::<u64>()));
+        futures::stream::iter(groups)
+            .map(|(t, g)| async move {
+                for o in g {
+                    load_one(o).await?;
+                }
+                if let Some(t) = t.and_then(|i| manifest.tables.get(i)) {
+                    session
+                        .table_loaded(t)
+                        .await
+                        .map_err(|e| e.context(format!("finish loading table {}", t.display_name())))?;
+                }
+                Ok::<(), Error>(())
+            })
+            .buffer_unordered(opts.jobs.max(1))
+            .try_collect::<Vec<()>>()
+            .await?;
+    } else {
+        futures::stream::iter(data.iter().copied())
+            .map(load_one)
+            .buffer_unordered(opts.jobs.max(1))
+            .try_collect::<Vec<u64>>()
+            .await?;
+    }
     loaded.objects += data.len();
     loaded.raw_bytes = data.iter().map(|o| o.raw_bytes).sum();
-    let _ = rows;
     for o in manifest.objects.iter().filter(|o| o.kind == ObjectKind::SchemaPost) {
         session
             .post_data(read_object(target, manifest, o, ctx))

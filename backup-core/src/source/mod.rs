@@ -227,6 +227,18 @@ pub trait LoadSession: Send + Sync {
     async fn pre_data(&self, sql: ByteStream) -> Result<()>;
     /// Loads one data or file object (verified, decompressed); may run concurrently. Returns rows.
     async fn load(&self, object: &ObjectEntry, data: ByteStream) -> Result<u64>;
+    /// Whether the chunks of one table must be loaded one after another, in manifest order,
+    /// each table closed by [`LoadSession::table_loaded`] (tables still load concurrently).
+    /// Engines that load a table in one transaction (MySQL) say yes.
+    fn one_table_at_a_time(&self) -> bool {
+        false
+    }
+    /// Every selected chunk of `table` has been loaded (called only when
+    /// [`LoadSession::one_table_at_a_time`] says so, and only after a successful last chunk).
+    async fn table_loaded(&self, table: &TableEntry) -> Result<()> {
+        let _ = table;
+        Ok(())
+    }
     /// Applies the post-data script. Must consume the stream.
     async fn post_data(&self, sql: ByteStream) -> Result<()>;
     /// Row count and checksum of a table as loaded into the shadow.

@@ -17,7 +17,7 @@ use futures::StreamExt;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
-use super::dump::{ColKind, ConnPool, LIVE_OBJECTS_MARKER, TableProps, stats};
+use super::dump::{ColKind, ConnPool, LIVE_OBJECTS_MARKER, Lease, TableProps, stats};
 use super::script::{self, ScriptSplitter, StatementKind};
 use super::{Server, exec, is_server_error, qi, qs, query_text, short};
 use crate::codec::ByteStream;
@@ -108,6 +108,11 @@ struct MysqlSession {
     strip_super: bool,
     control: tokio::sync::Mutex<Conn>,
     pool: Arc<ConnPool>,
+    /// Server thread ids of the pool's connections (killed on abort so that no half-done load
+    /// holds a lock the shadow's DROP would wait on).
+    pool_ids: Vec<u32>,
+    /// Tables whose load transaction is open, with the connection it runs on.
+    open_tables: Mutex<std::collections::HashMap<String, Lease>>,
     deferred: Mutex<Vec<Object>>,
     /// In place: live tables renamed aside (aside name, original name) and what was removed
     /// from them to make room (foreign keys as ALTER statements, objects).
@@ -130,6 +135,7 @@ impl MysqlSession {
         let jobs = opts.jobs.max(1);
         let conns = futures::future::join_all((0..jobs).map(|_| server.connect(&load_init))).await;
         let conns = conns.into_iter().collect::<Result<Vec<_>>>()?;
+        let pool_ids = conns.iter().map(|c| c.id()).collect();
         let target = if opts.in_place { live.clone() } else { aux_name(&live, "shadow") };
         Ok(MysqlSession {
             live,
@@ -142,6 +148,8 @@ impl MysqlSession {
             strip_super: flag(opts, "strip_super") || flag(opts, "no_definer"),
             control: tokio::sync::Mutex::new(control),
             pool: ConnPool::new(conns),
+            pool_ids,
+            open_tables: Mutex::new(Default::default()),
             deferred: Mutex::new(Vec::new()),
             aside: Vec::new(),
             saved_fks: Vec::new(),
@@ -349,6 +357,64 @@ impl MysqlSession {
             report.notes.push(format!("skipped {n} {what} statement(s)"));
         }
         Ok(report)
+    }
+
+    /// `LOAD DATA` of one chunk on `c`, fed from `data`; warnings are errors.
+    async fn load_on(
+        &self,
+        c: &mut Conn,
+        t: &TableEntry,
+        object: &ObjectEntry,
+        data: ByteStream,
+    ) -> Result<u64> {
+        let props = TableProps::from_entry(t)?;
+        let sql = load_sql(&self.target, t, &props);
+        if props.versioned {
+            exec(c, "SET SESSION system_versioning_insert_history = 1").await.map_err(|e| {
+                e.context(format!(
+                    "load the history of system-versioned table {} (needs MariaDB 10.11+)",
+                    t.name
+                ))
+            })?;
+        }
+        let failure: Arc<Mutex<Option<Error>>> = Arc::new(Mutex::new(None));
+        let slot = failure.clone();
+        let stream = data
+            .map(move |r| match r {
+                Ok(b) => Ok(b),
+                Err(e) => {
+                    let msg = e.to_string();
+                    if let Ok(mut s) = slot.lock() {
+                        s.get_or_insert(e);
+                    }
+                    Err(std::io::Error::other(msg))
+                }
+            })
+            .boxed();
+        // The handler future must be Sync; the stream is only Send, so it travels in a mutex.
+        let cell = Mutex::new(Some(stream));
+        c.set_infile_handler(async move {
+            cell.lock()
+                .ok()
+                .and_then(|mut s| s.take())
+                .ok_or_else(|| mysql_async::Error::Other("infile stream already taken".into()))
+        });
+        let r = c.query_drop(sql.as_str()).await;
+        if let Some(e) = failure.lock().ok().and_then(|mut s| s.take()) {
+            return Err(e);
+        }
+        r.map_err(|e| Error::source(format!("load {} into {}", object.key, t.name), e))?;
+        let rows = c.affected_rows();
+        let warnings = c.get_warnings();
+        if warnings > 0 {
+            let w = query_text(c, "SHOW WARNINGS LIMIT 3").await.unwrap_or_default();
+            return Err(Error::integrity(
+                format!("load of {} into {}", object.key, t.name),
+                "no warnings",
+                format!("{warnings} warning(s): {w:?}"),
+            ));
+        }
+        Ok(rows)
     }
 
     fn table(&self, object: &ObjectEntry) -> Result<&TableEntry> {
@@ -731,58 +797,46 @@ impl LoadSession for MysqlSession {
         self.run_script(sql, true, false).await.map(|_| ())
     }
 
+    fn one_table_at_a_time(&self) -> bool {
+        // Each table loads in one transaction on one connection: concurrent loads into the same
+        // empty table deadlock on InnoDB's bulk-insert table lock (unique and foreign key checks
+        // are off), and one transaction per table lets InnoDB take its bulk path for all of it.
+        true
+    }
+
+    async fn table_loaded(&self, table: &TableEntry) -> Result<()> {
+        let lease = self.open_tables.lock().ok().and_then(|mut m| m.remove(&table.name));
+        if let Some(mut lease) = lease {
+            exec(lease.conn(), "COMMIT")
+                .await
+                .map_err(|e| e.context(format!("commit the load of {}", table.name)))?;
+        }
+        Ok(())
+    }
+
     async fn load(&self, object: &ObjectEntry, data: ByteStream) -> Result<u64> {
         let t = self.table(object)?;
-        let props = TableProps::from_entry(t)?;
-        let sql = load_sql(&self.target, t, &props);
-        let mut lease = self.pool.checkout().await?;
-        let c = lease.conn();
-        if props.versioned {
-            exec(c, "SET SESSION system_versioning_insert_history = 1").await.map_err(|e| {
-                e.context(format!(
-                    "load the history of system-versioned table {} (needs MariaDB 10.11+)",
-                    t.name
-                ))
-            })?;
-        }
-        let failure: Arc<Mutex<Option<Error>>> = Arc::new(Mutex::new(None));
-        let slot = failure.clone();
-        let stream = data
-            .map(move |r| match r {
-                Ok(b) => Ok(b),
-                Err(e) => {
-                    let msg = e.to_string();
-                    if let Ok(mut s) = slot.lock() {
-                        s.get_or_insert(e);
-                    }
-                    Err(std::io::Error::other(msg))
+        let open = self.open_tables.lock().ok().and_then(|mut m| m.remove(&t.name));
+        let mut lease = match open {
+            Some(l) => l,
+            None => {
+                let mut l = self.pool.checkout().await?;
+                exec(l.conn(), "START TRANSACTION").await?;
+                l
+            }
+        };
+        match self.load_on(lease.conn(), t, object, data).await {
+            Ok(rows) => {
+                if let Ok(mut m) = self.open_tables.lock() {
+                    m.insert(t.name.clone(), lease);
                 }
-            })
-            .boxed();
-        // The handler future must be Sync; the stream is only Send, so it travels in a mutex.
-        let cell = Mutex::new(Some(stream));
-        c.set_infile_handler(async move {
-            cell.lock()
-                .ok()
-                .and_then(|mut s| s.take())
-                .ok_or_else(|| mysql_async::Error::Other("infile stream already taken".into()))
-        });
-        let r = c.query_drop(sql.as_str()).await;
-        if let Some(e) = failure.lock().ok().and_then(|mut s| s.take()) {
-            return Err(e);
+                Ok(rows)
+            }
+            Err(e) => {
+                let _ = exec(lease.conn(), "ROLLBACK").await;
+                Err(e)
+            }
         }
-        r.map_err(|e| Error::source(format!("load {} into {}", object.key, t.name), e))?;
-        let rows = c.affected_rows();
-        let warnings = c.get_warnings();
-        if warnings > 0 {
-            let w = query_text(c, "SHOW WARNINGS LIMIT 3").await.unwrap_or_default();
-            return Err(Error::integrity(
-                format!("load of {} into {}", object.key, t.name),
-                "no warnings",
-                format!("{warnings} warning(s): {w:?}"),
-            ));
-        }
-        Ok(rows)
     }
 
     async fn post_data(&self, sql: ByteStream) -> Result<()> {
@@ -851,6 +905,13 @@ impl LoadSession for MysqlSession {
 
     async fn abort(self: Box<Self>) -> Result<()> {
         let mut c = self.control.lock().await;
+        // A load cut short (another chunk failed) may still hold locks on the server.
+        if let Ok(mut m) = self.open_tables.lock() {
+            m.clear();
+        }
+        for id in &self.pool_ids {
+            let _ = c.query_drop(format!("KILL CONNECTION {id}")).await;
+        }
         if self.in_place {
             return self.put_back(&mut c).await;
         }
