@@ -93,6 +93,10 @@ pub struct CreateArgs {
     /// Directory for temporary files (SQLite snapshot copy).
     #[arg(long, env = "DBBACKUP_TEMP_DIR", value_name = "DIR")]
     pub temp_dir: Option<PathBuf>,
+    /// MySQL: leave DEFINER clauses out of views, routines, triggers and events (for managed
+    /// servers where the original definer does not exist).
+    #[arg(long, env = "DBBACKUP_NO_DEFINER")]
+    pub no_definer: bool,
 }
 
 /// `list`.
@@ -161,6 +165,13 @@ pub struct RestoreArgs {
     /// Parallel loaders (default: number of CPUs).
     #[arg(long, short = 'j', env = "DBBACKUP_JOBS")]
     pub jobs: Option<usize>,
+    /// MySQL: drop DEFINER clauses and SUPER-only statements (managed servers such as RDS).
+    #[arg(long, env = "DBBACKUP_NO_DEFINER")]
+    pub no_definer: bool,
+    /// MySQL: recompute every table's content checksum on the server even when the backup's
+    /// faster `CHECKSUM TABLE` value (same server version) already matches.
+    #[arg(long)]
+    pub full_checksum: bool,
 }
 
 /// `guard`.

@@ -363,6 +363,7 @@ async fn run(
         if opts.checksums {
             t.checksum = s.checksum;
             t.checksum_algo = s.checksum_algo;
+            t.properties.extend(s.extra);
         }
     }
     drop(phase);

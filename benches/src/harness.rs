@@ -99,14 +99,15 @@ pub fn du(path: &std::path::Path) -> u64 {
 pub fn print_table(title: &str, rows: &[Measured], baseline: &str) {
     let base = rows.iter().find(|r| r.tool == baseline).map(Measured::mb_per_s);
     println!("\n### {title}\n");
-    println!("| tool | seconds | MB/s | vs {baseline} | output | peak RSS |");
+    let cell = |s: &str| s.replace('|', "\\|");
+    println!("| tool | seconds | MB/s | vs {} | output | peak RSS |", cell(baseline));
     println!("|---|---:|---:|---:|---:|---:|");
     for r in rows {
         let ratio = base.map(|b| format!("{:.2}x", r.mb_per_s() / b)).unwrap_or_default();
         let out = r.output_bytes.map(|b| format!("{:.1} MiB", b as f64 / 1048576.0)).unwrap_or_default();
         println!(
             "| {} | {:.2} | {:.1} | {} | {} | {} MiB |",
-            r.tool,
+            cell(&r.tool),
             r.seconds,
             r.mb_per_s(),
             ratio,

@@ -6,6 +6,8 @@
 //! cargo build --release -p backup-cli -p dbbackup-benches
 //! target/release/dbbackup-bench sqlite   [--size-mib 1024]
 //! target/release/dbbackup-bench postgres [--size-mib 1024]   (server: DBBACKUP_BENCH_PG_URL)
+//! target/release/dbbackup-bench mysql    [--size-mib 1024]   (server: DBBACKUP_BENCH_MYSQL_URL)
+//! target/release/dbbackup-bench mysql-generate URL [MIB]       (the dataset only, for profiling)
 //! target/release/dbbackup-bench codec    [--size-mib 512]
 //! target/release/dbbackup-bench sample-sqlite PATH [--size-mib 50]   (the README demo's data)
 //! target/release/dbbackup-bench describe PATH [PATH...]               (row counts per table)
@@ -62,6 +64,10 @@ fn main() -> Result<()> {
         "postgres-generate" => {
             let url = args.get(1).context("postgres-generate URL [MIB]")?;
             postgres::generate(url, args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(1024))
+        }
+        "mysql-generate" => {
+            let url = args.get(1).context("mysql-generate URL [MIB]  (the URL's database is created)")?;
+            mysql::generate_into(url, args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(1024))
         }
         _ => {
             let opts = harness::BenchOptions::parse(&args[1..])?;

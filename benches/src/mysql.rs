@@ -99,16 +99,31 @@ ANALYZE TABLE users, transactions, webhook_logs, jobs, failed_jobs;
     Ok(())
 }
 
+fn conn_of(base: &str) -> Result<Conn> {
+    let u = url::Url::parse(base)?;
+    Ok(Conn {
+        host: u.host_str().unwrap_or("127.0.0.1").to_string(),
+        port: u.port().unwrap_or(3306),
+        user: if u.username().is_empty() { "root".into() } else { u.username().to_string() },
+    })
+}
+
+/// Generates the dataset into the database named by `url` (created), for profiling by hand.
+pub fn generate_into(url: &str, mib: u64) -> Result<()> {
+    let c = conn_of(url)?;
+    let db = url::Url::parse(url)?.path().trim_start_matches('/').to_string();
+    if db.is_empty() {
+        bail!("mysql-generate: the URL must name a database");
+    }
+    sql(&c, None, &format!("CREATE DATABASE `{db}`"))?;
+    generate(&c, &db, mib)
+}
+
 pub fn run(opts: &BenchOptions) -> Result<()> {
     let base = std::env::var("DBBACKUP_BENCH_MYSQL_URL")
         .or_else(|_| std::env::var("DBBACKUP_TEST_MYSQL_URL"))
         .context("set DBBACKUP_BENCH_MYSQL_URL (or DBBACKUP_TEST_MYSQL_URL) to a MariaDB/MySQL server URL")?;
-    let u = url::Url::parse(&base)?;
-    let c = Conn {
-        host: u.host_str().unwrap_or("127.0.0.1").to_string(),
-        port: u.port().unwrap_or(3306),
-        user: if u.username().is_empty() { "root".into() } else { u.username().to_string() },
-    };
+    let c = conn_of(&base)?;
     let url_of = |db: &str| -> Result<String> {
         let mut x = url::Url::parse(&base)?;
         x.set_path(&format!("/{db}"));

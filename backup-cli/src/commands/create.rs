@@ -18,7 +18,7 @@ pub async fn run(a: CreateArgs, password: Option<Secret>, ctx: &Context, out: &O
         chunk_bytes: a.chunk_mib.max(1) << 20,
         checksums: !a.no_checksums,
         temp_dir: a.temp_dir,
-        ..Default::default()
+        engine_options: engine_flags(&[("no_definer", a.no_definer)]),
     };
     let r = create(&opts, ctx).await?;
     out.report(&r, || {
@@ -46,4 +46,9 @@ pub async fn run(a: CreateArgs, password: Option<Secret>, ctx: &Context, out: &O
         eprintln!("dbbackup: error: backup {} is NOT in {}: {}", r.id, f.repo, f.error);
     }
     Ok(if r.failed_repos.is_empty() { 0 } else { 1 })
+}
+
+/// Engine options from boolean flags (only the flags that are set).
+pub(crate) fn engine_flags(flags: &[(&str, bool)]) -> std::collections::BTreeMap<String, String> {
+    flags.iter().filter(|(_, on)| *on).map(|(k, _)| (k.to_string(), "true".to_string())).collect()
 }

@@ -33,7 +33,10 @@ pub async fn run(a: RestoreArgs, password: Option<Secret>, ctx: &Context, out: &
         force: a.force,
         verify_first: a.verify_first,
         operator: Some(operator()),
-        ..Default::default()
+        engine_options: super::create::engine_flags(&[
+            ("no_definer", a.no_definer),
+            ("full_checksum", a.full_checksum),
+        ]),
     };
     if let Some(name) = confirmation_needed(&opts)? {
         confirm(&name)?;

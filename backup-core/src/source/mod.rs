@@ -135,6 +135,9 @@ pub struct TableStats {
     pub checksum: Option<String>,
     /// Algorithm name.
     pub checksum_algo: Option<String>,
+    /// Engine-specific facts recorded in the table's manifest `properties` (dump side only),
+    /// e.g. a faster checksum the same server can recompute on restore.
+    pub extra: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// Opens consistent snapshots of one database.

@@ -202,6 +202,7 @@ fn table_stats_blocking(conn: &Connection, table: &str) -> Result<TableStats> {
         rows: n,
         checksum: Some(hex::encode(h.finalize())),
         checksum_algo: Some(CHECKSUM_ALGO.into()),
+        ..Default::default()
     })
 }
 

@@ -10,9 +10,9 @@ use futures::StreamExt;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 
-use super::{CHECKSUM_ALGO, Server, exec, qi, qs, query_text, short};
+use super::{CHECKSUM_ALGO, CHECKSUM_ALGO_V1, Server, exec, qi, qs, query_text, short};
 use crate::codec::compress::ChannelStream;
 use crate::error::{Error, Result};
 use crate::format::layout;
@@ -85,14 +85,16 @@ fn select_list(cols: &[Col]) -> String {
         .join(", ")
 }
 
-/// `SELECT COUNT(*), sum-hi, sum-lo` over `db.table` (see [`CHECKSUM_ALGO`]).
-pub(crate) fn checksum_sql(db: &str, table: &str, props: &TableProps) -> String {
+/// `SELECT COUNT(*), sum-hi, sum-lo` over `db.table` (see [`CHECKSUM_ALGO`]; `v1` for
+/// [`CHECKSUM_ALGO_V1`]).
+pub(crate) fn checksum_sql(db: &str, table: &str, props: &TableProps, v1: bool) -> String {
     let parts: Vec<String> = props
         .columns
         .iter()
         .map(|c| {
-            let v = match c.kind {
-                ColKind::Float => format!("CAST(CAST({} AS DOUBLE) AS BINARY)", qi(&c.name)),
+            let v = match (c.kind, v1) {
+                (ColKind::Float, _) => format!("CAST(CAST({} AS DOUBLE) AS BINARY)", qi(&c.name)),
+                (ColKind::Bit, false) => format!("CAST({}+0 AS BINARY)", qi(&c.name)),
                 _ => format!("CAST({} AS BINARY)", qi(&c.name)),
             };
             format!("IFNULL(CONCAT(LENGTH({v}), ':', {v}), 'N')")
@@ -109,10 +111,16 @@ pub(crate) fn checksum_sql(db: &str, table: &str, props: &TableProps) -> String 
     )
 }
 
-/// Runs [`checksum_sql`] and shapes the result.
-pub(crate) async fn stats(conn: &mut Conn, db: &str, table: &str, props: &TableProps) -> Result<TableStats> {
+/// Runs [`checksum_sql`] on the server (restore side) and shapes the result.
+pub(crate) async fn stats(
+    conn: &mut Conn,
+    db: &str,
+    table: &str,
+    props: &TableProps,
+    v1: bool,
+) -> Result<TableStats> {
     exec(conn, "SET SESSION character_set_results = utf8mb4").await?;
-    let rows = query_text(conn, &checksum_sql(db, table, props)).await?;
+    let rows = query_text(conn, &checksum_sql(db, table, props, v1)).await?;
     let row = rows.into_iter().next().unwrap_or_default();
     let get = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
     let n: u64 =
@@ -120,8 +128,60 @@ pub(crate) async fn stats(conn: &mut Conn, db: &str, table: &str, props: &TableP
     Ok(TableStats {
         rows: n,
         checksum: Some(format!("{}:{}", get(1), get(2))),
-        checksum_algo: Some(CHECKSUM_ALGO.into()),
+        checksum_algo: Some(if v1 { CHECKSUM_ALGO_V1 } else { CHECKSUM_ALGO }.into()),
+        ..Default::default()
     })
+}
+
+/// [`CHECKSUM_ALGO`] computed on the client over rows as they stream.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct RowSum {
+    pub(crate) rows: u64,
+    hi: u128,
+    lo: u128,
+}
+
+impl RowSum {
+    fn add_row<'a>(&mut self, values: impl Iterator<Item = Option<&'a [u8]>>) {
+        use md5::Digest;
+        let mut h = md5::Md5::new();
+        for v in values {
+            match v {
+                Some(b) => {
+                    h.update(b.len().to_string().as_bytes());
+                    h.update(b":");
+                    h.update(b);
+                }
+                None => h.update(b"N"),
+            }
+        }
+        let d = h.finalize();
+        let mut hi = [0u8; 8];
+        let mut lo = [0u8; 8];
+        hi.copy_from_slice(&d[..8]);
+        lo.copy_from_slice(&d[8..16]);
+        self.hi += u128::from(u64::from_be_bytes(hi));
+        self.lo += u128::from(u64::from_be_bytes(lo));
+        self.rows += 1;
+    }
+
+    fn merge(&mut self, o: RowSum) {
+        self.rows += o.rows;
+        self.hi += o.hi;
+        self.lo += o.lo;
+    }
+
+    /// The manifest form, as the server's `SUM` prints it.
+    pub(crate) fn checksum(&self) -> String {
+        format!("{}:{}", self.hi, self.lo)
+    }
+}
+
+/// Per table: the sum of the chunks dumped so far and how many are still to come.
+#[derive(Debug, Default)]
+struct TableProgress {
+    sum: RowSum,
+    remaining: usize,
 }
 
 /// Appends one value escaped for `LOAD DATA ... FIELDS TERMINATED BY '\t' ESCAPED BY '\\'`.
@@ -228,6 +288,10 @@ struct MysqlSnapshot {
     tables: Vec<TableInfo>,
     chunk_bytes: u64,
     no_definer: bool,
+    /// Client-side checksums of the chunks dumped so far, per table name.
+    progress: Arc<Mutex<std::collections::HashMap<String, TableProgress>>>,
+    /// Bumped whenever a chunk finishes (table stats wait on it).
+    chunk_done: watch::Sender<u64>,
 }
 
 fn opt_flag(opts: &DumpOptions, key: &str) -> bool {
@@ -373,6 +437,8 @@ impl Source for MysqlSource {
             tables,
             chunk_bytes: opts.chunk_bytes.max(1 << 20),
             no_definer: opt_flag(opts, "no_definer"),
+            progress: Default::default(),
+            chunk_done: watch::Sender::new(0),
         }))
     }
 }
@@ -768,6 +834,14 @@ impl Snapshot for MysqlSnapshot {
             }
         }
         chunks.sort_by_key(|c| std::cmp::Reverse(c.size_hint.unwrap_or(0)));
+        if let Ok(mut p) = self.progress.lock() {
+            p.clear();
+            for c in &chunks {
+                if let Some(t) = c.table.and_then(|i| tables.get(i)) {
+                    p.entry(t.name.clone()).or_default().remaining += 1;
+                }
+            }
+        }
         Ok(DumpPlan { tables, chunks })
     }
 
@@ -805,19 +879,77 @@ impl Snapshot for MysqlSnapshot {
         let counter = rows.clone();
         let (tx, rx) = mpsc::channel::<Result<Bytes>>(4);
         let what = format!("dump {}", t.name);
+        let table = t.name.clone();
+        let progress = self.progress.clone();
+        let done = self.chunk_done.clone();
         tokio::spawn(async move {
             let mut lease = lease;
-            if let Err(e) = stream_rows(lease.conn(), &sql, &tx, &counter).await {
-                let _ = tx.send(Err(e.context(what))).await;
+            match stream_rows(lease.conn(), &sql, &tx, &counter).await {
+                Ok(Some(sum)) => {
+                    if let Ok(mut p) = progress.lock() {
+                        let e = p.entry(table).or_default();
+                        e.sum.merge(sum);
+                        e.remaining = e.remaining.saturating_sub(1);
+                    }
+                    done.send_modify(|n| *n += 1);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = tx.send(Err(e.context(what))).await;
+                }
             }
         });
         Ok(DumpStream { bytes: ChannelStream::new(rx).boxed(), rows })
     }
 
+    /// The checksum comes from the rows as they were dumped (no second scan); the row count
+    /// from the snapshot, so a chunking mistake shows as a mismatch. Plain tables also record
+    /// `CHECKSUM TABLE`, which the same server version recomputes much faster on restore.
     async fn table_stats(&self, table: &TableEntry) -> Result<TableStats> {
         let props = TableProps::from_entry(table)?;
+        let mut seen = self.chunk_done.subscribe();
+        let sum = loop {
+            let ready = self
+                .progress
+                .lock()
+                .ok()
+                .and_then(|p| p.get(&table.name).map(|e| (e.remaining == 0).then_some(e.sum)));
+            match ready {
+                Some(Some(sum)) => break sum,
+                None => break RowSum::default(),
+                Some(None) => {
+                    seen.changed().await.map_err(|e| Error::source("MySQL dump progress", e))?;
+                }
+            }
+        };
         let mut lease = self.pool.checkout().await?;
-        stats(lease.conn(), &self.db, &table.name, &props).await
+        let c = lease.conn();
+        exec(c, "SET SESSION character_set_results = utf8mb4").await?;
+        let history = if props.versioned { " FOR SYSTEM_TIME ALL" } else { "" };
+        let count =
+            query_text(c, &format!("SELECT COUNT(*) FROM {}.{}{history}", qi(&self.db), qi(&table.name)))
+                .await?
+                .into_iter()
+                .next()
+                .and_then(|r| r.into_iter().next().flatten())
+                .unwrap_or_default();
+        let rows: u64 =
+            count.parse().map_err(|_| Error::source("MySQL row count", format!("bad count {count:?}")))?;
+        let mut extra = std::collections::BTreeMap::new();
+        if !props.versioned
+            && let Some(v) = checksum_table(c, &self.db, &table.name).await?
+        {
+            extra.insert(
+                CHECKSUM_TABLE_KEY.to_string(),
+                serde_json::json!({ "server": self.info.server_version, "value": v }),
+            );
+        }
+        Ok(TableStats {
+            rows,
+            checksum: Some(sum.checksum()),
+            checksum_algo: Some(CHECKSUM_ALGO.into()),
+            extra,
+        })
     }
 
     async fn close(self: Box<Self>) -> Result<()> {
@@ -834,38 +966,64 @@ async fn stream_rows(
     sql: &str,
     tx: &mpsc::Sender<Result<Bytes>>,
     counter: &AtomicU64,
-) -> Result<()> {
+) -> Result<Option<RowSum>> {
     exec(conn, "SET SESSION character_set_results = NULL").await?;
+    let mut sum = RowSum::default();
     let mut result =
         conn.query_iter(sql).await.map_err(|e| Error::source(format!("MySQL: {}", short(sql)), e))?;
     let mut buf = BytesMut::with_capacity(FLUSH_AT + (64 << 10));
     let mut n = 0u64;
+    let mut other_text: Vec<Option<Vec<u8>>> = Vec::new();
     while let Some(row) = result.next().await.map_err(|e| Error::source("read rows", e))? {
-        for (i, v) in row.unwrap_raw().into_iter().enumerate() {
+        let values = row.unwrap_raw();
+        // The text protocol gives bytes; anything else is printed as the server would.
+        other_text.clear();
+        other_text.extend(values.iter().map(|v| match v {
+            Some(mysql_async::Value::Bytes(_)) | Some(mysql_async::Value::NULL) | None => None,
+            Some(other) => Some(other.as_sql(true).trim_matches('\'').as_bytes().to_vec()),
+        }));
+        let bytes = |i: usize| -> Option<&[u8]> {
+            match (&values[i], &other_text[i]) {
+                (_, Some(t)) => Some(t.as_slice()),
+                (Some(mysql_async::Value::Bytes(b)), None) => Some(b.as_slice()),
+                _ => None,
+            }
+        };
+        for i in 0..values.len() {
             if i > 0 {
                 buf.put_u8(b'\t');
             }
-            match v {
-                Some(mysql_async::Value::Bytes(b)) => escape_into(&mut buf, &b),
-                Some(mysql_async::Value::NULL) | None => buf.put_slice(b"\\N"),
-                Some(other) => escape_into(&mut buf, other.as_sql(true).trim_matches('\'').as_bytes()),
+            match bytes(i) {
+                Some(b) => escape_into(&mut buf, b),
+                None => buf.put_slice(b"\\N"),
             }
         }
+        sum.add_row((0..values.len()).map(bytes));
         buf.put_u8(b'\n');
         n += 1;
         if buf.len() >= FLUSH_AT {
             counter.store(n, Ordering::Relaxed);
             if tx.send(Ok(buf.split().freeze())).await.is_err() {
-                return Ok(());
+                return Ok(None);
             }
             buf.reserve(FLUSH_AT);
         }
     }
     counter.store(n, Ordering::Relaxed);
-    if !buf.is_empty() {
-        let _ = tx.send(Ok(buf.freeze())).await;
+    if !buf.is_empty() && tx.send(Ok(buf.freeze())).await.is_err() {
+        return Ok(None);
     }
-    Ok(())
+    Ok(Some(sum))
+}
+
+/// The manifest table property holding `CHECKSUM TABLE` at dump time and the server version
+/// that computed it.
+pub(crate) const CHECKSUM_TABLE_KEY: &str = "checksum_table";
+
+/// `CHECKSUM TABLE` (in the current transaction's snapshot), `None` when the server has none.
+pub(crate) async fn checksum_table(c: &mut Conn, db: &str, table: &str) -> Result<Option<String>> {
+    let r = query_text(c, &format!("CHECKSUM TABLE {}.{}", qi(db), qi(table))).await?;
+    Ok(r.into_iter().next().and_then(|row| row.into_iter().nth(1).flatten()))
 }
 
 #[cfg(test)]

@@ -17,9 +17,11 @@ use futures::StreamExt;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
-use super::dump::{ColKind, ConnPool, LIVE_OBJECTS_MARKER, Lease, TableProps, stats};
+use super::dump::{
+    CHECKSUM_TABLE_KEY, ColKind, ConnPool, LIVE_OBJECTS_MARKER, Lease, TableProps, checksum_table, stats,
+};
 use super::script::{self, ScriptSplitter, StatementKind};
-use super::{Server, exec, is_server_error, qi, qs, query_text, short};
+use super::{CHECKSUM_ALGO_V1, Server, exec, is_server_error, qi, qs, query_text, short};
 use crate::codec::ByteStream;
 use crate::error::{Error, Result};
 use crate::format::manifest::{Manifest, ObjectEntry, TableEntry};
@@ -106,6 +108,10 @@ struct MysqlSession {
     db_props: std::collections::BTreeMap<String, serde_json::Value>,
     no_definer: bool,
     strip_super: bool,
+    /// Always recompute the content checksum (engine option `full_checksum`).
+    full_checksum: bool,
+    /// `SELECT VERSION()` of the target server.
+    server_version: String,
     control: tokio::sync::Mutex<Conn>,
     pool: Arc<ConnPool>,
     /// Server thread ids of the pool's connections (killed on abort so that no half-done load
@@ -131,7 +137,13 @@ impl MysqlSession {
         let live = server.database();
         let load_init =
             ["SET SESSION foreign_key_checks = 0".to_string(), "SET SESSION unique_checks = 0".to_string()];
-        let control = server.connect(&load_init).await?;
+        let mut control = server.connect(&load_init).await?;
+        let server_version = query_text(&mut control, "SELECT VERSION()")
+            .await?
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next().flatten())
+            .unwrap_or_default();
         let jobs = opts.jobs.max(1);
         let conns = futures::future::join_all((0..jobs).map(|_| server.connect(&load_init))).await;
         let conns = conns.into_iter().collect::<Result<Vec<_>>>()?;
@@ -146,6 +158,8 @@ impl MysqlSession {
             db_props,
             no_definer: flag(opts, "no_definer"),
             strip_super: flag(opts, "strip_super") || flag(opts, "no_definer"),
+            full_checksum: flag(opts, "full_checksum"),
+            server_version,
             control: tokio::sync::Mutex::new(control),
             pool: ConnPool::new(conns),
             pool_ids,
@@ -876,10 +890,42 @@ impl LoadSession for MysqlSession {
         Ok(())
     }
 
+    /// The backup's `CHECKSUM TABLE`, when the same server version recorded it, confirms the
+    /// content in a fraction of the time; anything else (other version, versioned table, a
+    /// differing value, which can also come from a different physical format, or the
+    /// `full_checksum` engine option) recomputes the content checksum on the server.
     async fn table_stats(&self, table: &TableEntry) -> Result<TableStats> {
         let props = TableProps::from_entry(table)?;
         let mut lease = self.pool.checkout().await?;
-        stats(lease.conn(), &self.target, &table.name, &props).await
+        let c = lease.conn();
+        if !self.full_checksum
+            && !props.versioned
+            && table.checksum.is_some()
+            && let Some(rec) = table.properties.get(CHECKSUM_TABLE_KEY)
+            && rec.get("server").and_then(|v| v.as_str()) == Some(self.server_version.as_str())
+            && let Some(want) = rec.get("value").and_then(|v| v.as_str())
+        {
+            let count =
+                query_text(c, &format!("SELECT COUNT(*) FROM {}.{}", qi(&self.target), qi(&table.name)))
+                    .await?
+                    .into_iter()
+                    .next()
+                    .and_then(|r| r.into_iter().next().flatten())
+                    .and_then(|n| n.parse::<u64>().ok());
+            let got = checksum_table(c, &self.target, &table.name).await?;
+            if count != Some(table.rows) || got.as_deref() != Some(want) {
+                tracing::info!(table = %table.name, "CHECKSUM TABLE differs from the backup's; recomputing the content checksum");
+            } else {
+                return Ok(TableStats {
+                    rows: table.rows,
+                    checksum: table.checksum.clone(),
+                    checksum_algo: table.checksum_algo.clone(),
+                    ..Default::default()
+                });
+            }
+        }
+        let v1 = table.checksum_algo.as_deref() == Some(CHECKSUM_ALGO_V1);
+        stats(c, &self.target, &table.name, &props, v1).await
     }
 
     async fn commit(self: Box<Self>, _ctx: &Context) -> Result<CommitReport> {

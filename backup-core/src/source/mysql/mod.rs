@@ -25,9 +25,15 @@ pub(crate) use dump::MysqlSource;
 pub(crate) use load::MysqlLoader;
 
 /// Content checksum algorithm: per row the MD5 of every dumped column as `len:bytes` (or `N` for
-/// NULL) of `CAST(col AS BINARY)` (FLOAT widened to DOUBLE), summed over rows as two unsigned
-/// 64-bit halves. Order independent, duplicate rows count twice.
-pub const CHECKSUM_ALGO: &str = "mysql-md5-sum-v1";
+/// NULL), the bytes being the column exactly as dumped (the server's text for numbers and
+/// temporals, the column's own charset for strings, FLOAT widened to DOUBLE, BIT as its unsigned
+/// value), summed over rows as two unsigned 64-bit halves. Order independent, duplicate rows
+/// count twice. The dump computes it on the rows it streams (no second scan); a restore
+/// recomputes it on the server with [`dump::checksum_sql`].
+pub const CHECKSUM_ALGO: &str = "mysql-md5-sum-v2";
+/// The first version (backups before 2026-11-24): BIT hashed as its raw bytes; a second scan on
+/// the server at dump time. Still verified on restore.
+pub const CHECKSUM_ALGO_V1: &str = "mysql-md5-sum-v1";
 
 /// The `sql_mode` restores run under: strict (so a value that does not fit is an error, not a
 /// warning) but accepting zero and invalid dates, and keeping explicit zeros in AUTO_INCREMENT.

@@ -195,6 +195,7 @@ pub(crate) async fn table_stats_on(c: &Client, t: &TableEntry) -> Result<TableSt
         rows: u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
         checksum: Some(row.get(1)),
         checksum_algo: Some(CHECKSUM_ALGO.into()),
+        ..Default::default()
     })
 }
 
