@@ -22,6 +22,15 @@ for t in $targets; do
   mkdir -p "corpus/$t" "artifacts/$t"
   [ -d "seeds/$t" ] && cp -n seeds/"$t"/* "corpus/$t/" 2>/dev/null || true
   echo "== fuzz $t for ${secs}s"
-  "$CARGO_TARGET_DIR/$host/release/$t" -max_total_time="$secs" -rss_limit_mb=2048 -malloc_limit_mb=1024 \
-    -artifact_prefix="artifacts/$t/" -print_final_stats=1 "corpus/$t" 2>&1 | tail -n 4
+  log="artifacts/$t/last-run.log"
+  if "$CARGO_TARGET_DIR/$host/release/$t" -max_total_time="$secs" -rss_limit_mb=2048 -malloc_limit_mb=1024 \
+    -artifact_prefix="artifacts/$t/" -print_final_stats=1 "corpus/$t" >"$log" 2>&1; then
+    tail -n 4 "$log"
+  else
+    rc=$?
+    # Show the panic and the input that caused it; fix it and keep the input under seeds/$t.
+    grep -v -E '^#[0-9]+' "$log" | tail -n 60
+    echo "== fuzz $t FAILED (exit $rc); reproduce: $CARGO_TARGET_DIR/$host/release/$t artifacts/$t/crash-*" >&2
+    exit "$rc"
+  fi
 done

@@ -232,7 +232,8 @@ impl ScriptSplitter {
                             }
                         }
                         b'/' => {
-                            if self.buf.len() - i < 3 && !last {
+                            // `/*M!` needs four bytes to tell from a plain `/*M` comment.
+                            if self.buf.len() - i < 4 && !last {
                                 return Ok(());
                             }
                             if self.buf.get(i + 1) == Some(&b'*') {
@@ -495,6 +496,24 @@ mod tests {
             assert_eq!(got, whole, "chunk size {n}");
         }
         assert_eq!(whole.len(), 3);
+    }
+
+    /// Fuzz crash of 2026-12-01: a chunk ending in `/*M` was taken for a plain comment before the
+    /// `!` arrived, so a MariaDB conditional comment split differently by chunking.
+    #[test]
+    fn mariadb_conditional_comment_split_across_chunks() {
+        let script: &[u8] = b"SELECT 1;\n/*M!100100 SET @a=1; */;\n/*M!2 x*M!2y*\n/ SET b;\n/*M!2 z */ SELECT 2;";
+        let whole = split_all(script).unwrap();
+        assert_eq!(whole[1], b"/*M!100100 SET @a=1; */".to_vec());
+        for n in 1..12 {
+            let mut s = ScriptSplitter::default();
+            let mut got = Vec::new();
+            for c in script.chunks(n) {
+                got.extend(s.push(c).unwrap());
+            }
+            got.extend(s.finish().unwrap());
+            assert_eq!(got, whole, "chunk size {n}");
+        }
     }
 
     #[test]
