@@ -342,7 +342,8 @@ pub fn head(stmt: &[u8], max_words: usize) -> String {
         i += 1;
     }
     let mut s = out.split_whitespace().collect::<Vec<_>>().join(" ");
-    s.truncate(s.len().min(4096));
+    // Bytes >= 0x80 became two-byte chars: cut on a char boundary.
+    s.truncate(s.floor_char_boundary(4096));
     s
 }
 
@@ -502,7 +503,8 @@ mod tests {
     /// `!` arrived, so a MariaDB conditional comment split differently by chunking.
     #[test]
     fn mariadb_conditional_comment_split_across_chunks() {
-        let script: &[u8] = b"SELECT 1;\n/*M!100100 SET @a=1; */;\n/*M!2 x*M!2y*\n/ SET b;\n/*M!2 z */ SELECT 2;";
+        let script: &[u8] =
+            b"SELECT 1;\n/*M!100100 SET @a=1; */;\n/*M!2 x*M!2y*\n/ SET b;\n/*M!2 z */ SELECT 2;";
         let whole = split_all(script).unwrap();
         assert_eq!(whole[1], b"/*M!100100 SET @a=1; */".to_vec());
         for n in 1..12 {
@@ -531,6 +533,15 @@ mod tests {
             b"/*!50013  SQL SECURITY DEFINER */".to_vec()
         );
         assert_eq!(strip_definer(b"CREATE DEFINER='a'@'%' PROCEDURE p()"), b"CREATE  PROCEDURE p()".to_vec());
+    }
+
+    /// Fuzz crash of 2026-12-01: a long head of non-ASCII bytes was cut inside a char.
+    #[test]
+    fn long_non_ascii_head_is_cut_on_a_char_boundary() {
+        let stmt = [b"SETS ".as_slice(), &[0xe2; 5000]].concat();
+        let h = head(&stmt, 8);
+        assert!(h.starts_with("SETS ") && h.len() <= 4096, "{}", h.len());
+        assert_eq!(classify(&stmt), StatementKind::Other);
     }
 
     #[test]
