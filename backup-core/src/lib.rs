@@ -54,7 +54,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use format::manifest::Manifest;
 pub use guard::{CommandOutcome, GuardOptions, GuardReport, guard, last_drill_recovery_ms};
 pub use health::{Check, RepoStatus, StatusOptions, StatusReport, status, status_in};
-pub use model::{BackupId, Compression, DatabaseUrl, Engine, Secret, redact_str};
+pub use model::{BackupId, Compression, DatabaseUrl, Engine, Secret, parse_duration, parse_size, redact_str};
 pub use notify::{Notification, NotifyConfig, Outcome, notify};
 pub use progress::{CancellationToken, Context, Event, NoProgress, Observer, Phase};
 pub use restore::{

@@ -248,24 +248,7 @@ impl Size {
             Size::Bytes(n) => return Ok(n),
             Size::Text(t) => t,
         };
-        let s = t.trim();
-        let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
-        let (num, unit) = s.split_at(split);
-        let n: f64 =
-            num.parse().map_err(|_| Error::InvalidInput(format!("bad size {t:?} (e.g. 50GiB, 500MB)")))?;
-        let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-            "" | "b" => 1.0,
-            "k" | "kib" => 1024.0,
-            "kb" => 1e3,
-            "m" | "mib" => 1024f64.powi(2),
-            "mb" => 1e6,
-            "g" | "gib" => 1024f64.powi(3),
-            "gb" => 1e9,
-            "t" | "tib" => 1024f64.powi(4),
-            "tb" => 1e12,
-            u => return Err(Error::InvalidInput(format!("bad size unit {u:?} in {t:?}"))),
-        };
-        Ok((n * mult) as u64)
+        backup_core::parse_size(&t)
     }
 }
 
@@ -284,30 +267,7 @@ impl Secs {
             Secs::Secs(n) => return Ok(n),
             Secs::Text(t) => t,
         };
-        let mut total = 0u64;
-        let mut rest = t.trim();
-        if rest.is_empty() {
-            return Err(Error::InvalidInput("empty duration".into()));
-        }
-        while !rest.is_empty() {
-            let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-            let n: u64 = rest[..digits]
-                .parse()
-                .map_err(|_| Error::InvalidInput(format!("bad duration {t:?} (e.g. 26h, 30m, 7d)")))?;
-            rest = rest[digits..].trim_start();
-            let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == ' ').unwrap_or(rest.len());
-            let mult = match &rest[..unit_len] {
-                "" | "s" | "sec" | "secs" => 1,
-                "m" | "min" | "mins" => 60,
-                "h" | "hr" | "hour" | "hours" => 3600,
-                "d" | "day" | "days" => 86_400,
-                "w" | "week" | "weeks" => 604_800,
-                u => return Err(Error::InvalidInput(format!("bad duration unit {u:?} in {t:?}"))),
-            };
-            total = total.saturating_add(n.saturating_mul(mult));
-            rest = rest[unit_len..].trim_start();
-        }
-        Ok(total)
+        Ok(backup_core::parse_duration(&t)?.as_secs())
     }
 }
 

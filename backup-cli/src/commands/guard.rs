@@ -9,11 +9,10 @@ use crate::output::{Output, millis};
 
 pub async fn run(a: GuardArgs, password: Option<Secret>, ctx: &Context, out: &Output) -> Result<i32> {
     let max_rto_ms = match &a.max_rto {
-        Some(d) => Some(
-            humantime::parse_duration(d)
-                .with_context(|| format!("--max-rto {d:?}: expected e.g. 90s, 2m"))?
-                .as_millis() as u64,
-        ),
+        Some(d) => {
+            Some(backup_core::parse_duration(d).with_context(|| format!("--max-rto {d:?}"))?.as_millis()
+                as u64)
+        }
         None => None,
     };
     let opts = GuardOptions {
