@@ -22,6 +22,8 @@ pub mod mysql_script;
 pub mod pg_script;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
+#[cfg(any(feature = "mysql", feature = "postgres"))]
+pub(crate) mod rowsum;
 pub(crate) mod sqlite;
 
 use std::collections::BTreeMap;

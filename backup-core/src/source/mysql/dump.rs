@@ -10,7 +10,7 @@ use futures::StreamExt;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc};
 
 use super::{CHECKSUM_ALGO, CHECKSUM_ALGO_V1, Server, exec, qi, qs, query_text, short};
 use crate::codec::compress::ChannelStream;
@@ -19,6 +19,7 @@ use crate::format::layout;
 use crate::format::manifest::{ObjectKind, TableEntry};
 use crate::model::{DatabaseUrl, Engine};
 use crate::progress::Context;
+use crate::source::rowsum::{ChunkSums, Md5Sum};
 use crate::source::{
     ChunkPlan, DumpOptions, DumpPlan, DumpStream, SchemaScripts, Snapshot, SnapshotInfo, Source, TableStats,
 };
@@ -133,55 +134,22 @@ pub(crate) async fn stats(
     })
 }
 
-/// [`CHECKSUM_ALGO`] computed on the client over rows as they stream.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct RowSum {
-    pub(crate) rows: u64,
-    hi: u128,
-    lo: u128,
-}
-
-impl RowSum {
-    fn add_row<'a>(&mut self, values: impl Iterator<Item = Option<&'a [u8]>>) {
-        use md5::Digest;
-        let mut h = md5::Md5::new();
-        for v in values {
-            match v {
-                Some(b) => {
-                    h.update(b.len().to_string().as_bytes());
-                    h.update(b":");
-                    h.update(b);
-                }
-                None => h.update(b"N"),
+/// Adds one row to a [`CHECKSUM_ALGO`] sum: `MD5(len:value | 'N' per column)`, computed on the
+/// client over rows as they stream.
+fn add_row<'a>(sum: &mut Md5Sum, values: impl Iterator<Item = Option<&'a [u8]>>) {
+    use md5::Digest;
+    let mut h = md5::Md5::new();
+    for v in values {
+        match v {
+            Some(b) => {
+                h.update(b.len().to_string().as_bytes());
+                h.update(b":");
+                h.update(b);
             }
+            None => h.update(b"N"),
         }
-        let d = h.finalize();
-        let mut hi = [0u8; 8];
-        let mut lo = [0u8; 8];
-        hi.copy_from_slice(&d[..8]);
-        lo.copy_from_slice(&d[8..16]);
-        self.hi += u128::from(u64::from_be_bytes(hi));
-        self.lo += u128::from(u64::from_be_bytes(lo));
-        self.rows += 1;
     }
-
-    fn merge(&mut self, o: RowSum) {
-        self.rows += o.rows;
-        self.hi += o.hi;
-        self.lo += o.lo;
-    }
-
-    /// The manifest form, as the server's `SUM` prints it.
-    pub(crate) fn checksum(&self) -> String {
-        format!("{}:{}", self.hi, self.lo)
-    }
-}
-
-/// Per table: the sum of the chunks dumped so far and how many are still to come.
-#[derive(Debug, Default)]
-struct TableProgress {
-    sum: RowSum,
-    remaining: usize,
+    sum.add_digest(&h.finalize());
 }
 
 /// Appends one value escaped for `LOAD DATA ... FIELDS TERMINATED BY '\t' ESCAPED BY '\\'`.
@@ -289,9 +257,7 @@ struct MysqlSnapshot {
     chunk_bytes: u64,
     no_definer: bool,
     /// Client-side checksums of the chunks dumped so far, per table name.
-    progress: Arc<Mutex<std::collections::HashMap<String, TableProgress>>>,
-    /// Bumped whenever a chunk finishes (table stats wait on it).
-    chunk_done: watch::Sender<u64>,
+    sums: Arc<ChunkSums>,
 }
 
 fn opt_flag(opts: &DumpOptions, key: &str) -> bool {
@@ -437,8 +403,7 @@ impl Source for MysqlSource {
             tables,
             chunk_bytes: opts.chunk_bytes.max(1 << 20),
             no_definer: opt_flag(opts, "no_definer"),
-            progress: Default::default(),
-            chunk_done: watch::Sender::new(0),
+            sums: Default::default(),
         }))
     }
 }
@@ -834,14 +799,9 @@ impl Snapshot for MysqlSnapshot {
             }
         }
         chunks.sort_by_key(|c| std::cmp::Reverse(c.size_hint.unwrap_or(0)));
-        if let Ok(mut p) = self.progress.lock() {
-            p.clear();
-            for c in &chunks {
-                if let Some(t) = c.table.and_then(|i| tables.get(i)) {
-                    p.entry(t.name.clone()).or_default().remaining += 1;
-                }
-            }
-        }
+        self.sums.expect(
+            chunks.iter().filter_map(|c| c.table.and_then(|i| tables.get(i)).map(|t| t.name.as_str())),
+        );
         Ok(DumpPlan { tables, chunks })
     }
 
@@ -880,19 +840,11 @@ impl Snapshot for MysqlSnapshot {
         let (tx, rx) = mpsc::channel::<Result<Bytes>>(4);
         let what = format!("dump {}", t.name);
         let table = t.name.clone();
-        let progress = self.progress.clone();
-        let done = self.chunk_done.clone();
+        let sums = self.sums.clone();
         tokio::spawn(async move {
             let mut lease = lease;
             match stream_rows(lease.conn(), &sql, &tx, &counter).await {
-                Ok(Some(sum)) => {
-                    if let Ok(mut p) = progress.lock() {
-                        let e = p.entry(table).or_default();
-                        e.sum.merge(sum);
-                        e.remaining = e.remaining.saturating_sub(1);
-                    }
-                    done.send_modify(|n| *n += 1);
-                }
+                Ok(Some(sum)) => sums.chunk_done(&table, sum),
                 Ok(None) => {}
                 Err(e) => {
                     let _ = tx.send(Err(e.context(what))).await;
@@ -907,21 +859,7 @@ impl Snapshot for MysqlSnapshot {
     /// `CHECKSUM TABLE`, which the same server version recomputes much faster on restore.
     async fn table_stats(&self, table: &TableEntry) -> Result<TableStats> {
         let props = TableProps::from_entry(table)?;
-        let mut seen = self.chunk_done.subscribe();
-        let sum = loop {
-            let ready = self
-                .progress
-                .lock()
-                .ok()
-                .and_then(|p| p.get(&table.name).map(|e| (e.remaining == 0).then_some(e.sum)));
-            match ready {
-                Some(Some(sum)) => break sum,
-                None => break RowSum::default(),
-                Some(None) => {
-                    seen.changed().await.map_err(|e| Error::source("MySQL dump progress", e))?;
-                }
-            }
-        };
+        let sum = self.sums.wait(&table.name).await?;
         let mut lease = self.pool.checkout().await?;
         let c = lease.conn();
         exec(c, "SET SESSION character_set_results = utf8mb4").await?;
@@ -966,9 +904,9 @@ async fn stream_rows(
     sql: &str,
     tx: &mpsc::Sender<Result<Bytes>>,
     counter: &AtomicU64,
-) -> Result<Option<RowSum>> {
+) -> Result<Option<Md5Sum>> {
     exec(conn, "SET SESSION character_set_results = NULL").await?;
-    let mut sum = RowSum::default();
+    let mut sum = Md5Sum::default();
     let mut result =
         conn.query_iter(sql).await.map_err(|e| Error::source(format!("MySQL: {}", short(sql)), e))?;
     let mut buf = BytesMut::with_capacity(FLUSH_AT + (64 << 10));
@@ -998,7 +936,7 @@ async fn stream_rows(
                 None => buf.put_slice(b"\\N"),
             }
         }
-        sum.add_row((0..values.len()).map(bytes));
+        add_row(&mut sum, (0..values.len()).map(bytes));
         buf.put_u8(b'\n');
         n += 1;
         if buf.len() >= FLUSH_AT {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use tokio_postgres::Client;
 
 pub(crate) use self::conn::{Pool, connect, pg_err, quote_ident, quote_literal};
@@ -27,10 +27,15 @@ use crate::format::layout;
 use crate::format::manifest::{ObjectKind, TableEntry};
 use crate::model::{DatabaseUrl, Engine};
 use crate::progress::Context;
+use crate::source::rowsum::{ChunkSums, LineSum};
 
-/// Name of the per-table content checksum: sum over rows of the first 64 bits of md5(row text),
-/// as a decimal, with fixed text settings ([`conn::SESSION_SETTINGS`]).
-pub(crate) const CHECKSUM_ALGO: &str = "pg-md5-row-sum-v1";
+/// Name of the per-table content checksum: the [`Md5Sum`] of the table's COPY text lines (one per
+/// row, explicit column list, fixed text settings [`conn::SESSION_SETTINGS`]), computed by the
+/// client while the rows stream (no second scan at backup time).
+pub(crate) const CHECKSUM_ALGO: &str = "pg-copy-md5-sum-v2";
+/// The first algorithm, computed by the server: sum over rows of the first 64 bits of
+/// md5(row text), as a decimal. Manifests that name it are still verified with it.
+pub(crate) const CHECKSUM_ALGO_V1: &str = "pg-md5-row-sum-v1";
 /// Bulk format of data chunks.
 pub(crate) const FORMAT: &str = "pg-copy-text";
 
@@ -121,6 +126,7 @@ impl Source for PgSource {
             chunk_bytes: opts.chunk_bytes.max(1 << 20),
             keep_owners: flag(&opts.engine_options, OPT_KEEP_OWNERS),
             temp_dir: opts.temp_dir.clone(),
+            sums: Default::default(),
         }))
     }
 }
@@ -160,6 +166,8 @@ struct PgSnapshot {
     chunk_bytes: u64,
     keep_owners: bool,
     temp_dir: Option<std::path::PathBuf>,
+    /// Checksums of the chunks dumped so far, per table key.
+    sums: Arc<ChunkSums>,
 }
 
 /// A table's identity and the columns its chunks carry (generated columns excluded).
@@ -177,8 +185,8 @@ pub(crate) fn column_list(t: &TableEntry) -> Option<String> {
     Some(names.join(", "))
 }
 
-/// `SELECT count, checksum` of a table, same text on both sides.
-pub(crate) fn stats_sql(t: &TableEntry) -> String {
+/// `SELECT count, checksum` of a table ([`CHECKSUM_ALGO_V1`]), same text on both sides.
+fn stats_sql_v1(t: &TableEntry) -> String {
     format!(
         "SELECT count(*), coalesce(sum(('x' || substr(md5(dbbackup_row_::text), 1, 16))::bit(64)::bigint::numeric), 0)::text \
          FROM ONLY {} dbbackup_row_",
@@ -186,14 +194,35 @@ pub(crate) fn stats_sql(t: &TableEntry) -> String {
     )
 }
 
+/// A loaded table's stats with the algorithm its manifest entry names: [`CHECKSUM_ALGO`]
+/// re-reads the table with the same COPY as the dump and sums its lines on the client;
+/// [`CHECKSUM_ALGO_V1`] asks the server.
 pub(crate) async fn table_stats_on(c: &Client, t: &TableEntry) -> Result<TableStats> {
-    let row = c
-        .query_one(&stats_sql(t), &[])
-        .await
-        .map_err(pg_err(format!("checksum table {}", t.display_name())))?;
+    let what = format!("checksum table {}", t.display_name());
+    if t.checksum_algo.as_deref() == Some(CHECKSUM_ALGO_V1) {
+        let row = c.query_one(&stats_sql_v1(t), &[]).await.map_err(pg_err(what))?;
+        return Ok(TableStats {
+            rows: u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
+            checksum: Some(row.get(1)),
+            checksum_algo: Some(CHECKSUM_ALGO_V1.into()),
+            ..Default::default()
+        });
+    }
+    let sql = match column_list(t) {
+        Some(cols) if !cols.is_empty() => {
+            format!("COPY (SELECT {cols} FROM ONLY {}) TO STDOUT", qualified(t))
+        }
+        _ => format!("COPY {} TO STDOUT", qualified(t)),
+    };
+    let mut out = std::pin::pin!(c.copy_out(sql.as_str()).await.map_err(pg_err(what.clone()))?);
+    let mut sum = LineSum::default();
+    while let Some(b) = out.next().await {
+        sum.feed(&b.map_err(pg_err(what.clone()))?);
+    }
+    let sum = sum.finish()?;
     Ok(TableStats {
-        rows: u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
-        checksum: Some(row.get(1)),
+        rows: sum.rows,
+        checksum: Some(sum.checksum()),
         checksum_algo: Some(CHECKSUM_ALGO.into()),
         ..Default::default()
     })
@@ -301,6 +330,21 @@ impl Snapshot for PgSnapshot {
             )
             .await
             .map_err(pg_err("list tables"))?;
+        // Like pg_dump: ACCESS SHARE locks on every dumped table, held by the leader's snapshot
+        // transaction until the end, so a concurrent DROP or ALTER TABLE waits for the backup
+        // instead of breaking it (ordinary reads and writes are not blocked).
+        let names: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                format!("{}.{}", quote_ident(&r.get::<_, String>(1)), quote_ident(&r.get::<_, String>(2)))
+            })
+            .collect();
+        for batch in names.chunks(500) {
+            self.leader
+                .batch_execute(&format!("LOCK TABLE {} IN ACCESS SHARE MODE", batch.join(", ")))
+                .await
+                .map_err(pg_err("lock the tables to dump (ACCESS SHARE)"))?;
+        }
         let mut plan = DumpPlan::default();
         for (i, r) in rows.iter().enumerate() {
             let schema: String = r.get(1);
@@ -341,6 +385,11 @@ impl Snapshot for PgSnapshot {
             }
         }
         plan.chunks.sort_by_key(|c| std::cmp::Reverse(c.size_hint.unwrap_or(0)));
+        self.sums.expect(
+            plan.chunks
+                .iter()
+                .filter_map(|c| c.table.and_then(|i| plan.tables.get(i)).map(|t| t.key.as_str())),
+        );
         Ok(plan)
     }
 
@@ -368,24 +417,53 @@ impl Snapshot for PgSnapshot {
         let out = guard.client().copy_out(sql.as_str()).await.map_err(pg_err(what.clone()))?;
         let rows = Arc::new(AtomicU64::new(0));
         let counter = rows.clone();
-        let bytes = out
-            .map_err(move |e| pg_err(what.clone())(e))
-            .inspect_ok(move |b| {
-                let n = b.iter().filter(|&&c| c == b'\n').count() as u64;
-                counter.fetch_add(n, Ordering::Relaxed);
-            })
-            .map(move |r| {
-                // The worker goes back to the pool when the stream is dropped.
-                let _keep = &guard;
-                r
-            })
-            .boxed();
+        let sums = self.sums.clone();
+        let key = t.key.clone();
+        // Each row's line is hashed as it passes; a chunk's sum counts once its stream ended
+        // cleanly. The worker goes back to the pool when the stream is dropped.
+        let state = (Box::pin(out), LineSum::default(), Some(guard));
+        let bytes = futures::stream::unfold(state, move |(mut out, mut sum, guard)| {
+            let (what, counter, sums, key) = (what.clone(), counter.clone(), sums.clone(), key.clone());
+            async move {
+                let guard = guard?;
+                match out.next().await {
+                    Some(Ok(b)) => {
+                        let n = b.iter().filter(|&&c| c == b'\n').count() as u64;
+                        counter.fetch_add(n, Ordering::Relaxed);
+                        sum.feed(&b);
+                        Some((Ok(b), (out, sum, Some(guard))))
+                    }
+                    Some(Err(e)) => Some((Err(pg_err(what)(e)), (out, sum, None))),
+                    None => match sum.finish() {
+                        Ok(s) => {
+                            sums.chunk_done(&key, s);
+                            None
+                        }
+                        Err(e) => Some((Err(e.context(what)), (out, LineSum::default(), None))),
+                    },
+                }
+            }
+        })
+        .boxed();
         Ok(DumpStream { bytes, rows })
     }
 
+    /// The checksum comes from the lines as they were dumped (no second scan), the row count
+    /// from the snapshot, so a chunking mistake shows as a mismatch.
     async fn table_stats(&self, table: &TableEntry) -> Result<TableStats> {
+        let sum = self.sums.wait(&table.key).await?;
         let guard = self.pool.get().await?;
-        table_stats_on(guard.client(), table).await
+        let row = guard
+            .client()
+            .query_one(&format!("SELECT count(*) FROM ONLY {}", qualified(table)), &[])
+            .await
+            .map_err(pg_err(format!("count rows of {}", table.display_name())))?;
+        Ok(TableStats {
+            rows: u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
+            checksum: Some(sum.checksum()),
+            checksum_algo: Some(CHECKSUM_ALGO.into()),
+            ..Default::default()
+        })
     }
 
     async fn close(self: Box<Self>) -> Result<()> {
