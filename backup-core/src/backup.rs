@@ -301,7 +301,6 @@ async fn run(
     started_at: chrono::DateTime<Utc>,
     ctx: &Context,
 ) -> Result<Manifest> {
-    let info = snap.info();
     let schema = snap.schema().await?;
     let mut plan = snap.plan().await?;
     let total: u64 = plan.chunks.iter().filter_map(|c| c.size_hint).sum();
@@ -367,6 +366,8 @@ async fn run(
         }
     }
     drop(phase);
+    // After the dump: engines may record what they learned while streaming.
+    let info = snap.info();
     Ok(Manifest {
         format: manifest::FORMAT.into(),
         format_version: manifest::FORMAT_VERSION,
@@ -401,7 +402,7 @@ async fn dump_chunk(
 ) -> Result<ObjectEntry> {
     let table_key = match c.table {
         Some(t) => plan.tables[t].key.clone(),
-        None => "db".to_string(),
+        None => c.group.unwrap_or(layout::FILE_GROUP).to_string(),
     };
     let key = layout::data_key(&table_key, c.chunk, &c.ext, compression);
     let dump = snap.dump(plan, c).await?;

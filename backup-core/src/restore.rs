@@ -191,7 +191,8 @@ pub async fn restore_with(
         let _p = PhaseGuard::start(ctx, Phase::Finish, None);
         session.commit(ctx).await?
     };
-    let mut notes = commit.notes;
+    let mut notes = loaded.notes;
+    notes.extend(commit.notes);
     if let Some(p) = commit.previous_kept_at {
         notes.push(format!("previous data kept at {p}"));
     }
@@ -296,6 +297,7 @@ pub(crate) struct Loaded {
     pub(crate) rows: u64,
     pub(crate) raw_bytes: u64,
     pub(crate) objects: usize,
+    pub(crate) notes: Vec<String>,
 }
 
 /// Does the table filter select this table?
@@ -436,6 +438,7 @@ pub(crate) async fn load_and_check<'a>(
         loaded.rows += s.rows;
     }
     loaded.tables = tables.len();
+    loaded.notes = session.check_database().await?;
     Ok(loaded)
 }
 

@@ -1,7 +1,7 @@
 //! PostgreSQL fixture for the source suite: databases on the server in `DBBACKUP_TEST_PG_URL`,
-//! filled with the awkward content of issue 3 item 6; fingerprint = normalized
-//! `pg_dump --schema-only` + every table's rows in a deterministic order + sequence values +
-//! the database's own properties.
+//! filled with the awkward content of issue 3 item 6 (and large objects); fingerprint =
+//! normalized `pg_dump --schema-only` + every table's rows in a deterministic order + sequence
+//! values + every large object (oid, size, md5, comment) + the database's own properties.
 
 use tokio_postgres::{Client, NoTls};
 
@@ -116,6 +116,14 @@ CREATE SEQUENCE other.counter START 100;
 SELECT nextval('other.counter'), nextval('other.counter');
 CREATE TABLE big (id int PRIMARY KEY, payload text);
 INSERT INTO big SELECT i, repeat(md5(i::text), 20) FROM generate_series(1, 6000) i;
+SELECT lo_from_bytea(70001, '');
+SELECT lo_from_bytea(70002, (SELECT string_agg(set_byte('\x00'::bytea, 0, i), ''::bytea ORDER BY i) FROM generate_series(0, 255) i));
+SELECT lo_from_bytea(70003, (SELECT decode(string_agg(md5(i::text), ''), 'hex') FROM generate_series(1, 70000) i));
+SELECT lo_from_bytea(70004, 'commented');
+COMMENT ON LARGE OBJECT 70004 IS 'a large object''s comment \ ✓';
+SELECT lo_from_bytea(0, 'oid chosen by the server');
+CREATE TABLE attachments (id int PRIMARY KEY, body oid);
+INSERT INTO attachments VALUES (1, 70002), (2, 70003);
 "#;
 
 #[async_trait::async_trait]
@@ -143,7 +151,9 @@ impl Fixture for PgFixture {
         let c = Self::client(url).await;
         c.batch_execute(
             "DELETE FROM nulls; ALTER TABLE docs RENAME TO docs_old; CREATE TABLE migrated (x int); \
-             INSERT INTO bytes (b) VALUES ('\\x01'); SELECT setval('other.counter', 5000);",
+             INSERT INTO bytes (b) VALUES ('\\x01'); SELECT setval('other.counter', 5000); \
+             SELECT lo_unlink(70001); SELECT lo_put(70003, 1048570, '\\xdeadbeefdeadbeef'); \
+             COMMENT ON LARGE OBJECT 70004 IS 'changed'; SELECT lo_from_bytea(0, 'added');",
         )
         .await
         .expect("mutate");
@@ -216,6 +226,7 @@ pub async fn fingerprint(url: &str) -> String {
         let (a, b, v): (String, String, Option<String>) = (r.get(0), r.get(1), r.get(2));
         out.push_str(&format!("seq {a}.{b} = {v:?}\n"));
     }
+    out.push_str(&large_objects(&c).await);
     let props = c
         .query_one(
             "SELECT coalesce(shobj_description(d.oid, 'pg_database'), ''), \
@@ -228,6 +239,20 @@ pub async fn fingerprint(url: &str) -> String {
     let (comment, settings): (String, String) = (props.get(0), props.get(1));
     out.push_str(&format!("db comment {comment:?} settings {settings}\n"));
     out
+}
+
+/// One line per large object: oid, size, md5 of its bytes, comment (quoted) or `-`.
+pub async fn large_objects(c: &Client) -> String {
+    let rows = c
+        .query(
+            "SELECT format('lo %s %s %s %s', m.oid, length(lo_get(m.oid)), md5(lo_get(m.oid)), \
+             coalesce(quote_literal(obj_description(m.oid, 'pg_largeobject')), '-')) \
+             FROM pg_largeobject_metadata m ORDER BY m.oid",
+            &[],
+        )
+        .await
+        .expect("large objects");
+    rows.iter().map(|r| format!("{}\n", r.get::<_, String>(0))).collect()
 }
 
 /// Asserts two fingerprints are equal, showing only the lines that differ.

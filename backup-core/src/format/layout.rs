@@ -7,6 +7,8 @@
 //! <backup-id>/schema/pre-data.sql[.zst]
 //! <backup-id>/schema/post-data.sql[.zst]
 //! <backup-id>/data/<table-key>/<chunk>.<format>[.zst|.gz]
+//! <backup-id>/data/db/<chunk>.db[.zst|.gz]             database file chunks (SQLite)
+//! <backup-id>/data/large-objects/<chunk>.lo[.zst|.gz]  large objects (PostgreSQL)
 //! <backup-id>/verify/<timestamp>.json      verification/drill records, written after the backup
 //! audit/<timestamp>-<backup-id>.json       restore audit records
 //! ```
@@ -21,6 +23,13 @@ use crate::model::{BackupId, Compression};
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// Longest relative key accepted from a manifest.
 pub const MAX_KEY_LEN: usize = 512;
+
+/// Key segment of chunks that belong to no table and name no other group: byte ranges of the
+/// database file (SQLite).
+pub const FILE_GROUP: &str = "db";
+/// Key segment of PostgreSQL large-object chunks. Table keys start with digits, so no table key
+/// can equal it.
+pub const LARGE_OBJECTS_GROUP: &str = "large-objects";
 
 /// Which schema script.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,6 +163,11 @@ mod tests {
             data_key("0003-orders", 7, "copy", Compression::Gzip(6)),
             "data/0003-orders/000007.copy.gz"
         );
+        assert_eq!(
+            data_key(LARGE_OBJECTS_GROUP, 2, "lo", Compression::Zstd(3)),
+            "data/large-objects/000002.lo.zst"
+        );
+        validate_relative_key(&data_key(LARGE_OBJECTS_GROUP, 0, "lo", Compression::None)).unwrap();
     }
 
     #[test]

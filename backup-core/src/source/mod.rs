@@ -93,8 +93,11 @@ pub struct SchemaScripts {
 /// One unit of dump work.
 #[derive(Debug, Clone)]
 pub struct ChunkPlan {
-    /// Index into the plan's tables (data chunks), or `None` (file chunks).
+    /// Index into the plan's tables (data chunks), or `None` (file chunks, large objects).
     pub table: Option<usize>,
+    /// Key segment of a chunk with no table (`layout::LARGE_OBJECTS_GROUP`); `None` means
+    /// `layout::FILE_GROUP`. Ignored for table chunks, which use the table's key.
+    pub group: Option<&'static str>,
     /// Chunk number within its table or file.
     pub chunk: u32,
     /// What it holds.
@@ -154,7 +157,8 @@ pub trait Source: Send + Sync {
 /// A consistent view of a database being dumped.
 #[async_trait]
 pub trait Snapshot: Send + Sync {
-    /// Version, position, notes.
+    /// Version, position, notes, properties. Read again after every chunk has been dumped, so
+    /// an engine may add facts it learned while dumping (PostgreSQL large-object totals).
     fn info(&self) -> SnapshotInfo;
     /// Schema scripts (bounded metadata).
     async fn schema(&self) -> Result<SchemaScripts>;
@@ -248,6 +252,12 @@ pub trait LoadSession: Send + Sync {
     async fn post_data(&self, sql: ByteStream) -> Result<()>;
     /// Row count and checksum of a table as loaded into the shadow.
     async fn table_stats(&self, table: &TableEntry) -> Result<TableStats>;
+    /// Database-level content checks against the manifest the session began with, after every
+    /// table's stats matched (PostgreSQL: large objects' count, size and checksum). Returns
+    /// notes for the operator; an error makes the use-case discard the load.
+    async fn check_database(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
     /// Makes the load live; on failure restores the previous state.
     async fn commit(self: Box<Self>, ctx: &Context) -> Result<CommitReport>;
     /// Discards the load; the live database is as it was.

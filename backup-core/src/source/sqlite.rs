@@ -280,6 +280,7 @@ impl Snapshot for SqliteSnapshot {
             let len = self.chunk_bytes.min(self.size - offset);
             chunks.push(ChunkPlan {
                 table: None,
+                group: None,
                 chunk,
                 kind: ObjectKind::File,
                 format: "sqlite-db".into(),

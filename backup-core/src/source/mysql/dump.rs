@@ -788,6 +788,7 @@ impl Snapshot for MysqlSnapshot {
             for (i, spec) in ranges.into_iter().enumerate() {
                 chunks.push(ChunkPlan {
                     table: Some(idx),
+                    group: None,
                     chunk: i as u32,
                     kind: ObjectKind::Data,
                     format: "mysql-tsv".into(),

@@ -10,7 +10,11 @@
 //!   database (drop the user schemas, pre-data, COPY, post-data, stats); `commit` is `COMMIT`,
 //!   any failure `ROLLBACK`s, so the database is either fully restored or exactly as before.
 //! - `tables`: one transaction on the live database that truncates the chosen tables and loads
-//!   them; other tables, the schema and sequences are left alone.
+//!   them; other tables, the schema, sequences and large objects are left alone.
+//!
+//! Large objects load like data chunks (parallel in the shadow), keeping their oids; once every
+//! table matched, they are read back and their count, size and checksum compared with the
+//! manifest ([`LoadSession::check_database`]) before anything is swapped or committed.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -21,6 +25,7 @@ use futures::{SinkExt, StreamExt};
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, CopyInSink};
 
+use super::large_object::{self, Expected};
 use super::{
     OPT_KEEP_OWNERS, Pool, column_list, connect, flag, pg_err, qualified, quote_ident, quote_literal,
     table_stats_on,
@@ -133,7 +138,7 @@ impl PgLoader {
                     .map_err(pg_err("empty the tables to restore"))?;
             }
             notes.push(format!(
-                "restored only {} table(s) inside one transaction; schema, sequences and other tables untouched",
+                "restored only {} table(s) inside one transaction; schema, sequences, other tables and large objects untouched",
                 chosen.len()
             ));
         }
@@ -341,6 +346,17 @@ async fn copy_into(c: &Client, t: &TableEntry, mut data: ByteStream) -> Result<u
         sink.as_mut().send(b).await.map_err(pg_err(what.clone()))?;
     }
     sink.as_mut().finish().await.map_err(pg_err(what))
+}
+
+fn is_large_objects(object: &ObjectEntry) -> bool {
+    object.table.is_none() && object.format == large_object::FORMAT
+}
+
+/// The large-object check of a session, if its manifest recorded any.
+async fn check_large_objects(c: &Client, props: &BTreeMap<String, serde_json::Value>) -> Result<Vec<String>> {
+    let Some(want) = Expected::from_properties(props)? else { return Ok(Vec::new()) };
+    let got = large_object::check(c, &want).await?;
+    Ok(vec![format!("{} large object(s) ({} bytes) restored and verified", got.count, got.bytes)])
 }
 
 fn table_of<'a>(tables: &'a [TableEntry], object: &ObjectEntry) -> Result<&'a TableEntry> {
@@ -568,6 +584,10 @@ impl LoadSession for ShadowSession {
     }
 
     async fn load(&self, object: &ObjectEntry, data: ByteStream) -> Result<u64> {
+        if is_large_objects(object) {
+            let g = self.pool.get().await?;
+            return large_object::load(g.client(), data, self.keep_owners, &object.key).await;
+        }
         let t = table_of(&self.tables, object)?;
         let g = self.pool.get().await?;
         copy_into(g.client(), t, data).await
@@ -606,6 +626,11 @@ impl LoadSession for ShadowSession {
     async fn table_stats(&self, table: &TableEntry) -> Result<TableStats> {
         let g = self.pool.get().await?;
         table_stats_on(g.client(), table).await
+    }
+
+    async fn check_database(&self) -> Result<Vec<String>> {
+        let g = self.pool.get().await?;
+        check_large_objects(g.client(), &self.props).await
     }
 
     async fn commit(self: Box<Self>, _ctx: &Context) -> Result<CommitReport> {
@@ -659,8 +684,10 @@ struct TxnSession {
 }
 
 impl TxnSession {
-    /// Drops every user schema (and what is in it), then recreates an empty `public`.
+    /// Drops every user schema (and what is in it) and every large object, then recreates an
+    /// empty `public`.
     async fn clear(&self, c: &Client, script_creates_public: bool) -> Result<()> {
+        large_object::unlink_all(c).await?;
         let rows = c
             .query(
                 "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' \
@@ -710,6 +737,15 @@ impl LoadSession for TxnSession {
     }
 
     async fn load(&self, object: &ObjectEntry, data: ByteStream) -> Result<u64> {
+        if is_large_objects(object) {
+            if self.mode == TxnMode::Tables {
+                // Large objects are not tables: left alone (the stream is still verified).
+                super::super::drain(data).await?;
+                return Ok(0);
+            }
+            let c = self.client.lock().await;
+            return large_object::load(&c, data, self.keep_owners, &object.key).await;
+        }
         let t = table_of(&self.tables, object)?;
         let c = self.client.lock().await;
         copy_into(&c, t, data).await
@@ -728,6 +764,14 @@ impl LoadSession for TxnSession {
     async fn table_stats(&self, table: &TableEntry) -> Result<TableStats> {
         let c = self.client.lock().await;
         table_stats_on(&c, table).await
+    }
+
+    async fn check_database(&self) -> Result<Vec<String>> {
+        if self.mode == TxnMode::Tables {
+            return Ok(Vec::new());
+        }
+        let c = self.client.lock().await;
+        check_large_objects(&c, &self.props).await
     }
 
     async fn commit(self: Box<Self>, _ctx: &Context) -> Result<CommitReport> {

@@ -4,9 +4,11 @@
 //! (`pg_export_snapshot()`); `jobs` worker connections import it (`SET TRANSACTION SNAPSHOT`),
 //! so every chunk, the schema (`pg_dump --schema-only --snapshot=<id>`) and every table's stats
 //! see one instant. Chunks are `COPY ... TO STDOUT` text, big tables split into ctid page
-//! ranges. Restore: see [`load`].
+//! ranges. Large objects are listed and read inside the same snapshot ([`large_object`]).
+//! Restore: see [`load`].
 
 mod conn;
+mod large_object;
 mod load;
 
 use std::collections::BTreeMap;
@@ -92,19 +94,8 @@ impl Source for PgSource {
         if in_recovery {
             position.insert("standby".into(), "true".into());
         }
-        let mut notes = Vec::new();
+        let notes = Vec::new();
         let properties = database_properties(&leader).await?;
-        let lo: i64 = leader
-            .query_one("SELECT count(*) FROM pg_catalog.pg_largeobject_metadata", &[])
-            .await
-            .map_err(pg_err("count large objects"))?
-            .get(0);
-        if lo > 0 {
-            notes.push(format!(
-                "{lo} large object(s) (pg_largeobject) are NOT included in this backup; \
-                 use pg_dump --blobs for them"
-            ));
-        }
         let jobs = opts.jobs.max(1);
         let mut workers = Vec::with_capacity(jobs);
         for i in 0..jobs {
@@ -127,6 +118,7 @@ impl Source for PgSource {
             keep_owners: flag(&opts.engine_options, OPT_KEEP_OWNERS),
             temp_dir: opts.temp_dir.clone(),
             sums: Default::default(),
+            large_objects: Arc::new(large_object::Tally::default()),
         }))
     }
 }
@@ -168,6 +160,8 @@ struct PgSnapshot {
     temp_dir: Option<std::path::PathBuf>,
     /// Checksums of the chunks dumped so far, per table key.
     sums: Arc<ChunkSums>,
+    /// Large-object totals, planned and summed while streaming.
+    large_objects: Arc<large_object::Tally>,
 }
 
 /// A table's identity and the columns its chunks carry (generated columns excluded).
@@ -229,12 +223,81 @@ pub(crate) async fn table_stats_on(c: &Client, t: &TableEntry) -> Result<TableSt
 }
 
 impl PgSnapshot {
+    /// Large objects in oid order, cut into chunks of about `chunk_bytes` framed bytes (an
+    /// object bigger than that gets a chunk of its own). A chunk is an oid range plus the count
+    /// it must hold; the worker lists the range again inside the same snapshot.
+    async fn plan_large_objects(&self, plan: &mut DumpPlan) -> Result<()> {
+        let all = large_object::list(&self.leader, None).await?;
+        let bytes: u64 = all.iter().map(|m| m.size).sum();
+        self.large_objects.plan(all.len() as u64, bytes);
+        let mut start = 0;
+        let mut chunk = 0u32;
+        while start < all.len() {
+            let mut end = start;
+            let mut framed = 0u64;
+            while end < all.len() {
+                let len = large_object::framed_len(&all[end]);
+                if end > start && framed + len > self.chunk_bytes {
+                    break;
+                }
+                framed += len;
+                end += 1;
+            }
+            plan.chunks.push(ChunkPlan {
+                table: None,
+                group: Some(layout::LARGE_OBJECTS_GROUP),
+                chunk,
+                kind: ObjectKind::Data,
+                format: large_object::FORMAT.into(),
+                ext: large_object::EXT.into(),
+                size_hint: Some(framed),
+                offset: None,
+                spec: serde_json::json!({
+                    "first_oid": all[start].oid,
+                    "last_oid": all[end - 1].oid,
+                    "count": end - start,
+                }),
+            });
+            chunk += 1;
+            start = end;
+        }
+        Ok(())
+    }
+
+    async fn dump_large_objects(&self, chunk: &ChunkPlan) -> Result<DumpStream> {
+        let field =
+            |k: &str| {
+                chunk.spec.get(k).and_then(serde_json::Value::as_u64).ok_or_else(|| {
+                    Error::InvalidInput(format!("large-object chunk {} without {k}", chunk.chunk))
+                })
+            };
+        let first = u32::try_from(field("first_oid")?).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let last = u32::try_from(field("last_oid")?).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let count = field("count")?;
+        let guard = self.pool.get().await?;
+        let metas = large_object::list(guard.client(), Some((first, last))).await?;
+        if metas.len() as u64 != count {
+            // Same snapshot as the plan: a difference means the snapshot was not shared.
+            return Err(Error::source(
+                format!("dump large objects {first}..={last}"),
+                format!("{} objects where the plan saw {count}", metas.len()),
+            ));
+        }
+        let rows = Arc::new(AtomicU64::new(0));
+        let bytes = large_object::dump_stream(guard, metas, self.large_objects.clone(), rows.clone());
+        Ok(DumpStream { bytes, rows })
+    }
+
     async fn pg_dump_section(&self, section: &str) -> Result<String> {
         let mut args: Vec<String> = vec![
             "--schema-only".into(),
             format!("--section={section}"),
             format!("--snapshot={}", self.snapshot_id),
             "--no-password".into(),
+            // Large objects are dbbackup's own data objects; whatever a pg_dump version would put
+            // in a schema-only dump about them (PostgreSQL 17+ puts their metadata there) must
+            // stay out.
+            "--no-blobs".into(),
         ];
         if !self.keep_owners {
             args.push("--no-owner".into());
@@ -276,7 +339,11 @@ impl PgSnapshot {
 #[async_trait]
 impl Snapshot for PgSnapshot {
     fn info(&self) -> SnapshotInfo {
-        self.info.clone()
+        let mut info = self.info.clone();
+        if let Some(p) = self.large_objects.property() {
+            info.properties.insert(large_object::PROPERTY.into(), p);
+        }
+        info
     }
 
     async fn schema(&self) -> Result<SchemaScripts> {
@@ -370,6 +437,7 @@ impl Snapshot for PgSnapshot {
                 let to = if k + 1 == n { None } else { Some((k + 1) * per) };
                 plan.chunks.push(ChunkPlan {
                     table: Some(i),
+                    group: None,
                     chunk: u32::try_from(k).unwrap_or(u32::MAX),
                     kind: ObjectKind::Data,
                     format: FORMAT.into(),
@@ -384,6 +452,7 @@ impl Snapshot for PgSnapshot {
                 });
             }
         }
+        self.plan_large_objects(&mut plan).await?;
         plan.chunks.sort_by_key(|c| std::cmp::Reverse(c.size_hint.unwrap_or(0)));
         self.sums.expect(
             plan.chunks
@@ -394,6 +463,9 @@ impl Snapshot for PgSnapshot {
     }
 
     async fn dump(&self, plan: &DumpPlan, chunk: &ChunkPlan) -> Result<DumpStream> {
+        if chunk.format == large_object::FORMAT {
+            return self.dump_large_objects(chunk).await;
+        }
         let t = chunk
             .table
             .and_then(|i| plan.tables.get(i))
