@@ -97,6 +97,10 @@ pub struct CreateArgs {
     /// servers where the original definer does not exist).
     #[arg(long, env = "DBBACKUP_NO_DEFINER")]
     pub no_definer: bool,
+    /// PostgreSQL: record object owners (`ALTER ... OWNER TO`, large-object owners) in the backup.
+    /// Default: no-owner. Restore with --keep-owners too to apply them.
+    #[arg(long, env = "DBBACKUP_KEEP_OWNERS")]
+    pub keep_owners: bool,
 }
 
 /// `list`.
@@ -168,6 +172,10 @@ pub struct RestoreArgs {
     /// MySQL: drop DEFINER clauses and SUPER-only statements (managed servers such as RDS).
     #[arg(long, env = "DBBACKUP_NO_DEFINER")]
     pub no_definer: bool,
+    /// PostgreSQL: give restored objects the owners recorded in the backup (or the dump
+    /// script) instead of the restoring role; those roles must exist. Default: no-owner.
+    #[arg(long, env = "DBBACKUP_KEEP_OWNERS")]
+    pub keep_owners: bool,
     /// MySQL: recompute every table's content checksum on the server even when the backup's
     /// faster `CHECKSUM TABLE` value (same server version) already matches.
     #[arg(long)]

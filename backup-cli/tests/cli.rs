@@ -430,3 +430,103 @@ fn guard_keeps_a_successful_command_and_checks_the_rto_budget() {
     let l = json(&dbbackup(&["list", "--json", "--repo", &repo, "--tag", "guard"], &[]));
     assert_eq!(l["backups"].as_array().unwrap().len(), 1);
 }
+
+/// `DBBACKUP_TEST_PG_URL`, or `None` after saying why; under `CI=true` a missing server fails.
+fn pg_url() -> Option<String> {
+    match std::env::var("DBBACKUP_TEST_PG_URL") {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+            assert!(!ci, "DBBACKUP_TEST_PG_URL is not set: CI must run this test against the real server");
+            eprintln!("SKIPPED: DBBACKUP_TEST_PG_URL is not set (run scripts/test.sh)");
+            None
+        }
+    }
+}
+
+/// The URL of database `name` on the server of `base`.
+fn pg_db(base: &str, name: &str) -> String {
+    let (url, query) = base.split_once('?').map_or((base, None), |(u, q)| (u, Some(q)));
+    let (server, _) = url.rsplit_once('/').unwrap();
+    match query {
+        Some(q) => format!("{server}/{name}?{q}"),
+        None => format!("{server}/{name}"),
+    }
+}
+
+fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
+        .output()
+        .expect("run psql (PostgreSQL client tools on PATH)");
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `--keep-owners` reaches the PostgreSQL engine on both sides: a table and a large object owned
+/// by another role keep that owner only when the backup was made and restored with the flag.
+#[test]
+fn keep_owners_flag_keeps_postgres_owners() {
+    let Some(base) = pg_url() else { return };
+    let tag = format!(
+        "{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
+    );
+    let role = format!("dbb_owner_{tag}");
+    let me = psql(&base, "SELECT current_user");
+    psql(&base, &format!("CREATE ROLE {role} NOLOGIN"));
+    /// Drops the databases and the role even when an assertion fails.
+    struct Cleanup(String, String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let (base, tag) = (&self.0, &self.1);
+            for db in ["src", "dst0", "dst1", "dst2"] {
+                let _ = Command::new("psql")
+                    .args(["-X", "-q", "-d", base, "-c"])
+                    .arg(format!("DROP DATABASE IF EXISTS owners_{db}_{tag} WITH (FORCE)"))
+                    .output();
+            }
+            let _ = Command::new("psql")
+                .args(["-X", "-q", "-d", base, "-c"])
+                .arg(format!("DROP ROLE IF EXISTS dbb_owner_{tag}"))
+                .output();
+        }
+    }
+    let _cleanup = Cleanup(base.clone(), tag.clone());
+    let src = pg_db(&base, &format!("owners_src_{tag}"));
+    psql(&base, &format!("CREATE DATABASE owners_src_{tag}"));
+    psql(
+        &src,
+        &format!(
+            "CREATE TABLE t (x int); INSERT INTO t VALUES (1); ALTER TABLE t OWNER TO {role}; \
+             SELECT lo_from_bytea(60001, 'x'); ALTER LARGE OBJECT 60001 OWNER TO {role}"
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo").display().to_string();
+    let create = |extra: &[&str]| {
+        let mut args = vec!["create", "--json", "--source", &src, "--repo", &repo];
+        args.extend_from_slice(extra);
+        let out = dbbackup(&args, &[]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        json(&out)["id"].as_str().unwrap().to_string()
+    };
+    let with = create(&["--keep-owners"]);
+    let without = create(&[]);
+    let owners = "SELECT (SELECT tableowner FROM pg_tables WHERE tablename = 't') || ' ' || \
+                  (SELECT pg_get_userbyid(lomowner) FROM pg_largeobject_metadata WHERE oid = 60001)";
+    for (i, (id, flag, owner)) in
+        [(&with, true, &role), (&with, false, &me), (&without, true, &me)].into_iter().enumerate()
+    {
+        let name = format!("owners_dst{i}_{tag}");
+        let into = pg_db(&base, &name);
+        let mut args = vec!["restore", "--json", "--repo", &repo, id, "--into", &into];
+        if flag {
+            args.push("--keep-owners");
+        }
+        let out = dbbackup(&args, &[]);
+        assert!(out.status.success(), "restore {i}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(psql(&into, owners), format!("{owner} {owner}"), "case {i} (restore flag {flag})");
+    }
+}

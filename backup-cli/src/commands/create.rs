@@ -18,7 +18,7 @@ pub async fn run(a: CreateArgs, password: Option<Secret>, ctx: &Context, out: &O
         chunk_bytes: a.chunk_mib.max(1) << 20,
         checksums: !a.no_checksums,
         temp_dir: a.temp_dir,
-        engine_options: engine_flags(&[("no_definer", a.no_definer)]),
+        engine_options: engine_flags(&[("no_definer", a.no_definer), ("keep_owners", a.keep_owners)]),
     };
     let r = create(&opts, ctx).await?;
     out.report(&r, || {

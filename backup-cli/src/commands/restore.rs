@@ -36,6 +36,7 @@ pub async fn run(a: RestoreArgs, password: Option<Secret>, ctx: &Context, out: &
         engine_options: super::create::engine_flags(&[
             ("no_definer", a.no_definer),
             ("full_checksum", a.full_checksum),
+            ("keep_owners", a.keep_owners),
         ]),
     };
     if let Some(name) = confirmation_needed(&opts)? {

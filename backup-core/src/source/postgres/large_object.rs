@@ -61,8 +61,9 @@ const LIST_SQL: &str = "SELECT s.oid, s.size, pg_catalog.obj_description(s.oid, 
            WHERE m.oid BETWEEN $1 AND $2 OFFSET 0) s \
      ORDER BY s.oid";
 
-/// Lists the large objects with oids in `range` (all when `None`), ascending.
-pub(crate) async fn list(c: &Client, range: Option<(u32, u32)>) -> Result<Vec<LoMeta>> {
+/// Lists the large objects with oids in `range` (all when `None`), ascending; owners only
+/// `with_owners` (a no-owner backup does not record them).
+pub(crate) async fn list(c: &Client, range: Option<(u32, u32)>, with_owners: bool) -> Result<Vec<LoMeta>> {
     let (lo, hi) = range.unwrap_or((0, u32::MAX));
     let rows = c.query(LIST_SQL, &[&lo, &hi]).await.map_err(pg_err("list large objects"))?;
     let mut out = Vec::with_capacity(rows.len());
@@ -73,7 +74,7 @@ pub(crate) async fn list(c: &Client, range: Option<(u32, u32)>) -> Result<Vec<Lo
             size: u64::try_from(size)
                 .map_err(|_| Error::source("list large objects", format!("negative size {size}")))?,
             comment: r.get(2),
-            owner: r.get(3),
+            owner: if with_owners { r.get(3) } else { None },
         });
     }
     Ok(out)
@@ -397,7 +398,7 @@ pub(crate) fn dump_stream(
 
 /// Re-reads every large object of the database on `c` and compares with `want`.
 pub(crate) async fn check(c: &Client, want: &Expected) -> Result<Totals> {
-    let mut reader = Reader::new(list(c, None).await?);
+    let mut reader = Reader::new(list(c, None, false).await?);
     while reader.next(c).await?.is_some() {}
     let got = reader.totals();
     let matches =

@@ -227,7 +227,7 @@ impl PgSnapshot {
     /// object bigger than that gets a chunk of its own). A chunk is an oid range plus the count
     /// it must hold; the worker lists the range again inside the same snapshot.
     async fn plan_large_objects(&self, plan: &mut DumpPlan) -> Result<()> {
-        let all = large_object::list(&self.leader, None).await?;
+        let all = large_object::list(&self.leader, None, self.keep_owners).await?;
         let bytes: u64 = all.iter().map(|m| m.size).sum();
         self.large_objects.plan(all.len() as u64, bytes);
         let mut start = 0;
@@ -275,7 +275,7 @@ impl PgSnapshot {
         let last = u32::try_from(field("last_oid")?).map_err(|e| Error::InvalidInput(e.to_string()))?;
         let count = field("count")?;
         let guard = self.pool.get().await?;
-        let metas = large_object::list(guard.client(), Some((first, last))).await?;
+        let metas = large_object::list(guard.client(), Some((first, last)), self.keep_owners).await?;
         if metas.len() as u64 != count {
             // Same snapshot as the plan: a difference means the snapshot was not shared.
             return Err(Error::source(
