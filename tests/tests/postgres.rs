@@ -193,6 +193,38 @@ async fn foreign_pg_dump_scripts_restore_losslessly() {
     .unwrap_err();
     assert!(e.to_string().contains("truncated") || e.to_string().contains("COPY"), "{e}");
     assert_eq!(fingerprint(&new_url).await, before);
+    // In place, one transaction: the script's own BEGIN/COMMIT around the large-object data must
+    // not commit it midway. A script cut after that COMMIT changes nothing; a whole one restores.
+    f.mutate(&new_url).await;
+    let before = fingerprint(&new_url).await;
+    let blobs_done = text.windows(9).rposition(|w| w == b"\nCOMMIT;\n").expect("large-object data block") + 9;
+    let cut_at = blobs_done + text[blobs_done..].windows(7).position(|w| w == b"CREATE ").unwrap() + 10;
+    std::fs::write(&cut, &text[..cut_at]).unwrap();
+    let e = restore(
+        &RestoreOptions {
+            backup: cut.display().to_string(),
+            into: new_url.clone(),
+            in_place: true,
+            ..Default::default()
+        },
+        &Context::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("CREATE"), "{e}");
+    assert_same(&fingerprint(&new_url).await, &before, "a refused in-place script restore");
+    restore(
+        &RestoreOptions {
+            backup: sql.display().to_string(),
+            into: new_url.clone(),
+            in_place: true,
+            ..Default::default()
+        },
+        &Context::default(),
+    )
+    .await
+    .expect("in-place script restore");
+    assert_same(&without_db_props(&fingerprint(&new_url).await), &want, "in-place script restore");
     f.drop_db(&src).await;
     f.drop_db(&new_url).await;
 }

@@ -366,17 +366,31 @@ fn table_of<'a>(tables: &'a [TableEntry], object: &ObjectEntry) -> Result<&'a Ta
         .ok_or_else(|| Error::InvalidInput(format!("object {} has no table", object.key)))
 }
 
-/// Executes a foreign plain dump script on one connection (see the module docs).
+/// Whether a statement is bare transaction control (`BEGIN;`, `COMMIT;`, ...).
+fn is_transaction_control(stmt: &str) -> bool {
+    let l = stmt.trim().trim_end_matches(';').trim().to_ascii_lowercase();
+    matches!(
+        l.as_str(),
+        "begin" | "start transaction" | "commit" | "end" | "begin transaction" | "commit transaction"
+    )
+}
+
+/// Executes a foreign plain dump script on one connection (see the module docs). `in_txn`: the
+/// connection is inside the restore's own transaction (in place), so the script's transaction
+/// control (pg_dump wraps large-object data in `BEGIN; ... COMMIT;`) is skipped: running it would
+/// commit the half-done restore.
 async fn run_script(
     c: &Client,
     mut sql: ByteStream,
     keep_owners: bool,
+    in_txn: bool,
     ctx: &Context,
 ) -> Result<ScriptReport> {
     let mut r = ScriptReader::new();
     let mut report = ScriptReport::default();
     let mut sink: Option<Pin<Box<CopyInSink<Bytes>>>> = None;
     let mut skipped_owner = 0u64;
+    let mut skipped_txn = 0u64;
     let mut ended = false;
     loop {
         match sql.next().await {
@@ -405,6 +419,10 @@ async fn run_script(
                     }
                     if l.starts_with("create database ") || l.starts_with("alter database ") {
                         report.notes.push(format!("skipped {}", shorten(&s)));
+                        continue;
+                    }
+                    if in_txn && is_transaction_control(&s) {
+                        skipped_txn += 1;
                         continue;
                     }
                     match c.batch_execute(&s).await {
@@ -451,6 +469,11 @@ async fn run_script(
     }
     if skipped_owner > 0 {
         report.notes.push(format!("skipped {skipped_owner} ownership change(s) (no-owner restore)"));
+    }
+    if skipped_txn > 0 {
+        report.notes.push(format!(
+            "skipped {skipped_txn} BEGIN/COMMIT statement(s) of the script (it runs inside one transaction)"
+        ));
     }
     Ok(report)
 }
@@ -654,7 +677,7 @@ impl LoadSession for ShadowSession {
     async fn script(&self, sql: ByteStream, ctx: &Context) -> Result<ScriptReport> {
         let guard = self.main.lock().await;
         let c = guard.as_ref().ok_or_else(|| Error::Cancelled("restore session closed".into()))?;
-        run_script(c, sql, self.keep_owners, ctx).await
+        run_script(c, sql, self.keep_owners, false, ctx).await
     }
 }
 
@@ -797,6 +820,6 @@ impl LoadSession for TxnSession {
     async fn script(&self, sql: ByteStream, ctx: &Context) -> Result<ScriptReport> {
         let c = self.client.lock().await;
         self.clear(&c, false).await?;
-        run_script(&c, sql, self.keep_owners, ctx).await
+        run_script(&c, sql, self.keep_owners, true, ctx).await
     }
 }
