@@ -414,17 +414,15 @@ pub(crate) async fn load_and_check<'a>(
                 format!("{} rows", s.rows),
             ));
         }
-        if let (Some(want), Some(got)) = (&t.checksum, &s.checksum) {
-            // A loader that answers with another algorithm than the manifest names cannot prove
-            // anything: refuse rather than skip the comparison.
-            if t.checksum_algo != s.checksum_algo {
-                return Err(Error::Unsupported(format!(
-                    "table {}: the backup's checksum algorithm {:?} is not the one this restore computed ({:?})",
-                    t.display_name(),
-                    t.checksum_algo.as_deref().unwrap_or("none"),
-                    s.checksum_algo.as_deref().unwrap_or("none"),
-                )));
-            }
+        // A loader that answers with another algorithm than the manifest names cannot prove
+        // anything: refuse rather than skip the comparison.
+        if t.checksum.is_some() && s.checksum.is_some() && t.checksum_algo != s.checksum_algo {
+            return Err(Error::Unsupported(format!(
+                "table {}: the backup's checksum algorithm {:?} is not the one this restore computed ({:?})",
+                t.display_name(),
+                t.checksum_algo.as_deref().unwrap_or("none"),
+                s.checksum_algo.as_deref().unwrap_or("none"),
+            )));
         }
         if let (Some(want), Some(got)) = (&t.checksum, &s.checksum)
             && want != got
