@@ -68,6 +68,11 @@ impl LineSum {
         }
     }
 
+    /// Complete lines so far.
+    pub(crate) fn rows(&self) -> u64 {
+        self.sum.rows
+    }
+
     /// The sum; an error if the stream stopped inside a line.
     pub(crate) fn finish(self) -> Result<Md5Sum> {
         if self.open {

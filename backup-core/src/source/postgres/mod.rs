@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
+use bytes::BytesMut;
 use futures::StreamExt;
 use tokio_postgres::Client;
 
@@ -491,28 +492,41 @@ impl Snapshot for PgSnapshot {
         let counter = rows.clone();
         let sums = self.sums.clone();
         let key = t.key.clone();
-        // Each row's line is hashed as it passes; a chunk's sum counts once its stream ended
-        // cleanly. The worker goes back to the pool when the stream is dropped.
-        let state = (Box::pin(out), LineSum::default(), Some(guard));
-        let bytes = futures::stream::unfold(state, move |(mut out, mut sum, guard)| {
+        // COPY sends one message per row: rows are hashed as they pass and gathered into
+        // batches of about BATCH bytes, so the codec, digests and channels downstream see few
+        // large buffers instead of millions of small ones. A chunk's sum counts once its stream
+        // ended cleanly. The worker goes back to the pool when the stream ends or is dropped.
+        const BATCH: usize = 256 << 10;
+        let state = (Box::pin(out), LineSum::default(), Some(guard), BytesMut::new());
+        let bytes = futures::stream::unfold(state, move |(mut out, mut sum, guard, mut buf)| {
             let (what, counter, sums, key) = (what.clone(), counter.clone(), sums.clone(), key.clone());
             async move {
                 let guard = guard?;
-                match out.next().await {
-                    Some(Ok(b)) => {
-                        let n = b.iter().filter(|&&c| c == b'\n').count() as u64;
-                        counter.fetch_add(n, Ordering::Relaxed);
-                        sum.feed(&b);
-                        Some((Ok(b), (out, sum, Some(guard))))
-                    }
-                    Some(Err(e)) => Some((Err(pg_err(what)(e)), (out, sum, None))),
-                    None => match sum.finish() {
-                        Ok(s) => {
-                            sums.chunk_done(&key, s);
-                            None
+                loop {
+                    match out.next().await {
+                        Some(Ok(b)) => {
+                            sum.feed(&b);
+                            buf.extend_from_slice(&b);
+                            if buf.len() >= BATCH {
+                                counter.store(sum.rows(), Ordering::Relaxed);
+                                let batch = buf.split().freeze();
+                                return Some((Ok(batch), (out, sum, Some(guard), buf)));
+                            }
                         }
-                        Err(e) => Some((Err(e.context(what)), (out, LineSum::default(), None))),
-                    },
+                        Some(Err(e)) => return Some((Err(pg_err(what)(e)), (out, sum, None, buf))),
+                        None => {
+                            counter.store(sum.rows(), Ordering::Relaxed);
+                            let rest = buf.split().freeze();
+                            return match std::mem::take(&mut sum).finish() {
+                                Ok(s) => {
+                                    sums.chunk_done(&key, s);
+                                    drop(guard);
+                                    (!rest.is_empty()).then_some((Ok(rest), (out, sum, None, buf)))
+                                }
+                                Err(e) => Some((Err(e.context(what)), (out, sum, None, buf))),
+                            };
+                        }
+                    }
                 }
             }
         })
