@@ -483,11 +483,9 @@ mod tests {
         assert_eq!(got[3], "SELECT /* ; */ 3");
     }
 
-    #[test]
-    fn same_result_whatever_the_chunking() {
-        let script = b"DELIMITER $$\nCREATE TRIGGER t BEFORE INSERT ON x FOR EACH ROW BEGIN SET NEW.a = ';'; END$$\nDELIMITER ;\nINSERT INTO x VALUES ('a\\\\'),('--'); -- c\nSELECT 1";
-        let whole = split_all(script).unwrap();
-        for n in 1..8 {
+    /// Splitting `script` in pieces of 1..max bytes gives `whole`.
+    fn assert_same_in_any_chunking(script: &[u8], whole: &[Vec<u8>], max: usize) {
+        for n in 1..max {
             let mut s = ScriptSplitter::default();
             let mut got = Vec::new();
             for c in script.chunks(n) {
@@ -496,6 +494,13 @@ mod tests {
             got.extend(s.finish().unwrap());
             assert_eq!(got, whole, "chunk size {n}");
         }
+    }
+
+    #[test]
+    fn same_result_whatever_the_chunking() {
+        let script = b"DELIMITER $$\nCREATE TRIGGER t BEFORE INSERT ON x FOR EACH ROW BEGIN SET NEW.a = ';'; END$$\nDELIMITER ;\nINSERT INTO x VALUES ('a\\\\'),('--'); -- c\nSELECT 1";
+        let whole = split_all(script).unwrap();
+        assert_same_in_any_chunking(script, &whole, 8);
         assert_eq!(whole.len(), 3);
     }
 
@@ -507,15 +512,7 @@ mod tests {
             b"SELECT 1;\n/*M!100100 SET @a=1; */;\n/*M!2 x*M!2y*\n/ SET b;\n/*M!2 z */ SELECT 2;";
         let whole = split_all(script).unwrap();
         assert_eq!(whole[1], b"/*M!100100 SET @a=1; */".to_vec());
-        for n in 1..12 {
-            let mut s = ScriptSplitter::default();
-            let mut got = Vec::new();
-            for c in script.chunks(n) {
-                got.extend(s.push(c).unwrap());
-            }
-            got.extend(s.finish().unwrap());
-            assert_eq!(got, whole, "chunk size {n}");
-        }
+        assert_same_in_any_chunking(script, &whole, 12);
     }
 
     #[test]
