@@ -141,7 +141,9 @@ pub async fn list_in(target: &Target, tag: Option<&str>) -> Result<ListReport> {
             Err(e) => unreadable.push(Unreadable { id, error: e.to_string() }),
         }
     }
-    backups.sort_by(|a, b| b.id.cmp(&a.id));
+    // Ids only resolve to the second: two backups started in the same second order by their
+    // full start time.
+    backups.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
     Ok(ListReport { repo: target.display_name().to_string(), backups, unreadable })
 }
 
@@ -197,6 +199,12 @@ pub async fn record_verification(target: &Target, id: &BackupId, rec: &Verificat
     target.put_bytes(&key, bytes.into()).await
 }
 
+/// Whether two ids carry the same start second (`20261123T193000Z-...`).
+fn same_second(a: &BackupId, b: &BackupId) -> bool {
+    let sec = |id: &BackupId| id.to_string().split('-').next().map(str::to_string);
+    sec(a) == sec(b)
+}
+
 /// Resolves `latest`, an id, or `tag:NAME` (newest with that tag) to a manifest. Unknown ids
 /// fail with [`Error::NotFound`] listing the available backups.
 pub async fn resolve(target: &Target, spec: &str) -> Result<Manifest> {
@@ -205,21 +213,39 @@ pub async fn resolve(target: &Target, spec: &str) -> Result<Manifest> {
     let available = || ids.iter().map(ToString::to_string).collect::<Vec<_>>();
     if spec.is_empty() || spec == "latest" {
         // Newest readable manifest; a corrupt newest one is reported rather than skipped silently.
-        let Some(id) = ids.first() else {
+        let Some(first) = ids.first() else {
             return Err(Error::NotFound {
                 what: format!("any backup in {}", target.display_name()),
                 available: vec![],
             });
         };
-        return read_manifest(target, id).await;
+        // Ids resolve to the second; backups started in the same second as the newest id are
+        // told apart by their manifests' start times.
+        let mut best: Option<Manifest> = None;
+        for id in ids.iter().take_while(|id| same_second(id, first)) {
+            let m = read_manifest(target, id).await?;
+            if best.as_ref().is_none_or(|b| m.started_at > b.started_at) {
+                best = Some(m);
+            }
+        }
+        return best
+            .ok_or_else(|| Error::NotFound { what: format!("backup {first}"), available: available() });
     }
     if let Some(tag) = spec.strip_prefix("tag:") {
+        let mut best: Option<Manifest> = None;
         for id in &ids {
+            if best.as_ref().is_some_and(|b| !same_second(id, &b.id)) {
+                break;
+            }
             if let Ok(m) = read_manifest(target, id).await
                 && m.tags.iter().any(|t| t == tag)
+                && best.as_ref().is_none_or(|b| m.started_at > b.started_at)
             {
-                return Ok(m);
+                best = Some(m);
             }
+        }
+        if let Some(m) = best {
+            return Ok(m);
         }
         return Err(Error::NotFound {
             what: format!("backup tagged {tag:?} in {}", target.display_name()),

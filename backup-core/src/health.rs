@@ -199,7 +199,9 @@ pub async fn status_in(
 /// The 3-2-1 check: the overall newest backup is in every repository, byte-identical.
 fn copies_check(targets: &[Target], newest: &[Option<Manifest>]) -> Check {
     let check = |ok: bool, message: String| Check { name: "copies".into(), repo: None, ok, message };
-    let Some(reference) = newest.iter().flatten().max_by(|a, b| a.id.cmp(&b.id)) else {
+    let Some(reference) =
+        newest.iter().flatten().max_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)))
+    else {
         return check(false, "no repository holds a backup".into());
     };
     let digests = |m: &Manifest| {

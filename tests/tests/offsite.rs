@@ -205,3 +205,31 @@ async fn s3_missing_bucket_says_what_to_fix() {
     assert!(t.capabilities().conditional_put);
     dbbackup_tests::store_suite::create_only_refuses_overwrite(&t).await;
 }
+
+/// Ids only resolve to the second, and their suffix is random: backups started in the same
+/// second must still be ordered by their start time (`latest`, `tag:`, `list`, the copies
+/// check), not by the suffix. (The offsite test above failed on this once: two backups in one
+/// second, `latest` picked the older.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_started_in_the_same_second_order_by_start_time() {
+    let url = sqlite_db().await;
+    let repo = memory_repo();
+    let id = backup(&url, &repo).await.unwrap();
+    let base = resolve(&repo, &id).await.unwrap();
+    let second = "2030-01-01T00:00:00";
+    // The later backup gets the smaller suffix, so suffix order is the wrong answer.
+    for (suffix, frac) in [("0001", "900"), ("ffff", "100")] {
+        let mut m = base.clone();
+        m.id = format!("20300101T000000Z-{suffix}").parse().unwrap();
+        m.started_at = format!("{second}.{frac}Z").parse().unwrap();
+        m.tags = vec!["same-second".into()];
+        let key = backup_core::format::layout::manifest_key(&m.id);
+        repo.put_create(&key, Bytes::from(m.to_json().unwrap())).await.unwrap();
+    }
+    let want = "20300101T000000Z-0001";
+    assert_eq!(resolve(&repo, "latest").await.unwrap().id.to_string(), want);
+    assert_eq!(resolve(&repo, "tag:same-second").await.unwrap().id.to_string(), want);
+    let listed = backup_core::list_in(&repo, None).await.unwrap();
+    assert_eq!(listed.backups[0].id.to_string(), want);
+    assert_eq!(listed.backups[1].id.to_string(), "20300101T000000Z-ffff");
+}
