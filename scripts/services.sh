@@ -2,7 +2,9 @@
 # Throwaway test services on free loopback ports, in temp dirs. Source this file, call
 # `start_services [postgres] [mariadb] [moto] [azurite]`, and `stop_services` (test.sh traps it).
 # Each started service exports the variables the test suites read:
-#   DBBACKUP_TEST_PG_URL        postgres://postgres@127.0.0.1:PORT/postgres
+#   DBBACKUP_TEST_PG_URL        postgres://postgres@127.0.0.1:PORT/postgres (TLS offered, not required)
+#   DBBACKUP_TEST_PG_CA         the throwaway CA that signed the server's certificate (127.0.0.1,
+#                               localhost); role dbbackup_tls may only log in over TLS
 #   DBBACKUP_TEST_MYSQL_URL     mysql://root@127.0.0.1:PORT/mysql
 #   DBBACKUP_TEST_S3_ENDPOINT   http://127.0.0.1:PORT   (bucket DBBACKUP_TEST_S3_BUCKET exists)
 #   DBBACKUP_TEST_AZURITE_URL   http://127.0.0.1:PORT/devstoreaccount1 (container DBBACKUP_TEST_AZ_CONTAINER)
@@ -48,12 +50,34 @@ start_postgres() {
   local dir="$SERVICES_ROOT/pg" port; port=$(free_port)
   mkdir -p "$dir" && chown postgres:postgres "$dir" && chmod 700 "$dir"
   runuser -u postgres -- "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
+  pg_tls_files "$dir"
+  # Role dbbackup_tls is refused on any TCP connection without TLS: the TLS tests log in as it,
+  # so a client that silently fell back to plain text fails instead of passing.
+  sed -i '1i hostnossl all dbbackup_tls all reject' "$dir/data/pg_hba.conf"
   runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 60 \
-    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_locks_per_transaction=1024 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c max_wal_size=4GB" start >/dev/null
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_locks_per_transaction=1024 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c max_wal_size=4GB -c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key" start >/dev/null
   _PG_DIRS+=("$bin|$dir")
+  runuser -u postgres -- "$bin/psql" -X -q -h "$dir" -p "$port" -U postgres -d postgres \
+    -c 'CREATE ROLE dbbackup_tls LOGIN SUPERUSER' >/dev/null
   export DBBACKUP_TEST_PG_URL="postgres://postgres@127.0.0.1:$port/postgres"
+  export DBBACKUP_TEST_PG_CA="$dir/ca.crt"
   export PATH="$bin:$PATH"
   log "PostgreSQL on 127.0.0.1:$port ($dir)"
+}
+
+pg_tls_files() { # dir: a throwaway CA (ca.crt, world-readable) and a server certificate it signs
+  local dir=$1
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=dbbackup test CA" \
+    -keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+    -keyout "$dir/server.key" -out "$dir/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >"$dir/server.ext"
+  openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
+    -days 30 -extfile "$dir/server.ext" -out "$dir/server.crt" 2>/dev/null
+  rm -f "$dir/ca.key" "$dir/server.csr" "$dir/server.ext" "$dir/ca.srl"
+  chown postgres:postgres "$dir/server.key" "$dir/server.crt"
+  chmod 600 "$dir/server.key"
+  chmod 644 "$dir/ca.crt" "$dir/server.crt"
 }
 
 start_mariadb() {

@@ -1,7 +1,8 @@
 //! PostgreSQL-specific end-to-end tests against the real server in `DBBACKUP_TEST_PG_URL`:
 //! consistency under concurrent writes, foreign pg_dump scripts, `--tables`, `--in-place`,
-//! 2,000 tables, a row over 100 MB, large objects. The awkward-data round trip is the source suite's
-//! (`tests/sources.rs`, fixture in `src/pg_fixture.rs`).
+//! 2,000 tables, a row over 100 MB, large objects, TLS (`sslmode`, `sslrootcert`). The
+//! awkward-data round trip is the source suite's (`tests/sources.rs`, fixture in
+//! `src/pg_fixture.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -608,4 +609,146 @@ async fn corrupt_large_objects_are_refused_and_target_untouched() {
     assert_eq!(lo_state(&dst).await, "docs Some(\"2\")\n");
     f.drop_db(&src).await;
     f.drop_db(&dst).await;
+}
+
+/// The server and its CA for the TLS tests (`scripts/services.sh` signs the server's certificate
+/// for 127.0.0.1 and localhost with a throwaway CA). Skips/fails like every service test.
+fn tls_server() -> Option<(PgFixture, String)> {
+    let f = PgFixture::from_env()?;
+    let ca = dbbackup_tests::service_env("DBBACKUP_TEST_PG_CA")?;
+    Some((f, ca))
+}
+
+/// `url` logged in as `dbbackup_tls`, a role the server refuses on any connection without TLS
+/// (services.sh: `hostnossl ... reject`), with the query `params`. Whatever dbbackup does with
+/// such a URL, the leader, the workers and pg_dump, only succeeds over TLS.
+fn tls_url(url: &str, params: &[(&str, &str)]) -> String {
+    let mut u = url::Url::parse(url).unwrap();
+    u.set_username("dbbackup_tls").unwrap();
+    u.query_pairs_mut().clear().extend_pairs(params);
+    u.to_string()
+}
+
+async fn small_db(f: &PgFixture, tag: &str) -> String {
+    let url = fresh(f, tag).await;
+    PgFixture::client(&url)
+        .await
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a'), (2, 'b');",
+        )
+        .await
+        .unwrap();
+    url
+}
+
+/// A backup and restore of the awkward fixture over `verify-full` with the CA from
+/// `sslrootcert` (pg_dump gets the same `PGSSLMODE`/`PGSSLROOTCERT`), by address and by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_verify_full_round_trip() {
+    let Some((f, ca)) = tls_server() else { return };
+    let src = populated(&f, "tls_src").await;
+    let want = fingerprint(&src).await;
+    let repo = memory_repo();
+    let params = [("sslmode", "verify-full"), ("sslrootcert", ca.as_str())];
+    let id = backup(&tls_url(&src, &params), &repo).await.expect("backup over verify-full");
+    let dst = f.url_of(&unique("tls_dst"));
+    restore_into(&repo, &id, &tls_url(&dst, &params)).await.expect("restore over verify-full");
+    assert_same(&fingerprint(&dst).await, &want, "restored over verify-full");
+    // The certificate names localhost too.
+    let mut by_name = url::Url::parse(&tls_url(&src, &params)).unwrap();
+    by_name.set_host(Some("localhost")).unwrap();
+    backup(by_name.as_str(), &repo).await.expect("backup over verify-full to localhost");
+    f.drop_db(&src).await;
+    f.drop_db(&dst).await;
+}
+
+/// Reaching the server under a name its certificate does not hold (`hostaddr` connects to
+/// 127.0.0.1, the name is what TLS checks): `verify-full` refuses it, `verify-ca` (chain only)
+/// and `require` accept it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_verify_full_checks_the_host_name_and_verify_ca_does_not() {
+    let Some((f, ca)) = tls_server() else { return };
+    let src = small_db(&f, "tls_name").await;
+    let repo = memory_repo();
+    let wrong_name = |mode: &str| {
+        let mut u = url::Url::parse(&tls_url(
+            &src,
+            &[("sslmode", mode), ("sslrootcert", ca.as_str()), ("hostaddr", "127.0.0.1")],
+        ))
+        .unwrap();
+        u.set_host(Some("db.invalid")).unwrap();
+        u.to_string()
+    };
+    let e = backup(&wrong_name("verify-full"), &repo).await.unwrap_err().to_string();
+    assert!(
+        e.contains("certificate verification of PostgreSQL server db.invalid failed (sslmode=verify-full")
+            && e.contains("not valid for name \"db.invalid\""),
+        "{e}"
+    );
+    backup(&wrong_name("verify-ca"), &repo).await.expect("verify-ca does not check the name");
+    backup(&wrong_name("require"), &repo).await.expect("require with sslrootcert checks the chain only");
+    f.drop_db(&src).await;
+}
+
+/// `require` encrypts without a CA (no verification, as libpq), and so does the default
+/// `prefer` against a server that offers TLS; `disable` is refused for the TLS-only role, which
+/// proves the other backups could not have succeeded without TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_require_and_prefer_encrypt_without_a_ca() {
+    let Some((f, _ca)) = tls_server() else { return };
+    let src = small_db(&f, "tls_require").await;
+    let repo = memory_repo();
+    backup(&tls_url(&src, &[("sslmode", "require")]), &repo).await.expect("backup over require");
+    backup(&tls_url(&src, &[]), &repo).await.expect("backup with the default sslmode (prefer)");
+    let e = backup(&tls_url(&src, &[("sslmode", "disable")]), &repo).await.unwrap_err().to_string();
+    assert!(e.contains("no encryption"), "the server must refuse dbbackup_tls without TLS: {e}");
+    f.drop_db(&src).await;
+}
+
+/// `verify-full` and `verify-ca` against a CA that did not sign the server's certificate, or
+/// against the system store (which does not hold the throwaway CA), fail with a message naming
+/// the server, the mode and where the roots came from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_wrong_ca_is_refused_with_a_clear_error() {
+    let Some((f, _ca)) = tls_server() else { return };
+    let src = small_db(&f, "tls_wrong_ca").await;
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other-ca.pem");
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=not the server's CA",
+        ])
+        .arg("-keyout")
+        .arg(dir.path().join("other-ca.key"))
+        .arg("-out")
+        .arg(&other)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run openssl");
+    assert!(status.success(), "openssl req: {status}");
+    let other = other.to_str().unwrap();
+    let repo = memory_repo();
+    for mode in ["verify-full", "verify-ca"] {
+        let e = backup(&tls_url(&src, &[("sslmode", mode), ("sslrootcert", other)]), &repo)
+            .await
+            .unwrap_err()
+            .to_string();
+        let want = format!("certificate verification of PostgreSQL server 127.0.0.1 failed (sslmode={mode}");
+        assert!(e.contains(&want) && e.contains(other), "{mode}: {e}");
+    }
+    let e = backup(&tls_url(&src, &[("sslmode", "verify-full")]), &repo).await.unwrap_err().to_string();
+    assert!(
+        e.contains("certificate verification") && e.contains("system root store")
+            || e.contains("no root certificates in the system store"),
+        "verify-full without sslrootcert: {e}"
+    );
+    f.drop_db(&src).await;
 }

@@ -1,10 +1,13 @@
 //! Connections: URL -> `tokio_postgres::Config`, a small pool of exclusive connections, quoting,
-//! and running pg_dump with the password in the environment.
+//! and running pg_dump with the password (and the TLS settings) in the environment.
 
 use std::sync::{Arc, Mutex};
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config, Connection, NoTls};
+
+use super::tls::TlsSettings;
 
 use crate::error::{Error, Result};
 use crate::model::DatabaseUrl;
@@ -55,6 +58,14 @@ pub(crate) fn config(url: &DatabaseUrl) -> Result<Config> {
         c.host_path(sock);
     } else if let Some(h) = u.host_str() {
         c.host(h.trim_start_matches('[').trim_end_matches(']'));
+        // libpq's hostaddr: connect to this address, but keep the host name for TLS
+        // verification (verify-full checks the certificate against the name).
+        if let Some(a) = url.param("hostaddr") {
+            let addr = a.parse::<std::net::IpAddr>().map_err(|e| {
+                Error::InvalidInput(format!("hostaddr={a} in {url}: not an IP address ({e})"))
+            })?;
+            c.hostaddr(addr);
+        }
     }
     c.port(u.port().unwrap_or(5432));
     c.user(url.user().unwrap_or_else(|| "postgres".into()));
@@ -66,28 +77,48 @@ pub(crate) fn config(url: &DatabaseUrl) -> Result<Config> {
     let db = url.database();
     c.dbname(if db.is_empty() { "postgres" } else { &db });
     c.application_name("dbbackup");
-    match url.param("sslmode").as_deref() {
-        None | Some("disable" | "allow" | "prefer") => {}
-        Some(other) => {
-            return Err(Error::Unsupported(format!(
-                "sslmode={other}: TLS connections to PostgreSQL are not available in this build"
-            )));
-        }
-    }
+    c.ssl_mode(TlsSettings::of(url)?.pg_mode());
     Ok(c)
 }
 
-/// Connects, spawns the connection task, applies [`SESSION_SETTINGS`].
+/// Connects (TLS as `sslmode`/`sslrootcert` say), spawns the connection task, applies
+/// [`SESSION_SETTINGS`].
 pub(crate) async fn connect(url: &DatabaseUrl, role: &str) -> Result<Client> {
     let cfg = config(url)?;
-    let (client, conn) = cfg.connect(NoTls).await.map_err(pg_err(format!("connect to {url} ({role})")))?;
+    let tls = TlsSettings::of(url)?;
+    let connected = match tls.connector()? {
+        None => cfg.connect(NoTls).await.map(|(client, conn)| {
+            spawn_connection(conn);
+            client
+        }),
+        Some(connector) => cfg.connect(connector).await.map(|(client, conn)| {
+            spawn_connection(conn);
+            client
+        }),
+    };
+    let client = connected.map_err(|e| {
+        let context = format!("connect to {url} ({role})");
+        let host = url.url().host_str().unwrap_or("localhost");
+        match tls.describe_failure(host, &e) {
+            Some(msg) => Error::Source { context, source: msg.into() },
+            None => pg_err(context)(e),
+        }
+    })?;
+    session_setup(&client).await?;
+    Ok(client)
+}
+
+/// Drives the connection until the client is dropped.
+fn spawn_connection<S, T>(conn: Connection<S, T>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!("postgres connection ended: {e}");
         }
     });
-    session_setup(&client).await?;
-    Ok(client)
 }
 
 pub(crate) async fn session_setup(c: &Client) -> Result<()> {
@@ -193,14 +224,15 @@ pub(crate) async fn run_pg_tool(
     } else if let Some(h) = url.url().host_str() {
         cmd.env("PGHOST", h.trim_start_matches('[').trim_end_matches(']'));
     }
+    if let Some(a) = url.param("hostaddr") {
+        cmd.env("PGHOSTADDR", a);
+    }
     cmd.env("PGPORT", url.url().port().unwrap_or(5432).to_string());
     cmd.env("PGUSER", cfg.get_user().unwrap_or("postgres"));
     if let Some(p) = url.password() {
         cmd.env("PGPASSWORD", p.expose());
     }
-    if let Some(m) = url.param("sslmode") {
-        cmd.env("PGSSLMODE", m);
-    }
+    cmd.envs(TlsSettings::of(url)?.env());
     cmd.stdin(std::process::Stdio::null());
     cmd.kill_on_drop(true);
     let out = cmd.output().await.map_err(|e| Error::io(format!("run {}", exe.display()), e))?;

@@ -10,6 +10,7 @@
 mod conn;
 mod large_object;
 mod load;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,0 +1,366 @@
+//! TLS for PostgreSQL connections: libpq's `sslmode` and `sslrootcert` URL parameters mapped onto
+//! rustls (the aws-lc-rs provider the HTTP stores already use), the same settings handed to
+//! pg_dump's environment, and certificate failures turned into messages that name the server.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::verify_server_cert_signed_by_trust_anchor;
+use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::error::{Error, Result};
+use crate::model::DatabaseUrl;
+
+/// libpq's `sslmode` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SslMode {
+    Disable,
+    Allow,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl SslMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Allow => "allow",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+/// Where verified connections take their trust anchors from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Roots {
+    /// `sslrootcert=/path`: a PEM file with one or more CA certificates.
+    File(PathBuf),
+    /// No `sslrootcert` (or `sslrootcert=system`): the platform's store.
+    System,
+}
+
+/// The TLS settings of one URL.
+#[derive(Clone, Debug)]
+pub(crate) struct TlsSettings {
+    mode: SslMode,
+    roots: Roots,
+    /// `sslrootcert` exactly as given, for pg_dump's `PGSSLROOTCERT`.
+    root_cert_param: Option<String>,
+}
+
+impl TlsSettings {
+    /// Reads `sslmode` (default `prefer`, as libpq) and `sslrootcert`. A Unix-socket host never
+    /// uses TLS (the server does not offer it there; libpq ignores sslmode too).
+    pub(crate) fn of(url: &DatabaseUrl) -> Result<Self> {
+        let mode = match url.param("sslmode").as_deref() {
+            None | Some("prefer") => SslMode::Prefer,
+            Some("disable") => SslMode::Disable,
+            Some("allow") => SslMode::Allow,
+            Some("require") => SslMode::Require,
+            Some("verify-ca") => SslMode::VerifyCa,
+            Some("verify-full") => SslMode::VerifyFull,
+            Some(other) => {
+                return Err(Error::InvalidInput(format!(
+                    "sslmode={other} in {url}: expected disable, allow, prefer, require, verify-ca or verify-full"
+                )));
+            }
+        };
+        let root_cert_param = url.param("sslrootcert").filter(|p| !p.is_empty());
+        let roots = match root_cert_param.as_deref() {
+            None | Some("system") => Roots::System,
+            Some(path) => Roots::File(PathBuf::from(path)),
+        };
+        let socket = url.param("host").is_some_and(|h| h.starts_with('/'));
+        let mode = if socket { SslMode::Disable } else { mode };
+        Ok(TlsSettings { mode, roots, root_cert_param })
+    }
+
+    /// What tokio-postgres negotiates: `Prefer` falls back to plain when the server has no TLS.
+    pub(crate) fn pg_mode(&self) -> tokio_postgres::config::SslMode {
+        use tokio_postgres::config::SslMode as M;
+        match self.mode {
+            SslMode::Disable => M::Disable,
+            // tokio-postgres has no "plain first, then TLS"; trying TLS first reaches a server
+            // that requires it just the same.
+            SslMode::Allow | SslMode::Prefer => M::Prefer,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => M::Require,
+        }
+    }
+
+    /// `PGSSLMODE` and (when given) `PGSSLROOTCERT` for a libpq child process.
+    pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![("PGSSLMODE", self.mode.as_str().to_string())];
+        if let Some(p) = &self.root_cert_param {
+            env.push(("PGSSLROOTCERT", p.clone()));
+        }
+        env
+    }
+
+    /// The connector, or `None` for `disable`.
+    pub(crate) fn connector(&self) -> Result<Option<MakeRustlsConnect>> {
+        if self.mode == SslMode::Disable {
+            return Ok(None);
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Unsupported(format!("TLS for PostgreSQL: {e}")))?;
+        let algs = provider.signature_verification_algorithms;
+        // libpq: require with a root certificate given behaves like verify-ca.
+        let check = match (self.mode, &self.roots) {
+            (SslMode::Require, Roots::File(_)) => SslMode::VerifyCa,
+            (mode, _) => mode,
+        };
+        let config = match check {
+            SslMode::VerifyFull => builder.with_root_certificates(self.load_roots()?).with_no_client_auth(),
+            SslMode::VerifyCa => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(ChainOnly {
+                    roots: Arc::new(self.load_roots()?),
+                    algs,
+                }))
+                .with_no_client_auth(),
+            _ => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(EncryptionOnly { algs }))
+                .with_no_client_auth(),
+        };
+        Ok(Some(MakeRustlsConnect::new(config)))
+    }
+
+    fn load_roots(&self) -> Result<RootCertStore> {
+        let mut store = RootCertStore::empty();
+        match &self.roots {
+            Roots::File(path) => {
+                let what = || format!("read sslrootcert {}", path.display());
+                let certs = CertificateDer::pem_file_iter(path)
+                    .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
+                    .map_err(|e| Error::InvalidInput(format!("{}: {e}", what())))?;
+                if certs.is_empty() {
+                    return Err(Error::InvalidInput(format!("{}: no PEM certificate in it", what())));
+                }
+                for c in certs {
+                    store.add(c).map_err(|e| Error::InvalidInput(format!("{}: {e}", what())))?;
+                }
+            }
+            Roots::System => {
+                let found = rustls_native_certs::load_native_certs();
+                let (added, _) = store.add_parsable_certificates(found.certs);
+                if added == 0 {
+                    let why = found.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+                    return Err(Error::InvalidInput(format!(
+                        "sslmode={}: no root certificates in the system store ({why}); give sslrootcert=/path/to/ca.pem",
+                        self.mode.as_str()
+                    )));
+                }
+            }
+        }
+        Ok(store)
+    }
+
+    /// A clearer message for a failed TLS handshake with `host` (`None` for other failures):
+    /// names the server, the mode and where the trusted roots came from.
+    pub(crate) fn describe_failure(&self, host: &str, e: &tokio_postgres::Error) -> Option<String> {
+        let tls = rustls_error(e)?;
+        let roots = match &self.roots {
+            Roots::File(p) => format!("sslrootcert {}", p.display()),
+            Roots::System => "the system root store".to_string(),
+        };
+        Some(match tls {
+            rustls::Error::InvalidCertificate(why) => format!(
+                "certificate verification of PostgreSQL server {host} failed (sslmode={}, roots from {roots}): {why}",
+                self.mode.as_str()
+            ),
+            other => format!(
+                "TLS handshake with PostgreSQL server {host} failed (sslmode={}): {other}",
+                self.mode.as_str()
+            ),
+        })
+    }
+}
+
+/// The rustls error somewhere in the chain (tokio-rustls wraps it in an `io::Error`, whose
+/// `source()` skips it, so look inside those explicitly).
+fn rustls_error(e: &tokio_postgres::Error) -> Option<&rustls::Error> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(r) = err.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        if let Some(inner) = err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref())
+            && let Some(r) = inner.downcast_ref::<rustls::Error>()
+        {
+            return Some(r);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// `verify-ca`: the chain must lead to a trusted root; the name is not checked.
+#[derive(Debug)]
+struct ChainOnly {
+    roots: Arc<RootCertStore>,
+    algs: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        let cert = ParsedCertificate::try_from(end_entity)?;
+        verify_server_cert_signed_by_trust_anchor(&cert, &self.roots, intermediates, now, self.algs.all)?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+/// `allow`, `prefer`, `require` without a root certificate: encrypted, server not
+/// authenticated (libpq's semantics). The handshake signatures are still checked, so the peer
+/// holds the key of the certificate it presents.
+#[derive(Debug)]
+struct EncryptionOnly {
+    algs: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for EncryptionOnly {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn settings(url: &str) -> Result<TlsSettings> {
+        TlsSettings::of(&DatabaseUrl::parse(url)?)
+    }
+
+    #[test]
+    fn modes_map_like_libpq() {
+        use tokio_postgres::config::SslMode as M;
+        let cases = [
+            ("", M::Prefer, "prefer"),
+            ("?sslmode=disable", M::Disable, "disable"),
+            ("?sslmode=allow", M::Prefer, "allow"),
+            ("?sslmode=prefer", M::Prefer, "prefer"),
+            ("?sslmode=require", M::Require, "require"),
+            ("?sslmode=verify-ca", M::Require, "verify-ca"),
+            ("?sslmode=verify-full", M::Require, "verify-full"),
+        ];
+        for (q, pg, env) in cases {
+            let s = settings(&format!("postgres://u@db.example:5432/app{q}")).unwrap();
+            assert_eq!(s.pg_mode(), pg, "{q}");
+            assert_eq!(s.env(), vec![("PGSSLMODE", env.to_string())], "{q}");
+        }
+    }
+
+    #[test]
+    fn root_cert_goes_to_the_child_environment() {
+        let s = settings("postgres://u@h/app?sslmode=verify-full&sslrootcert=/etc/ca.pem").unwrap();
+        assert_eq!(
+            s.env(),
+            vec![("PGSSLMODE", "verify-full".to_string()), ("PGSSLROOTCERT", "/etc/ca.pem".to_string())]
+        );
+    }
+
+    #[test]
+    fn unknown_mode_is_refused() {
+        let e = settings("postgres://u@h/app?sslmode=verify").unwrap_err();
+        assert!(e.to_string().contains("sslmode=verify"), "{e}");
+    }
+
+    #[test]
+    fn unix_socket_never_uses_tls() {
+        let s = settings("postgres://u@localhost/app?host=/run/postgresql&sslmode=require").unwrap();
+        assert_eq!(s.pg_mode(), tokio_postgres::config::SslMode::Disable);
+        assert!(s.connector().unwrap().is_none());
+    }
+
+    #[test]
+    fn missing_or_empty_root_cert_file_is_an_error() {
+        let e = settings("postgres://u@h/app?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem")
+            .unwrap()
+            .connector()
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let e = settings(&format!("postgres://u@h/app?sslmode=verify-ca&sslrootcert={}", empty.display()))
+            .unwrap()
+            .connector()
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("no PEM certificate"), "{e}");
+    }
+}
