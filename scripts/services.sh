@@ -45,7 +45,7 @@ apt_install() { # packages...
 }
 
 start_postgres() {
-  apt_install postgresql postgresql-client
+  apt_install postgresql postgresql-client openssl
   local bin; bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
   local dir="$SERVICES_ROOT/pg" port; port=$(free_port)
   mkdir -p "$dir" && chown postgres:postgres "$dir" && chmod 700 "$dir"
