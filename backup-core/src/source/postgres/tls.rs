@@ -124,17 +124,13 @@ impl TlsSettings {
         };
         let config = match check {
             SslMode::VerifyFull => builder.with_root_certificates(self.load_roots()?).with_no_client_auth(),
-            SslMode::VerifyCa => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(ChainOnly {
-                    roots: Arc::new(self.load_roots()?),
-                    algs,
-                }))
-                .with_no_client_auth(),
-            _ => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(EncryptionOnly { algs }))
-                .with_no_client_auth(),
+            other => {
+                let roots = if other == SslMode::VerifyCa { Some(self.load_roots()?) } else { None };
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(NameUnchecked { roots, algs }))
+                    .with_no_client_auth()
+            }
         };
         Ok(Some(MakeRustlsConnect::new(config)))
     }
@@ -208,14 +204,18 @@ fn rustls_error(e: &tokio_postgres::Error) -> Option<&rustls::Error> {
     None
 }
 
-/// `verify-ca`: the chain must lead to a trusted root; the name is not checked.
+/// The server name is never checked here (`verify-full` uses rustls' own verifier).
+/// With `roots` (`verify-ca`) the chain must lead to one of them; without (`allow`, `prefer`,
+/// `require` and no root certificate: libpq's semantics) the connection is encrypted but the
+/// server not authenticated. Handshake signatures are checked either way, so the peer holds the
+/// key of the certificate it presents.
 #[derive(Debug)]
-struct ChainOnly {
-    roots: Arc<RootCertStore>,
+struct NameUnchecked {
+    roots: Option<RootCertStore>,
     algs: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for NameUnchecked {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -224,51 +224,10 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        let cert = ParsedCertificate::try_from(end_entity)?;
-        verify_server_cert_signed_by_trust_anchor(&cert, &self.roots, intermediates, now, self.algs.all)?;
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.algs)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
-    }
-}
-
-/// `allow`, `prefer`, `require` without a root certificate: encrypted, server not
-/// authenticated (libpq's semantics). The handshake signatures are still checked, so the peer
-/// holds the key of the certificate it presents.
-#[derive(Debug)]
-struct EncryptionOnly {
-    algs: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for EncryptionOnly {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        if let Some(roots) = &self.roots {
+            let cert = ParsedCertificate::try_from(end_entity)?;
+            verify_server_cert_signed_by_trust_anchor(&cert, roots, intermediates, now, self.algs.all)?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 
