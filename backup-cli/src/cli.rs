@@ -203,6 +203,14 @@ pub struct GuardArgs {
     /// Parallel workers (default: number of CPUs).
     #[arg(long, short = 'j', env = "DBBACKUP_JOBS")]
     pub jobs: Option<usize>,
+    /// MySQL: drop DEFINER clauses and SUPER-only statements when rolling back (managed servers
+    /// such as RDS).
+    #[arg(long, env = "DBBACKUP_NO_DEFINER")]
+    pub no_definer: bool,
+    /// PostgreSQL: record owners in the safety backup and give them back on rollback (those
+    /// roles must exist). Default: no-owner, objects end up owned by the connecting role.
+    #[arg(long, env = "DBBACKUP_KEEP_OWNERS")]
+    pub keep_owners: bool,
     /// The command to run, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,

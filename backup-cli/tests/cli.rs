@@ -530,3 +530,67 @@ fn keep_owners_flag_keeps_postgres_owners() {
         assert_eq!(psql(&into, owners), format!("{owner} {owner}"), "case {i} (restore flag {flag})");
     }
 }
+
+/// `guard --keep-owners` takes the safety backup with owners and gives them back on rollback: a
+/// failed command that dropped a table owned by another role leaves it restored with that owner
+/// (without the flag the rollback's no-owner default would hand it to the connecting role).
+#[test]
+fn guard_keep_owners_rolls_back_with_the_owners() {
+    let Some(base) = pg_url() else { return };
+    let tag = format!(
+        "{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
+    );
+    let role = format!("dbb_gowner_{tag}");
+    let name = format!("guard_owners_{tag}");
+    psql(&base, &format!("CREATE ROLE {role} NOLOGIN"));
+    /// Drops the database and the role even when an assertion fails.
+    struct Cleanup(String, String, String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            for sql in [
+                format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.1),
+                format!("DROP ROLE IF EXISTS {}", self.2),
+            ] {
+                let _ = Command::new("psql").args(["-X", "-q", "-d", &self.0, "-c", &sql]).output();
+            }
+        }
+    }
+    let _cleanup = Cleanup(base.clone(), name.clone(), role.clone());
+    psql(&base, &format!("CREATE DATABASE {name}"));
+    let src = pg_db(&base, &name);
+    psql(
+        &src,
+        &format!("CREATE TABLE t (x int); INSERT INTO t VALUES (1), (2); ALTER TABLE t OWNER TO {role}"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo").display().to_string();
+    let out = dbbackup(
+        &[
+            "guard",
+            "--json",
+            "--keep-owners",
+            "--source",
+            &src,
+            "--repo",
+            &repo,
+            "--",
+            "sh",
+            "-c",
+            "psql -X -q -v ON_ERROR_STOP=1 -d \"$1\" -c 'DROP TABLE t' && exit 3",
+            "migrate",
+            &src,
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json(&out)["rolled_back"], true);
+    assert_eq!(
+        psql(
+            &src,
+            "SELECT tableowner || ' ' || (SELECT count(*) FROM t) FROM pg_tables WHERE tablename = 't'"
+        ),
+        format!("{role} 2")
+    );
+}

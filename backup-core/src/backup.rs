@@ -72,6 +72,13 @@ impl Default for CreateOptions {
     }
 }
 
+/// Engine options from boolean switches, only those that are on (`("keep_owners", true)` ->
+/// `keep_owners = "true"`): how the CLI flags and the FFI options fill
+/// [`CreateOptions::engine_options`] and its restore and guard counterparts.
+pub fn engine_flags(flags: &[(&str, bool)]) -> BTreeMap<String, String> {
+    flags.iter().filter(|(_, on)| *on).map(|(k, _)| (k.to_string(), "true".to_string())).collect()
+}
+
 /// Number of CPUs, at least 1: the default for `jobs`.
 pub fn default_jobs() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)

@@ -40,6 +40,9 @@ pub struct GuardOptions {
     pub max_rto_ms: Option<u64>,
     /// Who ran it, for the audit record.
     pub operator: Option<String>,
+    /// Engine-specific switches for both the safety backup and the rollback (`keep_owners`,
+    /// `no_definer`), as in [`CreateOptions::engine_options`].
+    pub engine_options: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for GuardOptions {
@@ -53,6 +56,7 @@ impl Default for GuardOptions {
             tags: Vec::new(),
             max_rto_ms: None,
             operator: None,
+            engine_options: Default::default(),
         }
     }
 }
@@ -158,6 +162,7 @@ where
             compression: opts.compression,
             jobs: opts.jobs,
             tags,
+            engine_options: opts.engine_options.clone(),
             ..Default::default()
         },
         ctx,
@@ -194,6 +199,7 @@ where
             jobs: opts.jobs,
             force: true,
             operator: Some(format!("guard ({})", opts.operator.as_deref().unwrap_or("unknown"))),
+            engine_options: opts.engine_options.clone(),
             ..Default::default()
         },
         &rollback_ctx,

@@ -63,7 +63,8 @@ void dbb_client_free(dbb_client *client);
 // Backs up a database (`dbbackup create`).
 //
 // Options: `source` (URL), `repo` (string or array), `compression`, `jobs`, `tag` (string or
-// array), `chunk_mib`, `no_checksums`, `temp_dir`, `password`, `timeout_ms`.
+// array), `chunk_mib`, `no_checksums`, `temp_dir`, `password`, `no_definer`, `keep_owners`,
+// `timeout_ms`.
 // Report: the `create --json` object (`id`, `engine`, `database`, `tables`, `rows`,
 // `raw_bytes`, `stored_bytes`, `duration_ms`, `repos`, ...).
 //
@@ -105,14 +106,16 @@ int32_t dbb_verify(const dbb_client *client, const char *options_json, char **re
 //
 // Options: `repo`, `backup` (default `latest`), `into` (URL), `force`, `production` (refuse
 // unless `force`), `in_place`, `tables` (string or array), `verify_first`, `jobs`, `password`,
-// `timeout_ms`. Report: the `restore --json` object (`id`, `into`, `tables`, `rows`,
+// `no_definer`, `keep_owners`, `full_checksum`, `timeout_ms`. Report: the `restore --json` object (`id`, `into`, `tables`, `rows`,
 // `duration_ms`, ...). An unknown backup gives status 5 with the available ids in the error.
 //
 // Ownership: as for `dbb_create`.
 //
 // # Safety
 // As for `dbb_create`.
-int32_t dbb_restore(const dbb_client *client, const char *options_json, char **report_out);
+int32_t dbb_restore(const dbb_client *client,
+                    const char *options_json,
+                    char **report_out);
 
 // Applies a retention policy to a repository (`dbbackup prune`): never deletes the newest
 // complete backup; sweeps objects of incomplete backups older than the grace period.

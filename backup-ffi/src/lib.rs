@@ -239,7 +239,8 @@ pub unsafe extern "C" fn dbb_client_free(client: *mut dbb_client) {
 /// Backs up a database (`dbbackup create`).
 ///
 /// Options: `source` (URL), `repo` (string or array), `compression`, `jobs`, `tag` (string or
-/// array), `chunk_mib`, `no_checksums`, `temp_dir`, `password`, `timeout_ms`.
+/// array), `chunk_mib`, `no_checksums`, `temp_dir`, `password`, `no_definer`, `keep_owners`,
+/// `timeout_ms`.
 /// Report: the `create --json` object (`id`, `engine`, `database`, `tables`, `rows`,
 /// `raw_bytes`, `stored_bytes`, `duration_ms`, `repos`, ...).
 ///
@@ -343,7 +344,7 @@ pub unsafe extern "C" fn dbb_verify(
 ///
 /// Options: `repo`, `backup` (default `latest`), `into` (URL), `force`, `production` (refuse
 /// unless `force`), `in_place`, `tables` (string or array), `verify_first`, `jobs`, `password`,
-/// `timeout_ms`. Report: the `restore --json` object (`id`, `into`, `tables`, `rows`,
+/// `no_definer`, `keep_owners`, `full_checksum`, `timeout_ms`. Report: the `restore --json` object (`id`, `into`, `tables`, `rows`,
 /// `duration_ms`, ...). An unknown backup gives status 5 with the available ids in the error.
 ///
 /// Ownership: as for `dbb_create`.

@@ -123,6 +123,10 @@ pub(crate) struct CreateArgs {
     no_checksums: bool,
     temp_dir: Option<PathBuf>,
     password: Option<String>,
+    #[serde(default)]
+    no_definer: bool,
+    #[serde(default)]
+    keep_owners: bool,
 }
 
 impl CreateArgs {
@@ -141,7 +145,10 @@ impl CreateArgs {
             chunk_bytes: self.chunk_mib.map(|m| m.max(1) << 20).unwrap_or(defaults.chunk_bytes),
             checksums: !self.no_checksums,
             temp_dir: self.temp_dir,
-            ..defaults
+            engine_options: backup_core::engine_flags(&[
+                ("no_definer", self.no_definer),
+                ("keep_owners", self.keep_owners),
+            ]),
         })
     }
 }
@@ -213,6 +220,12 @@ pub(crate) struct RestoreArgs {
     verify_first: bool,
     jobs: Option<usize>,
     password: Option<String>,
+    #[serde(default)]
+    no_definer: bool,
+    #[serde(default)]
+    keep_owners: bool,
+    #[serde(default)]
+    full_checksum: bool,
 }
 
 impl RestoreArgs {
@@ -229,6 +242,11 @@ impl RestoreArgs {
             production: self.production,
             force: self.force,
             verify_first: self.verify_first,
+            engine_options: backup_core::engine_flags(&[
+                ("no_definer", self.no_definer),
+                ("full_checksum", self.full_checksum),
+                ("keep_owners", self.keep_owners),
+            ]),
             ..defaults
         })
     }
@@ -409,5 +427,22 @@ mod tests {
         let (_, st): (Common, StatusArgs) = parse(Some(r#"{"repo":["/a","/b"],"max_age":"26h"}"#)).unwrap();
         let st = st.into_core().unwrap();
         assert_eq!((st.repos.len(), st.max_age_secs), (2, Some(93600)));
+    }
+
+    #[test]
+    fn engine_switches_reach_the_engine_options() {
+        let (_, c): (Common, CreateArgs) =
+            parse(Some(r#"{"source":"postgres://h/db","keep_owners":true,"no_definer":false}"#)).unwrap();
+        let c = c.into_core().unwrap();
+        assert_eq!(c.engine_options.keys().collect::<Vec<_>>(), ["keep_owners"]);
+        let (_, r): (Common, RestoreArgs) = parse(Some(
+            r#"{"repo":"/a","into":"mysql://h/db","no_definer":true,"full_checksum":true,"keep_owners":false}"#,
+        ))
+        .unwrap();
+        let r = r.into_core().unwrap();
+        assert_eq!(r.engine_options.keys().collect::<Vec<_>>(), ["full_checksum", "no_definer"]);
+        assert!(r.engine_options.values().all(|v| v == "true"));
+        let (_, r): (Common, RestoreArgs) = parse(Some(r#"{"repo":"/a","into":"sqlite:x"}"#)).unwrap();
+        assert!(r.into_core().unwrap().engine_options.is_empty());
     }
 }

@@ -475,3 +475,62 @@ async fn client_and_server_checksums_agree_on_awkward_data() {
         f.drop_db(u).await;
     }
 }
+
+/// Views whose definer cannot read the shadow database (an application user granted on its own
+/// database only) or does not exist: MariaDB then shows their definitions with every column
+/// qualified by the database they were read in. Restored into another database and back over
+/// the source itself (through the shadow), they must point at their own database's tables and
+/// keep their definers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_of_definers_without_rights_on_the_shadow_restore() {
+    let Some(f) = fixture() else { return };
+    let src = fresh(&f, "vdef").await;
+    let (sdb, user) = (db_of(&src), dbbackup_tests::unique("vd").chars().take(30).collect::<String>());
+    let mut admin = f.conn(None).await;
+    admin.query_drop(format!("CREATE USER '{user}'@'%'")).await.unwrap();
+    admin.query_drop(format!("GRANT SELECT ON `{sdb}`.* TO '{user}'@'%'")).await.unwrap();
+    let mut c = f.conn(Some(&sdb)).await;
+    c.query_drop(
+        "CREATE TABLE o (id INT PRIMARY KEY, total INT); INSERT INTO o VALUES (1, 5), (2, 150), (3, 300)",
+    )
+    .await
+    .unwrap();
+    c.query_drop(format!(
+        "CREATE DEFINER='{user}'@'%' VIEW big AS SELECT id, total FROM o WHERE total > 100"
+    ))
+    .await
+    .unwrap();
+    c.query_drop("CREATE DEFINER='dbb_ghost'@'nowhere' VIEW ids AS SELECT o.id FROM o").await.unwrap();
+    let repo = memory_repo();
+    let id = backup(&src, &repo).await.unwrap();
+    let dst = fresh(&f, "vdef_dst").await;
+    for target in [&dst, &src] {
+        restore_into(&repo, &id, target).await.unwrap_or_else(|e| panic!("restore into {target}: {e}"));
+        let tdb = db_of(target);
+        let v: Vec<(String, String, String)> = admin
+            .query(format!(
+                "SELECT TABLE_NAME, DEFINER, VIEW_DEFINITION FROM information_schema.VIEWS \
+                 WHERE TABLE_SCHEMA = '{tdb}' ORDER BY TABLE_NAME"
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            v.iter().map(|(n, d, _)| (n.as_str(), d.as_str())).collect::<Vec<_>>(),
+            [("big", format!("{user}@%").as_str()), ("ids", "dbb_ghost@nowhere")]
+        );
+        for (name, _, def) in &v {
+            // The stored definition names the database the view lives in, and no other.
+            assert!(def.contains(&format!("`{tdb}`.`o`")), "{name} in {tdb}: {def}");
+            assert!(
+                !def.contains("dbbshadow") && (tdb == sdb || !def.contains(&sdb)),
+                "{name} in {tdb}: {def}"
+            );
+        }
+    }
+    let big: Vec<(i32, i32)> = c.query("SELECT id, total FROM big ORDER BY id").await.unwrap();
+    assert_eq!(big, [(2, 150), (3, 300)], "the restored view reads as its definer");
+    drop(c);
+    admin.query_drop(format!("DROP USER '{user}'@'%'")).await.unwrap();
+    f.drop_db(&src).await;
+    f.drop_db(&dst).await;
+}

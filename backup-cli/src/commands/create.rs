@@ -18,7 +18,10 @@ pub async fn run(a: CreateArgs, password: Option<Secret>, ctx: &Context, out: &O
         chunk_bytes: a.chunk_mib.max(1) << 20,
         checksums: !a.no_checksums,
         temp_dir: a.temp_dir,
-        engine_options: engine_flags(&[("no_definer", a.no_definer), ("keep_owners", a.keep_owners)]),
+        engine_options: backup_core::engine_flags(&[
+            ("no_definer", a.no_definer),
+            ("keep_owners", a.keep_owners),
+        ]),
     };
     let r = create(&opts, ctx).await?;
     out.report(&r, || {
@@ -46,9 +49,4 @@ pub async fn run(a: CreateArgs, password: Option<Secret>, ctx: &Context, out: &O
         eprintln!("dbbackup: error: backup {} is NOT in {}: {}", r.id, f.repo, f.error);
     }
     Ok(if r.failed_repos.is_empty() { 0 } else { 1 })
-}
-
-/// Engine options from boolean flags (only the flags that are set).
-pub(crate) fn engine_flags(flags: &[(&str, bool)]) -> std::collections::BTreeMap<String, String> {
-    flags.iter().filter(|(_, on)| *on).map(|(k, _)| (k.to_string(), "true".to_string())).collect()
 }

@@ -24,6 +24,10 @@ pub async fn run(a: GuardArgs, password: Option<Secret>, ctx: &Context, out: &Ou
         tags: a.tags,
         max_rto_ms,
         operator: Some(operator()),
+        engine_options: backup_core::engine_flags(&[
+            ("no_definer", a.no_definer),
+            ("keep_owners", a.keep_owners),
+        ]),
     };
     let command = a.command;
     let r = guard(&opts, ctx, || async move {

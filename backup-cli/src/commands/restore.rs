@@ -33,7 +33,7 @@ pub async fn run(a: RestoreArgs, password: Option<Secret>, ctx: &Context, out: &
         force: a.force,
         verify_first: a.verify_first,
         operator: Some(operator()),
-        engine_options: super::create::engine_flags(&[
+        engine_options: backup_core::engine_flags(&[
             ("no_definer", a.no_definer),
             ("full_checksum", a.full_checksum),
             ("keep_owners", a.keep_owners),

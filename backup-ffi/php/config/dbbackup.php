@@ -27,6 +27,12 @@ return [
     'jobs' => env('DBBACKUP_JOBS') !== null ? (int) env('DBBACKUP_JOBS') : null,
     'tags' => [],
 
+    // Engine switches, for backups and restores alike. MySQL on a managed server (RDS, Cloud SQL):
+    // drop DEFINER clauses the restoring user may not set. PostgreSQL: keep object owners (the
+    // roles must exist on the target; the default gives restored objects to the connecting role).
+    'no_definer' => (bool) env('DBBACKUP_NO_DEFINER', false),
+    'keep_owners' => (bool) env('DBBACKUP_KEEP_OWNERS', false),
+
     // verify level used by db:backup:verify and `db:restore --verify`: quick, full or drill.
     'verify_level' => env('DBBACKUP_VERIFY_LEVEL', 'full'),
 

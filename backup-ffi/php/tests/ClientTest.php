@@ -97,6 +97,7 @@ final class ClientTest extends TestCase
         $suffix = bin2hex(random_bytes(4));
         $srcDb = "dbb_php_src_{$suffix}";
         $dstDb = "dbb_php_dst_{$suffix}";
+        $definer = "dbb_def_{$suffix}";
         $pdo->exec("CREATE DATABASE `{$srcDb}`");
         try {
             $pdo->exec("CREATE TABLE `{$srcDb}`.orders (id INT PRIMARY KEY AUTO_INCREMENT, customer VARCHAR(64) NOT NULL, total DECIMAL(10,2), note TEXT, KEY (customer))");
@@ -104,6 +105,11 @@ final class ClientTest extends TestCase
             for ($i = 0; $i < 250; $i++) {
                 $st->execute(["customer {$i} ü", $i * 1.25, $i % 5 === 0 ? null : "tab\there \"q\" {$i}"]);
             }
+            // A view with another definer (on a managed target it would not exist): `no_definer`
+            // gives the restored view the restoring user instead.
+            $pdo->exec("CREATE USER `{$definer}`@`%`");
+            $pdo->exec("GRANT SELECT ON `{$srcDb}`.* TO `{$definer}`@`%`");
+            $pdo->exec("CREATE DEFINER=`{$definer}`@`%` VIEW `{$srcDb}`.big_orders AS SELECT id, total FROM `{$srcDb}`.orders WHERE total > 100");
             $base = sprintf('mysql://%s@%s:%d', rawurlencode($user), $parts['host'] ?? '127.0.0.1', $parts['port'] ?? 3306);
             $repo = "{$this->dir}/repo";
             $client = new Client();
@@ -111,8 +117,16 @@ final class ClientTest extends TestCase
             $this->assertSame(250, $created['rows']);
             $this->assertSame($created['id'], $client->list(['repo' => $repo])['backups'][0]['id']);
             $this->assertTrue($client->verify(['repo' => $repo])['ok']);
-            $restored = $client->restore(['repo' => $repo, 'into' => "{$base}/{$dstDb}", 'password' => $password]);
+            $restored = $client->restore(['repo' => $repo, 'into' => "{$base}/{$dstDb}", 'password' => $password, 'no_definer' => true]);
             $this->assertSame(250, $restored['rows']);
+            $definers = $pdo->query("SELECT TABLE_SCHEMA, DEFINER FROM information_schema.VIEWS WHERE TABLE_NAME = 'big_orders' AND TABLE_SCHEMA IN ('{$srcDb}', '{$dstDb}')")->fetchAll(\PDO::FETCH_KEY_PAIR);
+            $this->assertSame("{$definer}@%", $definers[$srcDb]);
+            $this->assertArrayHasKey($dstDb, $definers);
+            $this->assertNotSame("{$definer}@%", $definers[$dstDb], 'no_definer reaches the engine');
+            $this->assertSame(
+                $pdo->query("SELECT id, total FROM `{$srcDb}`.orders WHERE total > 100 ORDER BY id")->fetchAll(\PDO::FETCH_ASSOC),
+                $pdo->query("SELECT id, total FROM `{$dstDb}`.big_orders ORDER BY id")->fetchAll(\PDO::FETCH_ASSOC)
+            );
             $q = 'SELECT id, customer, total, note FROM `%s`.orders ORDER BY id';
             $this->assertSame(
                 $pdo->query(sprintf($q, $srcDb))->fetchAll(\PDO::FETCH_ASSOC),
@@ -121,6 +135,7 @@ final class ClientTest extends TestCase
         } finally {
             $pdo->exec("DROP DATABASE IF EXISTS `{$srcDb}`");
             $pdo->exec("DROP DATABASE IF EXISTS `{$dstDb}`");
+            $pdo->exec("DROP USER IF EXISTS `{$definer}`@`%`");
         }
     }
 

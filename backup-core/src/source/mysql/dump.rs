@@ -695,7 +695,7 @@ impl Snapshot for MysqlSnapshot {
             let name = col(&r, 0);
             let sv = query_text(c, &format!("SHOW CREATE VIEW {}", qi(&name))).await?;
             if let Some(s) = sv.first() {
-                views.push((name, col(s, 1)));
+                views.push((name, super::view_relative_to(&col(s, 1), &self.db)));
             }
         }
         for (_, create) in order_views(views) {

@@ -630,7 +630,7 @@ async fn harvest(c: &mut Conn, db: &str, all: bool) -> Result<Vec<Object>> {
                     name,
                     sql_mode: super::LOAD_SQL_MODE.into(),
                     time_zone: None,
-                    create: s.get(1).cloned().flatten().unwrap_or_default(),
+                    create: super::view_relative_to(&s.get(1).cloned().flatten().unwrap_or_default(), db),
                 });
             }
         }

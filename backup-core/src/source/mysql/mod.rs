@@ -45,6 +45,51 @@ pub(crate) fn qi(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
+/// A `SHOW CREATE VIEW` text made relative to `db`, the session's default database when it was
+/// read. The server normally leaves `db` out of the names it prints, but when the view's definer
+/// lacks privileges on `db` (or does not exist) MariaDB prints the stored definition with every
+/// column qualified by `db`, next to an unqualified `FROM`; created in another database (the
+/// restore's shadow, a restore under another name) that view points at the wrong one or fails.
+/// Removes those `` `db`. `` qualifiers outside string literals and other identifiers.
+pub(crate) fn view_relative_to(create: &str, db: &str) -> String {
+    let prefix = format!("{}.", qi(db));
+    let (b, p) = (create.as_bytes(), prefix.as_bytes());
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'`' if b[i..].starts_with(p) => i += p.len(),
+            q @ (b'`' | b'\'' | b'"') => {
+                // Copy the quoted token whole: a doubled quote stays inside, `\` escapes in strings.
+                out.push(q);
+                i += 1;
+                while i < b.len() {
+                    let c = b[i];
+                    out.push(c);
+                    i += 1;
+                    if c == b'\\' && q != b'`' && i < b.len() {
+                        out.push(b[i]);
+                        i += 1;
+                    } else if c == q {
+                        if b.get(i) == Some(&q) {
+                            out.push(q);
+                            i += 1;
+                        } else {
+                            break;
+                        }
+                    }
+                }
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    // Only whole ASCII-delimited runs were removed, so the bytes are still UTF-8.
+    String::from_utf8(out).unwrap_or_else(|_| create.to_string())
+}
+
 /// Quotes a string literal (backslash escapes are on in every session we open).
 pub(crate) fn qs(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -142,4 +187,29 @@ pub(crate) async fn query_text(conn: &mut Conn, sql: &str) -> Result<Vec<Vec<Opt
 /// Is this a server error with one of these codes?
 pub(crate) fn is_server_error(e: &mysql_async::Error, codes: &[u16]) -> bool {
     matches!(e, mysql_async::Error::Server(s) if codes.contains(&s.code))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::view_relative_to;
+
+    #[test]
+    fn view_definitions_lose_their_own_database_qualifier_only() {
+        let shown = "CREATE ALGORITHM=UNDEFINED DEFINER=`d`@`%` SQL SECURITY DEFINER VIEW `v` AS select \
+                     `app`.`o`.`id` AS `id`,`other`.`x`.`y` AS `y` from `o` join `other`.`x` \
+                     where `app`.`o`.`note` <> '`app`.`o`' and `app.`.`t` = \"`app`.\" and `a``b`.`c` = 1";
+        assert_eq!(
+            view_relative_to(shown, "app"),
+            "CREATE ALGORITHM=UNDEFINED DEFINER=`d`@`%` SQL SECURITY DEFINER VIEW `v` AS select \
+             `o`.`id` AS `id`,`other`.`x`.`y` AS `y` from `o` join `other`.`x` \
+             where `o`.`note` <> '`app`.`o`' and `app.`.`t` = \"`app`.\" and `a``b`.`c` = 1"
+        );
+        // Escapes inside strings, a backtick in the database name, multi-byte text.
+        assert_eq!(
+            view_relative_to("select 'it\\'s `a``b`.' AS `é`, `a``b`.`t`.`c` from `t`", "a`b"),
+            "select 'it\\'s `a``b`.' AS `é`, `t`.`c` from `t`"
+        );
+        let plain = "select `o`.`id` AS `id` from `o`";
+        assert_eq!(view_relative_to(plain, "app"), plain);
+    }
 }

@@ -39,7 +39,7 @@ class Backups
             'jobs' => $this->config['jobs'] ?? null,
             'tag' => $this->config['tags'] ?? [],
             'timeout_ms' => $this->config['timeout_ms'] ?? null,
-        ], static fn ($v) => $v !== null && $v !== []) + [];
+        ], static fn ($v) => $v !== null && $v !== []) + $this->engineSwitches();
         return $this->run('create', array_merge($options, $extra), Events\BackupSucceeded::class, Events\BackupFailed::class);
     }
 
@@ -65,7 +65,7 @@ class Backups
             'into' => $c['url'],
             'password' => $c['password'],
             'timeout_ms' => $this->config['timeout_ms'] ?? null,
-        ], static fn ($v) => $v !== null);
+        ], static fn ($v) => $v !== null) + $this->engineSwitches();
         return $this->run('restore', array_merge($options, $extra), Events\RestoreSucceeded::class, Events\RestoreFailed::class);
     }
 
@@ -89,6 +89,15 @@ class Backups
     public function databaseName(?string $connection = null): string
     {
         return $this->targets->connection($connection)['database'];
+    }
+
+    /** @return array<string,bool> the engine switches that are on (`no_definer`, `keep_owners`) */
+    private function engineSwitches(): array
+    {
+        return array_filter([
+            'no_definer' => (bool) ($this->config['no_definer'] ?? false),
+            'keep_owners' => (bool) ($this->config['keep_owners'] ?? false),
+        ]);
     }
 
     private function primaryRepo(): string
