@@ -868,14 +868,16 @@ impl LoadSession for MysqlSession {
             let mut keep = String::new();
             let mut pending_sets = String::new();
             for s in stmts {
-                let h = script::head(&s, 2);
+                // `CREATE [OR REPLACE] [DEFINER=...] TRIGGER`: the word can come fourth.
+                let h = script::head(&s, 6);
                 let text = String::from_utf8_lossy(&s).into_owned();
                 if h.starts_with("SET") {
                     pending_sets.push_str(&text);
                     pending_sets.push_str(";\n");
                     continue;
                 }
-                if h.contains("TRIGGER") && trigger_on_selected(&text, self) {
+                let is_trigger = h.starts_with("CREATE ") && h.split_whitespace().any(|w| w == "TRIGGER");
+                if is_trigger && trigger_on_selected(&text, self) {
                     keep.push_str(&pending_sets);
                     keep.push_str("DELIMITER ;;\n");
                     keep.push_str(&text);
