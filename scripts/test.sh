@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 trap stop_services EXIT
 export CI=${CI:-true}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+step() { printf '\n\033[1m== %s\033[0m (at %d s)\n' "$*" "$SECONDS"; }
 
 step "install"
 apt_install sqlite3 zstd pigz postgresql postgresql-client mariadb-server mariadb-client mydumper \
