@@ -463,37 +463,42 @@ fn psql(url: &str, sql: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// A suffix no other test run uses at the same time (process id and clock).
+fn unique_tag() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{}_{nanos}", std::process::id())
+}
+
+/// Runs its SQL statements on the server of `base` when dropped, so the databases and roles a
+/// test made go away even when an assertion fails. Errors are ignored.
+struct PgCleanup {
+    base: String,
+    sql: Vec<String>,
+}
+
+impl Drop for PgCleanup {
+    fn drop(&mut self) {
+        for sql in &self.sql {
+            let _ = Command::new("psql").args(["-X", "-q", "-d", &self.base, "-c", sql]).output();
+        }
+    }
+}
+
 /// `--keep-owners` reaches the PostgreSQL engine on both sides: a table and a large object owned
 /// by another role keep that owner only when the backup was made and restored with the flag.
 #[test]
 fn keep_owners_flag_keeps_postgres_owners() {
     let Some(base) = pg_url() else { return };
-    let tag = format!(
-        "{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
-    );
+    let tag = unique_tag();
     let role = format!("dbb_owner_{tag}");
     let me = psql(&base, "SELECT current_user");
     psql(&base, &format!("CREATE ROLE {role} NOLOGIN"));
-    /// Drops the databases and the role even when an assertion fails.
-    struct Cleanup(String, String);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            let (base, tag) = (&self.0, &self.1);
-            for db in ["src", "dst0", "dst1", "dst2"] {
-                let _ = Command::new("psql")
-                    .args(["-X", "-q", "-d", base, "-c"])
-                    .arg(format!("DROP DATABASE IF EXISTS owners_{db}_{tag} WITH (FORCE)"))
-                    .output();
-            }
-            let _ = Command::new("psql")
-                .args(["-X", "-q", "-d", base, "-c"])
-                .arg(format!("DROP ROLE IF EXISTS dbb_owner_{tag}"))
-                .output();
-        }
-    }
-    let _cleanup = Cleanup(base.clone(), tag.clone());
+    let mut sql: Vec<String> = ["src", "dst0", "dst1", "dst2"]
+        .iter()
+        .map(|db| format!("DROP DATABASE IF EXISTS owners_{db}_{tag} WITH (FORCE)"))
+        .collect();
+    sql.push(format!("DROP ROLE IF EXISTS {role}"));
+    let _cleanup = PgCleanup { base: base.clone(), sql };
     let src = pg_db(&base, &format!("owners_src_{tag}"));
     psql(&base, &format!("CREATE DATABASE owners_src_{tag}"));
     psql(
@@ -537,27 +542,17 @@ fn keep_owners_flag_keeps_postgres_owners() {
 #[test]
 fn guard_keep_owners_rolls_back_with_the_owners() {
     let Some(base) = pg_url() else { return };
-    let tag = format!(
-        "{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
-    );
+    let tag = unique_tag();
     let role = format!("dbb_gowner_{tag}");
     let name = format!("guard_owners_{tag}");
     psql(&base, &format!("CREATE ROLE {role} NOLOGIN"));
-    /// Drops the database and the role even when an assertion fails.
-    struct Cleanup(String, String, String);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            for sql in [
-                format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.1),
-                format!("DROP ROLE IF EXISTS {}", self.2),
-            ] {
-                let _ = Command::new("psql").args(["-X", "-q", "-d", &self.0, "-c", &sql]).output();
-            }
-        }
-    }
-    let _cleanup = Cleanup(base.clone(), name.clone(), role.clone());
+    let _cleanup = PgCleanup {
+        base: base.clone(),
+        sql: vec![
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("DROP ROLE IF EXISTS {role}"),
+        ],
+    };
     psql(&base, &format!("CREATE DATABASE {name}"));
     let src = pg_db(&base, &name);
     psql(

@@ -400,11 +400,14 @@ pub(crate) async fn load_and_check<'a>(
     drop(phase);
     let _p = PhaseGuard::start(ctx, Phase::Finish, None);
     let tables: Vec<_> = manifest.tables.iter().filter(|t| selected(&opts.tables, t)).collect();
-    let stats: Vec<(usize, TableStats)> = futures::stream::iter(tables.iter().enumerate())
+    // The database-level check (SQLite: integrity_check, PostgreSQL: large objects) is read-only
+    // and independent of the tables: it runs alongside their scans, and counts after them.
+    let stats = futures::stream::iter(tables.iter().enumerate())
         .map(|(i, t)| async move { session.table_stats(t).await.map(|s| (i, s)) })
         .buffer_unordered(opts.jobs.max(1))
-        .try_collect()
-        .await?;
+        .try_collect::<Vec<(usize, TableStats)>>();
+    let (stats, database_check) = futures::join!(stats, session.check_database());
+    let stats = stats?;
     for (i, s) in stats {
         let t = tables[i];
         if s.rows != t.rows {
@@ -436,7 +439,7 @@ pub(crate) async fn load_and_check<'a>(
         loaded.rows += s.rows;
     }
     loaded.tables = tables.len();
-    loaded.notes = session.check_database().await?;
+    loaded.notes = database_check?;
     Ok(loaded)
 }
 

@@ -109,3 +109,55 @@ async fn wal_database_with_writes_during_backup_is_a_consistent_snapshot() {
     assert_eq!(t.rows, n);
     let _ = fingerprint_conn(&c);
 }
+
+/// A source whose index disagrees with its table (two indexes' root pages swapped, as a damaged
+/// file can be) is backed up page for page; its rows still scan and checksum fine, so only the
+/// restore's `PRAGMA integrity_check` can tell. The restore must refuse and leave the target file
+/// byte for byte as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_refuses_a_file_that_fails_integrity_check() {
+    let f = SqliteFixture;
+    let src = f.create_db(&dbbackup_tests::unique("badindex")).await;
+    {
+        let c = Connection::open(path_of(&src)).unwrap();
+        c.execute_batch(
+            "create table t (id integer primary key, a text, b text);
+             with recursive n(x) as (select 1 union all select x + 1 from n where x < 500)
+             insert into t (a, b) select 'a' || x, 'b' || (1000 - x) from n;
+             create index ia on t (a); create index ib on t (b);",
+        )
+        .unwrap();
+        let roots: Vec<i64> = c
+            .prepare("select rootpage from sqlite_schema where name in ('ia', 'ib') order by name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        c.execute_batch(&format!(
+            "pragma writable_schema = on;
+             update sqlite_schema set rootpage = {} where name = 'ia';
+             update sqlite_schema set rootpage = {} where name = 'ib';
+             pragma writable_schema = off;",
+            roots[1], roots[0]
+        ))
+        .unwrap();
+    }
+    {
+        let c = Connection::open(path_of(&src)).unwrap();
+        let check: String = c.query_row("pragma integrity_check", [], |r| r.get(0)).unwrap();
+        assert_ne!(check, "ok", "the source must really be damaged for this test");
+    }
+    let repo = memory_repo();
+    let id = backup(&src, &repo).await.expect("the page copy does not judge the content");
+    let dst = f.create_db(&dbbackup_tests::unique("badindex_dst")).await;
+    {
+        let c = Connection::open(path_of(&dst)).unwrap();
+        c.execute_batch("create table keep (x); insert into keep values (42);").unwrap();
+    }
+    let before = std::fs::read(path_of(&dst)).unwrap();
+    let e = restore_into(&repo, &id, &dst).await.unwrap_err();
+    assert!(e.to_string().contains("integrity_check"), "{e}");
+    assert_eq!(e.kind(), backup_core::ErrorKind::Integrity, "{e}");
+    assert_eq!(std::fs::read(path_of(&dst)).unwrap(), before, "the target was touched");
+}

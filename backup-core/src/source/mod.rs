@@ -252,9 +252,10 @@ pub trait LoadSession: Send + Sync {
     async fn post_data(&self, sql: ByteStream) -> Result<()>;
     /// Row count and checksum of a table as loaded into the shadow.
     async fn table_stats(&self, table: &TableEntry) -> Result<TableStats>;
-    /// Database-level content checks against the manifest the session began with, after every
-    /// table's stats matched (PostgreSQL: large objects' count, size and checksum). Returns
-    /// notes for the operator; an error makes the use-case discard the load.
+    /// Database-level content checks against the manifest the session began with (SQLite:
+    /// `integrity_check`; PostgreSQL: large objects' count, size and checksum). Read-only: the
+    /// use-case runs it alongside the [`LoadSession::table_stats`] calls and weighs its result
+    /// after theirs. Returns notes for the operator; an error makes the use-case discard the load.
     async fn check_database(&self) -> Result<Vec<String>> {
         Ok(Vec::new())
     }

@@ -15,7 +15,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -367,7 +367,12 @@ impl Loader for SqliteLoader {
             .tempfile_in(&dir)
             .map_err(|e| Error::io(format!("create temp file in {}", dir.display()), e))?;
         let (file, temp) = temp.into_parts();
-        Ok(Box::new(SqliteSession { target, temp, file: Arc::new(file) }))
+        Ok(Box::new(SqliteSession {
+            target,
+            temp,
+            file: Arc::new(file),
+            integrity_checked: AtomicBool::new(false),
+        }))
     }
 }
 
@@ -375,6 +380,9 @@ struct SqliteSession {
     target: PathBuf,
     temp: tempfile::TempPath,
     file: Arc<File>,
+    /// `PRAGMA integrity_check` passed on the loaded file (in `check_database`, alongside the
+    /// table checksums); `commit` runs it itself otherwise.
+    integrity_checked: AtomicBool,
 }
 
 fn sidecars(p: &Path) -> [PathBuf; 3] {
@@ -427,22 +435,20 @@ impl LoadSession for SqliteSession {
         blocking(move || table_stats_blocking(&open_read_only(&path)?, &name)).await
     }
 
+    async fn check_database(&self) -> Result<Vec<String>> {
+        let path = self.temp.to_path_buf();
+        blocking(move || integrity_check(&path)).await?;
+        self.integrity_checked.store(true, Ordering::Release);
+        Ok(Vec::new())
+    }
+
     async fn commit(self: Box<Self>, _ctx: &Context) -> Result<CommitReport> {
-        let SqliteSession { target, temp, file } = *self;
+        let SqliteSession { target, temp, file, integrity_checked } = *self;
         blocking(move || {
             file.sync_all().map_err(|e| Error::io("flush restored file", e))?;
             drop(file);
-            {
-                let conn = open_read_only(&temp)?;
-                let mut stmt = conn.prepare("pragma integrity_check").map_err(sql_err("integrity_check"))?;
-                let msgs: Vec<String> = stmt
-                    .query_map([], |r| r.get::<_, String>(0))
-                    .map_err(sql_err("integrity_check"))?
-                    .collect::<rusqlite::Result<_>>()
-                    .map_err(sql_err("integrity_check"))?;
-                if msgs != ["ok"] {
-                    return Err(Error::integrity("restored database", "integrity_check ok", msgs.join("; ")));
-                }
+            if !integrity_checked.load(Ordering::Acquire) {
+                integrity_check(&temp)?;
             }
             swap_into_place(temp, &target)
         })
@@ -453,6 +459,21 @@ impl LoadSession for SqliteSession {
         let temp = self.temp;
         blocking(move || temp.close().map_err(|e| Error::io("remove restore temp file", e))).await
     }
+}
+
+/// `PRAGMA integrity_check` on the file at `path`: anything but a single `ok` is an integrity error.
+fn integrity_check(path: &Path) -> Result<()> {
+    let conn = open_read_only(path)?;
+    let mut stmt = conn.prepare("pragma integrity_check").map_err(sql_err("integrity_check"))?;
+    let msgs: Vec<String> = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .map_err(sql_err("integrity_check"))?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(sql_err("integrity_check"))?;
+    if msgs != ["ok"] {
+        return Err(Error::integrity("restored database", "integrity_check ok", msgs.join("; ")));
+    }
+    Ok(())
 }
 
 /// Moves the live file and its sidecars aside, renames `temp` into place, puts the originals back
