@@ -23,7 +23,8 @@ step "services"
 start_services postgres mariadb moto azurite
 
 step "rust tests"
-cargo test --workspace --locked -- --test-threads=4
+# The same build scripts/test-artifact.sh reads (the PHP tests need the test-panic FFI library).
+cargo test --workspace --locked --features backup-ffi/test-panic -- --test-threads=4
 
 step "fuzz smoke (each target briefly)"
 scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-10}"

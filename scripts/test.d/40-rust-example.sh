@@ -8,10 +8,8 @@ trap 'rm -rf "$dir"' EXIT
 sqlite3 "$dir/app.sqlite" "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT, avatar BLOB);
   WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 2000)
   INSERT INTO users (name, avatar) SELECT 'user ' || x || ' ☃', randomblob(x % 300) FROM n;"
-# --workspace: the same features as `cargo test --workspace`, so after the Rust tests this only
-# links (`cargo run -p backup-core` would rebuild the dependency tree with other features: minutes).
-cargo build -q --locked --workspace --examples
-target/debug/examples/backup_verify_restore "sqlite://$dir/app.sqlite" "$dir/repo" "sqlite://$dir/copy.sqlite"
+example="$(scripts/test-artifact.sh example backup_verify_restore)"
+"$example" "sqlite://$dir/app.sqlite" "$dir/repo" "sqlite://$dir/copy.sqlite"
 q="SELECT count(*), sum(length(avatar)), group_concat(hex(avatar), '') FROM (SELECT * FROM users ORDER BY id)"
 [ "$(sqlite3 "$dir/app.sqlite" "$q" | sha256sum)" = "$(sqlite3 "$dir/copy.sqlite" "$q" | sha256sum)" ] \
   || { echo "rust example: restored content differs" >&2; exit 1; }
