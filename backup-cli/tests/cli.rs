@@ -433,15 +433,7 @@ fn guard_keeps_a_successful_command_and_checks_the_rto_budget() {
 
 /// `DBBACKUP_TEST_PG_URL`, or `None` after saying why; under `CI=true` a missing server fails.
 fn pg_url() -> Option<String> {
-    match std::env::var("DBBACKUP_TEST_PG_URL") {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ => {
-            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-            assert!(!ci, "DBBACKUP_TEST_PG_URL is not set: CI must run this test against the real server");
-            eprintln!("SKIPPED: DBBACKUP_TEST_PG_URL is not set (run scripts/test.sh)");
-            None
-        }
-    }
+    dbbackup_tests::service_env("DBBACKUP_TEST_PG_URL")
 }
 
 /// The URL of database `name` on the server of `base`.
@@ -461,12 +453,6 @@ fn psql(url: &str, sql: &str) -> String {
         .expect("run psql (PostgreSQL client tools on PATH)");
     assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// A suffix no other test run uses at the same time (process id and clock).
-fn unique_tag() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    format!("{}_{nanos}", std::process::id())
 }
 
 /// Runs its SQL statements on the server of `base` when dropped, so the databases and roles a
@@ -489,7 +475,7 @@ impl Drop for PgCleanup {
 #[test]
 fn keep_owners_flag_keeps_postgres_owners() {
     let Some(base) = pg_url() else { return };
-    let tag = unique_tag();
+    let tag = dbbackup_tests::unique("t");
     let role = format!("dbb_owner_{tag}");
     let me = psql(&base, "SELECT current_user");
     psql(&base, &format!("CREATE ROLE {role} NOLOGIN"));
@@ -542,7 +528,7 @@ fn keep_owners_flag_keeps_postgres_owners() {
 #[test]
 fn guard_keep_owners_rolls_back_with_the_owners() {
     let Some(base) = pg_url() else { return };
-    let tag = unique_tag();
+    let tag = dbbackup_tests::unique("t");
     let role = format!("dbb_gowner_{tag}");
     let name = format!("guard_owners_{tag}");
     psql(&base, &format!("CREATE ROLE {role} NOLOGIN"));

@@ -32,18 +32,6 @@ fn json(out: &Output) -> Value {
     })
 }
 
-fn service(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ => {
-            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-            assert!(!ci, "{var} is not set: CI must run this test against the real service");
-            eprintln!("SKIPPED: {var} is not set");
-            None
-        }
-    }
-}
-
 fn unique(p: &str) -> String {
     let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     format!("{p}-{}-{t}", std::process::id())
@@ -68,10 +56,10 @@ fn dump(path: &std::path::Path) -> Vec<(i64, String, Vec<u8>)> {
 #[test]
 fn three_two_one_through_s3_and_azure() {
     let (Some(s3), Some(bucket), Some(az), Some(container)) = (
-        service("DBBACKUP_TEST_S3_ENDPOINT"),
-        service("DBBACKUP_TEST_S3_BUCKET"),
-        service("DBBACKUP_TEST_AZURITE_URL"),
-        service("DBBACKUP_TEST_AZ_CONTAINER"),
+        dbbackup_tests::service_env("DBBACKUP_TEST_S3_ENDPOINT"),
+        dbbackup_tests::service_env("DBBACKUP_TEST_S3_BUCKET"),
+        dbbackup_tests::service_env("DBBACKUP_TEST_AZURITE_URL"),
+        dbbackup_tests::service_env("DBBACKUP_TEST_AZ_CONTAINER"),
     ) else {
         return;
     };

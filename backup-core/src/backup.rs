@@ -72,7 +72,20 @@ impl Default for CreateOptions {
     }
 }
 
-/// Engine options from boolean switches, only those that are on (`("keep_owners", true)` ->
+/// The keys of engine options ([`CreateOptions::engine_options`], `RestoreOptions`,
+/// `GuardOptions`): the one spelling the CLI, the FFI and the engines share.
+pub mod engine_option {
+    /// MySQL: drop `DEFINER=` clauses (and, on restore, SUPER-only statements).
+    pub const NO_DEFINER: &str = "no_definer";
+    /// PostgreSQL: record object owners at backup, apply them at restore.
+    pub const KEEP_OWNERS: &str = "keep_owners";
+    /// MySQL restore: recompute every table's content checksum on the server.
+    pub const FULL_CHECKSUM: &str = "full_checksum";
+    /// MySQL restore: skip SUPER-only statements only (implied by [`NO_DEFINER`]).
+    pub const STRIP_SUPER: &str = "strip_super";
+}
+
+/// Engine options from boolean switches, only those that are on (`(KEEP_OWNERS, true)` ->
 /// `keep_owners = "true"`): how the CLI flags and the FFI options fill
 /// [`CreateOptions::engine_options`] and its restore and guard counterparts.
 pub fn engine_flags(flags: &[(&str, bool)]) -> BTreeMap<String, String> {

@@ -44,7 +44,9 @@ pub mod storage;
 mod verify;
 
 pub use audit::{AuditRecord, audit_log};
-pub use backup::{CreateOptions, CreateReport, FailedRepo, create, create_with, default_jobs, engine_flags};
+pub use backup::{
+    CreateOptions, CreateReport, FailedRepo, create, create_with, default_jobs, engine_flags, engine_option,
+};
 pub use catalog::{
     BackupSummary, ListOptions, ListReport, Unreadable, VerificationRecord, backup_footprint, backup_ids,
     last_verification, list, list_in, read_manifest, record_verification, resolve,

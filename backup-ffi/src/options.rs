@@ -146,8 +146,8 @@ impl CreateArgs {
             checksums: !self.no_checksums,
             temp_dir: self.temp_dir,
             engine_options: backup_core::engine_flags(&[
-                ("no_definer", self.no_definer),
-                ("keep_owners", self.keep_owners),
+                (backup_core::engine_option::NO_DEFINER, self.no_definer),
+                (backup_core::engine_option::KEEP_OWNERS, self.keep_owners),
             ]),
         })
     }
@@ -243,9 +243,9 @@ impl RestoreArgs {
             force: self.force,
             verify_first: self.verify_first,
             engine_options: backup_core::engine_flags(&[
-                ("no_definer", self.no_definer),
-                ("full_checksum", self.full_checksum),
-                ("keep_owners", self.keep_owners),
+                (backup_core::engine_option::NO_DEFINER, self.no_definer),
+                (backup_core::engine_option::FULL_CHECKSUM, self.full_checksum),
+                (backup_core::engine_option::KEEP_OWNERS, self.keep_owners),
             ]),
             ..defaults
         })

@@ -19,8 +19,8 @@ pub async fn run(a: CreateArgs, password: Option<Secret>, ctx: &Context, out: &O
         checksums: !a.no_checksums,
         temp_dir: a.temp_dir,
         engine_options: backup_core::engine_flags(&[
-            ("no_definer", a.no_definer),
-            ("keep_owners", a.keep_owners),
+            (backup_core::engine_option::NO_DEFINER, a.no_definer),
+            (backup_core::engine_option::KEEP_OWNERS, a.keep_owners),
         ]),
     };
     let r = create(&opts, ctx).await?;

@@ -25,8 +25,8 @@ pub async fn run(a: GuardArgs, password: Option<Secret>, ctx: &Context, out: &Ou
         max_rto_ms,
         operator: Some(operator()),
         engine_options: backup_core::engine_flags(&[
-            ("no_definer", a.no_definer),
-            ("keep_owners", a.keep_owners),
+            (backup_core::engine_option::NO_DEFINER, a.no_definer),
+            (backup_core::engine_option::KEEP_OWNERS, a.keep_owners),
         ]),
     };
     let command = a.command;

@@ -34,9 +34,9 @@ pub async fn run(a: RestoreArgs, password: Option<Secret>, ctx: &Context, out: &
         verify_first: a.verify_first,
         operator: Some(operator()),
         engine_options: backup_core::engine_flags(&[
-            ("no_definer", a.no_definer),
-            ("full_checksum", a.full_checksum),
-            ("keep_owners", a.keep_owners),
+            (backup_core::engine_option::NO_DEFINER, a.no_definer),
+            (backup_core::engine_option::FULL_CHECKSUM, a.full_checksum),
+            (backup_core::engine_option::KEEP_OWNERS, a.keep_owners),
         ]),
     };
     if let Some(name) = confirmation_needed(&opts)? {

@@ -23,6 +23,7 @@ use super::dump::{
 use super::script::{self, ScriptSplitter, StatementKind};
 use super::{CHECKSUM_ALGO_V1, Server, exec, is_server_error, qi, qs, query_text, short};
 use crate::codec::ByteStream;
+use crate::engine_option;
 use crate::error::{Error, Result};
 use crate::format::manifest::{Manifest, ObjectEntry, TableEntry};
 use crate::model::{DatabaseUrl, Engine};
@@ -156,9 +157,9 @@ impl MysqlSession {
             tables,
             selected: opts.tables.clone(),
             db_props,
-            no_definer: flag(opts, "no_definer"),
-            strip_super: flag(opts, "strip_super") || flag(opts, "no_definer"),
-            full_checksum: flag(opts, "full_checksum"),
+            no_definer: flag(opts, engine_option::NO_DEFINER),
+            strip_super: flag(opts, engine_option::STRIP_SUPER) || flag(opts, engine_option::NO_DEFINER),
+            full_checksum: flag(opts, engine_option::FULL_CHECKSUM),
             server_version,
             control: tokio::sync::Mutex::new(control),
             pool: ConnPool::new(conns),

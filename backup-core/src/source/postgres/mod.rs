@@ -55,7 +55,7 @@ impl PgSource {
 }
 
 /// Engine option: keep `ALTER ... OWNER TO` in the schema (default: `--no-owner` behaviour).
-pub(crate) const OPT_KEEP_OWNERS: &str = "keep_owners";
+pub(crate) use crate::engine_option::KEEP_OWNERS as OPT_KEEP_OWNERS;
 
 fn flag(opts: &BTreeMap<String, String>, key: &str) -> bool {
     opts.get(key).is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes" | "on"))
