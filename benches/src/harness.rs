@@ -85,6 +85,137 @@ pub fn measure(tool: &str, script: &str, env: &[(&str, &str)], data_bytes: u64) 
     Ok(Measured { tool: tool.to_string(), seconds, peak_rss_kib, data_bytes, output_bytes: None })
 }
 
+/// One tool of a side-by-side comparison, run by [`best_of`].
+pub struct Case {
+    /// Name printed in the tables.
+    pub tool: String,
+    /// The measured shell script.
+    pub script: String,
+    /// Untimed shell script run before every attempt (e.g. drop the previous attempt's target).
+    pub before: Option<String>,
+    /// Extra environment of the measured script.
+    pub env: Vec<(String, String)>,
+    /// Bytes of table data processed (for MB/s).
+    pub data_bytes: u64,
+    /// What the tool writes, measured after its last attempt.
+    pub output: Option<std::path::PathBuf>,
+}
+
+impl Case {
+    pub fn new(tool: &str, script: String, data_bytes: u64) -> Self {
+        Case { tool: tool.to_string(), script, before: None, env: Vec::new(), data_bytes, output: None }
+    }
+    pub fn before(mut self, script: String) -> Self {
+        self.before = Some(script);
+        self
+    }
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.to_string(), v.to_string()));
+        self
+    }
+    pub fn output(mut self, path: std::path::PathBuf) -> Self {
+        self.output = Some(path);
+        self
+    }
+}
+
+/// Rounds of every comparison: `DBBACKUP_BENCH_ROUNDS` (default 2).
+pub fn rounds() -> usize {
+    std::env::var("DBBACKUP_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(2)
+}
+
+/// Runs every case [`rounds`] times, alternating the order between rounds (forwards, then
+/// backwards) so no tool always runs on a warmer or busier machine, and keeps each tool's best
+/// wall time. Peak RSS is the highest of its attempts (a memory claim must hold for all of them).
+pub fn best_of(cases: &[Case]) -> Result<Vec<Measured>> {
+    let mut best: Vec<Option<Measured>> = cases.iter().map(|_| None).collect();
+    for round in 0..rounds() {
+        let order: Vec<usize> =
+            if round % 2 == 0 { (0..cases.len()).collect() } else { (0..cases.len()).rev().collect() };
+        for i in order {
+            let c = &cases[i];
+            if let Some(before) = &c.before {
+                let ok = Command::new("sh").arg("-c").arg(before).status()?.success();
+                if !ok {
+                    bail!("preparing {} failed: {before}", c.tool);
+                }
+            }
+            let env: Vec<(&str, &str)> = c.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let m = measure(&c.tool, &c.script, &env, c.data_bytes)?;
+            best[i] = Some(match best[i].take() {
+                None => m,
+                Some(b) => {
+                    let rss = b.peak_rss_kib.max(m.peak_rss_kib);
+                    let mut keep = if m.seconds < b.seconds { m } else { b };
+                    keep.peak_rss_kib = rss;
+                    keep
+                }
+            });
+        }
+    }
+    let mut out = Vec::new();
+    for (c, m) in cases.iter().zip(best) {
+        let mut m = m.context("no rounds ran")?;
+        m.output_bytes = c.output.as_deref().map(du);
+        out.push(m);
+    }
+    Ok(out)
+}
+
+/// Finds a measured row by tool name.
+pub fn row<'a>(rows: &'a [Measured], tool: &str) -> Result<&'a Measured> {
+    rows.iter().find(|r| r.tool == tool).with_context(|| format!("no row {tool:?}"))
+}
+
+/// One line of the summary table `scripts/bench.sh` prints at the end of a run: appended to the
+/// file named by `DBBACKUP_BENCH_SUMMARY` (nothing when unset).
+pub struct SummaryLine<'a> {
+    pub what: &'a str,
+    pub ours: &'a Measured,
+    pub peer: &'a Measured,
+    pub goal: &'a str,
+    /// The server's own ingest ceiling for restores (faster is better; ours as a fraction of it).
+    pub ceiling: Option<&'a Measured>,
+}
+
+pub fn summary(line: SummaryLine<'_>) -> Result<()> {
+    let Ok(path) = std::env::var("DBBACKUP_BENCH_SUMMARY") else { return Ok(()) };
+    let ratio = line.peer.seconds / line.ours.seconds.max(1e-9);
+    let ceiling = line
+        .ceiling
+        .map(|c| format!("{:.2} s; ours at {:.2} of it", c.seconds, c.seconds / line.ours.seconds.max(1e-9)))
+        .unwrap_or_default();
+    let cell = |s: &str| s.replace('|', "\\|");
+    let text = format!(
+        "| {} | {:.2} s | {} | {:.2} s | {:.2}x | {} | {} | {} MiB |\n",
+        cell(line.what),
+        line.ours.seconds,
+        cell(&line.peer.tool),
+        line.peer.seconds,
+        ratio,
+        cell(line.goal),
+        ceiling,
+        line.ours.peak_rss_kib / 1024
+    );
+    use std::io::Write as _;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("open {path}"))?
+        .write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// A recovery-time line of the summary table (no peer: the goal is an absolute time).
+pub fn summary_time(what: &str, m: &Measured, goal: &str) -> Result<()> {
+    let Ok(path) = std::env::var("DBBACKUP_BENCH_SUMMARY") else { return Ok(()) };
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).context("summary")?;
+    writeln!(f, "| {what} | {:.2} s | | | | {goal} | | {} MiB |", m.seconds, m.peak_rss_kib / 1024)?;
+    Ok(())
+}
+
 /// Total size of a file or directory tree.
 pub fn du(path: &std::path::Path) -> u64 {
     let Ok(meta) = std::fs::symlink_metadata(path) else { return 0 };
@@ -115,4 +246,42 @@ pub fn print_table(title: &str, rows: &[Measured], baseline: &str) {
             r.peak_rss_kib / 1024
         );
     }
+}
+
+/// `dbbackup guard -- false` on the database at `source`, [`rounds`] times: the safety backup,
+/// a command that fails at once, then the rollback. The row's seconds are the best recovery time
+/// guard itself measured (`recovery_ms`: from the command's failure to the database being live
+/// again); its peak RSS is the whole guard process's.
+pub fn guard_recovery(dbb: &str, source: &str, work: &std::path::Path, data_bytes: u64) -> Result<Measured> {
+    let repo = work.join(format!("guard-repo-{}", std::process::id()));
+    let out = work.join("guard.json");
+    let mut best: Option<Measured> = None;
+    for _ in 0..rounds() {
+        let _ = std::fs::remove_dir_all(&repo);
+        // guard exits with the command's status (1 from `false`): that is the expected outcome.
+        let script = format!(
+            "{dbb} guard --json -q --jobs 2 --source '{source}' --repo '{}' -- false > '{}'; test $? -eq 1",
+            repo.display(),
+            out.display()
+        );
+        let whole = measure("dbbackup guard -- false (recovery time)", &script, &[], data_bytes)?;
+        let text: String =
+            std::fs::read_to_string(&out)?.chars().filter(|c| !c.is_whitespace()).collect();
+        let recovery_ms = text
+            .split("\"recovery_ms\":")
+            .nth(1)
+            .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next()?.parse::<u64>().ok())
+            .with_context(|| format!("no recovery_ms in guard's --json output: {text}"))?;
+        if !text.contains("\"rolled_back\":true") {
+            bail!("guard did not roll back: {text}");
+        }
+        let m = Measured { seconds: recovery_ms as f64 / 1000.0, ..whole };
+        best = Some(match best.take() {
+            Some(b) if b.seconds <= m.seconds => Measured { peak_rss_kib: b.peak_rss_kib.max(m.peak_rss_kib), ..b },
+            Some(b) => Measured { peak_rss_kib: b.peak_rss_kib.max(m.peak_rss_kib), ..m },
+            None => m,
+        });
+    }
+    let _ = std::fs::remove_dir_all(&repo);
+    best.context("no rounds ran")
 }

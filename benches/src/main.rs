@@ -9,12 +9,14 @@
 //! target/release/dbbackup-bench mysql    [--size-mib 1024]   (server: DBBACKUP_BENCH_MYSQL_URL)
 //! target/release/dbbackup-bench mysql-generate URL [MIB]       (the dataset only, for profiling)
 //! target/release/dbbackup-bench codec    [--size-mib 512]
+//! target/release/dbbackup-bench guard    [--size-mib 25]     (guard's recovery time, every engine)
 //! target/release/dbbackup-bench sample-sqlite PATH [--size-mib 50]   (the README demo's data)
 //! target/release/dbbackup-bench describe PATH [PATH...]               (row counts per table)
 //! ```
 //! `scripts/bench.sh` starts the servers and runs them all.
 
 mod codec;
+mod guard;
 #[allow(dead_code)] // shared by the engine benchmarks as they land
 mod harness;
 mod mysql;
@@ -76,6 +78,7 @@ fn main() -> Result<()> {
                 "postgres" => postgres::run(&opts),
                 "mysql" => mysql::run(&opts),
                 "codec" => codec::run(&opts),
+                "guard" => guard::run(&opts),
                 other => bail!("unknown benchmark {other:?}"),
             }
         }

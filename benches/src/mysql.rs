@@ -6,7 +6,7 @@
 
 use anyhow::{Context, Result, bail};
 
-use crate::harness::{BenchOptions, Measured, du, measure, print_table};
+use crate::harness::{BenchOptions, Case, Measured, SummaryLine, best_of, print_table, row, summary};
 
 struct Conn {
     host: String,
@@ -138,86 +138,258 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
     eprintln!("generating {} MiB of Laravel-style data in {src}", opts.size_mib);
     let t = std::time::Instant::now();
     generate(&c, &src, opts.size_mib)?;
-    let size: u64 = sql(
-        &c,
-        None,
-        &format!("SELECT SUM(DATA_LENGTH) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{src}'"),
-    )?
-    .parse()?;
+    let size = data_bytes(&c, &src)?;
     eprintln!(
         "generated {:.0} MiB of table data in {:.0} s",
         size as f64 / 1048576.0,
         t.elapsed().as_secs_f64()
     );
     let ca = c.args();
-    let mut backup: Vec<Measured> = Vec::new();
-    let mut m = measure(
-        "dbbackup create (zstd:3, -j2, sha256, checksums)",
-        &format!("{dbb} create -q --jobs 2 --source {} --repo {wd}/repo >/dev/null", url_of(&src)?),
-        &[],
-        size,
-    )?;
-    m.output_bytes = Some(du(&w.join("repo")));
-    backup.push(m);
-    let mut m = measure(
-        "mariadb-dump --single-transaction | gzip",
-        &format!(
-            "mariadb-dump {ca} --single-transaction --routines --triggers {src} | gzip > {wd}/dump.sql.gz"
-        ),
-        &[],
-        size,
-    )?;
-    m.output_bytes = Some(du(&w.join("dump.sql.gz")));
-    backup.push(m);
-    let mut m =
-        measure("mydumper -t 2 -c", &format!("mydumper {ca} -B {src} -t 2 -c -o {wd}/mydumper"), &[], size)?;
-    m.output_bytes = Some(du(&w.join("mydumper")));
-    backup.push(m);
+    let dbb_backup = "dbbackup create (zstd:3, -j2, sha256, checksums)";
+    let peer_backup = "mariadb-dump --single-transaction | gzip";
+    let backup = best_of(&[
+        Case::new(
+            dbb_backup,
+            format!("{dbb} create -q --jobs 2 --source {} --repo {wd}/repo >/dev/null", url_of(&src)?),
+            size,
+        )
+        .before(format!("rm -rf {wd}/repo"))
+        .output(w.join("repo")),
+        Case::new(
+            peer_backup,
+            format!(
+                "mariadb-dump {ca} --single-transaction --routines --triggers {src} | gzip > {wd}/dump.sql.gz"
+            ),
+            size,
+        )
+        .output(w.join("dump.sql.gz")),
+        Case::new("mydumper -t 2 -c", format!("mydumper {ca} -B {src} -t 2 -c -o {wd}/mydumper"), size)
+            .before(format!("rm -rf {wd}/mydumper"))
+            .output(w.join("mydumper")),
+    ])?;
     std::process::Command::new("sh")
         .arg("-c")
         .arg(format!("gzip -dc {wd}/dump.sql.gz > {wd}/dump.sql"))
         .status()?;
 
     let dst = |name: &str| format!("bench_{name}_{tag}");
-    let mut restore: Vec<Measured> = Vec::new();
-    restore.push(measure(
-        "dbbackup restore (verify, shadow, checksums, swap)",
-        &format!(
-            "{dbb} restore -q --jobs 2 --repo {wd}/repo latest --into {} >/dev/null",
-            url_of(&dst("dbb"))?
-        ),
-        &[],
-        size,
-    )?);
-    restore.push(measure(
-        "myloader -t 2",
-        &format!("myloader {ca} -B {} -t 2 -d {wd}/mydumper", dst("myl")),
-        &[],
-        size,
-    )?);
-    restore.push(measure(
-        "mariadb < dump.sql",
-        &format!("mariadb {ca} -e 'CREATE DATABASE {0}' && mariadb {ca} {0} < {wd}/dump.sql", dst("cli")),
-        &[],
-        size,
-    )?);
-    restore.push(measure(
-        "dbbackup restore dump.sql.gz (foreign dump, native)",
-        &format!("{dbb} restore -q --jobs 2 {wd}/dump.sql.gz --into {} >/dev/null", url_of(&dst("dbbsql"))?),
-        &[],
-        size,
-    )?);
+    let drop = |name: &str| format!("mariadb {ca} -e 'DROP DATABASE IF EXISTS {}'", dst(name));
+    let dbb_restore = "dbbackup restore (verify, shadow, checksums, swap)";
+    let restore = best_of(&[
+        Case::new(
+            dbb_restore,
+            format!(
+                "{dbb} restore -q --jobs 2 --repo {wd}/repo latest --into {} >/dev/null",
+                url_of(&dst("dbb"))?
+            ),
+            size,
+        )
+        .before(drop("dbb")),
+        Case::new("myloader -t 2", format!("myloader {ca} -B {} -t 2 -d {wd}/mydumper", dst("myl")), size)
+            .before(drop("myl")),
+        Case::new(
+            "mariadb < dump.sql",
+            format!("mariadb {ca} -e 'CREATE DATABASE {0}' && mariadb {ca} {0} < {wd}/dump.sql", dst("cli")),
+            size,
+        )
+        .before(drop("cli")),
+        Case::new(
+            "dbbackup restore dump.sql.gz (foreign dump, native)",
+            format!("{dbb} restore -q --jobs 2 {wd}/dump.sql.gz --into {} >/dev/null", url_of(&dst("dbbsql"))?),
+            size,
+        )
+        .before(drop("dbbsql")),
+    ])?;
+    let ceiling = ceiling(&c, &src, w, size)?;
+    let guard = vec![crate::harness::guard_recovery(&dbb, &url_of(&src)?, w, size)?];
     let mib = size as f64 / 1048576.0;
-    print_table(
-        &format!("MySQL/MariaDB backup, {mib:.0} MiB of table data"),
-        &backup,
-        "mariadb-dump --single-transaction | gzip",
-    );
+    print_table(&format!("MySQL/MariaDB backup, {mib:.0} MiB of table data"), &backup, peer_backup);
     print_table(&format!("MySQL/MariaDB restore, {mib:.0} MiB of table data"), &restore, "myloader -t 2");
-    for d in ["dbb", "myl", "cli", "dbbsql"] {
+    print_table(
+        &format!("MariaDB server-side ingest, {mib:.0} MiB (no client; fastest variant counts)"),
+        &ceiling,
+        &ceiling[0].tool.clone(),
+    );
+    print_table(&format!("MySQL/MariaDB guard recovery, {mib:.0} MiB"), &guard, "");
+    let best_ceiling = ceiling.iter().min_by(|a, b| a.seconds.total_cmp(&b.seconds)).context("no ceiling")?;
+    summary(SummaryLine {
+        what: &format!("MariaDB backup, {mib:.0} MiB"),
+        ours: row(&backup, dbb_backup)?,
+        peer: row(&backup, peer_backup)?,
+        goal: ">= 3.0x",
+        ceiling: None,
+    })?;
+    summary(SummaryLine {
+        what: &format!("MariaDB backup vs mydumper, {mib:.0} MiB"),
+        ours: row(&backup, dbb_backup)?,
+        peer: row(&backup, "mydumper -t 2 -c")?,
+        goal: ">= 1.0x",
+        ceiling: None,
+    })?;
+    summary(SummaryLine {
+        what: &format!("MariaDB restore, {mib:.0} MiB"),
+        ours: row(&restore, dbb_restore)?,
+        peer: row(&restore, "myloader -t 2")?,
+        goal: ">= 2.0x",
+        ceiling: Some(best_ceiling),
+    })?;
+    crate::harness::summary_time(&format!("guard recovery, MariaDB {mib:.0} MiB"), &guard[0], "<= 15 s")?;
+    for d in ["dbb", "myl", "cli", "dbbsql", "ceil"] {
         let _ = sql(&c, None, &format!("DROP DATABASE IF EXISTS {}", dst(d)));
     }
     let _ = sql(&c, None, &format!("DROP DATABASE IF EXISTS {src}"));
     let _ = std::fs::remove_dir_all(w);
     Ok(())
+}
+
+/// Bytes of table data of the database the URL names.
+pub fn data_bytes_of(url: &str) -> Result<u64> {
+    let db = url::Url::parse(url)?.path().trim_start_matches('/').to_string();
+    data_bytes(&conn_of(url)?, &db)
+}
+
+/// Drops the database the URL names.
+pub fn drop_database(url: &str) -> Result<()> {
+    let db = url::Url::parse(url)?.path().trim_start_matches('/').to_string();
+    sql(&conn_of(url)?, None, &format!("DROP DATABASE IF EXISTS `{db}`")).map(|_| ())
+}
+
+/// Bytes of table data of `db` (InnoDB's DATA_LENGTH).
+fn data_bytes(c: &Conn, db: &str) -> Result<u64> {
+    Ok(sql(
+        c,
+        None,
+        &format!("SELECT SUM(DATA_LENGTH) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{db}'"),
+    )?
+    .parse()?)
+}
+
+/// The server's own ingest path for `src`: each table exported once (untimed) in primary-key order
+/// with `SELECT ... INTO OUTFILE`, then `LOAD DATA INFILE` (no client in the data path) in two
+/// sessions with `unique_checks=0, foreign_key_checks=0, sql_log_bin=0`. Variants: tables created
+/// with all their keys (loaded in key order), and tables created without secondary keys and
+/// foreign keys, which are added afterwards (`ALTER TABLE ... ADD`, two sessions, then the foreign
+/// keys). Needs the server on this machine.
+fn ceiling(c: &Conn, src: &str, w: &std::path::Path, size: u64) -> Result<Vec<Measured>> {
+    let dir = w.join("ceiling");
+    std::fs::create_dir_all(&dir)?;
+    std::process::Command::new("chmod").arg("777").arg(&dir).arg(w).status()?;
+    let tables: Vec<(String, u64)> = sql(
+        c,
+        None,
+        &format!(
+            "SELECT TABLE_NAME, DATA_LENGTH FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{src}' \
+             AND TABLE_TYPE = 'BASE TABLE' ORDER BY DATA_LENGTH DESC"
+        ),
+    )?
+    .lines()
+    .filter_map(|l| l.split_once('\t').map(|(n, s)| (n.to_string(), s.parse().unwrap_or(0))))
+    .collect();
+    for (t, _) in &tables {
+        let pk = sql(
+            c,
+            None,
+            &format!(
+                "SELECT GROUP_CONCAT(CONCAT('`', COLUMN_NAME, '`') ORDER BY SEQ_IN_INDEX) FROM information_schema.STATISTICS \
+                 WHERE TABLE_SCHEMA = '{src}' AND TABLE_NAME = '{t}' AND INDEX_NAME = 'PRIMARY'"
+            ),
+        )?;
+        let order = if pk.is_empty() || pk == "NULL" { String::new() } else { format!(" ORDER BY {pk}") };
+        let f = dir.join(format!("{t}.txt"));
+        let _ = std::fs::remove_file(&f);
+        sql(c, Some(src), &format!("SELECT * INTO OUTFILE '{}' FROM `{t}`{order}", f.display()))?;
+    }
+    let wd = w.display();
+    let ca = c.args();
+    let sh = |cmd: String| -> Result<()> {
+        if !std::process::Command::new("sh").arg("-c").arg(&cmd).status()?.success() {
+            bail!("failed: {cmd}");
+        }
+        Ok(())
+    };
+    sh(format!("mariadb-dump {ca} --no-data --skip-triggers {src} > {wd}/schema.sql"))?;
+    // Secondary indexes and foreign keys of the source, to drop after the schema and add back.
+    let indexes = sql(
+        c,
+        None,
+        &format!(
+            "SELECT TABLE_NAME, INDEX_NAME, MAX(NON_UNIQUE), GROUP_CONCAT(CONCAT('`', COLUMN_NAME, '`', \
+             IF(SUB_PART IS NULL, '', CONCAT('(', SUB_PART, ')'))) ORDER BY SEQ_IN_INDEX) \
+             FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = '{src}' AND INDEX_NAME <> 'PRIMARY' \
+             GROUP BY TABLE_NAME, INDEX_NAME"
+        ),
+    )?;
+    let fks = sql(
+        c,
+        None,
+        &format!(
+            "SELECT k.TABLE_NAME, k.CONSTRAINT_NAME, GROUP_CONCAT(CONCAT('`', k.COLUMN_NAME, '`') ORDER BY k.ORDINAL_POSITION), \
+             k.REFERENCED_TABLE_NAME, GROUP_CONCAT(CONCAT('`', k.REFERENCED_COLUMN_NAME, '`') ORDER BY k.ORDINAL_POSITION) \
+             FROM information_schema.KEY_COLUMN_USAGE k WHERE k.TABLE_SCHEMA = '{src}' AND k.REFERENCED_TABLE_NAME IS NOT NULL \
+             GROUP BY k.TABLE_NAME, k.CONSTRAINT_NAME, k.REFERENCED_TABLE_NAME"
+        ),
+    )?;
+    let mut drop_fk = String::new();
+    let mut add_fk = String::new();
+    for l in fks.lines() {
+        let f: Vec<&str> = l.split('\t').collect();
+        if let [t, name, cols, rt, rcols] = f[..] {
+            drop_fk.push_str(&format!("ALTER TABLE `{t}` DROP FOREIGN KEY `{name}`; "));
+            add_fk.push_str(&format!(
+                "ALTER TABLE `{t}` ADD CONSTRAINT `{name}` FOREIGN KEY ({cols}) REFERENCES `{rt}` ({rcols}); "
+            ));
+        }
+    }
+    let mut drop_ix = String::new();
+    let mut add_ix: [String; 2] = [String::new(), String::new()];
+    for (n, l) in indexes.lines().enumerate() {
+        let f: Vec<&str> = l.split('\t').collect();
+        if let [t, name, non_unique, cols] = f[..] {
+            drop_ix.push_str(&format!("ALTER TABLE `{t}` DROP INDEX `{name}`; "));
+            let unique = if non_unique == "0" { "UNIQUE " } else { "" };
+            add_ix[n % 2].push_str(&format!("ALTER TABLE `{t}` ADD {unique}INDEX `{name}` ({cols}); "));
+        }
+    }
+    let mut sessions: [(u64, Vec<&str>); 2] = [(0, Vec::new()), (0, Vec::new())];
+    for (t, s) in &tables {
+        let i = if sessions[0].0 <= sessions[1].0 { 0 } else { 1 };
+        sessions[i].0 += s;
+        sessions[i].1.push(t);
+    }
+    let db = format!("bench_ceil_{}", std::process::id());
+    let bulk = "SET SESSION unique_checks = 0, foreign_key_checks = 0, sql_log_bin = 0;";
+    let load: String = sessions
+        .iter()
+        .map(|(_, ts)| {
+            let stmts: String = ts
+                .iter()
+                .map(|t| format!("LOAD DATA INFILE '{}/{t}.txt' INTO TABLE \\`{t}\\`; ", dir.display()))
+                .collect();
+            format!("mariadb {ca} {db} -e \"{bulk} {stmts}\" &")
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let create = format!("mariadb {ca} -e 'CREATE DATABASE {db}' && mariadb {ca} {db} < {wd}/schema.sql");
+    let keys_first = format!("{create} && {{ {load} wait; }}");
+    let quote = |s: &str| s.replace('`', "\\`");
+    let keys_after = format!(
+        "{create} && mariadb {ca} {db} -e \"SET SESSION foreign_key_checks = 0; {} {}\" && {{ {load} wait; }} && \
+         {{ mariadb {ca} {db} -e \"{bulk} {}\" & mariadb {ca} {db} -e \"{bulk} {}\" & wait; }} && \
+         mariadb {ca} {db} -e \"{bulk} {}\"",
+        quote(&drop_fk),
+        quote(&drop_ix),
+        quote(&add_ix[0]),
+        quote(&add_ix[1]),
+        quote(&add_fk)
+    );
+    let drop = format!("mariadb {ca} -e 'DROP DATABASE IF EXISTS {db}'");
+    let rows = best_of(&[
+        Case::new("LOAD DATA INFILE x2, tables with their keys, PK order", keys_first, size).before(drop.clone()),
+        Case::new("LOAD DATA INFILE x2, then ADD KEY x2, then FKs", keys_after, size).before(drop.clone()),
+    ])?;
+    if data_bytes(c, &db)? == 0 {
+        bail!("ceiling database {db} is empty");
+    }
+    sh(drop)?;
+    Ok(rows)
 }

@@ -5,7 +5,7 @@
 
 use anyhow::{Context, Result, bail};
 
-use crate::harness::{BenchOptions, Measured, du, measure, print_table};
+use crate::harness::{BenchOptions, Case, Measured, SummaryLine, best_of, print_table, row, summary};
 
 fn psql(url: &str, sql: &str) -> Result<String> {
     let out = std::process::Command::new("psql")
@@ -82,6 +82,17 @@ FROM generate_series(1, {failed}) i;
     Ok(())
 }
 
+/// The connection flags of the PostgreSQL client tools for `base`.
+fn conn_flags(base: &str) -> Result<String> {
+    let u = url::Url::parse(base)?;
+    Ok(format!(
+        "-h {} -p {} -U {}",
+        u.host_str().unwrap_or("127.0.0.1"),
+        u.port().unwrap_or(5432),
+        if u.username().is_empty() { "postgres" } else { u.username() }
+    ))
+}
+
 pub fn run(opts: &BenchOptions) -> Result<()> {
     let base = std::env::var("DBBACKUP_BENCH_PG_URL")
         .or_else(|_| std::env::var("DBBACKUP_TEST_PG_URL"))
@@ -101,93 +112,105 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         generate(&src, opts.size_mib)?;
     }
     let t = std::time::Instant::now();
-    let size: u64 = psql(
-        &src,
-        "SELECT sum(pg_table_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE c.relkind = 'r' AND n.nspname = 'public'",
-    )?
-    .parse()?;
+    let size = table_bytes(&src)?;
     eprintln!(
         "generated {:.0} MiB of table data in {:.0} s",
         size as f64 / 1048576.0,
         t.elapsed().as_secs_f64()
     );
-    let pg_env = [("PGDATABASE", src_db.as_str())];
-    let conn = {
-        let u = url::Url::parse(&base)?;
-        format!(
-            "-h {} -p {} -U {}",
-            u.host_str().unwrap_or("127.0.0.1"),
-            u.port().unwrap_or(5432),
-            if u.username().is_empty() { "postgres" } else { u.username() }
+    let pg_env = ("PGDATABASE", src_db.as_str());
+    let conn = conn_flags(&base)?;
+    let dbb_backup = "dbbackup create (zstd:3, -j2, sha256, checksums)";
+    let backup = best_of(&[
+        Case::new(
+            dbb_backup,
+            format!("{dbb} create -q --jobs 2 --source {src} --repo {wd}/repo >/dev/null"),
+            size,
         )
-    };
-    let mut backup: Vec<Measured> = Vec::new();
-    let mut m = measure(
-        "dbbackup create (zstd:3, -j2, sha256, checksums)",
-        &format!("{dbb} create -q --jobs 2 --source {src} --repo {wd}/repo >/dev/null"),
-        &[],
-        size,
-    )?;
-    m.output_bytes = Some(du(&w.join("repo")));
-    backup.push(m);
-    let mut m = measure("pg_dump -Fc", &format!("pg_dump {conn} -Fc -f {wd}/dump.fc"), &pg_env, size)?;
-    m.output_bytes = Some(du(&w.join("dump.fc")));
-    backup.push(m);
-    let mut m =
-        measure("pg_dump -Fd -j2", &format!("pg_dump {conn} -Fd -j2 -f {wd}/dump.dir"), &pg_env, size)?;
-    m.output_bytes = Some(du(&w.join("dump.dir")));
-    backup.push(m);
-    let mut m = measure("pg_dump (plain)", &format!("pg_dump {conn} -f {wd}/dump.sql"), &pg_env, size)?;
-    m.output_bytes = Some(du(&w.join("dump.sql")));
-    backup.push(m);
+        .before(format!("rm -rf {wd}/repo"))
+        .output(w.join("repo")),
+        Case::new("pg_dump -Fc", format!("pg_dump {conn} -Fc -f {wd}/dump.fc"), size)
+            .env(pg_env.0, pg_env.1)
+            .output(w.join("dump.fc")),
+        Case::new("pg_dump -Fd -j2", format!("pg_dump {conn} -Fd -j2 -f {wd}/dump.dir"), size)
+            .before(format!("rm -rf {wd}/dump.dir"))
+            .env(pg_env.0, pg_env.1)
+            .output(w.join("dump.dir")),
+        Case::new("pg_dump (plain)", format!("pg_dump {conn} -f {wd}/dump.sql"), size)
+            .env(pg_env.0, pg_env.1)
+            .output(w.join("dump.sql")),
+    ])?;
 
-    let mut restore: Vec<Measured> = Vec::new();
     let dst = |name: &str| format!("bench_{name}_{tag}");
-    restore.push(measure(
-        "dbbackup restore (verify, shadow, checksums, swap)",
-        &format!(
-            "{dbb} restore -q --jobs 2 --repo {wd}/repo latest --into {} >/dev/null",
-            db_url(&base, &dst("dbb"))?
-        ),
-        &[],
-        size,
-    )?);
-    restore.push(measure(
-        "pg_restore -j2 (from -Fd)",
-        &format!("createdb {conn} {0} && pg_restore {conn} -j2 -d {0} {wd}/dump.dir", dst("pgr")),
-        &[],
-        size,
-    )?);
-    restore.push(measure(
-        "psql -f (plain dump)",
-        &format!(
-            "createdb {conn} {0} && psql {conn} -X -q -v ON_ERROR_STOP=1 -d {0} -f {wd}/dump.sql >/dev/null",
-            dst("psql")
-        ),
-        &[],
-        size,
-    )?);
-    restore.push(measure(
-        "dbbackup restore dump.sql (plain dump, native)",
-        &format!(
-            "{dbb} restore -q --jobs 2 {wd}/dump.sql --into {} >/dev/null",
-            db_url(&base, &dst("dbbsql"))?
-        ),
-        &[],
-        size,
-    )?);
+    let drop = |name: &str| format!("dropdb {conn} --if-exists --force {}", dst(name));
+    let dbb_restore = "dbbackup restore (verify, shadow, checksums, swap)";
+    let restore = best_of(&[
+        Case::new(
+            dbb_restore,
+            format!(
+                "{dbb} restore -q --jobs 2 --repo {wd}/repo latest --into {} >/dev/null",
+                db_url(&base, &dst("dbb"))?
+            ),
+            size,
+        )
+        .before(drop("dbb")),
+        Case::new(
+            "pg_restore -j2 (from -Fd)",
+            format!("createdb {conn} {0} && pg_restore {conn} -j2 -d {0} {wd}/dump.dir", dst("pgr")),
+            size,
+        )
+        .before(drop("pgr")),
+        Case::new(
+            "psql -f (plain dump)",
+            format!(
+                "createdb {conn} {0} && psql {conn} -X -q -v ON_ERROR_STOP=1 -d {0} -f {wd}/dump.sql >/dev/null",
+                dst("psql")
+            ),
+            size,
+        )
+        .before(drop("psql")),
+        Case::new(
+            "dbbackup restore dump.sql (plain dump, native)",
+            format!(
+                "{dbb} restore -q --jobs 2 {wd}/dump.sql --into {} >/dev/null",
+                db_url(&base, &dst("dbbsql"))?
+            ),
+            size,
+        )
+        .before(drop("dbbsql")),
+    ])?;
+    let ceiling = ceiling(&base, &src, opts, size, &conn)?;
+    let guard = vec![crate::harness::guard_recovery(&dbb, &src, w, size)?];
+    let mib = size as f64 / 1048576.0;
+    print_table(&format!("PostgreSQL backup, {mib:.0} MiB of table data"), &backup, "pg_dump -Fd -j2");
     print_table(
-        &format!("PostgreSQL backup, {:.0} MiB of table data", size as f64 / 1048576.0),
-        &backup,
-        "pg_dump -Fd -j2",
-    );
-    print_table(
-        &format!("PostgreSQL restore, {:.0} MiB of table data", size as f64 / 1048576.0),
+        &format!("PostgreSQL restore, {mib:.0} MiB of table data"),
         &restore,
         "pg_restore -j2 (from -Fd)",
     );
-    for d in ["dbb", "pgr", "psql", "dbbsql"] {
+    print_table(
+        &format!("PostgreSQL server-side ingest ceiling, {mib:.0} MiB (no client; fastest variant counts)"),
+        &ceiling,
+        &ceiling[0].tool.clone(),
+    );
+    print_table(&format!("PostgreSQL guard recovery, {mib:.0} MiB"), &guard, "");
+    let best_ceiling = ceiling.iter().min_by(|a, b| a.seconds.total_cmp(&b.seconds)).context("no ceiling")?;
+    summary(SummaryLine {
+        what: &format!("PostgreSQL backup, {mib:.0} MiB"),
+        ours: row(&backup, dbb_backup)?,
+        peer: row(&backup, "pg_dump -Fd -j2")?,
+        goal: ">= 2.0x",
+        ceiling: None,
+    })?;
+    summary(SummaryLine {
+        what: &format!("PostgreSQL restore, {mib:.0} MiB"),
+        ours: row(&restore, dbb_restore)?,
+        peer: row(&restore, "pg_restore -j2 (from -Fd)")?,
+        goal: ">= 1.1x and >= 0.9 of the ceiling",
+        ceiling: Some(best_ceiling),
+    })?;
+    crate::harness::summary_time(&format!("guard recovery, PostgreSQL {mib:.0} MiB"), &guard[0], "<= 15 s")?;
+    for d in ["dbb", "pgr", "psql", "dbbsql", "ceil"] {
         let _ = psql(&base, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", dst(d)));
     }
     if reuse.is_none() {
@@ -195,4 +218,107 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
     }
     let _ = std::fs::remove_dir_all(w);
     Ok(())
+}
+
+/// Creates database `name` (at `url`) on the server at `base` and generates `mib` MiB into it.
+pub fn create_generated(base: &str, name: &str, url: &str, mib: u64) -> Result<()> {
+    psql(base, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
+    psql(base, &format!("CREATE DATABASE {name}"))?;
+    generate(url, mib)
+}
+
+/// Drops database `name` on the server at `base` (best effort).
+pub fn drop_database(base: &str, name: &str) {
+    let _ = psql(base, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+}
+
+/// Bytes of the public tables of the database at `url`.
+pub fn table_bytes(url: &str) -> Result<u64> {
+    Ok(psql(
+        url,
+        "SELECT sum(pg_table_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind = 'r' AND n.nspname = 'public'",
+    )?
+    .parse()?)
+}
+
+/// The server's own ingest ceiling for the database at `src`: its tables exported once (untimed)
+/// to server-side files, then loaded with no client in the data path — `COPY ... FROM 'file'` in
+/// two sessions (the restore's parallelism), the same schema, then the same indexes and foreign
+/// keys with `pg_restore -j2 --section=post-data`. Variants: plain COPY into the created tables,
+/// and `COPY ... FREEZE` after a TRUNCATE in the same transaction (no hint-bit rewrite later).
+/// Needs the server on this machine (it reads the files).
+fn ceiling(base: &str, src: &str, opts: &BenchOptions, size: u64, conn: &str) -> Result<Vec<Measured>> {
+    let w = &opts.work_dir;
+    let dir = w.join("ceiling");
+    std::fs::create_dir_all(&dir)?;
+    // The server process (user postgres) writes and reads the files.
+    std::process::Command::new("chmod").arg("777").arg(&dir).arg(w).status()?;
+    let tables: Vec<(String, u64)> = psql(
+        src,
+        "SELECT c.relname || ' ' || pg_table_size(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind = 'r' AND n.nspname = 'public' ORDER BY pg_table_size(c.oid) DESC",
+    )?
+    .lines()
+    .filter_map(|l| l.split_once(' ').map(|(n, s)| (n.to_string(), s.parse().unwrap_or(0))))
+    .collect();
+    for (t, _) in &tables {
+        psql(src, &format!("COPY public.\"{t}\" TO '{}/{t}.copy'", dir.display()))?;
+    }
+    let wd = w.display();
+    let srcdb = url::Url::parse(src)?.path().trim_start_matches('/').to_string();
+    let sh = |cmd: String| -> Result<()> {
+        if !std::process::Command::new("sh").arg("-c").arg(&cmd).status()?.success() {
+            bail!("failed: {cmd}");
+        }
+        Ok(())
+    };
+    sh(format!("pg_dump {conn} -d {srcdb} -s --section=pre-data -f {wd}/pre.sql"))?;
+    sh(format!("pg_dump {conn} -d {srcdb} -Fd -s -f {wd}/schema.dir"))?;
+    // Two sessions, the tables split greedily by size.
+    let mut sessions: [(u64, Vec<&str>); 2] = [(0, Vec::new()), (0, Vec::new())];
+    for (t, s) in &tables {
+        let i = if sessions[0].0 <= sessions[1].0 { 0 } else { 1 };
+        sessions[i].0 += s;
+        sessions[i].1.push(t);
+    }
+    let db = format!("bench_ceil_{}", std::process::id());
+    let script = |freeze: bool| -> String {
+        let load: Vec<String> = sessions
+            .iter()
+            .map(|(_, ts)| {
+                let stmts: String = ts
+                    .iter()
+                    .map(|t| {
+                        let f = format!("{}/{t}.copy", dir.display());
+                        if freeze {
+                            format!(
+                                "BEGIN; TRUNCATE public.\\\"{t}\\\"; COPY public.\\\"{t}\\\" FROM '{f}' WITH (FREEZE); COMMIT; "
+                            )
+                        } else {
+                            format!("COPY public.\\\"{t}\\\" FROM '{f}'; ")
+                        }
+                    })
+                    .collect();
+                format!("psql {conn} -X -q -v ON_ERROR_STOP=1 -d {db} -c \"{stmts}\" &")
+            })
+            .collect();
+        format!(
+            "createdb {conn} {db} && psql {conn} -X -q -v ON_ERROR_STOP=1 -d {db} -f {wd}/pre.sql >/dev/null && \
+             {{ {} wait; }} && pg_restore {conn} -j2 --section=post-data -d {db} {wd}/schema.dir",
+            load.join(" ")
+        )
+    };
+    let drop = format!("dropdb {conn} --if-exists --force {db}");
+    let rows = best_of(&[
+        Case::new("server COPY FROM file x2, then indexes/FKs -j2", script(false), size).before(drop.clone()),
+        Case::new("server COPY FREEZE x2, then indexes/FKs -j2", script(true), size).before(drop.clone()),
+    ])?;
+    // The ceiling must have loaded everything: same tables, same bytes.
+    let loaded = table_bytes(&db_url(base, &db)?)?;
+    if loaded == 0 {
+        bail!("ceiling database {db} is empty");
+    }
+    sh(drop)?;
+    Ok(rows)
 }

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 
-use crate::harness::{BenchOptions, Measured, du, measure, print_table};
+use crate::harness::{BenchOptions, Case, SummaryLine, best_of, measure, print_table, row, summary};
 use crate::sample::make_sqlite;
 
 pub fn run(opts: &BenchOptions) -> Result<()> {
@@ -21,53 +21,53 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
     make_sqlite(&big, opts.size_mib)?;
     let size = std::fs::metadata(&big)?.len();
     let wd = w.display();
-    let mut backup: Vec<Measured> = Vec::new();
-    let mut m = measure(
-        "dbbackup create (zstd:3, -j2)",
-        &format!(
-            "{dbb} create -q --jobs 2 --source sqlite://{wd}/big.sqlite --repo {wd}/repo --temp-dir {wd} >/dev/null"
-        ),
-        &[],
-        size,
-    )?;
-    m.output_bytes = Some(du(&w.join("repo")));
-    backup.push(m);
-    let mut m = measure(
-        "sqlite3 .backup + zstd -3 -T2 + sha256sum",
-        &format!(
-            "sqlite3 {wd}/big.sqlite '.backup {wd}/peer.sqlite' && zstd -q -f -3 -T2 {wd}/peer.sqlite -o {wd}/peer.sqlite.zst && sha256sum {wd}/peer.sqlite.zst >/dev/null && rm {wd}/peer.sqlite"
-        ),
-        &[],
-        size,
-    )?;
-    m.output_bytes = Some(std::fs::metadata(w.join("peer.sqlite.zst"))?.len());
-    backup.push(m);
-    let mut m = measure(
-        "sqlite3 .backup + gzip -6 (the usual cron job)",
-        &format!("sqlite3 {wd}/big.sqlite '.backup {wd}/peer2.sqlite' && gzip -6 -f {wd}/peer2.sqlite"),
-        &[],
-        size,
-    )?;
-    m.output_bytes = Some(std::fs::metadata(w.join("peer2.sqlite.gz"))?.len());
-    backup.push(m);
-    let restore = vec![
-        measure(
-            "dbbackup restore (verify digests, integrity_check, table checksums)",
-            &format!(
+    let dbb_backup = "dbbackup create (zstd:3, -j2)";
+    let peer_backup = "sqlite3 .backup + zstd -3 -T2 + sha256sum";
+    let backup = best_of(&[
+        Case::new(
+            dbb_backup,
+            format!(
+                "{dbb} create -q --jobs 2 --source sqlite://{wd}/big.sqlite --repo {wd}/repo --temp-dir {wd} >/dev/null"
+            ),
+            size,
+        )
+        .before(format!("rm -rf {wd}/repo"))
+        .output(w.join("repo")),
+        Case::new(
+            peer_backup,
+            format!(
+                "sqlite3 {wd}/big.sqlite '.backup {wd}/peer.sqlite' && zstd -q -f -3 -T2 {wd}/peer.sqlite -o {wd}/peer.sqlite.zst && sha256sum {wd}/peer.sqlite.zst >/dev/null && rm {wd}/peer.sqlite"
+            ),
+            size,
+        )
+        .output(w.join("peer.sqlite.zst")),
+        Case::new(
+            "sqlite3 .backup + gzip -6 (the usual cron job)",
+            format!("sqlite3 {wd}/big.sqlite '.backup {wd}/peer2.sqlite' && gzip -6 -f {wd}/peer2.sqlite"),
+            size,
+        )
+        .output(w.join("peer2.sqlite.gz")),
+    ])?;
+    let dbb_restore = "dbbackup restore (verify digests, integrity_check, table checksums)";
+    let peer_restore = "zstd -d -T2 + sqlite3 integrity_check";
+    let restore = best_of(&[
+        Case::new(
+            dbb_restore,
+            format!(
                 "{dbb} restore -q --jobs 2 --repo {wd}/repo latest --into sqlite://{wd}/restored.sqlite >/dev/null"
             ),
-            &[],
             size,
-        )?,
-        measure(
-            "zstd -d -T2 + sqlite3 integrity_check",
-            &format!(
+        )
+        .before(format!("rm -f {wd}/restored.sqlite")),
+        Case::new(
+            peer_restore,
+            format!(
                 "zstd -q -f -d {wd}/peer.sqlite.zst -o {wd}/restored-peer.sqlite && sqlite3 {wd}/restored-peer.sqlite 'pragma integrity_check' | grep -qx ok"
             ),
-            &[],
             size,
-        )?,
-    ];
+        )
+        .before(format!("rm -f {wd}/restored-peer.sqlite")),
+    ])?;
     let small_size = std::fs::metadata(&small)?.len();
     let rss = vec![
         measure(
@@ -95,6 +95,21 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
     );
     print_table("restore", &restore, "zstd -d -T2 + sqlite3 integrity_check");
     print_table("peak memory vs database size", &rss, &rss[0].tool.clone());
+    let mib = size >> 20;
+    summary(SummaryLine {
+        what: &format!("SQLite backup, {mib} MiB"),
+        ours: row(&backup, dbb_backup)?,
+        peer: row(&backup, peer_backup)?,
+        goal: ">= 1.0x",
+        ceiling: None,
+    })?;
+    summary(SummaryLine {
+        what: &format!("SQLite restore, {mib} MiB"),
+        ours: row(&restore, dbb_restore)?,
+        peer: row(&restore, peer_restore)?,
+        goal: ">= 1.0x",
+        ceiling: None,
+    })?;
     std::fs::remove_dir_all(w).context("clean up work dir")?;
     Ok(())
 }
