@@ -265,8 +265,7 @@ pub fn guard_recovery(dbb: &str, source: &str, work: &std::path::Path, data_byte
             out.display()
         );
         let whole = measure("dbbackup guard -- false (recovery time)", &script, &[], data_bytes)?;
-        let text: String =
-            std::fs::read_to_string(&out)?.chars().filter(|c| !c.is_whitespace()).collect();
+        let text: String = std::fs::read_to_string(&out)?.chars().filter(|c| !c.is_whitespace()).collect();
         let recovery_ms = text
             .split("\"recovery_ms\":")
             .nth(1)
@@ -277,7 +276,9 @@ pub fn guard_recovery(dbb: &str, source: &str, work: &std::path::Path, data_byte
         }
         let m = Measured { seconds: recovery_ms as f64 / 1000.0, ..whole };
         best = Some(match best.take() {
-            Some(b) if b.seconds <= m.seconds => Measured { peak_rss_kib: b.peak_rss_kib.max(m.peak_rss_kib), ..b },
+            Some(b) if b.seconds <= m.seconds => {
+                Measured { peak_rss_kib: b.peak_rss_kib.max(m.peak_rss_kib), ..b }
+            }
             Some(b) => Measured { peak_rss_kib: b.peak_rss_kib.max(m.peak_rss_kib), ..m },
             None => m,
         });

@@ -195,7 +195,10 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         .before(drop("cli")),
         Case::new(
             "dbbackup restore dump.sql.gz (foreign dump, native)",
-            format!("{dbb} restore -q --jobs 2 {wd}/dump.sql.gz --into {} >/dev/null", url_of(&dst("dbbsql"))?),
+            format!(
+                "{dbb} restore -q --jobs 2 {wd}/dump.sql.gz --into {} >/dev/null",
+                url_of(&dst("dbbsql"))?
+            ),
             size,
         )
         .before(drop("dbbsql")),
@@ -384,7 +387,8 @@ fn ceiling(c: &Conn, src: &str, w: &std::path::Path, size: u64) -> Result<Vec<Me
     );
     let drop = format!("mariadb {ca} -e 'DROP DATABASE IF EXISTS {db}'");
     let rows = best_of(&[
-        Case::new("LOAD DATA INFILE x2, tables with their keys, PK order", keys_first, size).before(drop.clone()),
+        Case::new("LOAD DATA INFILE x2, tables with their keys, PK order", keys_first, size)
+            .before(drop.clone()),
         Case::new("LOAD DATA INFILE x2, then ADD KEY x2, then FKs", keys_after, size).before(drop.clone()),
     ])?;
     if data_bytes(c, &db)? == 0 {
