@@ -45,6 +45,52 @@ pub struct Check {
     pub ok: bool,
     /// Human explanation with the numbers.
     pub message: String,
+    /// What the check wants (`a backup younger than 26.0h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<String>,
+    /// What it found (`the newest is 30.2h old`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found: Option<String>,
+    /// Alert state of this check: `healthy` or `failing` (filled by [`crate::track`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<crate::alert::Health>,
+    /// Since when the check is in that state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+}
+
+impl Check {
+    /// A check result with what was expected and what was found.
+    pub fn new(
+        name: &str,
+        repo: Option<&str>,
+        ok: bool,
+        message: impl Into<String>,
+        expected: impl Into<String>,
+        found: impl Into<String>,
+    ) -> Self {
+        Check {
+            name: name.into(),
+            repo: repo.map(str::to_string),
+            ok,
+            message: message.into(),
+            expected: Some(expected.into()),
+            found: Some(found.into()),
+            state: None,
+            since: None,
+        }
+    }
+
+    /// The alert subject of this check.
+    pub fn subject(&self) -> crate::alert::Subject {
+        crate::alert::Subject {
+            check: self.name.clone(),
+            repo: self.repo.clone(),
+            ok: self.ok,
+            expected: self.expected.clone().unwrap_or_else(|| "the check to pass".into()),
+            found: self.found.clone().unwrap_or_else(|| self.message.clone()),
+        }
+    }
 }
 
 /// The state of one repository.
@@ -102,17 +148,20 @@ pub async fn status_in(
     let mut newest_manifests: Vec<Option<Manifest>> = Vec::new();
     for t in targets {
         let name = t.display_name().to_string();
-        let check = |n: &str, ok: bool, message: String| Check {
-            name: n.into(),
-            repo: Some(name.clone()),
-            ok,
-            message,
+        let check = |n: &str, ok: bool, message: String, expected: String, found: String| {
+            Check::new(n, Some(&name), ok, message, expected, found)
         };
         let mut rs = RepoStatus { repo: name.clone(), ..Default::default() };
         let listed = match catalog::list_in(t, None).await {
             Ok(l) => l,
             Err(e) => {
-                checks.push(check("reachable", false, format!("cannot list {name}: {e}")));
+                checks.push(check(
+                    "reachable",
+                    false,
+                    format!("cannot list {name}: {e}"),
+                    "the repository can be listed".into(),
+                    e.to_string(),
+                ));
                 rs.error = Some(e.to_string());
                 repos.push(rs);
                 newest_manifests.push(None);
@@ -127,7 +176,13 @@ pub async fn status_in(
         let newest = listed.backups.first();
         match newest {
             None => {
-                checks.push(check("has_backup", false, format!("no complete backup in {name}")));
+                checks.push(check(
+                    "has_backup",
+                    false,
+                    format!("no complete backup in {name}"),
+                    "at least one complete backup".into(),
+                    "none".into(),
+                ));
                 newest_manifests.push(None);
             }
             Some(b) => {
@@ -139,12 +194,16 @@ pub async fn status_in(
                     "has_backup",
                     true,
                     format!("{} complete backups, newest {}", rs.backups, b.id),
+                    "at least one complete backup".into(),
+                    format!("{} complete backups", rs.backups),
                 ));
                 if let Some(max) = opts.max_age_secs {
                     checks.push(check(
                         "newest_age",
                         age <= max,
                         format!("newest backup is {} old (max {})", dur(age), dur(max)),
+                        format!("a backup younger than {}", dur(max)),
+                        format!("the newest ({}) is {} old", b.id, dur(age)),
                     ));
                 }
                 newest_manifests.push(catalog::read_manifest(t, &b.id).await.ok());
@@ -155,6 +214,8 @@ pub async fn status_in(
                 "total_size",
                 rs.total_bytes <= max,
                 format!("repository holds {} bytes (max {max})", rs.total_bytes),
+                format!("at most {max} bytes"),
+                format!("{} bytes", rs.total_bytes),
             ));
         }
         let verified = listed
@@ -174,6 +235,8 @@ pub async fn status_in(
                         v.at.format("%Y-%m-%d %H:%M UTC"),
                         if v.ok { "ok".to_string() } else { format!("FAILED ({} findings)", v.findings) }
                     ),
+                    "the last verification passed".into(),
+                    format!("{} of {id} {}", v.level, if v.ok { "passed" } else { "FAILED" }),
                 ));
                 rs.last_verification = Some(v);
                 rs.last_verified_backup = Some(id);
@@ -184,6 +247,8 @@ pub async fn status_in(
                 format!(
                     "none of the {VERIFY_LOOKBACK} newest backups was ever verified (run `dbbackup verify`)"
                 ),
+                "a recorded verification".into(),
+                "none".into(),
             )),
             None => {}
         }
@@ -198,7 +263,16 @@ pub async fn status_in(
 
 /// The 3-2-1 check: the overall newest backup is in every repository, byte-identical.
 fn copies_check(targets: &[Target], newest: &[Option<Manifest>]) -> Check {
-    let check = |ok: bool, message: String| Check { name: "copies".into(), repo: None, ok, message };
+    let check = |ok: bool, message: String| {
+        Check::new(
+            "copies",
+            None,
+            ok,
+            message.clone(),
+            "the newest backup, identical, in every repository",
+            message,
+        )
+    };
     let Some(reference) =
         newest.iter().flatten().max_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)))
     else {

@@ -25,6 +25,7 @@
 //! # Ok(()) }
 //! ```
 
+mod alert;
 mod audit;
 mod backup;
 mod catalog;
@@ -43,6 +44,10 @@ pub mod source;
 pub mod storage;
 mod verify;
 
+pub use alert::{
+    AlertReport, AlertScope, CheckState, DEFAULT_REPEAT_SECS, Health, Subject, Transition, scope_hash, step,
+    track, track_command, track_status,
+};
 pub use audit::{AuditRecord, audit_log};
 pub use backup::{
     CreateOptions, CreateReport, FailedRepo, create, create_with, default_jobs, engine_flags, engine_option,
@@ -57,7 +62,10 @@ pub use format::manifest::Manifest;
 pub use guard::{CommandOutcome, GuardOptions, GuardReport, guard, last_drill_recovery_ms};
 pub use health::{Check, RepoStatus, StatusOptions, StatusReport, status, status_in};
 pub use model::{BackupId, Compression, DatabaseUrl, Engine, Secret, parse_duration, parse_size, redact_str};
-pub use notify::{Notification, NotifyConfig, Outcome, notify};
+pub use notify::{
+    AlertLine, Notification, NotifyConfig, Outcome, alert_text, deliver, heartbeat, human_secs, notify,
+    slack_text,
+};
 pub use progress::{CancellationToken, Context, Event, NoProgress, Observer, Phase};
 pub use restore::{
     RestoreOptions, RestoreReport, confirmation_needed, foreign_script_path, restore, restore_script,

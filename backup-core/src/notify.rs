@@ -4,15 +4,20 @@
 //! - a heartbeat URL (dead-man's switch, healthchecks.io convention): `GET URL` on success,
 //!   `GET URL/fail` on failure or unhealthy, so the monitor alerts when pings stop or fail.
 //!
+//! What is sent when is decided by [`crate::alert`] (state changes) and by the callers for
+//! events (a guard that rolled back, a failed restore); this module only delivers.
+//!
 //! [`notify`] never fails: every problem (unreachable URL, non-2xx, timeout) comes back as a
 //! warning string for the caller to log. A notification can never fail or abort a backup.
 //! Webhook URLs carry secrets (Slack's does), so they are [`Secret`]s and never printed.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::alert::Transition;
 use crate::model::{Secret, redact_str};
 
 /// How a run ended.
@@ -25,6 +30,10 @@ pub enum Outcome {
     Failure,
     /// `status` found problems.
     Unhealthy,
+    /// A check that was failing (and alerted) is healthy again.
+    Recovered,
+    /// The loudest: the database may be broken (a guard whose rollback failed).
+    Critical,
 }
 
 impl Outcome {
@@ -34,6 +43,8 @@ impl Outcome {
             Outcome::Success => "success",
             Outcome::Failure => "failure",
             Outcome::Unhealthy => "unhealthy",
+            Outcome::Recovered => "recovered",
+            Outcome::Critical => "critical",
         }
     }
 }
@@ -51,6 +62,12 @@ pub struct NotifyConfig {
     pub on: Vec<Outcome>,
     /// Per-request time limit (default 10 s).
     pub timeout: Option<Duration>,
+    /// Reminder interval while a check stays failing (default 24 h).
+    pub repeat: Option<Duration>,
+    /// Local directory for alert state where the first repository cannot be written.
+    pub state_dir: Option<PathBuf>,
+    /// Host name shown in alerts.
+    pub host: Option<String>,
 }
 
 impl NotifyConfig {
@@ -59,8 +76,20 @@ impl NotifyConfig {
         self.slack_webhook.is_none() && self.webhook_url.is_none() && self.heartbeat_url.is_none()
     }
 
-    fn wants(&self, o: Outcome) -> bool {
-        if self.on.is_empty() { o != Outcome::Success } else { self.on.contains(&o) }
+    /// Whether a channel that carries alert text (Slack, webhook, e-mail) is configured.
+    pub fn has_alert_channel(&self) -> bool {
+        self.slack_webhook.is_some() || self.webhook_url.is_some()
+    }
+
+    /// Whether alerts of this outcome are sent (`on`; empty: everything but success). A
+    /// recovery follows the failure it ends; a critical alert is always sent.
+    pub fn wants(&self, o: Outcome) -> bool {
+        match o {
+            Outcome::Critical => true,
+            _ if self.on.is_empty() => o != Outcome::Success,
+            Outcome::Recovered => self.on.iter().any(|x| *x != Outcome::Success),
+            _ => self.on.contains(&o),
+        }
     }
 }
 
@@ -80,6 +109,86 @@ pub struct Notification {
     pub host: Option<String>,
     /// When.
     pub at: DateTime<Utc>,
+    /// State changes this alert reports (see [`crate::alert`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<AlertLine>,
+    /// The repositories concerned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repos: Vec<String>,
+    /// The database concerned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// Event details (a guard's command, exit status, backup id, recovery time, ...).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One state change inside an alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertLine {
+    /// `failing`, `still_failing` or `recovered`.
+    pub transition: Transition,
+    /// Check name.
+    pub check: String,
+    /// Repository concerned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+    /// Database concerned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// What was expected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<String>,
+    /// What was found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found: Option<String>,
+    /// Failing since.
+    pub failing_since: DateTime<Utc>,
+    /// Failing for (seconds).
+    pub failing_secs: u64,
+}
+
+impl AlertLine {
+    /// `FAILING: check [repo] (database db): expected X, found Y`, `RECOVERED: ... after failing
+    /// for 3.2h`, `STILL FAILING (for 2.0d): ...`.
+    pub fn text(&self) -> String {
+        let repo = self.repo.as_deref().map(|r| format!(" [{r}]")).unwrap_or_default();
+        let db = self.database.as_deref().map(|d| format!(" (database {d})")).unwrap_or_default();
+        let what = format!(
+            "expected {}, found {}",
+            self.expected.as_deref().unwrap_or("-"),
+            self.found.as_deref().unwrap_or("-")
+        );
+        match self.transition {
+            Transition::Failing => format!("FAILING: {}{repo}{db}: {what}", self.check),
+            Transition::StillFailing => format!(
+                "STILL FAILING (for {}): {}{repo}{db}: {what}",
+                human_secs(self.failing_secs),
+                self.check
+            ),
+            Transition::Recovered => format!(
+                "RECOVERED: {}{repo}{db}: healthy again after failing for {} (since {})",
+                self.check,
+                human_secs(self.failing_secs),
+                self.failing_since.format("%Y-%m-%d %H:%M UTC")
+            ),
+        }
+    }
+}
+
+/// The text of an alert: one line per state change.
+pub fn alert_text(lines: &[AlertLine]) -> String {
+    lines.iter().map(AlertLine::text).collect::<Vec<_>>().join("\n")
+}
+
+/// `45s`, `12m`, `3.2h`, `2.0d`.
+pub fn human_secs(secs: u64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 2 * 3600 => format!("{}m", s / 60),
+        s if s < 2 * 86400 => format!("{:.1}h", s as f64 / 3600.0),
+        s => format!("{:.1}d", s as f64 / 86400.0),
+    }
 }
 
 impl Notification {
@@ -92,45 +201,82 @@ impl Notification {
             message: message.into(),
             host,
             at: Utc::now(),
+            alerts: Vec::new(),
+            repos: Vec::new(),
+            database: None,
+            details: serde_json::Map::new(),
         }
     }
 }
 
-/// Sends `n` to every configured channel; returns warnings (empty when all went well).
+/// Sends `n` to every configured channel when its outcome is wanted, and pings the heartbeat;
+/// returns warnings (empty when all went well).
 pub async fn notify(cfg: &NotifyConfig, n: &Notification) -> Vec<String> {
     let mut warnings = Vec::new();
-    if cfg.is_empty() {
-        return warnings;
+    if cfg.wants(n.outcome) {
+        warnings.extend(deliver(cfg, n).await.1);
     }
-    let client =
-        match reqwest::Client::builder().timeout(cfg.timeout.unwrap_or(Duration::from_secs(10))).build() {
-            Ok(c) => c,
-            Err(e) => return vec![format!("notifications: cannot build HTTP client: {e}")],
-        };
-    let wants = cfg.wants(n.outcome);
-    if let (Some(url), true) = (&cfg.slack_webhook, wants) {
-        let icon = match n.outcome {
-            Outcome::Success => ":white_check_mark:",
-            Outcome::Failure => ":x:",
-            Outcome::Unhealthy => ":warning:",
-        };
-        let host = n.host.as_deref().map(|h| format!(" on {h}")).unwrap_or_default();
-        let text = format!("{icon} dbbackup {} {}{host}: {}", n.command, n.outcome.as_str(), n.message);
-        let body = serde_json::json!({ "text": text }).to_string();
-        send(&client, "Slack webhook", url, Some(body), &mut warnings).await;
+    warnings.extend(heartbeat(cfg, n.outcome == Outcome::Success).await);
+    warnings
+}
+
+fn client(cfg: &NotifyConfig) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(cfg.timeout.unwrap_or(Duration::from_secs(10)))
+        .build()
+        .map_err(|e| format!("notifications: cannot build HTTP client: {e}"))
+}
+
+/// Sends `n` to Slack and the webhook, whatever its outcome. Returns whether at least one
+/// channel accepted it, and the warnings.
+pub async fn deliver(cfg: &NotifyConfig, n: &Notification) -> (bool, Vec<String>) {
+    let mut warnings = Vec::new();
+    if !cfg.has_alert_channel() {
+        return (false, warnings);
     }
-    if let (Some(url), true) = (&cfg.webhook_url, wants) {
+    let client = match client(cfg) {
+        Ok(c) => c,
+        Err(e) => return (false, vec![e]),
+    };
+    let mut delivered = false;
+    if let Some(url) = &cfg.slack_webhook {
+        let body = serde_json::json!({ "text": slack_text(n) }).to_string();
+        delivered |= send(&client, "Slack webhook", url, Some(body), &mut warnings).await;
+    }
+    if let Some(url) = &cfg.webhook_url {
         match serde_json::to_string(n) {
-            Ok(body) => send(&client, "webhook", url, Some(body), &mut warnings).await,
+            Ok(body) => delivered |= send(&client, "webhook", url, Some(body), &mut warnings).await,
             Err(e) => warnings.push(format!("webhook: {e}")),
         }
     }
-    if let Some(url) = &cfg.heartbeat_url {
-        let base = url.expose().trim_end_matches('/');
-        let target = if n.outcome == Outcome::Success { base.to_string() } else { format!("{base}/fail") };
-        send(&client, "heartbeat", &Secret::new(target), None, &mut warnings).await;
-    }
+    (delivered, warnings)
+}
+
+/// Pings the heartbeat URL: `GET URL` when the run succeeded, `GET URL/fail` otherwise.
+pub async fn heartbeat(cfg: &NotifyConfig, ok: bool) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let Some(url) = &cfg.heartbeat_url else { return warnings };
+    let client = match client(cfg) {
+        Ok(c) => c,
+        Err(e) => return vec![e],
+    };
+    let base = url.expose().trim_end_matches('/');
+    let target = if ok { base.to_string() } else { format!("{base}/fail") };
+    send(&client, "heartbeat", &Secret::new(target), None, &mut warnings).await;
     warnings
+}
+
+/// The one-paragraph text of Slack and the e-mail subject/body head.
+pub fn slack_text(n: &Notification) -> String {
+    let icon = match n.outcome {
+        Outcome::Success => ":white_check_mark:",
+        Outcome::Failure => ":x:",
+        Outcome::Unhealthy => ":warning:",
+        Outcome::Recovered => ":large_green_circle:",
+        Outcome::Critical => ":rotating_light:",
+    };
+    let host = n.host.as_deref().map(|h| format!(" on {h}")).unwrap_or_default();
+    format!("{icon} dbbackup {} {}{host}: {}", n.command, n.outcome.as_str(), n.message)
 }
 
 async fn send(
@@ -139,7 +285,7 @@ async fn send(
     url: &Secret,
     json: Option<String>,
     warnings: &mut Vec<String>,
-) {
+) -> bool {
     let req = match json {
         Some(body) => client.post(url.expose()).header("content-type", "application/json").body(body),
         None => client.get(url.expose()),
@@ -147,12 +293,13 @@ async fn send(
     // Errors may quote the URL; the path of a Slack/heartbeat URL is the secret, so print the host only.
     let shown = redact_url(url.expose());
     match req.send().await {
-        Ok(r) if r.status().is_success() => {}
+        Ok(r) if r.status().is_success() => return true,
         Ok(r) => warnings.push(format!("{what} {shown} answered {}", r.status())),
         Err(e) => {
             warnings.push(format!("{what} {shown} failed: {}", redact_str(&e.without_url().to_string())))
         }
     }
+    false
 }
 
 fn redact_url(u: &str) -> String {

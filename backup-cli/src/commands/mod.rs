@@ -33,7 +33,11 @@ pub async fn run(cli: Cli, out: &Output) -> i32 {
         Ok(p) => p,
         Err(e) => return out.error(&e),
     };
-    let command_name = notify::command_name(&cli.command);
+    let alert_cfg = match notify::config() {
+        Ok(c) => c,
+        Err(e) => return out.error(&e),
+    };
+    let scope = notify::scope_of(&cli.command);
     let result = match cli.command {
         Command::Create(a) => create::run(a, password, &ctx, out).await,
         Command::List(a) => list::run(a, &ctx, out).await,
@@ -41,11 +45,11 @@ pub async fn run(cli: Cli, out: &Output) -> i32 {
         Command::Restore(a) => restore::run(a, password, &ctx, out).await,
         Command::Guard(a) => guard::run(a, password, &ctx, out).await,
         Command::Prune(a) => prune::run(a, &ctx, out).await,
-        Command::Status(a) => status::run(a, &ctx, out).await,
+        Command::Status(a) => status::run(a, &alert_cfg, &ctx, out).await,
         Command::Copy(a) => copy::run(a, &ctx, out).await,
     };
     // Alerts never change the outcome: failures to notify are logged and ignored.
-    notify::after(command_name, &result).await;
+    notify::after(scope, &alert_cfg, &result).await;
     match result {
         Ok(code) => code,
         Err(e) => out.error(&e),

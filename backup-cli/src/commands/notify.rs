@@ -1,34 +1,52 @@
 //! Alerts after a command: configured from the environment (or `dbbackup.toml` via the same
-//! names), sent by the core, and never allowed to change the command's outcome.
+//! names), decided by the core (state changes, see `backup_core::track`), and never allowed to
+//! change the command's outcome.
 //!
 //! - `DBBACKUP_SLACK_WEBHOOK`: Slack incoming-webhook URL;
-//! - `DBBACKUP_WEBHOOK_URL`: generic webhook, receives a JSON POST
-//!   (`source`, `command`, `outcome`, `message`, `host`, `at`);
+//! - `DBBACKUP_WEBHOOK_URL`: generic webhook, receives a JSON POST;
 //! - `DBBACKUP_HEARTBEAT_URL`: pinged after every run (`/fail` appended on failure/unhealthy);
-//! - `DBBACKUP_NOTIFY_ON`: outcomes posted to Slack/webhook, comma-separated
-//!   `success,failure,unhealthy` (default `failure,unhealthy`).
+//! - `DBBACKUP_NOTIFY_ON`: outcomes posted, comma-separated `success,failure,unhealthy`
+//!   (default `failure,unhealthy`);
+//! - `DBBACKUP_NOTIFY_REPEAT`: reminder interval while a check stays failing (default 24h);
+//! - `DBBACKUP_STATE_DIR`: local alert state where the first repository is read-only.
 
 use anyhow::Result;
-use backup_core::{Notification, NotifyConfig, Outcome, Secret, notify};
+use backup_core::{AlertScope, Notification, NotifyConfig, Outcome, Secret};
 
 use crate::cli::Command;
 use crate::output::kind_of;
 
-/// The command's name, for commands that alert (others: `None`).
-pub fn command_name(c: &Command) -> Option<&'static str> {
-    match c {
-        Command::Create(_) => Some("create"),
-        Command::Verify(_) => Some("verify"),
-        Command::Guard(_) => Some("guard"),
-        Command::Prune(_) => Some("prune"),
-        Command::Status(_) => Some("status"),
-        Command::Copy(_) => Some("copy"),
-        _ => None,
-    }
+/// What a command's alert concerns: its name, repositories and database.
+pub struct Scope {
+    pub command: &'static str,
+    pub scope: AlertScope,
 }
 
-fn config() -> NotifyConfig {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+fn database_of(url: &str) -> Option<String> {
+    backup_core::DatabaseUrl::parse(url).ok().map(|u| u.database().to_string())
+}
+
+/// The command's alert scope, for commands that alert (others: `None`).
+pub fn scope_of(c: &Command) -> Option<Scope> {
+    let (command, repos, database) = match c {
+        Command::Create(a) => ("create", a.repos.clone(), database_of(&a.source)),
+        Command::Verify(a) => ("verify", vec![a.repo.clone()], None),
+        Command::Restore(a) => ("restore", a.repo.iter().cloned().collect(), database_of(&a.into)),
+        Command::Guard(a) => ("guard", a.repos.clone(), database_of(&a.source)),
+        Command::Prune(a) => ("prune", vec![a.repo.clone()], None),
+        Command::Status(a) => ("status", a.repos.clone(), None),
+        Command::Copy(a) => ("copy", vec![a.from.clone(), a.to.clone()], None),
+        Command::List(_) => return None,
+    };
+    Some(Scope { command, scope: AlertScope { repos, database } })
+}
+
+fn var(k: &str) -> Option<String> {
+    std::env::var(k).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// The alert settings from the environment.
+pub fn config() -> Result<NotifyConfig> {
     let mut on = Vec::new();
     for o in var("DBBACKUP_NOTIFY_ON").unwrap_or_default().split(',').map(str::trim) {
         match o {
@@ -39,34 +57,66 @@ fn config() -> NotifyConfig {
             other => tracing::warn!("DBBACKUP_NOTIFY_ON: unknown outcome {other:?} ignored"),
         }
     }
-    NotifyConfig {
+    let repeat = match var("DBBACKUP_NOTIFY_REPEAT") {
+        Some(d) => Some(
+            backup_core::parse_duration(&d)
+                .map_err(|e| anyhow::anyhow!("DBBACKUP_NOTIFY_REPEAT {d:?}: {e}"))?,
+        ),
+        None => None,
+    };
+    let state_dir = var("DBBACKUP_STATE_DIR").map(Into::into).or_else(|| {
+        var("XDG_STATE_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| var("HOME").map(|h| std::path::Path::new(&h).join(".local/state")))
+            .map(|d| d.join("dbbackup"))
+    });
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty());
+    Ok(NotifyConfig {
         slack_webhook: var("DBBACKUP_SLACK_WEBHOOK").map(Secret::new),
         webhook_url: var("DBBACKUP_WEBHOOK_URL").map(Secret::new),
         heartbeat_url: var("DBBACKUP_HEARTBEAT_URL").map(Secret::new),
         on,
         timeout: None,
+        repeat,
+        state_dir,
+        host,
+    })
+}
+
+/// Prints delivery problems as warnings; they never change the command's result.
+pub fn warn(command: &str, warnings: &[String]) {
+    for w in warnings {
+        tracing::warn!("alerts (the {command} result stands): {w}");
+        eprintln!("dbbackup: warning: notification not delivered: {w}");
     }
 }
 
-/// Sends the alert for a finished command; problems are logged as warnings only.
-pub async fn after(command: Option<&str>, result: &Result<i32>) {
-    let Some(command) = command else { return };
-    let cfg = config();
-    if cfg.is_empty() {
-        return;
-    }
-    let (outcome, message) = match result {
-        Ok(0) => (Outcome::Success, format!("{command} completed")),
-        Ok(4) if command == "status" => {
-            (Outcome::Unhealthy, "health checks failed (see `dbbackup status`)".into())
-        }
-        Ok(code) => (Outcome::Failure, format!("{command} finished with exit code {code}")),
-        Err(e) => (Outcome::Failure, format!("{} error: {e:#}", kind_of(e))),
+/// Alerts for a finished command. `status` tracks its checks itself (its report shows the
+/// state); here it only pings the heartbeat.
+pub async fn after(scope: Option<Scope>, cfg: &NotifyConfig, result: &Result<i32>) {
+    let Some(Scope { command, scope }) = scope else { return };
+    let error = match result {
+        Ok(0) => None,
+        Ok(4) if command == "status" => Some("unhealthy".to_string()),
+        Ok(code) => Some(format!("exit code {code}")),
+        Err(e) => Some(format!("{} error: {e:#}", kind_of(e))),
     };
-    let host = std::env::var("HOSTNAME").ok().or_else(|| std::fs::read_to_string("/etc/hostname").ok());
-    let n = Notification::new(command, outcome, message, host.map(|h| h.trim().to_string()));
-    for w in notify(&cfg, &n).await {
-        tracing::warn!("notification not delivered (the {command} result stands): {w}");
-        eprintln!("dbbackup: warning: notification not delivered: {w}");
+    let mut warnings = Vec::new();
+    if command != "status" || result.is_err() {
+        let r = backup_core::track_command(cfg, &scope, command, error.clone()).await;
+        warnings.extend(r.warnings);
     }
+    if error.is_none() && cfg.on.contains(&Outcome::Success) {
+        let mut n =
+            Notification::new(command, Outcome::Success, format!("{command} completed"), cfg.host.clone());
+        n.repos = scope.repos.clone();
+        n.database = scope.database.clone();
+        warnings.extend(backup_core::deliver(cfg, &n).await.1);
+    }
+    warnings.extend(backup_core::heartbeat(cfg, error.is_none()).await);
+    warn(command, &warnings);
 }

@@ -1,19 +1,25 @@
 //! `dbbackup status`.
 
 use anyhow::Result;
-use backup_core::{Context, ErrorKind, StatusOptions, status};
+use backup_core::{AlertScope, Context, ErrorKind, NotifyConfig, StatusOptions, Target, status};
 
 use super::prune::{parse_duration, parse_size};
 use crate::cli::StatusArgs;
 use crate::output::{Output, bytes, exit_code};
 
-pub async fn run(a: StatusArgs, ctx: &Context, out: &Output) -> Result<i32> {
+pub async fn run(a: StatusArgs, alerts: &NotifyConfig, ctx: &Context, out: &Output) -> Result<i32> {
     let opts = StatusOptions {
         repos: a.repos,
         max_age_secs: a.max_age.as_deref().map(parse_duration).transpose()?,
         max_size: a.max_size.as_deref().map(parse_size).transpose()?,
     };
-    let r = status(&opts, ctx).await?;
+    let mut r = status(&opts, ctx).await?;
+    // Alert state lives in the first repository (or the local state directory).
+    let scope = AlertScope { repos: opts.repos.clone(), database: None };
+    let state_repo = opts.repos.first().and_then(|u| Target::open(u).ok());
+    let tracked =
+        backup_core::track_status(alerts, &mut r, state_repo.as_ref(), &scope, chrono::Utc::now()).await;
+    super::notify::warn("status", &tracked.warnings);
     out.report(&r, || {
         let mut s = format!(
             "{:<36} {:>7} {:<22} {:>8} {:>10}  {}\n",
@@ -44,7 +50,16 @@ pub async fn run(a: StatusArgs, ctx: &Context, out: &Output) -> Result<i32> {
         s.push('\n');
         for c in &r.checks {
             let repo = c.repo.as_deref().map(|r| format!(" [{r}]")).unwrap_or_default();
-            s.push_str(&format!("{} {}{repo}: {}\n", if c.ok { "ok  " } else { "FAIL" }, c.name, c.message));
+            let since = match (c.ok, c.since) {
+                (false, Some(t)) => format!(" (failing since {})", t.format("%Y-%m-%d %H:%M UTC")),
+                _ => String::new(),
+            };
+            s.push_str(&format!(
+                "{} {}{repo}: {}{since}\n",
+                if c.ok { "ok  " } else { "FAIL" },
+                c.name,
+                c.message
+            ));
         }
         s.push_str(if r.healthy { "healthy" } else { "UNHEALTHY" });
         s

@@ -11,6 +11,7 @@
 //! <backup-id>/data/large-objects/<chunk>.lo[.zst|.gz]  large objects (PostgreSQL)
 //! <backup-id>/verify/<timestamp>.json      verification/drill records, written after the backup
 //! audit/<timestamp>-<backup-id>.json       restore audit records
+//! alerts/<scope-hash>.json                 alert state of one (repository set, database, check)
 //! ```
 //!
 //! Table names are encoded so no key can contain `..`, a `/` taken from a name, control bytes or
@@ -119,6 +120,12 @@ pub fn audit_key(at: chrono::DateTime<chrono::Utc>, id: &str) -> String {
     let safe: String =
         id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).take(64).collect();
     format!("audit/{}-{safe}.json", at.format("%Y%m%dT%H%M%S%.3fZ"))
+}
+
+/// `alerts/<hash>.json`: the alert state of one (repository set, database, check); `hash` is
+/// hex (see `alert::scope_hash`), so the key is never a backup id and prune never touches it.
+pub fn alert_state_key(hash: &str) -> String {
+    format!("alerts/{hash}.json")
 }
 
 /// Checks a key read from a manifest before it is joined to a backup's prefix: relative, no empty,
