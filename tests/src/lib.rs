@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod mysql_fixture;
+pub mod pg_catalog;
 pub mod pg_fixture;
 pub mod source_suite;
 pub mod sqlite_fixture;

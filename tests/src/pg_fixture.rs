@@ -1,7 +1,8 @@
 //! PostgreSQL fixture for the source suite: databases on the server in `DBBACKUP_TEST_PG_URL`,
 //! filled with the awkward content of issue 3 item 6 (and large objects); fingerprint =
 //! normalized `pg_dump --schema-only` + every table's rows in a deterministic order + sequence
-//! values + every large object (oid, size, md5, comment) + the database's own properties.
+//! values + every large object (oid, size, md5, comment) + the whole catalog
+//! ([`crate::pg_catalog`]: every object kind, the database's own and per-role settings).
 
 use tokio_postgres::{Client, NoTls};
 
@@ -124,6 +125,69 @@ COMMENT ON LARGE OBJECT 70004 IS 'a large object''s comment \ ✓';
 SELECT lo_from_bytea(0, 'oid chosen by the server');
 CREATE TABLE attachments (id int PRIMARY KEY, body oid);
 INSERT INTO attachments VALUES (1, 70002), (2, 70003);
+-- issue 12: a child attached after creation keeps its own column order
+CREATE TABLE vehicles (id int, name text);
+CREATE TABLE trucks (payload_kg int, name text, id int);
+ALTER TABLE trucks INHERIT vehicles;
+INSERT INTO trucks VALUES (5000, 'big', 7);
+-- issue 12: SQL-standard bodies (PostgreSQL 14+)
+CREATE FUNCTION add1(a int) RETURNS int LANGUAGE sql IMMUTABLE
+  BEGIN ATOMIC SELECT CASE WHEN a > 0 THEN a + 1 ELSE 0 END; END;
+CREATE PROCEDURE log_twice(x text) LANGUAGE sql
+  BEGIN ATOMIC INSERT INTO audit (what) VALUES (x); INSERT INTO audit (what) VALUES (x || '!'); END;
+COMMENT ON FUNCTION add1(int) IS 'sql-standard body';
+"#;
+
+/// The role the fixture grants to and sets per-role settings for (roles are cluster-level: it is
+/// created once per server and shared by concurrent tests).
+pub const FIXTURE_ROLE: &str = "dbbackup_fixture_reader";
+
+/// Creates [`FIXTURE_ROLE`] if missing (safe when tests race to create it).
+pub async fn ensure_fixture_role(c: &Client) {
+    c.batch_execute(&format!(
+        "DO $$ BEGIN CREATE ROLE {FIXTURE_ROLE} NOLOGIN; \
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+    ))
+    .await
+    .expect("fixture role");
+}
+
+/// The wider sweep of issue 12 (pg_dump's `t/002_pg_dump.pl` kinds): extension types, enum
+/// values added out of order, domains with several constraints, ranges with a collation, forced
+/// row-level security and restrictive policies, grants (table, column, schema), default
+/// privileges, an event trigger, statistics objects, per-column options, table options,
+/// per-column collations, publications. Needs [`FIXTURE_ROLE`].
+pub const SWEEP: &str = r#"
+CREATE EXTENSION IF NOT EXISTS hstore;
+CREATE TABLE ext_types (id int PRIMARY KEY, h hstore, c citext);
+INSERT INTO ext_types VALUES (1, 'a=>1, "b c"=>NULL', 'CamelCase'), (2, '', NULL);
+CREATE DOMAIN email AS citext NOT NULL DEFAULT 'x@y' CONSTRAINT has_at CHECK (VALUE LIKE '%@%')
+  CONSTRAINT not_long CHECK (length(VALUE) < 200);
+CREATE TYPE textrange AS RANGE (subtype = text, collation = "C");
+CREATE TABLE sweep (id int PRIMARY KEY, mail email, tr textrange, mr int4multirange, m mood,
+  a text COLLATE "C", b text COLLATE "POSIX", payload text);
+INSERT INTO sweep VALUES (1, 'a@b', '[a,b)', '{[1,3),[5,7)}', 'meh', 'z', 'Z', repeat('x', 5000));
+ALTER TABLE sweep ALTER COLUMN payload SET STATISTICS 321;
+ALTER TABLE sweep ALTER COLUMN payload SET (n_distinct = -0.5);
+ALTER TABLE sweep ALTER COLUMN payload SET STORAGE EXTERNAL;
+ALTER TABLE sweep ALTER COLUMN payload SET COMPRESSION pglz;
+ALTER TABLE sweep SET (fillfactor = 70, autovacuum_enabled = false);
+ALTER TABLE other.nopk FORCE ROW LEVEL SECURITY;
+CREATE POLICY p_ins ON other.nopk AS RESTRICTIVE FOR INSERT TO dbbackup_fixture_reader WITH CHECK (b <> 'x');
+COMMENT ON POLICY p_all ON other.nopk IS 'policy comment';
+GRANT USAGE ON SCHEMA other TO dbbackup_fixture_reader;
+GRANT SELECT ON nulls TO dbbackup_fixture_reader;
+GRANT SELECT (id), UPDATE (b) ON bytes TO dbbackup_fixture_reader;
+GRANT EXECUTE ON FUNCTION add1(int) TO dbbackup_fixture_reader;
+ALTER DEFAULT PRIVILEGES IN SCHEMA other GRANT SELECT ON TABLES TO dbbackup_fixture_reader;
+ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+CREATE FUNCTION ddl_seen() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN NULL; END $$;
+CREATE EVENT TRIGGER fixture_ddl ON ddl_command_end WHEN TAG IN ('CREATE TABLE') EXECUTE FUNCTION ddl_seen();
+CREATE STATISTICS other.nopk_stats (dependencies, ndistinct) ON a, b FROM other.nopk;
+ALTER STATISTICS other.nopk_stats SET STATISTICS 500;
+CREATE STATISTICS sweep_expr ON (lower(a)), id FROM sweep;
+CREATE PUBLICATION fixture_pub FOR TABLE nulls WHERE (id > 0), sweep (id, a);
+CREATE PUBLICATION fixture_schema_pub FOR TABLES IN SCHEMA other WITH (publish = 'insert');
 "#;
 
 #[async_trait::async_trait]
@@ -137,11 +201,17 @@ impl Fixture for PgFixture {
     async fn populate(&self, url: &str) {
         let c = Self::client(url).await;
         c.batch_execute(AWKWARD).await.expect("awkward fixture");
+        ensure_fixture_role(&c).await;
+        // Its own transaction: a new enum value cannot be used in the one that added it.
+        c.batch_execute("ALTER TYPE mood ADD VALUE 'meh' BEFORE 'ok'").await.expect("enum value");
+        c.batch_execute(SWEEP).await.expect("sweep fixture");
         let db = Self::db_name(url);
         c.batch_execute(&format!(
             "COMMENT ON DATABASE \"{db}\" IS 'fixture db ''comment'''; \
              ALTER DATABASE \"{db}\" SET search_path = \"$user\", public, other; \
-             ALTER DATABASE \"{db}\" SET work_mem = '8MB'"
+             ALTER DATABASE \"{db}\" SET work_mem = '8MB'; \
+             ALTER ROLE {FIXTURE_ROLE} IN DATABASE \"{db}\" SET work_mem = '3MB'; \
+             ALTER ROLE {FIXTURE_ROLE} IN DATABASE \"{db}\" SET search_path = other, \"$user\""
         ))
         .await
         .expect("db properties");
@@ -157,6 +227,15 @@ impl Fixture for PgFixture {
         )
         .await
         .expect("mutate");
+        let db = Self::db_name(url);
+        ensure_fixture_role(&c).await;
+        c.batch_execute(&format!(
+            "ALTER DATABASE \"{db}\" SET statement_timeout = '1min'; \
+             ALTER ROLE {FIXTURE_ROLE} IN DATABASE \"{db}\" SET work_mem = '1MB'; \
+             ALTER ROLE {FIXTURE_ROLE} IN DATABASE \"{db}\" SET lock_timeout = '5s'"
+        ))
+        .await
+        .expect("mutate settings");
     }
 
     async fn fingerprint(&self, url: &str) -> String {
@@ -227,17 +306,8 @@ pub async fn fingerprint(url: &str) -> String {
         out.push_str(&format!("seq {a}.{b} = {v:?}\n"));
     }
     out.push_str(&large_objects(&c).await);
-    let props = c
-        .query_one(
-            "SELECT coalesce(shobj_description(d.oid, 'pg_database'), ''), \
-             coalesce((SELECT s.setconfig::text FROM pg_db_role_setting s WHERE s.setdatabase = d.oid AND s.setrole = 0), '') \
-             FROM pg_database d WHERE d.datname = current_database()",
-            &[],
-        )
-        .await
-        .expect("db props");
-    let (comment, settings): (String, String) = (props.get(0), props.get(1));
-    out.push_str(&format!("db comment {comment:?} settings {settings}\n"));
+    // The whole catalog; its lines about the database itself start with `db`.
+    out.push_str(&crate::pg_catalog::catalog(&c).await);
     out
 }
 
@@ -262,8 +332,14 @@ pub fn assert_same(got: &str, want: &str, what: &str) {
         let w: Vec<&str> = want.lines().collect();
         let only_got: Vec<&&str> = g.iter().filter(|l| !w.contains(l)).take(20).collect();
         let only_want: Vec<&&str> = w.iter().filter(|l| !g.contains(l)).take(20).collect();
+        // Same lines in another order (or repeated): show where the order first differs.
+        let first = g.iter().zip(&w).position(|(a, b)| a != b).unwrap_or(g.len().min(w.len()));
+        let around = |v: &[&str]| v[first.saturating_sub(2)..(first + 3).min(v.len())].join("\n");
         panic!(
-            "{what}: fingerprints differ\n  only in actual: {only_got:#?}\n  only in expected: {only_want:#?}"
+            "{what}: fingerprints differ\n  only in actual: {only_got:#?}\n  only in expected: {only_want:#?}\n  \
+             first difference at line {first}:\n  actual:\n{}\n  expected:\n{}",
+            around(&g),
+            around(&w)
         );
     }
 }

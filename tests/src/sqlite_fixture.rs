@@ -26,7 +26,23 @@ pub fn path_of(url: &str) -> PathBuf {
 pub fn populate_conn(c: &Connection) {
     c.execute_batch(
         r#"
+        pragma page_size = 8192;
+        pragma auto_vacuum = incremental;
         pragma journal_mode = wal;
+        pragma user_version = 20261202;
+        pragma application_id = 1145258561;
+        create table strict_t (id integer primary key, n int not null check (n >= 0), r real, t text collate nocase,
+          b blob, twice int generated always as (n * 2) virtual, tag text generated always as ('#' || t) stored,
+          a any) strict;
+        create table parent (id integer primary key, code text unique not null);
+        create table child (id integer primary key, parent_id integer references parent(id) on delete cascade
+          deferrable initially deferred, note text default ('n/a'));
+        create index child_partial on child(note) where note is not null;
+        create index child_expr on child(lower(note), parent_id desc);
+        create unique index parent_code_nocase on parent(code collate nocase);
+        insert into parent values (1, 'A'), (2, 'b');
+        insert into child values (1, 1, 'x'), (2, 2, null);
+        insert into strict_t (id, n, r, t, b, a) values (1, 3, 1.5, 'Mixed', x'01', 'any');
         create table "odd ""name"" tábla" (id integer primary key, v text);
         create table blobs (id integer primary key, b blob);
         create table nulls (id integer primary key, t text, note text);
@@ -67,9 +83,87 @@ pub fn populate_conn(c: &Connection) {
     tx.commit().expect("commit");
 }
 
-/// Schema text plus every row of every table, in key order.
+/// Settings kept in the file itself (header fields and persistent modes), as `pragma name = value`.
+/// Not `schema_version`: the online backup API writes its own schema cookie into the copy (a
+/// counter SQLite uses to invalidate prepared statements, not a setting).
+pub const FILE_PRAGMAS: [&str; 6] =
+    ["page_size", "auto_vacuum", "journal_mode", "user_version", "application_id", "encoding"];
+
+/// The whole catalog of a SQLite database (issue 12): every `sqlite_schema` row (type, name,
+/// table, SQL), what SQLite derives from it per table (`table_xinfo`: declared type, NOT NULL,
+/// default, primary-key position, hidden/generated; `index_xlist`: unique, origin, partial;
+/// `foreign_key_list`), and the [`FILE_PRAGMAS`]; sorted lines.
+pub fn catalog_conn(c: &Connection) -> String {
+    let mut lines = Vec::new();
+    for p in FILE_PRAGMAS {
+        let v: String = c
+            .query_row(&format!("select cast({p} as text) from pragma_{p}"), [], |r| r.get(0))
+            .expect("pragma");
+        lines.push(format!("pragma {p} = {v}"));
+    }
+    let mut st =
+        c.prepare("select type, name, tbl_name, coalesce(sql, '') from sqlite_schema").expect("schema");
+    let objs: Vec<(String, String, String, String)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .expect("q")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    let derived = |lines: &mut Vec<String>, q: &str, name: &str, what: &str| {
+        let mut st = c.prepare(q).expect("derived");
+        let n = st.column_count();
+        let mut rows = st.query([name]).expect("derived");
+        while let Some(r) = rows.next().expect("row") {
+            let vals: Vec<String> = (0..n).map(|i| format!("{:?}", r.get_ref(i).expect("v"))).collect();
+            lines.push(format!("{what} {name:?}: {}", vals.join(" ")));
+        }
+    };
+    for (ty, name, tbl, sql) in &objs {
+        lines.push(format!("{ty} {name:?} on {tbl:?}: {sql}"));
+        if ty == "table" {
+            derived(
+                &mut lines,
+                "select cid, name, type, \"notnull\", dflt_value, pk, hidden from pragma_table_xinfo(?1)",
+                name,
+                "column",
+            );
+            derived(
+                &mut lines,
+                "select name, \"unique\", origin, partial from pragma_index_list(?1)",
+                name,
+                "index",
+            );
+            derived(
+                &mut lines,
+                "select id, seq, \"table\", \"from\", \"to\", on_update, on_delete, match from pragma_foreign_key_list(?1)",
+                name,
+                "foreign key",
+            );
+        }
+    }
+    lines.sort();
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
+/// Asserts two catalogs are equal, showing the lines only in one of them.
+pub fn assert_same_catalog(restored: &str, source: &str, what: &str) {
+    if restored == source {
+        return;
+    }
+    let r: std::collections::BTreeSet<&str> = restored.lines().collect();
+    let s: std::collections::BTreeSet<&str> = source.lines().collect();
+    let mut diff = String::new();
+    for l in s.difference(&r) {
+        diff.push_str(&format!("- {l}\n"));
+    }
+    for l in r.difference(&s) {
+        diff.push_str(&format!("+ {l}\n"));
+    }
+    panic!("{what}: the catalogs differ (- source only, + restored only):\n{diff}");
+}
+
+/// The catalog ([`catalog_conn`]), then every row of every table, in key order.
 pub fn fingerprint_conn(c: &Connection) -> String {
-    let mut out = String::new();
+    let mut out = catalog_conn(c);
     let mut st = c
         .prepare("select type, name, coalesce(sql, '') from sqlite_schema order by type, name")
         .expect("schema");

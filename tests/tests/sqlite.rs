@@ -7,8 +7,40 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use dbbackup_tests::source_suite::{Fixture, backup, memory_repo, restore_into};
-use dbbackup_tests::sqlite_fixture::{SqliteFixture, fingerprint_conn, path_of};
+use dbbackup_tests::sqlite_fixture::{
+    SqliteFixture, assert_same_catalog, catalog_conn, fingerprint_conn, path_of,
+};
 use rusqlite::Connection;
+
+/// Issue 12: the whole catalog of the fixture (schema objects, what SQLite derives from them, and
+/// the settings kept in the file: page size, auto-vacuum, WAL mode, user_version,
+/// application_id, encoding) comes back identical, into a new file and over a changed one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_catalog_comes_back() {
+    let f = SqliteFixture;
+    let src = f.create_db(&dbbackup_tests::unique("cat_src")).await;
+    f.populate(&src).await;
+    let want = catalog_conn(&Connection::open(path_of(&src)).unwrap());
+    assert!(want.contains("pragma page_size = 8192") && want.contains("pragma journal_mode = wal"), "{want}");
+    let repo = memory_repo();
+    let id = backup(&src, &repo).await.unwrap();
+    let dst = f.create_db(&dbbackup_tests::unique("cat_dst")).await;
+    restore_into(&repo, &id, &dst).await.unwrap();
+    assert_same_catalog(&catalog_conn(&Connection::open(path_of(&dst)).unwrap()), &want, "new file");
+    f.mutate(&dst).await;
+    Connection::open(path_of(&dst))
+        .unwrap()
+        .execute_batch("pragma user_version = 7; pragma application_id = 9")
+        .unwrap();
+    restore_into(&repo, &id, &dst).await.unwrap();
+    assert_same_catalog(
+        &catalog_conn(&Connection::open(path_of(&dst)).unwrap()),
+        &want,
+        "over a changed file",
+    );
+    f.drop_db(&src).await;
+    f.drop_db(&dst).await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_over_16_mib_round_trip_exactly() {

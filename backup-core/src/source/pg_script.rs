@@ -80,6 +80,55 @@ pub struct ScriptReader {
     /// Offset in `buf` where the current statement's significant text starts.
     start: usize,
     eof: bool,
+    /// psql's heuristic for SQL-standard bodies (`BEGIN ATOMIC ... END`): see [`Nesting`].
+    nest: Nesting,
+}
+
+/// What psql's lexer (`psqlscan.l`) tracks so that a `;` inside parentheses or inside the
+/// `BEGIN ... END` body of `CREATE [OR REPLACE] {FUNCTION|PROCEDURE}` does not end the
+/// statement. The same heuristic as psql, so a script splits where psql splits it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Nesting {
+    /// First letters of the statement's first four words when they are one of `create`, `or`,
+    /// `replace`, `function`, `procedure` (0 otherwise).
+    words: [u8; 4],
+    /// Words seen in the statement.
+    count: usize,
+    parens: u32,
+    begins: u32,
+}
+
+impl Nesting {
+    fn word(&mut self, w: &[u8]) {
+        let is = |k: &str| w.eq_ignore_ascii_case(k.as_bytes());
+        if self.count < self.words.len()
+            && (is("create") || is("function") || is("procedure") || is("or") || is("replace"))
+        {
+            self.words[self.count] = w[0].to_ascii_lowercase();
+        }
+        self.count += 1;
+        let routine = self.words[0] == b'c'
+            && (matches!(self.words[1], b'f' | b'p')
+                || (self.words[1] == b'o' && self.words[2] == b'r' && matches!(self.words[3], b'f' | b'p')));
+        if !routine || self.parens > 0 {
+            return;
+        }
+        if is("begin") {
+            self.begins += 1;
+        } else if is("case") {
+            // CASE also ends with END; only counted inside a BEGIN, as psql does.
+            if self.begins > 0 {
+                self.begins += 1;
+            }
+        } else if is("end") {
+            self.begins = self.begins.saturating_sub(1);
+        }
+    }
+
+    /// Whether a `;` here ends the statement.
+    fn at_top(&self) -> bool {
+        self.parens == 0 && self.begins == 0
+    }
 }
 
 impl Default for ScriptReader {
@@ -115,6 +164,7 @@ impl ScriptReader {
             started: false,
             start: 0,
             eof: false,
+            nest: Nesting::default(),
         }
     }
 
@@ -407,6 +457,39 @@ impl ScriptReader {
                                 }
                             }
                         }
+                        b'(' => {
+                            self.mark_started(i);
+                            self.nest.parens += 1;
+                            self.pos += 1;
+                        }
+                        b')' => {
+                            self.mark_started(i);
+                            self.nest.parens = self.nest.parens.saturating_sub(1);
+                            self.pos += 1;
+                        }
+                        c if (c.is_ascii_alphabetic() || c == b'_' || c >= 0x80)
+                            && !prev.is_some_and(|p| ident_char(p) && i > 0) =>
+                        {
+                            // A whole word (identifier or keyword): psql's `{identifier}`.
+                            self.mark_started(i);
+                            let mut j = i + 1;
+                            while j < n && ident_char(self.buf[j]) {
+                                j += 1;
+                            }
+                            if j == n && !self.eof {
+                                if n - i > MAX_STATEMENT {
+                                    return Err(ScriptError("a word is too long".into()));
+                                }
+                                return Ok(None);
+                            }
+                            let word = self.buf[i..j].to_vec();
+                            self.nest.word(&word);
+                            self.pos = j;
+                        }
+                        b';' if !self.nest.at_top() => {
+                            self.mark_started(i);
+                            self.pos += 1;
+                        }
                         b';' => {
                             self.mark_started(i);
                             let text = self.take_statement(i + 1);
@@ -442,6 +525,7 @@ impl ScriptReader {
         self.start = 0;
         self.started = false;
         self.lex = Lex::Normal;
+        self.nest = Nesting::default();
         text
     }
 }
@@ -536,6 +620,35 @@ mod tests {
         );
         for step in 1..20 {
             assert_eq!(read(script, step), whole, "step {step}");
+        }
+    }
+
+    /// SQL-standard bodies (PostgreSQL 14+) as pg_dump writes them: the `;` inside `BEGIN
+    /// ATOMIC ... END` (and inside a CASE there) does not end the statement, as in psql.
+    #[test]
+    fn begin_atomic_bodies_are_one_statement_in_any_chunking() {
+        let f = "CREATE FUNCTION public.add1(a integer) RETURNS integer\n    LANGUAGE sql IMMUTABLE\n    BEGIN ATOMIC\n                  SELECT CASE WHEN (a > 0) THEN (a + 1) ELSE 0 END AS \"case\";\n END;";
+        let p = "CREATE OR REPLACE PROCEDURE public.ins(IN x integer)\n    LANGUAGE sql\n    BEGIN ATOMIC\n                  INSERT INTO public.t (a) VALUES (ins.x);\n INSERT INTO public.t (a) VALUES ((ins.x + 1));\nEND;";
+        let script = format!(
+            "{f}\nBEGIN;\n{p}\nCREATE TABLE begin_end (\"end\" int, b text DEFAULT 'begin');\nCOMMIT;\n\
+             CREATE FUNCTION g() RETURNS int LANGUAGE sql RETURN 1;\nSELECT (1; 2);\nEND;\n"
+        );
+        let whole = read(script.as_bytes(), usize::MAX);
+        assert_eq!(
+            whole,
+            vec![
+                Piece::Statement(f.into()),
+                Piece::Statement("BEGIN;".into()),
+                Piece::Statement(p.into()),
+                Piece::Statement("CREATE TABLE begin_end (\"end\" int, b text DEFAULT 'begin');".into()),
+                Piece::Statement("COMMIT;".into()),
+                Piece::Statement("CREATE FUNCTION g() RETURNS int LANGUAGE sql RETURN 1;".into()),
+                Piece::Statement("SELECT (1; 2);".into()),
+                Piece::Statement("END;".into()),
+            ]
+        );
+        for step in 1..60 {
+            assert_eq!(read(script.as_bytes(), step), whole, "step {step}");
         }
     }
 

@@ -68,6 +68,7 @@ impl PgLoader {
     ) -> Result<ShadowSession> {
         let target = self.url.database();
         let admin = connect(&self.admin_url(), "restore admin").await?;
+        check_roles_exist(&admin, &props).await?;
         let shadow = derived_name(&target, "_dbbackup_shadow_");
         let q = quote_ident(&shadow);
         let s = |k: &str| props.get(k).and_then(|v| v.as_str()).map(str::to_string);
@@ -127,6 +128,9 @@ impl PgLoader {
         opts: &LoadOptions,
     ) -> Result<TxnSession> {
         let c = connect(&self.url, "in-place restore").await?;
+        if let (TxnMode::Replace, Some(m)) = (mode, manifest) {
+            check_roles_exist(&c, &m.properties).await?;
+        }
         c.batch_execute("BEGIN").await.map_err(pg_err("begin the restore transaction"))?;
         let mut notes = Vec::new();
         if let (TxnMode::Tables, Some(m)) = (mode, manifest) {
@@ -207,7 +211,8 @@ impl Loader for PgLoader {
     }
 }
 
-/// Statements restoring the database's own properties (comment, `ALTER DATABASE ... SET`).
+/// Statements restoring the database's own properties (comment, `ALTER DATABASE ... SET`,
+/// `ALTER ROLE ... IN DATABASE ... SET`).
 fn property_statements(db: &str, props: &BTreeMap<String, serde_json::Value>) -> Vec<String> {
     let q = quote_ident(db);
     let mut out = Vec::new();
@@ -216,17 +221,95 @@ fn property_statements(db: &str, props: &BTreeMap<String, serde_json::Value>) ->
     }
     if let Some(list) = props.get("pg.settings").and_then(|v| v.as_array()) {
         for s in list.iter().filter_map(|v| v.as_str()) {
-            let Some((name, value)) = s.split_once('=') else { continue };
-            // List-valued settings are stored already quoted per element (`"$user", public`).
-            let is_list = matches!(
-                name,
-                "search_path" | "temp_tablespaces" | "session_preload_libraries" | "local_preload_libraries"
-            );
-            let v = if is_list && !value.is_empty() { value.to_string() } else { quote_literal(value) };
-            out.push(format!("ALTER DATABASE {q} SET {} TO {v}", quote_ident(name)));
+            if let Some(set) = setting_clause(s) {
+                out.push(format!("ALTER DATABASE {q} {set}"));
+            }
+        }
+    }
+    for (role, list) in role_settings(props) {
+        for s in list {
+            if let Some(set) = setting_clause(&s) {
+                out.push(format!("ALTER ROLE {} IN DATABASE {q} {set}", quote_ident(&role)));
+            }
         }
     }
     out
+}
+
+/// `SET name TO value` for one `name=value` of `setconfig`.
+fn setting_clause(s: &str) -> Option<String> {
+    let (name, value) = s.split_once('=')?;
+    // List-valued settings are stored already quoted per element (`"$user", public`).
+    let is_list = matches!(
+        name,
+        "search_path" | "temp_tablespaces" | "session_preload_libraries" | "local_preload_libraries"
+    );
+    let v = if is_list && !value.is_empty() { value.to_string() } else { quote_literal(value) };
+    Some(format!("SET {} TO {v}", quote_ident(name)))
+}
+
+/// The per-role settings recorded in a manifest's properties: role name, `name=value` list.
+fn role_settings(props: &BTreeMap<String, serde_json::Value>) -> Vec<(String, Vec<String>)> {
+    let Some(map) = props.get(super::PROP_ROLE_SETTINGS).and_then(|v| v.as_object()) else {
+        return Vec::new();
+    };
+    map.iter()
+        .map(|(role, list)| {
+            let list =
+                list.as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect());
+            (role.clone(), list.unwrap_or_default())
+        })
+        .collect()
+}
+
+/// Refuses, before anything is touched, a restore whose per-role settings name roles the target
+/// server does not have: roles are cluster-level (not in a database backup), and dropping their
+/// settings silently would change how those roles' sessions behave.
+async fn check_roles_exist(c: &Client, props: &BTreeMap<String, serde_json::Value>) -> Result<()> {
+    let wanted: Vec<String> = role_settings(props).into_iter().map(|(r, _)| r).collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let rows = c
+        .query(
+            "SELECT w FROM unnest($1::text[]) w WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = w)",
+            &[&wanted],
+        )
+        .await
+        .map_err(pg_err("look up the roles of per-role database settings"))?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let missing: Vec<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
+    Err(Error::NotFound {
+        what: format!(
+            "role(s) {} on the target server (the backup holds their settings inside the database, \
+             ALTER ROLE ... IN DATABASE ... SET; roles are cluster-level and not part of a database backup: \
+             create them first)",
+            missing.join(", ")
+        ),
+        available: Vec::new(),
+    })
+}
+
+/// For an in-place restore of a backup: the live database's own settings and its per-role
+/// settings are cleared (inside the restore's transaction) so that only the backup's remain.
+async fn reset_settings(c: &Client, db: &str) -> Result<()> {
+    let q = quote_ident(db);
+    let rows = c
+        .query(
+            "SELECT r.rolname::text FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole \
+             WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            &[],
+        )
+        .await
+        .map_err(pg_err("list per-role settings of the database"))?;
+    exec(c, &format!("ALTER DATABASE {q} RESET ALL")).await?;
+    for r in rows {
+        exec(c, &format!("ALTER ROLE {} IN DATABASE {q} RESET ALL", quote_ident(&r.get::<_, String>(0))))
+            .await?;
+    }
+    Ok(())
 }
 
 /// Whether a schema/script statement is an ownership change (skipped unless owners are kept).
@@ -417,7 +500,12 @@ async fn run_script(
                         skipped_owner += 1;
                         continue;
                     }
-                    if l.starts_with("create database ") || l.starts_with("alter database ") {
+                    // A `--create` dump's database and per-role settings name the source
+                    // database, not the one restored into.
+                    if l.starts_with("create database ")
+                        || l.starts_with("alter database ")
+                        || (l.starts_with("alter role ") && l.contains(" in database "))
+                    {
                         report.notes.push(format!("skipped {}", shorten(&s)));
                         continue;
                     }
@@ -711,6 +799,7 @@ impl TxnSession {
     /// empty `public`.
     async fn clear(&self, c: &Client, script_creates_public: bool) -> Result<()> {
         large_object::unlink_all(c).await?;
+        clear_database_level(c).await?;
         let rows = c
             .query(
                 "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' \
@@ -745,6 +834,51 @@ impl TxnSession {
     }
 }
 
+/// Drops what a database holds outside its schemas and what pg_dump recreates: event triggers
+/// (first, so none fires on the drops that follow), publications, foreign servers and wrappers,
+/// casts between built-in types (a cast involving a user type goes with the type) and
+/// procedural languages (extensions' own left to them), and resets the database-wide
+/// default privileges (`ALTER DEFAULT PRIVILEGES` without `IN SCHEMA`) to the built-in ones.
+/// Schema-scoped objects go with their schema.
+async fn clear_database_level(c: &Client) -> Result<()> {
+    let not_ext = |class: &str, oid: &str| {
+        format!(
+            "NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '{class}'::regclass AND d.objid = {oid} \
+             AND d.deptype = 'e')"
+        )
+    };
+    let sql = format!(
+        "SELECT format('DROP EVENT TRIGGER %I', evtname) FROM pg_event_trigger e WHERE {} \
+         UNION ALL SELECT format('DROP PUBLICATION %I', pubname) FROM pg_publication \
+         UNION ALL SELECT format('DROP SERVER %I CASCADE', srvname) FROM pg_foreign_server s WHERE {} \
+         UNION ALL SELECT format('DROP FOREIGN DATA WRAPPER %I CASCADE', fdwname) FROM pg_foreign_data_wrapper w WHERE {} \
+         UNION ALL SELECT format('DROP CAST (%s AS %s) CASCADE', castsource::regtype, casttarget::regtype) \
+           FROM pg_cast k WHERE k.oid >= 16384 AND k.castsource < 16384 AND k.casttarget < 16384 AND {} \
+         UNION ALL SELECT format('DROP LANGUAGE %I CASCADE', lanname) FROM pg_language l WHERE l.oid >= 16384 AND {} \
+         UNION ALL SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE %I REVOKE ALL ON %s FROM %s', \
+             a.defaclrole::regrole, k.kind, CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(x.grantee::regrole::text) END) \
+           FROM pg_default_acl a, aclexplode(a.defaclacl) x, \
+           (VALUES ('r', 'TABLES'), ('S', 'SEQUENCES'), ('f', 'FUNCTIONS'), ('T', 'TYPES'), ('n', 'SCHEMAS')) k(t, kind) \
+           WHERE a.defaclnamespace = 0 AND k.t = a.defaclobjtype::text \
+         UNION ALL SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE %I GRANT %s ON %s TO %s', a.defaclrole::regrole, \
+             x.privilege_type, k.kind, CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(x.grantee::regrole::text) END) \
+           FROM pg_default_acl a, \
+           (VALUES ('r', 'TABLES'), ('S', 'SEQUENCES'), ('f', 'FUNCTIONS'), ('T', 'TYPES'), ('n', 'SCHEMAS')) k(t, kind), \
+           aclexplode(acldefault(a.defaclobjtype, a.defaclrole)) x \
+           WHERE a.defaclnamespace = 0 AND k.t = a.defaclobjtype::text",
+        not_ext("pg_event_trigger", "e.oid"),
+        not_ext("pg_foreign_server", "s.oid"),
+        not_ext("pg_foreign_data_wrapper", "w.oid"),
+        not_ext("pg_cast", "k.oid"),
+        not_ext("pg_language", "l.oid"),
+    );
+    let rows = c.query(sql.as_str(), &[]).await.map_err(pg_err("list database-level objects to replace"))?;
+    for r in rows {
+        exec(c, &r.get::<_, String>(0)).await?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl LoadSession for TxnSession {
     async fn pre_data(&self, sql: ByteStream) -> Result<()> {
@@ -756,6 +890,7 @@ impl LoadSession for TxnSession {
         let stmts = run_schema(sql, "pre-data schema", self.keep_owners).await?;
         let creates_public = stmts.iter().any(|s| s.trim().eq_ignore_ascii_case("create schema public;"));
         self.clear(&c, creates_public).await?;
+        reset_settings(&c, &self.database).await?;
         exec_all(&c, &stmts, true).await
     }
 

@@ -7,6 +7,7 @@
 //! ranges. Large objects are listed and read inside the same snapshot ([`large_object`]).
 //! Restore: see [`load`].
 
+mod column_order;
 mod conn;
 mod large_object;
 mod load;
@@ -42,6 +43,9 @@ pub(crate) const CHECKSUM_ALGO: &str = "pg-copy-md5-sum-v2";
 pub(crate) const CHECKSUM_ALGO_V1: &str = "pg-md5-row-sum-v1";
 /// Bulk format of data chunks.
 pub(crate) const FORMAT: &str = "pg-copy-text";
+/// Manifest property: per-role settings inside the database (`ALTER ROLE r IN DATABASE d SET`),
+/// an object of role name to `name=value` strings as in `pg_db_role_setting.setconfig`.
+pub(crate) const PROP_ROLE_SETTINGS: &str = "pg.role_settings";
 
 /// The PostgreSQL dump side.
 pub(crate) struct PgSource {
@@ -121,6 +125,7 @@ impl Source for PgSource {
             temp_dir: opts.temp_dir.clone(),
             sums: Default::default(),
             large_objects: Arc::new(large_object::Tally::default()),
+            schema_notes: Default::default(),
         }))
     }
 }
@@ -148,6 +153,25 @@ async fn database_properties(c: &Client) -> Result<BTreeMap<String, serde_json::
     if !settings.is_empty() {
         p.insert("pg.settings".into(), serde_json::json!(settings));
     }
+    // `ALTER ROLE r IN DATABASE d SET ...`: belongs to this database (dropped with it), which
+    // pg_dump without `--create` leaves out. The roles themselves are cluster-level.
+    let roles = c
+        .query(
+            "SELECT r.rolname::text, s.setconfig FROM pg_db_role_setting s \
+             JOIN pg_roles r ON r.oid = s.setrole \
+             WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(pg_err("read per-role settings of the database"))?;
+    if !roles.is_empty() {
+        let map: serde_json::Map<String, serde_json::Value> = roles
+            .iter()
+            .map(|r| (r.get::<_, String>(0), serde_json::json!(r.get::<_, Vec<String>>(1))))
+            .collect();
+        p.insert(PROP_ROLE_SETTINGS.into(), serde_json::Value::Object(map));
+    }
     Ok(p)
 }
 
@@ -164,6 +188,8 @@ struct PgSnapshot {
     sums: Arc<ChunkSums>,
     /// Large-object totals, planned and summed while streaming.
     large_objects: Arc<large_object::Tally>,
+    /// Notes found while writing the schema, for the manifest.
+    schema_notes: std::sync::Mutex<Vec<String>>,
 }
 
 /// A table's identity and the columns its chunks carry (generated columns excluded).
@@ -342,6 +368,9 @@ impl PgSnapshot {
 impl Snapshot for PgSnapshot {
     fn info(&self) -> SnapshotInfo {
         let mut info = self.info.clone();
+        info.notes.extend(
+            self.schema_notes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().cloned(),
+        );
         if let Some(p) = self.large_objects.property() {
             info.properties.insert(large_object::PROPERTY.into(), p);
         }
@@ -350,6 +379,15 @@ impl Snapshot for PgSnapshot {
 
     async fn schema(&self) -> Result<SchemaScripts> {
         let pre_data = self.pg_dump_section("pre-data").await?;
+        let reordered = column_order::find(&self.leader).await?;
+        let (pre_data, left) = column_order::rewrite(&pre_data, &reordered);
+        if !left.is_empty() {
+            self.schema_notes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(format!(
+                "inheritance children whose column order a restore does not keep (columns inherited only, added \
+                 to a parent after the child was attached): {}",
+                left.join(", ")
+            ));
+        }
         let mut post_data = self.pg_dump_section("post-data").await?;
         let seq = self.sequence_values().await?;
         // Materialized view contents are pg_dump's data section: refresh them after the data,
