@@ -211,7 +211,10 @@ impl Fixture for PgFixture {
              ALTER DATABASE \"{db}\" SET search_path = \"$user\", public, other; \
              ALTER DATABASE \"{db}\" SET work_mem = '8MB'; \
              ALTER ROLE {FIXTURE_ROLE} IN DATABASE \"{db}\" SET work_mem = '3MB'; \
-             ALTER ROLE {FIXTURE_ROLE} IN DATABASE \"{db}\" SET search_path = other, \"$user\""
+             ALTER ROLE {FIXTURE_ROLE} IN DATABASE \"{db}\" SET search_path = other, \"$user\"; \
+             ALTER DATABASE \"{db}\" CONNECTION LIMIT 50; \
+             REVOKE TEMPORARY ON DATABASE \"{db}\" FROM PUBLIC; \
+             GRANT CONNECT, CREATE ON DATABASE \"{db}\" TO {FIXTURE_ROLE} WITH GRANT OPTION"
         ))
         .await
         .expect("db properties");
@@ -232,7 +235,9 @@ impl Fixture for PgFixture {
         c.batch_execute(&format!(
             "ALTER DATABASE \"{db}\" SET statement_timeout = '1min'; \
              ALTER ROLE {FIXTURE_ROLE} IN DATABASE \"{db}\" SET work_mem = '1MB'; \
-             ALTER ROLE {FIXTURE_ROLE} IN DATABASE \"{db}\" SET lock_timeout = '5s'"
+             ALTER ROLE {FIXTURE_ROLE} IN DATABASE \"{db}\" SET lock_timeout = '5s'; \
+             ALTER DATABASE \"{db}\" CONNECTION LIMIT 7; \
+             GRANT TEMPORARY ON DATABASE \"{db}\" TO {FIXTURE_ROLE}"
         ))
         .await
         .expect("mutate settings");

@@ -233,7 +233,39 @@ fn property_statements(db: &str, props: &BTreeMap<String, serde_json::Value>) ->
             }
         }
     }
+    if let Some(n) = props.get(super::PROP_CONNECTION_LIMIT).and_then(serde_json::Value::as_i64) {
+        out.push(format!("ALTER DATABASE {q} CONNECTION LIMIT {n}"));
+    }
+    // Manifests from before `pg.acl` leave the privileges alone.
+    if let Some(acl) = props.get(super::PROP_ACL) {
+        out.push(format!("REVOKE ALL ON DATABASE {q} FROM PUBLIC"));
+        match acl.as_array() {
+            // Never changed: the server's default (PUBLIC may connect and create temp tables).
+            None => out.push(format!("GRANT CONNECT, TEMPORARY ON DATABASE {q} TO PUBLIC")),
+            Some(items) => {
+                for i in items {
+                    let Some(privilege) = i.get("privilege").and_then(|v| v.as_str()) else { continue };
+                    if !privilege.chars().all(|c| c.is_ascii_uppercase()) {
+                        continue;
+                    }
+                    let to = i.get("role").and_then(|v| v.as_str()).map_or("PUBLIC".to_string(), quote_ident);
+                    let with = if i.get("grantable").and_then(serde_json::Value::as_bool) == Some(true) {
+                        " WITH GRANT OPTION"
+                    } else {
+                        ""
+                    };
+                    out.push(format!("GRANT {privilege} ON DATABASE {q} TO {to}{with}"));
+                }
+            }
+        }
+    }
     out
+}
+
+/// Roles named by the database's recorded privileges.
+fn acl_roles(props: &BTreeMap<String, serde_json::Value>) -> Vec<String> {
+    let Some(items) = props.get(super::PROP_ACL).and_then(|v| v.as_array()) else { return Vec::new() };
+    items.iter().filter_map(|i| i.get("role").and_then(|v| v.as_str()).map(String::from)).collect()
 }
 
 /// `SET name TO value` for one `name=value` of `setconfig`.
@@ -266,7 +298,10 @@ fn role_settings(props: &BTreeMap<String, serde_json::Value>) -> Vec<(String, Ve
 /// server does not have: roles are cluster-level (not in a database backup), and dropping their
 /// settings silently would change how those roles' sessions behave.
 async fn check_roles_exist(c: &Client, props: &BTreeMap<String, serde_json::Value>) -> Result<()> {
-    let wanted: Vec<String> = role_settings(props).into_iter().map(|(r, _)| r).collect();
+    let mut wanted: Vec<String> = role_settings(props).into_iter().map(|(r, _)| r).collect();
+    wanted.extend(acl_roles(props));
+    wanted.sort();
+    wanted.dedup();
     if wanted.is_empty() {
         return Ok(());
     }
@@ -284,8 +319,8 @@ async fn check_roles_exist(c: &Client, props: &BTreeMap<String, serde_json::Valu
     Err(Error::NotFound {
         what: format!(
             "role(s) {} on the target server (the backup holds their settings inside the database, \
-             ALTER ROLE ... IN DATABASE ... SET; roles are cluster-level and not part of a database backup: \
-             create them first)",
+             ALTER ROLE ... IN DATABASE ... SET, or their privileges on it; roles are cluster-level and not \
+             part of a database backup: create them first)",
             missing.join(", ")
         ),
         available: Vec::new(),
@@ -293,9 +328,24 @@ async fn check_roles_exist(c: &Client, props: &BTreeMap<String, serde_json::Valu
 }
 
 /// For an in-place restore of a backup: the live database's own settings and its per-role
-/// settings are cleared (inside the restore's transaction) so that only the backup's remain.
-async fn reset_settings(c: &Client, db: &str) -> Result<()> {
+/// settings are cleared (inside the restore's transaction) so that only the backup's remain;
+/// with `acl` (the manifest records the privileges) so are its privileges other than the owner's.
+async fn reset_settings(c: &Client, db: &str, acl: bool) -> Result<()> {
     let q = quote_ident(db);
+    if acl {
+        let rows = c
+            .query(
+                "SELECT DISTINCT r.rolname::text FROM pg_database d, aclexplode(d.datacl) x \
+                 JOIN pg_roles r ON r.oid = x.grantee WHERE d.datname = current_database() AND x.grantee <> d.datdba",
+                &[],
+            )
+            .await
+            .map_err(pg_err("list the privileges on the database"))?;
+        for r in rows {
+            exec(c, &format!("REVOKE ALL ON DATABASE {q} FROM {}", quote_ident(&r.get::<_, String>(0))))
+                .await?;
+        }
+    }
     let rows = c
         .query(
             "SELECT r.rolname::text FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole \
@@ -890,7 +940,7 @@ impl LoadSession for TxnSession {
         let stmts = run_schema(sql, "pre-data schema", self.keep_owners).await?;
         let creates_public = stmts.iter().any(|s| s.trim().eq_ignore_ascii_case("create schema public;"));
         self.clear(&c, creates_public).await?;
-        reset_settings(&c, &self.database).await?;
+        reset_settings(&c, &self.database, self.props.contains_key(super::PROP_ACL)).await?;
         exec_all(&c, &stmts, true).await
     }
 

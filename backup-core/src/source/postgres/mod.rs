@@ -46,6 +46,11 @@ pub(crate) const FORMAT: &str = "pg-copy-text";
 /// Manifest property: per-role settings inside the database (`ALTER ROLE r IN DATABASE d SET`),
 /// an object of role name to `name=value` strings as in `pg_db_role_setting.setconfig`.
 pub(crate) const PROP_ROLE_SETTINGS: &str = "pg.role_settings";
+/// Manifest property: the database's privileges other than its owner's, a list of `{role (null
+/// for PUBLIC), privilege, grantable}`, or null when never changed (the server's default).
+pub(crate) const PROP_ACL: &str = "pg.acl";
+/// Manifest property: the database's connection limit (-1: none).
+pub(crate) const PROP_CONNECTION_LIMIT: &str = "pg.connection_limit";
 
 /// The PostgreSQL dump side.
 pub(crate) struct PgSource {
@@ -172,6 +177,29 @@ async fn database_properties(c: &Client) -> Result<BTreeMap<String, serde_json::
             .collect();
         p.insert(PROP_ROLE_SETTINGS.into(), serde_json::Value::Object(map));
     }
+    // The database's own privileges (`GRANT/REVOKE ... ON DATABASE`) and connection limit, which
+    // pg_dump writes only with `--create`. The owner's own entry is left out: the restoring role
+    // owns the restored database. NULL (never changed) is recorded as null.
+    let row = c
+        .query_one(
+            "SELECT d.datconnlimit, d.datacl IS NULL, \
+             coalesce((SELECT json_agg(json_build_object('role', r.rolname, 'privilege', x.privilege_type, \
+                 'grantable', x.is_grantable) ORDER BY r.rolname NULLS FIRST, x.privilege_type)::text \
+               FROM aclexplode(d.datacl) x LEFT JOIN pg_roles r ON r.oid = x.grantee \
+               WHERE x.grantee <> d.datdba), '[]') \
+             FROM pg_database d WHERE d.datname = current_database()",
+            &[],
+        )
+        .await
+        .map_err(pg_err("read the database's privileges"))?;
+    p.insert(PROP_CONNECTION_LIMIT.into(), serde_json::json!(row.get::<_, i32>(0)));
+    let acl = if row.get::<_, bool>(1) {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(row.get::<_, &str>(2))
+            .map_err(|e| Error::source("read the database's privileges", e.to_string()))?
+    };
+    p.insert(PROP_ACL.into(), acl);
     Ok(p)
 }
 
