@@ -7,6 +7,7 @@
 // Test support code: a failed expectation is a test failure, so panicking is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod mysql_catalog;
 pub mod mysql_fixture;
 pub mod pg_catalog;
 pub mod pg_fixture;

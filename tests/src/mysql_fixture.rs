@@ -144,6 +144,54 @@ CREATE TRIGGER trg_gen2 BEFORE INSERT ON gen FOR EACH ROW FOLLOWS trg_gen SET NE
 CREATE EVENT ev_noop ON SCHEDULE EVERY 1 DAY STARTS '2030-01-01 00:00:00' DISABLE DO DELETE FROM empty_t WHERE id < 0;
 "#;
 
+/// The objects and values of issue 12 ("every database comes back exactly"), each of which a
+/// restore lost or refused before: explicitly named system-versioning period columns, INET4 /
+/// INET6 / UUID zero values, ENUM error values (index 0), a foreign key whose referenced index
+/// comes from another table's post-data, a `nextval()` default naming its own database, and
+/// Oracle-mode packages. Applied by [`populate_fidelity`] after [`POPULATE`].
+pub const FIDELITY: &str = r#"
+CREATE TABLE sv_named (
+  id INT PRIMARY KEY, v VARCHAR(10),
+  valid_from TIMESTAMP(6) GENERATED ALWAYS AS ROW START INVISIBLE,
+  valid_to TIMESTAMP(6) GENERATED ALWAYS AS ROW END INVISIBLE,
+  PERIOD FOR SYSTEM_TIME (valid_from, valid_to)
+) WITH SYSTEM VERSIONING;
+INSERT INTO sv_named (id, v) VALUES (1, 'a'), (2, 'b');
+UPDATE sv_named SET v = 'c' WHERE id = 1;
+CREATE TABLE nets (id INT PRIMARY KEY, a INET4, b INET6, u UUID, KEY (a));
+INSERT INTO nets VALUES
+ (1, '0.0.0.0', '::', '00000000-0000-0000-0000-000000000000'),
+ (2, '255.255.255.255', 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', 'ffffffff-ffff-ffff-ffff-ffffffffffff'),
+ (3, '10.1.2.3', '::ffff:10.1.2.3', '123e4567-e89b-12d3-a456-426614174000'),
+ (4, NULL, NULL, NULL);
+CREATE TABLE enums (id INT PRIMARY KEY, e ENUM('x','y'), m ENUM('','z') NOT NULL, s SET('p','q'));
+INSERT INTO enums VALUES (1, 'x', '', 'p,q'), (2, NULL, 'z', ''), (3, 'bad', 'bad', 'p');
+CREATE TABLE z_ref (id INT PRIMARY KEY, code INT, UNIQUE KEY uk_code (code));
+CREATE TABLE a_fk (id INT PRIMARY KEY, code INT, CONSTRAINT fk_a_code FOREIGN KEY (code) REFERENCES z_ref (code));
+INSERT INTO z_ref VALUES (1, 10), (2, 20);
+INSERT INTO a_fk VALUES (1, 10), (2, NULL);
+CREATE SEQUENCE zz_ticket_seq START WITH 1000 INCREMENT BY 10;
+CREATE TABLE tickets (id BIGINT NOT NULL DEFAULT nextval(zz_ticket_seq) PRIMARY KEY, note VARCHAR(10));
+INSERT INTO tickets (note) VALUES ('a'), ('b');
+SET SESSION sql_mode = 'ORACLE';
+DELIMITER $$
+CREATE PACKAGE pkg AS FUNCTION f1 RETURN INT; PROCEDURE p1; END;
+$$
+CREATE PACKAGE BODY pkg AS cnt INT := 0; FUNCTION f1 RETURN INT AS BEGIN RETURN cnt; END; PROCEDURE p1 AS BEGIN cnt := cnt + 1; END; END;
+$$
+DELIMITER ;
+SET SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION';
+"#;
+
+/// Adds [`FIDELITY`] to a database filled by [`populate_conn`] (selected on `c`).
+pub async fn populate_fidelity(c: &mut Conn) {
+    for stmt in backup_core::mysql_script::split_all(FIDELITY.as_bytes()).expect("split") {
+        c.query_drop(stmt.as_slice())
+            .await
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&stmt)));
+    }
+}
+
 /// Fills `db` (already selected on `c`) with [`POPULATE`], blobs with every byte value, the
 /// sequence advanced through a cycle and ~3 MB of filler (chunked with 1 MiB chunks).
 pub async fn populate_conn(c: &mut Conn, db: &str) {
@@ -274,7 +322,16 @@ pub async fn fingerprint_conn(c: &mut Conn, db: &str) -> String {
             })
             .collect();
         let versioned = ty == "SYSTEM VERSIONED";
-        if versioned {
+        let named_period: Option<i64> = c
+            .query_first(format!(
+                "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA='{db}' AND TABLE_NAME='{}' \
+                 AND GENERATION_EXPRESSION IN ('ROW START', 'ROW END')",
+                t.replace('\'', "''")
+            ))
+            .await
+            .expect("period columns");
+        // Explicitly named period columns are among the columns already.
+        if versioned && named_period == Some(0) {
             exprs.push("HEX(CAST(ROW_START AS BINARY))".into());
             exprs.push("HEX(CAST(ROW_END AS BINARY))".into());
         }

@@ -534,3 +534,109 @@ async fn views_of_definers_without_rights_on_the_shadow_restore() {
     f.drop_db(&src).await;
     f.drop_db(&dst).await;
 }
+
+/// The fingerprint with the database's own name (which a nextval() default carries) as `<db>`.
+async fn fingerprint_relative(f: &MysqlFixture, url: &str) -> String {
+    f.fingerprint(url).await.replace(&format!("`{}`", db_of(url)), "`<db>`")
+}
+
+/// Issue 12: the fixture plus every case the issue lists comes back under another name with
+/// the same rows and the same catalog (information_schema), and the restored nextval()
+/// default draws from the restored database's sequence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_catalog_comes_back_under_another_name() {
+    let Some(f) = fixture() else { return };
+    let src = fresh(&f, "cat").await;
+    f.populate(&src).await;
+    let mut c = f.conn(Some(&db_of(&src))).await;
+    dbbackup_tests::mysql_fixture::populate_fidelity(&mut c).await;
+    let repo = memory_repo();
+    let id = backup(&src, &repo).await.expect("backup");
+    let dst = fresh(&f, "cat_dst").await;
+    restore_into(&repo, &id, &dst).await.expect("restore");
+    let mut d = f.conn(Some(&db_of(&dst))).await;
+    let (a, b) = (
+        dbbackup_tests::mysql_catalog::snapshot(&mut c, &db_of(&src)).await,
+        dbbackup_tests::mysql_catalog::snapshot(&mut d, &db_of(&dst)).await,
+    );
+    assert!(a.iter().any(|l| l.starts_with("routine PACKAGE BODY: ")), "{a:?}");
+    dbbackup_tests::mysql_catalog::assert_same(&a, &b, "native round trip");
+    assert_eq!(fingerprint_relative(&f, &src).await, fingerprint_relative(&f, &dst).await);
+    // The restored default draws from the restored sequence, not from the source's.
+    let next = "SELECT next_not_cached_value FROM zz_ticket_seq";
+    let (src_before, dst_before): (Option<i64>, Option<i64>) =
+        (c.query_first(next).await.unwrap(), d.query_first(next).await.unwrap());
+    d.query_drop("INSERT INTO tickets (note) VALUES ('new')").await.unwrap();
+    let (src_after, dst_after): (Option<i64>, Option<i64>) =
+        (c.query_first(next).await.unwrap(), d.query_first(next).await.unwrap());
+    assert_eq!(src_before, src_after, "the restored table must not draw from the source's sequence");
+    assert_ne!(dst_before, dst_after, "the restored table must draw from the restored sequence");
+    // A second restore over the now populated target (the shadow swap) gives the same again.
+    restore_into(&repo, &id, &dst).await.expect("restore over");
+    let b = dbbackup_tests::mysql_catalog::snapshot(&mut d, &db_of(&dst)).await;
+    dbbackup_tests::mysql_catalog::assert_same(&a, &b, "restore over an existing database");
+    f.drop_db(&src).await;
+    f.drop_db(&dst).await;
+}
+
+/// Issue 12: a default mariadb-dump (LOCK TABLES around the rows) of a database whose table
+/// default calls nextval(), with Oracle-mode packages, cannot be loaded by the `mariadb` client
+/// (ERROR 1100); dbbackup skips the locks and brings everything back, packages included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_mariadb_dump_with_sequence_defaults_and_packages() {
+    let Some(f) = fixture() else { return };
+    let src = fresh(&f, "fseq").await;
+    let mut c = f.conn(Some(&db_of(&src))).await;
+    dbbackup_tests::mysql_fixture::populate_fidelity(&mut c).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dump.sql");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "mariadb-dump {} --routines --events --triggers {} > {}",
+            cli_args(&f).join(" "),
+            db_of(&src),
+            file.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let peer = fresh(&f, "fseq_peer").await;
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("mariadb {} {} < {}", cli_args(&f).join(" "), db_of(&peer), file.display()))
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("1100"),
+        "the peer client was expected to fail with ERROR 1100: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dst = fresh(&f, "fseq_dst").await;
+    let r = restore(
+        &RestoreOptions { backup: file.display().to_string(), into: dst.clone(), ..Default::default() },
+        &Context::default(),
+    )
+    .await
+    .expect("restore the default mariadb-dump");
+    assert!(r.notes.iter().any(|n| n.contains("LOCK")), "{:?}", r.notes);
+    let mut d = f.conn(Some(&db_of(&dst))).await;
+    let (a, b) = (
+        dbbackup_tests::mysql_catalog::snapshot(&mut c, &db_of(&src)).await,
+        dbbackup_tests::mysql_catalog::snapshot(&mut d, &db_of(&dst)).await,
+    );
+    let routines = |v: &[String]| v.iter().filter(|l| l.starts_with("routine ")).cloned().collect::<Vec<_>>();
+    assert_eq!(routines(&a).len(), 2, "{a:?}");
+    dbbackup_tests::mysql_catalog::assert_same(&routines(&a), &routines(&b), "packages from a mariadb-dump");
+    for t in ["tickets", "nets", "z_ref", "a_fk"] {
+        let q = format!("SELECT * FROM {t} ORDER BY 1");
+        let x: Vec<mysql_async::Row> = c.query(&q).await.unwrap();
+        let y: Vec<mysql_async::Row> = d.query(&q).await.unwrap();
+        let show =
+            |v: Vec<mysql_async::Row>| v.into_iter().map(|r| format!("{:?}", r.unwrap())).collect::<Vec<_>>();
+        assert_eq!(show(x), show(y), "{t}");
+    }
+    for db in [&src, &peer, &dst] {
+        f.drop_db(db).await;
+    }
+}

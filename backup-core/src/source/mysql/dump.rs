@@ -41,13 +41,51 @@ pub(crate) enum ColKind {
     Float,
     /// A system-versioning period column (`ROW START` / `ROW END`).
     Period,
+    /// A type whose internal (binary) form differs from its text (MariaDB's INET4, INET6, UUID):
+    /// travels as its text and is loaded through a variable converted to a character string,
+    /// since `LOAD DATA ... CHARACTER SET binary` would hand the server a binary string, which it
+    /// takes for the internal form (and refuses, e.g. `'0.0.0.0'` or the all-zero UUID).
+    TextForm,
+    /// ENUM: its value, but the error value (index 0, which a non-strict server stores for an
+    /// invalid value and prints as `''`) as the column's [`Col::zero`] text, which is not a
+    /// member. The load stores that text as index 0 with one warning per row, and counts them.
+    Enum,
 }
+
+/// Data types loaded as [`ColKind::TextForm`].
+const TEXT_FORM_TYPES: [&str; 3] = ["inet4", "inet6", "uuid"];
 
 /// One dumped column (stored in the manifest's table properties).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Col {
     pub(crate) name: String,
     pub(crate) kind: ColKind,
+    /// [`ColKind::Enum`]: the text standing for the error value (`""`, or when `''` is a member
+    /// the first of `0`, `00`, ... that is not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) zero: Option<String>,
+}
+
+impl Col {
+    fn new(name: String, kind: ColKind) -> Self {
+        Col { name, kind, zero: None }
+    }
+
+    /// The value as dumped and checksummed, for [`ColKind::Enum`].
+    fn enum_expr(&self) -> String {
+        let zero = self.zero.as_deref().unwrap_or("");
+        format!("IF({c}+0 = 0, _binary{}, CAST({c} AS BINARY))", qs(zero), c = qi(&self.name))
+    }
+}
+
+/// The text an ENUM column of type `column_type` (`enum('a','b')`) dumps for its error value:
+/// `""` unless that is a member, then the first string of zeros that is not (the server reads a
+/// non-member of digits as an index, here 0). `None` when all are members.
+fn enum_zero(column_type: &str) -> Option<String> {
+    ["", "0", "00", "000", "0000", "00000"]
+        .into_iter()
+        .find(|z| !column_type.contains(&format!("'{z}'")))
+        .map(str::to_string)
 }
 
 /// What the loader needs to know about a table (the manifest's `properties`).
@@ -80,7 +118,8 @@ fn select_list(cols: &[Col]) -> String {
         .map(|c| match c.kind {
             ColKind::Bit => format!("{}+0", qi(&c.name)),
             ColKind::Float => format!("CAST({} AS DOUBLE)", qi(&c.name)),
-            ColKind::Plain | ColKind::Period => qi(&c.name),
+            ColKind::Plain | ColKind::Period | ColKind::TextForm => qi(&c.name),
+            ColKind::Enum => c.enum_expr(),
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -96,6 +135,10 @@ pub(crate) fn checksum_sql(db: &str, table: &str, props: &TableProps, v1: bool) 
             let v = match (c.kind, v1) {
                 (ColKind::Float, _) => format!("CAST(CAST({} AS DOUBLE) AS BINARY)", qi(&c.name)),
                 (ColKind::Bit, false) => format!("CAST({}+0 AS BINARY)", qi(&c.name)),
+                (ColKind::Enum, false) => c.enum_expr(),
+                (ColKind::TextForm, _) => {
+                    format!("CAST(CAST({} AS CHAR CHARACTER SET utf8mb4) AS BINARY)", qi(&c.name))
+                }
                 _ => format!("CAST({} AS BINARY)", qi(&c.name)),
             };
             format!("IFNULL(CONCAT(LENGTH({v}), ':', {v}), 'N')")
@@ -421,7 +464,7 @@ async fn list_tables(c: &mut Conn, db: &str) -> Result<Vec<TableInfo>> {
     let cols = query_text(
         c,
         &format!(
-            "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, EXTRA, IFNULL(GENERATION_EXPRESSION, ''), COLUMN_KEY \
+            "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, EXTRA, IFNULL(GENERATION_EXPRESSION, ''), COLUMN_KEY, COLUMN_TYPE \
              FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = {} ORDER BY TABLE_NAME, ORDINAL_POSITION",
             qs(db)
         ),
@@ -454,7 +497,11 @@ async fn list_tables(c: &mut Conn, db: &str) -> Result<Vec<TableInfo>> {
             let dtype = c.get(2).cloned().flatten().unwrap_or_default().to_ascii_lowercase();
             let extra = c.get(3).cloned().flatten().unwrap_or_default().to_ascii_uppercase();
             let gen_expr = c.get(4).cloned().flatten().unwrap_or_default();
-            let ck = if extra.contains("ROW START") || extra.contains("ROW END") {
+            let column_type = c.get(6).cloned().flatten().unwrap_or_default();
+            // Explicitly named period columns show `ROW START`/`ROW END` as their generation
+            // expression (EXTRA says only `STORED GENERATED`).
+            let period = |s: &str| s.contains("ROW START") || s.contains("ROW END");
+            let ck = if period(&extra) || period(&gen_expr.to_ascii_uppercase()) {
                 ColKind::Period
             } else if extra.contains("GENERATED") || extra.contains("PERSISTENT") || !gen_expr.is_empty() {
                 continue;
@@ -462,15 +509,26 @@ async fn list_tables(c: &mut Conn, db: &str) -> Result<Vec<TableInfo>> {
                 ColKind::Bit
             } else if dtype == "float" {
                 ColKind::Float
+            } else if TEXT_FORM_TYPES.contains(&dtype.as_str()) {
+                ColKind::TextForm
+            } else if dtype == "enum" {
+                let Some(zero) = enum_zero(&column_type) else {
+                    return Err(Error::Unsupported(format!(
+                        "column {cname} of table {name}: an ENUM whose members include '', '0', ... '00000' \
+                         has no text left for its error value"
+                    )));
+                };
+                tcols.push(Col { name: cname, kind: ColKind::Enum, zero: Some(zero) });
+                continue;
             } else {
                 ColKind::Plain
             };
-            tcols.push(Col { name: cname, kind: ck });
+            tcols.push(Col::new(cname, ck));
         }
         if kind == TableKind::Versioned && !tcols.iter().any(|c| c.kind == ColKind::Period) {
             // Implicit period columns are hidden from information_schema but selectable by name.
-            tcols.push(Col { name: "ROW_START".into(), kind: ColKind::Period });
-            tcols.push(Col { name: "ROW_END".into(), kind: ColKind::Period });
+            tcols.push(Col::new("ROW_START".into(), ColKind::Period));
+            tcols.push(Col::new("ROW_END".into(), ColKind::Period));
         }
         let pk = pks
             .iter()
@@ -487,35 +545,53 @@ async fn list_tables(c: &mut Conn, db: &str) -> Result<Vec<TableInfo>> {
     Ok(out)
 }
 
+/// The routine kinds of `information_schema.ROUTINES` that are backed up (`SHOW CREATE <kind>`);
+/// any other kind fails the backup rather than being left out.
+pub(crate) const ROUTINE_TYPES: [&str; 4] = ["FUNCTION", "PROCEDURE", "PACKAGE", "PACKAGE BODY"];
+
 const INT_TYPES: [&str; 5] = ["tinyint", "smallint", "mediumint", "int", "bigint"];
 
+/// A `CREATE TABLE` split by [`split_create_table`].
+struct SplitTable {
+    table: String,
+    /// `ALTER TABLE ... ADD KEY ...` for the secondary indexes.
+    keys: Option<String>,
+    /// `ALTER TABLE ... ADD CONSTRAINT ... FOREIGN KEY ...`: run after every table's keys, since
+    /// a foreign key needs an index on the referenced columns, which may be another table's
+    /// secondary key.
+    foreign_keys: Option<String>,
+}
+
 /// Splits `SHOW CREATE TABLE` into the table without secondary indexes and foreign keys, and the
-/// `ALTER TABLE` adding them. Tables whose AUTO_INCREMENT column is only covered by a secondary
+/// `ALTER TABLE`s adding them. Tables whose AUTO_INCREMENT column is only covered by a secondary
 /// index keep their indexes inline (the server requires the key at creation).
-fn split_create_table(name: &str, create: &str, auto_inc_needs_key: bool) -> (String, Option<String>) {
+fn split_create_table(name: &str, create: &str, auto_inc_needs_key: bool) -> SplitTable {
     if auto_inc_needs_key {
-        return (create.to_string(), None);
+        return SplitTable { table: create.to_string(), keys: None, foreign_keys: None };
     }
     let lines: Vec<&str> = create.lines().collect();
     let mut keep: Vec<String> = Vec::new();
-    let mut moved: Vec<String> = Vec::new();
+    let mut keys: Vec<String> = Vec::new();
+    let mut fks: Vec<String> = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         let t = line.trim_start();
         let inside = i > 0 && line.starts_with("  ");
-        let secondary = inside
+        let key = inside
             && (t.starts_with("KEY ")
                 || t.starts_with("UNIQUE KEY ")
                 || t.starts_with("FULLTEXT KEY ")
-                || t.starts_with("SPATIAL KEY ")
-                || (t.starts_with("CONSTRAINT ") && t.contains(" FOREIGN KEY ")));
-        if secondary {
-            moved.push(t.trim_end_matches(',').to_string());
+                || t.starts_with("SPATIAL KEY "));
+        let fk = inside && t.starts_with("CONSTRAINT ") && t.contains(" FOREIGN KEY ");
+        if key {
+            keys.push(t.trim_end_matches(',').to_string());
+        } else if fk {
+            fks.push(t.trim_end_matches(',').to_string());
         } else {
             keep.push((*line).to_string());
         }
     }
-    if moved.is_empty() {
-        return (create.to_string(), None);
+    if keys.is_empty() && fks.is_empty() {
+        return SplitTable { table: create.to_string(), keys: None, foreign_keys: None };
     }
     // The last column/key line before the closing parenthesis must not end with a comma.
     if let Some(close) = keep.iter().position(|l| l.starts_with(')'))
@@ -526,8 +602,13 @@ fn split_create_table(name: &str, create: &str, auto_inc_needs_key: bool) -> (St
             prev.pop();
         }
     }
-    let adds: Vec<String> = moved.iter().map(|m| format!("ADD {m}")).collect();
-    (keep.join("\n"), Some(format!("ALTER TABLE {} {}", qi(name), adds.join(",\n  "))))
+    let alter = |moved: &[String]| {
+        (!moved.is_empty()).then(|| {
+            let adds: Vec<String> = moved.iter().map(|m| format!("ADD {m}")).collect();
+            format!("ALTER TABLE {} {}", qi(name), adds.join(",\n  "))
+        })
+    };
+    SplitTable { table: keep.join("\n"), keys: alter(&keys), foreign_keys: alter(&fks) }
 }
 
 /// Orders views so each comes after the views its definition names.
@@ -603,6 +684,7 @@ impl Snapshot for MysqlSnapshot {
         let mut post = String::from(
             "-- dbbackup MySQL schema (post-data)\nSET NAMES utf8mb4;\nSET SESSION foreign_key_checks = 0;\n",
         );
+        let mut post_fks = String::new();
         let auto_cols = query_text(
             c,
             &format!(
@@ -612,7 +694,14 @@ impl Snapshot for MysqlSnapshot {
             ),
         )
         .await?;
-        for t in &self.tables {
+        // Sequences first: a table's default may call nextval() on one, which must exist when
+        // the table is created.
+        let sequences_first = self
+            .tables
+            .iter()
+            .filter(|t| t.kind == TableKind::Sequence)
+            .chain(self.tables.iter().filter(|t| t.kind != TableKind::Sequence));
+        for t in sequences_first {
             let what = if t.kind == TableKind::Sequence { "SEQUENCE" } else { "TABLE" };
             let rows = query_text(c, &format!("SHOW CREATE {what} {}", qi(&t.name))).await?;
             let create = rows.first().map(|r| col(r, 1)).unwrap_or_default();
@@ -653,14 +742,21 @@ impl Snapshot for MysqlSnapshot {
             let auto_needs_key = auto_cols.iter().any(|r| {
                 col(r, 0) == t.name && t.pk.first().map(|p| p.0.as_str()) != Some(col(r, 1).as_str())
             });
-            let (table, alter) = split_create_table(&t.name, &create, auto_needs_key);
-            pre.push_str(&table);
+            // Relative to its database: a default `nextval(`db`.`seq`)` names the restored
+            // database's sequence wherever it is restored (the restore's swap re-points it from
+            // the shadow to the live database).
+            let create = super::view_relative_to(&create, &self.db);
+            let split = split_create_table(&t.name, &create, auto_needs_key);
+            pre.push_str(&split.table);
             pre.push_str(";\n");
-            if let Some(a) = alter {
-                post.push_str(&a);
-                post.push_str(";\n");
+            for (out, alter) in [(&mut post, split.keys), (&mut post_fks, split.foreign_keys)] {
+                if let Some(a) = alter {
+                    out.push_str(&a);
+                    out.push_str(";\n");
+                }
             }
         }
+        post.push_str(&post_fks);
         post.push_str(LIVE_OBJECTS_MARKER);
         post.push('\n');
         let db = qs(&self.db);
@@ -668,12 +764,19 @@ impl Snapshot for MysqlSnapshot {
             c,
             &format!(
                 "SELECT ROUTINE_TYPE, ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = {db} \
-                 AND ROUTINE_TYPE IN ('FUNCTION', 'PROCEDURE') ORDER BY ROUTINE_TYPE, ROUTINE_NAME"
+                 ORDER BY ROUTINE_TYPE, ROUTINE_NAME"
             ),
         )
         .await?
         {
+            // PACKAGE sorts before PACKAGE BODY, which needs it.
             let (ty, name) = (col(&r, 0), col(&r, 1));
+            if !ROUTINE_TYPES.contains(&ty.as_str()) {
+                return Err(Error::Unsupported(format!(
+                    "routine {name} of database {} is a {ty}, which this version cannot back up",
+                    self.db
+                )));
+            }
             let sc = query_text(c, &format!("SHOW CREATE {ty} {}", qi(&name))).await?;
             let Some(s) = sc.first() else { continue };
             let create = col(s, 2);
@@ -977,16 +1080,24 @@ mod tests {
     }
 
     #[test]
+    fn enum_error_value_text_is_not_a_member() {
+        assert_eq!(enum_zero("enum('x','y')").as_deref(), Some(""));
+        assert_eq!(enum_zero("enum('','0','z')").as_deref(), Some("00"));
+        assert_eq!(enum_zero("enum('','0','00','000','0000','00000')"), None);
+    }
+
+    #[test]
     fn moves_secondary_keys_out() {
         let create = "CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  `a` int(11) DEFAULT NULL,\n  PRIMARY KEY (`id`),\n  KEY `a` (`a`),\n  CONSTRAINT `f` FOREIGN KEY (`a`) REFERENCES `t` (`id`)\n) ENGINE=InnoDB";
-        let (t, a) = split_create_table("t", create, false);
+        let s = split_create_table("t", create, false);
         assert_eq!(
-            t,
+            s.table,
             "CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  `a` int(11) DEFAULT NULL,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB"
         );
+        assert_eq!(s.keys.unwrap(), "ALTER TABLE `t` ADD KEY `a` (`a`)");
         assert_eq!(
-            a.unwrap(),
-            "ALTER TABLE `t` ADD KEY `a` (`a`),\n  ADD CONSTRAINT `f` FOREIGN KEY (`a`) REFERENCES `t` (`id`)"
+            s.foreign_keys.unwrap(),
+            "ALTER TABLE `t` ADD CONSTRAINT `f` FOREIGN KEY (`a`) REFERENCES `t` (`id`)"
         );
     }
 }

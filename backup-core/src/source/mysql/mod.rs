@@ -52,13 +52,23 @@ pub(crate) fn qi(name: &str) -> String {
 /// restore's shadow, a restore under another name) that view points at the wrong one or fails.
 /// Removes those `` `db`. `` qualifiers outside string literals and other identifiers.
 pub(crate) fn view_relative_to(create: &str, db: &str) -> String {
-    let prefix = format!("{}.", qi(db));
+    requalify(create, db, None)
+}
+
+/// Replaces every `` `from`. `` qualifier outside string literals and other identifiers by
+/// `` `to`. `` (or removes it with `None`).
+pub(crate) fn requalify(create: &str, from: &str, to: Option<&str>) -> String {
+    let prefix = format!("{}.", qi(from));
+    let replacement = to.map(|t| format!("{}.", qi(t))).unwrap_or_default();
     let (b, p) = (create.as_bytes(), prefix.as_bytes());
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         match b[i] {
-            b'`' if b[i..].starts_with(p) => i += p.len(),
+            b'`' if b[i..].starts_with(p) => {
+                out.extend_from_slice(replacement.as_bytes());
+                i += p.len();
+            }
             q @ (b'`' | b'\'' | b'"') => {
                 // Copy the quoted token whole: a doubled quote stays inside, `\` escapes in strings.
                 out.push(q);
@@ -86,7 +96,7 @@ pub(crate) fn view_relative_to(create: &str, db: &str) -> String {
             }
         }
     }
-    // Only whole ASCII-delimited runs were removed, so the bytes are still UTF-8.
+    // Only whole ASCII-delimited runs were removed or replaced by UTF-8, so the bytes are UTF-8.
     String::from_utf8(out).unwrap_or_else(|_| create.to_string())
 }
 
@@ -211,5 +221,9 @@ mod tests {
         );
         let plain = "select `o`.`id` AS `id` from `o`";
         assert_eq!(view_relative_to(plain, "app"), plain);
+        assert_eq!(
+            super::requalify("nextval(`sh`.`s`) + '`sh`.'", "sh", Some("live")),
+            "nextval(`live`.`s`) + '`sh`.'"
+        );
     }
 }
