@@ -97,7 +97,7 @@ fn queries() -> Vec<(&'static str, String)> {
             "constraint",
             format!(
                 "SELECT format('%s %I %s %s deferrable=%s deferred=%s validated=%s local=%s inhcount=%s noinherit=%s', \
-                 coalesce(con.conrelid::regclass::text, con.contypid::regtype::text), con.conname, con.contype, \
+                 CASE WHEN con.conrelid <> 0 THEN con.conrelid::regclass::text ELSE con.contypid::regtype::text END, con.conname, con.contype, \
                  pg_get_constraintdef(con.oid), con.condeferrable, con.condeferred, con.convalidated, con.conislocal, \
                  con.coninhcount, CASE WHEN con.contype = 'c' THEN con.connoinherit END) FROM pg_constraint con \
                  WHERE con.connamespace IN (SELECT oid FROM pg_namespace WHERE {USER_NS}) AND {}",
@@ -301,10 +301,12 @@ fn queries() -> Vec<(&'static str, String)> {
         (
             "text search",
             format!(
-                "SELECT format('config %I.%I parser=%s', n.nspname, c.cfgname, c.cfgparser::regproc) \
+                "SELECT format('config %I.%I parser=%s mappings=%s', n.nspname, c.cfgname, \
+                 (SELECT prsname FROM pg_ts_parser WHERE oid = c.cfgparser), \
+                 (SELECT count(*) FROM pg_ts_config_map m WHERE m.mapcfg = c.oid)) \
                  FROM pg_ts_config c JOIN pg_namespace n ON n.oid = c.cfgnamespace WHERE {USER_NS} \
                  UNION ALL SELECT format('dictionary %I.%I template=%s options=%s', n.nspname, d.dictname, \
-                 d.dicttemplate, d.dictinitoption) FROM pg_ts_dict d JOIN pg_namespace n ON n.oid = d.dictnamespace \
+                 (SELECT tmplname FROM pg_ts_template WHERE oid = d.dicttemplate), d.dictinitoption) FROM pg_ts_dict d JOIN pg_namespace n ON n.oid = d.dictnamespace \
                  WHERE {USER_NS} AND d.oid >= 16384"
             ),
         ),
@@ -341,7 +343,8 @@ fn queries() -> Vec<(&'static str, String)> {
     ]
 }
 
-/// The catalog of the database `c` is connected to, one sorted line per object property.
+/// The catalog of the database `c` is connected to, one sorted line per object property. Names
+/// are schema-qualified (read with `search_path = pg_catalog`).
 pub async fn catalog(c: &Client) -> String {
     // An ACL as text with the object's owner written `owner` (a restore is no-owner by default:
     // the restoring role owns the objects and grants as their owner), `public` for PUBLIC, `*`
@@ -352,7 +355,8 @@ pub async fn catalog(c: &Client) -> String {
            SELECT format('%s=%s%s/%s', CASE WHEN x.grantee = 0 THEN 'public' WHEN x.grantee = owner THEN 'owner' \
              ELSE x.grantee::regrole::text END, x.privilege_type, CASE WHEN x.is_grantable THEN '*' ELSE '' END, \
              CASE WHEN x.grantor = owner THEN 'owner' ELSE x.grantor::regrole::text END) i \
-           FROM aclexplode(acl) x) a), '') END $$",
+           FROM aclexplode(acl) x) a), '') END $$; \
+         SET search_path = pg_catalog, pg_temp",
     )
     .await
     .expect("catalog helper function");
@@ -367,6 +371,7 @@ pub async fn catalog(c: &Client) -> String {
             lines.push(format!("{prefix}: {}", v.unwrap_or_default()));
         }
     }
+    c.batch_execute("RESET search_path").await.expect("reset search_path");
     lines.sort();
     lines.iter().map(|l| format!("{l}\n")).collect()
 }

@@ -156,7 +156,9 @@ pub async fn ensure_fixture_role(c: &Client) {
 /// values added out of order, domains with several constraints, ranges with a collation, forced
 /// row-level security and restrictive policies, grants (table, column, schema), default
 /// privileges, an event trigger, statistics objects, per-column options, table options,
-/// per-column collations, publications. Needs [`FIXTURE_ROLE`].
+/// per-column collations, publications, an aggregate, an operator, casts (one between built-in
+/// types), a collation, a text search configuration, a foreign-data wrapper with a server, a user
+/// mapping and a foreign table. Needs [`FIXTURE_ROLE`].
 pub const SWEEP: &str = r#"
 CREATE EXTENSION IF NOT EXISTS hstore;
 CREATE TABLE ext_types (id int PRIMARY KEY, h hstore, c citext);
@@ -188,6 +190,18 @@ ALTER STATISTICS other.nopk_stats SET STATISTICS 500;
 CREATE STATISTICS sweep_expr ON (lower(a)), id FROM sweep;
 CREATE PUBLICATION fixture_pub FOR TABLE nulls WHERE (id > 0), sweep (id, a);
 CREATE PUBLICATION fixture_schema_pub FOR TABLES IN SCHEMA other WITH (publish = 'insert');
+CREATE FUNCTION sq_acc(bigint, int) RETURNS bigint LANGUAGE sql IMMUTABLE AS 'SELECT $1 + $2::bigint * $2';
+CREATE AGGREGATE sum_sq(int) (SFUNC = sq_acc, STYPE = bigint, INITCOND = '0');
+CREATE FUNCTION approx_eq(numeric, numeric) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT abs($1 - $2) < 0.01';
+CREATE OPERATOR === (LEFTARG = numeric, RIGHTARG = numeric, FUNCTION = approx_eq, COMMUTATOR = ===);
+CREATE CAST (pair AS text) WITH INOUT AS ASSIGNMENT;
+CREATE CAST (bytea AS text) WITHOUT FUNCTION;
+CREATE COLLATION other.c_copy FROM "C";
+CREATE TEXT SEARCH CONFIGURATION other.fixture_ts (COPY = english);
+CREATE FOREIGN DATA WRAPPER fixture_fdw;
+CREATE SERVER fixture_srv FOREIGN DATA WRAPPER fixture_fdw OPTIONS (host 'nowhere');
+CREATE USER MAPPING FOR dbbackup_fixture_reader SERVER fixture_srv OPTIONS (user 'x');
+CREATE FOREIGN TABLE other.ft (a int OPTIONS (column_name 'b')) SERVER fixture_srv OPTIONS (table_name 't');
 "#;
 
 #[async_trait::async_trait]
