@@ -199,6 +199,41 @@ async fn whole_catalog_comes_back() {
     }
 }
 
+/// Issue 12: a child attached after creation whose parent later got a column (which the child
+/// only inherits) cannot be written with its own column order without pg_dump's binary-upgrade
+/// mode: the backup says so in its notes instead of silently reordering it; a child whose
+/// columns are all its own comes back in its order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn column_order_of_late_children_is_kept_or_noted() {
+    let Some(f) = PgFixture::from_env() else { return };
+    let src = fresh(&f, "late_child").await;
+    PgFixture::client(&src)
+        .await
+        .batch_execute(
+            "CREATE TABLE p (id int, name text); CREATE TABLE own (x int, name text, id int); \
+             ALTER TABLE own INHERIT p; CREATE TABLE q (id int); CREATE TABLE mixed (y int, id int); \
+             ALTER TABLE mixed INHERIT q; ALTER TABLE q ADD COLUMN z text; INSERT INTO own VALUES (1, 'n', 2);",
+        )
+        .await
+        .unwrap();
+    let repo = memory_repo();
+    let id = backup(&src, &repo).await.expect("backup");
+    let m = resolve(&repo, &id).await.unwrap();
+    assert!(
+        m.notes
+            .iter()
+            .any(|n| n.contains("column order") && n.contains("public.mixed") && !n.contains("public.own")),
+        "{:?}",
+        m.notes
+    );
+    let dst = f.url_of(&unique("late_child_dst"));
+    restore_into(&repo, &id, &dst).await.expect("restore");
+    let cols = "SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'own'::regclass AND attnum > 0";
+    assert_eq!(scalar(&dst, cols).await, "x,name,id");
+    f.drop_db(&src).await;
+    f.drop_db(&dst).await;
+}
+
 /// Issue 12: per-role settings inside the database need their roles on the target; a missing
 /// role fails the restore before anything is touched (roles are cluster-level).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
