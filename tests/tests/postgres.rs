@@ -234,6 +234,49 @@ async fn column_order_of_late_children_is_kept_or_noted() {
     f.drop_db(&dst).await;
 }
 
+/// A `pg_dump --create` script's `ALTER ROLE ... IN DATABASE <source>` names the source
+/// database: restored elsewhere it is skipped with a note, and the source's settings are not
+/// touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_scripts_do_not_touch_the_source_databases_role_settings() {
+    let Some(f) = PgFixture::from_env() else { return };
+    let src = fresh(&f, "create_src").await;
+    let db = PgFixture::db_name(&src);
+    let c = PgFixture::client(&src).await;
+    dbbackup_tests::pg_fixture::ensure_fixture_role(&c).await;
+    c.batch_execute(&format!(
+        "CREATE TABLE t (a int); INSERT INTO t VALUES (1); \
+         ALTER ROLE {role} IN DATABASE \"{db}\" SET work_mem = '2MB'",
+        role = dbbackup_tests::pg_fixture::FIXTURE_ROLE
+    ))
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sql = dir.path().join("create.sql");
+    pg_dump_plain(&src, &sql, &["--create"]);
+    assert!(std::fs::read_to_string(&sql).unwrap().contains("IN DATABASE"), "pg_dump --create writes it");
+    // Changed after the dump: a script run must not put the old value back on the source.
+    c.batch_execute(&format!(
+        "ALTER ROLE {role} IN DATABASE \"{db}\" SET work_mem = '5MB'",
+        role = dbbackup_tests::pg_fixture::FIXTURE_ROLE
+    ))
+    .await
+    .unwrap();
+    let dst = f.url_of(&unique("create_dst"));
+    let r = restore(
+        &RestoreOptions { backup: sql.display().to_string(), into: dst.clone(), ..Default::default() },
+        &Context::default(),
+    )
+    .await
+    .expect("restore a --create script");
+    assert!(r.notes.iter().any(|n| n.starts_with("skipped ALTER ROLE")), "{:?}", r.notes);
+    let setting = "SELECT s.setconfig::text FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase \
+                   WHERE d.datname = current_database() AND s.setrole <> 0";
+    assert_eq!(scalar(&src, setting).await, "{work_mem=5MB}");
+    f.drop_db(&src).await;
+    f.drop_db(&dst).await;
+}
+
 /// Issue 12: per-role settings inside the database need their roles on the target; a missing
 /// role fails the restore before anything is touched (roles are cluster-level).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
