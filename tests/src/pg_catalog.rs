@@ -10,6 +10,8 @@
 //! pg_dump-based restore does), where it means nothing. A domain's default is compared as its
 //! expression (the stored text depends on the `search_path` at creation).
 //!
+//! ACLs are compared by meaning: a never-changed ACL (NULL) as the default it stands for.
+//!
 //! Everything is named, never identified by oid (oids differ after a restore, except those of
 //! large objects, which dbbackup keeps). Owners are left out and written `owner` inside ACLs: a
 //! restore is no-owner by default.
@@ -48,7 +50,7 @@ fn queries() -> Vec<(&'static str, String)> {
         (
             "schema",
             format!(
-                "SELECT format('%I acl=%s', nspname, pg_temp.acl_text(nspacl, nspowner)) FROM pg_namespace n WHERE {USER_NS} AND {}",
+                "SELECT format('%I acl=%s', nspname, pg_temp.acl_text(nspacl, nspowner, 'n')) FROM pg_namespace n WHERE {USER_NS} AND {}",
                 not_ext("pg_namespace", "n.oid")
             ),
         ),
@@ -67,7 +69,7 @@ fn queries() -> Vec<(&'static str, String)> {
                  c.reloptions, c.relrowsecurity, c.relforcerowsecurity, c.relreplident, c.relispartition, \
                  CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END, pg_get_expr(c.relpartbound, c.oid), \
                  c.reloftype::regtype, (SELECT amname FROM pg_am WHERE oid = c.relam), \
-                 (SELECT spcname FROM pg_tablespace WHERE oid = c.reltablespace), pg_temp.acl_text(c.relacl, c.relowner)) \
+                 (SELECT spcname FROM pg_tablespace WHERE oid = c.reltablespace), pg_temp.acl_text(c.relacl, c.relowner, (CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END)::\"char\")) \
                  FROM pg_class c WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c') AND {rel_user}"
             ),
         ),
@@ -87,7 +89,7 @@ fn queries() -> Vec<(&'static str, String)> {
                  format_type(a.atttypid, a.atttypmod), a.attnotnull, pg_get_expr(d.adbin, d.adrelid), a.attidentity, \
                  a.attgenerated, (SELECT format('%I.%I', cn.nspname, co.collname) FROM pg_collation co \
                    JOIN pg_namespace cn ON cn.oid = co.collnamespace WHERE co.oid = a.attcollation), a.attoptions, \
-                 a.attstattarget, a.attstorage, a.attcompression, a.attislocal, a.attinhcount, pg_temp.acl_text(a.attacl, c.relowner), a.attfdwoptions) \
+                 a.attstattarget, a.attstorage, a.attcompression, a.attislocal, a.attinhcount, pg_temp.acl_text(a.attacl, c.relowner, 'c'), a.attfdwoptions) \
                  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
                  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
                  WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'c') AND {rel_user}"
@@ -129,7 +131,7 @@ fn queries() -> Vec<(&'static str, String)> {
         (
             "routine",
             format!(
-                "SELECT format('%s acl=%s', pg_get_functiondef(p.oid), pg_temp.acl_text(p.proacl, p.proowner)) FROM pg_proc p \
+                "SELECT format('%s acl=%s', pg_get_functiondef(p.oid), pg_temp.acl_text(p.proacl, p.proowner, 'f')) FROM pg_proc p \
                  WHERE p.prokind <> 'a' AND {proc_user}"
             ),
         ),
@@ -139,7 +141,7 @@ fn queries() -> Vec<(&'static str, String)> {
                 "SELECT format('%s(%s) kind=%s sfunc=%s stype=%s final=%s combine=%s init=%s sortop=%s acl=%s', \
                  p.oid::regproc, pg_get_function_identity_arguments(p.oid), a.aggkind, a.aggtransfn::regproc, \
                  a.aggtranstype::regtype, a.aggfinalfn::regproc, a.aggcombinefn::regproc, a.agginitval, \
-                 a.aggsortop::regoperator, pg_temp.acl_text(p.proacl, p.proowner)) FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggfnoid \
+                 a.aggsortop::regoperator, pg_temp.acl_text(p.proacl, p.proowner, 'f')) FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggfnoid \
                  WHERE {proc_user}"
             ),
         ),
@@ -196,7 +198,7 @@ fn queries() -> Vec<(&'static str, String)> {
                 "SELECT format('%s type=%s category=%s base=%s notnull=%s default=%s collation=%s acl=%s input=%s', \
                  t.oid::regtype, t.typtype, t.typcategory, nullif(t.typbasetype, 0)::regtype, t.typnotnull, \
                  pg_get_expr(t.typdefaultbin, 0), \
-                 nullif(t.typcollation, 0), pg_temp.acl_text(t.typacl, t.typowner), t.typinput::regproc) FROM pg_type t \
+                 nullif(t.typcollation, 0), pg_temp.acl_text(t.typacl, t.typowner, 'T'), t.typinput::regproc) FROM pg_type t \
                  WHERE t.typtype IN ('b', 'd', 'e', 'r', 'm', 'p') AND t.typelem = 0 AND {type_user}"
             ),
         ),
@@ -234,7 +236,7 @@ fn queries() -> Vec<(&'static str, String)> {
         (
             "default privileges",
             "SELECT format('%s schema=%s type=%s acl=%s', d.defaclrole::regrole, \
-             (SELECT nspname FROM pg_namespace WHERE oid = d.defaclnamespace), d.defaclobjtype, pg_temp.acl_text(d.defaclacl, d.defaclrole)) \
+             (SELECT nspname FROM pg_namespace WHERE oid = d.defaclnamespace), d.defaclobjtype, pg_temp.acl_text(d.defaclacl, d.defaclrole, 'r')) \
              FROM pg_default_acl d"
                 .into(),
         ),
@@ -313,9 +315,9 @@ fn queries() -> Vec<(&'static str, String)> {
         (
             "foreign data",
             "SELECT format('wrapper %I handler=%s validator=%s options=%s acl=%s', fdwname, fdwhandler::regproc, \
-             fdwvalidator::regproc, fdwoptions, pg_temp.acl_text(fdwacl, fdwowner)) FROM pg_foreign_data_wrapper \
+             fdwvalidator::regproc, fdwoptions, pg_temp.acl_text(fdwacl, fdwowner, 'F')) FROM pg_foreign_data_wrapper \
              UNION ALL SELECT format('server %I type=%s version=%s options=%s acl=%s', srvname, srvtype, srvversion, \
-             srvoptions, pg_temp.acl_text(srvacl, srvowner)) FROM pg_foreign_server \
+             srvoptions, pg_temp.acl_text(srvacl, srvowner, 'S')) FROM pg_foreign_server \
              UNION ALL SELECT format('user mapping %s@%s options=%s', usename, srvname, umoptions) FROM pg_user_mappings \
              UNION ALL SELECT format('table %s server=%s options=%s', ftrelid::regclass, \
              (SELECT srvname FROM pg_foreign_server WHERE oid = ftserver), ftoptions) FROM pg_foreign_table"
@@ -323,14 +325,14 @@ fn queries() -> Vec<(&'static str, String)> {
         ),
         (
             "language",
-            "SELECT format('%I trusted=%s acl=%s', lanname, lanpltrusted, pg_temp.acl_text(lanacl, lanowner)) FROM pg_language WHERE oid >= 16384"
+            "SELECT format('%I trusted=%s acl=%s', lanname, lanpltrusted, pg_temp.acl_text(lanacl, lanowner, 'l')) FROM pg_language WHERE oid >= 16384"
                 .into(),
         ),
         (
             "db",
             "SELECT format('encoding=%s collate=%s ctype=%s connlimit=%s comment=%L acl=%s', \
              pg_encoding_to_char(d.encoding), d.datcollate, d.datctype, d.datconnlimit, \
-             shobj_description(d.oid, 'pg_database'), pg_temp.acl_text(d.datacl, d.datdba)) FROM pg_database d WHERE d.datname = current_database()"
+             shobj_description(d.oid, 'pg_database'), pg_temp.acl_text(d.datacl, d.datdba, 'd')) FROM pg_database d WHERE d.datname = current_database()"
                 .into(),
         ),
         (
@@ -348,14 +350,16 @@ fn queries() -> Vec<(&'static str, String)> {
 pub async fn catalog(c: &Client) -> String {
     // An ACL as text with the object's owner written `owner` (a restore is no-owner by default:
     // the restoring role owns the objects and grants as their owner), `public` for PUBLIC, `*`
-    // after a grantable privilege, `default` when never changed (NULL).
+    // after a grantable privilege; a never-changed ACL (NULL) as the default it stands for
+    // (`acldefault`), so an explicit ACL equal to the default compares equal.
     c.batch_execute(
-        "CREATE OR REPLACE FUNCTION pg_temp.acl_text(acl aclitem[], owner oid) RETURNS text LANGUAGE sql AS $$ \
-         SELECT CASE WHEN acl IS NULL THEN 'default' ELSE coalesce((SELECT string_agg(i, ',' ORDER BY i) FROM ( \
+        "CREATE OR REPLACE FUNCTION pg_temp.acl_text(acl aclitem[], owner oid, kind \"char\") RETURNS text \
+         LANGUAGE sql AS $$ \
+         SELECT coalesce((SELECT string_agg(i, ',' ORDER BY i) FROM ( \
            SELECT format('%s=%s%s/%s', CASE WHEN x.grantee = 0 THEN 'public' WHEN x.grantee = owner THEN 'owner' \
              ELSE x.grantee::regrole::text END, x.privilege_type, CASE WHEN x.is_grantable THEN '*' ELSE '' END, \
              CASE WHEN x.grantor = owner THEN 'owner' ELSE x.grantor::regrole::text END) i \
-           FROM aclexplode(acl) x) a), '') END $$; \
+           FROM aclexplode(coalesce(acl, acldefault(kind, owner))) x) a), '') $$; \
          SET search_path = pg_catalog, pg_temp",
     )
     .await

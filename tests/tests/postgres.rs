@@ -277,6 +277,40 @@ async fn create_scripts_do_not_touch_the_source_databases_role_settings() {
     f.drop_db(&dst).await;
 }
 
+/// Subscriptions come back as pg_dump brings them back: defined, disabled, not connected
+/// (`connect = false`), so a restored copy never starts replicating on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_come_back_disabled() {
+    let Some(f) = PgFixture::from_env() else { return };
+    let src = fresh(&f, "subs").await;
+    let c = PgFixture::client(&src).await;
+    c.batch_execute(
+        "CREATE TABLE t (a int PRIMARY KEY); INSERT INTO t VALUES (1); \
+         CREATE SUBSCRIPTION fixture_sub CONNECTION 'host=127.0.0.1 port=1 dbname=nowhere' PUBLICATION p \
+         WITH (connect = false, slot_name = 'fixture_slot', binary = true)",
+    )
+    .await
+    .unwrap();
+    let want = catalog(&c).await;
+    assert!(want.contains("catalog subscription: fixture_sub enabled=f slot=fixture_slot"), "{want}");
+    let repo = memory_repo();
+    let id = backup(&src, &repo).await.expect("backup");
+    let dst = f.url_of(&unique("subs_dst"));
+    restore_into(&repo, &id, &dst).await.expect("restore");
+    assert_same_catalog(&catalog(&PgFixture::client(&dst).await).await, &want, "subscription");
+    // A database holding a subscription cannot be dropped: detach the slot, drop it.
+    for db in [&src, &dst] {
+        PgFixture::client(db)
+            .await
+            .batch_execute(
+                "ALTER SUBSCRIPTION fixture_sub SET (slot_name = NONE); DROP SUBSCRIPTION fixture_sub",
+            )
+            .await
+            .unwrap();
+        f.drop_db(db).await;
+    }
+}
+
 /// Issue 12: per-role settings inside the database need their roles on the target; a missing
 /// role fails the restore before anything is touched (roles are cluster-level).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
