@@ -251,7 +251,11 @@ impl Fixture for PgFixture {
              ALTER ROLE {FIXTURE_ROLE} IN DATABASE \"{db}\" SET work_mem = '1MB'; \
              ALTER ROLE {FIXTURE_ROLE} IN DATABASE \"{db}\" SET lock_timeout = '5s'; \
              ALTER DATABASE \"{db}\" CONNECTION LIMIT 7; \
-             GRANT TEMPORARY ON DATABASE \"{db}\" TO {FIXTURE_ROLE}"
+             GRANT TEMPORARY ON DATABASE \"{db}\" TO {FIXTURE_ROLE}; \
+             ALTER DEFAULT PRIVILEGES GRANT SELECT ON SEQUENCES TO {FIXTURE_ROLE}; \
+             CREATE PUBLICATION added_pub FOR TABLE migrated; \
+             CREATE CAST (text AS bytea) WITHOUT FUNCTION; \
+             CREATE FOREIGN DATA WRAPPER added_fdw; CREATE SERVER added_srv FOREIGN DATA WRAPPER added_fdw"
         ))
         .await
         .expect("mutate settings");

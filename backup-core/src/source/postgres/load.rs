@@ -888,7 +888,8 @@ impl TxnSession {
 /// (first, so none fires on the drops that follow), publications, foreign servers and wrappers,
 /// casts between built-in types (a cast involving a user type goes with the type) and
 /// procedural languages (extensions' own left to them), and resets the database-wide
-/// default privileges (`ALTER DEFAULT PRIVILEGES` without `IN SCHEMA`) to the built-in ones.
+/// default privileges (`ALTER DEFAULT PRIVILEGES` without `IN SCHEMA`) to the built-in ones
+/// (`acldefault` names sequences `s` where `pg_default_acl` says `S`).
 /// Schema-scoped objects go with their schema.
 async fn clear_database_level(c: &Client) -> Result<()> {
     let not_ext = |class: &str, oid: &str| {
@@ -913,8 +914,9 @@ async fn clear_database_level(c: &Client) -> Result<()> {
          UNION ALL SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE %I GRANT %s ON %s TO %s', a.defaclrole::regrole, \
              x.privilege_type, k.kind, CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(x.grantee::regrole::text) END) \
            FROM pg_default_acl a, \
-           (VALUES ('r', 'TABLES'), ('S', 'SEQUENCES'), ('f', 'FUNCTIONS'), ('T', 'TYPES'), ('n', 'SCHEMAS')) k(t, kind), \
-           aclexplode(acldefault(a.defaclobjtype, a.defaclrole)) x \
+           (VALUES ('r', 'TABLES', 'r'), ('S', 'SEQUENCES', 's'), ('f', 'FUNCTIONS', 'f'), ('T', 'TYPES', 'T'), \
+             ('n', 'SCHEMAS', 'n')) k(t, kind, def), \
+           aclexplode(acldefault(k.def::\"char\", a.defaclrole)) x \
            WHERE a.defaclnamespace = 0 AND k.t = a.defaclobjtype::text",
         not_ext("pg_event_trigger", "e.oid"),
         not_ext("pg_foreign_server", "s.oid"),
