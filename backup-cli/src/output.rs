@@ -40,19 +40,23 @@ impl Output {
             };
             let v = serde_json::json!({
                 "ok": false,
-                "error": { "kind": kind.as_str(), "message": format!("{err:#}"), "available": available },
+                "error": { "kind": kind.as_str(), "message": message(err), "available": available },
             });
             println!("{v}");
         }
-        eprintln!("dbbackup: error: {err:#}");
-        if let Some(Error::NotFound { available, .. }) = err.downcast_ref::<Error>()
-            && available.is_empty()
+        eprintln!("dbbackup: error: {}", message(err));
+        if let Some(hint) = err.downcast_ref::<Error>().and_then(Error::hint)
             && !self.json
         {
-            eprintln!("hint: `dbbackup list --repo ...` shows what the repository holds");
+            eprintln!("hint: {hint}");
         }
         exit_code(kind)
     }
+}
+
+/// An error with its causes, each once (the core's one rendering).
+pub fn message(err: &anyhow::Error) -> String {
+    backup_core::chain_text(err.as_ref())
 }
 
 /// The meaning of an error from any layer.

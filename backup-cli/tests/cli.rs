@@ -274,6 +274,45 @@ fn usage_and_not_found_exit_codes() {
     );
 }
 
+/// Errors read like a person wrote them: each cause once, a hint only where it fits.
+#[test]
+fn errors_say_each_cause_once_with_a_fitting_hint() {
+    let f = Fixture::new();
+    // A missing source database is not a missing backup: no "list the repository" hint.
+    let out = dbbackup(&["create", "--source", &f.url("missing.sqlite"), "--repo", &f.repo()], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(err.contains("does not exist") && !err.contains("dbbackup list"), "{err}");
+    // A missing backup gets it.
+    let out = dbbackup(&["restore", "--repo", &f.repo(), "latest", "--into", &f.url("x.sqlite")], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(err.contains("hint: `dbbackup list --repo"), "{err}");
+    // A refused connection: the OS error once, not once per wrapping layer.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    for url in [format!("mysql://root@127.0.0.1:{port}/x"), format!("postgres://postgres@127.0.0.1:{port}/x")]
+    {
+        let out = dbbackup(&["create", "--source", &url, "--repo", &f.repo()], &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(err.matches("Connection refused").count(), 1, "{err}");
+        let line = err.lines().next().unwrap_or_default();
+        let segs: Vec<&str> = line.split(": ").collect();
+        assert!(segs.windows(2).all(|w| w[0] != w[1]), "a segment repeated: {line}");
+    }
+    // A PostgreSQL database that does not exist: exit 5 like the other engines, said once.
+    if let Some(base) = pg_url() {
+        let url = pg_db(&base, "dbbackup_no_such_database");
+        let out = dbbackup(&["create", "--source", &url, "--repo", &f.repo()], &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(5), "{err}");
+        assert_eq!(err.matches("does not exist").count(), 1, "{err}");
+    }
+}
+
 #[test]
 fn environment_and_config_file_supply_flags() {
     let f = Fixture::new();

@@ -68,6 +68,10 @@ pub enum Error {
     /// Something already exists where it must not be overwritten (create-only manifest write).
     #[error("{0} already exists")]
     AlreadyExists(String),
+    /// The database to back up (or a file it needs) does not exist. Distinct from [`Error::NotFound`],
+    /// which is about what a repository holds, so the hint fits (exit code 5 all the same).
+    #[error("{0} does not exist")]
+    MissingDatabase(String),
     /// The engine or store cannot do what was asked.
     #[error("unsupported: {0}")]
     Unsupported(String),
@@ -155,7 +159,7 @@ impl Error {
     /// What this error means to the caller.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::NotFound { .. } | Error::MissingDatabase(_) => ErrorKind::NotFound,
             Error::Integrity { .. } | Error::UnsupportedFormat { .. } => ErrorKind::Integrity,
             Error::InvalidInput(_) | Error::ConfirmationRequired(_) => ErrorKind::Usage,
             Error::Cancelled(_) => ErrorKind::Cancelled,
@@ -165,6 +169,17 @@ impl Error {
             | Error::AlreadyExists(_)
             | Error::Unsupported(_)
             | Error::Io { .. } => ErrorKind::Failed,
+        }
+    }
+
+    /// A hint for a person, when one fits this error (the CLI prints it under the message).
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Error::NotFound { available, .. } if available.is_empty() => {
+                Some("`dbbackup list --repo ...` shows what the repository holds")
+            }
+            Error::MissingDatabase(_) => Some("check the database name and host in the source URL"),
+            _ => None,
         }
     }
 
@@ -242,6 +257,32 @@ impl Error {
 }
 
 /// What to fix, for the object-store failures users meet most (bucket, region, keys, http).
+/// An error and its causes as one line, each cause once: a cause whose text its parent already
+/// printed (thiserror's `"{context}: {source}"`, drivers that repeat their source) is left out, and
+/// a segment repeated back to back ("Input/output error: Input/output error: ...") is said once.
+/// The one rendering of error messages for the CLI, the FFI and notifications.
+pub fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = String::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        let msg = e.to_string();
+        if !msg.is_empty() && !text.contains(&msg) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&msg);
+        }
+        cur = e.source();
+    }
+    let mut out: Vec<&str> = Vec::new();
+    for seg in text.split(": ") {
+        if out.last() != Some(&seg) {
+            out.push(seg);
+        }
+    }
+    out.join(": ")
+}
+
 pub(crate) fn store_hint(msg: &str) -> Option<&'static str> {
     let m = msg.to_ascii_lowercase();
     let hint = if m.contains("nosuchbucket")
@@ -278,6 +319,58 @@ pub(crate) fn store_hint(msg: &str) -> Option<&'static str> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// An error that prints its source inside its own message, as many drivers do.
+    #[derive(Debug)]
+    struct Repeats(&'static str, Option<Box<Repeats>>);
+    impl fmt::Display for Repeats {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match &self.1 {
+                Some(s) => write!(f, "{}: {s}", self.0),
+                None => f.write_str(self.0),
+            }
+        }
+    }
+    impl std::error::Error for Repeats {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn each_cause_is_said_once() {
+        // mysql_async's shape: "Input/output error: Input/output error: Connection refused".
+        let io = Repeats("Connection refused (os error 111)", None);
+        let inner = Repeats("Input/output error", Some(Box::new(io)));
+        let outer = Repeats("Input/output error", Some(Box::new(inner)));
+        let e = Error::source("connect to MySQL at mysql://127.0.0.1:1/x", outer);
+        assert_eq!(
+            chain_text(&e),
+            "connect to MySQL at mysql://127.0.0.1:1/x: Input/output error: Connection refused (os error 111)"
+        );
+        // A cause its parent does not print is kept.
+        let quiet = Error::Io {
+            context: "read manifest".into(),
+            source: std::io::Error::other(Repeats("disk on fire", None)),
+        };
+        assert_eq!(chain_text(&quiet), "read manifest: disk on fire");
+    }
+
+    #[test]
+    fn hints_fit_the_error() {
+        let repo = Error::not_found("any backup in /srv/backups");
+        assert!(repo.hint().unwrap_or_default().contains("dbbackup list"));
+        let listed = Error::NotFound { what: "backup x".into(), available: vec!["y".into()] };
+        assert_eq!(listed.hint(), None, "the available ones are already listed");
+        let db = Error::MissingDatabase("MySQL database \"shop\"".into());
+        assert_eq!(db.kind(), ErrorKind::NotFound);
+        assert!(
+            !db.hint().unwrap_or_default().contains("dbbackup list"),
+            "a database is not in a repository"
+        );
+    }
+
     #[test]
     fn store_failures_say_what_to_fix() {
         for (msg, want) in [

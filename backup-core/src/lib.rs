@@ -57,7 +57,7 @@ pub use catalog::{
     last_verification, list, list_in, read_manifest, record_verification, resolve,
 };
 pub use copy::{CopyOptions, CopyReport, copy, copy_between};
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, Result, chain_text};
 pub use format::manifest::Manifest;
 pub use guard::{CommandOutcome, GuardOptions, GuardReport, guard, last_drill_recovery_ms};
 pub use health::{Check, RepoStatus, StatusOptions, StatusReport, status, status_in};

@@ -145,7 +145,7 @@ impl Outcome {
             Error::NotFound { available, .. } => available.clone(),
             _ => Vec::new(),
         };
-        Self::new(e.kind(), e.to_string(), available)
+        Self::new(e.kind(), backup_core::chain_text(e), available)
     }
 
     pub(crate) fn new(kind: ErrorKind, message: String, available: Vec<String>) -> Self {

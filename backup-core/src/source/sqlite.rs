@@ -75,7 +75,7 @@ impl Source for SqliteSource {
     async fn snapshot(&self, opts: &DumpOptions, ctx: &Context) -> Result<Box<dyn Snapshot>> {
         let path = self.path.clone();
         if !path.is_file() {
-            return Err(Error::not_found(format!("SQLite database {}", path.display())));
+            return Err(Error::MissingDatabase(format!("SQLite database {}", path.display())));
         }
         let temp_dir = opts.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
         let chunk_bytes = opts.chunk_bytes.max(1 << 20);

@@ -330,7 +330,7 @@ impl Source for MysqlSource {
         )
         .await?;
         if exists.is_empty() {
-            return Err(Error::not_found(format!("MySQL database {db:?}")));
+            return Err(Error::MissingDatabase(format!("MySQL database {db:?}")));
         }
         let mut info =
             SnapshotInfo { server_version: version.clone(), database: db.clone(), ..Default::default() };

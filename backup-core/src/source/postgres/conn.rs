@@ -31,7 +31,8 @@ pub(crate) fn pg_err(context: impl Into<String>) -> impl FnOnce(tokio_postgres::
                 }
                 m
             }
-            None => e.to_string(),
+            // The driver's own text ("error connecting to server") hides the cause.
+            None => crate::error::chain_text(&e),
         };
         Error::Source { context, source: msg.into() }
     }
@@ -97,6 +98,10 @@ pub(crate) async fn connect(url: &DatabaseUrl, role: &str) -> Result<Client> {
         }),
     };
     let client = connected.map_err(|e| {
+        // A database that does not exist is the same failure on every engine.
+        if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) {
+            return Error::MissingDatabase(format!("PostgreSQL database {:?} at {url}", url.database()));
+        }
         let context = format!("connect to {url} ({role})");
         let host = url.url().host_str().unwrap_or("localhost");
         match tls.describe_failure(host, &e) {
