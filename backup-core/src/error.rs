@@ -390,8 +390,6 @@ mod tests {
         assert_eq!(store_hint("something else"), None);
     }
 
-    use super::*;
-
     #[test]
     fn exit_codes_follow_the_cli_contract() {
         assert_eq!(Error::not_found("backup x").kind().exit_code(), 5);
