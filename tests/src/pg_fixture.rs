@@ -183,8 +183,11 @@ GRANT SELECT (id), UPDATE (b) ON bytes TO dbbackup_fixture_reader;
 GRANT EXECUTE ON FUNCTION add1(int) TO dbbackup_fixture_reader;
 ALTER DEFAULT PRIVILEGES IN SCHEMA other GRANT SELECT ON TABLES TO dbbackup_fixture_reader;
 ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
-CREATE FUNCTION ddl_seen() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN NULL; END $$;
-CREATE EVENT TRIGGER fixture_ddl ON ddl_command_end WHEN TAG IN ('CREATE TABLE') EXECUTE FUNCTION ddl_seen();
+CREATE TABLE ddl_log (tag text);
+CREATE FUNCTION ddl_seen() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO public.ddl_log VALUES (tg_tag); END $$;
+CREATE EVENT TRIGGER fixture_ddl ON ddl_command_end WHEN TAG IN ('CREATE TABLE', 'REFRESH MATERIALIZED VIEW')
+  EXECUTE FUNCTION ddl_seen();
+TRUNCATE ddl_log;
 CREATE STATISTICS other.nopk_stats (dependencies, ndistinct) ON a, b FROM other.nopk;
 ALTER STATISTICS other.nopk_stats SET STATISTICS 500;
 CREATE STATISTICS sweep_expr ON (lower(a)), id FROM sweep;

@@ -431,18 +431,24 @@ impl Snapshot for PgSnapshot {
             )
             .await
             .map_err(pg_err("list materialized views"))?;
+        let mut extra = String::new();
         if !mv.is_empty() {
-            post_data.push_str("\n-- dbbackup: materialized view contents\n");
-            post_data.push_str("SELECT pg_catalog.set_config('search_path', '', false);\n");
+            extra.push_str("\n-- dbbackup: materialized view contents\n");
+            extra.push_str("SELECT pg_catalog.set_config('search_path', '', false);\n");
             for r in mv {
-                post_data.push_str(&format!("REFRESH MATERIALIZED VIEW {};\n", r.get::<_, String>(0)));
+                extra.push_str(&format!("REFRESH MATERIALIZED VIEW {};\n", r.get::<_, String>(0)));
             }
         }
         if !seq.is_empty() {
-            post_data.push_str("\n-- dbbackup: sequence values as of the snapshot\n");
-            post_data.push_str("SELECT pg_catalog.set_config('search_path', '', false);\n");
-            post_data.push_str(&seq);
+            extra.push_str("\n-- dbbackup: sequence values as of the snapshot\n");
+            extra.push_str("SELECT pg_catalog.set_config('search_path', '', false);\n");
+            extra.push_str(&seq);
         }
+        // Before the event triggers, which pg_dump writes last so that none fires while the
+        // database is rebuilt (an event trigger on REFRESH MATERIALIZED VIEW would otherwise
+        // run during the restore, e.g. write to a table whose contents were already checked).
+        let at = post_data.find("\nCREATE EVENT TRIGGER ").map_or(post_data.len(), |i| i + 1);
+        post_data.insert_str(at, &extra);
         Ok(SchemaScripts { pre_data, post_data })
     }
 
