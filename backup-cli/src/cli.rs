@@ -1,5 +1,6 @@
 //! Argument definitions. Every flag also reads `DBBACKUP_<FLAG>` from the environment and a
-//! `dbbackup.toml` (`--config`); precedence: flag > environment > file.
+//! `dbbackup.toml` (`--config`); precedence: flag > environment > file. Flags that can carry a
+//! secret (database and repository URLs) have `hide_env_values`, so `--help` never prints them.
 
 use std::path::PathBuf;
 
@@ -8,7 +9,8 @@ use clap::{Args, Parser, Subcommand};
 /// Fast, verifiable database backups: SQLite, PostgreSQL, MySQL/MariaDB -> local dir, S3, GCS, Azure.
 ///
 /// Exit codes: 0 ok, 1 failed, 2 usage/configuration, 3 integrity (corrupt or incomplete
-/// backup), 4 unhealthy (status), 5 not found (backup, repository, database), 130 cancelled.
+/// backup), 4 unhealthy (status), 5 not found (backup, repository, database), 124 --timeout
+/// reached, 128 + signal when stopped by a signal (130 SIGINT, 143 SIGTERM, 129 SIGHUP).
 ///
 /// Passwords never go on the command line: use DBBACKUP_PASSWORD, --password-file, or the
 /// engine's own variables (PGPASSWORD, ~/.pgpass, MYSQL_PWD).
@@ -27,8 +29,12 @@ pub struct Cli {
     /// Configuration file (TOML; keys are the long flag names).
     #[arg(long, global = true, env = "DBBACKUP_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
+    /// Stop the whole operation after this long (e.g. 2h, 30m): it is cancelled and cleaned up
+    /// like on Ctrl-C, and the exit code is 124. Default: no limit.
+    #[arg(long, global = true, env = "DBBACKUP_TIMEOUT", value_name = "DURATION")]
+    pub timeout: Option<String>,
     /// Read the database password from this file (first line).
-    #[arg(long, global = true, env = "DBBACKUP_PASSWORD_FILE", value_name = "PATH")]
+    #[arg(long, global = true, env = "DBBACKUP_PASSWORD_FILE", hide_env_values = true, value_name = "PATH")]
     pub password_file: Option<PathBuf>,
     /// The command.
     #[command(subcommand)]
@@ -70,10 +76,17 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     /// Database to back up: sqlite:///abs/path.sqlite, postgres://user@host/db, mysql://user@host/db.
-    #[arg(long, env = "DBBACKUP_SOURCE", value_name = "URL")]
+    #[arg(long, env = "DBBACKUP_SOURCE", hide_env_values = true, value_name = "URL")]
     pub source: String,
     /// Repository (repeat for 3-2-1: the same bytes go to each): a path, file://, s3://, gs://, az://.
-    #[arg(long = "repo", env = "DBBACKUP_REPO", value_name = "URL", required = true, value_delimiter = ',')]
+    #[arg(
+        long = "repo",
+        env = "DBBACKUP_REPO",
+        hide_env_values = true,
+        value_name = "URL",
+        required = true,
+        value_delimiter = ','
+    )]
     pub repos: Vec<String>,
     /// zstd[:LEVEL] (default zstd:3), gzip[:LEVEL] or none.
     #[arg(long, env = "DBBACKUP_COMPRESSION", default_value = "zstd:3")]
@@ -107,7 +120,7 @@ pub struct CreateArgs {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Repository.
-    #[arg(long, env = "DBBACKUP_REPO", value_name = "URL")]
+    #[arg(long, env = "DBBACKUP_REPO", hide_env_values = true, value_name = "URL")]
     pub repo: String,
     /// Only backups with this tag.
     #[arg(long, env = "DBBACKUP_TAG")]
@@ -118,7 +131,7 @@ pub struct ListArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// Repository.
-    #[arg(long, env = "DBBACKUP_REPO", value_name = "URL")]
+    #[arg(long, env = "DBBACKUP_REPO", hide_env_values = true, value_name = "URL")]
     pub repo: String,
     /// Backup id, `latest` or `tag:NAME`.
     #[arg(default_value = "latest")]
@@ -127,7 +140,7 @@ pub struct VerifyArgs {
     #[arg(long, env = "DBBACKUP_LEVEL", default_value = "full")]
     pub level: String,
     /// Scratch database server for drills (a throwaway database is created and dropped there).
-    #[arg(long, env = "DBBACKUP_SCRATCH", value_name = "URL")]
+    #[arg(long, env = "DBBACKUP_SCRATCH", hide_env_values = true, value_name = "URL")]
     pub scratch: Option<String>,
     /// Parallel downloads (default: number of CPUs).
     #[arg(long, short = 'j', env = "DBBACKUP_JOBS")]
@@ -141,14 +154,14 @@ pub struct VerifyArgs {
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
     /// Repository (not needed when restoring a plain dump file).
-    #[arg(long, env = "DBBACKUP_REPO", value_name = "URL")]
+    #[arg(long, env = "DBBACKUP_REPO", hide_env_values = true, value_name = "URL")]
     pub repo: Option<String>,
     /// Backup id, `latest`, `tag:NAME`, or a plain dump file from pg_dump/mysqldump
     /// (`.sql`, `.sql.gz`, `.sql.zst`).
     #[arg(default_value = "latest")]
     pub backup: String,
     /// Database to restore into (created if missing).
-    #[arg(long, env = "DBBACKUP_INTO", value_name = "URL")]
+    #[arg(long, env = "DBBACKUP_INTO", hide_env_values = true, value_name = "URL")]
     pub into: String,
     /// Do not ask for confirmation on production targets.
     #[arg(long)]
@@ -186,10 +199,17 @@ pub struct RestoreArgs {
 #[derive(Debug, Args)]
 pub struct GuardArgs {
     /// Database the command changes.
-    #[arg(long, env = "DBBACKUP_SOURCE", value_name = "URL")]
+    #[arg(long, env = "DBBACKUP_SOURCE", hide_env_values = true, value_name = "URL")]
     pub source: String,
     /// Repository for the safety backup (repeatable; the first is restored from).
-    #[arg(long = "repo", env = "DBBACKUP_REPO", value_name = "URL", required = true, value_delimiter = ',')]
+    #[arg(
+        long = "repo",
+        env = "DBBACKUP_REPO",
+        hide_env_values = true,
+        value_name = "URL",
+        required = true,
+        value_delimiter = ','
+    )]
     pub repos: Vec<String>,
     /// Refuse to start when the last drill's measured recovery time exceeds this (e.g. 2m).
     #[arg(long, env = "DBBACKUP_MAX_RTO", value_name = "DURATION")]
@@ -220,7 +240,7 @@ pub struct GuardArgs {
 #[derive(Debug, Args)]
 pub struct PruneArgs {
     /// Repository.
-    #[arg(long, env = "DBBACKUP_REPO", value_name = "URL")]
+    #[arg(long, env = "DBBACKUP_REPO", hide_env_values = true, value_name = "URL")]
     pub repo: String,
     /// Keep the N newest backups.
     #[arg(long, env = "DBBACKUP_KEEP_LAST", value_name = "N")]
@@ -255,7 +275,14 @@ pub struct PruneArgs {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Repository (repeat to check the copies in each: 3-2-1).
-    #[arg(long = "repo", env = "DBBACKUP_REPO", value_name = "URL", required = true, value_delimiter = ',')]
+    #[arg(
+        long = "repo",
+        env = "DBBACKUP_REPO",
+        hide_env_values = true,
+        value_name = "URL",
+        required = true,
+        value_delimiter = ','
+    )]
     pub repos: Vec<String>,
     /// Unhealthy when the newest backup is older than this (e.g. 26h).
     #[arg(long, env = "DBBACKUP_MAX_AGE", value_name = "DURATION")]
@@ -269,10 +296,10 @@ pub struct StatusArgs {
 #[derive(Debug, Args)]
 pub struct CopyArgs {
     /// Repository to copy from.
-    #[arg(long, env = "DBBACKUP_FROM", value_name = "URL")]
+    #[arg(long, env = "DBBACKUP_FROM", hide_env_values = true, value_name = "URL")]
     pub from: String,
     /// Repository to copy to.
-    #[arg(long, env = "DBBACKUP_TO", value_name = "URL")]
+    #[arg(long, env = "DBBACKUP_TO", hide_env_values = true, value_name = "URL")]
     pub to: String,
     /// Backup id, `latest` or `tag:NAME`.
     #[arg(default_value = "latest")]

@@ -40,7 +40,9 @@ pub fn apply(cmd: Command, path: Option<&Path>) -> Result<Command> {
                         found = true;
                         let vals = values.clone();
                         sub.mut_arg(arg_id, move |a| {
-                            let a = a.required(false);
+                            // A value that may carry a secret is not shown as a default in --help.
+                            let hide = a.is_hide_env_values_set();
+                            let a = a.required(false).hide_default_value(hide);
                             if vals.len() == 1 {
                                 a.default_value(vals[0].clone())
                             } else {

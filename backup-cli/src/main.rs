@@ -6,6 +6,7 @@ mod commands;
 mod config;
 mod output;
 mod progress;
+mod signal;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

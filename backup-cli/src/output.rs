@@ -67,8 +67,15 @@ pub fn kind_of(err: &anyhow::Error) -> ErrorKind {
     ErrorKind::Usage
 }
 
-/// The one place exit codes are decided: the core's mapping.
+/// The one place exit codes are decided: the core's mapping, except that a cancellation caused
+/// by a stop signal exits 128 + the signal (130 SIGINT, 143 SIGTERM, 129 SIGHUP) and one caused
+/// by `--timeout` exits 124.
 pub fn exit_code(kind: ErrorKind) -> i32 {
+    if kind == ErrorKind::Cancelled
+        && let Some(code) = crate::signal::stopped_exit_code()
+    {
+        return code;
+    }
     kind.exit_code()
 }
 

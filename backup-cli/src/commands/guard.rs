@@ -30,9 +30,14 @@ pub async fn run(a: GuardArgs, password: Option<Secret>, ctx: &Context, out: &Ou
         ]),
     };
     let command = a.command;
+    let cancel = ctx.cancel.clone();
     let r = guard(&opts, ctx, || async move {
-        // Output passes straight through; the child shares our terminal and signals.
-        let status = tokio::process::Command::new(&command[0]).args(&command[1..]).status().await?;
+        // Output passes straight through; the child shares our terminal.
+        let mut child = tokio::process::Command::new(&command[0]).args(&command[1..]).spawn()?;
+        let status = tokio::select! {
+            s = child.wait() => s?,
+            () = cancel.cancelled() => stop(&mut child).await?,
+        };
         Ok(match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
             (Some(c), _) => CommandOutcome::Exited(c),
             (None, Some(s)) => CommandOutcome::Signalled(s),
@@ -57,5 +62,31 @@ pub async fn run(a: GuardArgs, password: Option<Secret>, ctx: &Context, out: &Ou
             )
         }
     });
-    Ok(r.command_status)
+    // Stopped from outside: the command was stopped and rolled back, and the exit code says why.
+    Ok(crate::signal::stopped_exit_code().unwrap_or(r.command_status))
+}
+
+/// How long a stopped command gets to exit before it is killed.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Stops the guarded command when the run is cancelled (a stop signal or `--timeout`): the same
+/// signal (SIGTERM for a timeout) is sent to it, then SIGKILL after [`STOP_GRACE`]. The guard
+/// then rolls the database back, since the command did not finish.
+async fn stop(child: &mut tokio::process::Child) -> std::io::Result<std::process::ExitStatus> {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let sig = crate::signal::received().and_then(|s| Signal::try_from(s).ok()).unwrap_or(Signal::SIGTERM);
+    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+        eprintln!("dbbackup: stopping the guarded command (pid {pid}) with {sig}");
+        // It may have exited already (it got the terminal's Ctrl-C too): then there is nothing to stop.
+        let _ = kill(Pid::from_raw(pid), sig);
+    }
+    match tokio::time::timeout(STOP_GRACE, child.wait()).await {
+        Ok(status) => status,
+        Err(_) => {
+            eprintln!("dbbackup: the guarded command did not exit within {STOP_GRACE:?}; killing it");
+            child.kill().await?;
+            child.wait().await
+        }
+    }
 }

@@ -22,13 +22,13 @@ use crate::progress::Bars;
 /// Runs the parsed command and returns the process exit code.
 pub async fn run(cli: Cli, out: &Output) -> i32 {
     let ctx = Context::with_observer(Arc::new(Bars::new(cli.quiet, cli.json)));
-    let cancel = ctx.cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("dbbackup: interrupted; stopping (no manifest will be written)");
-            cancel.cancel();
+    crate::signal::install(ctx.cancel.clone());
+    if let Some(t) = &cli.timeout {
+        match backup_core::parse_duration(t) {
+            Ok(limit) => crate::signal::deadline(ctx.cancel.clone(), limit),
+            Err(e) => return out.error(&anyhow::Error::from(e).context(format!("--timeout {t:?}"))),
         }
-    });
+    }
     let password = match password(&cli) {
         Ok(p) => p,
         Err(e) => return out.error(&e),
