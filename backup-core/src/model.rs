@@ -171,10 +171,18 @@ impl FromStr for Compression {
     }
 }
 
-/// A secret (password, key). `Debug` and `Display` never show it.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A secret (password, key). `Debug` never shows it, and neither does `Serialize` (it writes
+/// `"***"`, so options or reports serialized for logs or JSON cannot carry it); it is read from
+/// JSON as a plain string (the FFI's options).
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
 
 impl Secret {
     /// Wraps a secret string.
@@ -235,10 +243,41 @@ impl DatabaseUrl {
                 )));
             }
         };
-        let password = url.password().map(|p| Secret::new(percent_decode(p)));
+        let mut password = url.password().map(|p| Secret::new(percent_decode(p)));
         if url.password().is_some() {
             // set_password only fails for URLs that cannot have credentials, which these can.
             let _ = url.set_password(None);
+        }
+        // libpq's `?password=` and `?user=` are honoured like the userinfo, and taken out of the
+        // query so no Display of the URL carries them.
+        let pairs: Vec<(String, String)> =
+            url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        if pairs.iter().any(|(k, _)| k == "password" || k == "user") {
+            let mut kept = Vec::new();
+            for (k, v) in pairs {
+                match k.as_str() {
+                    "password" => {
+                        if password.is_some() {
+                            return Err(bad("a password both in the userinfo and in ?password="));
+                        }
+                        password = Some(Secret::new(v));
+                    }
+                    "user" => {
+                        if !url.username().is_empty() {
+                            return Err(bad("a user both in the userinfo and in ?user="));
+                        }
+                        if url.set_username(&v).is_err() {
+                            return Err(bad("?user= on a URL that cannot have a user"));
+                        }
+                    }
+                    _ => kept.push((k, v)),
+                }
+            }
+            if kept.is_empty() {
+                url.set_query(None);
+            } else {
+                url.query_pairs_mut().clear().extend_pairs(kept);
+            }
         }
         if url.host_str().is_none_or(str::is_empty)
             && !url.query_pairs().any(|(k, _)| k == "socket" || k == "host")
@@ -344,8 +383,24 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Replaces any `user:password@` in a URL-like string with `user:***@`, for messages.
+/// Replaces any `user:password@` in a URL-like string with `user:***@`, and the value of any
+/// `password=` query parameter with `***`, for messages.
 pub fn redact_str(s: &str) -> String {
+    let s = &redact_userinfo(s);
+    let Some(q) = s.find('?') else { return s.to_string() };
+    let mut out = s[..=q].to_string();
+    let pairs: Vec<String> = s[q + 1..]
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+            _ => p.to_string(),
+        })
+        .collect();
+    out.push_str(&pairs.join("&"));
+    out
+}
+
+fn redact_userinfo(s: &str) -> String {
     match (s.find("://"), s.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let creds = &s[scheme_end + 3..at];
@@ -394,6 +449,30 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_never_serialize() {
+        let s = Secret::new("canary-pw");
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"***\"");
+        assert_eq!(format!("{s:?}"), "***");
+        let back: Secret = serde_json::from_str("\"canary-pw\"").unwrap();
+        assert_eq!(back.expose(), "canary-pw");
+    }
+
+    #[test]
+    fn query_password_and_user_are_honoured_and_not_displayed() {
+        let u =
+            DatabaseUrl::parse("postgres://h:5432/db?sslmode=disable&password=canary%2Fpw&user=app").unwrap();
+        assert_eq!(u.password().unwrap().expose(), "canary/pw");
+        assert_eq!(u.user().as_deref(), Some("app"));
+        assert_eq!(u.param("sslmode").as_deref(), Some("disable"));
+        assert_eq!(u.to_string(), "postgres://app@h:5432/db?sslmode=disable");
+        let u = DatabaseUrl::parse("mysql://root@h/db?password=canary").unwrap();
+        assert_eq!(u.password().unwrap().expose(), "canary");
+        assert!(!u.to_string().contains("canary") && !u.to_string().contains('?'), "{u}");
+        let e = DatabaseUrl::parse("postgres://a:one@h/db?password=canary").unwrap_err().to_string();
+        assert!(e.contains("both") && !e.contains("canary"), "{e}");
+    }
 
     #[test]
     fn sizes_and_durations() {

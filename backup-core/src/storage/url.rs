@@ -129,7 +129,11 @@ impl RepoUrl {
                 None => (rest, None),
             };
             let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-            if host.contains('@') {
+            // Over the whole authority: `s3://KEY:SECRET@bucket` where the secret holds a '/'
+            // (AWS secrets do) splits at that '/', so look for `user:...@` anywhere before the
+            // last '@', and refuse a ':' in the bucket name (no store allows one).
+            let userinfo = rest.rfind('@').is_some_and(|at| rest[..at].contains(':'));
+            if host.contains('@') || host.contains(':') || userinfo {
                 return Err(bad(
                     "credentials do not belong in the URL; set them in the environment (AWS_ACCESS_KEY_ID, ...)",
                 ));
@@ -454,6 +458,24 @@ mod tests {
         assert!(RepoUrl::parse("").is_err());
         let e = RepoUrl::parse("ftp://u:pw@h/x").unwrap_err().to_string();
         assert!(e.contains("ftp") && !e.contains("pw"), "{e}");
+    }
+
+    /// AWS secret keys contain '/': the credentials check covers the whole authority, and the
+    /// message never repeats the secret.
+    #[test]
+    fn credentials_with_a_slash_are_refused_and_not_echoed() {
+        for url in [
+            "s3://AKIAEXAMPLE:wJalr/XUtnFEMI/K7MDENG@bucket/prefix",
+            "s3://AKIAEXAMPLE:wJalr/XUtnFEMI@bucket",
+            "gs://user:wJalr/XUtnFEMI@bucket/x",
+            "az://acct:wJalr/XUtnFEMI@container/x",
+            "s3://AKIAEXAMPLE:wJalrXUtnFEMI@bucket",
+        ] {
+            let e = RepoUrl::parse(url).unwrap_err().to_string();
+            assert!(e.contains("credentials") && !e.contains("wJalr"), "{url}: {e}");
+        }
+        // An '@' inside the prefix is not a credential.
+        assert!(RepoUrl::parse("s3://bucket/backups@home").is_ok());
     }
 
     #[test]
