@@ -320,3 +320,28 @@ pub async fn read_text(mut s: ByteStream, max: usize, what: &str) -> Result<Stri
     }
     String::from_utf8(buf).map_err(|e| Error::integrity(what, "UTF-8 text", e.to_string()))
 }
+
+/// Free space an engine writing files must leave on the filesystem after a restore (a full
+/// disk takes the other files on it down with it).
+const FREE_SPACE_MARGIN: u64 = 64 << 20;
+
+/// Fails before anything is written when the filesystem of `dir` has less room than `bytes`
+/// (what the manifest says the restore writes) plus a margin. A manifest is input from a
+/// repository: a small object declared as 1 TB must be refused, not allowed to fill the disk.
+pub(crate) fn check_free_space(dir: &std::path::Path, bytes: u64) -> Result<()> {
+    let st = nix::sys::statvfs::statvfs(dir)
+        .map_err(|e| Error::io(format!("free space of {}", dir.display()), std::io::Error::from(e)))?;
+    // The field types differ between platforms (u32 on some).
+    #[allow(clippy::useless_conversion)]
+    let free = u64::from(st.blocks_available()).saturating_mul(u64::from(st.fragment_size()));
+    if bytes.saturating_add(FREE_SPACE_MARGIN) > free {
+        return Err(Error::Io {
+            context: format!(
+                "restore into {}: the backup needs {bytes} bytes and the filesystem has {free} free",
+                dir.display()
+            ),
+            source: std::io::Error::from(std::io::ErrorKind::StorageFull),
+        });
+    }
+    Ok(())
+}

@@ -352,6 +352,7 @@ impl Loader for SqliteLoader {
         if manifest.objects.iter().any(|o| o.kind == ObjectKind::Data) {
             return Err(Error::Unsupported("SQLite restore of row-format backups".into()));
         }
+        let total = check_file_coverage(manifest)?;
         let target = self.path.clone();
         let dir = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -360,6 +361,7 @@ impl Loader for SqliteLoader {
         if !dir.is_dir() {
             return Err(Error::not_found(format!("directory {} for the restored database", dir.display())));
         }
+        super::check_free_space(&dir, total)?;
         let name =
             target.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| "db".into());
         let temp = tempfile::Builder::new()
@@ -374,6 +376,41 @@ impl Loader for SqliteLoader {
             integrity_checked: AtomicBool::new(false),
         }))
     }
+}
+
+/// The file chunks of a SQLite backup must cover the file exactly: offsets from 0, each chunk
+/// starting where the previous one ends, up to the recorded file size. A manifest is input from
+/// a repository; overlapping chunks or gaps would write a file that was never backed up.
+/// Returns the file size.
+fn check_file_coverage(manifest: &Manifest) -> Result<u64> {
+    let mut chunks: Vec<&ObjectEntry> =
+        manifest.objects.iter().filter(|o| o.kind == ObjectKind::File).collect();
+    chunks.sort_by_key(|o| o.offset);
+    let mut end = 0u64;
+    for o in &chunks {
+        let offset = o.offset.ok_or_else(|| Error::integrity(&o.key, "an offset", "none"))?;
+        if offset != end {
+            let found = if offset < end { "overlaps the previous chunk" } else { "leaves a gap" };
+            return Err(Error::integrity(
+                &o.key,
+                format!("file chunk at offset {end}"),
+                format!("offset {offset} ({found})"),
+            ));
+        }
+        end = offset.checked_add(o.raw_bytes).ok_or_else(|| {
+            Error::integrity(&o.key, "a chunk size within the file", format!("{} bytes", o.raw_bytes))
+        })?;
+    }
+    if let Some(size) = manifest.snapshot.get("file_bytes").and_then(|v| v.parse::<u64>().ok())
+        && size != end
+    {
+        return Err(Error::integrity(
+            "manifest",
+            format!("file chunks covering {size} bytes (the recorded file size)"),
+            format!("{end} bytes"),
+        ));
+    }
+    Ok(end)
 }
 
 struct SqliteSession {

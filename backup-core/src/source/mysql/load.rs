@@ -58,6 +58,27 @@ struct Object {
     create: String,
 }
 
+/// The manifest's `charset` and `collation` are pasted into `CREATE`/`ALTER DATABASE` as bare
+/// names (they cannot be quoted there): a manifest is input from a repository, so anything but
+/// a plain name is refused before the restore touches the server.
+fn check_name_props(props: &std::collections::BTreeMap<String, serde_json::Value>) -> Result<()> {
+    for key in ["charset", "collation"] {
+        let Some(v) = props.get(key) else { continue };
+        let ok = v.as_str().is_some_and(|n| {
+            !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        });
+        if !ok {
+            return Err(Error::UnsupportedFormat {
+                what: "manifest".into(),
+                reason: format!(
+                    "database {key} {v} is not a character set or collation name; refusing to restore"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn rand_suffix() -> String {
     let r: u32 = rand::random();
     format!("{r:08x}")
@@ -136,6 +157,7 @@ impl MysqlSession {
         tables: Vec<TableEntry>,
         db_props: std::collections::BTreeMap<String, serde_json::Value>,
     ) -> Result<Self> {
+        check_name_props(&db_props)?;
         let live = server.database();
         let load_init =
             ["SET SESSION foreign_key_checks = 0".to_string(), "SET SESSION unique_checks = 0".to_string()];
@@ -1150,6 +1172,24 @@ fn trigger_on_selected(create: &str, s: &MysqlSession) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn manifest_charset_and_collation_must_be_plain_names() {
+        let props = |cs: &str| {
+            let mut m = std::collections::BTreeMap::new();
+            m.insert("charset".to_string(), serde_json::json!(cs));
+            m.insert("collation".to_string(), serde_json::json!("utf8mb4_unicode_ci"));
+            m
+        };
+        assert!(super::check_name_props(&props("utf8mb4")).is_ok());
+        for bad in ["utf8mb4; DROP DATABASE mysql", "utf8mb4 COLLATE x", "", "a'b", "x`"] {
+            let e = super::check_name_props(&props(bad)).unwrap_err();
+            assert_eq!(e.kind(), crate::error::ErrorKind::Integrity, "{bad}: {e}");
+        }
+        let mut m = props("utf8mb4");
+        m.insert("collation".into(), serde_json::json!(42));
+        assert!(super::check_name_props(&m).is_err());
+    }
+
     use super::*;
 
     #[test]

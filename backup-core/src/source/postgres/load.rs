@@ -276,7 +276,9 @@ fn setting_clause(s: &str) -> Option<String> {
         name,
         "search_path" | "temp_tablespaces" | "session_preload_libraries" | "local_preload_libraries"
     );
-    let v = if is_list && !value.is_empty() { value.to_string() } else { quote_literal(value) };
+    // They reach SQL unquoted, so a manifest (input from a repository) must hold a plain list
+    // there; anything else is passed as one quoted string, which cannot run SQL.
+    let v = if is_list && is_plain_list(value) { value.to_string() } else { quote_literal(value) };
     Some(format!("SET {} TO {v}", quote_ident(name)))
 }
 
@@ -360,6 +362,43 @@ async fn reset_settings(c: &Client, db: &str, acl: bool) -> Result<()> {
             .await?;
     }
     Ok(())
+}
+
+/// Whether `value` is a comma-separated list of plain names (letters, digits, `_`, `$`, `.`)
+/// or double-quoted identifiers (`""` inside), as `pg_db_role_setting` stores list settings.
+fn is_plain_list(value: &str) -> bool {
+    let mut rest = value.trim();
+    if rest.is_empty() {
+        return false;
+    }
+    loop {
+        if let Some(q) = rest.strip_prefix('"') {
+            // A quoted identifier: runs to the first '"' not followed by another '"'.
+            let b = q.as_bytes();
+            let mut i = 0;
+            loop {
+                match b.get(i) {
+                    None => return false,
+                    Some(b'"') if b.get(i + 1) == Some(&b'"') => i += 2,
+                    Some(b'"') => break,
+                    Some(_) => i += 1,
+                }
+            }
+            rest = q[i + 1..].trim_start();
+        } else {
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '$' || c == '.'))
+                .unwrap_or(rest.len());
+            if end == 0 {
+                return false;
+            }
+            rest = rest[end..].trim_start();
+        }
+        match rest.strip_prefix(',') {
+            None => return rest.is_empty(),
+            Some(r) => rest = r.trim_start(),
+        }
+    }
 }
 
 /// Whether a schema/script statement is an ownership change (skipped unless owners are kept).
@@ -1008,5 +1047,37 @@ impl LoadSession for TxnSession {
         let c = self.client.lock().await;
         self.clear(&c, false).await?;
         run_script(&c, sql, self.keep_owners, true, ctx).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// List-valued settings from a manifest reach `ALTER DATABASE ... SET` unquoted only when
+    /// they are a plain list; SQL hidden in one becomes a harmless quoted string.
+    #[test]
+    fn hostile_list_settings_are_quoted() {
+        let mut props = BTreeMap::new();
+        props.insert(
+            "pg.settings".to_string(),
+            serde_json::json!([
+                "search_path=\"$user\", public, \"we\"\"ird\"",
+                "search_path=public; DROP TABLE t; --",
+                "temp_tablespaces=a, b",
+                "search_path=\"x\"; DROP TABLE t",
+            ]),
+        );
+        let s = property_statements("db", &props);
+        assert_eq!(s[0], "ALTER DATABASE \"db\" SET \"search_path\" TO \"$user\", public, \"we\"\"ird\"");
+        assert_eq!(s[1], "ALTER DATABASE \"db\" SET \"search_path\" TO 'public; DROP TABLE t; --'");
+        assert_eq!(s[2], "ALTER DATABASE \"db\" SET \"temp_tablespaces\" TO a, b");
+        assert_eq!(s[3], "ALTER DATABASE \"db\" SET \"search_path\" TO '\"x\"; DROP TABLE t'");
+        for ok in ["a", "a,b", "\"a,b\"", "pg_catalog.x"] {
+            assert!(is_plain_list(ok), "{ok}");
+        }
+        for bad in ["", "a;b", "a b", "\"a", "a,", "a -- x", "a/*"] {
+            assert!(!is_plain_list(bad), "{bad}");
+        }
     }
 }

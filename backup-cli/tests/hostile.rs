@@ -1,0 +1,104 @@
+//! A repository is input: a manifest whose SQLite chunks leave gaps or overlap, or that declares
+//! more data than the disk can take, is refused before the target is touched.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn dbbackup(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dbbackup"))
+        .args(args)
+        .env_remove("APP_ENV")
+        .env_remove("DBBACKUP_REPO")
+        .output()
+        .expect("run dbbackup")
+}
+
+/// A SQLite database of a few MiB, backed up in 1 MiB chunks; returns (repo, backup id).
+fn backup(dir: &Path) -> (String, String) {
+    let db = dir.join("app.sqlite");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "create table t (id integer primary key, v text);
+         with recursive n(i) as (select 1 union all select i + 1 from n where i < 4000)
+         insert into t select i, hex(randomblob(500)) from n;",
+    )
+    .unwrap();
+    drop(c);
+    let repo = dir.join("repo").display().to_string();
+    let out = dbbackup(&[
+        "create",
+        "--json",
+        "--source",
+        &format!("sqlite://{}", db.display()),
+        "--repo",
+        &repo,
+        "--chunk-mib",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = serde_json::from_slice::<Value>(&out.stdout).unwrap()["id"].as_str().unwrap().to_string();
+    (repo, id)
+}
+
+fn edit_manifest(repo: &str, id: &str, f: impl FnOnce(&mut Value)) {
+    let path = Path::new(repo).join(id).join("manifest.json");
+    let mut m: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    f(&mut m);
+    std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
+}
+
+/// Restores into an existing target and returns the output; asserts the target and its
+/// directory are exactly as before.
+fn restore_refused(dir: &Path, repo: &str, id: &str) -> String {
+    let tdir = dir.join("target");
+    std::fs::create_dir_all(&tdir).unwrap();
+    let target = tdir.join("live.sqlite");
+    std::fs::write(&target, b"live bytes").unwrap();
+    let out = dbbackup(&["restore", "--repo", repo, id, "--into", &format!("sqlite://{}", target.display())]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "restore succeeded: {err}");
+    assert_eq!(std::fs::read(&target).unwrap(), b"live bytes", "target changed: {err}");
+    let names: Vec<_> = std::fs::read_dir(&tdir).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("live.sqlite")], "{err}");
+    err
+}
+
+fn file_chunks(m: &mut Value) -> Vec<&mut Value> {
+    m["objects"].as_array_mut().unwrap().iter_mut().filter(|o| o["kind"] == "file").collect()
+}
+
+#[test]
+fn sqlite_chunks_with_a_gap_or_an_overlap_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, id) = backup(dir.path());
+    edit_manifest(&repo, &id, |m| {
+        let mut chunks = file_chunks(m);
+        assert!(chunks.len() >= 3, "want several chunks");
+        // The second chunk moved onto the first: an overlap, and a gap after it.
+        chunks[1]["offset"] = 4096.into();
+    });
+    let err = restore_refused(dir.path(), &repo, &id);
+    assert!(err.contains("overlaps") || err.contains("gap"), "{err}");
+}
+
+#[test]
+fn more_declared_data_than_free_space_is_refused_before_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, id) = backup(dir.path());
+    // The last chunk declared as 1 PB (and the file size with it): the chunks still cover the
+    // file, but no disk here has that room.
+    edit_manifest(&repo, &id, |m| {
+        let pb: u64 = 1 << 50;
+        let mut chunks = file_chunks(m);
+        let last = chunks.last_mut().unwrap();
+        let end = last["offset"].as_u64().unwrap() + pb;
+        last["raw_bytes"] = pb.into();
+        m["snapshot"]["file_bytes"] = end.to_string().into();
+    });
+    let err = restore_refused(dir.path(), &repo, &id);
+    assert!(err.contains("free"), "{err}");
+}
