@@ -12,7 +12,7 @@ export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 step() { printf '\n\033[1m== %s\033[0m (at %d s)\n' "$*" "$SECONDS"; }
 
 step "install"
-apt_install sqlite3 zstd pigz postgresql postgresql-client mariadb-server mariadb-client mydumper \
+apt_install sqlite3 zstd age pigz postgresql postgresql-client mariadb-server mariadb-client mydumper \
   php-cli php-sqlite3 php-mysql phpunit php-laravel-framework composer python3-venv
 
 step "lint"

@@ -13,7 +13,8 @@ use clap::{Args, Parser, Subcommand};
 /// reached, 128 + signal when stopped by a signal (130 SIGINT, 143 SIGTERM, 129 SIGHUP).
 ///
 /// Passwords never go on the command line: use DBBACKUP_PASSWORD, --password-file, or the
-/// engine's own variables (PGPASSWORD, ~/.pgpass, MYSQL_PWD).
+/// engine's own variables (PGPASSWORD, ~/.pgpass, MYSQL_PWD). Encryption keys likewise:
+/// --identity FILE or DBBACKUP_IDENTITY, --passphrase-file FILE or DBBACKUP_PASSPHRASE.
 #[derive(Debug, Parser)]
 #[command(name = "dbbackup", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
@@ -114,6 +115,37 @@ pub struct CreateArgs {
     /// Default: no-owner. Restore with --keep-owners too to apply them.
     #[arg(long, env = "DBBACKUP_KEEP_OWNERS")]
     pub keep_owners: bool,
+    /// Encryption.
+    #[command(flatten)]
+    pub encryption: EncryptArgs,
+    /// Encrypt so that the passphrase in this file (first line) opens the backup (or put it in
+    /// DBBACKUP_PASSPHRASE); with or without --encrypt-to.
+    #[arg(long, env = "DBBACKUP_PASSPHRASE_FILE", value_name = "PATH")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+/// Recipients of a backup (create; copy re-encrypts to them).
+#[derive(Debug, Args)]
+pub struct EncryptArgs {
+    /// Encrypt to this age recipient (`age1...`, public key from `age-keygen`); repeatable.
+    /// Restoring then needs one of the matching identities (--identity).
+    #[arg(long = "encrypt-to", env = "DBBACKUP_RECIPIENTS", value_name = "RECIPIENT", value_delimiter = ',')]
+    pub encrypt_to: Vec<String>,
+    /// Encrypt to every recipient in this file (one `age1...` per line, `#` comments).
+    #[arg(long, env = "DBBACKUP_RECIPIENTS_FILE", value_name = "PATH")]
+    pub recipients_file: Option<PathBuf>,
+}
+
+/// Opening an encrypted backup (restore, verify, copy --encrypt-to).
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    /// age identity file (`AGE-SECRET-KEY-1...`, from `age-keygen`) that opens an encrypted backup.
+    /// Or put the key itself in DBBACKUP_IDENTITY.
+    #[arg(long, env = "DBBACKUP_IDENTITY_FILE", value_name = "PATH")]
+    pub identity: Option<PathBuf>,
+    /// File whose first line is the passphrase of an encrypted backup (or DBBACKUP_PASSPHRASE).
+    #[arg(long, env = "DBBACKUP_PASSPHRASE_FILE", value_name = "PATH")]
+    pub passphrase_file: Option<PathBuf>,
 }
 
 /// `list`.
@@ -148,6 +180,9 @@ pub struct VerifyArgs {
     /// Do not record the result beside the backup.
     #[arg(long)]
     pub no_record: bool,
+    /// Key of an encrypted backup: without it, quick and full check the stored bytes only.
+    #[command(flatten)]
+    pub keys: KeyArgs,
 }
 
 /// `restore`.
@@ -193,6 +228,9 @@ pub struct RestoreArgs {
     /// faster `CHECKSUM TABLE` value (same server version) already matches.
     #[arg(long)]
     pub full_checksum: bool,
+    /// Key of an encrypted backup.
+    #[command(flatten)]
+    pub keys: KeyArgs,
 }
 
 /// `guard`.
@@ -307,4 +345,14 @@ pub struct CopyArgs {
     /// Objects copied in parallel (default: number of CPUs).
     #[arg(long, short = 'j', env = "DBBACKUP_JOBS")]
     pub jobs: Option<usize>,
+    /// Re-encrypt an encrypted backup to new recipients (key rotation); needs its current key.
+    #[command(flatten)]
+    pub encryption: EncryptArgs,
+    /// Re-encrypt so that the passphrase in this file (first line) opens the copy (or
+    /// DBBACKUP_NEW_PASSPHRASE).
+    #[arg(long, env = "DBBACKUP_NEW_PASSPHRASE_FILE", value_name = "PATH")]
+    pub new_passphrase_file: Option<PathBuf>,
+    /// Current key of the backup, to re-encrypt it.
+    #[command(flatten)]
+    pub keys: KeyArgs,
 }

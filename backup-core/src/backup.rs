@@ -7,6 +7,7 @@
 //! 2 x (8 + 40) MiB: bounded by options, never by database size.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -19,9 +20,11 @@ use tokio::sync::mpsc;
 use crate::codec::ByteStream;
 use crate::codec::checksum::{read_tally, tally};
 use crate::codec::compress::{self, ChannelStream};
+use crate::codec::encrypt::{self, Recipients, Sealing};
 use crate::error::{Error, Result};
 use crate::format::layout::{self, SchemaPart};
 use crate::format::manifest::{self, Manifest, ObjectEntry, ObjectKind, ToolInfo};
+use crate::format::sealed;
 use crate::model::{BackupId, Compression, DatabaseUrl, Secret};
 use crate::progress::{Context, Event, Phase, PhaseGuard};
 use crate::source::{self, ChunkPlan, DumpOptions, DumpPlan, Snapshot, Source};
@@ -52,6 +55,12 @@ pub struct CreateOptions {
     pub temp_dir: Option<std::path::PathBuf>,
     /// Engine-specific switches.
     pub engine_options: BTreeMap<String, String>,
+    /// Encrypt the backup to these age X25519 recipients (`age1...`; `#` comments and blank
+    /// lines skipped, so a recipients file's text works too). Empty: not encrypted, unless
+    /// `passphrase` is set.
+    pub encrypt_to: Vec<String>,
+    /// Also (or only) let this passphrase open the backup (age scrypt; see docs/FORMAT.md).
+    pub passphrase: Option<Secret>,
 }
 
 impl Default for CreateOptions {
@@ -68,6 +77,8 @@ impl Default for CreateOptions {
             checksums: true,
             temp_dir: None,
             engine_options: BTreeMap::new(),
+            encrypt_to: Vec::new(),
+            passphrase: None,
         }
     }
 }
@@ -221,6 +232,8 @@ pub async fn create_with(
             return Err(Error::InvalidInput(format!("bad tag {t:?}: 1 to 128 printable characters")));
         }
     }
+    // Bad recipients fail before the snapshot is taken.
+    let sealing = Sealing::new(&opts.encrypt_to, opts.passphrase.as_ref())?;
     let started = Instant::now();
     let started_at = Utc::now();
     let id = BackupId::new(started_at);
@@ -238,8 +251,9 @@ pub async fn create_with(
     };
     let engine = source.engine();
     let fleet = Fleet::new(targets);
+    let enc = sealing.as_ref().map(|s| Arc::new(s.recipients().clone()));
     let result =
-        run(snapshot.as_ref(), engine, &id, source_display, &fleet, opts, jobs, started_at, ctx).await;
+        run(snapshot.as_ref(), engine, &id, source_display, &fleet, opts, jobs, started_at, enc, ctx).await;
     let closed = snapshot.close().await;
     let manifest = match (result, closed) {
         (Ok(m), Ok(())) => m,
@@ -251,7 +265,10 @@ pub async fn create_with(
     // Manifest last, create-only, to each repository that holds every object. A repository
     // that failed on the way gets no manifest and its objects are removed; the backup still
     // counts in the others, and the report lists the failures (the CLI exits 1).
-    let json = Bytes::from(manifest.to_json()?);
+    let json = Bytes::from(match &sealing {
+        Some(s) => sealed::to_json(&manifest, s)?,
+        None => manifest.to_json()?,
+    });
     for (i, t) in fleet.live() {
         if let Err(e) = t.put_create(&layout::manifest_key(&id), json.clone()).await {
             let e = e.context(format!("write manifest of {id}"));
@@ -319,6 +336,7 @@ async fn run(
     opts: &CreateOptions,
     jobs: usize,
     started_at: chrono::DateTime<Utc>,
+    enc: Option<Arc<Recipients>>,
     ctx: &Context,
 ) -> Result<Manifest> {
     let schema = snap.schema().await?;
@@ -327,11 +345,12 @@ async fn run(
     let phase = PhaseGuard::start(ctx, Phase::Upload, Some(total));
     let mut objects = Vec::new();
     for (part, sql) in [(SchemaPart::PreData, schema.pre_data), (SchemaPart::PostData, schema.post_data)] {
-        let key = layout::schema_key(part, opts.compression);
+        let key = stored_key(layout::schema_key(part, opts.compression), enc.is_some());
         let kind = if part == SchemaPart::PreData { ObjectKind::SchemaPre } else { ObjectKind::SchemaPost };
         let len = sql.len() as u64;
         let stream = futures::stream::once(async move { Ok(Bytes::from(sql)) }).boxed();
-        let stored = store_object(stream, id, &key, Some(len), opts.compression, 1, targets, ctx).await?;
+        let stored =
+            store_object(stream, id, &key, Some(len), opts.compression, 1, enc.clone(), targets, ctx).await?;
         objects.push(entry(key, kind, None, 0, "sql", opts.compression, stored, None, None));
     }
     // Fewer chunks than workers: let zstd use the spare cores inside each object.
@@ -340,10 +359,12 @@ async fn run(
     // Page-level engines (SQLite) learn row counts from stats; row engines count while dumping
     // and stats must agree with the dump.
     let page_level = plan.chunks.iter().all(|c| c.table.is_none());
+    let enc_ref = &enc;
     let chunks = futures::stream::iter(plan.chunks.iter().enumerate())
         .map(|(i, c)| async move {
             ctx.check("backup")?;
-            let e = dump_chunk(snap, plan_ref, c, id, opts.compression, threads, targets, ctx).await?;
+            let enc = enc_ref.clone();
+            let e = dump_chunk(snap, plan_ref, c, id, opts.compression, threads, enc, targets, ctx).await?;
             Ok::<_, Error>((i, e))
         })
         .buffer_unordered(jobs)
@@ -406,6 +427,7 @@ async fn run(
         tables: plan.tables,
         notes: info.notes,
         properties: info.properties,
+        encryption: None,
     })
 }
 
@@ -417,21 +439,24 @@ async fn dump_chunk(
     id: &BackupId,
     compression: Compression,
     threads: u32,
+    enc: Option<Arc<Recipients>>,
     targets: &Fleet<'_>,
     ctx: &Context,
 ) -> Result<ObjectEntry> {
     let table_key = match c.table {
+        // Encrypted: the key carries the table's index only, never its name.
+        Some(t) if enc.is_some() => layout::sealed_table_key(t),
         Some(t) => plan.tables[t].key.clone(),
         None => c.group.unwrap_or(layout::FILE_GROUP).to_string(),
     };
-    let key = layout::data_key(&table_key, c.chunk, &c.ext, compression);
+    let key = stored_key(layout::data_key(&table_key, c.chunk, &c.ext, compression), enc.is_some());
     let dump = snap.dump(plan, c).await?;
     let ctx2 = ctx.clone();
     let bytes = dump
         .bytes
         .inspect_ok(move |b| ctx2.emit(Event::Advanced { phase: Phase::Upload, bytes: b.len() as u64 }))
         .boxed();
-    let stored = store_object(bytes, id, &key, c.size_hint, compression, threads, targets, ctx).await?;
+    let stored = store_object(bytes, id, &key, c.size_hint, compression, threads, enc, targets, ctx).await?;
     ctx.emit(Event::ObjectDone { phase: Phase::Upload, key: key.clone() });
     let rows = c.table.map(|_| dump.rows.load(Ordering::SeqCst));
     Ok(entry(key, c.kind, c.table, c.chunk, &c.format, compression, stored, rows, c.offset))
@@ -473,7 +498,12 @@ fn entry(
     }
 }
 
-/// raw -> tally -> compress -> tally -> every repository (the same bytes to each).
+/// An object's key as stored: `.age` appended when the backup is encrypted.
+fn stored_key(key: String, encrypted: bool) -> String {
+    if encrypted { layout::encrypted_key(&key) } else { key }
+}
+
+/// raw -> tally -> compress -> [encrypt] -> tally -> every repository (the same bytes to each).
 #[allow(clippy::too_many_arguments)]
 async fn store_object(
     raw: ByteStream,
@@ -482,11 +512,16 @@ async fn store_object(
     size_hint: Option<u64>,
     compression: Compression,
     threads: u32,
+    enc: Option<Arc<Recipients>>,
     targets: &Fleet<'_>,
     ctx: &Context,
 ) -> Result<Stored> {
     let (raw, raw_tally) = tally(raw);
     let encoded = compress::encode(raw, compression, threads);
+    let encoded = match enc {
+        Some(r) => encrypt::encrypt(encoded, r),
+        None => encoded,
+    };
     let (encoded, stored_tally) = tally(encoded);
     let full_key = format!("{}{key}", layout::backup_dir(id));
     fan_out(encoded, &full_key, size_hint, targets, ctx).await?;

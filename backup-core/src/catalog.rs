@@ -68,6 +68,9 @@ pub struct BackupSummary {
     pub tags: Vec<String>,
     /// Newest verification record, if any.
     pub last_verification: Option<VerificationRecord>,
+    /// Encrypted: `database`, `tables` and `rows` are sealed (empty, 0, 0) in a listing.
+    #[serde(default)]
+    pub encrypted: bool,
 }
 
 impl BackupSummary {
@@ -84,6 +87,7 @@ impl BackupSummary {
             stored_bytes: m.stored_bytes(),
             tags: m.tags.clone(),
             last_verification,
+            encrypted: m.is_encrypted(),
         }
     }
 }

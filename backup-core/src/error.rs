@@ -90,6 +90,11 @@ pub enum Error {
     /// The operation was cancelled by the caller or exceeded its deadline.
     #[error("cancelled: {0}")]
     Cancelled(String),
+    /// An encryption key problem: no identity for an encrypted backup, a wrong, empty or
+    /// malformed key, an unusable recipient. The message says which ("wrong key", "no identity
+    /// for recipients ...") and never carries key material.
+    #[error("{0}")]
+    Key(String),
 }
 
 fn fmt_available(available: &[String]) -> String {
@@ -161,7 +166,7 @@ impl Error {
         match self {
             Error::NotFound { .. } | Error::MissingDatabase(_) => ErrorKind::NotFound,
             Error::Integrity { .. } | Error::UnsupportedFormat { .. } => ErrorKind::Integrity,
-            Error::InvalidInput(_) | Error::ConfirmationRequired(_) => ErrorKind::Usage,
+            Error::InvalidInput(_) | Error::ConfirmationRequired(_) | Error::Key(_) => ErrorKind::Usage,
             Error::Cancelled(_) => ErrorKind::Cancelled,
             Error::Unhealthy(_) => ErrorKind::Unhealthy,
             Error::Source { .. }

@@ -11,9 +11,10 @@ use serde::{Deserialize, Serialize};
 use crate::codec::ByteStream;
 use crate::codec::checksum::verified;
 use crate::codec::compress::{self, Codec};
+use crate::codec::encrypt::Keyring;
 use crate::error::{Error, Result};
-use crate::format::layout;
 use crate::format::manifest::{Manifest, ObjectEntry, ObjectKind};
+use crate::format::{layout, sealed};
 use crate::model::{DatabaseUrl, Secret};
 use crate::progress::{Context, Event, Phase, PhaseGuard};
 use crate::source::{self, LoadOptions, LoadSession, Loader, TableStats};
@@ -50,6 +51,10 @@ pub struct RestoreOptions {
     pub engine_options: std::collections::BTreeMap<String, String>,
     /// Who asked (`user@host`), for the audit record.
     pub operator: Option<String>,
+    /// Text of an age identity file (`AGE-SECRET-KEY-1...` lines) for an encrypted backup.
+    pub identity: Option<Secret>,
+    /// Passphrase of an encrypted backup made with one.
+    pub passphrase: Option<Secret>,
 }
 
 impl Default for RestoreOptions {
@@ -67,6 +72,8 @@ impl Default for RestoreOptions {
             verify_first: false,
             engine_options: Default::default(),
             operator: None,
+            identity: None,
+            passphrase: None,
         }
     }
 }
@@ -118,6 +125,10 @@ pub async fn restore(opts: &RestoreOptions, ctx: &Context) -> Result<RestoreRepo
     }
     let target = Target::open(&opts.repo)?;
     let manifest = catalog::resolve(&target, &opts.backup).await?;
+    // An encrypted backup opens with the key before anything else happens: a wrong or missing
+    // key fails here, with the target untouched.
+    let keys = Keyring::from_secrets(opts.identity.as_ref(), opts.passphrase.as_ref())?;
+    let manifest = sealed::open(&manifest, keys.as_ref())?;
     let loader = source::open_loader(&url)?;
     let started_at = chrono::Utc::now();
     let result = restore_with(&target, &manifest, loader.as_ref(), &url.to_string(), opts, ctx).await;
@@ -144,6 +155,10 @@ pub async fn restore_with(
     ctx: &Context,
 ) -> Result<RestoreReport> {
     let started = Instant::now();
+    if manifest.is_sealed() {
+        // Callers of restore_with open the manifest first; without that nothing can be loaded.
+        sealed::open(manifest, None)?;
+    }
     if loader.engine() != manifest.engine {
         return Err(Error::InvalidInput(format!(
             "backup {} is a {} backup and cannot be restored into a {} database",
@@ -443,8 +458,17 @@ pub(crate) async fn load_and_check<'a>(
     Ok(loaded)
 }
 
-/// Streams a stored object: stored-digest check, decompression, raw-digest check. The stream
-/// ends in an error, before its end-of-stream, if any byte is wrong.
+/// Streams a stored object's stored bytes, checked against their recorded size and SHA-256 (no
+/// decryption or decompression).
+pub(crate) fn read_stored(target: &Target, manifest: &Manifest, o: &ObjectEntry) -> ByteStream {
+    let key = format!("{}{}", layout::backup_dir(&manifest.id), o.key);
+    let what = format!("object {} of {}", o.key, manifest.id);
+    verified(target.get_stream(&key), what, o.stored_bytes, o.sha256.clone())
+}
+
+/// Streams a stored object: stored-digest check, decryption (encrypted backups, authenticated
+/// by age), decompression, raw-digest check. The stream ends in an error, before its
+/// end-of-stream, if any byte is wrong.
 pub(crate) fn read_object(
     target: &Target,
     manifest: &Manifest,
@@ -458,7 +482,8 @@ pub(crate) fn read_object(
         Err(e) => return futures::stream::once(async move { Err(e) }).boxed(),
     };
     let stored = verified(target.get_stream(&key), what.clone(), o.stored_bytes, o.sha256.clone());
-    let raw = compress::decode(stored, codec, what.clone());
+    let plain = sealed::decrypted(manifest, stored, &what);
+    let raw = compress::decode(plain, codec, what.clone());
     let ctx = ctx.clone();
     verified(raw, format!("{what} (decompressed)"), o.raw_bytes, o.raw_sha256.clone())
         .inspect_ok(move |b| ctx.emit(Event::Advanced { phase: Phase::Load, bytes: b.len() as u64 }))

@@ -387,6 +387,7 @@ mod tests {
             stored_bytes: size,
             tags: vec![],
             last_verification: None,
+            encrypted: false,
         }
     }
 

@@ -127,6 +127,11 @@ pub(crate) struct CreateArgs {
     no_definer: bool,
     #[serde(default)]
     keep_owners: bool,
+    /// age recipients (`age1...`): a list or one comma/blank-separated string.
+    #[serde(alias = "recipients")]
+    encrypt_to: Option<OneOrMany>,
+    /// Passphrase that opens the backup (age scrypt).
+    passphrase: Option<String>,
 }
 
 impl CreateArgs {
@@ -149,7 +154,23 @@ impl CreateArgs {
                 (backup_core::engine_option::NO_DEFINER, self.no_definer),
                 (backup_core::engine_option::KEEP_OWNERS, self.keep_owners),
             ]),
+            encrypt_to: self.encrypt_to.map(OneOrMany::into_split_vec).unwrap_or_default(),
+            passphrase: self.passphrase.filter(|p| !p.is_empty()).map(Secret::new),
         })
+    }
+}
+
+/// The key of an encrypted backup: the identity itself (`AGE-SECRET-KEY-1...`), a path to an
+/// identity file, and/or a passphrase.
+fn identity(text: Option<String>, file: Option<PathBuf>) -> Result<Option<Secret>> {
+    if let Some(t) = text.filter(|t| !t.is_empty()) {
+        return Ok(Some(Secret::new(t)));
+    }
+    match file {
+        Some(path) => std::fs::read_to_string(&path)
+            .map(|t| Some(Secret::new(t)))
+            .map_err(|e| Error::io(format!("read identity file {}", path.display()), e)),
+        None => Ok(None),
     }
 }
 
@@ -181,6 +202,9 @@ pub(crate) struct VerifyArgs {
     #[serde(default)]
     no_record: bool,
     password: Option<String>,
+    identity: Option<String>,
+    identity_file: Option<PathBuf>,
+    passphrase: Option<String>,
 }
 
 impl VerifyArgs {
@@ -197,6 +221,8 @@ impl VerifyArgs {
             password: self.password.map(Secret::new),
             jobs: jobs(self.jobs),
             record: !self.no_record,
+            identity: identity(self.identity, self.identity_file)?,
+            passphrase: self.passphrase.filter(|p| !p.is_empty()).map(Secret::new),
         })
     }
 }
@@ -226,6 +252,9 @@ pub(crate) struct RestoreArgs {
     keep_owners: bool,
     #[serde(default)]
     full_checksum: bool,
+    identity: Option<String>,
+    identity_file: Option<PathBuf>,
+    passphrase: Option<String>,
 }
 
 impl RestoreArgs {
@@ -247,6 +276,8 @@ impl RestoreArgs {
                 (backup_core::engine_option::FULL_CHECKSUM, self.full_checksum),
                 (backup_core::engine_option::KEEP_OWNERS, self.keep_owners),
             ]),
+            identity: identity(self.identity, self.identity_file)?,
+            passphrase: self.passphrase.filter(|p| !p.is_empty()).map(Secret::new),
             ..defaults
         })
     }

@@ -10,6 +10,7 @@
 //! target/release/dbbackup-bench mysql-generate URL [MIB]       (the dataset only, for profiling)
 //! target/release/dbbackup-bench codec    [--size-mib 512]
 //! target/release/dbbackup-bench guard    [--size-mib 25]     (guard's recovery time, every engine)
+//! target/release/dbbackup-bench encryption [--size-mib 512] [--rounds 3]  (age vs unencrypted)
 //! target/release/dbbackup-bench sample-sqlite PATH [--size-mib 50]   (the README demo's data)
 //! target/release/dbbackup-bench describe PATH [PATH...]               (row counts per table)
 //! ```
@@ -17,6 +18,7 @@
 
 mod codec;
 mod guard;
+mod encryption;
 #[allow(dead_code)] // shared by the engine benchmarks as they land
 mod harness;
 mod mysql;
@@ -70,6 +72,15 @@ fn main() -> Result<()> {
         "mysql-generate" => {
             let url = args.get(1).context("mysql-generate URL [MIB]  (the URL's database is created)")?;
             mysql::generate_into(url, args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(1024))
+        }
+        "encryption" => {
+            let mut rest: Vec<String> = args[1..].to_vec();
+            let mut rounds = 3;
+            if let Some(i) = rest.iter().position(|a| a == "--rounds") {
+                rounds = rest.get(i + 1).context("--rounds N")?.parse()?;
+                rest.drain(i..i + 2);
+            }
+            encryption::run(&harness::BenchOptions::parse(&rest)?, rounds)
         }
         _ => {
             let opts = harness::BenchOptions::parse(&args[1..])?;

@@ -63,6 +63,11 @@ macro_rules! source_suite {
                 $crate::source_suite::guard_rolls_back_a_failed_migration(&f).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn encrypted_round_trip_and_bad_keys_leave_target_untouched() {
+                let Some(f) = $fixture else { return };
+                $crate::source_suite::encrypted_round_trip_and_bad_keys_leave_target_untouched(&f).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn drill_proves_restorable() {
                 let Some(f) = $fixture else { return };
                 $crate::source_suite::drill_proves_restorable(&f).await;
@@ -311,4 +316,152 @@ pub async fn guard_rolls_back_a_failed_migration<F: Fixture + ?Sized>(f: &F) {
     let listed = backup_core::list_in(&repo, Some("guard")).await.unwrap();
     assert_eq!(listed.backups.len(), 2);
     f.drop_db(&db).await;
+}
+
+/// Restores `m` (opened with `identity` when encrypted) from `repo` into `url`.
+async fn restore_keyed(
+    repo: &Target,
+    m: &backup_core::Manifest,
+    url: &str,
+    identity: Option<&backup_core::Secret>,
+) -> Result<backup_core::RestoreReport, Error> {
+    let keys = backup_core::codec::encrypt::Keyring::from_secrets(identity, None)?;
+    let m = backup_core::format::sealed::open(m, keys.as_ref())?;
+    let parsed = DatabaseUrl::parse(url)?;
+    let loader = source::open_loader(&parsed)?;
+    let opts = RestoreOptions { into: url.into(), jobs: 2, ..Default::default() };
+    restore_with(repo, &m, loader.as_ref(), &parsed.to_string(), &opts, &Context::default()).await
+}
+
+/// An encrypted backup: nothing readable in the repository (table names, the clear manifest);
+/// verify without the key checks the stored bytes; a restore without an identity, with a wrong,
+/// empty or malformed one, of a flipped byte or of a truncated object fails before the target
+/// changes, naming the cause; with the right identity it is lossless.
+pub async fn encrypted_round_trip_and_bad_keys_leave_target_untouched<F: Fixture + ?Sized>(f: &F) {
+    use backup_core::codec::encrypt::generate_key;
+    use backup_core::format::manifest::ObjectKind;
+    let src = populated(f, "enc_src").await;
+    let repo = memory_repo();
+    let (identity, recipient) = generate_key();
+    let parsed = DatabaseUrl::parse(&src).unwrap();
+    let s = source::open_source(&parsed).unwrap();
+    let opts = CreateOptions {
+        source: src.clone(),
+        chunk_bytes: 1 << 20,
+        jobs: 2,
+        encrypt_to: vec![recipient.clone()],
+        ..Default::default()
+    };
+    let id =
+        create_with(s.as_ref(), &parsed.to_string(), std::slice::from_ref(&repo), &opts, &Context::default())
+            .await
+            .expect("encrypted backup")
+            .id
+            .to_string();
+    let sealed = resolve(&repo, &id).await.unwrap();
+    assert!(sealed.is_sealed() && sealed.tables.is_empty() && sealed.database.is_empty());
+    let keys = backup_core::codec::encrypt::Keyring::from_secrets(Some(&identity), None).unwrap();
+    let m = backup_core::format::sealed::open(&sealed, keys.as_ref()).unwrap();
+    assert!(m.rows() > 0 && !m.tables.is_empty());
+    // Nothing stored says what the tables are called: not the keys, the clear manifest, or
+    // any object's bytes.
+    let names: Vec<String> = m.tables.iter().map(|t| t.name.clone()).filter(|n| n.len() >= 4).collect();
+    let mut stored = Vec::new();
+    for item in repo.list("").await.unwrap() {
+        let bytes = repo.get_bytes(&item.key, 64 << 20).await.unwrap();
+        stored.push((item.key.clone(), bytes));
+    }
+    for (key, bytes) in &stored {
+        for n in &names {
+            assert!(!key.contains(n.as_str()), "table name {n} in key {key}");
+            let hay = String::from_utf8_lossy(bytes);
+            // In the clear manifest a name would be a JSON string (field names such as
+            // "raw_bytes" are not names).
+            let needle = if key.ends_with("manifest.json") { format!("\"{n}\"") } else { n.clone() };
+            assert!(!hay.contains(&needle), "table name {n} readable in {key}");
+        }
+        if key.ends_with("manifest.json") {
+            assert!(String::from_utf8_lossy(bytes).contains(&recipient), "recipients are listed in clear");
+        } else {
+            assert!(key.ends_with(".age"), "{key}");
+            assert!(bytes.starts_with(b"age-encryption.org/v1\n"), "{key} is not an age file");
+        }
+    }
+    // Verification without the key: stored bytes only, and still finds damage.
+    let v = verify_with(
+        &repo,
+        &sealed,
+        &VerifyOptions { record: false, ..Default::default() },
+        &Context::default(),
+    )
+    .await
+    .unwrap();
+    assert!(v.ok && v.without_key, "{:?}", v.findings);
+    let victim = m
+        .objects
+        .iter()
+        .filter(|o| matches!(o.kind, ObjectKind::Data | ObjectKind::File))
+        .max_by_key(|o| o.stored_bytes)
+        .unwrap();
+    let flipped = faulty(
+        &repo,
+        Faults { flip_byte: Some((victim.key.clone(), victim.stored_bytes / 2)), ..Default::default() },
+    );
+    let v = verify_with(
+        &flipped,
+        &sealed,
+        &VerifyOptions { record: false, ..Default::default() },
+        &Context::default(),
+    )
+    .await
+    .unwrap();
+    assert!(!v.ok && v.findings[0].object.as_deref() == Some(victim.key.as_str()), "{:?}", v.findings);
+    let e = verify_with(
+        &repo,
+        &sealed,
+        &VerifyOptions { level: VerifyLevel::Drill, record: false, ..Default::default() },
+        &Context::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("no identity for recipients"), "{e}");
+    // With the key, full decrypts and checks the raw digests.
+    let v =
+        verify_with(&repo, &m, &VerifyOptions { record: false, ..Default::default() }, &Context::default())
+            .await
+            .unwrap();
+    assert!(v.ok && !v.without_key, "{:?}", v.findings);
+
+    let target = populated(f, "enc_dst").await;
+    f.mutate(&target).await;
+    let before = f.fingerprint(&target).await;
+    let (wrong, _) = generate_key();
+    for (key, want) in [
+        (None, "no identity for recipients"),
+        (Some(wrong), "wrong key"),
+        (Some(backup_core::Secret::new("")), "empty key"),
+        (Some(backup_core::Secret::new("AGE-SECRET-KEY-1QQQQ\n")), "malformed key"),
+    ] {
+        let e = restore_keyed(&repo, &sealed, &target, key.as_ref()).await.unwrap_err();
+        assert!(matches!(e, Error::Key(_)) && e.to_string().contains(want), "{want}: {e}");
+        assert!(e.to_string().contains(&recipient) || !want.contains("recipients"), "{e}");
+        assert_eq!(f.fingerprint(&target).await, before, "target changed ({want})");
+    }
+    let e = restore_keyed(&flipped, &sealed, &target, Some(&identity)).await.unwrap_err();
+    assert!(matches!(e, Error::Integrity { .. }) && e.to_string().contains(&victim.key), "{e}");
+    assert_eq!(f.fingerprint(&target).await, before, "target changed by a tampered object");
+    let cut = faulty(
+        &repo,
+        Faults { truncate: Some((victim.key.clone(), victim.stored_bytes / 2)), ..Default::default() },
+    )
+    .with_resume_attempts(0);
+    let e = restore_keyed(&cut, &sealed, &target, Some(&identity)).await.unwrap_err();
+    assert!(matches!(e, Error::Integrity { .. }) && e.to_string().contains(&victim.key), "{e}");
+    assert_eq!(f.fingerprint(&target).await, before, "target changed by a truncated object");
+
+    let r = restore_keyed(&repo, &sealed, &target, Some(&identity)).await.expect("restore with the key");
+    assert_eq!(r.rows, m.rows());
+    assert_eq!(f.fingerprint(&src).await, f.fingerprint(&target).await, "restored database differs");
+    f.drop_db(&src).await;
+    f.drop_db(&target).await;
 }

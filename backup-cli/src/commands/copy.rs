@@ -3,15 +3,41 @@
 use anyhow::Result;
 use backup_core::{Context, CopyOptions, copy};
 
-use super::jobs;
+use super::{jobs, keys, recipients, secret_from};
 use crate::cli::CopyArgs;
 use crate::output::{Output, bytes, millis};
 
 pub async fn run(a: CopyArgs, ctx: &Context, out: &Output) -> Result<i32> {
-    let opts = CopyOptions { from: a.from, to: a.to, backup: a.backup, jobs: jobs(a.jobs) };
+    let (identity, passphrase) = keys(&a.keys)?;
+    let opts = CopyOptions {
+        encrypt_to: recipients(&a.encryption)?,
+        new_passphrase: secret_from(
+            a.new_passphrase_file.as_deref(),
+            "DBBACKUP_NEW_PASSPHRASE",
+            true,
+            "passphrase file",
+        )?,
+        identity,
+        passphrase,
+        from: a.from,
+        to: a.to,
+        backup: a.backup,
+        jobs: jobs(a.jobs),
+    };
     let r = copy(&opts, ctx).await?;
     out.report(&r, || {
-        if r.already_present {
+        if !r.reencrypted_to.is_empty() {
+            format!(
+                "{}: re-encrypted {} objects ({}) from {} to {} for {} in {}, every digest checked",
+                r.id,
+                r.objects,
+                bytes(r.bytes),
+                r.from,
+                r.to,
+                r.reencrypted_to.join(", "),
+                millis(r.duration_ms)
+            )
+        } else if r.already_present {
             format!("{}: already in {} (identical); nothing copied", r.id, r.to)
         } else {
             format!(

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use backup_core::{Context, CreateOptions, Secret, create};
 
-use super::jobs;
+use super::{jobs, recipients, secret_from};
 use crate::cli::CreateArgs;
 use crate::output::{Output, bytes, millis};
 
@@ -22,6 +22,13 @@ pub async fn run(a: CreateArgs, password: Option<Secret>, ctx: &Context, out: &O
             (backup_core::engine_option::NO_DEFINER, a.no_definer),
             (backup_core::engine_option::KEEP_OWNERS, a.keep_owners),
         ]),
+        encrypt_to: recipients(&a.encryption)?,
+        passphrase: secret_from(
+            a.passphrase_file.as_deref(),
+            "DBBACKUP_PASSPHRASE",
+            true,
+            "passphrase file",
+        )?,
     };
     let r = create(&opts, ctx).await?;
     out.report(&r, || {

@@ -32,7 +32,7 @@ pub async fn run(a: ListArgs, ctx: &Context, out: &Output) -> Result<i32> {
                     b.id,
                     b.created_at.format("%Y-%m-%d %H:%M:%S"),
                     b.engine,
-                    b.database,
+                    if b.encrypted { "(encrypted)" } else { b.database.as_str() },
                     bytes(b.stored_bytes),
                     b.tags.join(","),
                     v

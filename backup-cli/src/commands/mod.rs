@@ -67,6 +67,43 @@ fn password(cli: &Cli) -> Result<Option<Secret>> {
     Ok(std::env::var("DBBACKUP_PASSWORD").ok().filter(|p| !p.is_empty()).map(Secret::new))
 }
 
+/// A secret from a file (first line, or the whole text for identity files) or else an
+/// environment variable; never from argv.
+fn secret_from(
+    path: Option<&std::path::Path>,
+    env: &str,
+    first_line: bool,
+    what: &str,
+) -> Result<Option<Secret>> {
+    if let Some(path) = path {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("read {what} {}", path.display()))?;
+        let text = if first_line { text.lines().next().unwrap_or_default().to_string() } else { text };
+        return Ok(Some(Secret::new(text)));
+    }
+    Ok(std::env::var(env).ok().filter(|v| !v.is_empty()).map(Secret::new))
+}
+
+/// The key that opens an encrypted backup: (identity file text, passphrase).
+fn keys(k: &crate::cli::KeyArgs) -> Result<(Option<Secret>, Option<Secret>)> {
+    Ok((
+        secret_from(k.identity.as_deref(), "DBBACKUP_IDENTITY", false, "identity file")?,
+        secret_from(k.passphrase_file.as_deref(), "DBBACKUP_PASSPHRASE", true, "passphrase file")?,
+    ))
+}
+
+/// Recipients from `--encrypt-to` / DBBACKUP_RECIPIENTS plus a recipients file's text.
+fn recipients(e: &crate::cli::EncryptArgs) -> Result<Vec<String>> {
+    let mut list = e.encrypt_to.clone();
+    if let Some(path) = &e.recipients_file {
+        list.push(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("read recipients file {}", path.display()))?,
+        );
+    }
+    Ok(list)
+}
+
 /// Default parallelism when `--jobs` is not given.
 fn jobs(j: Option<usize>) -> usize {
     j.unwrap_or_else(backup_core::default_jobs).max(1)

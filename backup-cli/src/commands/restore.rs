@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use anyhow::{Result, bail};
 use backup_core::{Context, Error, RestoreOptions, Secret, confirmation_needed, restore};
 
-use super::{jobs, operator};
+use super::{jobs, keys, operator};
 use crate::cli::RestoreArgs;
 use crate::output::{Output, bytes, millis};
 
@@ -21,6 +21,7 @@ pub async fn run(a: RestoreArgs, password: Option<Secret>, ctx: &Context, out: &
             .into());
         }
     };
+    let (identity, passphrase) = keys(&a.keys)?;
     let mut opts = RestoreOptions {
         repo,
         backup: a.backup,
@@ -38,6 +39,8 @@ pub async fn run(a: RestoreArgs, password: Option<Secret>, ctx: &Context, out: &
             (backup_core::engine_option::FULL_CHECKSUM, a.full_checksum),
             (backup_core::engine_option::KEEP_OWNERS, a.keep_owners),
         ]),
+        identity,
+        passphrase,
     };
     if let Some(name) = confirmation_needed(&opts)? {
         confirm(&name)?;

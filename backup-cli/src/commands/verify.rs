@@ -3,11 +3,12 @@
 use anyhow::Result;
 use backup_core::{Context, ErrorKind, Secret, VerifyOptions, verify};
 
-use super::jobs;
+use super::{jobs, keys};
 use crate::cli::VerifyArgs;
 use crate::output::{Output, exit_code, millis};
 
 pub async fn run(a: VerifyArgs, password: Option<Secret>, ctx: &Context, out: &Output) -> Result<i32> {
+    let (identity, passphrase) = keys(&a.keys)?;
     let opts = VerifyOptions {
         repo: a.repo,
         backup: a.backup,
@@ -16,6 +17,8 @@ pub async fn run(a: VerifyArgs, password: Option<Secret>, ctx: &Context, out: &O
         password,
         jobs: jobs(a.jobs),
         record: !a.no_record,
+        identity,
+        passphrase,
     };
     let r = verify(&opts, ctx).await?;
     out.report(&r, || {
@@ -25,6 +28,11 @@ pub async fn run(a: VerifyArgs, password: Option<Secret>, ctx: &Context, out: &O
             s.push_str(&format!("PROBLEM {what}: {}\n", f.problem));
         }
         let verdict = if r.ok { "ok" } else { "DAMAGED" };
+        if r.without_key {
+            s.push_str(
+                "encrypted backup checked without its key: stored bytes only (pass --identity to decrypt)\n",
+            );
+        }
         s.push_str(&format!(
             "{} {}: {verdict} ({} objects, {}{})",
             r.level.as_str(),

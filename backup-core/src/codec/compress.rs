@@ -157,7 +157,7 @@ fn copy_out<R: Read>(
     }
 }
 
-fn pump(rx: &mut mpsc::Receiver<Bytes>, w: &mut impl Write) -> std::io::Result<()> {
+pub(crate) fn pump(rx: &mut mpsc::Receiver<Bytes>, w: &mut impl Write) -> std::io::Result<()> {
     while let Some(b) = rx.blocking_recv() {
         w.write_all(&b)?;
     }
@@ -167,7 +167,7 @@ fn pump(rx: &mut mpsc::Receiver<Bytes>, w: &mut impl Write) -> std::io::Result<(
 /// Runs `work` on a blocking thread with the input forwarded to it through a bounded channel and
 /// its output sent back through another. An input error is passed straight to the output and the
 /// work sees end-of-input, so the consumer always sees the first error.
-fn run_blocking<F>(mut input: ByteStream, work: F) -> ByteStream
+pub(crate) fn run_blocking<F>(mut input: ByteStream, work: F) -> ByteStream
 where
     F: FnOnce(mpsc::Receiver<Bytes>, mpsc::Sender<Result<Bytes>>) -> Result<()> + Send + 'static,
 {
@@ -199,9 +199,9 @@ where
 }
 
 /// `Write` that emits [`OUT_CHUNK`]-sized `Bytes` into a channel (blocking when it is full).
-struct ChannelWriter {
-    tx: mpsc::Sender<Result<Bytes>>,
-    buf: BytesMut,
+pub(crate) struct ChannelWriter {
+    pub(crate) tx: mpsc::Sender<Result<Bytes>>,
+    pub(crate) buf: BytesMut,
 }
 
 impl ChannelWriter {
@@ -232,9 +232,9 @@ impl Write for ChannelWriter {
 }
 
 /// `Read` over a channel of chunks.
-struct ChannelReader {
-    rx: mpsc::Receiver<Bytes>,
-    cur: Bytes,
+pub(crate) struct ChannelReader {
+    pub(crate) rx: mpsc::Receiver<Bytes>,
+    pub(crate) cur: Bytes,
 }
 
 impl Read for ChannelReader {

@@ -1,7 +1,8 @@
-//! Pure stream transforms: compression and checksums. No storage or database knowledge.
+//! Pure stream transforms: compression, encryption (age) and checksums. No storage or database knowledge.
 
 pub mod checksum;
 pub mod compress;
+pub mod encrypt;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;

@@ -9,6 +9,7 @@
 //! <backup-id>/data/<table-key>/<chunk>.<format>[.zst|.gz]
 //! <backup-id>/data/db/<chunk>.db[.zst|.gz]             database file chunks (SQLite)
 //! <backup-id>/data/large-objects/<chunk>.lo[.zst|.gz]  large objects (PostgreSQL)
+//! (encrypted backups: every object key ends in `.age`, table segments are `NNNN` only)
 //! <backup-id>/verify/<timestamp>.json      verification/drill records, written after the backup
 //! audit/<timestamp>-<backup-id>.json       restore audit records
 //! alerts/<scope-hash>.json                 alert state of one (repository set, database, check)
@@ -105,6 +106,17 @@ pub fn data_key(table_key: &str, chunk: u32, format: &str, compression: Compress
     with_ext(format!("data/{table_key}/{chunk:06}.{format}"), compression)
 }
 
+/// Key of an encrypted object: the plain key plus `.age` (`data/0003/000007.copy.zst.age`).
+pub fn encrypted_key(key: &str) -> String {
+    format!("{key}.{}", crate::codec::encrypt::EXTENSION)
+}
+
+/// Table key segment in an encrypted backup: the table's index only (`0003`), so object keys
+/// say nothing of table names (the manifest's table entries, with the names, are sealed).
+pub fn sealed_table_key(index: usize) -> String {
+    format!("{index:04}")
+}
+
 /// `<id>/verify/<timestamp>-<level>.json`: one record per verification or drill.
 pub fn verification_key(id: &BackupId, at: chrono::DateTime<chrono::Utc>, level: &str) -> String {
     format!("{id}/verify/{}-{level}.json", at.format("%Y%m%dT%H%M%S%.3fZ"))
@@ -175,6 +187,9 @@ mod tests {
             "data/large-objects/000002.lo.zst"
         );
         validate_relative_key(&data_key(LARGE_OBJECTS_GROUP, 0, "lo", Compression::None)).unwrap();
+        let sealed = encrypted_key(&data_key(&sealed_table_key(3), 7, "copy", Compression::Zstd(3)));
+        assert_eq!(sealed, "data/0003/000007.copy.zst.age");
+        validate_relative_key(&sealed).unwrap();
     }
 
     #[test]

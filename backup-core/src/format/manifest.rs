@@ -156,9 +156,25 @@ pub struct Manifest {
     /// Engine-specific database-level properties (charset, settings, ...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub properties: BTreeMap<String, serde_json::Value>,
+    /// Client-side encryption (format version 2, see [`super::sealed`]); absent for an
+    /// unencrypted backup, whose manifest is byte for byte what version 1 always wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<super::sealed::Encryption>,
 }
 
 impl Manifest {
+    /// Whether the backup is encrypted (objects are age files; see [`super::sealed`]).
+    pub fn is_encrypted(&self) -> bool {
+        self.encryption.is_some()
+    }
+
+    /// An encrypted backup's manifest read without its key: only the clear part is known (ids,
+    /// times, tags, objects' keys, sizes and stored digests); tables, settings, source and raw
+    /// digests are sealed until [`super::sealed::open`].
+    pub fn is_sealed(&self) -> bool {
+        self.encryption.as_ref().is_some_and(|e| e.opened.is_none())
+    }
+
     /// Sum of stored bytes over all objects.
     pub fn stored_bytes(&self) -> u64 {
         self.objects.iter().map(|o| o.stored_bytes).sum()
@@ -201,12 +217,16 @@ impl Manifest {
         }
         match head.format_version {
             Some(v) if v == u64::from(FORMAT_VERSION) => {}
+            Some(v) if v == u64::from(super::sealed::FORMAT_VERSION) => {
+                return super::sealed::parse_clear(bytes, what);
+            }
             Some(v) => {
                 return Err(Error::UnsupportedFormat {
                     what: what.to_string(),
                     reason: format!(
-                        "manifest format version {v} is not supported by this dbbackup ({}; reads version {FORMAT_VERSION})",
-                        env!("CARGO_PKG_VERSION")
+                        "manifest format version {v} is not supported by this dbbackup ({}; reads versions {FORMAT_VERSION} and {})",
+                        env!("CARGO_PKG_VERSION"),
+                        super::sealed::FORMAT_VERSION
                     ),
                 });
             }
@@ -235,7 +255,9 @@ impl Manifest {
             {
                 return Err(bad(format!("object {} refers to table #{t}", o.key)));
             }
-            for d in [&o.sha256, &o.raw_sha256] {
+            // A sealed manifest's raw digests are in its sealed part.
+            let raw = (!self.is_sealed()).then_some(&o.raw_sha256);
+            for d in std::iter::once(&o.sha256).chain(raw) {
                 if d.len() != 64 || !d.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
                     return Err(bad(format!("object {} has a malformed sha256", o.key)));
                 }
@@ -290,6 +312,7 @@ mod tests {
             }],
             notes: vec![],
             properties: BTreeMap::new(),
+            encryption: None,
         }
     }
 
@@ -303,10 +326,10 @@ mod tests {
     #[test]
     fn rejects_newer_versions_with_a_clear_message() {
         let mut v: serde_json::Value = serde_json::from_slice(&sample().to_json().unwrap()).unwrap();
-        v["format_version"] = 2.into();
+        v["format_version"] = 3.into();
         let e = Manifest::parse(&serde_json::to_vec(&v).unwrap(), "m").unwrap_err();
         assert!(matches!(e, Error::UnsupportedFormat { .. }), "{e}");
-        assert!(e.to_string().contains("format version 2"), "{e}");
+        assert!(e.to_string().contains("format version 3"), "{e}");
     }
 
     #[test]

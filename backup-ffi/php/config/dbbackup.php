@@ -33,6 +33,14 @@ return [
     'no_definer' => (bool) env('DBBACKUP_NO_DEFINER', false),
     'keep_owners' => (bool) env('DBBACKUP_KEEP_OWNERS', false),
 
+    // Client-side encryption (docs/encryption.md). Backups are encrypted to these age recipients
+    // (public keys, comma-separated in DBBACKUP_RECIPIENTS); restores and verifications open them
+    // with the identity (private key) from a file path or the environment, never from this file.
+    'encrypt_to' => array_values(array_filter(array_map('trim', explode(',', (string) env('DBBACKUP_RECIPIENTS', ''))))),
+    'identity_file' => env('DBBACKUP_IDENTITY_FILE'),
+    'identity' => env('DBBACKUP_IDENTITY'),
+    'passphrase' => env('DBBACKUP_PASSPHRASE'),
+
     // verify level used by db:backup:verify and `db:restore --verify`: quick, full or drill.
     'verify_level' => env('DBBACKUP_VERIFY_LEVEL', 'full'),
 

@@ -39,7 +39,9 @@ class Backups
             'jobs' => $this->config['jobs'] ?? null,
             'tag' => $this->config['tags'] ?? [],
             'timeout_ms' => $this->config['timeout_ms'] ?? null,
-        ], static fn ($v) => $v !== null && $v !== []) + $this->engineSwitches();
+            'encrypt_to' => $this->config['encrypt_to'] ?? [],
+            'passphrase' => $this->config['passphrase'] ?? null,
+        ], static fn ($v) => $v !== null && $v !== [] && $v !== '') + $this->engineSwitches();
         return $this->run('create', array_merge($options, $extra), Events\BackupSucceeded::class, Events\BackupFailed::class);
     }
 
@@ -52,7 +54,7 @@ class Backups
     /** @param array<string,mixed> $extra @return array<string,mixed> */
     public function verify(array $extra = []): array
     {
-        $options = ['repo' => $this->primaryRepo(), 'level' => $this->config['verify_level'] ?? 'full'];
+        $options = ['repo' => $this->primaryRepo(), 'level' => $this->config['verify_level'] ?? 'full'] + $this->keys();
         return $this->run('verify', array_merge($options, $extra), Events\VerificationSucceeded::class, Events\VerificationFailed::class);
     }
 
@@ -65,7 +67,7 @@ class Backups
             'into' => $c['url'],
             'password' => $c['password'],
             'timeout_ms' => $this->config['timeout_ms'] ?? null,
-        ], static fn ($v) => $v !== null) + $this->engineSwitches();
+        ], static fn ($v) => $v !== null) + $this->engineSwitches() + $this->keys();
         return $this->run('restore', array_merge($options, $extra), Events\RestoreSucceeded::class, Events\RestoreFailed::class);
     }
 
@@ -100,6 +102,16 @@ class Backups
         ]);
     }
 
+    /** @return array<string,string> the key that opens encrypted backups (identity text or file, passphrase) */
+    private function keys(): array
+    {
+        return array_filter([
+            'identity' => $this->config['identity'] ?? null,
+            'identity_file' => $this->config['identity_file'] ?? null,
+            'passphrase' => $this->config['passphrase'] ?? null,
+        ], static fn ($v) => $v !== null && $v !== '');
+    }
+
     private function primaryRepo(): string
     {
         return $this->targets->repos()[0];
@@ -114,7 +126,8 @@ class Backups
         try {
             $report = $this->client()->{$method}($options);
         } catch (Exception $e) {
-            unset($options['password']);
+            // Secrets never reach events (and so never notifications or logs).
+            unset($options['password'], $options['identity'], $options['passphrase']);
             $this->events?->dispatch(new $failed($e, $options));
             throw $e;
         }
