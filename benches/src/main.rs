@@ -17,8 +17,8 @@
 //! `scripts/bench.sh` starts the servers and runs them all.
 
 mod codec;
-mod guard;
 mod encryption;
+mod guard;
 #[allow(dead_code)] // shared by the engine benchmarks as they land
 mod harness;
 mod mysql;

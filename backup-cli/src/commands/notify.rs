@@ -26,12 +26,37 @@ fn database_of(url: &str) -> Option<String> {
     backup_core::DatabaseUrl::parse(url).ok().map(|u| u.database().to_string())
 }
 
+/// An encrypted run's database, as alert state (kept in the repository) names it: by a digest
+/// only, so the bucket does not say which database its encrypted backups hold.
+fn sealed_database_of(url: &str) -> Option<String> {
+    database_of(url)
+        .map(|d| format!("sha256:{}", &backup_core::codec::checksum::sha256_hex(d.as_bytes())[..16]))
+}
+
+fn env_set(k: &str) -> bool {
+    std::env::var(k).is_ok_and(|v| !v.is_empty())
+}
+
 /// The command's alert scope, for commands that alert (others: `None`).
 pub fn scope_of(c: &Command) -> Option<Scope> {
     let (command, repos, database) = match c {
-        Command::Create(a) => ("create", a.repos.clone(), database_of(&a.source)),
+        Command::Create(a) => {
+            let encrypted = !a.encryption.encrypt_to.is_empty()
+                || a.encryption.recipients_file.is_some()
+                || a.passphrase_file.is_some()
+                || env_set("DBBACKUP_PASSPHRASE");
+            let db = if encrypted { sealed_database_of(&a.source) } else { database_of(&a.source) };
+            ("create", a.repos.clone(), db)
+        }
         Command::Verify(a) => ("verify", vec![a.repo.clone()], None),
-        Command::Restore(a) => ("restore", a.repo.iter().cloned().collect(), database_of(&a.into)),
+        Command::Restore(a) => {
+            let encrypted = a.keys.identity.is_some()
+                || a.keys.passphrase_file.is_some()
+                || env_set("DBBACKUP_IDENTITY")
+                || env_set("DBBACKUP_PASSPHRASE");
+            let db = if encrypted { sealed_database_of(&a.into) } else { database_of(&a.into) };
+            ("restore", a.repo.iter().cloned().collect(), db)
+        }
         Command::Guard(a) => ("guard", a.repos.clone(), database_of(&a.source)),
         Command::Prune(a) => ("prune", vec![a.repo.clone()], None),
         Command::Status(a) => ("status", a.repos.clone(), None),
