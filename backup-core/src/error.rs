@@ -184,6 +184,9 @@ impl Error {
                 Some("`dbbackup list --repo ...` shows what the repository holds")
             }
             Error::MissingDatabase(_) => Some("check the database name and host in the source URL"),
+            Error::Key(_) => Some(
+                "an encrypted backup opens with the identity of one of its recipients (--identity FILE, DBBACKUP_IDENTITY or DBBACKUP_IDENTITY_FILE) or its passphrase (DBBACKUP_PASSPHRASE)",
+            ),
             _ => None,
         }
     }
