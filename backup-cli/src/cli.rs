@@ -328,6 +328,24 @@ pub struct StatusArgs {
     /// Unhealthy when a repository holds more than this (e.g. 50GiB).
     #[arg(long, env = "DBBACKUP_MAX_SIZE", value_name = "SIZE")]
     pub max_size: Option<String>,
+    /// Unhealthy when the newest successful restore drill is older than this (e.g. 35d), or
+    /// there is none.
+    #[arg(long, env = "DBBACKUP_MAX_DRILL_AGE", value_name = "DURATION")]
+    pub max_drill_age: Option<String>,
+    /// Unhealthy when the newest backup holds less data (uncompressed) than this (e.g. 10MiB).
+    #[arg(long, env = "DBBACKUP_MIN_SIZE", value_name = "SIZE")]
+    pub min_size: Option<String>,
+    /// Unhealthy when the newest backup holds less than this fraction of the previous backup of
+    /// the same database (default 50%; 0 turns it off).
+    #[arg(long, env = "DBBACKUP_MAX_SHRINK", value_name = "FRACTION")]
+    pub max_shrink: Option<String>,
+    /// The source database: repositories on its file system do not count as off-site.
+    #[arg(long, env = "DBBACKUP_SOURCE", value_name = "URL")]
+    pub source: Option<String>,
+    /// A single repository, or all on the source's file system, is unhealthy (exit 4) instead
+    /// of a warning.
+    #[arg(long, env = "DBBACKUP_REQUIRE_OFFSITE")]
+    pub require_offsite: bool,
 }
 
 /// `copy`.

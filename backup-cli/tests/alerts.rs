@@ -147,6 +147,9 @@ fn status_alerts_once_per_state_change_with_reminders_and_recovery() {
     let out = dbbackup(&["create", "--source", &format!("sqlite://{}", db.display()), "--repo", repo], &env);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(take_hooks(&seen).is_empty(), "a successful create that never failed sends nothing");
+    let out = dbbackup(&["verify", "--repo", repo, "--level", "quick"], &env);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(take_hooks(&seen).is_empty());
     status(&env);
     let hooks = take_hooks(&seen);
     let recovered: Vec<&Value> =

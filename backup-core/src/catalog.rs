@@ -213,8 +213,13 @@ fn same_second(a: &BackupId, b: &BackupId) -> bool {
 /// fail with [`Error::NotFound`] listing the available backups.
 pub async fn resolve(target: &Target, spec: &str) -> Result<Manifest> {
     let spec = spec.trim();
-    let ids = backup_ids(target).await?;
-    let available = || ids.iter().map(ToString::to_string).collect::<Vec<_>>();
+    let all = backup_ids(target).await?;
+    let available = || all.iter().map(ToString::to_string).collect::<Vec<_>>();
+    // A backup stamped in the future of this clock (a host with a wrong clock) is never `latest`
+    // nor the newest of a tag; it stays reachable by its id.
+    let horizon = Utc::now() + chrono::Duration::seconds(crate::health::DEFAULT_CLOCK_TOLERANCE_SECS as i64);
+    let ids: Vec<BackupId> =
+        all.iter().filter(|id| id.timestamp().is_none_or(|t| t <= horizon)).cloned().collect();
     if spec.is_empty() || spec == "latest" {
         // Newest readable manifest; a corrupt newest one is reported rather than skipped silently.
         let Some(first) = ids.first() else {
@@ -257,7 +262,7 @@ pub async fn resolve(target: &Target, spec: &str) -> Result<Manifest> {
         });
     }
     match spec.parse::<BackupId>() {
-        Ok(id) if ids.contains(&id) => read_manifest(target, &id).await,
+        Ok(id) if all.contains(&id) => read_manifest(target, &id).await,
         _ => Err(Error::NotFound {
             what: format!("backup {spec:?} in {}", target.display_name()),
             available: available(),

@@ -1,12 +1,16 @@
 //! Health (`status`): is there a recent, proven, replicated backup? One [`StatusReport`] with
 //! named checks, for monitors and cron (`healthy` false -> CLI exit 4).
 //!
-//! Checks, per repository: `reachable` (listing works), `has_backup`, `newest_age` (vs
-//! `max_age_secs`), `total_size` (every object under the repository prefix, vs `max_size`),
-//! `last_verification` (the newest recorded verify/drill over the newest backups: a failed one is
-//! unhealthy; none at all is reported but not unhealthy). With two or more repositories,
-//! `copies` (3-2-1): the newest backup across all of them is present in each, with identical
-//! object digests.
+//! Checks, per repository: `reachable` (listing works), `clock` (no backup stamped in the future
+//! of this clock beyond the tolerance; such backups are never "newest"), `has_backup`,
+//! `newest_age` (vs `max_age_secs`), `total_size` (every object under the repository prefix, vs
+//! `max_size`), `backup_size` (the newest backup's data vs `min_size`, and vs `max_shrink` of
+//! the previous backup of the same database), `last_verification` (the newest recorded
+//! verify/drill over all backups: failed or none at all is unhealthy), `drill_age` (with
+//! `max_drill_age_secs`: the newest successful drill). Across repositories: `offsite` (a
+//! warning, or unhealthy with `require_offsite`: a single repository, or every repository on the
+//! source database's file system) and, with two or more, `copies` (3-2-1): the newest backup
+//! across all of them is present in each, with identical object digests.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -18,8 +22,10 @@ use crate::model::BackupId;
 use crate::progress::Context;
 use crate::storage::Target;
 
-/// How many of the newest backups are searched for a verification record.
-const VERIFY_LOOKBACK: usize = 5;
+/// Default tolerance for backups stamped in the future of this clock.
+pub const DEFAULT_CLOCK_TOLERANCE_SECS: u64 = 600;
+/// Default smallest fraction of the previous backup's size the newest may have.
+pub const DEFAULT_MAX_SHRINK: f64 = 0.5;
 
 /// Input of [`status`].
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -31,6 +37,19 @@ pub struct StatusOptions {
     pub max_age_secs: Option<u64>,
     /// Every repository must hold at most this many bytes.
     pub max_size: Option<u64>,
+    /// The newest successful drill must be younger than this (seconds).
+    pub max_drill_age_secs: Option<u64>,
+    /// The newest backup must hold at least this many bytes of data (uncompressed).
+    pub min_size: Option<u64>,
+    /// The newest backup must hold at least this fraction of the previous one's data
+    /// (default 0.5; 0 turns the check off).
+    pub max_shrink: Option<f64>,
+    /// The source database (URL): repositories on its file system are not off-site.
+    pub source: Option<String>,
+    /// A single repository, or all on the source's file system, is unhealthy (else a warning).
+    pub require_offsite: bool,
+    /// Backups stamped further than this in the future are not trusted (default 600 s).
+    pub clock_tolerance_secs: Option<u64>,
 }
 
 /// One check's result.
@@ -43,6 +62,9 @@ pub struct Check {
     pub repo: Option<String>,
     /// Passed.
     pub ok: bool,
+    /// A failure that does not make the status unhealthy (`offsite` without `require_offsite`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub warning: bool,
     /// Human explanation with the numbers.
     pub message: String,
     /// What the check wants (`a backup younger than 26.0h`).
@@ -73,6 +95,7 @@ impl Check {
             name: name.into(),
             repo: repo.map(str::to_string),
             ok,
+            warning: false,
             message: message.into(),
             expected: Some(expected.into()),
             found: Some(found.into()),
@@ -86,7 +109,7 @@ impl Check {
         crate::alert::Subject {
             check: self.name.clone(),
             repo: self.repo.clone(),
-            ok: self.ok,
+            ok: self.ok || self.warning,
             expected: self.expected.clone().unwrap_or_else(|| "the check to pass".into()),
             found: self.found.clone().unwrap_or_else(|| self.message.clone()),
         }
@@ -114,12 +137,15 @@ pub struct RepoStatus {
     pub last_verified_backup: Option<BackupId>,
     /// Listing or reading failed.
     pub error: Option<String>,
+    /// Backups stamped in the future of this clock (never counted as newest).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub future: Vec<BackupId>,
 }
 
 /// Output of [`status`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusReport {
-    /// Every check passed.
+    /// Every check passed (warnings aside).
     pub healthy: bool,
     /// The checks, in order.
     pub checks: Vec<Check>,
@@ -146,13 +172,29 @@ pub async fn status_in(
     let mut checks = Vec::new();
     let mut repos = Vec::new();
     let mut newest_manifests: Vec<Option<Manifest>> = Vec::new();
+    let mut listings = Vec::with_capacity(targets.len());
     for t in targets {
+        listings.push(catalog::list_in(t, None).await);
+    }
+    // Verifications recorded in any repository of the set count for the same backup elsewhere
+    // (a `copy` is byte-identical, digest-checked on the way).
+    let mut recorded: std::collections::HashMap<BackupId, (String, VerificationRecord)> = Default::default();
+    for (t, l) in targets.iter().zip(&listings) {
+        for b in l.iter().flat_map(|l| &l.backups) {
+            if let Some(v) = &b.last_verification
+                && recorded.get(&b.id).is_none_or(|(_, o)| o.at < v.at)
+            {
+                recorded.insert(b.id.clone(), (t.display_name().to_string(), v.clone()));
+            }
+        }
+    }
+    for (t, listed) in targets.iter().zip(listings) {
         let name = t.display_name().to_string();
         let check = |n: &str, ok: bool, message: String, expected: String, found: String| {
             Check::new(n, Some(&name), ok, message, expected, found)
         };
         let mut rs = RepoStatus { repo: name.clone(), ..Default::default() };
-        let listed = match catalog::list_in(t, None).await {
+        let listed = match listed {
             Ok(l) => l,
             Err(e) => {
                 checks.push(check(
@@ -168,12 +210,44 @@ pub async fn status_in(
                 continue;
             }
         };
-        rs.backups = listed.backups.len();
-        match t.list("").await {
-            Ok(items) => rs.total_bytes = items.iter().map(|i| i.size).sum(),
-            Err(e) => rs.error = Some(e.to_string()),
+        let tolerance = chrono::Duration::seconds(
+            i64::try_from(opts.clock_tolerance_secs.unwrap_or(DEFAULT_CLOCK_TOLERANCE_SECS))
+                .unwrap_or(i64::MAX / 1000),
+        );
+        // A backup stamped in the future (a wrong clock) is reported and never "newest".
+        let (future, trusted): (Vec<_>, Vec<_>) =
+            listed.backups.iter().partition(|b| b.created_at > now + tolerance);
+        rs.future = future.iter().map(|b| b.id.clone()).collect();
+        if let Some(f) = future.first() {
+            let ahead = u64::try_from((f.created_at - now).num_seconds()).unwrap_or(0);
+            let found = format!(
+                "{} backup(s) stamped in the future, e.g. {} at {} ({} ahead)",
+                future.len(),
+                f.id,
+                f.created_at.format("%Y-%m-%d %H:%M UTC"),
+                dur(ahead)
+            );
+            checks.push(check(
+                "clock",
+                false,
+                format!("{found}; they are never taken as the newest (check the backup host's clock)"),
+                format!(
+                    "backup times at most {} ahead of this clock",
+                    dur(tolerance.num_seconds().max(0) as u64)
+                ),
+                found,
+            ));
         }
-        let newest = listed.backups.first();
+        rs.backups = trusted.len();
+        let items = match t.list("").await {
+            Ok(items) => items,
+            Err(e) => {
+                rs.error = Some(e.to_string());
+                Vec::new()
+            }
+        };
+        rs.total_bytes = items.iter().map(|i| i.size).sum();
+        let newest = trusted.first().copied();
         match newest {
             None => {
                 checks.push(check(
@@ -206,6 +280,9 @@ pub async fn status_in(
                         format!("the newest ({}) is {} old", b.id, dur(age)),
                     ));
                 }
+                if let Some(c) = size_check(&name, b, &trusted, opts) {
+                    checks.push(c);
+                }
                 newest_manifests.push(catalog::read_manifest(t, &b.id).await.ok());
             }
         }
@@ -218,19 +295,26 @@ pub async fn status_in(
                 format!("{} bytes", rs.total_bytes),
             ));
         }
-        let verified = listed
-            .backups
+        // The newest verification over every backup, not only the newest few.
+        let here = trusted
             .iter()
-            .take(VERIFY_LOOKBACK)
-            .filter_map(|b| b.last_verification.clone().map(|v| (b.id.clone(), v)))
-            .max_by_key(|(_, v)| v.at);
+            .filter_map(|b| b.last_verification.clone().map(|v| (b.id.clone(), v, String::new())))
+            .max_by_key(|(_, v, _)| v.at);
+        let verified = here.or_else(|| {
+            trusted
+                .iter()
+                .filter_map(|b| {
+                    recorded.get(&b.id).map(|(r, v)| (b.id.clone(), v.clone(), format!(" (recorded in {r})")))
+                })
+                .max_by_key(|(_, v, _)| v.at)
+        });
         match verified {
-            Some((id, v)) => {
+            Some((id, v, elsewhere)) => {
                 checks.push(check(
                     "last_verification",
                     v.ok,
                     format!(
-                        "{} of {id} at {}: {}",
+                        "{} of {id} at {}: {}{elsewhere}",
                         v.level,
                         v.at.format("%Y-%m-%d %H:%M UTC"),
                         if v.ok { "ok".to_string() } else { format!("FAILED ({} findings)", v.findings) }
@@ -243,22 +327,176 @@ pub async fn status_in(
             }
             None if newest.is_some() => checks.push(check(
                 "last_verification",
-                true,
-                format!(
-                    "none of the {VERIFY_LOOKBACK} newest backups was ever verified (run `dbbackup verify`)"
-                ),
+                false,
+                format!("none of the {} backups was ever verified (run `dbbackup verify`)", rs.backups),
                 "a recorded verification".into(),
-                "none".into(),
+                "never verified".into(),
             )),
             None => {}
         }
+        if let (Some(max), Some(_)) = (opts.max_drill_age_secs, newest) {
+            checks.push(drill_check(t, &name, &items, &trusted, max, now).await);
+        }
         repos.push(rs);
     }
+    checks.push(offsite_check(targets, opts));
     if targets.len() > 1 {
         checks.push(copies_check(targets, &newest_manifests));
     }
-    let healthy = checks.iter().all(|c| c.ok);
+    let healthy = checks.iter().all(|c| c.ok || c.warning);
     Ok(StatusReport { healthy, checks, repos })
+}
+
+/// `backup_size`: the newest backup against `min_size` and against the previous backup of the
+/// same database (`max_shrink`).
+fn size_check(
+    name: &str,
+    newest: &catalog::BackupSummary,
+    trusted: &[&catalog::BackupSummary],
+    opts: &StatusOptions,
+) -> Option<Check> {
+    let shrink = opts.max_shrink.unwrap_or(DEFAULT_MAX_SHRINK);
+    let previous = trusted
+        .iter()
+        .skip(1)
+        .find(|p| p.engine == newest.engine && p.database == newest.database && p.id != newest.id);
+    let mut problems = Vec::new();
+    let mut expected = Vec::new();
+    if let Some(min) = opts.min_size {
+        expected.push(format!("at least {min} bytes of data"));
+        if newest.raw_bytes < min {
+            problems.push(format!(
+                "{} holds {} bytes of data, below --min-size {min}",
+                newest.id, newest.raw_bytes
+            ));
+        }
+    }
+    if let Some(p) = previous.filter(|_| shrink > 0.0) {
+        let floor = (p.raw_bytes as f64 * shrink) as u64;
+        expected.push(format!("at least {:.0}% of the previous backup ({floor} bytes)", shrink * 100.0));
+        if newest.raw_bytes < floor {
+            problems.push(format!(
+                "{} holds {} bytes of data, {:.0}% of the previous backup {} ({} bytes)",
+                newest.id,
+                newest.raw_bytes,
+                newest.raw_bytes as f64 * 100.0 / p.raw_bytes.max(1) as f64,
+                p.id,
+                p.raw_bytes
+            ));
+        }
+    }
+    if expected.is_empty() {
+        return None;
+    }
+    let ok = problems.is_empty();
+    let found = if ok {
+        format!("{} holds {} bytes of data", newest.id, newest.raw_bytes)
+    } else {
+        problems.join("; ")
+    };
+    Some(Check::new("backup_size", Some(name), ok, found.clone(), expected.join(" and "), found))
+}
+
+/// `drill_age`: the newest successful drill recorded in the repository must be younger than
+/// `max` seconds. `items` is the repository's listing.
+async fn drill_check(
+    t: &Target,
+    name: &str,
+    items: &[crate::storage::target::Listed],
+    trusted: &[&catalog::BackupSummary],
+    max: u64,
+    now: DateTime<Utc>,
+) -> Check {
+    let ids: std::collections::HashSet<&BackupId> = trusted.iter().map(|b| &b.id).collect();
+    let mut keys: Vec<&str> = items
+        .iter()
+        .filter_map(|i| {
+            let (id, level) = crate::format::layout::verification_of_key(&i.key)?;
+            (level == "drill" && ids.contains(&id)).then_some(i.key.as_str())
+        })
+        .collect();
+    // Keys carry the record's timestamp after the id: newest record first.
+    keys.sort_by(|a, b| b.split("/verify/").nth(1).cmp(&a.split("/verify/").nth(1)));
+    let mut newest_ok: Option<(String, VerificationRecord)> = None;
+    for key in keys.into_iter().take(20) {
+        if let Ok(bytes) = t.get_bytes(key, 1 << 20).await
+            && let Ok(r) = serde_json::from_slice::<VerificationRecord>(&bytes)
+            && r.ok
+            && r.at <= now + chrono::Duration::seconds(DEFAULT_CLOCK_TOLERANCE_SECS as i64)
+        {
+            newest_ok = Some((key.split('/').next().unwrap_or_default().to_string(), r));
+            break;
+        }
+    }
+    let expected = format!("a successful drill younger than {}", dur(max));
+    match newest_ok {
+        None => Check::new(
+            "drill_age",
+            Some(name),
+            false,
+            format!("no successful restore drill recorded in {name} (run `dbbackup verify --level drill`)"),
+            expected,
+            "no successful drill".to_string(),
+        ),
+        Some((id, r)) => {
+            let age = u64::try_from((now - r.at).num_seconds()).unwrap_or(0);
+            let found =
+                format!("the last successful drill ({id}, {}) is {} old", r.at.format("%Y-%m-%d"), dur(age));
+            Check::new("drill_age", Some(name), age <= max, found.clone(), expected, found)
+        }
+    }
+}
+
+/// `offsite`: more than one repository, and not all of them on the source's file system.
+fn offsite_check(targets: &[Target], opts: &StatusOptions) -> Check {
+    let on_source: Vec<&str> = targets
+        .iter()
+        .map(Target::display_name)
+        .filter(|r| opts.source.as_deref().is_some_and(|s| same_file_system(s, r)))
+        .collect();
+    let expected = "a copy in a second repository off the source's file system";
+    let (ok, found) = if targets.len() < 2 {
+        (
+            false,
+            format!(
+                "a single repository ({}): one disk or account lost loses every backup",
+                targets.first().map_or("-", |t| t.display_name())
+            ),
+        )
+    } else if on_source.len() == targets.len() {
+        (
+            false,
+            format!("every repository is on the source database's file system ({})", on_source.join(", ")),
+        )
+    } else {
+        (
+            true,
+            format!(
+                "{} repositories, {} off the source's file system",
+                targets.len(),
+                targets.len() - on_source.len()
+            ),
+        )
+    };
+    let mut c = Check::new("offsite", None, ok, found.clone(), expected, found);
+    c.warning = !ok && !opts.require_offsite;
+    c
+}
+
+/// Whether repository `repo` (a path) lives on the file system of `source` (a SQLite file, or a
+/// server on this machine). Remote stores never do.
+fn same_file_system(source: &str, repo: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(crate::storage::url::RepoUrl::Local { path }) = crate::storage::url::RepoUrl::parse(repo) else {
+        return false;
+    };
+    let Ok(url) = crate::model::DatabaseUrl::parse(source) else { return false };
+    // The nearest existing ancestor stands for a repository not created yet.
+    let dev_of = |p: &std::path::Path| p.ancestors().find_map(|a| std::fs::metadata(a).ok()).map(|m| m.dev());
+    match url.sqlite_path() {
+        Some(db) => dev_of(db).is_some() && dev_of(db) == dev_of(std::path::Path::new(&path)),
+        None => matches!(url.url().host_str(), None | Some("localhost" | "127.0.0.1" | "::1" | "[::1]")),
+    }
 }
 
 /// The 3-2-1 check: the overall newest backup is in every repository, byte-identical.

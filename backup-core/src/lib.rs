@@ -60,8 +60,14 @@ pub use copy::{CopyOptions, CopyReport, copy, copy_between};
 pub use error::{Error, ErrorKind, Result, chain_text};
 pub use format::manifest::Manifest;
 pub use guard::{CommandOutcome, GuardOptions, GuardReport, guard, last_drill_recovery_ms};
-pub use health::{Check, RepoStatus, StatusOptions, StatusReport, status, status_in};
-pub use model::{BackupId, Compression, DatabaseUrl, Engine, Secret, parse_duration, parse_size, redact_str};
+pub use health::{
+    Check, DEFAULT_CLOCK_TOLERANCE_SECS, DEFAULT_MAX_SHRINK, RepoStatus, StatusOptions, StatusReport, status,
+    status_in,
+};
+pub use model::{
+    BackupId, Compression, DatabaseUrl, Engine, Secret, parse_duration, parse_fraction, parse_size,
+    redact_str,
+};
 pub use notify::{
     AlertLine, Notification, NotifyConfig, Outcome, alert_text, deliver, heartbeat, human_secs, notify,
     slack_text,

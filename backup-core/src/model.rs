@@ -413,6 +413,20 @@ fn redact_userinfo(s: &str) -> String {
     }
 }
 
+/// A fraction as people write it: `50%` or `0.5` (between 0 and 1). Shared by the CLI flags and
+/// the FFI options (`--max-shrink`).
+pub fn parse_fraction(s: &str) -> Result<f64> {
+    let t = s.trim();
+    let v = match t.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().map(|v| v / 100.0),
+        None => t.parse::<f64>(),
+    };
+    match v {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(Error::InvalidInput(format!("bad fraction {s:?}: use a percentage (50%) or 0..1 (0.5)"))),
+    }
+}
+
 /// A size as people write it: `50GiB`, `500MB`, `1.5T`, `1024` (bytes); binary (`KiB`, `K`) and
 /// decimal (`KB`) units. Shared by the CLI flags and the FFI options.
 pub fn parse_size(s: &str) -> Result<u64> {

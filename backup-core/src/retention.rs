@@ -7,7 +7,10 @@
 //!   each of the last N hours/days/weeks/months/years that *have* a backup;
 //! - a backup kept by any rule is kept; every rule it matched is listed as a reason;
 //! - `max_size` then removes the oldest kept backups until the kept total (stored bytes) fits;
-//! - the newest complete backup is always kept, whatever the rules or the size cap say;
+//! - the newest complete backup is always kept, whatever the rules or the size cap say, and so is
+//!   the newest backup whose last verification succeeded;
+//! - backups stamped in the future of this clock (beyond the `status` clock tolerance) count for
+//!   no rule and are kept;
 //! - a policy without any rule is refused (it would delete everything but the newest).
 //!
 //! Applying: for each removed backup the manifest is deleted first (the backup stops existing for
@@ -182,6 +185,9 @@ pub fn plan_backups(backups: &[BackupSummary], policy: &RetentionPolicy) -> Resu
         ("keep-monthly", policy.keep_monthly, |t| t.format("%Y-%m").to_string()),
         ("keep-yearly", policy.keep_yearly, |t| t.format("%Y").to_string()),
     ];
+    // The newest backup that verified successfully is the last proven restore point: kept.
+    let newest_verified =
+        sorted.iter().find(|b| b.last_verification.as_ref().is_some_and(|v| v.ok)).map(|b| &b.id);
     let mut left: Vec<u32> = rules.iter().map(|r| r.1.unwrap_or(0)).collect();
     let mut last: Vec<Option<String>> = vec![None; rules.len()];
     let mut out = Vec::with_capacity(sorted.len());
@@ -206,6 +212,9 @@ pub fn plan_backups(backups: &[BackupSummary], policy: &RetentionPolicy) -> Resu
         if i == 0 {
             reasons.insert(0, "newest backup (always kept)".into());
         }
+        if Some(&b.id) == newest_verified {
+            reasons.insert(0, "newest verified backup (always kept)".into());
+        }
         if !policy_has_keep(policy) && reasons.is_empty() {
             reasons.push("no keep rule (only --max-size)".into());
         }
@@ -228,7 +237,7 @@ pub fn plan_backups(backups: &[BackupSummary], policy: &RetentionPolicy) -> Resu
             if total <= cap {
                 break;
             }
-            if d.keep {
+            if d.keep && Some(&d.id) != newest_verified {
                 d.keep = false;
                 total -= d.stored_bytes;
                 d.reasons = vec![format!("over --max-size {cap} bytes (oldest removed first)")];
@@ -252,7 +261,23 @@ pub async fn plan(
     now: DateTime<Utc>,
 ) -> Result<RetentionPlan> {
     let listed = catalog::list_in(target, None).await?;
-    let decisions = plan_backups(&listed.backups, policy)?;
+    // Backups stamped in the future of this clock decide nothing and are not deleted by rules.
+    let horizon = now + Duration::seconds(crate::health::DEFAULT_CLOCK_TOLERANCE_SECS as i64);
+    let (future, trusted): (Vec<BackupSummary>, Vec<BackupSummary>) =
+        listed.backups.into_iter().partition(|b| b.created_at > horizon);
+    let mut decisions: Vec<Decision> = future
+        .iter()
+        .map(|b| Decision {
+            id: b.id.clone(),
+            created_at: b.created_at,
+            stored_bytes: b.stored_bytes,
+            keep: true,
+            reasons: vec![
+                "stamped in the future of this clock (status check `clock`): counted by no rule, kept".into(),
+            ],
+        })
+        .collect();
+    decisions.extend(plan_backups(&trusted, policy)?);
     // Every id with a manifest object, readable or not, is not an orphan.
     let complete: std::collections::HashSet<BackupId> =
         catalog::backup_ids(target).await?.into_iter().collect();

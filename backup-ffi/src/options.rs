@@ -370,6 +370,28 @@ pub(crate) struct StatusArgs {
     repo: Option<OneOrMany>,
     max_age: Option<Secs>,
     max_size: Option<Size>,
+    max_drill_age: Option<Secs>,
+    min_size: Option<Size>,
+    max_shrink: Option<Fraction>,
+    source: Option<String>,
+    require_offsite: Option<bool>,
+}
+
+/// `--max-shrink`: `0.5` or `"50%"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Fraction {
+    Num(f64),
+    Text(String),
+}
+
+impl Fraction {
+    fn value(self) -> Result<f64> {
+        Ok(match self {
+            Fraction::Num(n) => backup_core::parse_fraction(&n.to_string())?,
+            Fraction::Text(t) => backup_core::parse_fraction(&t)?,
+        })
+    }
 }
 
 impl StatusArgs {
@@ -378,6 +400,12 @@ impl StatusArgs {
             repos: self.repo.map(OneOrMany::into_split_vec).unwrap_or_default(),
             max_age_secs: self.max_age.map(Secs::secs).transpose()?,
             max_size: self.max_size.map(Size::bytes).transpose()?,
+            max_drill_age_secs: self.max_drill_age.map(Secs::secs).transpose()?,
+            min_size: self.min_size.map(Size::bytes).transpose()?,
+            max_shrink: self.max_shrink.map(Fraction::value).transpose()?,
+            source: self.source,
+            require_offsite: self.require_offsite.unwrap_or(false),
+            clock_tolerance_secs: None,
         })
     }
 }

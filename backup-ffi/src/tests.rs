@@ -336,6 +336,9 @@ fn prune_and_status_through_the_abi() {
     let (code, second) = h.call(dbb_create, &json!({"source": source, "repo": repo}));
     assert_eq!(code, 0, "{second}");
 
+    // A backup never verified is unhealthy: verify first.
+    let (code, v) = h.call(dbb_verify, &json!({"repo": repo, "level": "quick"}));
+    assert_eq!(code, 0, "{v}");
     let (code, st) = h.call(dbb_status, &json!({"repo": [repo], "max_age": "1h"}));
     assert_eq!(code, 0, "{st}");
     assert_eq!(st["healthy"], true);

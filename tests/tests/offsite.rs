@@ -65,9 +65,20 @@ async fn a_failing_repository_gets_no_manifest_and_the_others_keep_the_backup() 
     let b2 = memory_repo();
     let parsed = backup_core::DatabaseUrl::parse(&url).unwrap();
     let src = backup_core::source::open_source(&parsed).unwrap();
-    backup_core::create_with(src.as_ref(), "db", &[good.clone(), b2.clone()], &opts, &Context::default())
-        .await
-        .unwrap();
+    let made =
+        backup_core::create_with(src.as_ref(), "db", &[good.clone(), b2.clone()], &opts, &Context::default())
+            .await
+            .unwrap();
+    // A backup never verified is unhealthy: record a passing verification first.
+    let rec = VerificationRecord {
+        level: "full".into(),
+        at: Utc::now(),
+        ok: true,
+        recovery_ms: None,
+        findings: 0,
+        scratch: None,
+    };
+    record_verification(&good, &made.id, &rec).await.unwrap();
     let r =
         status_in(&[good.clone(), b2.clone()], &StatusOptions::default(), Utc::now(), &Context::default())
             .await
@@ -159,8 +170,18 @@ async fn status_flags_age_size_failed_verification_and_missing_copies() {
     let ctx = Context::default();
     let now = Utc::now();
     let names = |r: &backup_core::StatusReport| -> Vec<String> {
-        r.checks.iter().filter(|c| !c.ok).map(|c| c.name.clone()).collect()
+        r.checks.iter().filter(|c| !c.ok && !c.warning).map(|c| c.name.clone()).collect()
     };
+    // A backup never verified is unhealthy: record a passing verification first.
+    let passed = VerificationRecord {
+        level: "full".into(),
+        at: now - Duration::minutes(1),
+        ok: true,
+        recovery_ms: None,
+        findings: 0,
+        scratch: None,
+    };
+    record_verification(&a, &id.parse().unwrap(), &passed).await.unwrap();
     let opts = StatusOptions { max_age_secs: Some(3600), max_size: Some(1 << 30), ..Default::default() };
     let r = status_in(std::slice::from_ref(&a), &opts, now, &ctx).await.unwrap();
     assert!(r.healthy, "{:?}", r.checks);
@@ -216,20 +237,24 @@ async fn backups_started_in_the_same_second_order_by_start_time() {
     let repo = memory_repo();
     let id = backup(&url, &repo).await.unwrap();
     let base = resolve(&repo, &id).await.unwrap();
-    let second = "2030-01-01T00:00:00";
+    // One second after now (inside the clock tolerance: a backup stamped further in the future
+    // is never `latest`).
+    let at = Utc::now() + Duration::seconds(60);
+    let second = at.format("%Y-%m-%dT%H:%M:%S").to_string();
+    let stamp = at.format("%Y%m%dT%H%M%SZ").to_string();
     // The later backup gets the smaller suffix, so suffix order is the wrong answer.
     for (suffix, frac) in [("0001", "900"), ("ffff", "100")] {
         let mut m = base.clone();
-        m.id = format!("20300101T000000Z-{suffix}").parse().unwrap();
+        m.id = format!("{stamp}-{suffix}").parse().unwrap();
         m.started_at = format!("{second}.{frac}Z").parse().unwrap();
         m.tags = vec!["same-second".into()];
         let key = backup_core::format::layout::manifest_key(&m.id);
         repo.put_create(&key, Bytes::from(m.to_json().unwrap())).await.unwrap();
     }
-    let want = "20300101T000000Z-0001";
+    let want = format!("{stamp}-0001");
     assert_eq!(resolve(&repo, "latest").await.unwrap().id.to_string(), want);
     assert_eq!(resolve(&repo, "tag:same-second").await.unwrap().id.to_string(), want);
     let listed = backup_core::list_in(&repo, None).await.unwrap();
     assert_eq!(listed.backups[0].id.to_string(), want);
-    assert_eq!(listed.backups[1].id.to_string(), "20300101T000000Z-ffff");
+    assert_eq!(listed.backups[1].id.to_string(), format!("{stamp}-ffff"));
 }

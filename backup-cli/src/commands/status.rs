@@ -12,6 +12,12 @@ pub async fn run(a: StatusArgs, alerts: &NotifyConfig, ctx: &Context, out: &Outp
         repos: a.repos,
         max_age_secs: a.max_age.as_deref().map(parse_duration).transpose()?,
         max_size: a.max_size.as_deref().map(parse_size).transpose()?,
+        max_drill_age_secs: a.max_drill_age.as_deref().map(parse_duration).transpose()?,
+        min_size: a.min_size.as_deref().map(parse_size).transpose()?,
+        max_shrink: a.max_shrink.as_deref().map(backup_core::parse_fraction).transpose()?,
+        source: a.source,
+        require_offsite: a.require_offsite,
+        clock_tolerance_secs: None,
     };
     let mut r = status(&opts, ctx).await?;
     // Alert state lives in the first repository (or the local state directory).
@@ -56,7 +62,11 @@ pub async fn run(a: StatusArgs, alerts: &NotifyConfig, ctx: &Context, out: &Outp
             };
             s.push_str(&format!(
                 "{} {}{repo}: {}{since}\n",
-                if c.ok { "ok  " } else { "FAIL" },
+                match (c.ok, c.warning) {
+                    (true, _) => "ok  ",
+                    (false, true) => "WARN",
+                    (false, false) => "FAIL",
+                },
                 c.name,
                 c.message
             ));

@@ -122,6 +122,14 @@ pub fn verification_key(id: &BackupId, at: chrono::DateTime<chrono::Utc>, level:
     format!("{id}/verify/{}-{level}.json", at.format("%Y%m%dT%H%M%S%.3fZ"))
 }
 
+/// Splits a listed verification record key into (backup id, level), e.g. `drill`.
+pub fn verification_of_key(key: &str) -> Option<(BackupId, String)> {
+    let (id, rest) = key.split_once("/verify/")?;
+    let stem = rest.strip_suffix(".json")?;
+    let (_, level) = stem.rsplit_once('-')?;
+    Some((id.parse().ok()?, level.to_string()))
+}
+
 /// Prefix of a backup's verification records.
 pub fn verification_dir(id: &BackupId) -> String {
     format!("{id}/verify/")
