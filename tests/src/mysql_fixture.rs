@@ -148,7 +148,9 @@ CREATE EVENT ev_noop ON SCHEDULE EVERY 1 DAY STARTS '2030-01-01 00:00:00' DISABL
 /// restore lost or refused before: explicitly named system-versioning period columns, INET4 /
 /// INET6 / UUID zero values, ENUM error values (index 0), a foreign key whose referenced index
 /// comes from another table's post-data, a `nextval()` default naming its own database, and
-/// Oracle-mode packages. Applied by [`populate_fidelity`] after [`POPULATE`].
+/// Oracle-mode packages; and the wider sweep: partitioning by HASH, KEY, LIST COLUMNS and
+/// subpartitions, per-column collations and comments, descending, prefix, FULLTEXT and SPATIAL
+/// indexes, table options. Applied by [`populate_fidelity`] after [`POPULATE`].
 pub const FIDELITY: &str = r#"
 CREATE TABLE sv_named (
   id INT PRIMARY KEY, v VARCHAR(10),
@@ -173,6 +175,28 @@ INSERT INTO a_fk VALUES (1, 10), (2, NULL);
 CREATE SEQUENCE zz_ticket_seq START WITH 1000 INCREMENT BY 10;
 CREATE TABLE tickets (id BIGINT NOT NULL DEFAULT nextval(zz_ticket_seq) PRIMARY KEY, note VARCHAR(10));
 INSERT INTO tickets (note) VALUES ('a'), ('b');
+CREATE TABLE p_hash (id INT PRIMARY KEY, v INT) PARTITION BY HASH (id) PARTITIONS 3;
+INSERT INTO p_hash VALUES (1, 1), (2, 2), (3, 3), (4, NULL);
+CREATE TABLE p_key (id INT PRIMARY KEY) PARTITION BY KEY (id) PARTITIONS 2;
+INSERT INTO p_key VALUES (1), (2), (3);
+CREATE TABLE p_list (id INT NOT NULL, r CHAR(2) NOT NULL, PRIMARY KEY (id, r))
+  PARTITION BY LIST COLUMNS (r) (PARTITION pe VALUES IN ('de', 'fr') COMMENT 'europe', PARTITION pw VALUES IN ('us'));
+INSERT INTO p_list VALUES (1, 'de'), (2, 'us');
+CREATE TABLE p_sub (id INT NOT NULL, y INT NOT NULL, PRIMARY KEY (id, y)) PARTITION BY RANGE (y)
+  SUBPARTITION BY HASH (id) SUBPARTITIONS 2 (PARTITION p0 VALUES LESS THAN (2000), PARTITION p1 VALUES LESS THAN MAXVALUE);
+INSERT INTO p_sub VALUES (1, 1999), (2, 2024), (3, 2024);
+CREATE TABLE opts (
+  id INT PRIMARY KEY,
+  a VARCHAR(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin COMMENT 'col ''c''',
+  b VARCHAR(20) CHARACTER SET ascii COLLATE ascii_bin DEFAULT 'x',
+  t TEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_520_ci,
+  g GEOMETRY NOT NULL,
+  KEY kd (id DESC, a),
+  KEY kp (a(5)) COMMENT 'prefix',
+  FULLTEXT KEY ft (t),
+  SPATIAL KEY sp (g)
+) ENGINE=InnoDB ROW_FORMAT=DYNAMIC STATS_PERSISTENT=1 COMMENT='table ''c''';
+INSERT INTO opts VALUES (1, 'Aa', 'b', 'full text here', ST_GeomFromText('POINT(1 2)')), (2, 'aA', NULL, NULL, ST_GeomFromText('POINT(0 0)'));
 SET SESSION sql_mode = 'ORACLE';
 DELIMITER $$
 CREATE PACKAGE pkg AS FUNCTION f1 RETURN INT; PROCEDURE p1; END;
