@@ -205,15 +205,15 @@ pub async fn create(opts: &CreateOptions, ctx: &Context) -> Result<CreateReport>
     let mut url = DatabaseUrl::parse(&opts.source)?;
     url.set_password(opts.password.clone());
     let source = source::open_source(&url)?;
-    let targets = open_targets(&opts.repos)?;
+    let targets = open_targets(&opts.repos, ctx)?;
     create_with(source.as_ref(), &url.to_string(), &targets, opts, ctx).await
 }
 
-pub(crate) fn open_targets(repos: &[String]) -> Result<Vec<Target>> {
+pub(crate) fn open_targets(repos: &[String], ctx: &Context) -> Result<Vec<Target>> {
     if repos.is_empty() {
         return Err(Error::InvalidInput("no repository given (--repo)".into()));
     }
-    repos.iter().map(|r| Target::open(r)).collect()
+    repos.iter().map(|r| Target::open_in(r, ctx)).collect()
 }
 
 /// [`create`] with an already opened source and repositories (tests, fault injection).

@@ -113,8 +113,8 @@ pub struct ListReport {
 }
 
 /// Lists complete backups in a repository, newest first.
-pub async fn list(opts: &ListOptions, _ctx: &Context) -> Result<ListReport> {
-    let target = Target::open(&opts.repo)?;
+pub async fn list(opts: &ListOptions, ctx: &Context) -> Result<ListReport> {
+    let target = Target::open_in(&opts.repo, ctx)?;
     list_in(&target, opts.tag.as_deref()).await
 }
 

@@ -135,7 +135,7 @@ where
     let repo =
         opts.repos.first().ok_or_else(|| Error::InvalidInput("no repository given (--repo)".into()))?;
     if let Some(budget) = opts.max_rto_ms {
-        let target = Target::open(repo)?;
+        let target = Target::open_in(repo, ctx)?;
         match last_drill_recovery_ms(&target, &url).await? {
             None => {
                 return Err(Error::Unhealthy(format!(
@@ -189,7 +189,7 @@ where
     }
     ctx.note(format!("the command failed (status {}); restoring backup {}", outcome.status(), created.id));
     // The rollback must not be stopped by the Ctrl-C that may have killed the command.
-    let rollback_ctx = Context::with_observer(ctx.observer.clone());
+    let rollback_ctx = Context { cancel: crate::progress::CancellationToken::new(), ..ctx.clone() };
     let r = restore(
         &RestoreOptions {
             repo: repo.clone(),

@@ -158,7 +158,7 @@ pub async fn status(opts: &StatusOptions, ctx: &Context) -> Result<StatusReport>
     if opts.repos.is_empty() {
         return Err(crate::error::Error::InvalidInput("no repository given (--repo)".into()));
     }
-    let targets = opts.repos.iter().map(|r| Target::open(r)).collect::<Result<Vec<_>>>()?;
+    let targets = opts.repos.iter().map(|r| Target::open_in(r, ctx)).collect::<Result<Vec<_>>>()?;
     status_in(&targets, opts, Utc::now(), ctx).await
 }
 

@@ -40,6 +40,7 @@ mod notify;
 mod progress;
 mod restore;
 mod retention;
+mod settings;
 pub mod source;
 pub mod storage;
 mod verify;
@@ -81,9 +82,10 @@ pub use retention::{
     DEFAULT_ORPHAN_GRACE_SECS, Decision, Orphan, PruneOptions, PruneReport, RetentionPlan, RetentionPolicy,
     plan_backups, prune, prune_in,
 };
+pub use settings::{RepoSettings, StoreConfig};
 /// The MySQL/MariaDB SQL script splitter used for foreign dumps (public for fuzzing).
 pub use source::mysql_script;
-pub use storage::{StoreConfig, Target};
+pub use storage::Target;
 pub use verify::{
     Finding, VerifyLevel, VerifyOptions, VerifyReport, check_full, check_quick, verify, verify_with,
 };

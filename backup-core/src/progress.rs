@@ -9,6 +9,7 @@ use std::sync::Arc;
 pub use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
+use crate::settings::RepoSettings;
 
 /// A phase of a long operation, for progress display.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -88,11 +89,19 @@ pub struct Context {
     pub observer: Arc<dyn Observer>,
     /// Cancelled by the caller (Ctrl-C, `dbb_cancel`, deadline).
     pub cancel: CancellationToken,
+    /// The store settings each repository is opened with (credentials, endpoints): explicit,
+    /// never read from the environment by the core. Default: none (local and memory repositories
+    /// need none).
+    pub stores: RepoSettings,
 }
 
 impl Default for Context {
     fn default() -> Self {
-        Context { observer: Arc::new(NoProgress), cancel: CancellationToken::new() }
+        Context {
+            observer: Arc::new(NoProgress),
+            cancel: CancellationToken::new(),
+            stores: RepoSettings::default(),
+        }
     }
 }
 
@@ -105,7 +114,13 @@ impl std::fmt::Debug for Context {
 impl Context {
     /// A context reporting to `observer`.
     pub fn with_observer(observer: Arc<dyn Observer>) -> Self {
-        Context { observer, cancel: CancellationToken::new() }
+        Context { observer, cancel: CancellationToken::new(), stores: RepoSettings::default() }
+    }
+
+    /// The same context with these store settings.
+    pub fn with_stores(mut self, stores: RepoSettings) -> Self {
+        self.stores = stores;
+        self
     }
 
     /// Emits an event.

@@ -123,7 +123,7 @@ pub async fn restore(opts: &RestoreOptions, ctx: &Context) -> Result<RestoreRepo
         let loader = source::open_loader(&url)?;
         return restore_script(&path, loader.as_ref(), &url.to_string(), opts, ctx).await;
     }
-    let target = Target::open(&opts.repo)?;
+    let target = Target::open_in(&opts.repo, ctx)?;
     let manifest = catalog::resolve(&target, &opts.backup).await?;
     // An encrypted backup opens with the key before anything else happens: a wrong or missing
     // key fails here, with the target untouched.

@@ -360,7 +360,7 @@ async fn delete_dir(target: &Target, id: &BackupId, errors: &mut Vec<String>) ->
 
 /// Applies a retention policy to a repository (or only reports the plan with `dry_run`).
 pub async fn prune(opts: &PruneOptions, ctx: &Context) -> Result<PruneReport> {
-    let target = Target::open(&opts.repo)?;
+    let target = Target::open_in(&opts.repo, ctx)?;
     prune_in(&target, opts, Utc::now(), ctx).await
 }
 

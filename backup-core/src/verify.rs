@@ -148,7 +148,7 @@ pub struct VerifyReport {
 /// Verifies a backup. Returns `Ok` with `ok: false` and findings for a damaged backup; `Err` for
 /// a backup that cannot be found or whose manifest cannot be read.
 pub async fn verify(opts: &VerifyOptions, ctx: &Context) -> Result<VerifyReport> {
-    let target = Target::open(&opts.repo)?;
+    let target = Target::open_in(&opts.repo, ctx)?;
     let manifest = catalog::resolve(&target, &opts.backup).await?;
     // With a key, an encrypted backup is opened first (a wrong key fails here); without one,
     // quick and full check the stored bytes and a drill fails asking for it.
@@ -298,6 +298,7 @@ pub async fn check_full(
             let quiet = Context {
                 observer: std::sync::Arc::new(crate::progress::NoProgress),
                 cancel: ctx.cancel.clone(),
+                stores: ctx.stores.clone(),
             };
             let mut s = if manifest.is_sealed() {
                 // No key: what can be proven is that the stored bytes are those written.

@@ -156,6 +156,15 @@ impl Outcome {
         }
     }
 
+    /// An outcome only the C ABI has (`panic`, `null_argument`), with its own status.
+    pub(crate) fn with_code(kind: &str, code: i32, message: String) -> Self {
+        let available: [&str; 0] = [];
+        Outcome {
+            code,
+            error: json!({ "kind": kind, "code": code, "message": message, "available": available }),
+        }
+    }
+
     /// What the CLI's `--json` prints for this error.
     pub(crate) fn cli_json(&self) -> String {
         json!({ "ok": false, "error": self.error }).to_string()
@@ -234,7 +243,7 @@ impl Client {
         }
         let token = self.child_token();
         let observer: Arc<dyn Observer> = self.progress.clone();
-        let ctx = Context { observer, cancel: token.clone() };
+        let ctx = Context { observer, cancel: token.clone(), stores: common.stores.clone() };
         let callback = *self.callback.lock().unwrap_or_else(|p| p.into_inner());
         self.progress.begin(name);
         let fut = op(opts, ctx);

@@ -6,15 +6,17 @@
 //! what `dbbackup <command> --json` prints (the core's `*Report` serialized, or
 //! `{"ok":false,"error":{...}}` on failure). The return value is the CLI's exit code (0 ok,
 //! 1 failed, 2 usage, 3 integrity, 4 unhealthy, 5 not found, 130 cancelled), derived from
-//! `ErrorKind::exit_code` like the CLI's.
+//! `ErrorKind::exit_code` like the CLI's. Two statuses exist only here: 6
+//! ([`DBB_NULL_ARGUMENT`], a required pointer was NULL) and 70 ([`DBB_PANIC`], a bug inside the
+//! library, caught at the boundary).
 //!
 //! Ownership, for every function: strings passed in are borrowed for the duration of the call;
 //! every `char*` handed out is owned by the caller and must be released with
 //! [`dbb_string_free`] (never `free`). A `dbb_client*` is released with [`dbb_client_free`].
 //!
 //! Safety net: every export runs inside `catch_unwind` (the release profile keeps
-//! `panic = "unwind"`), so a bug inside the library returns status 1 with a message instead of
-//! aborting the host process (a PHP worker, say).
+//! `panic = "unwind"`), so a bug inside the library returns [`DBB_PANIC`] with a message instead
+//! of aborting the host process (a PHP worker, say).
 //!
 //! Threads: operations run on the calling thread (blocking it until done) with their I/O on the
 //! client's runtime; [`dbb_cancel`] and [`dbb_progress`] may be called from any other thread
@@ -32,16 +34,18 @@ use std::ffi::{CStr, CString, c_char, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
-use backup_core::{Error, ErrorKind, PruneReport, StatusReport, VerifyReport};
+use backup_core::{CommandOutcome, Error, ErrorKind, PruneReport, StatusReport, VerifyReport};
 
 use crate::client::{Callback, Client, Finished, Outcome};
-use crate::options::{CreateArgs, ListArgs, PruneArgs, RestoreArgs, StatusArgs, VerifyArgs};
+use crate::options::{
+    CopyArgs, CreateArgs, GuardArgs, ListArgs, PruneArgs, RestoreArgs, StatusArgs, VerifyArgs,
+};
 
 /// Success.
 pub const DBB_OK: i32 = 0;
 /// The operation failed (database, store, I/O, internal error).
 pub const DBB_FAILED: i32 = 1;
-/// Bad options or usage (also: null client, invalid UTF-8, malformed JSON).
+/// Bad options or usage (also: invalid UTF-8, malformed JSON).
 pub const DBB_USAGE: i32 = 2;
 /// Corrupt, incomplete or unreadable backup.
 pub const DBB_INTEGRITY: i32 = 3;
@@ -49,6 +53,10 @@ pub const DBB_INTEGRITY: i32 = 3;
 pub const DBB_UNHEALTHY: i32 = 4;
 /// A backup, repository or database does not exist.
 pub const DBB_NOT_FOUND: i32 = 5;
+/// A required pointer argument (the client, a callback) was NULL.
+pub const DBB_NULL_ARGUMENT: i32 = 6;
+/// A bug inside the library: a panic, caught at the boundary (the client stays usable).
+pub const DBB_PANIC: i32 = 70;
 /// Cancelled by `dbb_cancel` or by the `timeout_ms` option.
 pub const DBB_CANCELLED: i32 = 130;
 
@@ -57,6 +65,11 @@ pub const DBB_CANCELLED: i32 = 130;
 pub struct dbb_client {
     inner: Client,
 }
+
+/// The type of the guarded command of [`dbb_guard`]: runs the command (a migration, say) on the
+/// calling thread and returns its exit status (0 = success; anything else makes `dbb_guard` roll
+/// the database back).
+pub type dbb_command_fn = Option<unsafe extern "C" fn(user_data: *mut c_void) -> i32>;
 
 /// The type of a progress callback (see [`dbb_client_set_progress_callback`]).
 ///
@@ -86,14 +99,18 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 fn panic_outcome(name: &str, payload: &(dyn std::any::Any + Send)) -> Outcome {
-    Outcome::new(
-        ErrorKind::Failed,
+    Outcome::with_code(
+        "panic",
+        DBB_PANIC,
         format!(
             "internal error in {name} (a panic, caught at the library boundary): {}",
             panic_message(payload)
         ),
-        Vec::new(),
     )
+}
+
+fn null_outcome(name: &str, what: &str) -> Outcome {
+    Outcome::with_code("null_argument", DBB_NULL_ARGUMENT, format!("{name}: {what} is NULL"))
 }
 
 /// Runs `f` behind the panic boundary; on panic returns `on_panic`'s value and records the error.
@@ -152,8 +169,7 @@ unsafe fn operation(
     let finished = match catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: the caller guarantees `client` is null or a live client not being freed.
         let Some(client) = (unsafe { client.as_ref() }) else {
-            let e = Error::InvalidInput(format!("{name}: the client is NULL"));
-            return Finished { report: None, error: Some(Outcome::from_error(&e)) };
+            return Finished { report: None, error: Some(null_outcome(name, "the client")) };
         };
         // SAFETY: the caller guarantees `options` is null or a valid C string for this call.
         match unsafe { borrowed_str(options, "options") } {
@@ -447,23 +463,111 @@ pub unsafe extern "C" fn dbb_status(
     }
 }
 
+/// Copies one backup between repositories, checking every digest while streaming
+/// (`dbbackup copy`).
+///
+/// Options: `from`, `to` (repository URLs), `backup` (id, `latest` or `tag:NAME`; default
+/// `latest`), `jobs`, `repo_settings`, `timeout_ms`. Report: the `copy --json` object (`id`,
+/// `from`, `to`, `objects`, `bytes`, `already_present`, `duration_ms`).
+///
+/// Ownership: as for `dbb_create`.
+///
+/// # Safety
+/// As for `dbb_create`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dbb_copy(
+    client: *const dbb_client,
+    options_json: *const c_char,
+    report_out: *mut *mut c_char,
+) -> i32 {
+    // SAFETY: forwarded caller guarantees.
+    unsafe {
+        operation("dbb_copy", client, options_json, report_out, |c, o| {
+            c.run(
+                "copy",
+                o,
+                CopyArgs::into_core,
+                |opts, ctx| async move { backup_core::copy(&opts, &ctx).await },
+                |_| None,
+            )
+        })
+    }
+}
+
+/// Guards a change to a database (`dbbackup guard`): takes a safety backup, calls `command` once
+/// (on the calling thread, after the backup is complete), and when it returns non-zero restores
+/// the safety backup with the engine's safe restore and measures the recovery time.
+///
+/// Options: `source` (URL), `repo` (string or array; the first is restored from), `max_rto`
+/// (seconds or `2m`: refuse to start unless the last successful drill of this database recovered
+/// within it; status 4 otherwise), `max_rto_ms`, `compression`, `tag`, `jobs`, `password`,
+/// `operator`, `no_definer`, `keep_owners`, `repo_settings`, `timeout_ms`.
+/// Report: the `guard --json` object (`backup_id`, `backup_ms`, `command_status`, `command_ms`,
+/// `rolled_back`, `recovery_ms`, `restore`). The status is 0 when the guard did its job —
+/// whether the command succeeded or was rolled back: read `command_status` and `rolled_back`;
+/// it is an error status when the safety backup or the rollback failed (the command is not
+/// run when the backup fails).
+///
+/// `command` must not call into this client; it may take as long as it needs (the timeout
+/// still applies to the whole operation). `user_data` is passed through untouched.
+///
+/// Ownership: as for `dbb_create`.
+///
+/// # Safety
+/// As for `dbb_create`; `command` is NULL (status 6) or a function safe to call once with
+/// `user_data` on the calling thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dbb_guard(
+    client: *const dbb_client,
+    options_json: *const c_char,
+    command: dbb_command_fn,
+    user_data: *mut c_void,
+    report_out: *mut *mut c_char,
+) -> i32 {
+    let body = move |c: &Client, o: Option<&str>| {
+        let Some(command) = command else {
+            return Finished { report: None, error: Some(null_outcome("dbb_guard", "the command callback")) };
+        };
+        c.run(
+            "guard",
+            o,
+            GuardArgs::into_core,
+            |opts, ctx| async move {
+                backup_core::guard(&opts, &ctx, || async move {
+                    // SAFETY: the caller guarantees `command` may be called once with
+                    // `user_data`; this future is polled by `block_on` on the calling thread.
+                    let status = unsafe { command(user_data) };
+                    Ok(CommandOutcome::Exited(status))
+                })
+                .await
+            },
+            |_| None,
+        )
+    };
+    // SAFETY: forwarded caller guarantees.
+    unsafe { operation("dbb_guard", client, options_json, report_out, body) }
+}
+
 /// Cancels every operation running on `client` right now (from any thread). Operations started
 /// afterwards are not affected. The cancelled operation returns 130 and writes no manifest.
 ///
-/// Ownership: borrows `client` for the call. Returns 0, or 2 when `client` is NULL.
+/// Ownership: borrows `client` for the call. Returns 0, or 6 when `client` is NULL.
 ///
 /// # Safety
 /// `client` is NULL or a live client (not being freed concurrently).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dbb_cancel(client: *const dbb_client) -> i32 {
-    guard("dbb_cancel", DBB_FAILED, || {
+    guard("dbb_cancel", DBB_PANIC, || {
         // SAFETY: the caller guarantees `client` is NULL or live.
         match unsafe { client.as_ref() } {
             Some(c) => {
                 c.inner.cancel();
                 DBB_OK
             }
-            None => DBB_USAGE,
+            None => {
+                set_last_error(&null_outcome("dbb_cancel", "the client"));
+                DBB_NULL_ARGUMENT
+            }
         }
     })
 }
@@ -495,7 +599,7 @@ pub unsafe extern "C" fn dbb_progress(client: *const dbb_client) -> *mut c_char 
 ///
 /// Ownership: the `json` argument is borrowed for the duration of the callback only.
 /// `user_data` is passed through untouched; the caller keeps it (and the callback) valid until
-/// the callback is removed or the client freed. Returns 0, or 2 when `client` is NULL.
+/// the callback is removed or the client freed. Returns 0, or 6 when `client` is NULL.
 ///
 /// # Safety
 /// `client` is NULL or a live client; `callback` is NULL or a function safe to call with any
@@ -507,9 +611,12 @@ pub unsafe extern "C" fn dbb_client_set_progress_callback(
     user_data: *mut c_void,
     interval_ms: u32,
 ) -> i32 {
-    guard("dbb_client_set_progress_callback", DBB_FAILED, || {
+    guard("dbb_client_set_progress_callback", DBB_PANIC, || {
         // SAFETY: the caller guarantees `client` is NULL or live.
-        let Some(c) = (unsafe { client.as_ref() }) else { return DBB_USAGE };
+        let Some(c) = (unsafe { client.as_ref() }) else {
+            set_last_error(&null_outcome("dbb_client_set_progress_callback", "the client"));
+            return DBB_NULL_ARGUMENT;
+        };
         let cb = callback.map(|func| Callback {
             func,
             user_data,

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use backup_core::{
-    CreateOptions, Error, ListOptions, PruneOptions, RestoreOptions, Result, RetentionPolicy, Secret,
-    StatusOptions, VerifyOptions,
+    CopyOptions, CreateOptions, Error, GuardOptions, ListOptions, PruneOptions, RepoSettings, RestoreOptions,
+    Result, RetentionPolicy, Secret, StatusOptions, StoreConfig, VerifyOptions,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -22,6 +22,9 @@ pub(crate) struct Common {
     pub timeout: Option<Duration>,
     /// Panic inside the boundary (panic-safety tests; only with the `test-panic` feature).
     pub debug_panic: bool,
+    /// `repo_settings`: each repository's store settings (credentials, endpoint), keyed by the
+    /// repository URL exactly as given in `repo`/`from`/`to`.
+    pub stores: RepoSettings,
 }
 
 /// Parses the options text into the common part and the operation's own typed options.
@@ -51,6 +54,9 @@ fn take_common(map: &mut Map<String, Value>) -> Result<Common> {
             }
         }
     }
+    if let Some(v) = map.remove("repo_settings") {
+        common.stores = repo_settings(v)?;
+    }
     if let Some(v) = map.remove("debug_panic") {
         if !cfg!(any(test, feature = "test-panic")) {
             return Err(Error::InvalidInput(
@@ -60,6 +66,45 @@ fn take_common(map: &mut Map<String, Value>) -> Result<Common> {
         common.debug_panic = v.as_bool().unwrap_or(false);
     }
     Ok(common)
+}
+
+/// `{"URL": {"AWS_ACCESS_KEY_ID": "...", "AWS_ENDPOINT": "...", ...}, ...}` -> per-repository
+/// settings. Names are the environment variables' (see the core's `storage::url`); values are
+/// strings, numbers or booleans; an unknown name is a usage error, so a typo never silently drops
+/// a credential.
+fn repo_settings(value: Value) -> Result<RepoSettings> {
+    let bad = |what: String| Error::InvalidInput(format!("options: repo_settings{what}"));
+    let Value::Object(repos) = value else {
+        return Err(bad(" must be an object {\"REPO URL\": {\"NAME\": \"value\"}}".into()));
+    };
+    let mut settings = RepoSettings::default();
+    for (url, vars) in repos {
+        let Value::Object(vars) = vars else {
+            return Err(bad(format!("[{url:?}] must be an object of settings")));
+        };
+        let mut pairs = Vec::with_capacity(vars.len());
+        for (name, v) in vars {
+            let text = match v {
+                Value::String(s) => s,
+                Value::Bool(b) => b.to_string(),
+                Value::Number(n) => n.to_string(),
+                Value::Null => continue,
+                _ => return Err(bad(format!("[{url:?}].{name} must be a string, number or boolean"))),
+            };
+            pairs.push((name, text));
+        }
+        let cfg = StoreConfig::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let dropped =
+            pairs.iter().find(|(k, v)| !v.trim().is_empty() && cfg.get(&k.to_ascii_uppercase()).is_none());
+        if let Some(name) = dropped.map(|(k, _)| k.clone()).or_else(|| cfg.unknown_names().into_iter().next())
+        {
+            return Err(bad(format!(
+                "[{url:?}]: unknown setting {name} (AWS_*, AZURE_*, GOOGLE_* as object_store names them, AWS_BUCKET, AWS_USE_PATH_STYLE_ENDPOINT, DBBACKUP_S3_CONDITIONAL_PUT, DBBACKUP_STORE_*)"
+            )));
+        }
+        settings = settings.with_repo(url, cfg);
+    }
+    Ok(settings)
 }
 
 /// A value given either as one string or as an array of strings (`repo`, `tag`, `tables`).
@@ -311,6 +356,15 @@ pub(crate) enum Secs {
 }
 
 impl Secs {
+    /// Like the CLI's `--max-rto`: seconds as a number, or text such as `90s`, `2m`, `1h 30m`.
+    fn millis(self) -> Result<u64> {
+        let t = match self {
+            Secs::Secs(n) => return Ok(n.saturating_mul(1000)),
+            Secs::Text(t) => t,
+        };
+        Ok(u64::try_from(backup_core::parse_duration(&t)?.as_millis()).unwrap_or(u64::MAX))
+    }
+
     fn secs(self) -> Result<u64> {
         let t = match self {
             Secs::Secs(n) => return Ok(n),
@@ -406,6 +460,77 @@ impl StatusArgs {
             source: self.source,
             require_offsite: self.require_offsite.unwrap_or(false),
             clock_tolerance_secs: None,
+        })
+    }
+}
+
+/// `dbb_copy` options: the flags of `dbbackup copy`, `backup` for the positional argument.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CopyArgs {
+    from: Option<String>,
+    to: Option<String>,
+    backup: Option<String>,
+    jobs: Option<usize>,
+}
+
+impl CopyArgs {
+    pub(crate) fn into_core(self) -> Result<CopyOptions> {
+        let defaults = CopyOptions::default();
+        Ok(CopyOptions {
+            from: required(self.from, "from")?,
+            to: required(self.to, "to")?,
+            backup: self.backup.filter(|b| !b.is_empty()).unwrap_or(defaults.backup),
+            jobs: self.jobs.map_or(defaults.jobs, |j| j.max(1)),
+        })
+    }
+}
+
+/// `dbb_guard` options: the flags of `dbbackup guard` (the command itself is the callback).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GuardArgs {
+    source: Option<String>,
+    #[serde(alias = "repos")]
+    repo: Option<OneOrMany>,
+    max_rto: Option<Secs>,
+    max_rto_ms: Option<u64>,
+    compression: Option<String>,
+    #[serde(alias = "tags")]
+    tag: Option<OneOrMany>,
+    jobs: Option<usize>,
+    password: Option<String>,
+    operator: Option<String>,
+    #[serde(default)]
+    no_definer: bool,
+    #[serde(default)]
+    keep_owners: bool,
+}
+
+impl GuardArgs {
+    pub(crate) fn into_core(self) -> Result<GuardOptions> {
+        let defaults = GuardOptions::default();
+        let max_rto_ms = match (self.max_rto_ms, self.max_rto) {
+            (Some(ms), _) => Some(ms),
+            (None, Some(d)) => Some(d.millis()?),
+            (None, None) => None,
+        };
+        Ok(GuardOptions {
+            source: required(self.source, "source")?,
+            password: self.password.map(Secret::new),
+            repos: self.repo.map(OneOrMany::into_split_vec).unwrap_or_default(),
+            compression: match self.compression {
+                Some(c) => c.parse()?,
+                None => defaults.compression,
+            },
+            jobs: jobs(self.jobs),
+            tags: self.tag.map(OneOrMany::into_split_vec).unwrap_or_default(),
+            max_rto_ms,
+            operator: self.operator,
+            engine_options: backup_core::engine_flags(&[
+                (backup_core::engine_option::NO_DEFINER, self.no_definer),
+                (backup_core::engine_option::KEEP_OWNERS, self.keep_owners),
+            ]),
         })
     }
 }

@@ -180,9 +180,21 @@ fn errors_map_to_cli_exit_codes_with_a_json_error() {
     let bad = [0xffu8, 0xfe, 0];
     assert_eq!(unsafe { dbb_list(h.0, bad.as_ptr().cast(), std::ptr::null_mut()) }, DBB_USAGE);
     assert!(last_error()["message"].as_str().unwrap().contains("UTF-8"));
-    assert_eq!(unsafe { dbb_list(std::ptr::null(), c"{}".as_ptr(), &mut out) }, DBB_USAGE);
-    assert_eq!(take(out)["error"]["kind"], "usage");
-    assert_eq!(unsafe { dbb_cancel(std::ptr::null()) }, DBB_USAGE);
+    // A NULL client has its own status, distinct from a usage error and from a panic.
+    assert_eq!(unsafe { dbb_list(std::ptr::null(), c"{}".as_ptr(), &mut out) }, DBB_NULL_ARGUMENT);
+    assert_eq!(take(out)["error"]["kind"], "null_argument");
+    assert_eq!(last_error()["code"], DBB_NULL_ARGUMENT);
+    assert_eq!(unsafe { dbb_cancel(std::ptr::null()) }, DBB_NULL_ARGUMENT);
+    assert_eq!(
+        unsafe { dbb_client_set_progress_callback(std::ptr::null(), None, std::ptr::null_mut(), 0) },
+        DBB_NULL_ARGUMENT
+    );
+    let mut out: *mut c_char = std::ptr::null_mut();
+    assert_eq!(
+        unsafe { dbb_guard(h.0, c"{}".as_ptr(), None, std::ptr::null_mut(), &mut out) },
+        DBB_NULL_ARGUMENT
+    );
+    assert!(take(out)["error"]["message"].as_str().unwrap().contains("command callback"));
     assert!(unsafe { dbb_progress(std::ptr::null()) }.is_null());
     unsafe { dbb_string_free(std::ptr::null_mut()) };
     unsafe { dbb_client_free(std::ptr::null_mut()) };
@@ -229,13 +241,14 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 }
 
 #[test]
-fn a_panic_becomes_status_1_and_the_client_keeps_working() {
+fn a_panic_has_its_own_status_and_the_client_keeps_working() {
     let dir = tempfile::tempdir().unwrap();
     let h = Handle::new();
     let repo = dir.path().join("repo").display().to_string();
     let (code, out) = h.call(dbb_list, &json!({"repo": repo, "debug_panic": true}));
-    assert_eq!(code, DBB_FAILED);
-    assert_eq!(out["error"]["kind"], "failed");
+    assert_eq!(code, DBB_PANIC);
+    assert_ne!(DBB_PANIC, DBB_FAILED);
+    assert_eq!(out["error"]["kind"], "panic");
     assert!(out["error"]["message"].as_str().unwrap().contains("panic"), "{out}");
     assert!(last_error()["message"].as_str().unwrap().contains("debug_panic"));
     let (code, out) = h.call(dbb_list, &json!({"repo": repo}));
@@ -354,4 +367,122 @@ fn prune_and_status_through_the_abi() {
     let ids: Vec<&str> =
         listed["backups"].as_array().unwrap().iter().map(|b| b["id"].as_str().unwrap()).collect();
     assert_eq!(ids, vec![second["id"].as_str().unwrap()]);
+}
+
+unsafe extern "C" fn command_exits_with(user_data: *mut c_void) -> i32 {
+    // The test passes a pointer to (database path, status to return); the "command" damages
+    // the database first, like a migration failing halfway.
+    let (path, status) = unsafe { &*(user_data as *const (std::path::PathBuf, i32)) };
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.execute_batch("DELETE FROM users WHERE id % 2 = 0; CREATE TABLE half_done (x INTEGER);").unwrap();
+    *status
+}
+
+fn rows(path: &Path) -> Vec<(i64, String)> {
+    let c = rusqlite::Connection::open(path).unwrap();
+    let mut st = c.prepare("SELECT id, name FROM users ORDER BY id").unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+}
+
+#[test]
+fn guard_rolls_back_a_failed_command_and_keeps_a_successful_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("g.sqlite");
+    make_db(&src, 20);
+    let before = rows(&src);
+    let repo = dir.path().join("repo").display().to_string();
+    let source = format!("sqlite://{}", src.display());
+    let h = Handle::new();
+    let guard_call = |status: i32| {
+        let data = (src.clone(), status);
+        let text = CString::new(json!({"source": source, "repo": repo}).to_string()).unwrap();
+        let mut out: *mut c_char = std::ptr::null_mut();
+        let code = unsafe {
+            dbb_guard(
+                h.0,
+                text.as_ptr(),
+                Some(command_exits_with),
+                (&raw const data).cast_mut().cast(),
+                &mut out,
+            )
+        };
+        (code, take(out))
+    };
+    let (code, report) = guard_call(3);
+    assert_eq!(code, DBB_OK, "{report}");
+    assert_eq!((report["command_status"].as_i64(), report["rolled_back"].as_bool()), (Some(3), Some(true)));
+    assert!(report["recovery_ms"].is_u64());
+    assert_eq!(rows(&src), before, "the failed command's changes are rolled back");
+    let (code, report) = guard_call(0);
+    assert_eq!(code, DBB_OK, "{report}");
+    assert_eq!(report["rolled_back"], false);
+    assert_eq!(rows(&src).len(), before.len() / 2, "a successful command's changes stay");
+    // --max-rto without any drill recorded: refused before anything runs (status 4).
+    let text = CString::new(json!({"source": source, "repo": repo, "max_rto": "1h"}).to_string()).unwrap();
+    let mut out: *mut c_char = std::ptr::null_mut();
+    let data = (src.clone(), 0);
+    let code = unsafe {
+        dbb_guard(h.0, text.as_ptr(), Some(command_exits_with), (&raw const data).cast_mut().cast(), &mut out)
+    };
+    assert_eq!(code, DBB_UNHEALTHY, "{}", take(out));
+}
+
+#[test]
+fn copy_moves_a_backup_between_repositories() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("c.sqlite");
+    make_db(&src, 5);
+    let (a, b) = (dir.path().join("a").display().to_string(), dir.path().join("b").display().to_string());
+    let h = Handle::new();
+    let (code, created) =
+        h.call(dbb_create, &json!({"source": format!("sqlite://{}", src.display()), "repo": a}));
+    assert_eq!(code, 0, "{created}");
+    let (code, copied) = h.call(dbb_copy, &json!({"from": a, "to": b}));
+    assert_eq!(code, 0, "{copied}");
+    assert_eq!(copied["id"], created["id"]);
+    let (code, listed) = h.call(dbb_list, &json!({"repo": b}));
+    assert_eq!((code, listed["backups"][0]["id"].clone()), (0, created["id"].clone()));
+    let (code, out) = h.call(dbb_copy, &json!({"from": a}));
+    assert_eq!(code, DBB_USAGE, "{out}");
+}
+
+#[test]
+fn repo_settings_are_per_repository_and_checked() {
+    // A misspelt setting name is a usage error naming it (never a silently dropped credential).
+    let h = Handle::new();
+    let (code, out) = h.call(
+        dbb_list,
+        &json!({"repo": "s3://b/x", "repo_settings": {"s3://b/x": {"AWS_ACESS_KEY_ID": "k"}}}),
+    );
+    assert_eq!(code, DBB_USAGE, "{out}");
+    assert!(out["error"]["message"].as_str().unwrap().contains("AWS_ACESS_KEY_ID"), "{out}");
+    // Against the S3 emulator: two repositories in one client and one call sequence, one with a
+    // working endpoint, the other with an endpoint where nothing listens. Each is opened with its
+    // own settings, whatever order they are used in (moto accepts any key, so the endpoints are
+    // what tells them apart).
+    let Some(endpoint) = std::env::var("DBBACKUP_TEST_S3_ENDPOINT").ok().filter(|e| !e.is_empty()) else {
+        eprintln!("SKIPPED: DBBACKUP_TEST_S3_ENDPOINT is not set");
+        return;
+    };
+    let bucket = std::env::var("DBBACKUP_TEST_S3_BUCKET").unwrap();
+    let n = std::process::id();
+    let good = format!("s3://{bucket}/ffi-settings-{n}/good");
+    let bad = format!("s3://{bucket}/ffi-settings-{n}/bad");
+    let s3 = |endpoint: &str| {
+        json!({"AWS_ACCESS_KEY_ID": "k1", "AWS_SECRET_ACCESS_KEY": "s1", "AWS_DEFAULT_REGION": "us-east-1",
+               "AWS_ENDPOINT": endpoint, "DBBACKUP_STORE_MAX_RETRIES": 0, "DBBACKUP_STORE_RETRY_TIMEOUT": 1})
+    };
+    let settings = json!({ good.clone(): s3(&endpoint), bad.clone(): s3("http://127.0.0.1:9") });
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("s.sqlite");
+    make_db(&src, 3);
+    let source = format!("sqlite://{}", src.display());
+    let (code, created) =
+        h.call(dbb_create, &json!({"source": source, "repo": [good.clone()], "repo_settings": settings}));
+    assert_eq!(code, 0, "{created}");
+    let (code, out) = h.call(dbb_list, &json!({"repo": bad, "repo_settings": settings}));
+    assert_eq!(code, DBB_FAILED, "the repository with the wrong endpoint must fail: {out}");
+    let (code, listed) = h.call(dbb_list, &json!({"repo": good, "repo_settings": settings}));
+    assert_eq!(code, 0, "{listed}");
+    assert_eq!(listed["backups"][0]["id"], created["id"]);
 }

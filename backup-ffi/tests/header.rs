@@ -1,4 +1,5 @@
-//! The committed `include/dbbackup.h` must be exactly what cbindgen generates from the sources.
+//! The committed `php/include/dbbackup.h` (inside the PHP package, which loads it with
+//! `FFI::cdef`) must be exactly what cbindgen generates from the sources.
 //! Regenerate with `DBB_BLESS=1 cargo test -p backup-ffi --test header`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -17,7 +18,7 @@ fn committed_header_matches_cbindgen() {
         .expect("cbindgen generates the header")
         .write(&mut generated);
     let generated = String::from_utf8(generated).unwrap();
-    let path = crate_dir.join("include/dbbackup.h");
+    let path = crate_dir.join("php/include/dbbackup.h");
     if std::env::var_os("DBB_BLESS").is_some() {
         std::fs::write(&path, &generated).unwrap();
         return;
@@ -25,6 +26,6 @@ fn committed_header_matches_cbindgen() {
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         committed == generated,
-        "include/dbbackup.h is stale: run `DBB_BLESS=1 cargo test -p backup-ffi --test header` and commit it"
+        "php/include/dbbackup.h is stale: run `DBB_BLESS=1 cargo test -p backup-ffi --test header` and commit it"
     );
 }

@@ -13,7 +13,7 @@ mod verify;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
-use backup_core::{Context, Secret};
+use backup_core::{Context, RepoSettings, Secret, StoreConfig};
 
 use crate::cli::{Cli, Command};
 use crate::output::Output;
@@ -21,7 +21,9 @@ use crate::progress::Bars;
 
 /// Runs the parsed command and returns the process exit code.
 pub async fn run(cli: Cli, out: &Output) -> i32 {
-    let ctx = Context::with_observer(Arc::new(Bars::new(cli.quiet, cli.json)));
+    // Store settings come from the environment here, in the CLI, once; the core never reads it.
+    let ctx = Context::with_observer(Arc::new(Bars::new(cli.quiet, cli.json)))
+        .with_stores(RepoSettings::new(StoreConfig::from_env()));
     crate::signal::install(ctx.cancel.clone());
     if let Some(t) = &cli.timeout {
         match backup_core::parse_duration(t) {

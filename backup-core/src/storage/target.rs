@@ -96,9 +96,16 @@ impl Target {
         }
     }
 
-    /// Opens a repository from its URL (see [`super::url`]).
+    /// Opens a repository from its URL without store settings (local directories, `memory://`;
+    /// a cloud store opened this way has no credentials). See [`super::url`].
     pub fn open(url: &str) -> Result<Self> {
-        super::url::open(url)
+        super::url::open_with(url, &super::url::StoreConfig::default())
+    }
+
+    /// Opens a repository from its URL with the settings the context holds for it
+    /// ([`crate::RepoSettings`]): how every use-case opens the repositories of its options.
+    pub fn open_in(url: &str, ctx: &Context) -> Result<Self> {
+        super::url::open_with(url, ctx.stores.for_repo(url))
     }
 
     /// Opens a repository from its URL with explicit store settings (see [`super::url`]).

@@ -1,5 +1,6 @@
-//! Repository URLs -> object stores. The one place a repository is built from a string, and the
-//! one place the environment is read for store settings ([`StoreConfig::from_env`]).
+//! Repository URLs -> object stores. The one place a repository is built from a string, always
+//! with its settings given explicitly (a [`StoreConfig`]; the core never reads the environment
+//! for them).
 //!
 //! Accepted:
 //! - a plain path or `file:///path`: local directory, created if missing;
@@ -16,9 +17,10 @@
 //! ## Configuration
 //!
 //! Credentials and endpoints never appear in URLs. They come from a [`StoreConfig`]: a map of
-//! settings named like the environment variables (so the CLI passes [`StoreConfig::from_env`],
-//! and the FFI or a test passes an explicit map). [`Target::open`] uses `from_env`; use
-//! [`open_with`] to pass settings explicitly. Recognised:
+//! settings named like the environment variables (the CLI passes [`StoreConfig::from_env`], the
+//! FFI a per-repository map from its JSON options, a test an explicit map). The use-cases open
+//! repositories with [`Target::open_in`], which takes each repository's settings from the
+//! [`crate::Context`]'s [`crate::RepoSettings`]. Recognised:
 //!
 //! - every `AWS_*`, `AZURE_*` and `GOOGLE_*` key object_store understands (its standard names:
 //!   `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_DEFAULT_REGION`,
@@ -43,7 +45,7 @@
 
 #![cfg_attr(not(feature = "cloud"), allow(dead_code, unused_variables))]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -62,6 +64,8 @@ use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 use super::target::{Capabilities, Target};
 use crate::error::{Error, Result};
 use crate::model::redact_str;
+pub use crate::settings::StoreConfig;
+use crate::settings::parse_bool;
 
 /// A parsed repository locator.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,82 +185,24 @@ impl RepoUrl {
     }
 }
 
-fn parse_bool(v: &str) -> Option<bool> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Some(true),
-        "0" | "false" | "no" | "off" => Some(false),
-        _ => None,
-    }
-}
-
-/// Settings for cloud stores, named like the environment variables they come from (see the
-/// module docs). `Debug` shows names only, never values.
-#[derive(Clone, Default)]
-pub struct StoreConfig {
-    vars: BTreeMap<String, String>,
-}
-
-impl std::fmt::Debug for StoreConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoreConfig").field("keys", &self.vars.keys().collect::<Vec<_>>()).finish()
-    }
-}
-
-const PREFIXES: [&str; 6] = ["AWS_", "AZURE_", "GOOGLE_", "AZURITE_", "DBBACKUP_S3_", "DBBACKUP_STORE_"];
+/// Settings read by this module beyond object_store's own keys.
+const OWN_SETTINGS: [&str; 6] = [
+    "AWS_BUCKET",
+    "AWS_USE_PATH_STYLE_ENDPOINT",
+    "DBBACKUP_S3_CONDITIONAL_PUT",
+    "DBBACKUP_STORE_MAX_RETRIES",
+    "DBBACKUP_STORE_RETRY_TIMEOUT",
+    "DBBACKUP_STORE_TIMEOUT",
+];
 
 impl StoreConfig {
-    /// Reads the relevant variables (`AWS_*`, `AZURE_*`, `GOOGLE_*`, `DBBACKUP_S3_*`,
-    /// `DBBACKUP_STORE_*`) from the process environment. The only place store settings are
-    /// read from the environment.
-    pub fn from_env() -> Self {
-        Self::from_pairs(std::env::vars())
-    }
-
-    /// Builds a config from explicit `(NAME, value)` pairs (FFI, tests). Empty values are ignored.
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
-        let mut vars = BTreeMap::new();
-        for (k, v) in pairs {
-            let (k, v) = (k.into().to_ascii_uppercase(), v.into());
-            if !v.trim().is_empty() && PREFIXES.iter().any(|p| k.starts_with(p)) {
-                vars.insert(k, v);
-            }
-        }
-        StoreConfig { vars }
-    }
-
-    /// Sets one setting.
-    pub fn set(mut self, key: &str, value: impl Into<String>) -> Self {
-        self.vars.insert(key.to_ascii_uppercase(), value.into());
-        self
-    }
-
-    /// One setting.
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.vars.get(key).map(String::as_str)
-    }
-
-    fn flag(&self, key: &str) -> Result<Option<bool>> {
-        self.get(key)
-            .map(|v| {
-                parse_bool(v)
-                    .ok_or_else(|| Error::InvalidInput(format!("{key} must be true or false, not {v:?}")))
-            })
-            .transpose()
-    }
-
-    fn seconds(&self, key: &str) -> Result<Option<Duration>> {
-        self.get(key)
-            .map(|v| {
-                let t = v.trim().trim_end_matches('s');
-                t.parse::<f64>()
-                    .ok()
-                    .filter(|s| s.is_finite() && *s >= 0.0)
-                    .map(Duration::from_secs_f64)
-                    .ok_or_else(|| {
-                        Error::InvalidInput(format!("{key} must be a number of seconds, not {v:?}"))
-                    })
-            })
-            .transpose()
+    /// The names of settings nothing reads (a misspelt `AWS_ACESS_KEY_ID`, say), for callers that
+    /// pass settings explicitly and want a typo to be an error rather than a dropped credential.
+    pub fn unknown_names(&self) -> Vec<String> {
+        self.names()
+            .filter(|name| !OWN_SETTINGS.contains(name) && !is_store_key(name))
+            .map(str::to_string)
+            .collect()
     }
 
     /// The retry policy: `DBBACKUP_STORE_MAX_RETRIES`, `DBBACKUP_STORE_RETRY_TIMEOUT`.
@@ -293,13 +239,6 @@ impl StoreConfig {
         }
         Ok(c)
     }
-
-    fn pairs<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (String, &'a str)> + 'a {
-        self.vars
-            .iter()
-            .filter(move |(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str()))
-    }
 }
 
 fn memory_registry() -> &'static Mutex<HashMap<String, Arc<InMemory>>> {
@@ -307,13 +246,8 @@ fn memory_registry() -> &'static Mutex<HashMap<String, Arc<InMemory>>> {
     REG.get_or_init(Mutex::default)
 }
 
-/// Opens the repository at `url` with settings from the environment ([`StoreConfig::from_env`]).
-/// Local directories are created if missing.
-pub fn open(url: &str) -> Result<Target> {
-    open_with(url, &StoreConfig::from_env())
-}
-
-/// Opens the repository at `url` with explicit settings.
+/// Opens the repository at `url` with explicit settings (the process environment is never read
+/// here). Local directories are created if missing.
 pub fn open_with(url: &str, cfg: &StoreConfig) -> Result<Target> {
     match RepoUrl::parse(url)? {
         RepoUrl::Local { path } => {
@@ -375,6 +309,24 @@ pub fn open_with(url: &str, cfg: &StoreConfig) -> Result<Target> {
             Ok(Target::new(Arc::new(store), &prefix, display, Capabilities { conditional_put: true }))
         }
     }
+}
+
+/// Whether object_store (or the Azurite emulator switch) understands this setting name.
+fn is_store_key(name: &str) -> bool {
+    #[cfg(feature = "cloud")]
+    {
+        let lower = name.to_ascii_lowercase();
+        if name.starts_with("AWS_") {
+            return lower.parse::<AmazonS3ConfigKey>().is_ok();
+        }
+        if name.starts_with("AZURE_") {
+            return lower.parse::<AzureConfigKey>().is_ok();
+        }
+        if name.starts_with("GOOGLE_") {
+            return lower.parse::<GoogleConfigKey>().is_ok();
+        }
+    }
+    name.starts_with("AZURITE_")
 }
 
 #[cfg(feature = "cloud")]

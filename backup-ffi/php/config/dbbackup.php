@@ -12,14 +12,16 @@ return [
     'connection' => env('DBBACKUP_CONNECTION'),
 
     // Where backups go: disk names from config/filesystems.php (local -> its root path, s3 -> an
-    // s3:// repository with its key/secret/region/endpoint/use_path_style_endpoint, which also
-    // covers Backblaze B2, MinIO and R2). Several disks = the same bytes to each (3-2-1).
+    // s3:// repository with its own key/secret/region/endpoint/use_path_style_endpoint, passed
+    // with that repository only; also Backblaze B2, MinIO and R2). Several disks = the same bytes
+    // to each (3-2-1); list/verify/prune act on each, a restore reads the first holding the backup.
     'disks' => array_values(array_filter(explode(',', (string) env('DBBACKUP_DISKS', 'local')))),
 
     // Folder inside each disk.
     'prefix' => env('DBBACKUP_PREFIX', 'db-backups'),
 
-    // Path to libbackup_ffi.so (null: env DBBACKUP_FFI_LIB, else the library built in the package's repository).
+    // Path to libbackup_ffi.so (null: env DBBACKUP_FFI_LIB, else /usr/lib, /usr/local/lib,
+    // /usr/lib/x86_64-linux-gnu, beside the package, a cargo build of its repository).
     'library' => env('DBBACKUP_FFI_LIB'),
 
     // create options.
@@ -43,6 +45,12 @@ return [
 
     // verify level used by db:backup:verify and `db:restore --verify`: quick, full or drill.
     'verify_level' => env('DBBACKUP_VERIFY_LEVEL', 'full'),
+
+    // db:backup:verify --level=drill: the connection (config/database.php) of the server a drill
+    // restores its throwaway copy on (MySQL/PostgreSQL; SQLite needs none). --scratch= overrides.
+    'drill' => [
+        'scratch' => env('DBBACKUP_DRILL_SCRATCH'),
+    ],
 
     // db:backup:prune policy (grandfather-father-son; the newest backup is always kept).
     'retention' => [

@@ -103,6 +103,50 @@ final class Client
         return $this->call('dbb_status', $options);
     }
 
+    /** @param array<string,mixed> $options @return array<string,mixed> */
+    public function copy(array $options): array
+    {
+        return $this->call('dbb_copy', $options);
+    }
+
+    /**
+     * Guards a change (`dbbackup guard`): a safety backup, then $command() on this thread; when
+     * it returns non-zero or throws, the database is restored from the safety backup. Returns
+     * the guard report (`command_status`, `rolled_back`, `recovery_ms`, ...); throws when the
+     * safety backup or the rollback failed (the command does not run when the backup fails).
+     * An exception thrown by $command is rethrown after the rollback.
+     *
+     * @param array<string,mixed> $options
+     * @param callable(): int $command
+     * @return array<string,mixed>
+     */
+    public function guard(array $options, callable $command): array
+    {
+        $thrown = null;
+        // PHP cannot unwind through C: the exception is kept and rethrown after the call.
+        $trampoline = function ($userData) use ($command, &$thrown): int {
+            try {
+                return (int) $command();
+            } catch (\Throwable $e) {
+                $thrown = $e;
+                return 1;
+            }
+        };
+        $out = $this->ffi->new('char*');
+        $code = $this->ffi->dbb_guard($this->handle, self::encode($options), $trampoline, null, FFI::addr($out));
+        $data = $this->takeJson($out);
+        if ($code !== 0) {
+            if (is_array($data) && is_array($data['error'] ?? null)) {
+                throw Exception::fromError($data['error']);
+            }
+            throw Exception::fromError($this->lastError() ?? ['kind' => 'failed', 'code' => $code, 'message' => "dbb_guard returned {$code}"]);
+        }
+        if ($thrown !== null) {
+            throw new GuardedCommandException($data ?? [], $thrown);
+        }
+        return $data ?? [];
+    }
+
     /** Cancels the operations running on this client (from a signal handler, say). */
     public function cancel(): void
     {
@@ -193,27 +237,52 @@ final class Client
         return json_encode($options === [] ? new \stdClass() : $options, JSON_THROW_ON_ERROR | JSON_UNESCAPED_SLASHES);
     }
 
-    /** The library to load when none is given. */
+    /**
+     * The library to load when none is given: env DBBACKUP_FFI_LIB, else the first of
+     * {@see libraryCandidates()} that exists. Throws naming every place it looked.
+     */
     public static function defaultLibrary(): string
     {
         $env = getenv('DBBACKUP_FFI_LIB');
         if (is_string($env) && $env !== '') {
             return $env;
         }
-        $root = dirname(__DIR__, 3);
-        foreach (['release', 'debug'] as $profile) {
-            $candidate = "{$root}/target/{$profile}/libbackup_ffi.so";
+        $candidates = self::libraryCandidates();
+        foreach ($candidates as $candidate) {
             if (is_file($candidate)) {
                 return $candidate;
             }
         }
-        return 'libbackup_ffi.so';
+        throw new FailedException('failed', 'libbackup_ffi.so not found; looked in: config dbbackup.library (unset), env DBBACKUP_FFI_LIB (unset), '
+            . implode(', ', $candidates) . '. Install it in one of those places or set DBBACKUP_FFI_LIB to its path', 1);
+    }
+
+    /**
+     * Where the library is looked for when neither the config nor DBBACKUP_FFI_LIB names it:
+     * the standard library directories, beside this package, then a cargo build of the
+     * repository the package sits in.
+     *
+     * @return list<string>
+     */
+    public static function libraryCandidates(): array
+    {
+        $package = dirname(__DIR__);
+        $root = dirname(__DIR__, 3);
+        return [
+            '/usr/lib/libbackup_ffi.so',
+            '/usr/local/lib/libbackup_ffi.so',
+            '/usr/lib/x86_64-linux-gnu/libbackup_ffi.so',
+            "{$package}/lib/libbackup_ffi.so",
+            "{$package}/libbackup_ffi.so",
+            "{$root}/target/release/libbackup_ffi.so",
+            "{$root}/target/debug/libbackup_ffi.so",
+        ];
     }
 
     private static function header(): string
     {
         $env = getenv('DBBACKUP_FFI_HEADER');
-        $path = is_string($env) && $env !== '' ? $env : dirname(__DIR__, 2) . '/include/dbbackup.h';
+        $path = is_string($env) && $env !== '' ? $env : dirname(__DIR__) . '/include/dbbackup.h';
         $text = @file_get_contents($path);
         if ($text === false) {
             throw new FailedException('failed', "cannot read the dbbackup header {$path}", 1);

@@ -6,7 +6,8 @@ namespace DbBackup;
 
 /**
  * A failed dbbackup operation. The subclass names the exit-code kind; getCode() is the CLI's exit
- * code (1 failed, 2 usage, 3 integrity, 4 unhealthy, 5 not found, 130 cancelled).
+ * code (1 failed, 2 usage, 3 integrity, 4 unhealthy, 5 not found, 130 cancelled), or a status only
+ * the library has (6 a NULL argument, 70 a panic caught inside the library: FailedException).
  */
 class Exception extends \RuntimeException
 {
@@ -43,6 +44,7 @@ class Exception extends \RuntimeException
             'usage' => UsageException::class,
             'unhealthy' => UnhealthyException::class,
             'cancelled' => CancelledException::class,
+            'null_argument' => UsageException::class,
             default => FailedException::class,
         };
         return new $class($kind, $message, $code, $available, $report);

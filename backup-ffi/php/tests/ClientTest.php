@@ -204,7 +204,9 @@ final class ClientTest extends TestCase
             $client->list(['repo' => $repo, 'debug_panic' => true]);
             $this->fail('expected FailedException');
         } catch (FailedException $e) {
-            $this->assertSame(1, $e->getCode());
+            // Its own status (70), not an ordinary failure (1).
+            $this->assertSame(70, $e->getCode());
+            $this->assertSame('panic', $e->kind);
             $this->assertStringContainsString('panic', $e->getMessage());
         }
         // Still alive and usable.

@@ -48,9 +48,13 @@ final class TargetsTest extends TestCase
                 'endpoint' => 'https://s3.us-west-004.backblazeb2.com', 'use_path_style_endpoint' => true, 'root' => 'apps/x'],
         ], ['sqlite' => ['driver' => 'sqlite', 'database' => '/d.sqlite']]);
         $this->assertSame(['/srv/app/storage/app/db-backups', 's3://bk/apps/x/db-backups'], $t->repos());
-        $this->assertSame('K', getenv('AWS_ACCESS_KEY_ID'));
-        $this->assertSame('https://s3.us-west-004.backblazeb2.com', getenv('AWS_ENDPOINT'));
-        $this->assertSame('true', getenv('AWS_USE_PATH_STYLE_ENDPOINT'));
+        // The disk's settings travel with its repository, not through the environment.
+        $this->assertSame(['s3://bk/apps/x/db-backups' => [
+            'AWS_ACCESS_KEY_ID' => 'K', 'AWS_SECRET_ACCESS_KEY' => 'S', 'AWS_DEFAULT_REGION' => 'us-west-004',
+            'AWS_ENDPOINT' => 'https://s3.us-west-004.backblazeb2.com', 'AWS_USE_PATH_STYLE_ENDPOINT' => 'true',
+        ]], $t->repoSettings());
+        $this->assertFalse(getenv('AWS_ACCESS_KEY_ID'));
+        $this->assertFalse(getenv('AWS_ENDPOINT'));
         $this->expectException(UsageException::class);
         $t->repos(['nope']);
     }
@@ -77,14 +81,67 @@ final class TargetsTest extends TestCase
             ['prefix' => 'php-' . bin2hex(random_bytes(4))]
         );
         $repos = $t->repos();
+        $settings = $t->repoSettings();
         $client = new Client();
-        $created = $client->create(['source' => $t->connection()['url'], 'repo' => $repos]);
+        $created = $client->create(['source' => $t->connection()['url'], 'repo' => $repos, 'repo_settings' => $settings]);
         $this->assertSame(3, $created['rows']);
-        $this->assertSame([$created['id']], array_column($client->list(['repo' => $repos[0]])['backups'], 'id'));
-        $restored = $client->restore(['repo' => $repos[0], 'into' => "sqlite://{$dir}/copy.sqlite"]);
+        $this->assertSame([$created['id']], array_column($client->list(['repo' => $repos[0], 'repo_settings' => $settings])['backups'], 'id'));
+        $restored = $client->restore(['repo' => $repos[0], 'into' => "sqlite://{$dir}/copy.sqlite", 'repo_settings' => $settings]);
         $this->assertSame(3, $restored['rows']);
         $copy = new \PDO("sqlite:{$dir}/copy.sqlite");
         $this->assertSame(['a', 'b', 'c'], $copy->query('SELECT v FROM t ORDER BY id')->fetchAll(\PDO::FETCH_COLUMN));
+        exec('rm -rf ' . escapeshellarg($dir));
+    }
+
+    /**
+     * Two s3 disks with different keys, buckets/prefixes and endpoints in one process: each
+     * repository is opened with its own disk's settings. moto accepts any key, so one disk points
+     * at an endpoint where nothing listens: it must fail while the other, in the same call and
+     * afterwards, works. (Before per-repository settings the package refused two s3 disks with
+     * different credentials, and the environment held one set for the whole process.)
+     */
+    public function testTwoS3DisksWithTheirOwnSettingsInOneProcess(): void
+    {
+        $endpoint = getenv('DBBACKUP_TEST_S3_ENDPOINT');
+        $bucket = getenv('DBBACKUP_TEST_S3_BUCKET');
+        if (!is_string($endpoint) || $endpoint === '' || !is_string($bucket) || $bucket === '') {
+            if (getenv('CI') === 'true') {
+                $this->fail('DBBACKUP_TEST_S3_ENDPOINT/BUCKET not set under CI=true');
+            }
+            $this->markTestSkipped('no S3 emulator');
+        }
+        $dir = sys_get_temp_dir() . '/dbb-php-s3two-' . bin2hex(random_bytes(4));
+        mkdir($dir);
+        $db = new \PDO("sqlite:{$dir}/app.sqlite");
+        $db->exec('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)');
+        $db->exec("INSERT INTO t (v) VALUES ('x')");
+        $prefix = 'php2-' . bin2hex(random_bytes(4));
+        $t = $this->targets(
+            [
+                'offsite' => ['driver' => 's3', 'key' => 'key-one', 'secret' => 'secret-one', 'region' => 'us-east-1', 'bucket' => $bucket,
+                    'endpoint' => $endpoint, 'use_path_style_endpoint' => true, 'root' => 'one'],
+                'broken' => ['driver' => 's3', 'key' => 'key-two', 'secret' => 'secret-two', 'region' => 'eu-west-1', 'bucket' => 'other-bucket',
+                    'endpoint' => 'http://127.0.0.1:9', 'use_path_style_endpoint' => true, 'root' => 'two',
+                    'dbbackup' => ['DBBACKUP_STORE_MAX_RETRIES' => 0, 'DBBACKUP_STORE_RETRY_TIMEOUT' => 1]],
+            ],
+            ['sqlite' => ['driver' => 'sqlite', 'database' => "{$dir}/app.sqlite"]],
+            ['prefix' => $prefix]
+        );
+        [$good, $bad] = $t->repos();
+        $settings = $t->repoSettings();
+        $this->assertSame('key-two', $settings[$bad]['AWS_ACCESS_KEY_ID']);
+        $client = new Client();
+        $created = $client->create(['source' => $t->connection()['url'], 'repo' => [$good, $bad], 'repo_settings' => $settings]);
+        $failed = array_column($created['failed_repos'] ?? [], 'repo');
+        $this->assertCount(1, $failed, json_encode($created));
+        $this->assertStringContainsString('other-bucket', $failed[0]);
+        $this->assertSame([$created['id']], array_column($client->list(['repo' => $good, 'repo_settings' => $settings])['backups'], 'id'));
+        try {
+            $client->list(['repo' => $bad, 'repo_settings' => $settings]);
+            $this->fail('the disk with the wrong endpoint must fail');
+        } catch (\DbBackup\Exception $e) {
+            $this->assertNotSame(0, $e->getCode());
+        }
         exec('rm -rf ' . escapeshellarg($dir));
     }
 }

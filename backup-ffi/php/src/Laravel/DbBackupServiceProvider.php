@@ -10,7 +10,8 @@ use Illuminate\Support\ServiceProvider;
 /**
  * Registers dbbackup in a Laravel application: the `dbbackup` config (publishable), the
  * {@see Backups} service bound to the app's database connection and disks, and the artisan
- * commands db:backup, db:restore, db:backups, db:backup:verify, db:backup:prune, db:backup:status.
+ * commands db:backup, db:restore, db:backups, db:backup:verify, db:backup:prune, db:backup:status,
+ * db:guard.
  */
 class DbBackupServiceProvider extends ServiceProvider
 {
@@ -42,6 +43,7 @@ class DbBackupServiceProvider extends ServiceProvider
                 Commands\VerifyCommand::class,
                 Commands\PruneCommand::class,
                 Commands\StatusCommand::class,
+                Commands\GuardCommand::class,
             ]);
         }
     }

@@ -9,8 +9,9 @@ use DbBackup\UsageException;
 /**
  * Turns the application's own configuration into dbbackup options: a connection from
  * config/database.php into a database URL (+ password, kept out of the URL), disks from
- * config/filesystems.php into repository URLs (+ store credentials, set in this process's
- * environment where the library reads them; never on a command line).
+ * config/filesystems.php into repository URLs, each with its own store settings (credentials,
+ * endpoint), passed to the library in the call's options: never through the process environment,
+ * never on a command line.
  */
 final class Targets
 {
@@ -73,18 +74,18 @@ final class Targets
     }
 
     /**
-     * Repository URLs for the configured disks, setting each s3 disk's credentials in this
-     * process's environment (AWS_* names, as the library reads them).
+     * The configured disks as repositories: disk name => URL and the store settings that
+     * repository is opened with (each disk its own endpoint, keys, bucket; handed to the library
+     * in the call's options, never through the process environment).
      *
-     * @param list<string>|null $disks
-     * @return list<string>
+     * @param list<string>|null $disks default: dbbackup.disks
+     * @return array<string, array{url: string, settings: array<string,string>}>
      */
-    public function repos(?array $disks = null): array
+    public function disks(?array $disks = null): array
     {
-        $disks ??= (array) ($this->config['disks'] ?? ['local']);
+        $disks ??= $this->diskNames();
         $prefix = trim((string) ($this->config['prefix'] ?? 'db-backups'), '/');
-        $repos = [];
-        $s3Seen = null;
+        $out = [];
         foreach ($disks as $diskName) {
             $d = $this->filesystems['disks'][$diskName] ?? null;
             if (!is_array($d)) {
@@ -93,51 +94,83 @@ final class Targets
             switch ($d['driver'] ?? '') {
                 case 'local':
                     $root = rtrim((string) ($d['root'] ?? ''), '/');
-                    $repos[] = $prefix === '' ? $root : "{$root}/{$prefix}";
+                    $out[$diskName] = ['url' => $prefix === '' ? $root : "{$root}/{$prefix}", 'settings' => []];
                     break;
                 case 's3':
-                    if ($s3Seen !== null && $s3Seen !== $this->s3Identity($d)) {
-                        throw new UsageException('usage', "disks [{$diskName}] and another s3 disk use different credentials or endpoints; one process holds one set", 2);
+                    if (empty($d['bucket'])) {
+                        throw new UsageException('usage', "disk [{$diskName}]: no bucket configured", 2);
                     }
-                    $s3Seen = $this->s3Identity($d);
-                    $this->exportS3($d);
                     $root = trim((string) ($d['root'] ?? ''), '/');
                     $path = trim($root . '/' . $prefix, '/');
-                    $repos[] = 's3://' . $d['bucket'] . ($path === '' ? '' : '/' . $path);
+                    $out[$diskName] = [
+                        'url' => 's3://' . $d['bucket'] . ($path === '' ? '' : '/' . $path),
+                        'settings' => self::s3Settings($d),
+                    ];
                     break;
                 default:
                     throw new UsageException('usage', "disk [{$diskName}]: driver " . ($d['driver'] ?? '?') . ' is not supported (local, s3)', 2);
             }
         }
-        if ($repos === []) {
+        if ($out === []) {
             throw new UsageException('usage', 'no disks configured for backups (dbbackup.disks)', 2);
         }
-        return $repos;
+        return $out;
     }
 
-    /** @param array<string,mixed> $d */
-    private function s3Identity(array $d): string
+    /** @return list<string> the disk names of dbbackup.disks, in order */
+    public function diskNames(): array
     {
-        return implode("\0", [$d['key'] ?? '', $d['region'] ?? '', $d['endpoint'] ?? '', (int) !empty($d['use_path_style_endpoint'])]);
+        return array_values(array_map('strval', (array) ($this->config['disks'] ?? ['local'])));
     }
 
-    /** @param array<string,mixed> $d */
-    private function exportS3(array $d): void
+    /**
+     * Repository URLs for the configured disks.
+     *
+     * @param list<string>|null $disks
+     * @return list<string>
+     */
+    public function repos(?array $disks = null): array
     {
-        $vars = [
-            'AWS_ACCESS_KEY_ID' => $d['key'] ?? null,
-            'AWS_SECRET_ACCESS_KEY' => $d['secret'] ?? null,
-            'AWS_DEFAULT_REGION' => $d['region'] ?? null,
-            'AWS_ENDPOINT' => $d['endpoint'] ?? null,
-            'AWS_USE_PATH_STYLE_ENDPOINT' => !empty($d['use_path_style_endpoint']) ? 'true' : 'false',
-        ];
-        foreach ($vars as $k => $v) {
-            if ($v !== null && $v !== '') {
-                putenv("{$k}={$v}");
+        return array_values(array_map(static fn (array $r) => $r['url'], $this->disks($disks)));
+    }
+
+    /**
+     * The `repo_settings` option for these disks: URL => settings, only for disks that have any.
+     *
+     * @param list<string>|null $disks
+     * @return array<string, array<string,string>>
+     */
+    public function repoSettings(?array $disks = null): array
+    {
+        $settings = [];
+        foreach ($this->disks($disks) as $r) {
+            if ($r['settings'] !== []) {
+                $settings[$r['url']] = $r['settings'];
             }
         }
-        if (isset($d['endpoint']) && str_starts_with((string) $d['endpoint'], 'http://')) {
-            putenv('AWS_ALLOW_HTTP=true');
+        return $settings;
+    }
+
+    /**
+     * An s3 disk's settings under the names the library reads (Laravel's disk keys).
+     *
+     * @param array<string,mixed> $d
+     * @return array<string,string>
+     */
+    private static function s3Settings(array $d): array
+    {
+        $settings = array_filter([
+            'AWS_ACCESS_KEY_ID' => (string) ($d['key'] ?? ''),
+            'AWS_SECRET_ACCESS_KEY' => (string) ($d['secret'] ?? ''),
+            'AWS_SESSION_TOKEN' => (string) ($d['token'] ?? ''),
+            'AWS_DEFAULT_REGION' => (string) ($d['region'] ?? ''),
+            'AWS_ENDPOINT' => (string) ($d['endpoint'] ?? ''),
+        ], static fn (string $v) => $v !== '');
+        $settings['AWS_USE_PATH_STYLE_ENDPOINT'] = !empty($d['use_path_style_endpoint']) ? 'true' : 'false';
+        // dbbackup-specific store settings of this disk (retries, timeouts, conditional put).
+        foreach ((array) ($d['dbbackup'] ?? []) as $k => $v) {
+            $settings[strtoupper((string) $k)] = is_bool($v) ? ($v ? 'true' : 'false') : (string) $v;
         }
+        return $settings;
     }
 }

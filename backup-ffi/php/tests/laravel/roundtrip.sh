@@ -21,6 +21,8 @@ require __DIR__ . '/../app/Providers/AppServiceProvider.php';
 \$app = new Illuminate\Foundation\Application(dirname(__DIR__));
 \$app->singleton(Illuminate\Contracts\Console\Kernel::class, Illuminate\Foundation\Console\Kernel::class);
 \$app->singleton(Illuminate\Contracts\Debug\ExceptionHandler::class, Illuminate\Foundation\Exceptions\Handler::class);
+// The migration commands need it (a full app gets it from ComposerServiceProvider).
+\$app->singleton('composer', fn (\$app) => new Illuminate\Support\Composer(\$app['files'], \$app->basePath()));
 return \$app;
 PHP
 cat > "$app/artisan" <<'PHP'
@@ -44,7 +46,8 @@ class AppServiceProvider extends ServiceProvider
 {
     public function boot(): void
     {
-        foreach (['BackupSucceeded', 'BackupFailed', 'RestoreSucceeded', 'RestoreFailed', 'VerificationSucceeded', 'HealthCheckSucceeded', 'PruneSucceeded'] as $e) {
+        foreach (['BackupStarting', 'BackupSucceeded', 'BackupFailed', 'RestoreSucceeded', 'RestoreFailed', 'VerificationSucceeded', 'HealthCheckSucceeded', 'PruneSucceeded',
+                  'GuardStarting', 'GuardSucceeded', 'GuardRolledBack', 'GuardFailed'] as $e) {
             Event::listen('DbBackup\\Laravel\\Events\\' . $e, function ($event) use ($e) {
                 file_put_contents(storage_path('events.log'), $e . "\n", FILE_APPEND);
             });
@@ -59,6 +62,7 @@ return [
     'timezone' => 'UTC', 'locale' => 'en', 'key' => 'base64:' . base64_encode(str_repeat('k', 32)), 'cipher' => 'AES-256-CBC',
     'providers' => [
         Illuminate\Database\DatabaseServiceProvider::class,
+        Illuminate\Database\MigrationServiceProvider::class,
         Illuminate\Filesystem\FilesystemServiceProvider::class,
         DbBackup\Laravel\DbBackupServiceProvider::class,
         App\Providers\AppServiceProvider::class,
@@ -66,20 +70,42 @@ return [
     'aliases' => [],
 ];
 PHP
+# MariaDB (DBBACKUP_TEST_MYSQL_URL, e.g. mysql://root@127.0.0.1:3306/mysql) as a second connection.
+mysql_url="${DBBACKUP_TEST_MYSQL_URL:-}"
+if [ -z "$mysql_url" ] && [ "${CI:-}" = true ]; then fail "DBBACKUP_TEST_MYSQL_URL not set under CI=true"; fi
+mysql_db="dbb_laravel_$$_$RANDOM"
+export DBB_MYSQL_URL="$mysql_url" DBB_MYSQL_DB="$mysql_db"
 cat > "$app/config/database.php" <<'PHP'
 <?php
+$m = parse_url((string) getenv('DBB_MYSQL_URL')) ?: [];
+$mysql = ['driver' => 'mysql', 'host' => $m['host'] ?? '127.0.0.1', 'port' => $m['port'] ?? 3306,
+    'username' => rawurldecode($m['user'] ?? 'root'), 'password' => rawurldecode($m['pass'] ?? ''),
+    'charset' => 'utf8mb4', 'collation' => 'utf8mb4_unicode_ci', 'prefix' => ''];
 return [
     'default' => env('DB_CONNECTION', 'sqlite'),
+    'migrations' => 'migrations',
     'connections' => [
         'sqlite' => ['driver' => 'sqlite', 'database' => database_path('database.sqlite'), 'prefix' => ''],
+        'mysql' => $mysql + ['database' => getenv('DBB_MYSQL_DB')],
+        // The drill's scratch server: the same server, any database (dbbackup makes a throwaway one).
+        'scratch' => $mysql + ['database' => 'mysql'],
     ],
 ];
 PHP
+# The local disk, plus an S3 disk on the emulator (its own endpoint and keys, never the environment's).
+s3_endpoint="${DBBACKUP_TEST_S3_ENDPOINT:-}"
+if [ -z "$s3_endpoint" ] && [ "${CI:-}" = true ]; then fail "DBBACKUP_TEST_S3_ENDPOINT not set under CI=true"; fi
+export DBB_S3_ENDPOINT="$s3_endpoint" DBB_S3_BUCKET="${DBBACKUP_TEST_S3_BUCKET:-}" DBB_S3_ROOT="laravel-$$-$RANDOM"
 cat > "$app/config/filesystems.php" <<'PHP'
 <?php
 return [
     'default' => 'local',
-    'disks' => ['local' => ['driver' => 'local', 'root' => storage_path('app')]],
+    'disks' => [
+        'local' => ['driver' => 'local', 'root' => storage_path('app')],
+        's3' => ['driver' => 's3', 'key' => 'laravel-key', 'secret' => 'laravel-secret', 'region' => 'us-east-1',
+            'bucket' => getenv('DBB_S3_BUCKET'), 'endpoint' => getenv('DBB_S3_ENDPOINT'), 'use_path_style_endpoint' => true,
+            'root' => getenv('DBB_S3_ROOT'), 'dbbackup' => ['DBBACKUP_STORE_MAX_RETRIES' => 2, 'DBBACKUP_STORE_RETRY_TIMEOUT' => 5]],
+    ],
 ];
 PHP
 cat > "$app/config/logging.php" <<'PHP'
@@ -126,7 +152,10 @@ grep -q "$id" out.txt || { cat out.txt; fail "unknown backup: the available ones
 DBBACKUP_NO_DEFINER=true DBBACKUP_KEEP_OWNERS=true php artisan db:restore "$id" --verify --force || fail "db:restore exited $?"
 [ "$(snapshot)" = "$before" ] || fail "restored database differs from the backed-up one"
 
-for e in BackupSucceeded VerificationSucceeded HealthCheckSucceeded PruneSucceeded RestoreFailed RestoreSucceeded; do
+for e in BackupStarting BackupSucceeded VerificationSucceeded HealthCheckSucceeded PruneSucceeded RestoreFailed RestoreSucceeded; do
   grep -qx "$e" storage/events.log || { cat storage/events.log; fail "event $e was not dispatched"; }
 done
-echo "laravel round trip: 1 passed, 0 failed"
+passed=1
+
+. "$here/more.sh"
+echo "laravel round trip: $passed passed, 0 failed"

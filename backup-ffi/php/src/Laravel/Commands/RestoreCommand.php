@@ -11,12 +11,16 @@ final class RestoreCommand extends Command
     protected $signature = 'db:restore {backup? : Backup id, latest or tag:NAME (default: latest)}
         {--connection= : Database connection to restore into}
         {--verify : Download and check every object before loading anything}
+        {--disk= : Restore from this disk (default: the first disk of dbbackup.disks holding the backup)}
         {--force : Do not ask for confirmation in production}
         {--json : Print the report as JSON}';
     protected $description = 'Restore a backup into the database (through a shadow, swapped in only when complete and checked)';
 
     public function handle(): int
     {
+        if (!$this->isolate((string) $this->option('connection'))) {
+            return 0;
+        }
         $backups = $this->laravel->make(Backups::class);
         $production = $this->laravel->environment('production');
         $force = (bool) $this->option('force');
@@ -40,9 +44,9 @@ final class RestoreCommand extends Command
             'force' => $force,
         ];
         return $this->runOperation(
-            fn (Backups $b) => $b->restore($options, $this->option('connection')),
-            fn (array $r) => $this->info(sprintf('Restored %s into %s: %d tables, %d rows in %d ms',
-                $r['id'], $r['into'], $r['tables'], $r['rows'], $r['duration_ms']))
+            fn (Backups $b) => $b->restore($options, $this->option('connection'), $this->option('disk')),
+            fn (array $r) => $this->info(sprintf('Restored %s from disk [%s] into %s: %d tables, %d rows in %d ms',
+                $r['id'], $r['disk'] ?? '?', $r['into'], $r['tables'], $r['rows'], $r['duration_ms']))
         );
     }
 }

@@ -11,7 +11,7 @@
 // The operation failed (database, store, I/O, internal error).
 #define DBB_FAILED 1
 
-// Bad options or usage (also: null client, invalid UTF-8, malformed JSON).
+// Bad options or usage (also: invalid UTF-8, malformed JSON).
 #define DBB_USAGE 2
 
 // Corrupt, incomplete or unreadable backup.
@@ -23,12 +23,23 @@
 // A backup, repository or database does not exist.
 #define DBB_NOT_FOUND 5
 
+// A required pointer argument (the client, a callback) was NULL.
+#define DBB_NULL_ARGUMENT 6
+
+// A bug inside the library: a panic, caught at the boundary (the client stays usable).
+#define DBB_PANIC 70
+
 // Cancelled by `dbb_cancel` or by the `timeout_ms` option.
 #define DBB_CANCELLED 130
 
 // An opaque client: one async runtime plus cancellation and progress state. Create with
 // [`dbb_client_new`], release with [`dbb_client_free`].
 typedef struct dbb_client dbb_client;
+
+// The type of the guarded command of [`dbb_guard`]: runs the command (a migration, say) on the
+// calling thread and returns its exit status (0 = success; anything else makes `dbb_guard` roll
+// the database back).
+typedef int32_t (*dbb_command_fn)(void *user_data);
 
 // The type of a progress callback (see [`dbb_client_set_progress_callback`]).
 //
@@ -144,10 +155,51 @@ int32_t dbb_prune(const dbb_client *client, const char *options_json, char **rep
 // As for `dbb_create`.
 int32_t dbb_status(const dbb_client *client, const char *options_json, char **report_out);
 
+// Copies one backup between repositories, checking every digest while streaming
+// (`dbbackup copy`).
+//
+// Options: `from`, `to` (repository URLs), `backup` (id, `latest` or `tag:NAME`; default
+// `latest`), `jobs`, `repo_settings`, `timeout_ms`. Report: the `copy --json` object (`id`,
+// `from`, `to`, `objects`, `bytes`, `already_present`, `duration_ms`).
+//
+// Ownership: as for `dbb_create`.
+//
+// # Safety
+// As for `dbb_create`.
+int32_t dbb_copy(const dbb_client *client, const char *options_json, char **report_out);
+
+// Guards a change to a database (`dbbackup guard`): takes a safety backup, calls `command` once
+// (on the calling thread, after the backup is complete), and when it returns non-zero restores
+// the safety backup with the engine's safe restore and measures the recovery time.
+//
+// Options: `source` (URL), `repo` (string or array; the first is restored from), `max_rto`
+// (seconds or `2m`: refuse to start unless the last successful drill of this database recovered
+// within it; status 4 otherwise), `max_rto_ms`, `compression`, `tag`, `jobs`, `password`,
+// `operator`, `no_definer`, `keep_owners`, `repo_settings`, `timeout_ms`.
+// Report: the `guard --json` object (`backup_id`, `backup_ms`, `command_status`, `command_ms`,
+// `rolled_back`, `recovery_ms`, `restore`). The status is 0 when the guard did its job —
+// whether the command succeeded or was rolled back: read `command_status` and `rolled_back`;
+// it is an error status when the safety backup or the rollback failed (the command is not
+// run when the backup fails).
+//
+// `command` must not call into this client; it may take as long as it needs (the timeout
+// still applies to the whole operation). `user_data` is passed through untouched.
+//
+// Ownership: as for `dbb_create`.
+//
+// # Safety
+// As for `dbb_create`; `command` is NULL (status 6) or a function safe to call once with
+// `user_data` on the calling thread.
+int32_t dbb_guard(const dbb_client *client,
+                  const char *options_json,
+                  dbb_command_fn command,
+                  void *user_data,
+                  char **report_out);
+
 // Cancels every operation running on `client` right now (from any thread). Operations started
 // afterwards are not affected. The cancelled operation returns 130 and writes no manifest.
 //
-// Ownership: borrows `client` for the call. Returns 0, or 2 when `client` is NULL.
+// Ownership: borrows `client` for the call. Returns 0, or 6 when `client` is NULL.
 //
 // # Safety
 // `client` is NULL or a live client (not being freed concurrently).
@@ -171,7 +223,7 @@ char *dbb_progress(const dbb_client *client);
 //
 // Ownership: the `json` argument is borrowed for the duration of the callback only.
 // `user_data` is passed through untouched; the caller keeps it (and the callback) valid until
-// the callback is removed or the client freed. Returns 0, or 2 when `client` is NULL.
+// the callback is removed or the client freed. Returns 0, or 6 when `client` is NULL.
 //
 // # Safety
 // `client` is NULL or a live client; `callback` is NULL or a function safe to call with any

@@ -1,0 +1,157 @@
+# Sourced by roundtrip.sh inside the app directory (helpers: fail, snapshot; $app, $passed):
+# every disk (local + S3), db:guard on SQLite and MariaDB, drills from artisan, artisan manners.
+
+# The app's own dbbackup config: a retention the test can tighten, the drill's scratch connection.
+cat > config/dbbackup.php <<'PHP'
+<?php
+return [
+    'retention' => ['keep_last' => (int) env('DBB_KEEP_LAST', 3), 'keep_daily' => 7],
+    'drill' => ['scratch' => 'scratch'],
+];
+PHP
+mkdir -p storage/framework
+count_in() { php -r '$r = json_decode(file_get_contents("php://stdin"), true); echo count($r[$argv[1]]["backups"] ?? []);' "$1"; }
+expect_code() { # expected, then the command; its output goes to out.txt
+  local want="$1"; shift
+  set +e; "$@" > out.txt 2>&1; local got=$?; set -e
+  [ "$got" = "$want" ] || { cat out.txt; fail "$*: expected exit $want, got $got"; }
+}
+
+# --- Every disk: backups go to both, verify reads both, prune prunes both, restore from S3 when
+# the local disk is gone.
+if [ -n "$DBB_S3_ENDPOINT" ]; then
+  export DBBACKUP_DISKS=local,s3
+  for i in 1 2 3; do php artisan db:backup --tag=multi --json > multi.json || fail "db:backup to local+s3 exited $?"; done
+  last="$(php -r 'echo json_decode(file_get_contents("multi.json"), true)["id"];')"
+  php artisan db:backups --json > lists.json || fail "db:backups exited $?"
+  [ "$(count_in s3 < lists.json)" = 3 ] || { cat lists.json; fail "the s3 disk does not list its 3 backups"; }
+  [ "$(count_in local < lists.json)" = 4 ] || { cat lists.json; fail "the local disk does not list its 4 backups"; }
+  php artisan db:backup:verify > verify.txt || { cat verify.txt; fail "db:backup:verify on both disks exited $?"; }
+  grep -q "\[local\] full $last: ok" verify.txt && grep -q "\[s3\] full $last: ok" verify.txt \
+    || { cat verify.txt; fail "db:backup:verify did not read both disks"; }
+  php artisan db:backup:status --disk=s3 > /dev/null || fail "db:backup:status --disk=s3 exited $?"
+  DBB_KEEP_LAST=1 php artisan db:backup:prune > prune.txt || { cat prune.txt; fail "db:backup:prune exited $?"; }
+  php artisan db:backups --json > lists.json
+  [ "$(count_in s3 < lists.json)" = 1 ] && [ "$(count_in local < lists.json)" = 1 ] \
+    || { cat prune.txt lists.json; fail "prune did not remove the old backups from both disks"; }
+  # The local disk is lost; the off-site copy restores.
+  rm -rf storage/app/db-backups
+  php -r '$db = new PDO("sqlite:database/database.sqlite"); $db->exec("DELETE FROM users WHERE id > 10");'
+  php artisan db:restore --force > restore.txt 2>&1 || { cat restore.txt; fail "db:restore without the local disk exited $?"; }
+  grep -q "from disk \[s3\]" restore.txt || { cat restore.txt; fail "the restore did not come from the s3 disk"; }
+  [ "$(snapshot)" = "$before" ] || fail "the database restored from s3 differs"
+  expect_code 2 php artisan db:backups --disk=nope
+  unset DBBACKUP_DISKS
+  passed=$((passed + 1))
+fi
+
+# --- Artisan manners: --compress accepted, a progress bar on a terminal (--ansi stands for one),
+# a second overlapping run exits cleanly.
+php artisan db:backup --compress --compression=gzip:6 --ansi > progress.txt 2>&1 || { cat progress.txt; fail "db:backup --compress exited $?"; }
+grep -q "upload" progress.txt && grep -q "100%" progress.txt || { cat progress.txt; fail "no progress bar on a terminal"; }
+php artisan db:backup --ansi --json | php -r 'exit(is_array(json_decode(stream_get_contents(STDIN), true)) ? 0 : 1);' \
+  || fail "--json output must be the report alone, without a progress bar"
+n_before="$(ls storage/app/db-backups | wc -l)"
+flock -x storage/framework/dbbackup-db-backup.lock sleep 3 &
+holder=$!
+sleep 0.5
+expect_code 0 php artisan db:backup
+grep -q "Another db:backup is running" out.txt || { cat out.txt; fail "an overlapping db:backup did not say another is running"; }
+[ "$(ls storage/app/db-backups | wc -l)" = "$n_before" ] || fail "an overlapping db:backup still backed up"
+wait "$holder"
+passed=$((passed + 1))
+
+# --- db:guard on SQLite: a migration failing halfway is rolled back; the database equals its
+# state before (schema and rows, no migrations table).
+full_snapshot_sqlite() {
+  php -r '$db = new PDO("sqlite:database/database.sqlite"); $out = [];
+    foreach ($db->query("SELECT type, name, sql FROM sqlite_master ORDER BY name")->fetchAll(PDO::FETCH_NUM) as $r) {
+      $out[] = $r; if ($r[0] === "table") { $out[] = $db->query("SELECT * FROM \"{$r[1]}\" ORDER BY rowid")->fetchAll(PDO::FETCH_NUM); } }
+    echo md5(json_encode($out));'
+}
+mkdir -p database/migrations
+cat > database/migrations/2026_01_01_000001_create_widgets.php <<'PHP'
+<?php
+use Illuminate\Database\Migrations\Migration;
+use Illuminate\Database\Schema\Blueprint;
+use Illuminate\Support\Facades\Schema;
+return new class extends Migration {
+    public function up(): void { Schema::create('widgets', function (Blueprint $t) { $t->id(); $t->string('name'); }); }
+};
+PHP
+cat > database/migrations/2026_01_01_000002_break_halfway.php <<'PHP'
+<?php
+use Illuminate\Database\Migrations\Migration;
+use Illuminate\Database\Schema\Blueprint;
+use Illuminate\Support\Facades\DB;
+use Illuminate\Support\Facades\Schema;
+return new class extends Migration {
+    public $withinTransaction = false;
+    public function up(): void {
+        Schema::create('gadgets', function (Blueprint $t) { $t->id(); });
+        DB::table('users')->where('id', '<', 50)->delete();
+        throw new RuntimeException('failing halfway');
+    }
+};
+PHP
+expect_code 4 php artisan db:guard --max-rto=1h -- migrate --force
+grep -qi "drill" out.txt || { cat out.txt; fail "--max-rto without a drill: no explanation"; }
+s0="$(full_snapshot_sqlite)"
+expect_code 1 php artisan db:guard -- migrate --force
+grep -q "failing halfway" out.txt && grep -q "Recovery time" out.txt || { cat out.txt; fail "db:guard did not report the failure and the recovery time"; }
+[ "$(full_snapshot_sqlite)" = "$s0" ] || fail "db:guard on SQLite: the database differs from its state before the migration"
+grep -qx GuardRolledBack storage/events.log || fail "event GuardRolledBack was not dispatched"
+rm database/migrations/2026_01_01_000002_break_halfway.php
+expect_code 0 php artisan db:guard -- migrate --force
+php -r '$db = new PDO("sqlite:database/database.sqlite"); exit($db->query("SELECT count(*) FROM sqlite_master WHERE name = \"widgets\"")->fetchColumn() == 1 ? 0 : 1);' \
+  || fail "a successful guarded migration was not kept"
+grep -qx GuardSucceeded storage/events.log || fail "event GuardSucceeded was not dispatched"
+passed=$((passed + 1))
+
+# --- MariaDB: db:guard with a migration failing halfway (DDL commits by itself), and a drill from
+# artisan on the scratch connection, recorded beside the backup.
+if [ -n "$DBB_MYSQL_URL" ]; then
+  mysql_pdo='$m = parse_url(getenv("DBB_MYSQL_URL")); $pdo = new PDO("mysql:host={$m["host"]};port={$m["port"]}", rawurldecode($m["user"] ?? "root"), rawurldecode($m["pass"] ?? ""), [PDO::ATTR_ERRMODE => PDO::ERRMODE_EXCEPTION]); $db = getenv("DBB_MYSQL_DB");'
+  php -r "$mysql_pdo"' $pdo->exec("CREATE DATABASE `$db`"); $pdo->exec("USE `$db`");
+    $pdo->exec("CREATE TABLE users (id INT PRIMARY KEY AUTO_INCREMENT, name VARCHAR(64) NOT NULL, KEY (name))");
+    for ($i = 0; $i < 200; $i++) { $pdo->exec("INSERT INTO users (name) VALUES (\"user $i\")"); }'
+  cleanup_mysql() { php -r "$mysql_pdo"' $pdo->exec("DROP DATABASE IF EXISTS `$db`");' || true; rm -rf "$app"; }
+  trap cleanup_mysql EXIT
+  full_snapshot_mysql() {
+    php -r "$mysql_pdo"' $pdo->exec("USE `$db`"); $out = [];
+      foreach ($pdo->query("SHOW FULL TABLES")->fetchAll(PDO::FETCH_NUM) as $t) {
+        $out[] = $t; $out[] = $pdo->query("SHOW CREATE TABLE `{$t[0]}`")->fetchAll(PDO::FETCH_NUM);
+        $out[] = $pdo->query("SELECT * FROM `{$t[0]}` ORDER BY 1")->fetchAll(PDO::FETCH_NUM); }
+      echo md5(json_encode($out));'
+  }
+  mkdir -p database/mysql_migrations
+  cp database/migrations/2026_01_01_000001_create_widgets.php database/mysql_migrations/
+  cat > database/mysql_migrations/2026_01_01_000002_break_halfway.php <<'PHP'
+<?php
+use Illuminate\Database\Migrations\Migration;
+use Illuminate\Database\Schema\Blueprint;
+use Illuminate\Support\Facades\DB;
+use Illuminate\Support\Facades\Schema;
+return new class extends Migration {
+    public $withinTransaction = false;
+    public function up(): void {
+        Schema::table('users', function (Blueprint $t) { $t->string('email')->nullable(); });
+        DB::connection('mysql')->table('users')->where('id', '<', 50)->delete();
+        throw new RuntimeException('failing halfway on MariaDB');
+    }
+};
+PHP
+  s0="$(full_snapshot_mysql)"
+  expect_code 1 php artisan db:guard --connection=mysql -- migrate --force --database=mysql --path=database/mysql_migrations
+  grep -q "failing halfway on MariaDB" out.txt && grep -q "Recovery time" out.txt || { cat out.txt; fail "db:guard on MariaDB did not roll back"; }
+  [ "$(full_snapshot_mysql)" = "$s0" ] || fail "db:guard on MariaDB: the database differs from its state before the migration"
+
+  php artisan db:backup --connection=mysql > /dev/null || fail "db:backup of MariaDB exited $?"
+  php artisan db:backup:verify --level=drill > drill.txt 2>&1 || { cat drill.txt; fail "db:backup:verify --level=drill exited $?"; }
+  grep -q "\[local\] drill .*recovery time" drill.txt || { cat drill.txt; fail "the drill reported no recovery time"; }
+  php artisan db:backups --json | grep -q '"level":"drill"' || fail "the drill was not recorded beside the backup"
+  # With a drill recorded, --max-rto lets the guarded command run.
+  rm database/mysql_migrations/2026_01_01_000002_break_halfway.php
+  expect_code 0 php artisan db:guard --connection=mysql --max-rto=1h -- migrate --force --database=mysql --path=database/mysql_migrations
+  passed=$((passed + 1))
+fi
