@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::error::Error;
 use crate::format::layout;
 use crate::notify::{self, AlertLine, Notification, NotifyConfig, Outcome};
+use crate::progress::Context;
 use crate::storage::Target;
 
 /// Default interval between reminders while a check stays failing.
@@ -346,8 +347,10 @@ pub async fn track_command(
     scope: &AlertScope,
     command: &str,
     error: Option<String>,
+    ctx: &Context,
 ) -> AlertReport {
-    let state_repo = match scope.repos.first().map(|r| Target::open(r)) {
+    // Opened with the repository's own store settings, like the command's repositories.
+    let state_repo = match scope.repos.first().map(|r| Target::open_in(r, ctx)) {
         Some(Ok(t)) => Some(t),
         _ => None,
     };

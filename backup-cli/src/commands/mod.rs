@@ -51,7 +51,7 @@ pub async fn run(cli: Cli, out: &Output) -> i32 {
         Command::Copy(a) => copy::run(a, &ctx, out).await,
     };
     // Alerts never change the outcome: failures to notify are logged and ignored.
-    notify::after(scope, &alert_cfg, &result).await;
+    notify::after(scope, &alert_cfg, &result, &ctx).await;
     match result {
         Ok(code) => code,
         Err(e) => out.error(&e),

@@ -11,7 +11,7 @@
 //! - `DBBACKUP_STATE_DIR`: local alert state where the first repository is read-only.
 
 use anyhow::Result;
-use backup_core::{AlertScope, Notification, NotifyConfig, Outcome, Secret};
+use backup_core::{AlertScope, Context, Notification, NotifyConfig, Outcome, Secret};
 
 use crate::cli::Command;
 use crate::output::kind_of;
@@ -122,7 +122,7 @@ pub fn warn(command: &str, warnings: &[String]) {
 
 /// Alerts for a finished command. `status` tracks its checks itself (its report shows the
 /// state); here it only pings the heartbeat.
-pub async fn after(scope: Option<Scope>, cfg: &NotifyConfig, result: &Result<i32>) {
+pub async fn after(scope: Option<Scope>, cfg: &NotifyConfig, result: &Result<i32>, ctx: &Context) {
     let Some(Scope { command, scope }) = scope else { return };
     let error = match result {
         Ok(0) => None,
@@ -132,7 +132,7 @@ pub async fn after(scope: Option<Scope>, cfg: &NotifyConfig, result: &Result<i32
     };
     let mut warnings = Vec::new();
     if command != "status" || result.is_err() {
-        let r = backup_core::track_command(cfg, &scope, command, error.clone()).await;
+        let r = backup_core::track_command(cfg, &scope, command, error.clone(), ctx).await;
         warnings.extend(r.warnings);
     }
     if error.is_none() && cfg.on.contains(&Outcome::Success) {

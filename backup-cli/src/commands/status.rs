@@ -22,7 +22,7 @@ pub async fn run(a: StatusArgs, alerts: &NotifyConfig, ctx: &Context, out: &Outp
     let mut r = status(&opts, ctx).await?;
     // Alert state lives in the first repository (or the local state directory).
     let scope = AlertScope { repos: opts.repos.clone(), database: None };
-    let state_repo = opts.repos.first().and_then(|u| Target::open(u).ok());
+    let state_repo = opts.repos.first().and_then(|u| Target::open_in(u, ctx).ok());
     let tracked =
         backup_core::track_status(alerts, &mut r, state_repo.as_ref(), &scope, chrono::Utc::now()).await;
     super::notify::warn("status", &tracked.warnings);
