@@ -482,6 +482,7 @@ impl CopyArgs {
             to: required(self.to, "to")?,
             backup: self.backup.filter(|b| !b.is_empty()).unwrap_or(defaults.backup),
             jobs: self.jobs.map_or(defaults.jobs, |j| j.max(1)),
+            ..defaults
         })
     }
 }
