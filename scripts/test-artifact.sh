@@ -13,16 +13,19 @@ cargo test --workspace --locked --features backup-ffi/test-panic --no-run --mess
   python3 -c '
 import json, sys
 kind, name = sys.argv[1], sys.argv[2]
+found = None
+# Read to the end: leaving early breaks the pipe cargo writes to (exit 101 under pipefail).
 for line in sys.stdin:
     m = json.loads(line)
-    if m.get("reason") != "compiler-artifact" or m["target"]["name"] != name or kind not in m["target"]["kind"]:
+    if found or m.get("reason") != "compiler-artifact" or m["target"]["name"] != name or kind not in m["target"]["kind"]:
         continue
     if kind == "cdylib":
         paths = [f for f in m["filenames"] if f.endswith((".so", ".dylib"))]
     else:
         paths = [m["executable"]] if m.get("executable") else []
     if paths:
-        print(paths[0])
-        sys.exit(0)
-sys.exit(f"no {kind} artifact named {name} in the workspace test build")
+        found = paths[0]
+if not found:
+    sys.exit(f"no {kind} artifact named {name} in the workspace test build")
+print(found)
 ' "$kind" "$name"
