@@ -95,6 +95,10 @@ pub enum Error {
     /// for recipients ...") and never carries key material.
     #[error("{0}")]
     Key(String),
+    /// Another run holds the lock this operation needs (a restore into the same target, a
+    /// prune of the same repository).
+    #[error("busy: {0}")]
+    Locked(String),
 }
 
 fn fmt_available(available: &[String]) -> String {
@@ -173,6 +177,7 @@ impl Error {
             | Error::Storage { .. }
             | Error::AlreadyExists(_)
             | Error::Unsupported(_)
+            | Error::Locked(_)
             | Error::Io { .. } => ErrorKind::Failed,
         }
     }

@@ -32,6 +32,7 @@ mod catalog;
 pub mod codec;
 mod copy;
 mod error;
+mod failpoint;
 pub mod format;
 mod guard;
 mod health;

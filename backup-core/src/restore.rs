@@ -202,6 +202,7 @@ pub async fn restore_with(
             return Err(e);
         }
     };
+    crate::failpoint::hit("restore-loaded");
     let commit = {
         let _p = PhaseGuard::start(ctx, Phase::Finish, None);
         session.commit(ctx).await?

@@ -25,6 +25,7 @@ pub(crate) mod postgres;
 #[cfg(any(feature = "mysql", feature = "postgres"))]
 pub(crate) mod rowsum;
 pub(crate) mod sqlite;
+pub(crate) mod sqlite_swap;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -8,8 +8,9 @@
 //!
 //! Restore: chunks are written at their offsets into a temp file beside the target, the file is
 //! checked (`integrity_check`, per-table row counts and content checksums against the manifest),
-//! then renamed over the target. The previous file (and its `-wal`/`-shm`) is moved aside first
-//! and put back if the rename fails, removed once it succeeded.
+//! given the owner and mode of the file it replaces, then renamed over the target under a lock
+//! file and an intent journal (see `sqlite_swap`): the target name always holds a complete
+//! database, and the next restore or backup of it finishes or undoes an interrupted swap.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -24,6 +25,7 @@ use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use super::sqlite_swap::{self, Paths};
 use super::{
     ChunkPlan, CommitReport, DumpOptions, DumpPlan, DumpStream, LoadOptions, LoadSession, Loader,
     SchemaScripts, Snapshot, SnapshotInfo, Source, TableStats,
@@ -81,6 +83,11 @@ impl Source for SqliteSource {
         let chunk_bytes = opts.chunk_bytes.max(1 << 20);
         let cancel = ctx.cancel.clone();
         let snap = blocking(move || {
+            // Finish or undo a restore of this file that was killed midway (unless one is running).
+            let paths = Paths::new(&path);
+            if let Some(_lock) = sqlite_swap::try_lock(&paths)? {
+                sqlite_swap::recover(&paths)?;
+            }
             let copy = tempfile::Builder::new()
                 .prefix("dbbackup-sqlite-")
                 .suffix(".snapshot")
@@ -93,24 +100,18 @@ impl Source for SqliteSource {
             )
             .map_err(sql_err(format!("open {}", path.display())))?;
             src.busy_timeout(std::time::Duration::from_secs(30)).map_err(sql_err("set busy timeout"))?;
-            let mut dst = Connection::open(&copy).map_err(sql_err("open snapshot file"))?;
-            {
-                let backup = rusqlite::backup::Backup::new(&src, &mut dst)
-                    .map_err(sql_err(format!("start backup of {}", path.display())))?;
-                // One step copies every page inside one read transaction: a single consistent instant.
-                loop {
-                    if cancel.is_cancelled() {
-                        return Err(Error::Cancelled(format!("snapshot of {}", path.display())));
-                    }
-                    match backup.step(-1).map_err(sql_err(format!("copy pages of {}", path.display())))? {
-                        rusqlite::backup::StepResult::Done => break,
-                        rusqlite::backup::StepResult::Busy | rusqlite::backup::StepResult::Locked => {
-                            std::thread::sleep(std::time::Duration::from_millis(20));
-                        }
-                        _ => {}
-                    }
-                }
+            let journal = {
+                let mut p = copy.as_os_str().to_os_string();
+                p.push("-journal");
+                PathBuf::from(p)
+            };
+            let copied = copy_pages(&src, &copy, &path, &cancel);
+            if copied.is_err() {
+                // A rollback journal of the copy (a full spool stops the copy midway) is not
+                // covered by the temp file's own removal.
+                let _ = std::fs::remove_file(&journal);
             }
+            let dst = copied?;
             let version: String = dst
                 .query_row("select sqlite_version()", [], |r| r.get(0))
                 .map_err(sql_err("read version"))?;
@@ -136,6 +137,36 @@ impl Source for SqliteSource {
         .await?;
         Ok(Box::new(snap))
     }
+}
+
+/// Copies every page of `src` into a new database at `copy` with the online backup API, in one
+/// step (one read transaction: a single consistent instant). The copy is a throwaway file, so it
+/// keeps no rollback journal (one left behind would outlive the temp file when the copy fails).
+fn copy_pages(
+    src: &Connection,
+    copy: &Path,
+    path: &Path,
+    cancel: &crate::progress::CancellationToken,
+) -> Result<Connection> {
+    let mut dst = Connection::open(copy).map_err(sql_err("open snapshot file"))?;
+    dst.query_row("pragma journal_mode = off", [], |_| Ok(())).map_err(sql_err("configure snapshot file"))?;
+    {
+        let backup = rusqlite::backup::Backup::new(src, &mut dst)
+            .map_err(sql_err(format!("start backup of {}", path.display())))?;
+        loop {
+            if cancel.is_cancelled() {
+                return Err(Error::Cancelled(format!("snapshot of {}", path.display())));
+            }
+            match backup.step(-1).map_err(sql_err(format!("copy pages of {}", path.display())))? {
+                rusqlite::backup::StepResult::Done => break,
+                rusqlite::backup::StepResult::Busy | rusqlite::backup::StepResult::Locked => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(dst)
 }
 
 struct SqliteSnapshot {
@@ -353,28 +384,31 @@ impl Loader for SqliteLoader {
             return Err(Error::Unsupported("SQLite restore of row-format backups".into()));
         }
         let total = check_file_coverage(manifest)?;
-        let target = self.path.clone();
-        let dir = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let paths = Paths::new(&self.path);
+        let dir = paths.dir().to_path_buf();
         if !dir.is_dir() {
             return Err(Error::not_found(format!("directory {} for the restored database", dir.display())));
         }
         super::check_free_space(&dir, total)?;
-        let name =
-            target.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| "db".into());
-        let temp = tempfile::Builder::new()
-            .prefix(&format!(".{name}.dbbackup-restore-"))
-            .tempfile_in(&dir)
-            .map_err(|e| Error::io(format!("create temp file in {}", dir.display()), e))?;
-        let (file, temp) = temp.into_parts();
-        Ok(Box::new(SqliteSession {
-            target,
-            temp,
-            file: Arc::new(file),
-            integrity_checked: AtomicBool::new(false),
-        }))
+        blocking(move || {
+            // One restore per target at a time; then whatever a killed run left is finished or undone.
+            let lock = sqlite_swap::lock(&paths)?;
+            let notes = sqlite_swap::recover(&paths)?;
+            let temp = tempfile::Builder::new()
+                .prefix(&paths.temp_prefix())
+                .tempfile_in(&dir)
+                .map_err(|e| Error::io(format!("create temp file in {}", dir.display()), e))?;
+            let (file, temp) = temp.into_parts();
+            Ok(Box::new(SqliteSession {
+                paths,
+                _lock: lock,
+                notes,
+                temp,
+                file: Arc::new(file),
+                integrity_checked: AtomicBool::new(false),
+            }) as Box<dyn LoadSession>)
+        })
+        .await
     }
 }
 
@@ -414,22 +448,16 @@ fn check_file_coverage(manifest: &Manifest) -> Result<u64> {
 }
 
 struct SqliteSession {
-    target: PathBuf,
+    paths: Paths,
+    /// Held until the session ends (commit, abort or drop).
+    _lock: sqlite_swap::TargetLock,
+    /// What recovering a killed run's leftovers did (reported by `commit`).
+    notes: Vec<String>,
     temp: tempfile::TempPath,
     file: Arc<File>,
     /// `PRAGMA integrity_check` passed on the loaded file (in `check_database`, alongside the
     /// table checksums); `commit` runs it itself otherwise.
     integrity_checked: AtomicBool,
-}
-
-fn sidecars(p: &Path) -> [PathBuf; 3] {
-    let s = p.as_os_str().to_os_string();
-    let with = |suffix: &str| {
-        let mut x = s.clone();
-        x.push(suffix);
-        PathBuf::from(x)
-    };
-    [p.to_path_buf(), with("-wal"), with("-shm")]
 }
 
 #[async_trait]
@@ -480,21 +508,29 @@ impl LoadSession for SqliteSession {
     }
 
     async fn commit(self: Box<Self>, _ctx: &Context) -> Result<CommitReport> {
-        let SqliteSession { target, temp, file, integrity_checked } = *self;
+        let SqliteSession { paths, _lock, mut notes, temp, file, integrity_checked } = *self;
         blocking(move || {
+            let owner_note = sqlite_swap::match_owner_and_mode(&file, &paths.target)?;
             file.sync_all().map_err(|e| Error::io("flush restored file", e))?;
             drop(file);
             if !integrity_checked.load(Ordering::Acquire) {
                 integrity_check(&temp)?;
             }
-            swap_into_place(temp, &target)
+            sqlite_swap::swap_into_place(&paths, temp)?;
+            drop(_lock);
+            notes.extend(owner_note);
+            Ok(CommitReport { previous_kept_at: None, notes })
         })
         .await
     }
 
     async fn abort(self: Box<Self>) -> Result<()> {
         let temp = self.temp;
-        blocking(move || temp.close().map_err(|e| Error::io("remove restore temp file", e))).await
+        blocking(move || {
+            sqlite_swap::remove_temp_sidecars(&temp)?;
+            temp.close().map_err(|e| Error::io("remove restore temp file", e))
+        })
+        .await
     }
 }
 
@@ -511,43 +547,4 @@ fn integrity_check(path: &Path) -> Result<()> {
         return Err(Error::integrity("restored database", "integrity_check ok", msgs.join("; ")));
     }
     Ok(())
-}
-
-/// Moves the live file and its sidecars aside, renames `temp` into place, puts the originals back
-/// if that fails, and removes them once it succeeded.
-fn swap_into_place(temp: tempfile::TempPath, target: &Path) -> Result<CommitReport> {
-    let aside_base = {
-        let mut s = target.as_os_str().to_os_string();
-        s.push(format!(".dbbackup-prev-{}", std::process::id()));
-        PathBuf::from(s)
-    };
-    let live = sidecars(target);
-    let aside = sidecars(&aside_base);
-    let mut moved = Vec::new();
-    for (from, to) in live.iter().zip(aside.iter()) {
-        if from.exists() {
-            if let Err(e) = std::fs::rename(from, to) {
-                for (f, t) in moved.iter().rev() {
-                    let _ = std::fs::rename(t, f);
-                }
-                return Err(Error::io(format!("move {} aside", from.display()), e));
-            }
-            moved.push((from.clone(), to.clone()));
-        }
-    }
-    if let Err(e) = temp.persist(target) {
-        for (f, t) in moved.iter().rev() {
-            let _ = std::fs::rename(t, f);
-        }
-        return Err(Error::io(format!("rename restored file over {}", target.display()), e.error));
-    }
-    if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty())
-        && let Ok(d) = File::open(dir)
-    {
-        let _ = d.sync_all();
-    }
-    for (_, t) in &moved {
-        let _ = std::fs::remove_file(t);
-    }
-    Ok(CommitReport::default())
 }
