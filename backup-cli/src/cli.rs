@@ -12,9 +12,9 @@ use clap::{Args, Parser, Subcommand};
 /// backup), 4 unhealthy (status), 5 not found (backup, repository, database), 124 --timeout
 /// reached, 128 + signal when stopped by a signal (130 SIGINT, 143 SIGTERM, 129 SIGHUP).
 ///
-/// Passwords never go on the command line: use DBBACKUP_PASSWORD, --password-file, or the
-/// engine's own variables (PGPASSWORD, ~/.pgpass, MYSQL_PWD). Encryption keys likewise:
-/// --identity FILE or DBBACKUP_IDENTITY, --passphrase-file FILE or DBBACKUP_PASSPHRASE.
+/// Passwords never go on the command line: use DBBACKUP_PASSWORD, --password-file, or
+/// PGPASSWORD for PostgreSQL (~/.pgpass, MYSQL_PWD and ~/.my.cnf are not read). Encryption keys
+/// likewise: --identity FILE or DBBACKUP_IDENTITY, --passphrase-file FILE or DBBACKUP_PASSPHRASE.
 #[derive(Debug, Parser)]
 #[command(name = "dbbackup", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {

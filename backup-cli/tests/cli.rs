@@ -332,10 +332,24 @@ fn environment_and_config_file_supply_flags() {
         dbbackup(&["create", "--json", "--config", cfg.to_str().unwrap()], &[("DBBACKUP_REPO", &other)]);
     assert!(out.status.success());
     assert!(f.p("repo2").exists());
-    let out =
-        dbbackup(&["create", "--json", "--config", cfg.to_str().unwrap(), "--compression", "none"], &[]);
+    // Flags win over the environment (and the file): both set, the flag is used.
+    let out = dbbackup(
+        &[
+            "create",
+            "--json",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--compression",
+            "none",
+            "--repo",
+            &f.repo(),
+        ],
+        &[("DBBACKUP_COMPRESSION", "gzip:1"), ("DBBACKUP_REPO", &other)],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let id = json(&out)["id"].as_str().unwrap().to_string();
     assert!(f.p("repo").join(&id).join("data/db/000000.db").exists());
+    assert!(!f.p("repo2").join(&id).exists());
     // A typo in the config file is an error, not silently ignored.
     std::fs::write(&cfg, "sorce = \"x\"\n").unwrap();
     let out = dbbackup(&["list", "--config", cfg.to_str().unwrap(), "--repo", &f.repo()], &[]);
@@ -613,4 +627,111 @@ fn guard_keep_owners_rolls_back_with_the_owners() {
         ),
         format!("{role} 2")
     );
+}
+
+/// The keys the README's `--json` table lists for `command`, each with its parents (`backups`,
+/// `last_verification`, ...): read from the README itself, so the contract and the test cannot
+/// drift apart.
+fn readme_json_keys(command: &str) -> Vec<(Vec<String>, String)> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+    let cell = if command.contains(' ') { format!("| {command} | ") } else { format!("| `{command}` | ") };
+    let row = readme
+        .lines()
+        .find_map(|l| l.strip_prefix(&cell))
+        .unwrap_or_else(|| panic!("no README row for {command}"));
+    let mut out = Vec::new();
+    let mut stack: Vec<String> = Vec::new();
+    let mut last = String::new();
+    let mut chars = row.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '`' => {
+                let token: String = chars.by_ref().take_while(|&c| c != '`').collect();
+                last = token.split(':').next().unwrap().trim().to_string();
+                out.push((stack.clone(), last.clone()));
+            }
+            '[' | '{' => stack.push(last.clone()),
+            ']' | '}' => {
+                stack.pop();
+            }
+            '(' | '|' if stack.is_empty() => break,
+            _ => {}
+        }
+    }
+    assert!(!out.is_empty(), "no keys in the README row for {command}");
+    out
+}
+
+/// Every key of the README's row for `command` is in `v` (nested keys checked in the first
+/// element of a non-empty array).
+fn assert_readme_keys(command: &str, v: &Value) {
+    'keys: for (path, key) in readme_json_keys(command) {
+        let mut at = v;
+        for p in &path {
+            at = &at[p.as_str()];
+            if let Some(a) = at.as_array() {
+                match a.first() {
+                    Some(first) => at = first,
+                    None => continue 'keys,
+                }
+            }
+        }
+        assert!(
+            at.get(&key).is_some(),
+            "{command} --json lacks {}{key}: {v}",
+            path.iter().map(|p| format!("{p}.")).collect::<String>()
+        );
+    }
+}
+
+#[test]
+fn json_output_has_every_key_the_readme_lists() {
+    let f = Fixture::new();
+    let out = dbbackup(&["create", "--json", "--source", &f.url("app.sqlite"), "--repo", &f.repo()], &[]);
+    assert!(out.status.success());
+    let c = json(&out);
+    assert_readme_keys("create", &c);
+    let id = c["id"].as_str().unwrap().to_string();
+    let v = json(&dbbackup(&["verify", "--json", "--repo", &f.repo()], &[]));
+    assert_readme_keys("verify", &v);
+    // A drill, so the recorded verification has its recovery time.
+    let v = json(&dbbackup(&["verify", "--json", "--level", "drill", "--repo", &f.repo()], &[]));
+    assert_eq!(v["ok"], true, "{v}");
+    let l = json(&dbbackup(&["list", "--json", "--repo", &f.repo()], &[]));
+    assert!(!l["backups"][0]["last_verification"].is_null());
+    assert_readme_keys("list", &l);
+    let r = json(&dbbackup(
+        &["restore", "--json", "--repo", &f.repo(), &id, "--into", &f.url("copy.sqlite")],
+        &[],
+    ));
+    assert_readme_keys("restore", &r);
+    let out = dbbackup(
+        &[
+            "guard",
+            "--json",
+            "--source",
+            &f.url("copy.sqlite"),
+            "--repo",
+            &f.repo(),
+            "--",
+            "sh",
+            "-c",
+            "exit 3",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let g = json(&out);
+    assert_eq!(g["rolled_back"], true);
+    assert_readme_keys("guard", &g);
+    // A damaged backup: findings carry their keys too.
+    let obj = f.data_object(&id);
+    let len = std::fs::metadata(&obj).unwrap().len() as usize;
+    flip_byte(&obj, len / 2);
+    let out = dbbackup(&["verify", "--json", "--repo", &f.repo(), &id], &[]);
+    let v = json(&out);
+    assert!(!v["findings"].as_array().unwrap().is_empty());
+    assert_readme_keys("verify", &v);
+    let out = dbbackup(&["verify", "--json", "--repo", &f.repo(), "nope"], &[]);
+    assert_readme_keys("any failure", &json(&out));
 }
