@@ -340,7 +340,7 @@ pub struct StatusArgs {
     #[arg(long, env = "DBBACKUP_MAX_SHRINK", value_name = "FRACTION")]
     pub max_shrink: Option<String>,
     /// The source database: repositories on its file system do not count as off-site.
-    #[arg(long, env = "DBBACKUP_SOURCE", value_name = "URL")]
+    #[arg(long, env = "DBBACKUP_SOURCE", hide_env_values = true, value_name = "URL")]
     pub source: Option<String>,
     /// A single repository, or all on the source's file system, is unhealthy (exit 4) instead
     /// of a warning.
