@@ -162,3 +162,44 @@ fn status_alerts_once_per_state_change_with_reminders_and_recovery() {
     status(&env);
     assert!(take_hooks(&seen).is_empty());
 }
+
+#[test]
+fn a_guard_that_rolled_back_and_a_failed_restore_alert_with_their_content() {
+    let (url, seen) = http_server();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let repo = repo.to_str().unwrap();
+    let db = dir.path().join("app.sqlite");
+    make_db(&db, 50);
+    let src = format!("sqlite://{}", db.display());
+    let env = vec![("DBBACKUP_WEBHOOK_URL", format!("{url}/hook"))];
+    let out = dbbackup(&["guard", "--source", &src, "--repo", repo, "--", "sh", "-c", "exit 3"], &env);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let hooks = take_hooks(&seen);
+    assert_eq!(hooks.len(), 1, "{hooks:?}");
+    let h = &hooks[0];
+    let msg = h["message"].as_str().unwrap();
+    assert!(msg.starts_with("ROLLED BACK: guarded command `sh -c exit 3` failed (exit status 3)"), "{msg}");
+    assert!(msg.contains("recovery time") && msg.contains("the rollback succeeded"), "{msg}");
+    let d = &h["details"];
+    assert_eq!(
+        (d["command_status"].as_i64(), d["rollback_succeeded"].as_bool()),
+        (Some(3), Some(true)),
+        "{h}"
+    );
+    assert!(d["backup_id"].as_str().is_some_and(|id| msg.contains(id)) && d["recovery_ms"].is_u64(), "{h}");
+    // Every rollback alerts (an event, not a state).
+    dbbackup(&["guard", "--source", &src, "--repo", repo, "--", "sh", "-c", "exit 4"], &env);
+    assert_eq!(take_hooks(&seen).len(), 1);
+    // A successful guarded command: nothing.
+    dbbackup(&["guard", "--source", &src, "--repo", repo, "--", "true"], &env);
+    assert!(take_hooks(&seen).is_empty());
+    // A failed restore alerts, with the error.
+    let into = format!("sqlite://{}", dir.path().join("r.sqlite").display());
+    let out = dbbackup(&["restore", "--repo", repo, "20200101T000000Z-dead", "--into", &into], &env);
+    assert_eq!(out.status.code(), Some(5));
+    let hooks = take_hooks(&seen);
+    assert_eq!(hooks.len(), 1, "{hooks:?}");
+    let msg = hooks[0]["message"].as_str().unwrap();
+    assert!(msg.starts_with("FAILED: restore: ") && msg.contains("20200101T000000Z-dead"), "{msg}");
+}

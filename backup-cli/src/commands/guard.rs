@@ -1,13 +1,24 @@
 //! `dbbackup guard -- COMMAND...`.
 
 use anyhow::{Context as _, Result};
-use backup_core::{CommandOutcome, Context, GuardOptions, Secret, guard};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use backup_core::{
+    CommandOutcome, Context, GuardOptions, Notification, NotifyConfig, Outcome, Secret, guard,
+};
 
 use super::{jobs, operator};
 use crate::cli::GuardArgs;
 use crate::output::{Output, millis};
 
-pub async fn run(a: GuardArgs, password: Option<Secret>, ctx: &Context, out: &Output) -> Result<i32> {
+pub async fn run(
+    a: GuardArgs,
+    password: Option<Secret>,
+    alerts: &NotifyConfig,
+    ctx: &Context,
+    out: &Output,
+) -> Result<i32> {
     let max_rto_ms = match &a.max_rto {
         Some(d) => {
             Some(backup_core::parse_duration(d).with_context(|| format!("--max-rto {d:?}"))?.as_millis()
@@ -30,21 +41,77 @@ pub async fn run(a: GuardArgs, password: Option<Secret>, ctx: &Context, out: &Ou
         ]),
     };
     let command = a.command;
+    let command_line = backup_core::redact_str(&command.join(" "));
+    // Set once the command has run and failed: an error after that is the rollback failing.
+    let failed_status = Arc::new(AtomicI32::new(-1));
+    let failed = failed_status.clone();
     let cancel = ctx.cancel.clone();
-    let r = guard(&opts, ctx, || async move {
+    let result = guard(&opts, ctx, || async move {
         // Output passes straight through; the child shares our terminal.
         let mut child = tokio::process::Command::new(&command[0]).args(&command[1..]).spawn()?;
         let status = tokio::select! {
             s = child.wait() => s?,
             () = cancel.cancelled() => stop(&mut child).await?,
         };
-        Ok(match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
+        let outcome = match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
             (Some(c), _) => CommandOutcome::Exited(c),
             (None, Some(s)) => CommandOutcome::Signalled(s),
             (None, None) => CommandOutcome::Exited(1),
-        })
+        };
+        if !outcome.success() {
+            failed.store(outcome.status(), Ordering::SeqCst);
+        }
+        Ok(outcome)
     })
-    .await?;
+    .await;
+    let database = backup_core::DatabaseUrl::parse(&opts.source).ok().map(|u| u.database().to_string());
+    let status = failed_status.load(Ordering::SeqCst);
+    let event = match &result {
+        Ok(r) if r.rolled_back => Some(rollback_event(
+            Outcome::Failure,
+            format!(
+                "ROLLED BACK: guarded command `{command_line}` failed (exit status {}); database {} restored from backup {} in {} (recovery time); the rollback succeeded",
+                r.command_status,
+                database.as_deref().unwrap_or("?"),
+                r.backup_id,
+                millis(r.recovery_ms.unwrap_or(0))
+            ),
+            &command_line,
+            r.command_status,
+            Some(r.backup_id.clone()),
+            r.recovery_ms,
+            true,
+        )),
+        Err(e) if status >= 0 => {
+            let id = match opts.repos.first().map(|u| backup_core::Target::open_in(u, ctx)) {
+                Some(Ok(t)) => backup_core::resolve(&t, "tag:guard").await.ok().map(|m| m.id.to_string()),
+                _ => None,
+            };
+            Some(rollback_event(
+                Outcome::Critical,
+                format!(
+                    "ROLLBACK FAILED: guarded command `{command_line}` failed (exit status {status}) and restoring the safety backup {} into database {} failed: {}. The database may be in the command's state: restore it by hand",
+                    id.as_deref().unwrap_or("?"),
+                    database.as_deref().unwrap_or("?"),
+                    backup_core::redact_str(&e.to_string())
+                ),
+                &command_line,
+                status,
+                id,
+                None,
+                false,
+            ))
+        }
+        _ => None,
+    };
+    if let Some(mut n) = event {
+        n.repos = opts.repos.clone();
+        n.database = database;
+        n.host = alerts.host.clone();
+        let (_, warnings) = backup_core::deliver(alerts, &n).await;
+        super::notify::warn("guard", &warnings);
+    }
+    let r = result?;
     out.report(&r, || {
         if r.rolled_back {
             format!(
@@ -64,6 +131,27 @@ pub async fn run(a: GuardArgs, password: Option<Secret>, ctx: &Context, out: &Ou
     });
     // Stopped from outside: the command was stopped and rolled back, and the exit code says why.
     Ok(crate::signal::stopped_exit_code().unwrap_or(r.command_status))
+}
+
+/// The alert for a guard that rolled back (or failed to): always sent, never state-tracked.
+fn rollback_event(
+    outcome: Outcome,
+    message: String,
+    command: &str,
+    status: i32,
+    backup_id: Option<String>,
+    recovery_ms: Option<u64>,
+    rollback_succeeded: bool,
+) -> Notification {
+    let mut n = Notification::new("guard", outcome, message, None);
+    let d = &mut n.details;
+    d.insert("guarded_command".into(), command.into());
+    d.insert("command_status".into(), status.into());
+    d.insert("backup_id".into(), backup_id.into());
+    d.insert("recovery_ms".into(), recovery_ms.into());
+    d.insert("rolled_back".into(), true.into());
+    d.insert("rollback_succeeded".into(), rollback_succeeded.into());
+    n
 }
 
 /// How long a stopped command gets to exit before it is killed.

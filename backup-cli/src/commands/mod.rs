@@ -45,7 +45,7 @@ pub async fn run(cli: Cli, out: &Output) -> i32 {
         Command::List(a) => list::run(a, &ctx, out).await,
         Command::Verify(a) => verify::run(a, password, &ctx, out).await,
         Command::Restore(a) => restore::run(a, password, &ctx, out).await,
-        Command::Guard(a) => guard::run(a, password, &ctx, out).await,
+        Command::Guard(a) => guard::run(a, password, &alert_cfg, &ctx, out).await,
         Command::Prune(a) => prune::run(a, &ctx, out).await,
         Command::Status(a) => status::run(a, &alert_cfg, &ctx, out).await,
         Command::Copy(a) => copy::run(a, &ctx, out).await,

@@ -121,7 +121,8 @@ pub fn warn(command: &str, warnings: &[String]) {
 }
 
 /// Alerts for a finished command. `status` tracks its checks itself (its report shows the
-/// state); here it only pings the heartbeat.
+/// state); `create`, `copy`, `prune`, `verify` are state-tracked checks (one alert per change);
+/// a failed `restore` or `guard` is an event, alerted every time.
 pub async fn after(scope: Option<Scope>, cfg: &NotifyConfig, result: &Result<i32>, ctx: &Context) {
     let Some(Scope { command, scope }) = scope else { return };
     let error = match result {
@@ -131,9 +132,29 @@ pub async fn after(scope: Option<Scope>, cfg: &NotifyConfig, result: &Result<i32
         Err(e) => Some(format!("{} error: {e:#}", kind_of(e))),
     };
     let mut warnings = Vec::new();
-    if command != "status" || result.is_err() {
-        let r = backup_core::track_command(cfg, &scope, command, error.clone(), ctx).await;
-        warnings.extend(r.warnings);
+    match command {
+        // Events, alerted every time: a failed restore; a guard's rollback is alerted by the
+        // guard command itself (with its details), its other failures here.
+        "restore" | "guard" => {
+            if let (Some(e), false) = (&error, command == "guard" && result.is_ok()) {
+                let mut n = Notification::new(
+                    command,
+                    Outcome::Failure,
+                    format!("FAILED: {command}: {e}"),
+                    cfg.host.clone(),
+                );
+                n.repos = scope.repos.clone();
+                n.database = scope.database.clone();
+                if cfg.wants(Outcome::Failure) {
+                    warnings.extend(backup_core::deliver(cfg, &n).await.1);
+                }
+            }
+        }
+        "status" if result.is_ok() => {}
+        _ => {
+            let r = backup_core::track_command(cfg, &scope, command, error.clone(), ctx).await;
+            warnings.extend(r.warnings);
+        }
     }
     if error.is_none() && cfg.on.contains(&Outcome::Success) {
         let mut n =
