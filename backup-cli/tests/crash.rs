@@ -239,3 +239,90 @@ fn sqlite_backup_into_a_full_spool_fails_and_leaves_the_spool_empty() {
         .collect();
     assert_eq!(left, Vec::<String>::new(), "the spool is empty after the failed backup");
 }
+
+// ---------------------------------------------------------------- PostgreSQL
+
+fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
+        .output()
+        .expect("run psql");
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The URL of database `name` on the server of `base`.
+fn pg_db(base: &str, name: &str) -> String {
+    let (url, query) = base.split_once('?').map_or((base, None), |(u, q)| (u, Some(q)));
+    let (server, _) = url.rsplit_once('/').unwrap();
+    match query {
+        Some(q) => format!("{server}/{name}?{q}"),
+        None => format!("{server}/{name}"),
+    }
+}
+
+/// Databases a restore into `target` derived from its name (shadows, previous databases).
+fn pg_leftovers(base: &str, target: &str) -> Vec<String> {
+    let list = psql(
+        base,
+        &format!(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, '{target}_dbbackup_') ORDER BY 1"
+        ),
+    );
+    list.lines().map(str::to_string).collect()
+}
+
+fn pg_users(url: &str) -> String {
+    psql(url, "SELECT count(*) || ' ' || sum(balance) FROM users")
+}
+
+/// A PostgreSQL restore killed (SIGKILL) after loading its shadow, and between the two renames of
+/// its swap, leaves the target the old database, complete (the renames are one transaction the
+/// server rolls back); the next restore removes the killed runs' shadows and swaps; and while one
+/// restore holds the target's lock, a second one is refused and changes nothing.
+#[test]
+fn postgres_restore_killed_at_each_step_leaves_old_or_new_and_the_next_run_cleans_up() {
+    let Some(base) = dbbackup_tests::service_env("DBBACKUP_TEST_PG_URL") else { return };
+    let src = dbbackup_tests::unique("crash_pg_src");
+    let dst = dbbackup_tests::unique("crash_pg_dst");
+    for (db, rows) in [(&src, 300), (&dst, 40)] {
+        psql(&base, &format!("CREATE DATABASE {db}"));
+        psql(
+            &pg_db(&base, db),
+            &format!(
+                "CREATE TABLE users (id int PRIMARY KEY, balance bigint NOT NULL);
+                 INSERT INTO users SELECT i, i * 7 FROM generate_series(1, {rows}) i"
+            ),
+        );
+    }
+    let (src_url, dst_url) = (pg_db(&base, &src), pg_db(&base, &dst));
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo").display().to_string();
+    ok(&dbbackup(&["create", "--json", "--source", &src_url, "--repo", &repo], &[]));
+    let (old, new) = (pg_users(&dst_url), pg_users(&src_url));
+    assert_ne!(old, new);
+    let restore = ["restore", "--json", "--repo", &repo, "latest", "--into", &dst_url];
+    for step in ["restore-loaded", "pg-swap-renamed-aside"] {
+        let out = dbbackup(&restore, &[("DBBACKUP_FAILPOINT", step)]);
+        killed(&out, step);
+        assert_eq!(pg_users(&dst_url), old, "killed at {step}: the target must be the old database");
+    }
+    assert!(!pg_leftovers(&base, &dst).is_empty(), "the killed runs left their shadows");
+    // Two at once: the second is refused while the first holds the lock, and changes nothing.
+    let mut first = paused_restore(&restore);
+    let out = dbbackup(&restore, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("another restore into PostgreSQL database"), "{err}");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(pg_users(&dst_url), old);
+    // The next run cleans up what the killed ones left and swaps.
+    let report = ok(&dbbackup(&restore, &[]));
+    assert_eq!(pg_users(&dst_url), new);
+    assert_eq!(pg_leftovers(&base, &dst), Vec::<String>::new(), "{report}");
+    assert!(report.to_string().contains("the shadow of an interrupted restore"), "{report}");
+    for db in [&src, &dst] {
+        psql(&base, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+    }
+}

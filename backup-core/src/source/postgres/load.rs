@@ -3,9 +3,11 @@
 //! - Default: a **shadow database** `<target>_dbbackup_shadow_<rand>` on the same server gets
 //!   pre-data, the COPY chunks (parallel connections), post-data (index and key builds in
 //!   parallel, the rest in order) and sequence values; after the use-case compared the stats,
-//!   `commit` sets the database's own properties, refuses new connections to the target,
-//!   terminates its sessions, renames it aside, renames the shadow in, and drops the old one.
-//!   A failed rename puts the original back. `abort` drops the shadow.
+//!   `commit` sets the database's own properties, terminates the target's sessions, renames it
+//!   aside and the shadow in **in one transaction** (a kill leaves the old or the new database
+//!   under the target name, never neither), and drops the old one. `abort` drops the shadow. The
+//!   session holds the target's restore lock (an advisory lock) from start to end, and starts by
+//!   cleaning what killed restores into the same target left ([`clean_leftovers`]).
 //! - `in_place` (no CREATE DATABASE): everything runs in **one transaction** on the live
 //!   database (drop the user schemas, pre-data, COPY, post-data, stats); `commit` is `COMMIT`,
 //!   any failure `ROLLBACK`s, so the database is either fully restored or exactly as before.
@@ -68,6 +70,19 @@ impl PgLoader {
     ) -> Result<ShadowSession> {
         let target = self.url.database();
         let admin = connect(&self.admin_url(), "restore admin").await?;
+        // One restore per target at a time: a session-level advisory lock on the admin connection,
+        // released by the server when this process ends, however it ends.
+        let locked: bool = admin
+            .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&format!("dbbackup restore {target}")])
+            .await
+            .map_err(pg_err("take the restore lock"))?
+            .get(0);
+        if !locked {
+            return Err(Error::Locked(format!(
+                "another restore into PostgreSQL database {target:?} is running (advisory lock held)"
+            )));
+        }
+        let notes = clean_leftovers(&admin, &target).await?;
         check_roles_exist(&admin, &props).await?;
         let shadow = derived_name(&target, "_dbbackup_shadow_");
         let q = quote_ident(&shadow);
@@ -113,6 +128,7 @@ impl PgLoader {
             admin,
             target,
             shadow,
+            notes,
             main: Mutex::new(Some(main)),
             pool: Pool::new(workers),
             props,
@@ -167,12 +183,62 @@ fn selected(tables: &Option<Vec<String>>, t: &TableEntry) -> bool {
 
 /// `<base><suffix><6 random hex>`, cut to fit PostgreSQL's 63-byte identifiers.
 fn derived_name(base: &str, suffix: &str) -> String {
-    let tail = format!("{suffix}{:06x}", rand::random::<u32>() & 0xff_ffff);
-    let mut keep = NAMEDATALEN.saturating_sub(tail.len());
+    format!("{}{:06x}", derived_prefix(base, suffix), rand::random::<u32>() & 0xff_ffff)
+}
+
+/// `base` cut to leave room for `suffix` and six hex digits, then `suffix`.
+fn derived_prefix(base: &str, suffix: &str) -> String {
+    let mut keep = NAMEDATALEN.saturating_sub(suffix.len() + 6);
     while keep > 0 && !base.is_char_boundary(keep.min(base.len())) {
         keep -= 1;
     }
-    format!("{}{tail}", &base[..keep.min(base.len())])
+    format!("{}{suffix}", &base[..keep.min(base.len())])
+}
+
+/// Whether `name` is `derived_name(base, suffix)` for some random tail.
+fn is_derived(name: &str, base: &str, suffix: &str) -> bool {
+    name.strip_prefix(&derived_prefix(base, suffix))
+        .is_some_and(|t| t.len() == 6 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// What killed restores into `target` left behind, found and cleaned with the target's restore
+/// lock held (so none of it belongs to a running restore): shadows are dropped; a database renamed
+/// aside is dropped when the target exists (the swap completed), and renamed back when the target
+/// is missing (a swap of an older version killed between its two renames).
+async fn clean_leftovers(admin: &Client, target: &str) -> Result<Vec<String>> {
+    let names: Vec<String> = admin
+        .query("SELECT datname FROM pg_database", &[])
+        .await
+        .map_err(pg_err("list databases"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut notes = Vec::new();
+    let mut target_exists = names.iter().any(|n| n == target);
+    for name in names.iter().filter(|n| is_derived(n, target, "_dbbackup_prev_")) {
+        let q = quote_ident(name);
+        if target_exists {
+            exec(admin, &format!("DROP DATABASE {q} WITH (FORCE)")).await?;
+            notes.push(format!(
+                "dropped {name}, the previous database of an interrupted restore's completed swap"
+            ));
+        } else {
+            exec(admin, &format!("ALTER DATABASE {q} WITH ALLOW_CONNECTIONS true")).await?;
+            exec(admin, &format!("ALTER DATABASE {q} RENAME TO {}", quote_ident(target))).await?;
+            target_exists = true;
+            notes.push(format!(
+                "put {target} back from {name}: an interrupted swap had left no database under its name"
+            ));
+        }
+    }
+    for name in names.iter().filter(|n| is_derived(n, target, "_dbbackup_shadow_")) {
+        exec(admin, &format!("DROP DATABASE {} WITH (FORCE)", quote_ident(name))).await?;
+        notes.push(format!("dropped {name}, the shadow of an interrupted restore"));
+    }
+    for n in &notes {
+        tracing::warn!("{n}");
+    }
+    Ok(notes)
 }
 
 #[async_trait]
@@ -657,9 +723,12 @@ async fn run_script(
 
 /// Restore into a shadow database, then rename it in.
 struct ShadowSession {
+    /// Holds the target's restore lock for the session's life.
     admin: Client,
     target: String,
     shadow: String,
+    /// What the start of this run cleaned up after a killed one.
+    notes: Vec<String>,
     /// Connection for schema and scripts; `None` once closed.
     main: Mutex<Option<Client>>,
     pool: Pool,
@@ -705,6 +774,46 @@ impl ShadowSession {
         }
     }
 
+    /// Renames the target aside and the shadow in, in **one transaction** (PostgreSQL runs
+    /// `ALTER DATABASE ... RENAME` in a transaction block): killed at any point, the server rolls
+    /// both back or keeps both, so a database always exists under the target name. Sessions on
+    /// either database make a rename fail (55006): they are terminated and the whole block retried.
+    async fn swap_atomically(&self, prev: &str) -> Result<()> {
+        let (qt, qs, qp) = (quote_ident(&self.target), quote_ident(&self.shadow), quote_ident(prev));
+        let mut last = None;
+        for attempt in 0..10u64 {
+            self.terminate(&self.target).await;
+            self.terminate(&self.shadow).await;
+            let block = async {
+                self.admin.batch_execute(&format!("BEGIN; ALTER DATABASE {qt} RENAME TO {qp}")).await?;
+                crate::failpoint::hit("pg-swap-renamed-aside");
+                self.admin
+                    .batch_execute(&format!(
+                        "ALTER DATABASE {qs} RENAME TO {qt}; ALTER DATABASE {qp} WITH ALLOW_CONNECTIONS false; COMMIT"
+                    ))
+                    .await
+            };
+            match block.await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    let _ = self.admin.batch_execute("ROLLBACK").await;
+                    if e.as_db_error().is_some_and(|d| d.code().code() == "55006") {
+                        last = Some(e);
+                        tokio::time::sleep(std::time::Duration::from_millis(50 * (attempt + 1))).await;
+                    } else {
+                        return Err(pg_err("swap in the restored database (nothing changed)")(e));
+                    }
+                }
+            }
+        }
+        match last {
+            Some(e) => {
+                Err(pg_err("swap in the restored database (sessions kept coming back; nothing changed)")(e))
+            }
+            None => Ok(()),
+        }
+    }
+
     async fn drop_shadow(&self) -> Result<()> {
         self.admin
             .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&self.shadow)))
@@ -723,46 +832,14 @@ impl ShadowSession {
             .await
             .map_err(pg_err("look up the target database"))?
             .is_some();
-        let mut report = CommitReport::default();
+        let mut report = CommitReport { notes: self.notes.clone(), ..Default::default() };
         if !exists {
             self.rename(&self.shadow, &self.target).await?;
             report.notes.push(format!("created database {}", self.target));
             return Ok(report);
         }
         let prev = derived_name(&self.target, "_dbbackup_prev_");
-        let qt = quote_ident(&self.target);
-        // Keep clients from reconnecting between terminate and rename (needs ownership; the
-        // rename retries cover the case where this is not allowed).
-        let blocked = self
-            .admin
-            .batch_execute(&format!("ALTER DATABASE {qt} WITH ALLOW_CONNECTIONS false"))
-            .await
-            .is_ok();
-        if let Err(e) = self.rename(&self.target, &prev).await {
-            if blocked {
-                let _ = self
-                    .admin
-                    .batch_execute(&format!("ALTER DATABASE {qt} WITH ALLOW_CONNECTIONS true"))
-                    .await;
-            }
-            return Err(e);
-        }
-        if let Err(e) = self.rename(&self.shadow, &self.target).await {
-            // Put the original back.
-            let back = self.rename(&prev, &self.target).await;
-            if blocked {
-                let _ = self
-                    .admin
-                    .batch_execute(&format!("ALTER DATABASE {qt} WITH ALLOW_CONNECTIONS true"))
-                    .await;
-            }
-            return Err(match back {
-                Ok(()) => e.context("swap in the restored database (original put back)"),
-                Err(b) => e.context(format!(
-                    "swap in the restored database; putting the original back ALSO failed ({b}): it is at {prev}"
-                )),
-            });
-        }
+        self.swap_atomically(&prev).await?;
         match self.admin.batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", quote_ident(&prev))).await {
             Ok(()) => {}
             Err(e) => {
