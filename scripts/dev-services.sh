@@ -7,7 +7,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/services.sh"
 trap stop_services EXIT
 trap 'exit 0' INT TERM
-[ $# -eq 0 ] && set -- postgres mariadb moto azurite
+[ $# -eq 0 ] && set -- postgres mariadb moto azurite smtp
 start_services "$@" >&2
 env | grep '^DBBACKUP_TEST_' | sed 's/^/export /'
 echo "export PATH=\"$PATH\""

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Throwaway test services on free loopback ports, in temp dirs. Source this file, call
-# `start_services [postgres] [mariadb] [moto] [azurite]`, and `stop_services` (test.sh traps it).
+# `start_services [postgres] [mariadb] [moto] [azurite] [smtp]`, and `stop_services` (test.sh traps it).
 # Each started service exports the variables the test suites read:
 #   DBBACKUP_TEST_PG_URL        postgres://postgres@127.0.0.1:PORT/postgres (TLS offered, not required)
 #   DBBACKUP_TEST_PG_CA         the throwaway CA that signed the server's certificate (127.0.0.1,
@@ -8,11 +8,17 @@
 #   DBBACKUP_TEST_MYSQL_URL     mysql://root@127.0.0.1:PORT/mysql
 #   DBBACKUP_TEST_S3_ENDPOINT   http://127.0.0.1:PORT   (bucket DBBACKUP_TEST_S3_BUCKET exists)
 #   DBBACKUP_TEST_AZURITE_URL   http://127.0.0.1:PORT/devstoreaccount1 (container DBBACKUP_TEST_AZ_CONTAINER)
+#   DBBACKUP_TEST_SMTP_URL      smtp://127.0.0.1:PORT  the SMTP sink (scripts/smtp-sink.py, aiosmtpd):
+#                               STARTTLS offered; DBBACKUP_TEST_SMTPS_URL smtps://127.0.0.1:PORT (TLS
+#                               from the first byte); certificate signed by DBBACKUP_TEST_SMTP_CA; any
+#                               user/password accepted once encrypted; each message written to
+#                               DBBACKUP_TEST_SMTP_DIR/<time>-<n>.eml
 # Nothing here needs the network beyond loopback, except package installs.
 
 SERVICES_ROOT=${SERVICES_ROOT:-$(mktemp -d /tmp/dbbackup-services.XXXXXX)}
 chmod 755 "$SERVICES_ROOT"
 TOOLS_DIR=${DBBACKUP_TOOLS_DIR:-$HOME/.cache/dbbackup-test-tools}
+_SCRIPTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 _SERVICE_PIDS=()
 _PG_DIRS=()
 
@@ -65,7 +71,13 @@ start_postgres() {
   log "PostgreSQL on 127.0.0.1:$port ($dir)"
 }
 
-pg_tls_files() { # dir: a throwaway CA (ca.crt, world-readable) and a server certificate it signs
+pg_tls_files() { # dir: tls_files, readable by the postgres server
+  local dir=$1
+  tls_files "$dir"
+  chown postgres:postgres "$dir/server.key" "$dir/server.crt"
+}
+
+tls_files() { # dir: a throwaway CA (ca.crt, world-readable) and a server certificate it signs
   local dir=$1
   openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=dbbackup test CA" \
     -keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null
@@ -75,7 +87,6 @@ pg_tls_files() { # dir: a throwaway CA (ca.crt, world-readable) and a server cer
   openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
     -days 30 -extfile "$dir/server.ext" -out "$dir/server.crt" 2>/dev/null
   rm -f "$dir/ca.key" "$dir/server.csr" "$dir/server.ext" "$dir/ca.srl"
-  chown postgres:postgres "$dir/server.key" "$dir/server.crt"
   chmod 600 "$dir/server.key"
   chmod 644 "$dir/ca.crt" "$dir/server.crt"
 }
@@ -141,6 +152,29 @@ conn = f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={
 BlobServiceClient.from_connection_string(conn).create_container("dbbackup-test")
 PY
   log "Azurite blob on 127.0.0.1:$port"
+}
+
+start_smtp() {
+  apt_install openssl python3-venv
+  local venv="$TOOLS_DIR/venv"
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import aiosmtpd' 2>/dev/null; then
+    log "installing aiosmtpd into $venv"
+    [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+    "$venv/bin/pip" install -q aiosmtpd >/dev/null
+  fi
+  local dir="$SERVICES_ROOT/smtp" port tls_port
+  mkdir -p "$dir/mail"
+  tls_files "$dir"
+  port=$(free_port); tls_port=$(free_port)
+  "$venv/bin/python" "$_SCRIPTS_DIR/smtp-sink.py" --dir "$dir/mail" --port "$port" \
+    --tls-port "$tls_port" --cert "$dir/server.crt" --key "$dir/server.key" >"$SERVICES_ROOT/smtp.log" 2>&1 &
+  _SERVICE_PIDS+=($!)
+  wait_for_port "$port" 30 "SMTP sink" && wait_for_port "$tls_port" 30 "SMTP sink (TLS)"
+  export DBBACKUP_TEST_SMTP_URL="smtp://127.0.0.1:$port"
+  export DBBACKUP_TEST_SMTPS_URL="smtps://127.0.0.1:$tls_port"
+  export DBBACKUP_TEST_SMTP_CA="$dir/ca.crt"
+  export DBBACKUP_TEST_SMTP_DIR="$dir/mail"
+  log "SMTP sink on 127.0.0.1:$port (STARTTLS) and :$tls_port (TLS), messages in $dir/mail"
 }
 
 start_services() {

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test, Rust and PHP, against real throwaway services. Installs what is missing
-# (Debian packages, moto from PyPI, azurite from npm), starts PostgreSQL, MariaDB, moto (S3) and
-# Azurite on free loopback ports in temp dirs, and stops them on exit. Needs root (or sudo) for
-# apt-get and for running PostgreSQL as the `postgres` user.
+# (Debian packages, moto and aiosmtpd from PyPI, azurite from npm), starts PostgreSQL, MariaDB,
+# moto (S3), Azurite and an SMTP sink on free loopback ports in temp dirs, and stops them on exit.
+# Needs root (or sudo) for apt-get and for running PostgreSQL as the `postgres` user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/services.sh
@@ -20,7 +20,7 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "services"
-start_services postgres mariadb moto azurite
+start_services postgres mariadb moto azurite smtp
 
 step "rust tests"
 # The same build scripts/test-artifact.sh reads (the PHP tests need the test-panic FFI library).

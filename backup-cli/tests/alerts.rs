@@ -1,32 +1,23 @@
-//! Alerts people can trust, through the real binary against a local HTTP receiver: one alert per
-//! state change (failing twice sends one, recovering sends one "recovered", healthy twice sends
-//! nothing), reminders at the repeat interval, the state shown by `status --json`.
+//! Alerts people can trust, through the real binary against a local HTTP receiver and the SMTP
+//! sink (`scripts/smtp-sink.py`): one alert per state change (failing twice sends one, recovering
+//! sends one "recovered", healthy twice sends nothing), reminders at the repeat interval, the
+//! state shown by `status --json`; e-mail over STARTTLS and TLS with the message read back.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::{Arc, Mutex};
 
+use dbbackup_tests::receiver::{Seen, http_server, mail_sink, mails_to, take_posts};
+use dbbackup_tests::unique;
 use serde_json::Value;
-
-const ALERT_VARS: [&str; 8] = [
-    "DBBACKUP_SLACK_WEBHOOK",
-    "DBBACKUP_WEBHOOK_URL",
-    "DBBACKUP_HEARTBEAT_URL",
-    "DBBACKUP_NOTIFY_ON",
-    "DBBACKUP_NOTIFY_REPEAT",
-    "DBBACKUP_STATE_DIR",
-    "DBBACKUP_SMTP_URL",
-    "DBBACKUP_MAIL_TO",
-];
 
 fn dbbackup(args: &[&str], env: &[(&str, String)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_dbbackup"));
     c.args(args).env_remove("APP_ENV").env_remove("DBBACKUP_REPO");
-    for k in ALERT_VARS {
+    for k in
+        backup_core::NotifyConfig::NAMES.iter().chain(&["DBBACKUP_SMTP_PASSWORD_FILE", "DBBACKUP_CONFIG"])
+    {
         c.env_remove(k);
     }
     c.envs(env.iter().map(|(k, v)| (k, v))).output().expect("run dbbackup")
@@ -37,45 +28,6 @@ fn json(out: &Output) -> Value {
     serde_json::from_str(text.trim()).unwrap_or_else(|e| {
         panic!("not JSON ({e}): {text}\nstderr: {}", String::from_utf8_lossy(&out.stderr))
     })
-}
-
-/// A tiny HTTP server recording `METHOD PATH BODY` of each request; answers 200.
-fn http_server() -> (String, Arc<Mutex<Vec<String>>>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let s = seen.clone();
-    std::thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut r = BufReader::new(conn.try_clone().unwrap());
-            let mut line = String::new();
-            r.read_line(&mut line).unwrap();
-            let mut len = 0usize;
-            loop {
-                let mut h = String::new();
-                r.read_line(&mut h).unwrap();
-                if h.trim().is_empty() {
-                    break;
-                }
-                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap();
-                }
-            }
-            let mut body = vec![0; len];
-            r.read_exact(&mut body).unwrap();
-            let mut parts = line.split_whitespace();
-            let req = format!(
-                "{} {} {}",
-                parts.next().unwrap(),
-                parts.next().unwrap(),
-                String::from_utf8_lossy(&body)
-            );
-            s.lock().unwrap().push(req);
-            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
-        }
-    });
-    (url, seen)
 }
 
 fn make_db(path: &Path, rows: usize) {
@@ -90,12 +42,8 @@ fn make_db(path: &Path, rows: usize) {
 }
 
 /// The webhook bodies received since the last call, as JSON.
-fn take_hooks(seen: &Arc<Mutex<Vec<String>>>) -> Vec<Value> {
-    let got: Vec<String> = std::mem::take(&mut *seen.lock().unwrap());
-    got.iter()
-        .filter_map(|r| r.strip_prefix("POST /hook "))
-        .map(|b| serde_json::from_str(b).unwrap())
-        .collect()
+fn take_hooks(seen: &Seen) -> Vec<Value> {
+    take_posts(seen, "/hook")
 }
 
 #[test]
@@ -202,4 +150,176 @@ fn a_guard_that_rolled_back_and_a_failed_restore_alert_with_their_content() {
     assert_eq!(hooks.len(), 1, "{hooks:?}");
     let msg = hooks[0]["message"].as_str().unwrap();
     assert!(msg.starts_with("FAILED: restore: ") && msg.contains("20200101T000000Z-dead"), "{msg}");
+}
+
+#[test]
+fn email_over_starttls_once_per_state_change_with_the_check_and_never_the_password() {
+    let Some(sink) = mail_sink() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let repo = repo.to_str().unwrap();
+    let rcpt = format!("{}@example.test", unique("ops"));
+    let password = unique("smtp-pw-Zq9");
+    let env = vec![
+        ("DBBACKUP_SMTP_URL", sink.url.clone()),
+        ("DBBACKUP_SMTP_USER", "alerts@example.test".to_string()),
+        ("DBBACKUP_SMTP_PASSWORD", password.clone()),
+        ("DBBACKUP_SMTP_CA_FILE", sink.ca.clone()),
+        ("DBBACKUP_MAIL_FROM", "Backups <backups@example.test>".to_string()),
+        ("DBBACKUP_MAIL_TO", rcpt.clone()),
+    ];
+    let status = || dbbackup(&["status", "--json", "--repo", repo], &env);
+    // No backup: one FAILING e-mail, sent over STARTTLS with the user's credentials.
+    let out = status();
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.stderr.is_empty() || !String::from_utf8_lossy(&out.stderr).contains("not delivered"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mails = mails_to(&sink.dir, &rcpt);
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let m = &mails[0];
+    assert_eq!(
+        (m.header("X-Sink-TLS"), m.header("X-Sink-Auth-User")),
+        (Some("yes"), Some("alerts@example.test")),
+        "{m:?}"
+    );
+    let subject = m.header("Subject").unwrap();
+    assert!(
+        subject.starts_with("[dbbackup] status unhealthy") && subject.contains("FAILING: has_backup ["),
+        "{subject}"
+    );
+    assert!(m.header("From").unwrap().contains("backups@example.test"), "{m:?}");
+    for want in [
+        "FAILING: has_backup [",
+        "expected:   at least one complete backup",
+        "found:      none",
+        "failing since ",
+        &format!("repository: {repo}"),
+    ] {
+        assert!(m.body.contains(want), "{want:?} not in the body:\n{}", m.body);
+    }
+    // Failing twice: still one e-mail.
+    status();
+    assert_eq!(mails_to(&sink.dir, &rcpt).len(), 1, "failing twice must send one e-mail");
+    // A backup and a verification: one RECOVERED e-mail saying how long it failed.
+    let db = dir.path().join("app.sqlite");
+    make_db(&db, 50);
+    let out = dbbackup(&["create", "--source", &format!("sqlite://{}", db.display()), "--repo", repo], &env);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = dbbackup(&["verify", "--repo", repo, "--level", "quick"], &env);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(mails_to(&sink.dir, &rcpt).len(), 1, "a create/verify that never failed sends nothing");
+    assert_eq!(status().status.code(), Some(0));
+    let mails = mails_to(&sink.dir, &rcpt);
+    assert_eq!(mails.len(), 2, "{mails:?}");
+    let r = &mails[1];
+    let subject = r.header("Subject").unwrap();
+    assert!(
+        subject.starts_with("[dbbackup] status recovered") && subject.contains("RECOVERED: has_backup"),
+        "{subject}"
+    );
+    assert!(
+        r.body.contains("healthy again after failing for") && r.body.contains("was failing for"),
+        "{}",
+        r.body
+    );
+    // Healthy twice: nothing more. The password is in no message.
+    status();
+    let mails = mails_to(&sink.dir, &rcpt);
+    assert_eq!(mails.len(), 2);
+    assert!(mails.iter().all(|m| !m.raw.contains(&password)), "the SMTP password leaked into a message");
+}
+
+#[test]
+fn email_over_tls_checks_the_certificate_and_refuses_a_password_in_clear() {
+    let Some(sink) = mail_sink() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let repo = repo.to_str().unwrap();
+    let rcpt = format!("{}@example.test", unique("dba"));
+    let password = unique("smtp-pw-Xk4");
+    let missing = format!("sqlite://{}", dir.path().join("missing/app.sqlite").display());
+    let mut env = vec![
+        ("DBBACKUP_SMTP_URL", sink.tls_url.clone()),
+        ("DBBACKUP_SMTP_USER", "dba".to_string()),
+        ("DBBACKUP_SMTP_PASSWORD", password.clone()),
+        ("DBBACKUP_MAIL_TO", rcpt.clone()),
+    ];
+    // Without the sink's CA the certificate is refused: nothing sent, a warning without the
+    // password, and the command's own result unchanged.
+    let out = dbbackup(&["create", "--source", &missing, "--repo", repo], &env);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(err.contains("notification not delivered: e-mail smtp://dba@127.0.0.1:"), "{err}");
+    assert!(!err.contains(&password), "{err}");
+    assert!(mails_to(&sink.dir, &rcpt).is_empty());
+    // With it: one FAILING e-mail for the failed create (TLS from the first byte), once.
+    env.push(("DBBACKUP_SMTP_CA_FILE", sink.ca.clone()));
+    let out = dbbackup(&["create", "--source", &missing, "--repo", repo], &env);
+    assert_ne!(out.status.code(), Some(0));
+    dbbackup(&["create", "--source", &missing, "--repo", repo], &env);
+    let mails = mails_to(&sink.dir, &rcpt);
+    assert_eq!(mails.len(), 1, "{mails:?}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        (mails[0].header("X-Sink-TLS"), mails[0].header("X-Sink-Auth-User")),
+        (Some("yes"), Some("dba"))
+    );
+    let subject = mails[0].header("Subject").unwrap();
+    assert!(
+        subject.starts_with("[dbbackup] create failure") && subject.contains("FAILING: create"),
+        "{subject}"
+    );
+    assert!(
+        mails[0].body.contains("expected:   `create` succeeds") && mails[0].body.contains("found:      "),
+        "{}",
+        mails[0].body
+    );
+    assert!(!mails[0].raw.contains(&password));
+    // A password over an unencrypted connection is a configuration error (exit 2), said without it.
+    env.push(("DBBACKUP_SMTP_TLS", "none".to_string()));
+    let out = dbbackup(&["status", "--repo", repo], &env);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("in clear") && !err.contains(&password), "{err}");
+}
+
+#[test]
+fn the_config_file_takes_the_alert_settings_and_the_environment_wins() {
+    let (url, seen) = http_server();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let repo = repo.to_str().unwrap();
+    let cfg = dir.path().join("dbbackup.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "max-age = \"26h\"\n\n[alerts]\nwebhook_url = \"{url}/file\"\nDBBACKUP_NOTIFY_REPEAT = \"1s\"\n"
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let out = dbbackup(&["--config", cfg, "status", "--repo", repo], &[]);
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    let hooks = take_posts(&seen, "/file");
+    assert_eq!(hooks.len(), 1, "the file's webhook got no alert");
+    assert!(hooks[0]["message"].as_str().unwrap().starts_with("FAILING: has_backup"), "{hooks:?}");
+    // The file's repeat interval applies: a reminder after a second.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // The environment wins over the file.
+    let env = [("DBBACKUP_WEBHOOK_URL", format!("{url}/env"))];
+    dbbackup(&["--config", cfg, "status", "--repo", repo], &env);
+    let got: Vec<String> = std::mem::take(&mut *seen.lock().unwrap());
+    assert!(
+        got.len() == 1 && got[0].starts_with("POST /env ") && got[0].contains("STILL FAILING"),
+        "{got:?}"
+    );
+    // A typo in [alerts] is a configuration error, not alerts silently off.
+    std::fs::write(dir.path().join("bad.toml"), "[alerts]\nslack_webhok = \"x\"\n").unwrap();
+    let bad = dir.path().join("bad.toml");
+    let out = dbbackup(&["--config", bad.to_str().unwrap(), "status", "--repo", repo], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("slack_webhok"), "{err}");
 }

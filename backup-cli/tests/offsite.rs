@@ -4,11 +4,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::process::{Command, Output};
-use std::sync::{Arc, Mutex};
 
+use dbbackup_tests::receiver::http_server;
 use serde_json::Value;
 
 const AZURITE_KEY: &str =
@@ -160,45 +159,6 @@ fn three_two_one_through_s3_and_azure() {
     assert!(err.contains("is NOT in s3://no-such-bucket-dbb/x") && err.contains("does not exist"), "{err}");
     let out = dbbackup(&["verify", "--json", "--repo", solo], &env);
     assert_eq!(json(&out)["ok"], true);
-}
-
-/// A tiny HTTP server recording `METHOD PATH BODY` of each request; answers 200.
-fn http_server() -> (String, Arc<Mutex<Vec<String>>>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let s = seen.clone();
-    std::thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut r = BufReader::new(conn.try_clone().unwrap());
-            let mut line = String::new();
-            r.read_line(&mut line).unwrap();
-            let mut len = 0usize;
-            loop {
-                let mut h = String::new();
-                r.read_line(&mut h).unwrap();
-                if h.trim().is_empty() {
-                    break;
-                }
-                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap();
-                }
-            }
-            let mut body = vec![0; len];
-            r.read_exact(&mut body).unwrap();
-            let mut parts = line.split_whitespace();
-            let req = format!(
-                "{} {} {}",
-                parts.next().unwrap(),
-                parts.next().unwrap(),
-                String::from_utf8_lossy(&body)
-            );
-            s.lock().unwrap().push(req);
-            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
-        }
-    });
-    (url, seen)
 }
 
 #[test]

@@ -36,6 +36,7 @@ mod failpoint;
 pub mod format;
 mod guard;
 mod health;
+mod mail;
 mod model;
 mod notify;
 mod progress;
@@ -66,6 +67,7 @@ pub use health::{
     Check, DEFAULT_CLOCK_TOLERANCE_SECS, DEFAULT_MAX_SHRINK, RepoStatus, StatusOptions, StatusReport, status,
     status_in,
 };
+pub use mail::{EmailConfig, SmtpTls};
 pub use model::{
     BackupId, Compression, DatabaseUrl, Engine, Secret, parse_duration, parse_fraction, parse_size,
     redact_str,

@@ -1,6 +1,7 @@
-//! Alerts: tell a human or a monitor how a run ended. Three channels, any combination:
+//! Alerts: tell a human or a monitor how a run ended. Four channels, any combination:
 //! - a Slack incoming webhook (`{"text": ...}`),
 //! - a generic JSON webhook (the [`Notification`] as JSON),
+//! - e-mail over SMTP (see [`crate::mail`]),
 //! - a heartbeat URL (dead-man's switch, healthchecks.io convention): `GET URL` on success,
 //!   `GET URL/fail` on failure or unhealthy, so the monitor alerts when pings stop or fail.
 //!
@@ -18,6 +19,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::alert::Transition;
+use crate::error::{Error, Result};
+use crate::mail::{EmailConfig, SmtpTls};
 use crate::model::{Secret, redact_str};
 
 /// How a run ended.
@@ -58,6 +61,8 @@ pub struct NotifyConfig {
     pub webhook_url: Option<Secret>,
     /// Heartbeat URL: pinged on every run (`/fail` appended on failure/unhealthy).
     pub heartbeat_url: Option<Secret>,
+    /// E-mail over SMTP.
+    pub email: Option<EmailConfig>,
     /// Outcomes posted to Slack and the webhook (empty: failure and unhealthy).
     pub on: Vec<Outcome>,
     /// Per-request time limit (default 10 s).
@@ -73,12 +78,123 @@ pub struct NotifyConfig {
 impl NotifyConfig {
     /// Whether any channel is configured.
     pub fn is_empty(&self) -> bool {
-        self.slack_webhook.is_none() && self.webhook_url.is_none() && self.heartbeat_url.is_none()
+        !self.has_alert_channel() && self.heartbeat_url.is_none()
     }
 
     /// Whether a channel that carries alert text (Slack, webhook, e-mail) is configured.
     pub fn has_alert_channel(&self) -> bool {
-        self.slack_webhook.is_some() || self.webhook_url.is_some()
+        self.slack_webhook.is_some() || self.webhook_url.is_some() || self.email.is_some()
+    }
+
+    /// The settings' names, as environment variables spell them (see [`NotifyConfig::from_pairs`]).
+    pub const NAMES: [&'static str; 13] = [
+        "DBBACKUP_SLACK_WEBHOOK",
+        "DBBACKUP_WEBHOOK_URL",
+        "DBBACKUP_HEARTBEAT_URL",
+        "DBBACKUP_NOTIFY_ON",
+        "DBBACKUP_NOTIFY_REPEAT",
+        "DBBACKUP_STATE_DIR",
+        "DBBACKUP_SMTP_URL",
+        "DBBACKUP_SMTP_TLS",
+        "DBBACKUP_SMTP_USER",
+        "DBBACKUP_SMTP_PASSWORD",
+        "DBBACKUP_SMTP_CA_FILE",
+        "DBBACKUP_MAIL_FROM",
+        "DBBACKUP_MAIL_TO",
+    ];
+
+    /// The canonical name of a setting: `smtp_url`, `smtp-url` and `DBBACKUP_SMTP_URL` are one
+    /// setting; `None` when it is not an alert setting.
+    pub fn setting_name(name: &str) -> Option<&'static str> {
+        let n = name.trim().replace('-', "_").to_ascii_uppercase();
+        let n = if n.starts_with("DBBACKUP_") { n } else { format!("DBBACKUP_{n}") };
+        Self::NAMES.iter().copied().find(|k| *k == n)
+    }
+
+    /// Builds the settings from `(name, value)` pairs, whatever they were read from (the CLI's
+    /// environment and config file, the FFI's JSON, Laravel's config). Names as in
+    /// [`NotifyConfig::NAMES`], with or without the `DBBACKUP_` prefix, any case; an unknown name
+    /// or a bad value is an error (a typo must not silently switch alerts off). Empty values are
+    /// unset. `host` and `timeout` are left for the caller.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self> {
+        let mut v = std::collections::BTreeMap::new();
+        for (k, val) in pairs {
+            let name = Self::setting_name(k).ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "unknown alert setting {k:?} (known: {})",
+                    Self::NAMES.join(", ")
+                ))
+            })?;
+            if !val.trim().is_empty() {
+                v.insert(name, val.trim().to_string());
+            }
+        }
+        let mut on = Vec::new();
+        for o in v.get("DBBACKUP_NOTIFY_ON").map(String::as_str).unwrap_or_default().split(',').map(str::trim)
+        {
+            match o {
+                "success" => on.push(Outcome::Success),
+                "failure" => on.push(Outcome::Failure),
+                "unhealthy" => on.push(Outcome::Unhealthy),
+                "" => {}
+                other => {
+                    return Err(Error::InvalidInput(format!(
+                        "DBBACKUP_NOTIFY_ON: unknown outcome {other:?} (success, failure, unhealthy)"
+                    )));
+                }
+            }
+        }
+        let repeat = match v.get("DBBACKUP_NOTIFY_REPEAT") {
+            Some(d) => Some(
+                crate::parse_duration(d)
+                    .map_err(|e| Error::InvalidInput(format!("DBBACKUP_NOTIFY_REPEAT {d:?}: {e}")))?,
+            ),
+            None => None,
+        };
+        let email = match v.get("DBBACKUP_SMTP_URL") {
+            Some(url) => {
+                let tls = v.get("DBBACKUP_SMTP_TLS").map(|t| t.parse::<SmtpTls>()).transpose()?;
+                let mut e = EmailConfig::from_url(url, tls)?;
+                if let Some(u) = v.get("DBBACKUP_SMTP_USER") {
+                    e.user = Some(u.clone());
+                }
+                if let Some(p) = v.get("DBBACKUP_SMTP_PASSWORD") {
+                    e.password = Some(Secret::new(p.clone()));
+                }
+                e.ca_file = v.get("DBBACKUP_SMTP_CA_FILE").map(Into::into);
+                e.from = v.get("DBBACKUP_MAIL_FROM").cloned();
+                e.to = v
+                    .get("DBBACKUP_MAIL_TO")
+                    .map(|t| {
+                        t.split(',').map(str::trim).filter(|a| !a.is_empty()).map(str::to_string).collect()
+                    })
+                    .unwrap_or_default();
+                e.check()?;
+                Some(e)
+            }
+            None => {
+                if let Some(k) = ["DBBACKUP_MAIL_TO", "DBBACKUP_SMTP_USER", "DBBACKUP_SMTP_PASSWORD"]
+                    .into_iter()
+                    .find(|k| v.contains_key(k))
+                {
+                    return Err(Error::InvalidInput(format!(
+                        "{k} is set but DBBACKUP_SMTP_URL is not: e-mail alerts need the SMTP server"
+                    )));
+                }
+                None
+            }
+        };
+        Ok(NotifyConfig {
+            slack_webhook: v.get("DBBACKUP_SLACK_WEBHOOK").cloned().map(Secret::new),
+            webhook_url: v.get("DBBACKUP_WEBHOOK_URL").cloned().map(Secret::new),
+            heartbeat_url: v.get("DBBACKUP_HEARTBEAT_URL").cloned().map(Secret::new),
+            email,
+            on,
+            timeout: None,
+            repeat,
+            state_dir: v.get("DBBACKUP_STATE_DIR").map(Into::into),
+            host: None,
+        })
     }
 
     /// Whether alerts of this outcome are sent (`on`; empty: everything but success). A
@@ -239,6 +355,13 @@ pub async fn deliver(cfg: &NotifyConfig, n: &Notification) -> (bool, Vec<String>
         Err(e) => return (false, vec![e]),
     };
     let mut delivered = false;
+    if let Some(email) = &cfg.email {
+        let timeout = cfg.timeout.unwrap_or(Duration::from_secs(10));
+        match crate::mail::send(email, n, cfg.host.as_deref(), timeout).await {
+            Ok(()) => delivered = true,
+            Err(w) => warnings.push(w),
+        }
+    }
     if let Some(url) = &cfg.slack_webhook {
         let body = serde_json::json!({ "text": slack_text(n) }).to_string();
         delivered |= send(&client, "Slack webhook", url, Some(body), &mut warnings).await;

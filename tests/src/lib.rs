@@ -11,6 +11,7 @@ pub mod mysql_catalog;
 pub mod mysql_fixture;
 pub mod pg_catalog;
 pub mod pg_fixture;
+pub mod receiver;
 pub mod source_suite;
 pub mod sqlite_fixture;
 pub mod store_suite;

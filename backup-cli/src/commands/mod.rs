@@ -35,7 +35,7 @@ pub async fn run(cli: Cli, out: &Output) -> i32 {
         Ok(p) => p,
         Err(e) => return out.error(&e),
     };
-    let alert_cfg = match notify::config() {
+    let alert_cfg = match notify::config(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => return out.error(&e),
     };

@@ -1,17 +1,9 @@
-//! Alerts after a command: configured from the environment (or `dbbackup.toml` via the same
-//! names), decided by the core (state changes, see `backup_core::track`), and never allowed to
-//! change the command's outcome.
-//!
-//! - `DBBACKUP_SLACK_WEBHOOK`: Slack incoming-webhook URL;
-//! - `DBBACKUP_WEBHOOK_URL`: generic webhook, receives a JSON POST;
-//! - `DBBACKUP_HEARTBEAT_URL`: pinged after every run (`/fail` appended on failure/unhealthy);
-//! - `DBBACKUP_NOTIFY_ON`: outcomes posted, comma-separated `success,failure,unhealthy`
-//!   (default `failure,unhealthy`);
-//! - `DBBACKUP_NOTIFY_REPEAT`: reminder interval while a check stays failing (default 24h);
-//! - `DBBACKUP_STATE_DIR`: local alert state where the first repository is read-only.
+//! Alerts after a command: configured from the environment over the config file's `[alerts]`
+//! table (names in `NotifyConfig::NAMES`, documented in docs/storage.md), decided by the core
+//! (state changes, see `backup_core::track`), and never allowed to change the command's outcome.
 
-use anyhow::Result;
-use backup_core::{AlertScope, Context, Notification, NotifyConfig, Outcome, Secret};
+use anyhow::{Context as _, Result};
+use backup_core::{AlertScope, Context, Notification, NotifyConfig, Outcome};
 
 use crate::cli::Command;
 use crate::output::kind_of;
@@ -66,50 +58,46 @@ pub fn scope_of(c: &Command) -> Option<Scope> {
     Some(Scope { command, scope: AlertScope { repos, database } })
 }
 
-fn var(k: &str) -> Option<String> {
-    std::env::var(k).ok().filter(|v| !v.trim().is_empty())
-}
-
-/// The alert settings from the environment.
-pub fn config() -> Result<NotifyConfig> {
-    let mut on = Vec::new();
-    for o in var("DBBACKUP_NOTIFY_ON").unwrap_or_default().split(',').map(str::trim) {
-        match o {
-            "success" => on.push(Outcome::Success),
-            "failure" => on.push(Outcome::Failure),
-            "unhealthy" => on.push(Outcome::Unhealthy),
-            "" => {}
-            other => tracing::warn!("DBBACKUP_NOTIFY_ON: unknown outcome {other:?} ignored"),
+/// The alert settings: the environment, over the config file's `[alerts]` table (same names,
+/// with or without `DBBACKUP_`); `DBBACKUP_SMTP_PASSWORD_FILE` reads the SMTP password from a file.
+pub fn config(file: Option<&std::path::Path>) -> Result<NotifyConfig> {
+    let mut pairs: std::collections::BTreeMap<&'static str, String> = std::collections::BTreeMap::new();
+    for (k, v) in crate::config::alerts(file)? {
+        let name = NotifyConfig::setting_name(&k).ok_or_else(|| {
+            anyhow::anyhow!(
+                "config file [alerts]: unknown key {k:?} (known: {})",
+                NotifyConfig::NAMES.join(", ")
+            )
+        })?;
+        pairs.insert(name, v);
+    }
+    for name in NotifyConfig::NAMES {
+        if let Some(v) = var(name) {
+            pairs.insert(name, v);
         }
     }
-    let repeat = match var("DBBACKUP_NOTIFY_REPEAT") {
-        Some(d) => Some(
-            backup_core::parse_duration(&d)
-                .map_err(|e| anyhow::anyhow!("DBBACKUP_NOTIFY_REPEAT {d:?}: {e}"))?,
-        ),
-        None => None,
-    };
-    let state_dir = var("DBBACKUP_STATE_DIR").map(Into::into).or_else(|| {
-        var("XDG_STATE_HOME")
+    if let Some(path) = var("DBBACKUP_SMTP_PASSWORD_FILE") {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("read DBBACKUP_SMTP_PASSWORD_FILE {path}"))?;
+        pairs.insert("DBBACKUP_SMTP_PASSWORD", text.lines().next().unwrap_or_default().to_string());
+    }
+    let mut cfg = NotifyConfig::from_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())))?;
+    if cfg.state_dir.is_none() {
+        cfg.state_dir = var("XDG_STATE_HOME")
             .map(std::path::PathBuf::from)
             .or_else(|| var("HOME").map(|h| std::path::Path::new(&h).join(".local/state")))
-            .map(|d| d.join("dbbackup"))
-    });
-    let host = std::env::var("HOSTNAME")
+            .map(|d| d.join("dbbackup"));
+    }
+    cfg.host = std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty());
-    Ok(NotifyConfig {
-        slack_webhook: var("DBBACKUP_SLACK_WEBHOOK").map(Secret::new),
-        webhook_url: var("DBBACKUP_WEBHOOK_URL").map(Secret::new),
-        heartbeat_url: var("DBBACKUP_HEARTBEAT_URL").map(Secret::new),
-        on,
-        timeout: None,
-        repeat,
-        state_dir,
-        host,
-    })
+    Ok(cfg)
+}
+
+fn var(k: &str) -> Option<String> {
+    std::env::var(k).ok().filter(|v| !v.trim().is_empty())
 }
 
 /// Prints delivery problems as warnings; they never change the command's result.
