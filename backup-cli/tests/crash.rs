@@ -326,3 +326,213 @@ fn postgres_restore_killed_at_each_step_leaves_old_or_new_and_the_next_run_clean
         psql(&base, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
     }
 }
+
+// ---------------------------------------------------------------- MySQL / MariaDB
+
+use dbbackup_tests::mysql_fixture::{self, MysqlFixture};
+use dbbackup_tests::source_suite::Fixture;
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+}
+
+/// Everything a restore must bring back: the whole catalog (tests/src/mysql_catalog.rs) and every
+/// object's definition and row (the source suite's fingerprint).
+fn my_state(fx: &MysqlFixture, db: &str) -> (Vec<String>, String) {
+    block_on(async {
+        let mut c = fx.conn(None).await;
+        let catalog = dbbackup_tests::mysql_catalog::snapshot(&mut c, db).await;
+        (catalog, fx.fingerprint(&fx.url_of(db)).await)
+    })
+}
+
+/// Databases a restore into `target` derived from its name (shadows, previous databases).
+fn my_leftovers(fx: &MysqlFixture, target: &str) -> Vec<String> {
+    block_on(async {
+        let mut c = fx.conn(None).await;
+        let like = format!("{}\\_dbb%", target.replace('_', "\\_"));
+        mysql_fixture::column(
+            &mut c,
+            &format!("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE '{like}' ORDER BY 1"),
+        )
+        .await
+    })
+}
+
+type MyState = (Vec<String>, String);
+
+/// A source database and a target that differs from it (a dropped view and trigger, a new table
+/// and column, other rows), a backup of each, and both states.
+struct MyCase {
+    fx: MysqlFixture,
+    src_url: String,
+    dst: String,
+    dst_url: String,
+    _dir: tempfile::TempDir,
+    repo: String,
+    old_repo: String,
+    scratch: String,
+    old: MyState,
+    new: MyState,
+}
+
+fn my_case(fx: MysqlFixture, name: &str) -> MyCase {
+    let src = dbbackup_tests::unique(&format!("{name}_src"));
+    let dst = dbbackup_tests::unique(&format!("{name}_dst"));
+    let (src_url, dst_url) = block_on(async {
+        let s = fx.create_db(&src).await;
+        let d = fx.create_db(&dst).await;
+        fx.populate(&s).await;
+        fx.populate(&d).await;
+        fx.mutate(&d).await;
+        (s, d)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = |n: &str| dir.path().join(n).display().to_string();
+    let (repo, old_repo, scratch) = (path("repo"), path("old"), path("scratch"));
+    ok(&dbbackup(&["create", "--json", "--source", &src_url, "--repo", &repo], &[]));
+    ok(&dbbackup(&["create", "--json", "--source", &dst_url, "--repo", &old_repo], &[]));
+    let (old, new) = (my_state(&fx, &dst), my_state(&fx, &db_name(&src_url)));
+    assert_ne!(old, new);
+    MyCase { fx, src_url, dst, dst_url, _dir: dir, repo, old_repo, scratch, old, new }
+}
+
+fn db_name(url: &str) -> String {
+    mysql_fixture::db_of(url)
+}
+
+impl MyCase {
+    fn which(&self) -> &'static str {
+        let s = my_state(&self.fx, &self.dst);
+        if s == self.old {
+            "old"
+        } else if s == self.new {
+            "new"
+        } else {
+            "neither"
+        }
+    }
+
+    fn restore_args<'a>(&'a self, repo: &'a str, in_place: bool) -> Vec<&'a str> {
+        let mut v = vec!["restore", "--json", "--repo", repo, "latest", "--into", &self.dst_url];
+        if in_place {
+            v.push("--in-place");
+        }
+        v
+    }
+
+    /// Puts the target back to the old database (a plain restore of its own backup).
+    fn reset(&self) {
+        if self.which() != "old" {
+            ok(&dbbackup(&self.restore_args(&self.old_repo, false), &[]));
+            assert_eq!(self.which(), "old", "reset");
+        }
+    }
+
+    /// Kills a restore at each step and checks the state right after (when already complete)
+    /// and after the next run touching the target, a backup of it.
+    fn kill_at_each(&self, in_place: bool, steps: &[(&str, Option<&str>, &str)]) {
+        for &(step, right_after, then) in steps {
+            self.reset();
+            killed(
+                &dbbackup(&self.restore_args(&self.repo, in_place), &[("DBBACKUP_FAILPOINT", step)]),
+                step,
+            );
+            if let Some(want) = right_after {
+                assert_eq!(self.which(), want, "right after a kill at {step}");
+            }
+            ok(&dbbackup(&["create", "--json", "--source", &self.dst_url, "--repo", &self.scratch], &[]));
+            assert_eq!(self.which(), then, "after a kill at {step} (in place: {in_place}) and the next run");
+            assert_eq!(
+                my_leftovers(&self.fx, &self.dst),
+                Vec::<String>::new(),
+                "{step}: the next run cleaned up"
+            );
+        }
+    }
+}
+
+impl Drop for MyCase {
+    fn drop(&mut self) {
+        block_on(async {
+            self.fx.drop_db(&self.src_url).await;
+            self.fx.drop_db(&self.dst_url).await;
+        });
+    }
+}
+
+/// A MariaDB restore killed (SIGKILL) at each step — after the load, after its journal, after
+/// dropping the live triggers, after the one `RENAME TABLE`, halfway through the objects, after
+/// them, between dropping the shadow and the previous database — leaves a target that the next
+/// run touching it (here a backup of it) turns into the old database or the new one, complete
+/// (catalog, definitions and rows), with no leftover database; a second restore is refused while
+/// one runs; and the next restore cleans up after a killed one and succeeds.
+#[test]
+fn mysql_restore_killed_at_each_step_leaves_old_or_new_and_the_next_run_cleans_up() {
+    let Some(fx) = MysqlFixture::from_env() else { return };
+    let case = my_case(fx, "crash_my");
+    // (failpoint, the state right after the kill when it is already complete, the state the
+    // next run leaves: the swap is undone before its RENAME and finished after it)
+    case.kill_at_each(
+        false,
+        &[
+            ("restore-loaded", Some("old"), "old"),
+            ("mysql-swap-journaled", Some("old"), "old"),
+            ("mysql-swap-triggers-dropped", None, "old"),
+            ("mysql-swap-renamed", None, "new"),
+            ("mysql-swap-objects-dropped", None, "new"),
+            ("mysql-swap-objects-created", Some("new"), "new"),
+            ("mysql-swap-shadow-dropped", Some("new"), "new"),
+        ],
+    );
+    // Two at once: the second is refused while the first holds the lock, and changes nothing.
+    case.reset();
+    let restore = case.restore_args(&case.repo, false);
+    let mut first = paused_restore(&restore);
+    let out = dbbackup(&restore, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("another restore into MySQL database"), "{err}");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(case.which(), "old");
+    // Killed after its RENAME (its start dropped the paused run's shadow).
+    killed(&dbbackup(&restore, &[("DBBACKUP_FAILPOINT", "mysql-swap-renamed")]), "mysql-swap-renamed");
+    assert!(!my_leftovers(&case.fx, &case.dst).is_empty());
+    // The next restore finishes the killed swap, drops every leftover and restores.
+    let report = ok(&dbbackup(&restore, &[]));
+    assert_eq!(case.which(), "new", "{report}");
+    assert_eq!(my_leftovers(&case.fx, &case.dst), Vec::<String>::new(), "{report}");
+    assert!(report.to_string().contains("the shadow of an interrupted restore"), "{report}");
+    assert!(report.to_string().contains("finished an interrupted restore"), "{report}");
+}
+
+/// `--in-place` (non-atomic DDL): killed after removing the live objects and keys, after the
+/// load, and while committing, the next run puts the old database back from the journal kept
+/// in the live database, or finishes the commit; a second in-place restore is refused meanwhile.
+#[test]
+fn mysql_in_place_restore_killed_is_undone_or_finished_by_the_next_run() {
+    let Some(fx) = MysqlFixture::from_env() else { return };
+    let case = my_case(fx, "crash_myip");
+    case.kill_at_each(
+        true,
+        &[
+            ("mysql-in-place-dropped", None, "old"),
+            ("restore-loaded", None, "old"),
+            ("mysql-in-place-committing", None, "new"),
+        ],
+    );
+    case.reset();
+    let restore = case.restore_args(&case.repo, true);
+    let mut first = paused_restore(&restore);
+    let out = dbbackup(&restore, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("another restore into MySQL database"), "{err}");
+    // The paused run was killed after its load: the next in-place restore undoes it, then restores.
+    let report = ok(&dbbackup(&restore, &[]));
+    assert_eq!(case.which(), "new", "{report}");
+    assert!(report.to_string().contains("undid an interrupted in-place restore"), "{report}");
+}

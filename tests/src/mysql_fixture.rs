@@ -417,3 +417,13 @@ impl Fixture for MysqlFixture {
         c.query_drop(format!("DROP DATABASE IF EXISTS `{db}`")).await.expect("drop database");
     }
 }
+
+/// Runs one statement (test setup), panicking with the statement on error.
+pub async fn exec(c: &mut Conn, sql: &str) {
+    c.query_drop(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// The first column of every row of a query, as text.
+pub async fn column(c: &mut Conn, sql: &str) -> Vec<String> {
+    c.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+}

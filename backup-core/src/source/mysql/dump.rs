@@ -12,7 +12,7 @@ use mysql_async::prelude::Queryable;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, mpsc};
 
-use super::{CHECKSUM_ALGO, CHECKSUM_ALGO_V1, Server, exec, qi, qs, query_text, short};
+use super::{CHECKSUM_ALGO, CHECKSUM_ALGO_V1, Server, exec, qi, qs, query_text, short, swap};
 use crate::codec::compress::ChannelStream;
 use crate::error::{Error, Result};
 use crate::format::layout;
@@ -324,6 +324,15 @@ impl Source for MysqlSource {
             .and_then(|r| r.into_iter().next().flatten())
             .unwrap_or_default();
         let mariadb = version.to_ascii_lowercase().contains("mariadb");
+        // Finish or undo a restore into this database that was killed midway (unless one is
+        // running): a backup must not read a half-swapped database.
+        if swap::try_lock(&mut control, &db).await? {
+            let r = swap::recover(&mut control, &db).await;
+            swap::unlock(&mut control, &db).await;
+            r.map_err(|e| {
+                e.context(format!("finish an interrupted restore into {db} before backing it up"))
+            })?;
+        }
         let exists = query_text(
             &mut control,
             &format!("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {}", qs(&db)),

@@ -1,14 +1,16 @@
 //! Restore side: a shadow database on the same server, `LOAD DATA LOCAL INFILE` fed from the
 //! verified stream, indexes after data, then one atomic multi-table `RENAME TABLE` and the
 //! views, routines, triggers and events recreated in the live database. Failure after the
-//! rename renames back and recreates the previous objects.
+//! rename renames back and recreates the previous objects. Every session holds the target's
+//! lock and starts by finishing or undoing killed restores; the swap is journaled ([`swap`]).
 //!
 //! In-place restores (`in_place`, for accounts without CREATE DATABASE) move the live tables
 //! aside inside the live database (one atomic `RENAME TABLE`, after dropping their triggers and
 //! foreign keys, which the server names per database), load straight into the live names, and
 //! drop the aside copies only once everything else succeeded; abort or failure drops what was
 //! loaded, renames the originals back and restores their foreign keys, triggers, views,
-//! routines and events.
+//! routines and events — from a journal in the live database ([`swap::InPlacePlan`]), so the
+//! next run can do the same after a kill.
 
 use std::sync::{Arc, Mutex};
 
@@ -22,7 +24,7 @@ use super::dump::{
     checksum_table, stats,
 };
 use super::script::{self, ScriptSplitter, StatementKind};
-use super::{CHECKSUM_ALGO_V1, Server, exec, is_server_error, qi, qs, query_text, short};
+use super::{CHECKSUM_ALGO_V1, Server, exec, is_server_error, qi, qs, query_text, short, swap};
 use crate::codec::ByteStream;
 use crate::engine_option;
 use crate::error::{Error, Result};
@@ -49,13 +51,13 @@ fn flag(opts: &LoadOptions, key: &str) -> bool {
 }
 
 /// A view, routine, trigger or event definition with the session settings it needs.
-#[derive(Debug, Clone)]
-struct Object {
-    kind: &'static str,
-    name: String,
-    sql_mode: String,
-    time_zone: Option<String>,
-    create: String,
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(super) struct Object {
+    pub(super) kind: String,
+    pub(super) name: String,
+    pub(super) sql_mode: String,
+    pub(super) time_zone: Option<String>,
+    pub(super) create: String,
 }
 
 /// The manifest's `charset` and `collation` are pasted into `CREATE`/`ALTER DATABASE` as bare
@@ -82,11 +84,6 @@ fn check_name_props(props: &std::collections::BTreeMap<String, serde_json::Value
 fn rand_suffix() -> String {
     let r: u32 = rand::random();
     format!("{r:08x}")
-}
-
-fn aux_name(live: &str, what: &str) -> String {
-    let base: String = live.chars().take(30).collect();
-    format!("{base}_dbb{what}_{}", rand_suffix())
 }
 
 #[async_trait]
@@ -135,7 +132,12 @@ struct MysqlSession {
     full_checksum: bool,
     /// `SELECT VERSION()` of the target server.
     server_version: String,
+    /// Holds the target's restore lock ([`swap::lock`]) for the session's life.
     control: tokio::sync::Mutex<Conn>,
+    /// This run's id (in its shadow and previous database names).
+    run: String,
+    /// What the start of this run cleaned up after killed ones.
+    notes: Vec<String>,
     pool: Arc<ConnPool>,
     /// Server thread ids of the pool's connections (killed on abort so that no half-done load
     /// holds a lock the shadow's DROP would wait on).
@@ -143,11 +145,9 @@ struct MysqlSession {
     /// Tables whose load transaction is open, with the connection it runs on.
     open_tables: Mutex<std::collections::HashMap<String, Lease>>,
     deferred: Mutex<Vec<Object>>,
-    /// In place: live tables renamed aside (aside name, original name) and what was removed
-    /// from them to make room (foreign keys as ALTER statements, objects).
-    aside: Vec<(String, String)>,
-    saved_fks: Vec<String>,
-    saved_objects: Vec<Object>,
+    /// In place: what was moved aside and removed to make room (also in the live database's
+    /// journal).
+    in_place_plan: Option<swap::InPlacePlan>,
 }
 
 impl MysqlSession {
@@ -162,6 +162,15 @@ impl MysqlSession {
         let load_init =
             ["SET SESSION foreign_key_checks = 0".to_string(), "SET SESSION unique_checks = 0".to_string()];
         let mut control = server.connect(&load_init).await?;
+        // One restore per target; with the lock held, finish or undo what killed ones left.
+        swap::lock(&mut control, &live).await?;
+        let notes = match swap::recover(&mut control, &live).await {
+            Ok(n) => n,
+            Err(e) => {
+                swap::unlock(&mut control, &live).await;
+                return Err(e.context(format!("clean up after an interrupted restore into {live}")));
+            }
+        };
         let server_version = query_text(&mut control, "SELECT VERSION()")
             .await?
             .into_iter()
@@ -172,7 +181,8 @@ impl MysqlSession {
         let conns = futures::future::join_all((0..jobs).map(|_| server.connect(&load_init))).await;
         let conns = conns.into_iter().collect::<Result<Vec<_>>>()?;
         let pool_ids = conns.iter().map(|c| c.id()).collect();
-        let target = if opts.in_place { live.clone() } else { aux_name(&live, "shadow") };
+        let run = swap::new_run();
+        let target = if opts.in_place { live.clone() } else { swap::aux_name(&live, "shadow", &run) };
         Ok(MysqlSession {
             live,
             target,
@@ -185,13 +195,13 @@ impl MysqlSession {
             full_checksum: flag(opts, engine_option::FULL_CHECKSUM),
             server_version,
             control: tokio::sync::Mutex::new(control),
+            run,
+            notes,
             pool: ConnPool::new(conns),
             pool_ids,
             open_tables: Mutex::new(Default::default()),
             deferred: Mutex::new(Vec::new()),
-            aside: Vec::new(),
-            saved_fks: Vec::new(),
-            saved_objects: Vec::new(),
+            in_place_plan: None,
         })
     }
 
@@ -223,7 +233,8 @@ impl MysqlSession {
         if let Some(co) = self.db_props.get("collation").and_then(|v| v.as_str()) {
             sql.push_str(&format!(" COLLATE {co}"));
         }
-        exec(&mut c, &sql).await
+        exec(&mut c, &sql).await?;
+        swap::create_journal(&mut c, &self.target, &self.live).await
     }
 
     /// In place: saves and removes the live objects, triggers and foreign keys, then renames
@@ -245,76 +256,72 @@ impl MysqlSession {
                 fks.push((t.clone(), name, def));
             }
         }
-        // From here on, anything that fails must put back what was removed.
-        let mut done_objects: Vec<Object> = Vec::new();
-        let mut done_fks: Vec<String> = Vec::new();
+        let aside: Vec<(String, String)> = tables
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (format!("dbbprev_{}_{i}", rand_suffix()), t.clone()))
+            .collect();
+        let fks = fks
+            .into_iter()
+            .map(|(t, name, def)| {
+                let add = format!("ALTER TABLE {}.{} ADD {def}", qi(&live), qi(&t));
+                (t, name, add)
+            })
+            .collect();
+        let mut loaded: Vec<String> = self.tables.iter().map(|t| t.name.clone()).collect();
+        loaded.retain(|t| self.is_selected(t));
+        let plan = swap::InPlacePlan {
+            live: live.clone(),
+            whole: self.selected.is_none(),
+            aside,
+            fks,
+            objects,
+            loaded,
+            committing: None,
+        };
+        // Journaled first: from here on, a failure here or a kill anywhere until the commit puts
+        // back what was removed (this process, or the next run from the journal).
+        plan.write(&mut c).await?;
         let result: Result<()> = async {
             exec(&mut c, &format!("USE {}", qi(&live))).await?;
-            for o in &objects {
+            for o in &plan.objects {
                 drop_object(&mut c, o).await?;
-                done_objects.push(o.clone());
             }
-            for (t, name, def) in &fks {
+            for (t, name, _) in &plan.fks {
                 exec(&mut c, &format!("ALTER TABLE {}.{} DROP FOREIGN KEY {}", qi(&live), qi(t), qi(name)))
                     .await?;
-                done_fks.push(format!("ALTER TABLE {}.{} ADD {def}", qi(&live), qi(t)));
             }
-            if !tables.is_empty() {
-                let pairs: Vec<(String, String)> = tables
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| (format!("dbbprev_{}_{i}", rand_suffix()), t.clone()))
-                    .collect();
-                let renames: Vec<String> = pairs
+            crate::failpoint::hit("mysql-in-place-dropped");
+            if !plan.aside.is_empty() {
+                let renames: Vec<String> = plan
+                    .aside
                     .iter()
                     .map(|(a, t)| format!("{}.{} TO {}.{}", qi(&live), qi(t), qi(&live), qi(a)))
                     .collect();
                 exec(&mut c, &format!("RENAME TABLE {}", renames.join(", "))).await?;
-                self.aside = pairs;
             }
             Ok(())
         }
         .await;
         if let Err(e) = result {
-            for f in &done_fks {
-                let _ = c.query_drop(f).await;
-            }
-            let _ = recreate(&mut c, &live, &done_objects, false).await;
-            return Err(e.context("move the live tables aside for an in-place restore"));
+            return Err(match plan.undo(&mut c).await {
+                Ok(()) => e.context("move the live tables aside for an in-place restore (put back)"),
+                Err(u) => e.context(format!(
+                    "move the live tables aside for an in-place restore; putting them back ALSO failed ({u}); \
+                     the next restore into {live} retries from its journal"
+                )),
+            });
         }
-        self.saved_fks = done_fks;
-        self.saved_objects = objects;
+        self.in_place_plan = Some(plan);
         Ok(())
     }
 
     /// In place: drops what was loaded and puts the original tables and objects back.
     async fn put_back(&self, c: &mut Conn) -> Result<()> {
-        let live = &self.live;
-        let current = harvest(c, live, self.selected.is_none()).await.unwrap_or_default();
-        for o in &current {
-            let _ = drop_object(c, o).await;
+        match &self.in_place_plan {
+            Some(plan) => plan.undo(c).await,
+            None => Ok(()),
         }
-        let aside: Vec<&String> = self.aside.iter().map(|(a, _)| a).collect();
-        for t in base_tables(c, live).await? {
-            let restored_name = self.aside.iter().any(|(_, orig)| *orig == t);
-            let loaded = self.tables.iter().any(|x| x.name == t) || restored_name;
-            if !aside.contains(&&t) && loaded {
-                exec(c, &format!("DROP TABLE IF EXISTS {}.{}", qi(live), qi(&t))).await?;
-            }
-        }
-        if !self.aside.is_empty() {
-            let renames: Vec<String> = self
-                .aside
-                .iter()
-                .map(|(a, t)| format!("{}.{} TO {}.{}", qi(live), qi(a), qi(live), qi(t)))
-                .collect();
-            exec(c, &format!("RENAME TABLE {}", renames.join(", "))).await?;
-        }
-        exec(c, "SET SESSION foreign_key_checks = 0").await?;
-        for f in &self.saved_fks {
-            exec(c, f).await?;
-        }
-        recreate(c, live, &self.saved_objects, false).await
     }
 
     /// Runs a schema script (or a foreign dump) statement by statement in the load target.
@@ -373,7 +380,7 @@ impl MysqlSession {
                     let tz = session_value(&mut c, "@@SESSION.time_zone").await?;
                     if let Ok(mut d) = self.deferred.lock() {
                         d.push(Object {
-                            kind: "EVENT",
+                            kind: "EVENT".into(),
                             name: String::new(),
                             sql_mode: mode,
                             time_zone: Some(tz),
@@ -491,20 +498,65 @@ impl MysqlSession {
             .ok_or_else(|| Error::InvalidInput(format!("object {} names no table", object.key)))
     }
 
-    /// The full swap: see the module docs.
+    /// In place: the held-back events, then the aside tables dropped; a failure puts back.
+    async fn commit_in_place(&self, c: &mut Conn) -> Result<CommitReport> {
+        let deferred: Vec<Object> = self.deferred.lock().map(|d| d.clone()).unwrap_or_default();
+        let Some(plan) = &self.in_place_plan else {
+            return Err(Error::InvalidInput("in-place restore committed before it started".into()));
+        };
+        let events: Vec<Object> = deferred
+            .into_iter()
+            .map(|mut o| {
+                if self.no_definer {
+                    o.create =
+                        String::from_utf8_lossy(&script::strip_definer(o.create.as_bytes())).into_owned();
+                }
+                o
+            })
+            .collect();
+        // Recorded first: the next run finishes (never undoes) a commit that had started, since
+        // the aside tables may be partly dropped. An error here (events first) still puts back.
+        let committing = swap::InPlacePlan { committing: Some(events.clone()), ..plan.clone() };
+        let done: Result<()> = async {
+            committing.write(c).await?;
+            crate::failpoint::hit("mysql-in-place-committing");
+            committing.finish(c, &events).await
+        }
+        .await;
+        if let Err(e) = done {
+            self.put_back(c).await.map_err(|pe| pe.context(format!("rolling back after {e}")))?;
+            return Err(e.context("finish the in-place restore (the previous data was put back)"));
+        }
+        Ok(CommitReport { notes: self.notes.clone(), ..Default::default() })
+    }
+
+    /// The full swap (see [`swap`]): plan and journal it, drop the live tables' triggers, one
+    /// `RENAME TABLE`, then the restored objects; a failure before the rename puts the triggers
+    /// back, one after it swaps back.
     async fn swap(&self, c: &mut Conn) -> Result<CommitReport> {
         let live = self.live.clone();
         let shadow = self.target.clone();
         let whole = self.selected.is_none();
         exec(c, &format!("CREATE DATABASE IF NOT EXISTS {}", qi(&live))).await?;
-        let new_objects = harvest(c, &shadow, true).await?;
-        let new_objects: Vec<Object> = if whole {
-            new_objects
-        } else {
-            new_objects.into_iter().filter(|o| o.kind == "TRIGGER").collect()
+        let strip = |mut o: Object| {
+            if self.no_definer {
+                o.create = String::from_utf8_lossy(&script::strip_definer(o.create.as_bytes())).into_owned();
+            }
+            o
         };
+        let mut new_objects: Vec<Object> = harvest(c, &shadow, true)
+            .await?
+            .into_iter()
+            .filter(|o| whole || o.kind == "TRIGGER")
+            .map(strip)
+            .collect();
+        // Tables with triggers cannot move to another database.
         for o in new_objects.iter().filter(|o| o.kind == "TRIGGER") {
             exec(c, &format!("DROP TRIGGER {}.{}", qi(&shadow), qi(&o.name))).await?;
+        }
+        if whole {
+            let deferred: Vec<Object> = self.deferred.lock().map(|d| d.clone()).unwrap_or_default();
+            new_objects.extend(deferred.into_iter().map(strip));
         }
         let shadow_tables = base_tables(c, &shadow).await?;
         let mut live_tables = base_tables(c, &live).await?;
@@ -516,94 +568,64 @@ impl MysqlSession {
             old_objects
                 .retain(|o| o.kind == "TRIGGER" && shadow_tables.iter().any(|t| trigger_table_is(o, t)));
         }
-        let old_triggers: Vec<Object> = old_objects.iter().filter(|o| o.kind == "TRIGGER").cloned().collect();
-        exec(c, &format!("USE {}", qi(&live))).await?;
-        for o in &old_triggers {
-            drop_object(c, o).await?;
+        let mut alter = Vec::new();
+        if let Some(cs) = self.db_props.get("charset").and_then(|v| v.as_str()) {
+            alter.push(format!("CHARACTER SET {cs}"));
         }
-        let prev = aux_name(&live, "prev");
+        if let Some(co) = self.db_props.get("collation").and_then(|v| v.as_str()) {
+            alter.push(format!("COLLATE {co}"));
+        }
+        if let Some(cm) = self.db_props.get("comment").and_then(|v| v.as_str()) {
+            alter.push(format!("COMMENT {}", qs(cm)));
+        }
+        let plan = swap::Plan {
+            live: live.clone(),
+            shadow: shadow.clone(),
+            prev: swap::aux_name(&live, "prev", &self.run),
+            whole,
+            live_tables,
+            shadow_tables,
+            old_objects,
+            new_objects,
+            alter: (whole && !alter.is_empty()).then(|| alter.join(" ")),
+            old_alter: if whole { swap::database_options(c, &live).await? } else { None },
+        };
+        exec(c, &format!("CREATE DATABASE {}", qi(&plan.prev))).await?;
+        plan.write(c).await?;
+        crate::failpoint::hit("mysql-swap-journaled");
         let renamed: Result<()> = async {
-            exec(c, &format!("CREATE DATABASE {}", qi(&prev))).await?;
-            let mut renames: Vec<String> = live_tables
-                .iter()
-                .map(|t| format!("{}.{} TO {}.{}", qi(&live), qi(t), qi(&prev), qi(t)))
-                .collect();
-            renames.extend(
-                shadow_tables.iter().map(|t| format!("{}.{} TO {}.{}", qi(&shadow), qi(t), qi(&live), qi(t))),
-            );
-            if !renames.is_empty() {
-                exec(c, &format!("RENAME TABLE {}", renames.join(", "))).await?;
-            }
-            Ok(())
+            plan.drop_old_triggers(c).await?;
+            crate::failpoint::hit("mysql-swap-triggers-dropped");
+            plan.rename_in(c).await
         }
         .await;
         if let Err(e) = renamed {
-            let _ = recreate(c, &live, &old_triggers, false).await;
-            let _ = c.query_drop(format!("DROP DATABASE IF EXISTS {}", qi(&prev))).await;
-            return Err(e.context("swap the restored tables in"));
+            let back = plan.restore_old_triggers(c).await;
+            let _ = plan.finish(c).await;
+            return Err(match back {
+                Ok(()) => e.context("swap the restored tables in (nothing changed)"),
+                Err(b) => e.context(format!(
+                    "swap the restored tables in; putting the live triggers back ALSO failed ({b}); \
+                     the next restore into {live} retries"
+                )),
+            });
         }
+        crate::failpoint::hit("mysql-swap-renamed");
         // The data is live. Objects next; on failure swap back.
-        let deferred: Vec<Object> = self.deferred.lock().map(|d| d.clone()).unwrap_or_default();
-        let objects: Result<()> = async {
-            retarget_defaults(c, &shadow, &live).await?;
-            if whole {
-                for o in old_objects.iter().filter(|o| o.kind != "TRIGGER") {
-                    drop_object(c, o).await?;
-                }
-                // Before the objects: routines, triggers and events record the database's
-                // collation at creation.
-                let mut alter = Vec::new();
-                if let Some(cs) = self.db_props.get("charset").and_then(|v| v.as_str()) {
-                    alter.push(format!("CHARACTER SET {cs}"));
-                }
-                if let Some(co) = self.db_props.get("collation").and_then(|v| v.as_str()) {
-                    alter.push(format!("COLLATE {co}"));
-                }
-                if let Some(cm) = self.db_props.get("comment").and_then(|v| v.as_str()) {
-                    alter.push(format!("COMMENT {}", qs(cm)));
-                }
-                if !alter.is_empty() {
-                    exec(c, &format!("ALTER DATABASE {} {}", qi(&live), alter.join(" "))).await?;
-                }
-            }
-            recreate(c, &live, &new_objects, self.no_definer).await?;
-            if whole {
-                recreate(c, &live, &deferred, self.no_definer).await?;
-            }
-            Ok(())
-        }
-        .await;
-        if let Err(e) = objects {
-            let current = harvest(c, &live, whole).await.unwrap_or_default();
-            for o in &current {
-                if whole || new_objects.iter().any(|n| n.kind == o.kind && n.name == o.name) {
-                    let _ = drop_object(c, o).await;
-                }
-            }
-            let mut back: Vec<String> = shadow_tables
-                .iter()
-                .map(|t| format!("{}.{} TO {}.{}", qi(&live), qi(t), qi(&shadow), qi(t)))
-                .collect();
-            back.extend(
-                live_tables.iter().map(|t| format!("{}.{} TO {}.{}", qi(&prev), qi(t), qi(&live), qi(t))),
-            );
-            if !back.is_empty() {
-                exec(c, &format!("RENAME TABLE {}", back.join(", "))).await.map_err(|re| {
-                    re.context(format!(
-                        "swapping back after a failure ({e}); the previous tables are in database {prev}"
-                    ))
-                })?;
-            }
-            let _ = recreate(c, &live, &old_objects, false).await;
-            let _ = c.query_drop(format!("DROP DATABASE IF EXISTS {}", qi(&prev))).await;
-            let _ = c.query_drop(format!("DROP DATABASE IF EXISTS {}", qi(&shadow))).await;
+        if let Err(e) = plan.forward(c).await {
+            plan.back(c).await.map_err(|re| {
+                re.context(format!(
+                    "swapping back after a failure ({e}); the next restore into {live} finishes or undoes it"
+                ))
+            })?;
+            let _ = plan.finish(c).await;
             return Err(
                 e.context("recreate views, routines, triggers and events (the previous data was put back)")
             );
         }
-        exec(c, &format!("DROP DATABASE {}", qi(&prev))).await?;
-        exec(c, &format!("DROP DATABASE {}", qi(&shadow))).await?;
-        Ok(CommitReport::default())
+        crate::failpoint::hit("mysql-swap-objects-created");
+        plan.finish(c).await?;
+        Ok(CommitReport { notes: self.notes.clone(), ..Default::default() })
     }
 }
 
@@ -686,7 +708,7 @@ fn is_lock_tables(stmt: &[u8]) -> bool {
 
 /// Column defaults of `to`'s tables that name database `from` (a `nextval()` default is bound
 /// to the database the table was created in: the shadow) re-pointed at `to`.
-async fn retarget_defaults(c: &mut Conn, from: &str, to: &str) -> Result<()> {
+pub(super) async fn retarget_defaults(c: &mut Conn, from: &str, to: &str) -> Result<()> {
     let rows = query_text(
         c,
         &format!(
@@ -717,7 +739,7 @@ async fn retarget_defaults(c: &mut Conn, from: &str, to: &str) -> Result<()> {
     Ok(())
 }
 
-fn trigger_table_is(o: &Object, table: &str) -> bool {
+pub(super) fn trigger_table_is(o: &Object, table: &str) -> bool {
     o.time_zone.as_deref() == Some(table)
 }
 
@@ -727,12 +749,14 @@ async fn session_value(c: &mut Conn, var: &str) -> Result<String> {
 }
 
 /// Base tables and sequences of a database.
-async fn base_tables(c: &mut Conn, db: &str) -> Result<Vec<String>> {
+pub(super) async fn base_tables(c: &mut Conn, db: &str) -> Result<Vec<String>> {
     let rows = query_text(
         c,
         &format!(
-            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = {} AND TABLE_TYPE <> 'VIEW' ORDER BY TABLE_NAME",
-            qs(db)
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = {} AND TABLE_TYPE <> 'VIEW' \
+             AND TABLE_NAME <> {} ORDER BY TABLE_NAME",
+            qs(db),
+            qs(swap::JOURNAL)
         ),
     )
     .await?;
@@ -756,7 +780,7 @@ async fn foreign_keys(c: &mut Conn, db: &str, table: &str) -> Result<Vec<(String
 
 /// Views, routines, triggers and (with `all`) events of a database, with their session
 /// settings. For triggers `time_zone` holds the table name (they need none).
-async fn harvest(c: &mut Conn, db: &str, all: bool) -> Result<Vec<Object>> {
+pub(super) async fn harvest(c: &mut Conn, db: &str, all: bool) -> Result<Vec<Object>> {
     exec(c, "SET SESSION character_set_results = utf8mb4").await?;
     exec(c, &format!("USE {}", qi(db))).await?;
     let d = qs(db);
@@ -779,7 +803,7 @@ async fn harvest(c: &mut Conn, db: &str, all: bool) -> Result<Vec<Object>> {
             let s = query_text(c, &format!("SHOW CREATE {ty} {}", qi(&name))).await?;
             if let Some(s) = s.into_iter().next() {
                 out.push(Object {
-                    kind,
+                    kind: kind.into(),
                     name,
                     sql_mode: s.get(1).cloned().flatten().unwrap_or_default(),
                     time_zone: None,
@@ -798,7 +822,7 @@ async fn harvest(c: &mut Conn, db: &str, all: bool) -> Result<Vec<Object>> {
             let s = query_text(c, &format!("SHOW CREATE VIEW {}", qi(&name))).await?;
             if let Some(s) = s.into_iter().next() {
                 views.push(Object {
-                    kind: "VIEW",
+                    kind: "VIEW".into(),
                     name,
                     sql_mode: super::LOAD_SQL_MODE.into(),
                     time_zone: None,
@@ -818,7 +842,7 @@ async fn harvest(c: &mut Conn, db: &str, all: bool) -> Result<Vec<Object>> {
                 let s = query_text(c, &format!("SHOW CREATE EVENT {}", qi(&name))).await?;
                 if let Some(s) = s.into_iter().next() {
                     out.push(Object {
-                        kind: "EVENT",
+                        kind: "EVENT".into(),
                         name,
                         sql_mode: s.get(1).cloned().flatten().unwrap_or_default(),
                         time_zone: s.get(2).cloned().flatten(),
@@ -842,7 +866,7 @@ async fn harvest(c: &mut Conn, db: &str, all: bool) -> Result<Vec<Object>> {
         let s = query_text(c, &format!("SHOW CREATE TRIGGER {}", qi(&name))).await?;
         if let Some(s) = s.into_iter().next() {
             out.push(Object {
-                kind: "TRIGGER",
+                kind: "TRIGGER".into(),
                 name,
                 sql_mode: s.get(1).cloned().flatten().unwrap_or_default(),
                 time_zone: table,
@@ -854,7 +878,7 @@ async fn harvest(c: &mut Conn, db: &str, all: bool) -> Result<Vec<Object>> {
 }
 
 /// Drops an object; packages only parse in Oracle mode.
-async fn drop_object(c: &mut Conn, o: &Object) -> Result<()> {
+pub(super) async fn drop_object(c: &mut Conn, o: &Object) -> Result<()> {
     if !o.kind.starts_with("PACKAGE") {
         return exec(c, &drop_sql(o)).await;
     }
@@ -870,7 +894,7 @@ fn drop_sql(o: &Object) -> String {
 
 /// Creates objects in `db`: routines, then views (retrying in rounds, so views on views find
 /// each other whatever the order), then triggers and events.
-async fn recreate(c: &mut Conn, db: &str, objects: &[Object], no_definer: bool) -> Result<()> {
+pub(super) async fn recreate(c: &mut Conn, db: &str, objects: &[Object], no_definer: bool) -> Result<()> {
     exec(c, &format!("USE {}", qi(db))).await?;
     let rank = |k: &str| match k {
         "FUNCTION" | "PROCEDURE" | "PACKAGE" => 0,
@@ -880,7 +904,7 @@ async fn recreate(c: &mut Conn, db: &str, objects: &[Object], no_definer: bool) 
         _ => 4,
     };
     let mut pending: Vec<&Object> = objects.iter().collect();
-    pending.sort_by_key(|o| rank(o.kind));
+    pending.sort_by_key(|o| rank(&o.kind));
     let mut last_err = None;
     for _round in 0..(objects.len() + 1) {
         if pending.is_empty() {
@@ -1119,23 +1143,9 @@ impl LoadSession for MysqlSession {
 
     async fn commit(self: Box<Self>, _ctx: &Context) -> Result<CommitReport> {
         let mut c = self.control.lock().await;
-        if self.in_place {
-            let deferred: Vec<Object> = self.deferred.lock().map(|d| d.clone()).unwrap_or_default();
-            let done: Result<()> = async {
-                recreate(&mut c, &self.live, &deferred, self.no_definer).await?;
-                for (a, _) in &self.aside {
-                    exec(&mut c, &format!("DROP TABLE {}.{}", qi(&self.live), qi(a))).await?;
-                }
-                Ok(())
-            }
-            .await;
-            if let Err(e) = done {
-                self.put_back(&mut c).await.map_err(|pe| pe.context(format!("rolling back after {e}")))?;
-                return Err(e.context("finish the in-place restore (the previous data was put back)"));
-            }
-            return Ok(CommitReport::default());
-        }
-        self.swap(&mut c).await
+        let r = if self.in_place { self.commit_in_place(&mut c).await } else { self.swap(&mut c).await };
+        swap::unlock(&mut c, &self.live).await;
+        r
     }
 
     async fn abort(self: Box<Self>) -> Result<()> {
@@ -1147,14 +1157,17 @@ impl LoadSession for MysqlSession {
         for id in &self.pool_ids {
             let _ = c.query_drop(format!("KILL CONNECTION {id}")).await;
         }
-        if self.in_place {
-            return self.put_back(&mut c).await;
-        }
-        match c.query_drop(format!("DROP DATABASE IF EXISTS {}", qi(&self.target))).await {
-            Ok(()) => Ok(()),
-            Err(e) if is_server_error(&e, &[1008]) => Ok(()),
-            Err(e) => Err(Error::source(format!("drop shadow database {}", self.target), e)),
-        }
+        let r = if self.in_place {
+            self.put_back(&mut c).await
+        } else {
+            match c.query_drop(format!("DROP DATABASE IF EXISTS {}", qi(&self.target))).await {
+                Ok(()) => Ok(()),
+                Err(e) if is_server_error(&e, &[1008]) => Ok(()),
+                Err(e) => Err(Error::source(format!("drop shadow database {}", self.target), e)),
+            }
+        };
+        swap::unlock(&mut c, &self.live).await;
+        r
     }
 
     async fn script(&self, sql: ByteStream, _ctx: &Context) -> Result<ScriptReport> {

@@ -5,7 +5,8 @@
 //! - [`dump`]: snapshot (FTWRL or backup locks briefly while every worker starts
 //!   `START TRANSACTION WITH CONSISTENT SNAPSHOT`), schema via `SHOW CREATE`, PK-range chunks,
 //!   the row encoder and the content checksum.
-//! - [`load`]: the shadow session, the swap and its rollback, in-place restores, foreign dumps.
+//! - [`load`]: the shadow session, in-place restores, foreign dumps.
+//! - [`swap`]: the per-target lock, the journal, the swap and the recovery of killed restores.
 //! - [`script`] (`source::mysql_script`): the SQL script splitter shared by schema scripts and
 //!   foreign dumps (public and feature-independent, for the fuzz target).
 //!
@@ -13,6 +14,7 @@
 
 pub(crate) mod dump;
 pub(crate) mod load;
+mod swap;
 pub(crate) use super::mysql_script as script;
 
 use mysql_async::prelude::Queryable;
