@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::format::layout::{self, SchemaPart};
 use crate::format::manifest::{self, Manifest, ObjectEntry, ObjectKind, ToolInfo};
 use crate::format::sealed;
+use crate::lease::{Lease, LeaseKind};
 use crate::model::{BackupId, Compression, DatabaseUrl, Secret};
 use crate::progress::{Context, Event, Phase, PhaseGuard};
 use crate::source::{self, ChunkPlan, DumpOptions, DumpPlan, Snapshot, Source};
@@ -166,11 +167,44 @@ pub struct FailedRepo {
 pub(crate) struct Fleet<'a> {
     targets: &'a [Target],
     failed: std::sync::Mutex<Vec<Option<Error>>>,
+    /// Keys this run started writing, per repository: the only objects a failed run removes.
+    written: std::sync::Mutex<Vec<Vec<String>>>,
 }
 
 impl<'a> Fleet<'a> {
     fn new(targets: &'a [Target]) -> Self {
-        Fleet { targets, failed: std::sync::Mutex::new(targets.iter().map(|_| None).collect()) }
+        Fleet {
+            targets,
+            failed: std::sync::Mutex::new(targets.iter().map(|_| None).collect()),
+            written: std::sync::Mutex::new(targets.iter().map(|_| Vec::new()).collect()),
+        }
+    }
+
+    /// Notes that this run is about to write `key` in repository `i` (before the upload starts:
+    /// an upload that fails after the store took it must still be removed).
+    fn writing(&self, i: usize, key: &str) {
+        self.written.lock().unwrap_or_else(|p| p.into_inner())[i].push(key.to_string());
+    }
+
+    /// Best effort: removes from repository `i` the objects this run wrote, and nothing else: not
+    /// the manifest (a failed run never wrote one; one that is there belongs to another run) nor
+    /// any other object under the same id. What is left is swept by `prune` after its grace
+    /// period.
+    async fn cleanup(&self, i: usize, id: &BackupId) {
+        let keys = std::mem::take(&mut self.written.lock().unwrap_or_else(|p| p.into_inner())[i]);
+        let t = &self.targets[i];
+        for key in keys {
+            if let Err(e) = t.delete(&key).await {
+                tracing::warn!("cleanup of failed backup {id} in {t}: {e}");
+            }
+        }
+    }
+
+    /// [`Fleet::cleanup`] in every repository.
+    async fn cleanup_all(&self, id: &BackupId) {
+        for i in 0..self.targets.len() {
+            self.cleanup(i, id).await;
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<Error>>> {
@@ -236,7 +270,40 @@ pub async fn create_with(
     let sealing = Sealing::new(&opts.encrypt_to, opts.passphrase.as_ref())?;
     let started = Instant::now();
     let started_at = Utc::now();
-    let id = BackupId::new(started_at);
+    let id = fresh_id(targets, started_at).await?;
+    // Shared leases naming the new id: `prune` leaves its objects alone while it is written. A
+    // repository where the lease cannot be taken fails in the upload, like any failing one.
+    let mut leases = Vec::new();
+    for t in targets {
+        match Lease::acquire(t, LeaseKind::Shared, "create", vec![id.clone()]).await {
+            Ok(l) => leases.push(l),
+            Err(e) => tracing::warn!("taking a lease in {t}: {e}"),
+        }
+    }
+    let ctx = &match leases.first() {
+        Some(l) => leases.iter().skip(1).fold(l.context(ctx), |c, l| l.context(&c)),
+        None => ctx.clone(),
+    };
+    let result =
+        create_leased(source, source_display, targets, opts, ctx, sealing, id, started, started_at).await;
+    for l in leases {
+        l.release().await;
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn create_leased(
+    source: &dyn Source,
+    source_display: &str,
+    targets: &[Target],
+    opts: &CreateOptions,
+    ctx: &Context,
+    sealing: Option<Sealing>,
+    id: BackupId,
+    started: Instant,
+    started_at: chrono::DateTime<Utc>,
+) -> Result<CreateReport> {
     let jobs = opts.jobs.max(1);
     let dump_opts = DumpOptions {
         jobs,
@@ -258,7 +325,7 @@ pub async fn create_with(
     let manifest = match (result, closed) {
         (Ok(m), Ok(())) => m,
         (Err(e), _) | (Ok(_), Err(e)) => {
-            cleanup(targets, &id).await;
+            fleet.cleanup_all(&id).await;
             return Err(e);
         }
     };
@@ -273,14 +340,14 @@ pub async fn create_with(
         if let Err(e) = t.put_create(&layout::manifest_key(&id), json.clone()).await {
             let e = e.context(format!("write manifest of {id}"));
             if let Some(all) = fleet.fail(i, e) {
-                cleanup(targets, &id).await;
+                fleet.cleanup_all(&id).await;
                 return Err(all);
             }
         }
     }
     let mut failed_repos = Vec::new();
     for (i, e) in fleet.take_failures() {
-        cleanup(std::slice::from_ref(&targets[i]), &id).await;
+        fleet.cleanup(i, &id).await;
         failed_repos.push(FailedRepo { repo: targets[i].display_name().to_string(), error: e.to_string() });
     }
     let ok_repos: Vec<String> = targets
@@ -304,26 +371,33 @@ pub async fn create_with(
     })
 }
 
-/// Best effort: removes the objects of a backup that failed (it has no manifest, so nothing
-/// refers to them). What is left is swept by `prune` after its grace period.
-async fn cleanup(targets: &[Target], id: &BackupId) {
-    for t in targets {
-        // The manifest first: a repository must never show a manifest whose objects are going.
-        if let Err(e) = t.delete(&layout::manifest_key(id)).await {
-            tracing::warn!("cleanup of failed backup {id} in {t}: {e}");
-            continue;
-        }
-        match t.list(&layout::backup_dir(id)).await {
-            Ok(items) => {
-                for item in items {
-                    if let Err(e) = t.delete(&item.key).await {
-                        tracing::warn!("cleanup of failed backup {id} in {t}: {e}");
-                    }
+/// An id for a new backup that no repository uses yet: drawn at random (64 bits, see
+/// [`BackupId::new`]) and checked against every repository, so even a collision (or a test
+/// forcing one) never writes into an existing backup. A repository that cannot be checked is
+/// left to fail during the upload, where a failing repository is handled.
+async fn fresh_id(targets: &[Target], at: chrono::DateTime<Utc>) -> Result<BackupId> {
+    for attempt in 0..4 {
+        let id = match crate::failpoint::forced_backup_id() {
+            Some(forced) if attempt == 0 => forced.parse()?,
+            _ => BackupId::new(at),
+        };
+        let mut taken = None;
+        for t in targets {
+            match t.list(&layout::backup_dir(&id)).await {
+                Ok(items) if !items.is_empty() => {
+                    taken = Some(t);
+                    break;
                 }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("checking that backup id {id} is free in {t}: {e}"),
             }
-            Err(e) => tracing::warn!("cleanup of failed backup {id} in {t}: {e}"),
+        }
+        match taken {
+            None => return Ok(id),
+            Some(t) => tracing::warn!("backup id {id} is already used in {t}; drawing another"),
         }
     }
+    Err(Error::AlreadyExists(format!("a free backup id for a backup started at {at} (4 draws were taken)")))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -541,13 +615,15 @@ pub(crate) async fn fan_out(
     ctx: &Context,
 ) -> Result<()> {
     if let [only] = fleet.targets {
+        fleet.writing(0, key);
         only.put_stream(key, data, size_hint, ctx).await?;
         return Ok(());
     }
     let live = fleet.live();
     let mut senders = Vec::new();
     let mut uploads = Vec::new();
-    for (_, t) in &live {
+    for (i, t) in &live {
+        fleet.writing(*i, key);
         let (tx, rx) = mpsc::channel::<Result<Bytes>>(compress::CHANNEL_DEPTH);
         senders.push(tx);
         let stream = ChannelStream::new(rx).boxed();

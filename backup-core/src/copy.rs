@@ -26,6 +26,7 @@ use crate::error::{Error, Result};
 use crate::format::layout;
 use crate::format::manifest::{MAX_MANIFEST_BYTES, Manifest};
 use crate::format::sealed;
+use crate::lease::{Lease, LeaseKind};
 use crate::model::{BackupId, Secret};
 use crate::progress::Context;
 use crate::storage::Target;
@@ -96,15 +97,39 @@ pub async fn copy(opts: &CopyOptions, ctx: &Context) -> Result<CopyReport> {
     copy_between(&from, &to, opts, ctx).await
 }
 
-/// [`copy`] between opened repositories (tests, fault injection).
+/// [`copy`] between opened repositories (tests, fault injection). Holds a shared lease on the
+/// backup in both repositories while it runs (`prune` keeps the source and does not sweep the
+/// half-written copy).
 pub async fn copy_between(
     from: &Target,
     to: &Target,
     opts: &CopyOptions,
     ctx: &Context,
 ) -> Result<CopyReport> {
-    let started = Instant::now();
     let manifest = catalog::resolve(from, &opts.backup).await?;
+    let id = manifest.id.clone();
+    let source = crate::lease::share(from, "copy", vec![id.clone()]).await?;
+    let dest = match Lease::acquire(to, LeaseKind::Shared, "copy", vec![id.clone()]).await {
+        Ok(l) => l,
+        Err(e) => {
+            source.release().await;
+            return Err(e);
+        }
+    };
+    let result = copy_leased(from, to, manifest, opts, &dest.context(&source.context(ctx))).await;
+    dest.release().await;
+    source.release().await;
+    result
+}
+
+async fn copy_leased(
+    from: &Target,
+    to: &Target,
+    manifest: Manifest,
+    opts: &CopyOptions,
+    ctx: &Context,
+) -> Result<CopyReport> {
+    let started = Instant::now();
     let id = manifest.id.clone();
     let mkey = layout::manifest_key(&id);
     let source_json = from.get_bytes(&mkey, MAX_MANIFEST_BYTES).await?;

@@ -3,7 +3,9 @@
 //! can stop a real run between two destructive steps (no destructor, no cleanup runs, exactly as
 //! when an operator or the OOM killer sends SIGKILL). `<name>:pause` instead prints
 //! `failpoint <name> paused` on stderr and waits (for the test to start a concurrent run, then
-//! kill this one). Without the feature [`hit`] is empty and the environment is never read.
+//! kill this one). `DBBACKUP_TEST_BACKUP_ID=<id>` makes the next backup's first id draw return
+//! `<id>` ([`forced_backup_id`]), so a test can make two backups collide. Without the feature
+//! [`hit`] is empty, there is no forced id, and the environment is never read.
 
 /// Kills the process with SIGKILL if `DBBACKUP_FAILPOINT` names this point (`testing` builds only).
 #[cfg(feature = "testing")]
@@ -27,3 +29,16 @@ pub(crate) fn hit(name: &str) {
 #[cfg(not(feature = "testing"))]
 #[inline(always)]
 pub(crate) fn hit(_name: &str) {}
+
+/// The id a test forces on the first draw of a backup id (`DBBACKUP_TEST_BACKUP_ID`).
+#[cfg(feature = "testing")]
+pub(crate) fn forced_backup_id() -> Option<String> {
+    std::env::var("DBBACKUP_TEST_BACKUP_ID").ok().filter(|s| !s.is_empty())
+}
+
+/// Never a forced id outside `testing` builds.
+#[cfg(not(feature = "testing"))]
+#[inline(always)]
+pub(crate) fn forced_backup_id() -> Option<String> {
+    None
+}

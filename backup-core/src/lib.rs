@@ -36,6 +36,7 @@ mod failpoint;
 pub mod format;
 mod guard;
 mod health;
+pub mod lease;
 mod mail;
 mod model;
 mod notify;

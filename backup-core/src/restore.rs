@@ -145,8 +145,23 @@ pub async fn restore(opts: &RestoreOptions, ctx: &Context) -> Result<RestoreRepo
     result
 }
 
-/// [`restore`] with an opened repository, a resolved manifest and a loader.
+/// [`restore`] with an opened repository, a resolved manifest and a loader. Holds a shared
+/// lease on the backup while it runs (`prune` keeps it), taken before anything is touched.
 pub async fn restore_with(
+    target: &Target,
+    manifest: &Manifest,
+    loader: &dyn Loader,
+    into_display: &str,
+    opts: &RestoreOptions,
+    ctx: &Context,
+) -> Result<RestoreReport> {
+    let lease = crate::lease::share(target, "restore", vec![manifest.id.clone()]).await?;
+    let result = restore_leased(target, manifest, loader, into_display, opts, &lease.context(ctx)).await;
+    lease.release().await;
+    result
+}
+
+async fn restore_leased(
     target: &Target,
     manifest: &Manifest,
     loader: &dyn Loader,

@@ -18,6 +18,12 @@
 //! (failed or interrupted backups, copies) are swept once the newest of them is older than the
 //! grace period (default 24 h), so a backup still being written is never touched.
 //! Manifests that exist but cannot be read are never touched.
+//!
+//! Leases (`lease`): a prune holds the exclusive lease while it deletes (a second prune fails
+//! with [`Error::Locked`]); a backup named by a live shared lease (a running create, restore,
+//! drill, verify or copy) is kept and its objects are not swept, whatever the rules say; a
+//! backup leased between the plan and the deletion keeps its objects (its manifest may be gone:
+//! the reader already holds it); stale leases (expired: their run died) are removed.
 
 use std::collections::BTreeMap;
 
@@ -27,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::{self, BackupSummary};
 use crate::error::{Error, Result};
 use crate::format::layout;
+use crate::lease::{self, Lease, LeaseKind};
 use crate::model::BackupId;
 use crate::progress::Context;
 use crate::storage::Target;
@@ -132,6 +139,9 @@ pub struct RetentionPlan {
     pub decisions: Vec<Decision>,
     /// Incomplete backups found.
     pub orphans: Vec<Orphan>,
+    /// Lease objects that expired (their run died): removed by the prune.
+    #[serde(default)]
+    pub stale_leases: Vec<String>,
 }
 
 impl RetentionPlan {
@@ -278,6 +288,19 @@ pub async fn plan(
         })
         .collect();
     decisions.extend(plan_backups(&trusted, policy)?);
+    // Backups a running command uses are kept, whatever the rules say.
+    let found = lease::leases(target).await?;
+    let in_use = lease::in_use(&found, now);
+    let user = |id: &BackupId| in_use.iter().find(|(i, _)| i == id).map(|(_, who)| who.clone());
+    for d in &mut decisions {
+        if let Some(who) = user(&d.id)
+            && !d.keep
+        {
+            d.keep = true;
+            d.reasons = vec![format!("in use by {who}")];
+        }
+    }
+    let stale_leases = found.iter().filter(|l| !l.live_at(now)).map(|l| l.key.clone()).collect();
     // Every id with a manifest object, readable or not, is not an orphan.
     let complete: std::collections::HashSet<BackupId> =
         catalog::backup_ids(target).await?.into_iter().collect();
@@ -302,15 +325,16 @@ pub async fn plan(
     let orphans = groups
         .into_values()
         .map(|mut o| {
-            o.sweep = o.newest + grace <= now;
+            o.sweep = o.newest + grace <= now && user(&o.id).is_none();
             o
         })
         .collect();
-    Ok(RetentionPlan { decisions, orphans })
+    Ok(RetentionPlan { decisions, orphans, stale_leases })
 }
 
-/// Carries out a plan: manifests of removed backups first, then their objects, then swept
-/// orphans. Failures are collected, not fatal.
+/// Carries out a plan: manifests of removed backups first, then (unless a reader leased them
+/// meanwhile) their objects, then swept orphans, then stale leases. Failures are collected, not
+/// fatal. Call it holding the exclusive lease ([`prune`] does).
 pub async fn apply(
     target: &Target,
     plan: &RetentionPlan,
@@ -319,20 +343,41 @@ pub async fn apply(
     let mut errors = Vec::new();
     let mut swept = 0usize;
     let mut freed = 0u64;
+    let mut unlisted = Vec::new();
     for d in plan.removed() {
         ctx.check("prune")?;
         if let Err(e) = target.delete(&layout::manifest_key(&d.id)).await {
             errors.push(format!("remove backup {}: {e}", d.id));
             continue;
         }
-        let (_, b) = delete_dir(target, &d.id, &mut errors).await;
+        unlisted.push(&d.id);
+    }
+    crate::failpoint::hit("prune-unlisted");
+    // A reader that leased one of these before its manifest went is reading it now: its objects
+    // stay (orphans, for a later prune).
+    let in_use = lease::in_use(&lease::leases(target).await?, Utc::now());
+    for id in unlisted {
+        ctx.check("prune")?;
+        if let Some((_, who)) = in_use.iter().find(|(i, _)| i == id) {
+            tracing::warn!("backup {id} was leased by {who} while pruning: its objects stay for now");
+            continue;
+        }
+        let (_, b) = delete_dir(target, id, &mut errors).await;
         freed += b;
     }
     for o in plan.orphans.iter().filter(|o| o.sweep) {
         ctx.check("prune")?;
+        if in_use.iter().any(|(i, _)| *i == o.id) {
+            continue;
+        }
         let (n, b) = delete_dir(target, &o.id, &mut errors).await;
         swept += n;
         freed += b;
+    }
+    for key in &plan.stale_leases {
+        if let Err(e) = target.delete(key).await {
+            errors.push(format!("remove stale lease {key}: {e}"));
+        }
     }
     Ok((swept, freed, errors))
 }
@@ -371,16 +416,35 @@ pub async fn prune_in(
     now: DateTime<Utc>,
     ctx: &Context,
 ) -> Result<PruneReport> {
-    let plan = plan(target, &opts.policy, opts.orphan_grace_secs, now).await?;
+    // A dry run deletes nothing and needs no lease; a prune holds the exclusive one throughout.
+    let held = if opts.dry_run {
+        None
+    } else {
+        Some(Lease::acquire(target, LeaseKind::Exclusive, "prune", Vec::new()).await?)
+    };
+    let result = async {
+        let ctx = &match &held {
+            Some(l) => l.context(ctx),
+            None => ctx.clone(),
+        };
+        let plan = plan(target, &opts.policy, opts.orphan_grace_secs, now).await?;
+        crate::failpoint::hit("prune-planned");
+        let done = if opts.dry_run {
+            let freed = plan.removed().map(|d| d.stored_bytes).sum::<u64>()
+                + plan.orphans.iter().filter(|o| o.sweep).map(|o| o.bytes).sum::<u64>();
+            (plan.orphans.iter().filter(|o| o.sweep).map(|o| o.objects).sum(), freed, Vec::new())
+        } else {
+            apply(target, &plan, ctx).await?
+        };
+        Ok::<_, Error>((plan, done))
+    }
+    .await;
+    if let Some(l) = held {
+        l.release().await;
+    }
+    let (plan, (swept, freed, errors)) = result?;
     let removed = plan.removed().count();
     let kept = plan.decisions.len() - removed;
-    let (swept, freed, errors) = if opts.dry_run {
-        let freed = plan.removed().map(|d| d.stored_bytes).sum::<u64>()
-            + plan.orphans.iter().filter(|o| o.sweep).map(|o| o.bytes).sum::<u64>();
-        (plan.orphans.iter().filter(|o| o.sweep).map(|o| o.objects).sum(), freed, Vec::new())
-    } else {
-        apply(target, &plan, ctx).await?
-    };
     Ok(PruneReport {
         repo: target.display_name().to_string(),
         dry_run: opts.dry_run,

@@ -160,8 +160,22 @@ pub async fn verify(opts: &VerifyOptions, ctx: &Context) -> Result<VerifyReport>
     verify_with(&target, &manifest, opts, ctx).await
 }
 
-/// [`verify`] with an opened repository and a resolved manifest.
+/// [`verify`] with an opened repository and a resolved manifest. Holds a shared lease on the
+/// backup while it runs (`prune` keeps it).
 pub async fn verify_with(
+    target: &Target,
+    manifest: &Manifest,
+    opts: &VerifyOptions,
+    ctx: &Context,
+) -> Result<VerifyReport> {
+    let command = if opts.level == VerifyLevel::Drill { "drill" } else { "verify" };
+    let lease = crate::lease::share(target, command, vec![manifest.id.clone()]).await?;
+    let result = verify_leased(target, manifest, opts, &lease.context(ctx)).await;
+    lease.release().await;
+    result
+}
+
+async fn verify_leased(
     target: &Target,
     manifest: &Manifest,
     opts: &VerifyOptions,

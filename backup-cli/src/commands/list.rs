@@ -14,7 +14,7 @@ pub async fn run(a: ListArgs, ctx: &Context, out: &Output) -> Result<i32> {
             s.push_str(&format!("no backups in {}", r.repo));
         } else {
             s.push_str(&format!(
-                "{:<21}  {:<19}  {:<8} {:<20} {:>10}  {:<16} {}\n",
+                "{:<33}  {:<19}  {:<8} {:<20} {:>10}  {:<16} {}\n",
                 "ID", "CREATED (UTC)", "ENGINE", "DATABASE", "SIZE", "TAGS", "LAST VERIFIED"
             ));
             for b in &r.backups {
@@ -28,7 +28,7 @@ pub async fn run(a: ListArgs, ctx: &Context, out: &Output) -> Result<i32> {
                     None => "never".into(),
                 };
                 s.push_str(&format!(
-                    "{:<21}  {:<19}  {:<8} {:<20} {:>10}  {:<16} {}\n",
+                    "{:<33}  {:<19}  {:<8} {:<20} {:>10}  {:<16} {}\n",
                     b.id,
                     b.created_at.format("%Y-%m-%d %H:%M:%S"),
                     b.engine,

@@ -28,7 +28,7 @@ pub async fn run(a: StatusArgs, alerts: &NotifyConfig, ctx: &Context, out: &Outp
     super::notify::warn("status", &tracked.warnings);
     out.report(&r, || {
         let mut s = format!(
-            "{:<36} {:>7} {:<22} {:>8} {:>10}  {}\n",
+            "{:<36} {:>7} {:<33} {:>8} {:>10}  {}\n",
             "REPOSITORY", "BACKUPS", "NEWEST", "AGE", "SIZE", "LAST VERIFIED"
         );
         for rs in &r.repos {
@@ -44,7 +44,7 @@ pub async fn run(a: StatusArgs, alerts: &NotifyConfig, ctx: &Context, out: &Outp
             };
             let newest = rs.newest.as_ref().map(ToString::to_string).unwrap_or_else(|| "-".into());
             s.push_str(&format!(
-                "{:<36} {:>7} {:<22} {:>8} {:>10}  {}\n",
+                "{:<36} {:>7} {:<33} {:>8} {:>10}  {}\n",
                 rs.repo,
                 rs.backups,
                 newest,

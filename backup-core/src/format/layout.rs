@@ -13,6 +13,7 @@
 //! <backup-id>/verify/<timestamp>.json      verification/drill records, written after the backup
 //! audit/<timestamp>-<backup-id>.json       restore audit records
 //! alerts/<scope-hash>.json                 alert state of one (repository set, database, check)
+//! locks/<random>.json                      a lease of a running command (see `lease`)
 //! ```
 //!
 //! Table names are encoded so no key can contain `..`, a `/` taken from a name, control bytes or
@@ -146,6 +147,21 @@ pub fn audit_key(at: chrono::DateTime<chrono::Utc>, id: &str) -> String {
 /// hex (see `alert::scope_hash`), so the key is never a backup id and prune never touches it.
 pub fn alert_state_key(hash: &str) -> String {
     format!("alerts/{hash}.json")
+}
+
+/// Prefix of the lease objects.
+pub const LOCKS_DIR: &str = "locks/";
+
+/// `locks/<token>.json`: one lease of a running command; `token` is random hex.
+pub fn lease_key(token: &str) -> String {
+    format!("{LOCKS_DIR}{token}.json")
+}
+
+/// Whether a listed key is a lease object.
+pub fn is_lease_key(key: &str) -> bool {
+    key.strip_prefix(LOCKS_DIR)
+        .and_then(|k| k.strip_suffix(".json"))
+        .is_some_and(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Checks a key read from a manifest before it is joined to a backup's prefix: relative, no empty,

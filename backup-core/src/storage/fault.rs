@@ -15,7 +15,7 @@ use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
-    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result, UploadPart,
+    ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result, UploadPart,
 };
 
 /// Which faults to inject. Key filters match when the object's path contains the string.
@@ -31,6 +31,10 @@ pub struct Faults {
     pub break_read_once: Option<(String, u64)>,
     /// Delay every multipart part by this long (to cancel mid-upload).
     pub part_delay: Option<Duration>,
+    /// Just before the first single PUT of a key ending in `.0`, write the objects of `.1` (names
+    /// relative to that key's directory) straight into the store: another run that got there
+    /// first. Used once.
+    pub plant_beside: Option<(String, Vec<(String, Bytes)>)>,
 }
 
 /// The wrapper.
@@ -98,6 +102,19 @@ fn injected(msg: &str) -> object_store::Error {
 #[async_trait]
 impl ObjectStore for FaultStore {
     async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
+        let plant = {
+            let mut f = self.lock();
+            match &f.plant_beside {
+                Some((suffix, _)) if location.as_ref().ends_with(suffix.as_str()) => f.plant_beside.take(),
+                _ => None,
+            }
+        };
+        if let Some((_, objects)) = plant {
+            let dir = location.as_ref().rsplit_once('/').map(|(d, _)| format!("{d}/")).unwrap_or_default();
+            for (name, bytes) in objects {
+                self.inner.put(&Path::from(format!("{dir}{name}")), PutPayload::from(bytes)).await?;
+            }
+        }
         Self::write_allowed(&self.faults, &self.writes)?;
         self.inner.put_opts(location, payload, opts).await
     }

@@ -62,6 +62,7 @@ pub struct Target {
     part_size: usize,
     max_concurrency: usize,
     resume_attempts: u32,
+    lease_ttl: std::time::Duration,
 }
 
 impl std::fmt::Debug for Target {
@@ -93,6 +94,7 @@ impl Target {
             part_size: DEFAULT_PART_SIZE,
             max_concurrency: 4,
             resume_attempts: 5,
+            lease_ttl: std::time::Duration::from_secs(crate::lease::DEFAULT_LEASE_TTL_SECS),
         }
     }
 
@@ -125,6 +127,17 @@ impl Target {
     pub fn with_resume_attempts(mut self, n: u32) -> Self {
         self.resume_attempts = n;
         self
+    }
+
+    /// How long a lease taken on this repository lives without a refresh (see `lease`).
+    pub fn with_lease_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.lease_ttl = ttl.max(std::time::Duration::from_secs(1));
+        self
+    }
+
+    /// The time to live of leases taken on this repository.
+    pub fn lease_ttl(&self) -> std::time::Duration {
+        self.lease_ttl
     }
 
     /// The underlying store (to wrap it, e.g. with the fault injector in tests).

@@ -38,7 +38,9 @@
 //! - `DBBACKUP_STORE_MAX_RETRIES` (default 10) and `DBBACKUP_STORE_RETRY_TIMEOUT` (seconds,
 //!   default 180): how object_store retries 5xx responses and dropped connections, per request.
 //!   Parts of a multipart upload are retried individually; the database stream never is;
-//! - `DBBACKUP_STORE_TIMEOUT` (seconds, default 300): one request's time limit.
+//! - `DBBACKUP_STORE_TIMEOUT` (seconds, default 300): one request's time limit;
+//! - `DBBACKUP_STORE_LEASE_TTL` (seconds, default 900): how long a lease of a running command
+//!   lives without a refresh (every store, local directories included; see `lease`).
 //!
 //! An `http://` endpoint (MinIO, moto, Azurite on a LAN) is allowed automatically, with a log
 //! note, since the user wrote it explicitly. Secrets are never part of `Display`/`Debug`.
@@ -186,7 +188,8 @@ impl RepoUrl {
 }
 
 /// Settings read by this module beyond object_store's own keys.
-const OWN_SETTINGS: [&str; 6] = [
+const OWN_SETTINGS: [&str; 7] = [
+    "DBBACKUP_STORE_LEASE_TTL",
     "AWS_BUCKET",
     "AWS_USE_PATH_STYLE_ENDPOINT",
     "DBBACKUP_S3_CONDITIONAL_PUT",
@@ -249,6 +252,14 @@ fn memory_registry() -> &'static Mutex<HashMap<String, Arc<InMemory>>> {
 /// Opens the repository at `url` with explicit settings (the process environment is never read
 /// here). Local directories are created if missing.
 pub fn open_with(url: &str, cfg: &StoreConfig) -> Result<Target> {
+    let target = open_store(url, cfg)?;
+    Ok(match cfg.seconds("DBBACKUP_STORE_LEASE_TTL")? {
+        Some(ttl) => target.with_lease_ttl(ttl),
+        None => target,
+    })
+}
+
+fn open_store(url: &str, cfg: &StoreConfig) -> Result<Target> {
     match RepoUrl::parse(url)? {
         RepoUrl::Local { path } => {
             std::fs::create_dir_all(&path)

@@ -1,0 +1,214 @@
+//! Overlapping runs on one repository, through the real binary: a create whose id is already
+//! taken never touches the existing backup; a prune during a restore keeps the backup being read;
+//! two prunes never run at once; the lease of a killed run stops counting after its expiry and
+//! the next prune removes it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+fn dbbackup(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dbbackup"))
+        .args(args)
+        .env_remove("APP_ENV")
+        .env_remove("DBBACKUP_REPO")
+        .env_remove("DBBACKUP_FAILPOINT")
+        .env_remove("DBBACKUP_TEST_BACKUP_ID")
+        .env_remove("DBBACKUP_STORE_LEASE_TTL")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run dbbackup")
+}
+
+fn ok(out: &Output) -> Value {
+    assert!(out.status.success(), "dbbackup failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap()
+}
+
+/// Starts `dbbackup args` with `DBBACKUP_FAILPOINT=<point>:pause` and returns once it paused there.
+fn paused(args: &[&str], point: &str, env: &[(&str, &str)]) -> Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dbbackup"))
+        .args(args)
+        .env_remove("APP_ENV")
+        .env_remove("DBBACKUP_REPO")
+        .env_remove("DBBACKUP_TEST_BACKUP_ID")
+        .envs(env.iter().copied())
+        .env("DBBACKUP_FAILPOINT", format!("{point}:pause"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run dbbackup");
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = String::new();
+    for line in std::io::BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        if line.contains(&format!("failpoint {point} paused")) {
+            return child;
+        }
+        seen.push_str(&line);
+        seen.push('\n');
+    }
+    let status = child.wait().unwrap();
+    panic!("dbbackup ended ({status:?}) before pausing at {point}: {seen}");
+}
+
+fn write_users(path: &Path, rows: i64) {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.execute_batch(&format!(
+        "create table if not exists users (id integer primary key, email text unique, balance numeric);
+         delete from users;
+         with recursive n(i) as (select 1 union all select i + 1 from n where i < {rows})
+         insert into users select i, 'user' || i || '@example.com', i * 1.5 from n;"
+    ))
+    .unwrap();
+}
+
+fn users(path: &Path) -> i64 {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.query_row("select count(*) from users", [], |r| r.get(0)).unwrap()
+}
+
+/// Every file under `dir` (relative path -> bytes).
+fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.insert(p.strip_prefix(root).unwrap().display().to_string(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+struct Repo {
+    dir: tempfile::TempDir,
+    repo: String,
+    src: String,
+}
+
+/// A repository with two backups of one SQLite database: 1000 users, then 1500.
+fn two_backups() -> (Repo, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("src.sqlite");
+    let src = format!("sqlite://{}", db.display());
+    let repo = dir.path().join("repo").display().to_string();
+    write_users(&db, 1000);
+    let old = ok(&dbbackup(&["create", "--json", "--source", &src, "--repo", &repo], &[]));
+    write_users(&db, 1500);
+    let new = ok(&dbbackup(&["create", "--json", "--source", &src, "--repo", &repo], &[]));
+    let id = |v: &Value| v["id"].as_str().unwrap().to_string();
+    (Repo { dir, repo, src }, id(&old), id(&new))
+}
+
+fn decision<'a>(prune: &'a Value, id: &str) -> &'a Value {
+    prune["plan"]["decisions"].as_array().unwrap().iter().find(|d| d["id"] == id).expect("decision")
+}
+
+fn leases(repo: &str) -> Vec<String> {
+    match std::fs::read_dir(Path::new(repo).join("locks")) {
+        Ok(d) => d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[test]
+fn a_create_whose_id_is_taken_leaves_the_existing_backup_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("src.sqlite");
+    let src = format!("sqlite://{}", db.display());
+    let repo = dir.path().join("repo");
+    let repo_s = repo.display().to_string();
+    let forced = "20261123T193000Z-00000000000000aa";
+    write_users(&db, 1000);
+    let first = ok(&dbbackup(
+        &["create", "--json", "--source", &src, "--repo", &repo_s],
+        &[("DBBACKUP_TEST_BACKUP_ID", forced)],
+    ));
+    assert_eq!(first["id"], forced);
+    let before = files(&repo.join(forced));
+    assert!(before.contains_key("manifest.json"), "{:?}", before.keys());
+    // The second create draws the same id first (as a collision would).
+    write_users(&db, 1500);
+    let second = ok(&dbbackup(
+        &["create", "--json", "--source", &src, "--repo", &repo_s],
+        &[("DBBACKUP_TEST_BACKUP_ID", forced)],
+    ));
+    assert_ne!(second["id"], forced, "the taken id is not reused");
+    assert_eq!(files(&repo.join(forced)), before, "the existing backup is untouched, byte for byte");
+    let v = ok(&dbbackup(&["verify", "--json", "--repo", &repo_s, forced, "--level", "full"], &[]));
+    assert_eq!(v["ok"], true, "{v}");
+    let out = dir.path().join("restored.sqlite");
+    ok(&dbbackup(
+        &["restore", "--json", "--repo", &repo_s, forced, "--into", &format!("sqlite://{}", out.display())],
+        &[],
+    ));
+    assert_eq!(users(&out), 1000);
+}
+
+#[test]
+fn prune_during_a_restore_keeps_the_backup_being_read_until_its_lease_expires() {
+    let (r, old, new) = two_backups();
+    let into = r.dir.path().join("target.sqlite");
+    write_users(&into, 5);
+    let into = format!("sqlite://{}", into.display());
+    let ttl = [("DBBACKUP_STORE_LEASE_TTL", "5")];
+    let mut restore = paused(
+        &["restore", "--json", "--repo", &r.repo, &old, "--into", &into, "--force"],
+        "restore-loaded",
+        &ttl,
+    );
+    // Longer than the lease's time to live: the running restore keeps refreshing it.
+    std::thread::sleep(Duration::from_secs(6));
+    let prune = ["prune", "--json", "--repo", r.repo.as_str(), "--keep-last", "1"];
+    let p = ok(&dbbackup(&prune, &[]));
+    let d = decision(&p, &old);
+    assert_eq!(d["keep"], true, "the backup being restored is kept: {d}");
+    assert!(d["reasons"][0].as_str().unwrap().contains("in use by restore"), "{d}");
+    assert_eq!(decision(&p, &new)["keep"], true);
+    assert!(Path::new(&r.repo).join(&old).join("manifest.json").exists());
+    // Killed: its lease still counts until it expires...
+    restore.kill().unwrap();
+    restore.wait().unwrap();
+    let p = ok(&dbbackup(&prune, &[]));
+    assert_eq!(decision(&p, &old)["keep"], true, "a killed run's lease counts until its expiry");
+    assert_eq!(leases(&r.repo).len(), 1, "{:?}", leases(&r.repo));
+    // ...and then is stale: ignored, and removed by the prune.
+    std::thread::sleep(Duration::from_secs(6));
+    let p = ok(&dbbackup(&prune, &[]));
+    assert_eq!(decision(&p, &old)["keep"], false, "{p}");
+    assert_eq!(p["plan"]["stale_leases"].as_array().unwrap().len(), 1, "{p}");
+    assert!(!Path::new(&r.repo).join(&old).exists(), "the backup is gone once nothing reads it");
+    assert_eq!(leases(&r.repo), Vec::<String>::new(), "the stale lease is removed");
+    let _ = r.src;
+}
+
+#[test]
+fn two_prunes_never_run_at_once_and_a_killed_prune_blocks_only_until_its_lease_expires() {
+    let (r, old, _new) = two_backups();
+    let args = ["prune", "--json", "--repo", r.repo.as_str(), "--keep-last", "1"];
+    let mut first = paused(&args, "prune-planned", &[("DBBACKUP_STORE_LEASE_TTL", "4")]);
+    let second = dbbackup(&args, &[]);
+    assert_eq!(second.status.code(), Some(1), "the second prune fails");
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("in use by prune"), "a clear message: {err}");
+    assert!(Path::new(&r.repo).join(&old).join("manifest.json").exists(), "nothing deleted yet");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    let p = ok(&dbbackup(&args, &[]));
+    assert_eq!(decision(&p, &old)["keep"], false);
+    assert!(!Path::new(&r.repo).join(&old).exists());
+    assert_eq!(leases(&r.repo), Vec::<String>::new(), "the killed prune's lease is removed");
+}
