@@ -228,6 +228,11 @@ pub struct RestoreArgs {
     /// faster `CHECKSUM TABLE` value (same server version) already matches.
     #[arg(long)]
     pub full_checksum: bool,
+    /// `latest`/`tag:NAME`: take the newest backup of any database in the repository (by
+    /// default only backups of the target's engine and database name, or of the one database
+    /// the repository holds for that engine).
+    #[arg(long)]
+    pub all_databases: bool,
     /// Key of an encrypted backup.
     #[command(flatten)]
     pub keys: KeyArgs,
@@ -307,6 +312,10 @@ pub struct PruneArgs {
     /// Print the plan (with a reason per backup) and delete nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Apply the rules to all backups together (by default to each database's own: engine and
+    /// database name).
+    #[arg(long)]
+    pub all_databases: bool,
 }
 
 /// `status`.
@@ -346,6 +355,10 @@ pub struct StatusArgs {
     /// of a warning.
     #[arg(long, env = "DBBACKUP_REQUIRE_OFFSITE")]
     pub require_offsite: bool,
+    /// With --source: count backups of every database in the repository (by default only the
+    /// source database's).
+    #[arg(long)]
+    pub all_databases: bool,
 }
 
 /// `copy`.

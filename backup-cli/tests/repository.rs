@@ -212,3 +212,51 @@ fn two_prunes_never_run_at_once_and_a_killed_prune_blocks_only_until_its_lease_e
     assert!(!Path::new(&r.repo).join(&old).exists());
     assert_eq!(leases(&r.repo), Vec::<String>::new(), "the killed prune's lease is removed");
 }
+
+#[test]
+fn latest_prune_and_status_look_at_one_database_when_two_share_a_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo").display().to_string();
+    let (a, b) = (dir.path().join("a.sqlite"), dir.path().join("b.sqlite"));
+    write_users(&a, 1000);
+    write_users(&b, 7);
+    let url = |p: &Path| format!("sqlite://{}", p.display());
+    let a_id = ok(&dbbackup(&["create", "--json", "--source", &url(&a), "--repo", &repo], &[]))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b_id = ok(&dbbackup(&["create", "--json", "--source", &url(&b), "--repo", &repo], &[]))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // `restore latest` into a.sqlite takes a's backup, not b's newer one.
+    std::fs::create_dir(dir.path().join("t")).unwrap();
+    let into_a = dir.path().join("t").join("a.sqlite");
+    let r = ok(&dbbackup(&["restore", "--json", "--repo", &repo, "latest", "--into", &url(&into_a)], &[]));
+    assert_eq!(r["id"], a_id.as_str());
+    assert_eq!(users(&into_a), 1000);
+    // Into a third name: ambiguous, refused; --all-databases takes the newest of any.
+    let other = dir.path().join("t").join("other.sqlite");
+    let e = dbbackup(&["restore", "--json", "--repo", &repo, "latest", "--into", &url(&other)], &[]);
+    assert_eq!(e.status.code(), Some(2), "{}", String::from_utf8_lossy(&e.stdout));
+    assert!(String::from_utf8_lossy(&e.stdout).contains("several other databases"));
+    let r = ok(&dbbackup(
+        &["restore", "--json", "--repo", &repo, "latest", "--into", &url(&other), "--all-databases"],
+        &[],
+    ));
+    assert_eq!(r["id"], b_id.as_str());
+    // status --source looks at that database's backups.
+    let s = dbbackup(&["status", "--json", "--repo", &repo, "--source", &url(&a)], &[]);
+    let s: Value = serde_json::from_slice(&s.stdout).unwrap();
+    assert_eq!(s["repos"][0]["newest"], a_id.as_str(), "{s}");
+    assert_eq!(s["repos"][0]["backups"], 1, "{s}");
+    // prune --keep-last 1 keeps the newest of each database; --all-databases the newest of all.
+    let p = ok(&dbbackup(&["prune", "--json", "--repo", &repo, "--keep-last", "1", "--dry-run"], &[]));
+    assert_eq!(decision(&p, &a_id)["keep"], true, "{p}");
+    assert_eq!(decision(&p, &b_id)["keep"], true, "{p}");
+    let p = ok(&dbbackup(
+        &["prune", "--json", "--repo", &repo, "--keep-last", "1", "--dry-run", "--all-databases"],
+        &[],
+    ));
+    assert_eq!(decision(&p, &a_id)["keep"], false, "{p}");
+}

@@ -209,8 +209,109 @@ fn same_second(a: &BackupId, b: &BackupId) -> bool {
     sec(a) == sec(b)
 }
 
-/// Resolves `latest`, an id, or `tag:NAME` (newest with that tag) to a manifest. Unknown ids
-/// fail with [`Error::NotFound`] listing the available backups.
+/// One database: the engine and the database name recorded in its backups' manifests (SQLite:
+/// the file name). `latest`, `prune` and `status` look at one database's backups when told
+/// which, so two databases sharing a repository never stand in for each other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DatabaseScope {
+    /// Engine (`sqlite`, `postgres`, `mysql`).
+    pub engine: String,
+    /// Database name; empty for an encrypted backup read without its key (the name is sealed).
+    pub database: String,
+}
+
+impl DatabaseScope {
+    /// The database a URL points at.
+    pub fn of_url(url: &crate::model::DatabaseUrl) -> Self {
+        DatabaseScope { engine: url.engine().to_string(), database: url.database() }
+    }
+
+    /// The database of a backup.
+    pub fn of_manifest(m: &Manifest) -> Self {
+        DatabaseScope { engine: m.engine.to_string(), database: m.database.clone() }
+    }
+
+    /// The database of a listed backup.
+    pub fn of_summary(b: &BackupSummary) -> Self {
+        DatabaseScope { engine: b.engine.clone(), database: b.database.clone() }
+    }
+}
+
+impl std::fmt::Display for DatabaseScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let db = if self.database.is_empty() { "(encrypted)" } else { self.database.as_str() };
+        write!(f, "{}/{db}", self.engine)
+    }
+}
+
+/// [`resolve`] for restoring into the database `scope`: `latest` and `tag:NAME` pick the newest
+/// backup of that engine and database name; when the repository holds no backup of that name,
+/// the newest backup of that engine if they are all of one database (restoring into a database
+/// of another name), and otherwise fail naming the databases found. An id is never scoped.
+/// `None` is [`resolve`] (every database).
+pub async fn resolve_for(target: &Target, spec: &str, scope: Option<&DatabaseScope>) -> Result<Manifest> {
+    let spec = spec.trim();
+    let Some(scope) = scope else { return resolve(target, spec).await };
+    let tag = match spec {
+        "" | "latest" => None,
+        s => match s.strip_prefix("tag:") {
+            Some(t) => Some(t),
+            None => return resolve(target, spec).await,
+        },
+    };
+    let horizon = Utc::now() + chrono::Duration::seconds(crate::health::DEFAULT_CLOCK_TOLERANCE_SECS as i64);
+    let all = backup_ids(target).await?;
+    let ids = all.iter().filter(|id| id.timestamp().is_none_or(|t| t <= horizon));
+    let mut same_engine: Vec<Manifest> = Vec::new();
+    let mut best: Option<Manifest> = None;
+    for id in ids {
+        if best.as_ref().is_some_and(|b| !same_second(id, &b.id)) {
+            break;
+        }
+        let m = match read_manifest(target, id).await {
+            Ok(m) => m,
+            Err(e) if best.is_none() && same_engine.is_empty() => return Err(e),
+            Err(e) => {
+                tracing::warn!("skipping unreadable backup {id}: {e}");
+                continue;
+            }
+        };
+        if m.engine.as_str() != scope.engine || tag.is_some_and(|t| !m.tags.iter().any(|x| x == t)) {
+            continue;
+        }
+        if m.database == scope.database {
+            if best.as_ref().is_none_or(|b| m.started_at > b.started_at) {
+                best = Some(m);
+            }
+        } else if best.is_none() {
+            same_engine.push(m);
+        }
+    }
+    if let Some(m) = best {
+        return Ok(m);
+    }
+    let what = match tag {
+        Some(t) => format!("backup of {scope} tagged {t:?} in {}", target.display_name()),
+        None => format!("backup of {scope} in {}", target.display_name()),
+    };
+    let mut names: Vec<String> =
+        same_engine.iter().map(|m| DatabaseScope::of_manifest(m).to_string()).collect();
+    names.sort();
+    names.dedup();
+    match names.len() {
+        0 => Err(Error::NotFound { what, available: all.iter().map(ToString::to_string).collect() }),
+        // One other database only: restoring it under another name is what was asked.
+        1 => same_engine.into_iter().max_by_key(|m| m.started_at).ok_or_else(|| Error::not_found(what)),
+        _ => Err(Error::InvalidInput(format!(
+            "no {what}, and it holds backups of several other databases ({}): name the backup by its id, or pass --all-databases to take the newest of any",
+            names.join(", ")
+        ))),
+    }
+}
+
+/// Resolves `latest`, an id, or `tag:NAME` (newest with that tag) to a manifest, over every
+/// database in the repository ([`resolve_for`] scopes it). Unknown ids fail with
+/// [`Error::NotFound`] listing the available backups.
 pub async fn resolve(target: &Target, spec: &str) -> Result<Manifest> {
     let spec = spec.trim();
     let all = backup_ids(target).await?;

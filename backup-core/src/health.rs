@@ -50,6 +50,9 @@ pub struct StatusOptions {
     pub require_offsite: bool,
     /// Backups stamped further than this in the future are not trusted (default 600 s).
     pub clock_tolerance_secs: Option<u64>,
+    /// With `source`, still look at the backups of every database (by default only those of
+    /// the source's engine and database name count, plus encrypted ones, whose name is sealed).
+    pub all_databases: bool,
 }
 
 /// One check's result.
@@ -172,9 +175,18 @@ pub async fn status_in(
     let mut checks = Vec::new();
     let mut repos = Vec::new();
     let mut newest_manifests: Vec<Option<Manifest>> = Vec::new();
+    // Another database sharing the repository never stands in for the source's.
+    let scope = match (&opts.source, opts.all_databases) {
+        (Some(s), false) => Some(catalog::DatabaseScope::of_url(&crate::model::DatabaseUrl::parse(s)?)),
+        _ => None,
+    };
     let mut listings = Vec::with_capacity(targets.len());
     for t in targets {
-        listings.push(catalog::list_in(t, None).await);
+        let mut l = catalog::list_in(t, None).await;
+        if let (Ok(l), Some(scope)) = (&mut l, &scope) {
+            l.backups.retain(|b| b.encrypted || catalog::DatabaseScope::of_summary(b) == *scope);
+        }
+        listings.push(l);
     }
     // Verifications recorded in any repository of the set count for the same backup elsewhere
     // (a `copy` is byte-identical, digest-checked on the way).

@@ -57,8 +57,8 @@ pub use backup::{
     CreateOptions, CreateReport, FailedRepo, create, create_with, default_jobs, engine_flags, engine_option,
 };
 pub use catalog::{
-    BackupSummary, ListOptions, ListReport, Unreadable, VerificationRecord, backup_footprint, backup_ids,
-    last_verification, list, list_in, read_manifest, record_verification, resolve,
+    BackupSummary, DatabaseScope, ListOptions, ListReport, Unreadable, VerificationRecord, backup_footprint,
+    backup_ids, last_verification, list, list_in, read_manifest, record_verification, resolve, resolve_for,
 };
 pub use copy::{CopyOptions, CopyReport, copy, copy_between};
 pub use error::{Error, ErrorKind, Result, chain_text};

@@ -55,6 +55,9 @@ pub struct RestoreOptions {
     pub identity: Option<Secret>,
     /// Passphrase of an encrypted backup made with one.
     pub passphrase: Option<Secret>,
+    /// `latest` / `tag:NAME` may pick a backup of any database in the repository (by default
+    /// only of the target's engine and database name, see [`catalog::resolve_for`]).
+    pub all_databases: bool,
 }
 
 impl Default for RestoreOptions {
@@ -74,6 +77,7 @@ impl Default for RestoreOptions {
             operator: None,
             identity: None,
             passphrase: None,
+            all_databases: false,
         }
     }
 }
@@ -124,7 +128,8 @@ pub async fn restore(opts: &RestoreOptions, ctx: &Context) -> Result<RestoreRepo
         return restore_script(&path, loader.as_ref(), &url.to_string(), opts, ctx).await;
     }
     let target = Target::open_in(&opts.repo, ctx)?;
-    let manifest = catalog::resolve(&target, &opts.backup).await?;
+    let scope = (!opts.all_databases).then(|| catalog::DatabaseScope::of_url(&url));
+    let manifest = catalog::resolve_for(&target, &opts.backup, scope.as_ref()).await?;
     // An encrypted backup opens with the key before anything else happens: a wrong or missing
     // key fails here, with the target untouched.
     let keys = Keyring::from_secrets(opts.identity.as_ref(), opts.passphrase.as_ref())?;

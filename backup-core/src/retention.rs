@@ -89,6 +89,9 @@ pub struct PruneOptions {
     pub dry_run: bool,
     /// Orphan objects younger than this (seconds) are left alone.
     pub orphan_grace_secs: u64,
+    /// Apply the rules to all backups together, whatever database they are of (by default
+    /// each database, engine and name, is kept by the rules on its own).
+    pub all_databases: bool,
 }
 
 impl Default for PruneOptions {
@@ -98,6 +101,7 @@ impl Default for PruneOptions {
             policy: RetentionPolicy::default(),
             dry_run: false,
             orphan_grace_secs: DEFAULT_ORPHAN_GRACE_SECS,
+            all_databases: false,
         }
     }
 }
@@ -263,12 +267,15 @@ fn policy_has_keep(p: &RetentionPolicy) -> bool {
         .any(|r| r.unwrap_or(0) > 0)
 }
 
-/// Computes the plan for a repository: decisions for complete backups, plus orphan objects.
+/// Computes the plan for a repository: decisions for complete backups (the rules applied to
+/// each database on its own, or with `all_databases` to all backups together), plus orphan
+/// objects.
 pub async fn plan(
     target: &Target,
     policy: &RetentionPolicy,
     grace_secs: u64,
     now: DateTime<Utc>,
+    all_databases: bool,
 ) -> Result<RetentionPlan> {
     let listed = catalog::list_in(target, None).await?;
     // Backups stamped in the future of this clock decide nothing and are not deleted by rules.
@@ -287,7 +294,34 @@ pub async fn plan(
             ],
         })
         .collect();
-    decisions.extend(plan_backups(&trusted, policy)?);
+    // Each database on its own: a second database in the same repository never uses up the
+    // first one's slots (nor takes its "newest backup").
+    let mut groups: BTreeMap<catalog::DatabaseScope, Vec<BackupSummary>> = BTreeMap::new();
+    for b in trusted {
+        let key = if all_databases {
+            catalog::DatabaseScope { engine: String::new(), database: String::new() }
+        } else {
+            catalog::DatabaseScope::of_summary(&b)
+        };
+        groups.entry(key).or_default().push(b);
+    }
+    if groups.is_empty() {
+        plan_backups(&[], policy)?;
+    }
+    let several = groups.len() > 1;
+    for (scope, backups) in groups {
+        for mut d in plan_backups(&backups, policy)? {
+            if several {
+                for r in &mut d.reasons {
+                    if r.starts_with("newest backup") {
+                        *r = format!("newest backup of {scope} (always kept)");
+                    }
+                }
+            }
+            decisions.push(d);
+        }
+    }
+    decisions.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
     // Backups a running command uses are kept, whatever the rules say.
     let found = lease::leases(target).await?;
     let in_use = lease::in_use(&found, now);
@@ -427,7 +461,7 @@ pub async fn prune_in(
             Some(l) => l.context(ctx),
             None => ctx.clone(),
         };
-        let plan = plan(target, &opts.policy, opts.orphan_grace_secs, now).await?;
+        let plan = plan(target, &opts.policy, opts.orphan_grace_secs, now, opts.all_databases).await?;
         crate::failpoint::hit("prune-planned");
         let done = if opts.dry_run {
             let freed = plan.removed().map(|d| d.stored_bytes).sum::<u64>()

@@ -412,6 +412,7 @@ impl PruneArgs {
                 .map(Secs::secs)
                 .transpose()?
                 .unwrap_or(defaults.orphan_grace_secs),
+            ..defaults
         })
     }
 }
@@ -460,6 +461,7 @@ impl StatusArgs {
             source: self.source,
             require_offsite: self.require_offsite.unwrap_or(false),
             clock_tolerance_secs: None,
+            all_databases: false,
         })
     }
 }

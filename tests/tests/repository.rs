@@ -71,3 +71,74 @@ fn ids_drawn_in_one_second_do_not_collide() {
         (0..1000).map(|_| backup_core::BackupId::new(at).to_string()).collect();
     assert_eq!(ids.len(), 1000);
 }
+
+/// Every file under `dir`, staging files (`<key>#N`) included, relative to it.
+fn files_under(dir: &std::path::Path) -> Vec<String> {
+    fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// A create cancelled while its data object is being uploaded in parts (not before the run
+/// starts): no manifest, the multipart upload aborted, and nothing left in the repository, not
+/// even a staging file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_cancelled_mid_upload_aborts_its_parts_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("big.sqlite");
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch(
+            "create table blobs (b blob);
+             with recursive n(i) as (select 1 union all select i + 1 from n where i < 2048)
+             insert into blobs select randomblob(2048) from n;",
+        )
+        .unwrap();
+    }
+    let url = format!("sqlite://{}", db.display());
+    let root = dir.path().join("repo");
+    let repo = Target::open(&root.display().to_string()).unwrap().with_upload_limits(256 << 10, 2);
+    let slow = Arc::new(FaultStore::new(
+        repo.store(),
+        Faults { part_delay: Some(std::time::Duration::from_millis(200)), ..Default::default() },
+    ));
+    let faulty = repo.with_store(slow.clone());
+    let ctx = Context::default();
+    let cancel = ctx.cancel.clone();
+    let watched = slow.clone();
+    // Cancel once two parts of the data object have gone out (the lease and the two schema
+    // scripts are the first three writes).
+    let canceller = tokio::spawn(async move {
+        while watched.writes() < 5 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        cancel.cancel();
+    });
+    let parsed = backup_core::DatabaseUrl::parse(&url).unwrap();
+    let src = backup_core::source::open_source(&parsed).unwrap();
+    let opts = CreateOptions {
+        source: url.clone(),
+        jobs: 1,
+        compression: backup_core::Compression::None,
+        ..Default::default()
+    };
+    let e = create_with(src.as_ref(), "db", &[faulty], &opts, &ctx).await.unwrap_err();
+    canceller.abort();
+    assert!(matches!(e, backup_core::Error::Cancelled(_)), "{e}");
+    assert!(slow.writes() >= 5, "cancelled mid-upload, {} writes", slow.writes());
+    assert!(slow.aborted_uploads() >= 1, "the multipart upload was aborted");
+    assert!(backup_core::backup_ids(&repo).await.unwrap().is_empty(), "no manifest");
+    assert_eq!(repo.list("").await.unwrap(), Vec::new(), "nothing listed");
+    assert_eq!(files_under(&root), Vec::<String>::new(), "no file at all, staging files included");
+}

@@ -20,6 +20,7 @@ pub async fn run(a: PruneArgs, ctx: &Context, out: &Output) -> Result<i32> {
         },
         dry_run: a.dry_run,
         orphan_grace_secs: parse_duration(&a.orphan_grace)?,
+        all_databases: a.all_databases,
     };
     let r = prune(&opts, ctx).await?;
     out.report(&r, || {

@@ -41,6 +41,7 @@ pub async fn run(a: RestoreArgs, password: Option<Secret>, ctx: &Context, out: &
         ]),
         identity,
         passphrase,
+        all_databases: a.all_databases,
     };
     if let Some(name) = confirmation_needed(&opts)? {
         confirm(&name)?;

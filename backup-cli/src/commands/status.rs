@@ -18,6 +18,7 @@ pub async fn run(a: StatusArgs, alerts: &NotifyConfig, ctx: &Context, out: &Outp
         source: a.source,
         require_offsite: a.require_offsite,
         clock_tolerance_secs: None,
+        all_databases: a.all_databases,
     };
     let mut r = status(&opts, ctx).await?;
     // Alert state lives in the first repository (or the local state directory).

@@ -73,6 +73,11 @@ impl FaultStore {
         *self.lock() = faults;
     }
 
+    /// Number of writes (single PUTs and multipart parts) attempted so far.
+    pub fn writes(&self) -> usize {
+        self.writes.load(Ordering::SeqCst)
+    }
+
     /// Number of multipart uploads aborted so far.
     pub fn aborted_uploads(&self) -> usize {
         self.aborted.load(Ordering::SeqCst)
