@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::Error;
 use crate::format::layout;
+use crate::guard::{GuardOptions, GuardReport};
 use crate::notify::{self, AlertLine, Notification, NotifyConfig, Outcome};
 use crate::progress::Context;
 use crate::storage::Target;
@@ -362,6 +363,151 @@ pub async fn track_command(
         found: error.unwrap_or_else(|| "success".into()),
     };
     track(cfg, state_repo.as_ref(), scope, command, Outcome::Failure, &[s], Utc::now()).await
+}
+
+impl AlertScope {
+    /// The scope of a command on `repos` about the database of `database_url` (if any). An
+    /// encrypted run names the database by a digest only: the state lives in the repository, and
+    /// the bucket must not say which database its encrypted backups hold.
+    pub fn of(repos: Vec<String>, database_url: Option<&str>, encrypted: bool) -> Self {
+        let database = database_url
+            .and_then(|u| crate::model::DatabaseUrl::parse(u).ok())
+            .map(|u| u.database().to_string())
+            .map(|d| {
+                if encrypted {
+                    format!("sha256:{}", &crate::codec::checksum::sha256_hex(d.as_bytes())[..16])
+                } else {
+                    d
+                }
+            });
+        AlertScope { repos, database }
+    }
+}
+
+/// Alerts for a finished command, the same from every face: `create`, `copy`, `prune`,
+/// `verify` (and a `status` that failed before its report) are state-tracked checks, one alert
+/// per change; a failed `restore` or `guard` is an event, alerted every time. `handled`: the
+/// command alerted for itself (a `status` that tracked its checks, a `guard` that returned its
+/// report and alerted a rollback). `error`: what went wrong, `None` on success. Then the success
+/// notification (when `on` asks for it) and the heartbeat. Returns delivery warnings.
+pub async fn after_command(
+    cfg: &NotifyConfig,
+    command: &str,
+    scope: &AlertScope,
+    error: Option<String>,
+    handled: bool,
+    ctx: &Context,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    match command {
+        "restore" | "guard" => {
+            if let (Some(e), false) = (&error, handled) {
+                let mut n = Notification::new(
+                    command,
+                    Outcome::Failure,
+                    format!("FAILED: {command}: {e}"),
+                    cfg.host.clone(),
+                );
+                n.repos = scope.repos.clone();
+                n.database = scope.database.clone();
+                if cfg.wants(Outcome::Failure) {
+                    warnings.extend(notify::deliver(cfg, &n).await.1);
+                }
+            }
+        }
+        "status" if handled => {}
+        _ => warnings.extend(track_command(cfg, scope, command, error.clone(), ctx).await.warnings),
+    }
+    if error.is_none() && cfg.on.contains(&Outcome::Success) {
+        let mut n =
+            Notification::new(command, Outcome::Success, format!("{command} completed"), cfg.host.clone());
+        n.repos = scope.repos.clone();
+        n.database = scope.database.clone();
+        warnings.extend(notify::deliver(cfg, &n).await.1);
+    }
+    warnings.extend(notify::heartbeat(cfg, error.is_none()).await);
+    warnings
+}
+
+/// The event alert of a guard whose command failed: `ROLLED BACK: ...` (the rollback succeeded)
+/// or, critical and always sent, `ROLLBACK FAILED: ...`; `None` when there is nothing to say.
+/// `command_line` names the guarded command (redacted); `failed_status` is its exit status when
+/// it ran and failed (negative otherwise).
+pub async fn guard_alert(
+    command_line: &str,
+    opts: &GuardOptions,
+    result: &crate::error::Result<GuardReport>,
+    failed_status: i32,
+    cfg: &NotifyConfig,
+    ctx: &Context,
+) -> Option<Notification> {
+    let database = crate::model::DatabaseUrl::parse(&opts.source).ok().map(|u| u.database().to_string());
+    let mut n = match result {
+        Ok(r) if r.rolled_back => rollback_event(
+            Outcome::Failure,
+            format!(
+                "ROLLED BACK: guarded command `{command_line}` failed (exit status {}); database {} restored from backup {} in {} (recovery time); the rollback succeeded",
+                r.command_status,
+                database.as_deref().unwrap_or("?"),
+                r.backup_id,
+                match r.recovery_ms.unwrap_or(0) {
+                    ms if ms < 1000 => format!("{ms} ms"),
+                    ms => format!("{:.1} s", ms as f64 / 1000.0),
+                }
+            ),
+            command_line,
+            r.command_status,
+            Some(r.backup_id.clone()),
+            r.recovery_ms,
+            true,
+        ),
+        Err(e) if failed_status >= 0 => {
+            let id = match opts.repos.first().map(|u| Target::open_in(u, ctx)) {
+                Some(Ok(t)) => crate::catalog::resolve(&t, "tag:guard").await.ok().map(|m| m.id.to_string()),
+                _ => None,
+            };
+            rollback_event(
+                Outcome::Critical,
+                format!(
+                    "ROLLBACK FAILED: guarded command `{command_line}` failed (exit status {failed_status}) and restoring the safety backup {} into database {} failed: {}. The database may be in the command's state: restore it by hand",
+                    id.as_deref().unwrap_or("?"),
+                    database.as_deref().unwrap_or("?"),
+                    crate::model::redact_str(&e.to_string())
+                ),
+                command_line,
+                failed_status,
+                id,
+                None,
+                false,
+            )
+        }
+        _ => return None,
+    };
+    n.repos = opts.repos.clone();
+    n.database = database;
+    n.host = cfg.host.clone();
+    Some(n)
+}
+
+/// The alert for a guard that rolled back (or failed to): always sent, never state-tracked.
+fn rollback_event(
+    outcome: Outcome,
+    message: String,
+    command: &str,
+    status: i32,
+    backup_id: Option<String>,
+    recovery_ms: Option<u64>,
+    rollback_succeeded: bool,
+) -> Notification {
+    let mut n = Notification::new("guard", outcome, message, None);
+    let d = &mut n.details;
+    d.insert("guarded_command".into(), command.into());
+    d.insert("command_status".into(), status.into());
+    d.insert("backup_id".into(), backup_id.into());
+    d.insert("recovery_ms".into(), recovery_ms.into());
+    d.insert("rolled_back".into(), true.into());
+    d.insert("rollback_succeeded".into(), rollback_succeeded.into());
+    n
 }
 
 #[cfg(test)]

@@ -49,8 +49,8 @@ pub mod storage;
 mod verify;
 
 pub use alert::{
-    AlertReport, AlertScope, CheckState, DEFAULT_REPEAT_SECS, Health, Subject, Transition, scope_hash, step,
-    track, track_command, track_status,
+    AlertReport, AlertScope, CheckState, DEFAULT_REPEAT_SECS, Health, Subject, Transition, after_command,
+    guard_alert, scope_hash, step, track, track_command, track_status,
 };
 pub use audit::{AuditRecord, audit_log};
 pub use backup::{

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::options::{self, ClientArgs, Common};
+use crate::options::{self, Alerting, ClientArgs, Common, Scoped};
 
 /// How long an operation may take to wind down after it was cancelled before the call returns
 /// anyway (the operation's remaining work is dropped; no manifest is ever written by then).
@@ -229,8 +229,9 @@ impl Client {
     ) -> Finished
     where
         A: DeserializeOwned,
+        O: Scoped,
         R: Serialize,
-        F: FnOnce(O, Context) -> Fut,
+        F: FnOnce(O, Context, Alerting) -> Fut,
         Fut: Future<Output = Result<R, Error>>,
     {
         let prepared = options::parse::<A>(options).and_then(|(common, args)| Ok((common, prepare(args)?)));
@@ -245,13 +246,37 @@ impl Client {
         let observer: Arc<dyn Observer> = self.progress.clone();
         let ctx = Context { observer, cancel: token.clone(), stores: common.stores.clone() };
         let callback = *self.callback.lock().unwrap_or_else(|p| p.into_inner());
+        let scope = common.alerts.cfg.as_ref().and_then(|_| opts.alert_scope());
         self.progress.begin(name);
-        let fut = op(opts, ctx);
+        let fut = op(opts, ctx.clone(), common.alerts.clone());
         let result = self.runtime.block_on(drive(fut, token, common.timeout, callback, &self.progress));
         self.progress.end();
         if let Some(cb) = callback {
             notify(cb, &self.progress);
         }
+        let mut finished = Self::finish(name, result, failed);
+        if let (Some(cfg), Some(scope)) = (&common.alerts.cfg, &scope) {
+            // The same alerts as the CLI's, decided by the core; they never change the outcome.
+            let error = finished.error.as_ref().map(|o| {
+                let kind = o.error["kind"].as_str().unwrap_or("failed");
+                format!("{kind} error: {}", o.error["message"].as_str().unwrap_or(""))
+            });
+            let handled = finished.report.is_some() && matches!(name, "status" | "guard");
+            let ctx = Context { cancel: CancellationToken::new(), ..ctx };
+            let warnings =
+                self.runtime.block_on(backup_core::after_command(cfg, name, scope, error, handled, &ctx));
+            if !warnings.is_empty() {
+                finished.report = finished.report.map(|text| with_warnings(text, &warnings));
+            }
+        }
+        finished
+    }
+
+    fn finish<R: Serialize>(
+        name: &str,
+        result: Result<R, Error>,
+        failed: impl FnOnce(&R) -> Option<Outcome>,
+    ) -> Finished {
         match result {
             Ok(report) => {
                 let error = failed(&report);
@@ -269,6 +294,18 @@ impl Client {
             }
             Err(e) => Finished { report: None, error: Some(Outcome::from_error(&e)) },
         }
+    }
+}
+
+/// The report with `alert_warnings` added: alerts that could not be delivered (the operation's
+/// result stands).
+fn with_warnings(report: String, warnings: &[String]) -> String {
+    match serde_json::from_str::<Value>(&report) {
+        Ok(Value::Object(mut m)) => {
+            m.insert("alert_warnings".into(), json!(warnings));
+            Value::Object(m).to_string()
+        }
+        _ => report,
     }
 }
 

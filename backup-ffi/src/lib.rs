@@ -10,6 +10,16 @@
 //! ([`DBB_NULL_ARGUMENT`], a required pointer was NULL) and 70 ([`DBB_PANIC`], a bug inside the
 //! library, caught at the boundary).
 //!
+//! Common keys of every operation: `timeout_ms`, `repo_settings` (each repository's store
+//! settings) and `alerts`: the CLI's alert settings as an object (`{"slack_webhook": URL,
+//! "webhook_url": URL, "heartbeat_url": URL, "smtp_url": "smtp://user@host", "smtp_password": ...,
+//! "mail_to": [...], "notify_on", "notify_repeat", "state_dir", "host"}`; the names of
+//! docs/storage.md with or without `DBBACKUP_`). With them the operation sends the CLI's alerts,
+//! decided the same way (alert state kept beside the backups, one alert per change, guard
+//! rollbacks and failed restores every time); `command_line` names the guarded command in
+//! `dbb_guard`'s alerts. Undelivered alerts are listed in the report's `alert_warnings` and never
+//! change the status.
+//!
 //! Ownership, for every function: strings passed in are borrowed for the duration of the call;
 //! every `char*` handed out is owned by the caller and must be released with
 //! [`dbb_string_free`] (never `free`). A `dbb_client*` is released with [`dbb_client_free`].
@@ -280,7 +290,7 @@ pub unsafe extern "C" fn dbb_create(
                 "create",
                 o,
                 CreateArgs::into_core,
-                |opts, ctx| async move { backup_core::create(&opts, &ctx).await },
+                |opts, ctx, _| async move { backup_core::create(&opts, &ctx).await },
                 |_| None,
             )
         })
@@ -309,7 +319,7 @@ pub unsafe extern "C" fn dbb_list(
                 "list",
                 o,
                 ListArgs::into_core,
-                |opts, ctx| async move { backup_core::list(&opts, &ctx).await },
+                |opts, ctx, _| async move { backup_core::list(&opts, &ctx).await },
                 |_| None,
             )
         })
@@ -340,7 +350,7 @@ pub unsafe extern "C" fn dbb_verify(
                 "verify",
                 o,
                 VerifyArgs::into_core,
-                |opts, ctx| async move { backup_core::verify(&opts, &ctx).await },
+                |opts, ctx, _| async move { backup_core::verify(&opts, &ctx).await },
                 |r: &VerifyReport| {
                     (!r.ok).then(|| {
                         Outcome::new(
@@ -380,7 +390,7 @@ pub unsafe extern "C" fn dbb_restore(
                 "restore",
                 o,
                 RestoreArgs::into_core,
-                |opts, ctx| async move { backup_core::restore(&opts, &ctx).await },
+                |opts, ctx, _| async move { backup_core::restore(&opts, &ctx).await },
                 |_| None,
             )
         })
@@ -412,7 +422,7 @@ pub unsafe extern "C" fn dbb_prune(
                 "prune",
                 o,
                 PruneArgs::into_core,
-                |opts, ctx| async move { backup_core::prune(&opts, &ctx).await },
+                |opts, ctx, _| async move { backup_core::prune(&opts, &ctx).await },
                 |r: &PruneReport| {
                     (!r.errors.is_empty())
                         .then(|| Outcome::new(ErrorKind::Failed, r.errors.join("; "), Vec::new()))
@@ -446,7 +456,18 @@ pub unsafe extern "C" fn dbb_status(
                 "status",
                 o,
                 StatusArgs::into_core,
-                |opts, ctx| async move { backup_core::status(&opts, &ctx).await },
+                |opts, ctx, alerts| async move {
+                    let mut r = backup_core::status(&opts, &ctx).await?;
+                    if let Some(cfg) = &alerts.cfg {
+                        // Each check is a state: its changes alert, and the report shows them.
+                        let scope = backup_core::AlertScope::of(opts.repos.clone(), None, false);
+                        let state_repo =
+                            opts.repos.first().and_then(|u| backup_core::Target::open_in(u, &ctx).ok());
+                        let now = chrono::Utc::now();
+                        backup_core::track_status(cfg, &mut r, state_repo.as_ref(), &scope, now).await;
+                    }
+                    Ok(r)
+                },
                 |r: &StatusReport| {
                     (!r.healthy).then(|| {
                         let failed: Vec<&str> =
@@ -487,7 +508,7 @@ pub unsafe extern "C" fn dbb_copy(
                 "copy",
                 o,
                 CopyArgs::into_core,
-                |opts, ctx| async move { backup_core::copy(&opts, &ctx).await },
+                |opts, ctx, _| async move { backup_core::copy(&opts, &ctx).await },
                 |_| None,
             )
         })
@@ -532,14 +553,31 @@ pub unsafe extern "C" fn dbb_guard(
             "guard",
             o,
             GuardArgs::into_core,
-            |opts, ctx| async move {
-                backup_core::guard(&opts, &ctx, || async move {
+            |opts, ctx, alerts| async move {
+                let failed = std::sync::atomic::AtomicI32::new(-1);
+                let result = backup_core::guard(&opts, &ctx, || async {
                     // SAFETY: the caller guarantees `command` may be called once with
                     // `user_data`; this future is polled by `block_on` on the calling thread.
                     let status = unsafe { command(user_data) };
+                    if status != 0 {
+                        failed.store(status, std::sync::atomic::Ordering::SeqCst);
+                    }
                     Ok(CommandOutcome::Exited(status))
                 })
-                .await
+                .await;
+                if let Some(cfg) = &alerts.cfg {
+                    // A rollback (or a failed one) is an event with its details, like the CLI's.
+                    let line = alerts
+                        .command_line
+                        .as_deref()
+                        .map_or_else(|| "the guarded callback".to_string(), backup_core::redact_str);
+                    let status = failed.load(std::sync::atomic::Ordering::SeqCst);
+                    if let Some(n) = backup_core::guard_alert(&line, &opts, &result, status, cfg, &ctx).await
+                    {
+                        backup_core::deliver(cfg, &n).await;
+                    }
+                }
+                result
             },
             |_| None,
         )

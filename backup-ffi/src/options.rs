@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use backup_core::{
-    CopyOptions, CreateOptions, Error, GuardOptions, ListOptions, PruneOptions, RepoSettings, RestoreOptions,
-    Result, RetentionPolicy, Secret, StatusOptions, StoreConfig, VerifyOptions,
+    AlertScope, CopyOptions, CreateOptions, Error, GuardOptions, ListOptions, NotifyConfig, PruneOptions,
+    RepoSettings, RestoreOptions, Result, RetentionPolicy, Secret, StatusOptions, StoreConfig, VerifyOptions,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -25,6 +25,16 @@ pub(crate) struct Common {
     /// `repo_settings`: each repository's store settings (credentials, endpoint), keyed by the
     /// repository URL exactly as given in `repo`/`from`/`to`.
     pub stores: RepoSettings,
+    /// `alerts`: the alert settings, as the CLI's environment names them.
+    pub alerts: Alerting,
+}
+
+/// Alerts of one operation: the settings (none: no alerts) and, for `dbb_guard`, the guarded
+/// command's text (`command_line`) the alerts name.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Alerting {
+    pub cfg: Option<NotifyConfig>,
+    pub command_line: Option<String>,
 }
 
 /// Parses the options text into the common part and the operation's own typed options.
@@ -57,6 +67,16 @@ fn take_common(map: &mut Map<String, Value>) -> Result<Common> {
     if let Some(v) = map.remove("repo_settings") {
         common.stores = repo_settings(v)?;
     }
+    if let Some(v) = map.remove("alerts") {
+        common.alerts.cfg = alert_settings(v)?;
+    }
+    if let Some(v) = map.remove("command_line") {
+        common.alerts.command_line = Some(
+            v.as_str()
+                .ok_or_else(|| Error::InvalidInput("options: command_line must be a string".into()))?
+                .to_string(),
+        );
+    }
     if let Some(v) = map.remove("debug_panic") {
         if !cfg!(any(test, feature = "test-panic")) {
             return Err(Error::InvalidInput(
@@ -66,6 +86,54 @@ fn take_common(map: &mut Map<String, Value>) -> Result<Common> {
         common.debug_panic = v.as_bool().unwrap_or(false);
     }
     Ok(common)
+}
+
+/// `{"slack_webhook": "...", "smtp_url": "...", "mail_to": ["a@b", ...], ...}`: the CLI's alert
+/// settings (`DBBACKUP_SLACK_WEBHOOK`, ...; with or without the prefix, any case). An unknown name
+/// or a bad value is a usage error; an empty object means no alerts. The host name shown in
+/// alerts is `host`, else this machine's.
+fn alert_settings(value: Value) -> Result<Option<NotifyConfig>> {
+    let bad = |what: String| Error::InvalidInput(format!("options: alerts{what}"));
+    let Value::Object(map) = value else {
+        return match value {
+            Value::Null => Ok(None),
+            _ => {
+                Err(bad(" must be an object {\"slack_webhook\": \"...\", \"smtp_url\": \"...\", ...}".into()))
+            }
+        };
+    };
+    let mut pairs = Vec::with_capacity(map.len());
+    let mut host = None;
+    for (name, v) in map {
+        let text = match v {
+            Value::String(s) => s,
+            Value::Bool(b) => b.to_string(),
+            Value::Number(n) => n.to_string(),
+            Value::Array(a) => a
+                .iter()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                .collect::<Vec<_>>()
+                .join(","),
+            Value::Null => continue,
+            Value::Object(_) => {
+                return Err(bad(format!(".{name} must be a string, number, boolean or list")));
+            }
+        };
+        if name == "host" {
+            host = Some(text);
+            continue;
+        }
+        pairs.push((name, text));
+    }
+    let mut cfg = NotifyConfig::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(|e| bad(format!(": {e}")))?;
+    if cfg.is_empty() {
+        return Ok(None);
+    }
+    cfg.host = host.or_else(|| {
+        std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()).filter(|h| !h.is_empty())
+    });
+    Ok(Some(cfg))
 }
 
 /// `{"URL": {"AWS_ACCESS_KEY_ID": "...", "AWS_ENDPOINT": "...", ...}, ...}` -> per-repository
@@ -535,6 +603,61 @@ impl GuardArgs {
                 (backup_core::engine_option::KEEP_OWNERS, self.keep_owners),
             ]),
         })
+    }
+}
+
+/// The alert scope of an operation's options (`None`: the operation does not alert).
+pub(crate) trait Scoped {
+    fn alert_scope(&self) -> Option<AlertScope>;
+}
+
+impl Scoped for CreateOptions {
+    fn alert_scope(&self) -> Option<AlertScope> {
+        let encrypted = !self.encrypt_to.is_empty() || self.passphrase.is_some();
+        Some(AlertScope::of(self.repos.clone(), Some(&self.source), encrypted))
+    }
+}
+
+impl Scoped for ListOptions {
+    fn alert_scope(&self) -> Option<AlertScope> {
+        None
+    }
+}
+
+impl Scoped for VerifyOptions {
+    fn alert_scope(&self) -> Option<AlertScope> {
+        Some(AlertScope::of(vec![self.repo.clone()], None, false))
+    }
+}
+
+impl Scoped for RestoreOptions {
+    fn alert_scope(&self) -> Option<AlertScope> {
+        let encrypted = self.identity.is_some() || self.passphrase.is_some();
+        Some(AlertScope::of(vec![self.repo.clone()], Some(&self.into), encrypted))
+    }
+}
+
+impl Scoped for PruneOptions {
+    fn alert_scope(&self) -> Option<AlertScope> {
+        Some(AlertScope::of(vec![self.repo.clone()], None, false))
+    }
+}
+
+impl Scoped for StatusOptions {
+    fn alert_scope(&self) -> Option<AlertScope> {
+        Some(AlertScope::of(self.repos.clone(), None, false))
+    }
+}
+
+impl Scoped for CopyOptions {
+    fn alert_scope(&self) -> Option<AlertScope> {
+        Some(AlertScope::of(vec![self.from.clone(), self.to.clone()], None, false))
+    }
+}
+
+impl Scoped for GuardOptions {
+    fn alert_scope(&self) -> Option<AlertScope> {
+        Some(AlertScope::of(self.repos.clone(), Some(&self.source), false))
     }
 }
 

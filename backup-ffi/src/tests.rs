@@ -486,3 +486,78 @@ fn repo_settings_are_per_repository_and_checked() {
     assert_eq!(code, 0, "{listed}");
     assert_eq!(listed["backups"][0]["id"], created["id"]);
 }
+
+#[test]
+fn the_same_alerts_as_the_cli_once_per_change_and_guard_rollbacks_with_their_command() {
+    use dbbackup_tests::receiver::{http_server, take_posts};
+    let (url, seen) = http_server();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo").display().to_string();
+    let src = dir.path().join("a.sqlite");
+    let source = format!("sqlite://{}", src.display());
+    let alerts =
+        json!({"webhook_url": format!("{url}/hook"), "DBBACKUP_STATE_DIR": dir.path().join("state")});
+    let h = Handle::new();
+    // A failing create, twice: one FAILING alert (state kept beside the backups).
+    for _ in 0..2 {
+        let (code, report) = h.call(dbb_create, &json!({"source": source, "repo": repo, "alerts": alerts}));
+        assert_eq!(code, DBB_NOT_FOUND, "{report}");
+    }
+    let hooks = take_posts(&seen, "/hook");
+    assert_eq!(hooks.len(), 1, "failing twice must alert once: {hooks:?}");
+    let msg = hooks[0]["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("FAILING: create (database a.sqlite)") && msg.contains("does not exist"),
+        "{msg}"
+    );
+    assert_eq!(
+        (hooks[0]["outcome"].as_str(), hooks[0]["alerts"][0]["transition"].as_str()),
+        (Some("failure"), Some("failing"))
+    );
+    // It works again: one RECOVERED.
+    make_db(&src, 1);
+    let (code, report) = h.call(dbb_create, &json!({"source": source, "repo": repo, "alerts": alerts}));
+    assert_eq!(code, DBB_OK, "{report}");
+    let hooks = take_posts(&seen, "/hook");
+    assert_eq!(hooks.len(), 1, "{hooks:?}");
+    assert!(hooks[0]["message"].as_str().unwrap().starts_with("RECOVERED: create"), "{hooks:?}");
+    // status: never verified is a failing check, alerted once, its state in the report.
+    for round in 0..2 {
+        let (code, report) = h.call(dbb_status, &json!({"repo": repo, "alerts": alerts}));
+        assert_eq!(code, DBB_UNHEALTHY, "{report}");
+        let c = report["checks"].as_array().unwrap().iter().find(|c| c["ok"] == false).unwrap().clone();
+        assert_eq!(c["state"], "failing", "{report}");
+        let hooks = take_posts(&seen, "/hook");
+        assert_eq!(hooks.len(), 1 - round, "{hooks:?}");
+        if round == 0 {
+            assert!(hooks[0]["message"].as_str().unwrap().starts_with("FAILING: "), "{hooks:?}");
+            assert_eq!(hooks[0]["outcome"], "unhealthy");
+        }
+    }
+    // A guarded command that fails: the rollback alert names the command given in command_line.
+    let text = CString::new(
+        json!({"source": source, "repo": repo, "alerts": alerts, "command_line": "php artisan migrate --force"}).to_string(),
+    )
+    .unwrap();
+    let data = (src.clone(), 3);
+    let mut out: *mut c_char = std::ptr::null_mut();
+    let code = unsafe {
+        dbb_guard(h.0, text.as_ptr(), Some(command_exits_with), (&raw const data).cast_mut().cast(), &mut out)
+    };
+    assert_eq!(code, DBB_OK, "{}", take(out));
+    let hooks = take_posts(&seen, "/hook");
+    assert_eq!(hooks.len(), 1, "{hooks:?}");
+    let msg = hooks[0]["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("ROLLED BACK: guarded command `php artisan migrate --force` failed (exit status 3)"),
+        "{msg}"
+    );
+    assert_eq!(hooks[0]["details"]["rollback_succeeded"], true);
+    // No alert settings: nothing sent; a typo in them: a usage error before anything runs.
+    let (code, _) = h.call(dbb_status, &json!({"repo": repo}));
+    assert_eq!(code, DBB_UNHEALTHY);
+    assert!(take_posts(&seen, "/hook").is_empty());
+    let (code, report) = h.call(dbb_status, &json!({"repo": repo, "alerts": {"slack_webhok": "x"}}));
+    assert_eq!(code, DBB_USAGE, "{report}");
+    assert!(report["error"]["message"].as_str().unwrap().contains("slack_webhok"), "{report}");
+}

@@ -4,9 +4,7 @@ use anyhow::{Context as _, Result};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use backup_core::{
-    CommandOutcome, Context, GuardOptions, Notification, NotifyConfig, Outcome, Secret, guard,
-};
+use backup_core::{CommandOutcome, Context, GuardOptions, NotifyConfig, Secret, guard};
 
 use super::{jobs, operator};
 use crate::cli::GuardArgs;
@@ -64,50 +62,8 @@ pub async fn run(
         Ok(outcome)
     })
     .await;
-    let database = backup_core::DatabaseUrl::parse(&opts.source).ok().map(|u| u.database().to_string());
     let status = failed_status.load(Ordering::SeqCst);
-    let event = match &result {
-        Ok(r) if r.rolled_back => Some(rollback_event(
-            Outcome::Failure,
-            format!(
-                "ROLLED BACK: guarded command `{command_line}` failed (exit status {}); database {} restored from backup {} in {} (recovery time); the rollback succeeded",
-                r.command_status,
-                database.as_deref().unwrap_or("?"),
-                r.backup_id,
-                millis(r.recovery_ms.unwrap_or(0))
-            ),
-            &command_line,
-            r.command_status,
-            Some(r.backup_id.clone()),
-            r.recovery_ms,
-            true,
-        )),
-        Err(e) if status >= 0 => {
-            let id = match opts.repos.first().map(|u| backup_core::Target::open_in(u, ctx)) {
-                Some(Ok(t)) => backup_core::resolve(&t, "tag:guard").await.ok().map(|m| m.id.to_string()),
-                _ => None,
-            };
-            Some(rollback_event(
-                Outcome::Critical,
-                format!(
-                    "ROLLBACK FAILED: guarded command `{command_line}` failed (exit status {status}) and restoring the safety backup {} into database {} failed: {}. The database may be in the command's state: restore it by hand",
-                    id.as_deref().unwrap_or("?"),
-                    database.as_deref().unwrap_or("?"),
-                    backup_core::redact_str(&e.to_string())
-                ),
-                &command_line,
-                status,
-                id,
-                None,
-                false,
-            ))
-        }
-        _ => None,
-    };
-    if let Some(mut n) = event {
-        n.repos = opts.repos.clone();
-        n.database = database;
-        n.host = alerts.host.clone();
+    if let Some(n) = backup_core::guard_alert(&command_line, &opts, &result, status, alerts, ctx).await {
         let (_, warnings) = backup_core::deliver(alerts, &n).await;
         super::notify::warn("guard", &warnings);
     }
@@ -131,27 +87,6 @@ pub async fn run(
     });
     // Stopped from outside: the command was stopped and rolled back, and the exit code says why.
     Ok(crate::signal::stopped_exit_code().unwrap_or(r.command_status))
-}
-
-/// The alert for a guard that rolled back (or failed to): always sent, never state-tracked.
-fn rollback_event(
-    outcome: Outcome,
-    message: String,
-    command: &str,
-    status: i32,
-    backup_id: Option<String>,
-    recovery_ms: Option<u64>,
-    rollback_succeeded: bool,
-) -> Notification {
-    let mut n = Notification::new("guard", outcome, message, None);
-    let d = &mut n.details;
-    d.insert("guarded_command".into(), command.into());
-    d.insert("command_status".into(), status.into());
-    d.insert("backup_id".into(), backup_id.into());
-    d.insert("recovery_ms".into(), recovery_ms.into());
-    d.insert("rolled_back".into(), true.into());
-    d.insert("rollback_succeeded".into(), rollback_succeeded.into());
-    n
 }
 
 /// How long a stopped command gets to exit before it is killed.

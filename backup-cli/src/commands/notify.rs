@@ -3,7 +3,7 @@
 //! (state changes, see `backup_core::track`), and never allowed to change the command's outcome.
 
 use anyhow::{Context as _, Result};
-use backup_core::{AlertScope, Context, Notification, NotifyConfig, Outcome};
+use backup_core::{AlertScope, Context, NotifyConfig};
 
 use crate::cli::Command;
 use crate::output::kind_of;
@@ -14,48 +14,35 @@ pub struct Scope {
     pub scope: AlertScope,
 }
 
-fn database_of(url: &str) -> Option<String> {
-    backup_core::DatabaseUrl::parse(url).ok().map(|u| u.database().to_string())
-}
-
-/// An encrypted run's database, as alert state (kept in the repository) names it: by a digest
-/// only, so the bucket does not say which database its encrypted backups hold.
-fn sealed_database_of(url: &str) -> Option<String> {
-    database_of(url)
-        .map(|d| format!("sha256:{}", &backup_core::codec::checksum::sha256_hex(d.as_bytes())[..16]))
-}
-
 fn env_set(k: &str) -> bool {
     std::env::var(k).is_ok_and(|v| !v.is_empty())
 }
 
 /// The command's alert scope, for commands that alert (others: `None`).
 pub fn scope_of(c: &Command) -> Option<Scope> {
-    let (command, repos, database) = match c {
+    let (command, repos, database_url, encrypted) = match c {
         Command::Create(a) => {
             let encrypted = !a.encryption.encrypt_to.is_empty()
                 || a.encryption.recipients_file.is_some()
                 || a.passphrase_file.is_some()
                 || env_set("DBBACKUP_PASSPHRASE");
-            let db = if encrypted { sealed_database_of(&a.source) } else { database_of(&a.source) };
-            ("create", a.repos.clone(), db)
+            ("create", a.repos.clone(), Some(&a.source), encrypted)
         }
-        Command::Verify(a) => ("verify", vec![a.repo.clone()], None),
+        Command::Verify(a) => ("verify", vec![a.repo.clone()], None, false),
         Command::Restore(a) => {
             let encrypted = a.keys.identity.is_some()
                 || a.keys.passphrase_file.is_some()
                 || env_set("DBBACKUP_IDENTITY")
                 || env_set("DBBACKUP_PASSPHRASE");
-            let db = if encrypted { sealed_database_of(&a.into) } else { database_of(&a.into) };
-            ("restore", a.repo.iter().cloned().collect(), db)
+            ("restore", a.repo.iter().cloned().collect(), Some(&a.into), encrypted)
         }
-        Command::Guard(a) => ("guard", a.repos.clone(), database_of(&a.source)),
-        Command::Prune(a) => ("prune", vec![a.repo.clone()], None),
-        Command::Status(a) => ("status", a.repos.clone(), None),
-        Command::Copy(a) => ("copy", vec![a.from.clone(), a.to.clone()], None),
+        Command::Guard(a) => ("guard", a.repos.clone(), Some(&a.source), false),
+        Command::Prune(a) => ("prune", vec![a.repo.clone()], None, false),
+        Command::Status(a) => ("status", a.repos.clone(), None, false),
+        Command::Copy(a) => ("copy", vec![a.from.clone(), a.to.clone()], None, false),
         Command::List(_) => return None,
     };
-    Some(Scope { command, scope: AlertScope { repos, database } })
+    Some(Scope { command, scope: AlertScope::of(repos, database_url.map(String::as_str), encrypted) })
 }
 
 /// The alert settings: the environment, over the config file's `[alerts]` table (same names,
@@ -108,9 +95,7 @@ pub fn warn(command: &str, warnings: &[String]) {
     }
 }
 
-/// Alerts for a finished command. `status` tracks its checks itself (its report shows the
-/// state); `create`, `copy`, `prune`, `verify` are state-tracked checks (one alert per change);
-/// a failed `restore` or `guard` is an event, alerted every time.
+/// Alerts for a finished command (decided by the core, the same as the FFI's).
 pub async fn after(scope: Option<Scope>, cfg: &NotifyConfig, result: &Result<i32>, ctx: &Context) {
     let Some(Scope { command, scope }) = scope else { return };
     let error = match result {
@@ -119,38 +104,8 @@ pub async fn after(scope: Option<Scope>, cfg: &NotifyConfig, result: &Result<i32
         Ok(code) => Some(format!("exit code {code}")),
         Err(e) => Some(format!("{} error: {e:#}", kind_of(e))),
     };
-    let mut warnings = Vec::new();
-    match command {
-        // Events, alerted every time: a failed restore; a guard's rollback is alerted by the
-        // guard command itself (with its details), its other failures here.
-        "restore" | "guard" => {
-            if let (Some(e), false) = (&error, command == "guard" && result.is_ok()) {
-                let mut n = Notification::new(
-                    command,
-                    Outcome::Failure,
-                    format!("FAILED: {command}: {e}"),
-                    cfg.host.clone(),
-                );
-                n.repos = scope.repos.clone();
-                n.database = scope.database.clone();
-                if cfg.wants(Outcome::Failure) {
-                    warnings.extend(backup_core::deliver(cfg, &n).await.1);
-                }
-            }
-        }
-        "status" if result.is_ok() => {}
-        _ => {
-            let r = backup_core::track_command(cfg, &scope, command, error.clone(), ctx).await;
-            warnings.extend(r.warnings);
-        }
-    }
-    if error.is_none() && cfg.on.contains(&Outcome::Success) {
-        let mut n =
-            Notification::new(command, Outcome::Success, format!("{command} completed"), cfg.host.clone());
-        n.repos = scope.repos.clone();
-        n.database = scope.database.clone();
-        warnings.extend(backup_core::deliver(cfg, &n).await.1);
-    }
-    warnings.extend(backup_core::heartbeat(cfg, error.is_none()).await);
+    // status tracked its checks; guard alerted its rollback itself (with its details).
+    let handled = result.is_ok() && matches!(command, "status" | "guard");
+    let warnings = backup_core::after_command(cfg, command, &scope, error, handled, ctx).await;
     warn(command, &warnings);
 }

@@ -66,6 +66,28 @@ return [
         'max_size' => env('DBBACKUP_MAX_SIZE'),
     ],
 
+    // Alerts sent by the library itself, the same as the dbbackup CLI's (docs/storage.md#alerts):
+    // one alert when a check starts failing (a failed backup, verification, prune, an unhealthy
+    // status), a reminder every notify_repeat while it stays failing, one when it recovers; a
+    // guard that rolled back and a failed restore every time. The state is kept beside the
+    // backups (first disk). Secrets (webhook URLs, the SMTP password) stay in the environment.
+    'alerts' => [
+        'slack_webhook' => env('DBBACKUP_SLACK_WEBHOOK'),
+        'webhook_url' => env('DBBACKUP_WEBHOOK_URL'),
+        'heartbeat_url' => env('DBBACKUP_HEARTBEAT_URL'),
+        // E-mail over SMTP: smtp://[user@]host[:port] (STARTTLS, port 587) or smtps:// (TLS, 465).
+        'smtp_url' => env('DBBACKUP_SMTP_URL'),
+        'smtp_tls' => env('DBBACKUP_SMTP_TLS'),
+        'smtp_user' => env('DBBACKUP_SMTP_USER'),
+        'smtp_password' => env('DBBACKUP_SMTP_PASSWORD'),
+        'smtp_ca_file' => env('DBBACKUP_SMTP_CA_FILE'),
+        'mail_from' => env('DBBACKUP_MAIL_FROM'),
+        'mail_to' => env('DBBACKUP_MAIL_TO'),
+        'notify_on' => env('DBBACKUP_NOTIFY_ON'),
+        'notify_repeat' => env('DBBACKUP_NOTIFY_REPEAT'),
+        'state_dir' => env('DBBACKUP_STATE_DIR'),
+    ],
+
     // Cancel any operation that runs longer than this (milliseconds; null = no limit).
     'timeout_ms' => null,
 ];

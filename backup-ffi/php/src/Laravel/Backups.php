@@ -50,7 +50,7 @@ class Backups
             'timeout_ms' => $this->config['timeout_ms'] ?? null,
             'encrypt_to' => $this->config['encrypt_to'] ?? [],
             'passphrase' => $this->config['passphrase'] ?? null,
-        ], static fn ($v) => $v !== null && $v !== [] && $v !== '') + $this->engineSwitches();
+        ], static fn ($v) => $v !== null && $v !== [] && $v !== '') + $this->engineSwitches() + $this->alerts();
         $options = array_merge($options, $extra);
         $this->events?->dispatch(new Events\BackupStarting($c['database'], $disks, self::public($options)));
         return $this->run('create', $options, Events\BackupSucceeded::class, Events\BackupFailed::class);
@@ -81,7 +81,7 @@ class Backups
      */
     public function verify(array $extra = [], ?string $disk = null): array
     {
-        $options = ['level' => $this->config['verify_level'] ?? 'full'] + $this->keys();
+        $options = ['level' => $this->config['verify_level'] ?? 'full'] + $this->keys() + $this->alerts();
         $scratch = $extra['scratch_connection'] ?? $this->config['drill']['scratch'] ?? null;
         unset($extra['scratch_connection']);
         if (($extra['level'] ?? $options['level']) === 'drill' && $scratch !== null && $scratch !== '') {
@@ -116,7 +116,7 @@ class Backups
             'into' => $c['url'],
             'password' => $c['password'],
             'timeout_ms' => $this->config['timeout_ms'] ?? null,
-        ], static fn ($v) => $v !== null) + $this->repoOptions($disk) + $this->engineSwitches() + $this->keys();
+        ], static fn ($v) => $v !== null) + $this->repoOptions($disk) + $this->engineSwitches() + $this->keys() + $this->alerts();
         $report = $this->run('restore', array_merge($options, $extra), Events\RestoreSucceeded::class, Events\RestoreFailed::class);
         return $report + ['disk' => $disk];
     }
@@ -129,7 +129,7 @@ class Backups
      */
     public function prune(array $extra = [], ?string $disk = null): array
     {
-        $options = array_filter((array) ($this->config['retention'] ?? []), static fn ($v) => $v !== null);
+        $options = array_filter((array) ($this->config['retention'] ?? []), static fn ($v) => $v !== null) + $this->alerts();
         return $this->eachDisk($disk, fn (string $name) => $this->run('prune', array_merge($options, $this->repoOptions($name), $extra),
             Events\PruneSucceeded::class, Events\PruneFailed::class));
     }
@@ -137,7 +137,7 @@ class Backups
     /** @param array<string,mixed> $extra @return array<string,mixed> */
     public function status(array $extra = [], ?string $disk = null): array
     {
-        $options = array_filter((array) ($this->config['status'] ?? []), static fn ($v) => $v !== null && $v !== '');
+        $options = array_filter((array) ($this->config['status'] ?? []), static fn ($v) => $v !== null && $v !== '') + $this->alerts();
         $disks = $this->disks($disk);
         $options['repo'] = $this->targets->repos($disks);
         $options['repo_settings'] = $this->targets->repoSettings($disks);
@@ -168,7 +168,7 @@ class Backups
             'compression' => $this->config['compression'] ?? null,
             'jobs' => $this->config['jobs'] ?? null,
             'operator' => self::operator(),
-        ], static fn ($v) => $v !== null && $v !== []) + $this->engineSwitches();
+        ], static fn ($v) => $v !== null && $v !== []) + $this->engineSwitches() + $this->alerts();
         $options = array_merge($options, $extra);
         $this->events?->dispatch(new Events\GuardStarting($c['database'], self::public($options)));
         try {
@@ -270,6 +270,19 @@ class Backups
         ]);
     }
 
+    /**
+     * @return array<string,mixed> `alerts` (the library's own alerts, `dbbackup.alerts` without the
+     * unset values), or nothing when none is set
+     */
+    private function alerts(): array
+    {
+        $alerts = array_filter((array) ($this->config['alerts'] ?? []), static fn ($v) => $v !== null && $v !== '' && $v !== []);
+        if ($alerts === []) {
+            return [];
+        }
+        return ['alerts' => $alerts + ['host' => gethostname() ?: 'localhost']];
+    }
+
     /** @return array<string,string> the key that opens encrypted backups (identity text or file, passphrase) */
     private function keys(): array
     {
@@ -284,7 +297,7 @@ class Backups
     private static function public(array $options): array
     {
         // Secrets never reach events (and so never notifications or logs).
-        unset($options['password'], $options['identity'], $options['passphrase'], $options['repo_settings']);
+        unset($options['password'], $options['identity'], $options['passphrase'], $options['repo_settings'], $options['alerts']);
         return $options;
     }
 

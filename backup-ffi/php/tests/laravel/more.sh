@@ -155,3 +155,30 @@ PHP
   expect_code 0 php artisan db:guard --connection=mysql --max-rto=1h -- migrate --force --database=mysql --path=database/mysql_migrations
   passed=$((passed + 1))
 fi
+
+# --- Alerts from artisan, the same as the CLI's (config dbbackup.alerts, from the environment):
+# a failing db:backup sends one FAILING e-mail through the SMTP sink however often it fails, and
+# one RECOVERED once it works again.
+smtp_url="${DBBACKUP_TEST_SMTP_URL:-}"
+if [ -z "$smtp_url" ] && [ "${CI:-}" = true ]; then fail "DBBACKUP_TEST_SMTP_URL not set under CI=true"; fi
+if [ -n "$smtp_url" ]; then
+  rcpt="laravel-$$-$RANDOM@example.test"
+  mails() { grep -l "^X-Sink-Rcpt-To: $rcpt" "$DBBACKUP_TEST_SMTP_DIR"/*.eml 2>/dev/null | sort || true; }
+  export DBBACKUP_SMTP_URL="$smtp_url" DBBACKUP_SMTP_CA_FILE="$DBBACKUP_TEST_SMTP_CA" DBBACKUP_SMTP_USER=laravel \
+    DBBACKUP_SMTP_PASSWORD="pw-$RANDOM-secret" DBBACKUP_MAIL_TO="$rcpt"
+  mv database/database.sqlite database/away.sqlite
+  expect_code 5 php artisan db:backup
+  expect_code 5 php artisan db:backup
+  [ "$(mails | wc -l)" = 1 ] || { mails; fail "a backup failing twice must send one e-mail, got $(mails | wc -l)"; }
+  m="$(mails | head -1)"
+  grep -q "^Subject: \[dbbackup\] create failure" "$m" && grep -q "FAILING: create" "$m" && grep -q "expected:   \`create\` succeeds" "$m" \
+    || { cat "$m"; fail "the FAILING e-mail does not say which check, what was expected and found"; }
+  grep -q "^X-Sink-TLS: yes" "$m" && grep -q "^X-Sink-Auth-User: laravel" "$m" || { cat "$m"; fail "the e-mail did not go over STARTTLS with the user"; }
+  ! grep -q "$DBBACKUP_SMTP_PASSWORD" "$m" || fail "the SMTP password is in the e-mail"
+  mv database/away.sqlite database/database.sqlite
+  php artisan db:backup > /dev/null || fail "db:backup after the recovery exited $?"
+  [ "$(mails | wc -l)" = 2 ] || fail "recovering must send one RECOVERED e-mail, got $(($(mails | wc -l) - 1))"
+  grep -q "RECOVERED: create" "$(mails | tail -1)" || { cat "$(mails | tail -1)"; fail "the second e-mail is not RECOVERED"; }
+  unset DBBACKUP_SMTP_URL DBBACKUP_SMTP_CA_FILE DBBACKUP_SMTP_USER DBBACKUP_SMTP_PASSWORD DBBACKUP_MAIL_TO
+  passed=$((passed + 1))
+fi

@@ -35,7 +35,8 @@ final class GuardCommand extends Command
             $this->error("db:guard: no artisan command [{$tokens[0]}]; nothing was done");
             return 2;
         }
-        $extra = array_filter(['max_rto' => $this->option('max-rto')]);
+        // The guarded command as alerts name it (`php artisan migrate --force`).
+        $extra = array_filter(['max_rto' => $this->option('max-rto'), 'command_line' => 'php artisan ' . implode(' ', $tokens)]);
         $connection = $this->option('connection');
         $command = function () use ($app, $tokens): int {
             try {
