@@ -93,6 +93,12 @@ pub(crate) trait HasRows {
     fn rows(&self) -> u64;
 }
 
+impl HasRows for u64 {
+    fn rows(&self) -> u64 {
+        *self
+    }
+}
+
 impl HasRows for crate::restore::RestoreReport {
     fn rows(&self) -> u64 {
         self.rows

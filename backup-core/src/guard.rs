@@ -1,6 +1,10 @@
 //! The `guard` use-case: a pre-migration safety net. Take a backup, run the caller's command, and
 //! when the command fails (non-zero exit or killed by a signal) restore that backup with the
-//! engine's safe restore and report the measured recovery time.
+//! engine's safe restore and report the measured recovery time. Where the engine can copy the
+//! database cheaply on the server ([`source::Loader::rollback_point`]: PostgreSQL `CREATE
+//! DATABASE ... TEMPLATE` when nobody else is connected, SQLite a file copy), that copy, taken
+//! after the backup, is the rollback point: rolling back is a rename; the backup is still taken
+//! (the durable copy) and restored when the copy is missing or its rename fails.
 //!
 //! The command itself is run by the caller (the CLI spawns a process with its output passed
 //! through); this module owns every decision: the recovery-time budget check, what to back up,
@@ -17,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::model::{Compression, DatabaseUrl, Secret};
 use crate::progress::Context;
 use crate::restore::{RestoreOptions, RestoreReport, restore};
+use crate::source::{self, RollbackPoint};
 use crate::storage::Target;
 
 /// Input of [`guard`].
@@ -103,8 +108,13 @@ pub struct GuardReport {
     pub rolled_back: bool,
     /// Measured recovery time of the rollback.
     pub recovery_ms: Option<u64>,
-    /// The rollback's restore report.
+    /// How the database was rolled back: `clone` (the server-side copy taken before the command
+    /// renamed in place), `restore` (the safety backup restored); absent when it was not.
+    pub rollback: Option<String>,
+    /// The rollback's restore report (the `restore` path only).
     pub restore: Option<RestoreReport>,
+    /// What happened to the rollback point and why a path was taken, for the operator.
+    pub notes: Vec<String>,
 }
 
 /// The newest recorded drill of a backup of this database (engine + name): its recovery time.
@@ -170,6 +180,14 @@ where
     .await
     .map_err(|e| e.context("safety backup before the guarded command (the command was not run)"))?;
     let backup_ms = ms_since(t0);
+    let mut notes = Vec::new();
+    // A cheap server-side copy as the rollback point where the engine allows one; the verified
+    // backup above stays the durable copy and the fallback.
+    let point = rollback_point(&url, opts).await;
+    match &point {
+        Ok(p) => notes.push(format!("rollback point: {}", p.describe())),
+        Err(why) => notes.push(format!("no server-side copy ({why}); a rollback restores the backup")),
+    }
     ctx.note(format!("safety backup {} taken in {backup_ms} ms; running the command", created.id));
     let t1 = Instant::now();
     let outcome = run().await.map_err(|e| Error::io("start the guarded command", e))?;
@@ -182,10 +200,59 @@ where
         command_ms,
         rolled_back: false,
         recovery_ms: None,
+        rollback: None,
         restore: None,
+        notes,
     };
     if outcome.success() {
+        if let Ok(p) = point
+            && let Err(e) = p.discard().await
+        {
+            report.notes.push(format!("could not remove the rollback point: {e}"));
+        }
         return Ok(report);
+    }
+    if let Ok(p) = point {
+        ctx.note(format!(
+            "the command failed (status {}); rolling back to {}",
+            outcome.status(),
+            p.describe()
+        ));
+        let t = Instant::now();
+        let started_at = chrono::Utc::now();
+        let rolled = p.roll_back().await;
+        let recovery_ms = ms_since(t);
+        // Audited like a restore of the safety backup (the copy is the same state, taken after it).
+        if let Ok(target) = Target::open_in(repo, ctx)
+            && let Ok(m) = catalog::resolve(&target, created.id.as_str()).await
+        {
+            let rows = rolled
+                .as_ref()
+                .map(|_| m.rows())
+                .map_err(|e| Error::source("roll back to the copy", e.to_string()));
+            crate::audit::record(
+                &target,
+                &m,
+                &url.to_string(),
+                Some(&format!("guard ({})", opts.operator.as_deref().unwrap_or("unknown"))),
+                "rollback",
+                started_at,
+                &rows,
+            )
+            .await;
+        }
+        match rolled {
+            Ok(n) => {
+                report.notes.extend(n);
+                report.rolled_back = true;
+                report.rollback = Some("clone".into());
+                report.recovery_ms = Some(recovery_ms);
+                return Ok(report);
+            }
+            Err(e) => {
+                report.notes.push(format!("rolling back to the copy failed ({e}); restoring the backup"))
+            }
+        }
     }
     ctx.note(format!("the command failed (status {}); restoring backup {}", outcome.status(), created.id));
     // The rollback must not be stopped by the Ctrl-C that may have killed the command.
@@ -212,9 +279,24 @@ where
         ))
     })?;
     report.rolled_back = true;
+    report.rollback = Some("restore".into());
     report.recovery_ms = Some(r.duration_ms);
     report.restore = Some(r);
     Ok(report)
+}
+
+/// The engine's rollback point for the guarded database, or why there is none.
+async fn rollback_point(
+    url: &DatabaseUrl,
+    opts: &GuardOptions,
+) -> std::result::Result<Box<dyn RollbackPoint>, String> {
+    let mut url = url.clone();
+    url.set_password(opts.password.clone());
+    let loader = source::open_loader(&url).map_err(|e| e.to_string())?;
+    match loader.rollback_point().await {
+        Ok(p) => p,
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn ms_since(t: Instant) -> u64 {

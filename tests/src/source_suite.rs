@@ -299,11 +299,18 @@ pub async fn guard_rolls_back_a_failed_migration<F: Fixture + ?Sized>(f: &F) {
     assert_eq!(r.command_status, 3);
     assert!(r.recovery_ms.is_some());
     assert_eq!(f.fingerprint(&db).await, before, "the failed migration was not rolled back");
+    // PostgreSQL (nobody else connected) and SQLite roll back by renaming in the server-side
+    // copy taken before the command; MySQL restores the safety backup.
+    let engine = DatabaseUrl::parse(&db).unwrap().engine();
+    let want = if engine == backup_core::Engine::Mysql { "restore" } else { "clone" };
+    assert_eq!(r.rollback.as_deref(), Some(want), "{engine}: {:?}", r.notes);
     let repo = Target::open(&repo_url).unwrap();
     let audit = backup_core::audit_log(&repo).await.unwrap();
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].backup_id, r.backup_id);
     assert_eq!(audit[0].outcome, "ok");
+    assert_eq!(audit[0].action, if want == "clone" { "rollback" } else { "restore" });
+    assert_eq!(r.restore.is_some(), want == "restore");
     // A migration that succeeds is kept.
     let r = guard(&opts, &Context::default(), || async {
         f.mutate(&db).await;

@@ -999,3 +999,53 @@ async fn tls_wrong_ca_is_refused_with_a_clear_error() {
     );
     f.drop_db(&src).await;
 }
+
+/// `guard` rolls back by renaming in its server-side copy only when it could take one: with
+/// another session connected to the database, `CREATE DATABASE ... TEMPLATE` is refused, the
+/// report says why, and the rollback restores the safety backup instead; either way the database
+/// equals its state before the command. No copy is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guard_falls_back_to_restore_when_another_session_is_connected() {
+    use backup_core::{CommandOutcome, GuardOptions, guard};
+    let Some(f) = PgFixture::from_env() else { return };
+    let db = populated(&f, "guard_busy").await;
+    let before = f.fingerprint(&db).await;
+    let opts = GuardOptions {
+        source: db.clone(),
+        repos: vec![format!("memory://{}", unique("guard_busy_repo"))],
+        jobs: 2,
+        ..Default::default()
+    };
+    // An application session holding the database open for the whole guard.
+    let app = PgFixture::client(&db).await;
+    app.batch_execute("SELECT 1").await.unwrap();
+    let r = guard(&opts, &Context::default(), || async {
+        f.mutate(&db).await;
+        Ok(CommandOutcome::Exited(1))
+    })
+    .await
+    .expect("guard");
+    assert!(r.rolled_back);
+    assert_eq!(r.rollback.as_deref(), Some("restore"), "{:?}", r.notes);
+    assert!(r.notes.iter().any(|n| n.contains("other sessions")), "{:?}", r.notes);
+    assert_eq!(f.fingerprint(&db).await, before, "the failed migration was not rolled back");
+    drop(app);
+    // Nobody connected now: the copy is the rollback point; a second failing command is undone
+    // by the rename.
+    let r = guard(&opts, &Context::default(), || async {
+        f.mutate(&db).await;
+        Ok(CommandOutcome::Exited(1))
+    })
+    .await
+    .expect("guard");
+    assert_eq!(r.rollback.as_deref(), Some("clone"), "{:?}", r.notes);
+    assert_eq!(f.fingerprint(&db).await, before, "the rename did not bring the database back");
+    let name = PgFixture::db_name(&db);
+    let left = scalar(
+        &db,
+        &format!("SELECT count(*)::text FROM pg_database WHERE datname LIKE '{name}\\_dbbackup\\_%'"),
+    )
+    .await;
+    assert_eq!(left, "0", "a copy or a replaced database was left behind");
+    f.drop_db(&db).await;
+}

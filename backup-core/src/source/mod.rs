@@ -25,6 +25,7 @@ pub(crate) mod postgres;
 #[cfg(any(feature = "mysql", feature = "postgres"))]
 pub(crate) mod rowsum;
 pub(crate) mod sqlite;
+pub(crate) mod sqlite_clone;
 pub(crate) mod sqlite_swap;
 
 use std::collections::BTreeMap;
@@ -215,6 +216,28 @@ pub trait Loader: Send + Sync {
         let _ = (opts, ctx);
         Err(Error::Unsupported(format!("{} cannot restore plain dump scripts", self.engine())))
     }
+
+    /// Takes a cheap server-side copy of the database as it is now, to roll back to by a rename
+    /// (`guard`; see [`RollbackPoint`]). `Ok(Err(reason))` when the engine or the moment does
+    /// not allow one (another session connected, no such facility): the caller falls back to
+    /// restoring its backup. Engines without a cheap clone keep this default.
+    async fn rollback_point(&self) -> Result<std::result::Result<Box<dyn RollbackPoint>, String>> {
+        Ok(Err(format!("{} has no cheap server-side clone", self.engine())))
+    }
+}
+
+/// A server-side copy of a database kept as a rollback point ([`Loader::rollback_point`]).
+/// Dropping it without [`RollbackPoint::discard`] leaves the copy behind, which the next
+/// rollback point of the same database removes.
+#[async_trait]
+pub trait RollbackPoint: Send + Sync {
+    /// What the copy is, for the operator (e.g. `PostgreSQL database x_dbbackup_guard_1a2b3c`).
+    fn describe(&self) -> String;
+    /// Puts the copy in place of the database, atomically (the live database is the copy, or
+    /// unchanged on error), and removes what it replaced. Returns notes for the operator.
+    async fn roll_back(self: Box<Self>) -> Result<Vec<String>>;
+    /// Removes the copy (the guarded command succeeded).
+    async fn discard(self: Box<Self>) -> Result<()>;
 }
 
 /// What loading a foreign plain dump script did.

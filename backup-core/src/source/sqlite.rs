@@ -142,7 +142,7 @@ impl Source for SqliteSource {
 /// Copies every page of `src` into a new database at `copy` with the online backup API, in one
 /// step (one read transaction: a single consistent instant). The copy is a throwaway file, so it
 /// keeps no rollback journal (one left behind would outlive the temp file when the copy fails).
-fn copy_pages(
+pub(super) fn copy_pages(
     src: &Connection,
     copy: &Path,
     path: &Path,
@@ -367,6 +367,11 @@ impl SqliteLoader {
 impl Loader for SqliteLoader {
     fn engine(&self) -> Engine {
         Engine::Sqlite
+    }
+
+    async fn rollback_point(&self) -> Result<std::result::Result<Box<dyn super::RollbackPoint>, String>> {
+        let path = self.path.clone();
+        blocking(move || super::sqlite_clone::take(&path)).await
     }
 
     async fn begin(

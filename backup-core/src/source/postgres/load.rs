@@ -38,7 +38,9 @@ use crate::format::manifest::{Manifest, ObjectEntry, TableEntry};
 use crate::model::{DatabaseUrl, Engine};
 use crate::progress::Context;
 use crate::source::pg_script::{Piece, ScriptReader};
-use crate::source::{CommitReport, LoadOptions, LoadSession, Loader, ScriptReport, TableStats, read_text};
+use crate::source::{
+    CommitReport, LoadOptions, LoadSession, Loader, RollbackPoint, ScriptReport, TableStats, read_text,
+};
 
 /// Largest schema script accepted.
 const MAX_SCHEMA: usize = 512 << 20;
@@ -182,7 +184,7 @@ fn selected(tables: &Option<Vec<String>>, t: &TableEntry) -> bool {
 }
 
 /// `<base><suffix><6 random hex>`, cut to fit PostgreSQL's 63-byte identifiers.
-fn derived_name(base: &str, suffix: &str) -> String {
+pub(super) fn derived_name(base: &str, suffix: &str) -> String {
     format!("{}{:06x}", derived_prefix(base, suffix), rand::random::<u32>() & 0xff_ffff)
 }
 
@@ -196,7 +198,7 @@ fn derived_prefix(base: &str, suffix: &str) -> String {
 }
 
 /// Whether `name` is `derived_name(base, suffix)` for some random tail.
-fn is_derived(name: &str, base: &str, suffix: &str) -> bool {
+pub(super) fn is_derived(name: &str, base: &str, suffix: &str) -> bool {
     name.strip_prefix(&derived_prefix(base, suffix))
         .is_some_and(|t| t.len() == 6 && t.bytes().all(|b| b.is_ascii_hexdigit()))
 }
@@ -275,11 +277,15 @@ impl Loader for PgLoader {
         }
         Ok(Box::new(self.shadow(BTreeMap::new(), opts).await?))
     }
+
+    async fn rollback_point(&self) -> Result<std::result::Result<Box<dyn RollbackPoint>, String>> {
+        super::clone::take(&self.url, &self.admin_url()).await
+    }
 }
 
 /// Statements restoring the database's own properties (comment, `ALTER DATABASE ... SET`,
 /// `ALTER ROLE ... IN DATABASE ... SET`).
-fn property_statements(db: &str, props: &BTreeMap<String, serde_json::Value>) -> Vec<String> {
+pub(super) fn property_statements(db: &str, props: &BTreeMap<String, serde_json::Value>) -> Vec<String> {
     let q = quote_ident(db);
     let mut out = Vec::new();
     if let Some(c) = props.get("pg.comment").and_then(|v| v.as_str()) {
@@ -509,7 +515,7 @@ fn statements(text: &str) -> Result<Vec<String>> {
     Ok(out)
 }
 
-async fn exec(c: &Client, stmt: &str) -> Result<()> {
+pub(super) async fn exec(c: &Client, stmt: &str) -> Result<()> {
     c.batch_execute(stmt).await.map_err(pg_err(format!("execute {}", shorten(stmt))))
 }
 
@@ -721,6 +727,57 @@ async fn run_script(
     Ok(report)
 }
 
+/// Ends every other session on database `db` (best effort: a rename retried after it).
+pub(super) async fn terminate(admin: &Client, db: &str) {
+    let _ = admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&db],
+        )
+        .await;
+}
+
+/// Renames `target` aside to `prev` and `incoming` to `target`, in **one transaction**
+/// (PostgreSQL runs `ALTER DATABASE ... RENAME` in a transaction block): killed at any point, the
+/// server rolls both back or keeps both, so a database always exists under the target name.
+/// `prev` refuses connections afterwards. Sessions on either database make a rename
+/// fail (55006): they are terminated and the whole block retried.
+pub(super) async fn swap_atomically(admin: &Client, target: &str, incoming: &str, prev: &str) -> Result<()> {
+    let (qt, qs, qp) = (quote_ident(target), quote_ident(incoming), quote_ident(prev));
+    let mut last = None;
+    for attempt in 0..10u64 {
+        terminate(admin, target).await;
+        terminate(admin, incoming).await;
+        let block = async {
+            admin.batch_execute(&format!("BEGIN; ALTER DATABASE {qt} RENAME TO {qp}")).await?;
+            crate::failpoint::hit("pg-swap-renamed-aside");
+            admin
+                .batch_execute(&format!(
+                    "ALTER DATABASE {qs} RENAME TO {qt}; ALTER DATABASE {qp} WITH ALLOW_CONNECTIONS false; COMMIT"
+                ))
+                .await
+        };
+        match block.await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                let _ = admin.batch_execute("ROLLBACK").await;
+                if e.as_db_error().is_some_and(|d| d.code().code() == "55006") {
+                    last = Some(e);
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * (attempt + 1))).await;
+                } else {
+                    return Err(pg_err("swap in the restored database (nothing changed)")(e));
+                }
+            }
+        }
+    }
+    match last {
+        Some(e) => {
+            Err(pg_err("swap in the restored database (sessions kept coming back; nothing changed)")(e))
+        }
+        None => Ok(()),
+    }
+}
+
 /// Restore into a shadow database, then rename it in.
 struct ShadowSession {
     /// Holds the target's restore lock for the session's life.
@@ -744,13 +801,7 @@ impl ShadowSession {
     }
 
     async fn terminate(&self, db: &str) {
-        let _ = self
-            .admin
-            .execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-                &[&db],
-            )
-            .await;
+        terminate(&self.admin, db).await;
     }
 
     async fn rename(&self, from: &str, to: &str) -> Result<()> {
@@ -770,46 +821,6 @@ impl ShadowSession {
         }
         match last {
             Some(e) => Err(pg_err(format!("rename database {from} to {to}"))(e)),
-            None => Ok(()),
-        }
-    }
-
-    /// Renames the target aside and the shadow in, in **one transaction** (PostgreSQL runs
-    /// `ALTER DATABASE ... RENAME` in a transaction block): killed at any point, the server rolls
-    /// both back or keeps both, so a database always exists under the target name. Sessions on
-    /// either database make a rename fail (55006): they are terminated and the whole block retried.
-    async fn swap_atomically(&self, prev: &str) -> Result<()> {
-        let (qt, qs, qp) = (quote_ident(&self.target), quote_ident(&self.shadow), quote_ident(prev));
-        let mut last = None;
-        for attempt in 0..10u64 {
-            self.terminate(&self.target).await;
-            self.terminate(&self.shadow).await;
-            let block = async {
-                self.admin.batch_execute(&format!("BEGIN; ALTER DATABASE {qt} RENAME TO {qp}")).await?;
-                crate::failpoint::hit("pg-swap-renamed-aside");
-                self.admin
-                    .batch_execute(&format!(
-                        "ALTER DATABASE {qs} RENAME TO {qt}; ALTER DATABASE {qp} WITH ALLOW_CONNECTIONS false; COMMIT"
-                    ))
-                    .await
-            };
-            match block.await {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    let _ = self.admin.batch_execute("ROLLBACK").await;
-                    if e.as_db_error().is_some_and(|d| d.code().code() == "55006") {
-                        last = Some(e);
-                        tokio::time::sleep(std::time::Duration::from_millis(50 * (attempt + 1))).await;
-                    } else {
-                        return Err(pg_err("swap in the restored database (nothing changed)")(e));
-                    }
-                }
-            }
-        }
-        match last {
-            Some(e) => {
-                Err(pg_err("swap in the restored database (sessions kept coming back; nothing changed)")(e))
-            }
             None => Ok(()),
         }
     }
@@ -839,7 +850,7 @@ impl ShadowSession {
             return Ok(report);
         }
         let prev = derived_name(&self.target, "_dbbackup_prev_");
-        self.swap_atomically(&prev).await?;
+        swap_atomically(&self.admin, &self.target, &self.shadow, &prev).await?;
         match self.admin.batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", quote_ident(&prev))).await {
             Ok(()) => {}
             Err(e) => {

@@ -7,6 +7,7 @@
 //! ranges. Large objects are listed and read inside the same snapshot ([`large_object`]).
 //! Restore: see [`load`].
 
+mod clone;
 mod column_order;
 mod conn;
 mod large_object;
