@@ -191,8 +191,8 @@ pub struct RestoreArgs {
     /// Repository (not needed when restoring a plain dump file).
     #[arg(long, env = "DBBACKUP_REPO", hide_env_values = true, value_name = "URL")]
     pub repo: Option<String>,
-    /// Backup id, `latest`, `tag:NAME`, or a plain dump file from pg_dump/mysqldump
-    /// (`.sql`, `.sql.gz`, `.sql.zst`).
+    /// Backup id, `latest`, `tag:NAME`, or a plain dump file from pg_dump, mysqldump or
+    /// sqlite3 `.dump` (`.sql`, `.sql.gz`, `.sql.zst`).
     #[arg(default_value = "latest")]
     pub backup: String,
     /// Database to restore into (created if missing).
@@ -211,7 +211,8 @@ pub struct RestoreArgs {
     /// Restore only these tables (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub tables: Option<Vec<String>>,
-    /// Download and check every object before loading anything.
+    /// Download and check every object before loading anything (a dump file: read it whole,
+    /// compression and statements to the end).
     #[arg(long)]
     pub verify_first: bool,
     /// Parallel loaders (default: number of CPUs).

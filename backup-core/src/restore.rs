@@ -45,7 +45,9 @@ pub struct RestoreOptions {
     pub production: bool,
     /// Go ahead without confirmation.
     pub force: bool,
-    /// Download and check every object before loading anything (always on with `in_place`).
+    /// Download and check every object before loading anything (always on with `in_place`); for
+    /// a dump script, read it whole first (the codec's integrity and the engine's script reader
+    /// to the end, see `source::script_check`).
     pub verify_first: bool,
     /// Engine-specific switches.
     pub engine_options: std::collections::BTreeMap<String, String>,
@@ -268,19 +270,18 @@ pub async fn restore_script(
 ) -> Result<RestoreReport> {
     let started = Instant::now();
     let shown = path.display().to_string();
-    let file =
-        tokio::fs::File::open(path).await.map_err(|e| Error::io(format!("open dump script {shown}"), e))?;
-    let size = file.metadata().await.map(|m| m.len()).ok();
-    let what = format!("dump script {shown}");
-    let io_what = what.clone();
-    let raw: ByteStream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20)
-        .map_err(move |e| Error::io(format!("read {io_what}"), e))
-        .boxed();
-    let codec = Codec::from_file_name(&shown);
+    if opts.verify_first {
+        // The whole file, before anything is touched: the codec's integrity to the end, and the
+        // engine's script reader to the end (see `source::script_check`).
+        let (sql, size) = open_script(path).await?;
+        let _p = PhaseGuard::start(ctx, Phase::Verify, size);
+        source::script_check::check_script(loader.engine(), sql, &format!("dump script {shown}")).await?;
+    }
+    let (sql, size) = open_script(path).await?;
     let ctx2 = ctx.clone();
     let raw_bytes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counted = raw_bytes.clone();
-    let sql = compress::decode(raw, codec, what)
+    let sql = sql
         .inspect_ok(move |b| {
             counted.fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
             ctx2.emit(Event::Advanced { phase: Phase::Load, bytes: b.len() as u64 });
@@ -324,6 +325,20 @@ pub async fn restore_script(
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         notes,
     })
+}
+
+/// A dump script's bytes, decompressed by the file's extension, and the file's size.
+async fn open_script(path: &std::path::Path) -> Result<(ByteStream, Option<u64>)> {
+    let shown = path.display().to_string();
+    let file =
+        tokio::fs::File::open(path).await.map_err(|e| Error::io(format!("open dump script {shown}"), e))?;
+    let size = file.metadata().await.map(|m| m.len()).ok();
+    let what = format!("dump script {shown}");
+    let io_what = what.clone();
+    let raw: ByteStream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20)
+        .map_err(move |e| Error::io(format!("read {io_what}"), e))
+        .boxed();
+    Ok((compress::decode(raw, Codec::from_file_name(&shown), what), size))
 }
 
 /// What a load put into a session.

@@ -373,9 +373,15 @@ pub(crate) struct RestoreArgs {
 impl RestoreArgs {
     pub(crate) fn into_core(self) -> Result<RestoreOptions> {
         let defaults = RestoreOptions::default();
+        let backup = self.backup.filter(|b| !b.is_empty()).unwrap_or(defaults.backup);
+        // A plain dump file (`.sql`, `.sql.gz`, `.sql.zst`) needs no repository.
+        let repo = match self.repo {
+            None if backup_core::foreign_script_path(&backup).is_some() => String::new(),
+            repo => one_repo(repo)?,
+        };
         Ok(RestoreOptions {
-            repo: one_repo(self.repo)?,
-            backup: self.backup.filter(|b| !b.is_empty()).unwrap_or(defaults.backup),
+            repo,
+            backup,
             into: required(self.into, "into")?,
             password: self.password.map(Secret::new),
             jobs: jobs(self.jobs),

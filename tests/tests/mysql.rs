@@ -234,6 +234,37 @@ async fn restores_a_real_mariadb_dump_of_the_fixture() {
     let only_a: Vec<&str> = a.lines().filter(|l| !b.lines().any(|x| x == *l)).collect();
     let only_b: Vec<&str> = b.lines().filter(|l| !a.lines().any(|x| x == *l)).collect();
     assert!(only_a.is_empty() && only_b.is_empty(), "source only: {only_a:?}\nrestored only: {only_b:?}");
+    // With verify_first the whole file is read before anything is touched: the dump cut short
+    // (its gzip stream, or its text between two statements, losing mariadb-dump's "Dump
+    // completed" footer) is an integrity error and the target stays as it was.
+    let d = dir.path().display();
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "head -c -20 {0} > {d}/cut.sql.gz && gzip -dc {0} | head -n -3 | gzip > {d}/cut2.sql.gz",
+            file.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut c = f.conn(Some(&db_of(&dst))).await;
+    c.query_drop("DELETE FROM ints WHERE id = 1").await.unwrap();
+    let before = f.fingerprint(&dst).await;
+    for cut in ["cut.sql.gz", "cut2.sql.gz"] {
+        let e = restore(
+            &RestoreOptions {
+                backup: format!("{d}/{cut}"),
+                into: dst.clone(),
+                verify_first: true,
+                ..Default::default()
+            },
+            &Context::default(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.kind(), backup_core::ErrorKind::Integrity, "{cut}: {e}");
+        assert_eq!(f.fingerprint(&dst).await, before, "{cut}: the target was touched");
+    }
     f.drop_db(&src).await;
     f.drop_db(&dst).await;
 }

@@ -441,6 +441,28 @@ async fn foreign_pg_dump_scripts_restore_losslessly() {
     .unwrap_err();
     assert!(e.to_string().contains("truncated") || e.to_string().contains("COPY"), "{e}");
     assert_eq!(fingerprint(&new_url).await, before);
+    // With verify_first the whole file is read before anything is touched: a truncated .gz, and
+    // the script cut between two statements (which alone would load, short of its last objects
+    // and of pg_dump's "dump complete" footer), are integrity errors; the target is unchanged.
+    let gz_bytes = std::fs::read(&gz).unwrap();
+    std::fs::write(dir.path().join("cut.sql.gz"), &gz_bytes[..gz_bytes.len() - 20]).unwrap();
+    let at_stmt = text.windows(8).rposition(|w| w == b"\nCREATE ").unwrap() + 1;
+    std::fs::write(dir.path().join("cut2.sql"), &text[..at_stmt]).unwrap();
+    for cut in ["cut.sql.gz", "cut2.sql"] {
+        let e = restore(
+            &RestoreOptions {
+                backup: dir.path().join(cut).display().to_string(),
+                into: new_url.clone(),
+                verify_first: true,
+                ..Default::default()
+            },
+            &Context::default(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.kind(), backup_core::ErrorKind::Integrity, "{cut}: {e}");
+        assert_eq!(fingerprint(&new_url).await, before, "{cut}: the target was touched");
+    }
     // In place, one transaction: the script's own BEGIN/COMMIT around the large-object data must
     // not commit it midway. A script cut after that COMMIT changes nothing; a whole one restores.
     f.mutate(&new_url).await;

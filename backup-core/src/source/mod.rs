@@ -24,8 +24,10 @@ pub mod pg_script;
 pub(crate) mod postgres;
 #[cfg(any(feature = "mysql", feature = "postgres"))]
 pub(crate) mod rowsum;
+pub(crate) mod script_check;
 pub(crate) mod sqlite;
 pub(crate) mod sqlite_clone;
+pub mod sqlite_script;
 pub(crate) mod sqlite_swap;
 
 use std::collections::BTreeMap;

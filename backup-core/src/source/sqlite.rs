@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use super::sqlite_swap::{self, Paths};
 use super::{
     ChunkPlan, CommitReport, DumpOptions, DumpPlan, DumpStream, LoadOptions, LoadSession, Loader,
-    SchemaScripts, Snapshot, SnapshotInfo, Source, TableStats,
+    SchemaScripts, ScriptReport, Snapshot, SnapshotInfo, Source, TableStats, sqlite_script,
 };
 use crate::codec::ByteStream;
 use crate::error::{Error, Result};
@@ -395,26 +395,49 @@ impl Loader for SqliteLoader {
             return Err(Error::not_found(format!("directory {} for the restored database", dir.display())));
         }
         super::check_free_space(&dir, total)?;
-        blocking(move || {
-            // One restore per target at a time; then whatever a killed run left is finished or undone.
-            let lock = sqlite_swap::lock(&paths)?;
-            let notes = sqlite_swap::recover(&paths)?;
-            let temp = tempfile::Builder::new()
-                .prefix(&paths.temp_prefix())
-                .tempfile_in(&dir)
-                .map_err(|e| Error::io(format!("create temp file in {}", dir.display()), e))?;
-            let (file, temp) = temp.into_parts();
-            Ok(Box::new(SqliteSession {
-                paths,
-                _lock: lock,
-                notes,
-                temp,
-                file: Arc::new(file),
-                integrity_checked: AtomicBool::new(false),
-            }) as Box<dyn LoadSession>)
-        })
-        .await
+        open_session(paths).await
     }
+
+    async fn begin_script(&self, opts: &LoadOptions, _ctx: &Context) -> Result<Box<dyn LoadSession>> {
+        if opts.tables.is_some() {
+            return Err(Error::Unsupported(
+                "--tables with a SQLite dump script: restore the whole script into a new file and copy the tables you need".into(),
+            ));
+        }
+        let paths = Paths::new(&self.path);
+        if !paths.dir().is_dir() {
+            return Err(Error::not_found(format!(
+                "directory {} for the restored database",
+                paths.dir().display()
+            )));
+        }
+        open_session(paths).await
+    }
+}
+
+/// Takes the target's lock, finishes or undoes what a killed run left, and creates the temp file
+/// the restore writes (see the module docs).
+async fn open_session(paths: Paths) -> Result<Box<dyn LoadSession>> {
+    let dir = paths.dir().to_path_buf();
+    blocking(move || {
+        // One restore per target at a time; then whatever a killed run left is finished or undone.
+        let lock = sqlite_swap::lock(&paths)?;
+        let notes = sqlite_swap::recover(&paths)?;
+        let temp = tempfile::Builder::new()
+            .prefix(&paths.temp_prefix())
+            .tempfile_in(&dir)
+            .map_err(|e| Error::io(format!("create temp file in {}", dir.display()), e))?;
+        let (file, temp) = temp.into_parts();
+        Ok(Box::new(SqliteSession {
+            paths,
+            _lock: lock,
+            notes,
+            temp,
+            file: Arc::new(file),
+            integrity_checked: AtomicBool::new(false),
+        }) as Box<dyn LoadSession>)
+    })
+    .await
 }
 
 /// The file chunks of a SQLite backup must cover the file exactly: offsets from 0, each chunk
@@ -529,6 +552,53 @@ impl LoadSession for SqliteSession {
         .await
     }
 
+    /// Runs a SQL script (sqlite3's `.dump` output) into the empty temp file, statement by
+    /// statement as cut by [`sqlite_script::ScriptSplitter`]; `commit` then checks and swaps it in
+    /// like a backup. A script that ends inside a statement or inside its own transaction is
+    /// refused (cut short), and so are statements that reach other files (`ATTACH`, `VACUUM`).
+    async fn script(&self, mut sql: ByteStream, ctx: &Context) -> Result<ScriptReport> {
+        let path = self.temp.to_path_buf();
+        let mut conn = blocking(move || {
+            let c = Connection::open(&path).map_err(sql_err("open the restore temp file"))?;
+            // The temp file is not live: it is synced once, before the swap.
+            c.execute_batch("pragma synchronous = off").map_err(sql_err("pragma synchronous"))?;
+            Ok(c)
+        })
+        .await?;
+        let mut splitter = sqlite_script::ScriptSplitter::new(SCRIPT_MAX_STATEMENT);
+        let mut done = 0u64;
+        let cut = |e: sqlite_script::ScriptError| {
+            Error::integrity("SQL script", "a complete script", e.to_string())
+        };
+        while let Some(b) = sql.next().await {
+            let b = b?;
+            ctx.check("restore")?;
+            let stmts = splitter.push(&b).map_err(cut)?;
+            (conn, done) = run_statements(conn, stmts, done).await?;
+        }
+        (conn, done) = run_statements(conn, splitter.finish().map_err(cut)?, done).await?;
+        blocking(move || {
+            if !conn.is_autocommit() {
+                return Err(Error::integrity(
+                    "SQL script",
+                    "a complete script",
+                    "it ends inside a transaction (BEGIN without COMMIT)",
+                ));
+            }
+            let tables = list_tables(&conn)?;
+            let mut rows = 0u64;
+            for t in &tables {
+                let n: i64 = conn
+                    .query_row(&format!("select count(*) from {}", quote_ident(t)), [], |r| r.get(0))
+                    .map_err(sql_err(format!("count rows of {t}")))?;
+                rows += u64::try_from(n).unwrap_or(0);
+            }
+            conn.close().map_err(|(_, e)| Error::source("close the restore temp file", e))?;
+            Ok(ScriptReport { statements: done, tables: tables.len(), rows, notes: Vec::new() })
+        })
+        .await
+    }
+
     async fn abort(self: Box<Self>) -> Result<()> {
         let temp = self.temp;
         blocking(move || {
@@ -537,6 +607,35 @@ impl LoadSession for SqliteSession {
         })
         .await
     }
+}
+
+/// Largest single statement of a SQL script (a row of a huge blob is one INSERT).
+const SCRIPT_MAX_STATEMENT: usize = 1 << 30;
+
+/// Executes script statements on a blocking thread; returns the connection and the running count.
+async fn run_statements(conn: Connection, stmts: Vec<Vec<u8>>, done: u64) -> Result<(Connection, u64)> {
+    if stmts.is_empty() {
+        return Ok((conn, done));
+    }
+    blocking(move || {
+        let mut done = done;
+        for s in stmts {
+            done += 1;
+            let head = sqlite_script::first_words(&s, 4);
+            if ["ATTACH", "DETACH", "VACUUM"].contains(&head.split(' ').next().unwrap_or("")) {
+                return Err(Error::Unsupported(format!(
+                    "statement {done} of the SQL script ({head}): a restore does not reach other files"
+                )));
+            }
+            let text = std::str::from_utf8(&s).map_err(|e| {
+                Error::integrity(format!("statement {done} of the SQL script"), "UTF-8 text", e.to_string())
+            })?;
+            conn.execute_batch(text)
+                .map_err(sql_err(format!("statement {done} of the SQL script ({head} ...)")))?;
+        }
+        Ok((conn, done))
+    })
+    .await
 }
 
 /// `PRAGMA integrity_check` on the file at `path`: anything but a single `ok` is an integrity error.

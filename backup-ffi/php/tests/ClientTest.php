@@ -230,6 +230,46 @@ final class ClientTest extends TestCase
         $client->onProgress(null);
     }
 
+    /**
+     * Issue 15 item 6: with DBBACKUP_FFI_LIB unset and no library in any of the places looked
+     * in, the error names every one of them (and how to point at the library). Run in a child
+     * process on a copy of the package, so that this checkout's own target/ build is not found.
+     */
+    public function testLibraryLookupErrorNamesEveryPlaceItLooked(): void
+    {
+        $pkg = "{$this->dir}/vendor/dbbackup/php";
+        mkdir("{$pkg}/src", 0777, true);
+        foreach (glob(dirname(__DIR__) . '/src/*.php') as $f) {
+            copy($f, "{$pkg}/src/" . basename($f));
+        }
+        $script = <<<'PHP'
+            spl_autoload_register(function ($c) { $f = getenv('PKG') . '/src/' . substr($c, strlen('DbBackup\\')) . '.php'; if (is_file($f)) { require $f; } });
+            $r = ['candidates' => DbBackup\Client::libraryCandidates()];
+            try { DbBackup\Client::defaultLibrary(); } catch (DbBackup\FailedException $e) { $r['lookup'] = $e->getMessage(); }
+            try { new DbBackup\Client(); } catch (DbBackup\FailedException $e) { $r['client'] = $e->getMessage(); }
+            echo json_encode($r);
+            PHP;
+        exec('env -u DBBACKUP_FFI_LIB PKG=' . escapeshellarg($pkg) . ' php -r ' . escapeshellarg($script) . ' 2>&1', $out, $code);
+        $this->assertSame(0, $code, implode("\n", $out));
+        $r = json_decode(implode("\n", $out), true);
+        $this->assertIsArray($r, implode("\n", $out));
+        $this->assertCount(7, $r['candidates']);
+        $installed = array_filter($r['candidates'], 'is_file');
+        if ($installed !== []) {
+            $this->markTestSkipped('a library is installed at ' . implode(', ', $installed));
+        }
+        $this->assertArrayHasKey('lookup', $r, 'defaultLibrary() found a library that is not there');
+        foreach ($r['candidates'] as $candidate) {
+            $this->assertStringContainsString($candidate, $r['lookup']);
+        }
+        $this->assertStringContainsString("{$pkg}/lib/libbackup_ffi.so", $r['lookup']);
+        $this->assertStringContainsString('/usr/local/lib/libbackup_ffi.so', $r['lookup']);
+        foreach (['dbbackup.library', 'DBBACKUP_FFI_LIB'] as $setting) {
+            $this->assertStringContainsString($setting, $r['lookup']);
+        }
+        $this->assertSame($r['lookup'], $r['client'] ?? null, 'new Client() must fail with the same message');
+    }
+
     public function testNoLeaksAcross1000Calls(): void
     {
         $src = "{$this->dir}/app.sqlite";

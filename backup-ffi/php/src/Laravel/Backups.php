@@ -106,8 +106,14 @@ class Backups
     {
         $c = $this->targets->connection($connection);
         $wanted = (string) ($extra['backup'] ?? 'latest');
+        // A plain dump file (pg_dump, mysqldump, sqlite3 .dump; .sql, .sql.gz, .sql.zst) is read
+        // from the local filesystem, not from a disk.
+        $file = self::dumpFile($wanted);
+        if ($file !== null) {
+            $extra['backup'] = $file;
+        }
         try {
-            $disk ??= $this->diskHolding($wanted);
+            $disk ??= $file === null ? $this->diskHolding($wanted) : null;
         } catch (Exception $e) {
             $this->events?->dispatch(new Events\RestoreFailed($e, ['backup' => $wanted, 'into' => $c['url']]));
             throw $e;
@@ -116,9 +122,19 @@ class Backups
             'into' => $c['url'],
             'password' => $c['password'],
             'timeout_ms' => $this->config['timeout_ms'] ?? null,
-        ], static fn ($v) => $v !== null) + $this->repoOptions($disk) + $this->engineSwitches() + $this->keys() + $this->alerts();
+        ], static fn ($v) => $v !== null) + ($disk === null ? [] : $this->repoOptions($disk)) + $this->engineSwitches() + $this->keys() + $this->alerts();
         $report = $this->run('restore', array_merge($options, $extra), Events\RestoreSucceeded::class, Events\RestoreFailed::class);
-        return $report + ['disk' => $disk];
+        return $report + ['disk' => $disk ?? 'file'];
+    }
+
+    /** The absolute path of `$backup` when it names an existing plain dump file, else null. */
+    private static function dumpFile(string $backup): ?string
+    {
+        $path = str_starts_with($backup, 'file://') ? substr($backup, 7) : $backup;
+        if (!preg_match('/\.sql(\.gz|\.zst|\.zstd)?$/i', $path) || !is_file($path)) {
+            return null;
+        }
+        return realpath($path) ?: $path;
     }
 
     /**

@@ -108,6 +108,29 @@ php -r '$db = new PDO("sqlite:database/database.sqlite"); exit($db->query("SELEC
 grep -qx GuardSucceeded storage/events.log || fail "event GuardSucceeded was not dispatched"
 passed=$((passed + 1))
 
+# --- A plain dump file (sqlite3 .dump, gzip-compressed) restores through the same shadow and
+# swap; --verify reads it whole first: a truncated .gz and a script cut mid-statement fail with an
+# integrity error (exit 3) and the database file untouched (same bytes, same inode).
+sqlite3 database/database.sqlite .dump > app.sql
+gzip -k app.sql
+s_dump="$(full_snapshot_sqlite)"
+php -r '$db = new PDO("sqlite:database/database.sqlite"); $db->exec("DELETE FROM users WHERE id > 20"); $db->exec("DROP TABLE widgets");'
+[ "$(full_snapshot_sqlite)" != "$s_dump" ] || fail "the test did not change the database"
+php artisan db:restore app.sql.gz --verify --force > out.txt 2>&1 || { cat out.txt; fail "db:restore app.sql.gz --verify exited $?"; }
+grep -q "Restored .*app.sql.gz into" out.txt || { cat out.txt; fail "db:restore of a dump file did not say what it restored"; }
+[ "$(full_snapshot_sqlite)" = "$s_dump" ] || fail "the database restored from app.sql.gz differs from the dumped one"
+php -r '$db = new PDO("sqlite:database/database.sqlite"); $db->exec("DELETE FROM users WHERE id > 30");'
+file_state() { stat -c %i database/database.sqlite; md5sum < database/database.sqlite; }
+s_before="$(file_state)"
+head -c -30 app.sql.gz > cut.sql.gz
+head -c "$(( $(grep -b -m1 'INSERT INTO' app.sql | cut -d: -f1) + 25 ))" app.sql > cut.sql
+for cut in cut.sql.gz cut.sql; do
+  expect_code 3 php artisan db:restore "$cut" --verify --force
+  grep -qi "complete dump script\|valid gzip" out.txt || { cat out.txt; fail "db:restore $cut --verify: no clear error"; }
+  [ "$(file_state)" = "$s_before" ] || fail "db:restore $cut --verify touched the database"
+done
+passed=$((passed + 1))
+
 # --- MariaDB: db:guard with a migration failing halfway (DDL commits by itself), and a drill from
 # artisan on the scratch connection, recorded beside the backup.
 if [ -n "$DBB_MYSQL_URL" ]; then

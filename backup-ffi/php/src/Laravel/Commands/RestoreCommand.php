@@ -8,9 +8,9 @@ use DbBackup\Laravel\Backups;
 
 final class RestoreCommand extends Command
 {
-    protected $signature = 'db:restore {backup? : Backup id, latest or tag:NAME (default: latest)}
+    protected $signature = 'db:restore {backup? : Backup id, latest, tag:NAME, or a plain dump file (.sql, .sql.gz, .sql.zst) (default: latest)}
         {--connection= : Database connection to restore into}
-        {--verify : Download and check every object before loading anything}
+        {--verify : Check every object (or the whole dump file: compression and statements to the end) before loading anything}
         {--disk= : Restore from this disk (default: the first disk of dbbackup.disks holding the backup)}
         {--force : Do not ask for confirmation in production}
         {--json : Print the report as JSON}';
@@ -45,8 +45,8 @@ final class RestoreCommand extends Command
         ];
         return $this->runOperation(
             fn (Backups $b) => $b->restore($options, $this->option('connection'), $this->option('disk')),
-            fn (array $r) => $this->info(sprintf('Restored %s from disk [%s] into %s: %d tables, %d rows in %d ms',
-                $r['id'], $r['disk'] ?? '?', $r['into'], $r['tables'], $r['rows'], $r['duration_ms']))
+            fn (array $r) => $this->info(sprintf('Restored %s%s into %s: %d tables, %d rows in %d ms',
+                $r['id'], ($r['disk'] ?? 'file') === 'file' ? '' : " from disk [{$r['disk']}]", $r['into'], $r['tables'], $r['rows'], $r['duration_ms']))
         );
     }
 }
