@@ -11,6 +11,8 @@ export DBBACKUP_FFI_LIB
 app="$(mktemp -d /tmp/dbb-laravel.XXXXXX)"
 trap 'rm -rf "$app"' EXIT
 fail() { echo "laravel round trip: FAILED: $*" >&2; exit 1; }
+# A CI run (CI=true, CI=1, ...) must not skip what needs a service: it fails instead.
+under_ci() { case "$(echo "${CI:-}" | tr 'A-Z' 'a-z')" in ''|0|false|no) return 1 ;; *) return 0 ;; esac; }
 
 mkdir -p "$app"/{bootstrap/cache,config,database,storage/app,storage/logs,storage/framework/cache,app/Providers}
 cat > "$app/bootstrap/app.php" <<PHP
@@ -72,7 +74,7 @@ return [
 PHP
 # MariaDB (DBBACKUP_TEST_MYSQL_URL, e.g. mysql://root@127.0.0.1:3306/mysql) as a second connection.
 mysql_url="${DBBACKUP_TEST_MYSQL_URL:-}"
-if [ -z "$mysql_url" ] && [ "${CI:-}" = true ]; then fail "DBBACKUP_TEST_MYSQL_URL not set under CI=true"; fi
+if [ -z "$mysql_url" ] && under_ci; then fail "DBBACKUP_TEST_MYSQL_URL not set under CI=${CI}"; fi
 mysql_db="dbb_laravel_$$_$RANDOM"
 export DBB_MYSQL_URL="$mysql_url" DBB_MYSQL_DB="$mysql_db"
 cat > "$app/config/database.php" <<'PHP'
@@ -94,7 +96,7 @@ return [
 PHP
 # The local disk, plus an S3 disk on the emulator (its own endpoint and keys, never the environment's).
 s3_endpoint="${DBBACKUP_TEST_S3_ENDPOINT:-}"
-if [ -z "$s3_endpoint" ] && [ "${CI:-}" = true ]; then fail "DBBACKUP_TEST_S3_ENDPOINT not set under CI=true"; fi
+if [ -z "$s3_endpoint" ] && under_ci; then fail "DBBACKUP_TEST_S3_ENDPOINT not set under CI=${CI}"; fi
 export DBB_S3_ENDPOINT="$s3_endpoint" DBB_S3_BUCKET="${DBBACKUP_TEST_S3_BUCKET:-}" DBB_S3_ROOT="laravel-$$-$RANDOM"
 cat > "$app/config/filesystems.php" <<'PHP'
 <?php
