@@ -115,6 +115,9 @@ pub struct CreateArgs {
     /// Default: no-owner. Restore with --keep-owners too to apply them.
     #[arg(long, env = "DBBACKUP_KEEP_OWNERS")]
     pub keep_owners: bool,
+    /// Database session time limits.
+    #[command(flatten)]
+    pub session: SessionArgs,
     /// Encryption.
     #[command(flatten)]
     pub encryption: EncryptArgs,
@@ -146,6 +149,36 @@ pub struct KeyArgs {
     /// File whose first line is the passphrase of an encrypted backup (or DBBACKUP_PASSPHRASE).
     #[arg(long, env = "DBBACKUP_PASSPHRASE_FILE", value_name = "PATH")]
     pub passphrase_file: Option<PathBuf>,
+}
+
+/// Time limits of the database sessions (PostgreSQL, MySQL/MariaDB); a URL parameter of the
+/// same name (`?lock_timeout=5s`) wins. Durations like 30s, 5m; a plain number is seconds; 0 is
+/// no limit.
+#[derive(Debug, Args)]
+pub struct SessionArgs {
+    /// Give up connecting (TCP, TLS, login) to the database server after this long (default 30s).
+    #[arg(long, env = "DBBACKUP_CONNECT_TIMEOUT", value_name = "DURATION")]
+    pub connect_timeout: Option<String>,
+    /// Fail when a lock is not granted within this long (default 30s): a table locked by a
+    /// migration, MySQL's global read lock behind a long query (then the dump continues on one
+    /// connection), the restore's swap behind an open transaction.
+    #[arg(long, env = "DBBACKUP_LOCK_TIMEOUT", value_name = "DURATION")]
+    pub lock_timeout: Option<String>,
+    /// Cancel any single statement that runs longer than this (default: no limit; one statement
+    /// reads or loads a whole table chunk).
+    #[arg(long, env = "DBBACKUP_STATEMENT_TIMEOUT", value_name = "DURATION")]
+    pub statement_timeout: Option<String>,
+}
+
+impl SessionArgs {
+    /// The engine options these flags set.
+    pub fn engine_options(&self) -> std::collections::BTreeMap<String, String> {
+        backup_core::engine_limits(
+            self.connect_timeout.as_deref(),
+            self.lock_timeout.as_deref(),
+            self.statement_timeout.as_deref(),
+        )
+    }
 }
 
 /// `list`.
@@ -234,6 +267,9 @@ pub struct RestoreArgs {
     /// the repository holds for that engine).
     #[arg(long)]
     pub all_databases: bool,
+    /// Database session time limits.
+    #[command(flatten)]
+    pub session: SessionArgs,
     /// Key of an encrypted backup.
     #[command(flatten)]
     pub keys: KeyArgs,
@@ -275,6 +311,9 @@ pub struct GuardArgs {
     /// roles must exist). Default: no-owner, objects end up owned by the connecting role.
     #[arg(long, env = "DBBACKUP_KEEP_OWNERS")]
     pub keep_owners: bool,
+    /// Database session time limits (safety backup and rollback).
+    #[command(flatten)]
+    pub session: SessionArgs,
     /// The command to run, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,

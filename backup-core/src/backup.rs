@@ -95,6 +95,31 @@ pub mod engine_option {
     pub const FULL_CHECKSUM: &str = "full_checksum";
     /// MySQL restore: skip SUPER-only statements only (implied by [`NO_DEFINER`]).
     pub const STRIP_SUPER: &str = "strip_super";
+    /// PostgreSQL, MySQL: how long connecting may take (`30s`, `2m`, seconds, `0` for no
+    /// limit; default 30 s). The URL parameter of the same name wins.
+    pub const CONNECT_TIMEOUT: &str = "connect_timeout";
+    /// PostgreSQL, MySQL: how long one lock request may wait (default 30 s; `0`: no limit).
+    pub const LOCK_TIMEOUT: &str = "lock_timeout";
+    /// PostgreSQL, MySQL: how long one statement may run (default: no limit).
+    pub const STATEMENT_TIMEOUT: &str = "statement_timeout";
+}
+
+/// Engine options of the session time limits ([`engine_option::CONNECT_TIMEOUT`],
+/// [`engine_option::LOCK_TIMEOUT`], [`engine_option::STATEMENT_TIMEOUT`]) that are given: how the
+/// CLI flags and the FFI options add them to the engine options.
+pub fn engine_limits(
+    connect: Option<&str>,
+    lock: Option<&str>,
+    statement: Option<&str>,
+) -> BTreeMap<String, String> {
+    [
+        (engine_option::CONNECT_TIMEOUT, connect),
+        (engine_option::LOCK_TIMEOUT, lock),
+        (engine_option::STATEMENT_TIMEOUT, statement),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| (k.to_string(), v.to_string())))
+    .collect()
 }
 
 /// Engine options from boolean switches, only those that are on (`(KEEP_OWNERS, true)` ->

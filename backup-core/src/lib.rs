@@ -54,7 +54,8 @@ pub use alert::{
 };
 pub use audit::{AuditRecord, audit_log};
 pub use backup::{
-    CreateOptions, CreateReport, FailedRepo, create, create_with, default_jobs, engine_flags, engine_option,
+    CreateOptions, CreateReport, FailedRepo, create, create_with, default_jobs, engine_flags, engine_limits,
+    engine_option,
 };
 pub use catalog::{
     BackupSummary, DatabaseScope, ListOptions, ListReport, Unreadable, VerificationRecord, backup_footprint,

@@ -240,6 +240,10 @@ pub(crate) struct CreateArgs {
     no_definer: bool,
     #[serde(default)]
     keep_owners: bool,
+    /// Session time limits (`"30s"`, seconds, `"0"` for none), as the CLI's flags.
+    connect_timeout: Option<String>,
+    lock_timeout: Option<String>,
+    statement_timeout: Option<String>,
     /// age recipients (`age1...`): a list or one comma/blank-separated string.
     #[serde(alias = "recipients")]
     encrypt_to: Option<OneOrMany>,
@@ -263,10 +267,18 @@ impl CreateArgs {
             chunk_bytes: self.chunk_mib.map(|m| m.max(1) << 20).unwrap_or(defaults.chunk_bytes),
             checksums: !self.no_checksums,
             temp_dir: self.temp_dir,
-            engine_options: backup_core::engine_flags(&[
-                (backup_core::engine_option::NO_DEFINER, self.no_definer),
-                (backup_core::engine_option::KEEP_OWNERS, self.keep_owners),
-            ]),
+            engine_options: {
+                let mut o = backup_core::engine_flags(&[
+                    (backup_core::engine_option::NO_DEFINER, self.no_definer),
+                    (backup_core::engine_option::KEEP_OWNERS, self.keep_owners),
+                ]);
+                o.extend(backup_core::engine_limits(
+                    self.connect_timeout.as_deref(),
+                    self.lock_timeout.as_deref(),
+                    self.statement_timeout.as_deref(),
+                ));
+                o
+            },
             encrypt_to: self.encrypt_to.map(OneOrMany::into_split_vec).unwrap_or_default(),
             passphrase: self.passphrase.filter(|p| !p.is_empty()).map(Secret::new),
         })
@@ -365,6 +377,10 @@ pub(crate) struct RestoreArgs {
     keep_owners: bool,
     #[serde(default)]
     full_checksum: bool,
+    /// Session time limits (`"30s"`, seconds, `"0"` for none), as the CLI's flags.
+    connect_timeout: Option<String>,
+    lock_timeout: Option<String>,
+    statement_timeout: Option<String>,
     identity: Option<String>,
     identity_file: Option<PathBuf>,
     passphrase: Option<String>,
@@ -390,11 +406,19 @@ impl RestoreArgs {
             production: self.production,
             force: self.force,
             verify_first: self.verify_first,
-            engine_options: backup_core::engine_flags(&[
-                (backup_core::engine_option::NO_DEFINER, self.no_definer),
-                (backup_core::engine_option::FULL_CHECKSUM, self.full_checksum),
-                (backup_core::engine_option::KEEP_OWNERS, self.keep_owners),
-            ]),
+            engine_options: {
+                let mut o = backup_core::engine_flags(&[
+                    (backup_core::engine_option::NO_DEFINER, self.no_definer),
+                    (backup_core::engine_option::FULL_CHECKSUM, self.full_checksum),
+                    (backup_core::engine_option::KEEP_OWNERS, self.keep_owners),
+                ]);
+                o.extend(backup_core::engine_limits(
+                    self.connect_timeout.as_deref(),
+                    self.lock_timeout.as_deref(),
+                    self.statement_timeout.as_deref(),
+                ));
+                o
+            },
             identity: identity(self.identity, self.identity_file)?,
             passphrase: self.passphrase.filter(|p| !p.is_empty()).map(Secret::new),
             ..defaults
@@ -582,6 +606,10 @@ pub(crate) struct GuardArgs {
     no_definer: bool,
     #[serde(default)]
     keep_owners: bool,
+    /// Session time limits (`"30s"`, seconds, `"0"` for none), as the CLI's flags.
+    connect_timeout: Option<String>,
+    lock_timeout: Option<String>,
+    statement_timeout: Option<String>,
 }
 
 impl GuardArgs {
@@ -604,10 +632,18 @@ impl GuardArgs {
             tags: self.tag.map(OneOrMany::into_split_vec).unwrap_or_default(),
             max_rto_ms,
             operator: self.operator,
-            engine_options: backup_core::engine_flags(&[
-                (backup_core::engine_option::NO_DEFINER, self.no_definer),
-                (backup_core::engine_option::KEEP_OWNERS, self.keep_owners),
-            ]),
+            engine_options: {
+                let mut o = backup_core::engine_flags(&[
+                    (backup_core::engine_option::NO_DEFINER, self.no_definer),
+                    (backup_core::engine_option::KEEP_OWNERS, self.keep_owners),
+                ]);
+                o.extend(backup_core::engine_limits(
+                    self.connect_timeout.as_deref(),
+                    self.lock_timeout.as_deref(),
+                    self.statement_timeout.as_deref(),
+                ));
+                o
+            },
         })
     }
 }
@@ -760,5 +796,14 @@ mod tests {
         assert!(r.engine_options.values().all(|v| v == "true"));
         let (_, r): (Common, RestoreArgs) = parse(Some(r#"{"repo":"/a","into":"sqlite:x"}"#)).unwrap();
         assert!(r.into_core().unwrap().engine_options.is_empty());
+        let (_, g): (Common, GuardArgs) = parse(Some(
+            r#"{"source":"mysql://h/db","repo":"/a","lock_timeout":"5s","connect_timeout":"10","statement_timeout":"1h"}"#,
+        ))
+        .unwrap();
+        let o = g.into_core().unwrap().engine_options;
+        assert_eq!(
+            o.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
+            ["connect_timeout=10", "lock_timeout=5s", "statement_timeout=1h"]
+        );
     }
 }

@@ -33,10 +33,14 @@ pub async fn run(
         tags: a.tags,
         max_rto_ms,
         operator: Some(operator()),
-        engine_options: backup_core::engine_flags(&[
-            (backup_core::engine_option::NO_DEFINER, a.no_definer),
-            (backup_core::engine_option::KEEP_OWNERS, a.keep_owners),
-        ]),
+        engine_options: {
+            let mut o = backup_core::engine_flags(&[
+                (backup_core::engine_option::NO_DEFINER, a.no_definer),
+                (backup_core::engine_option::KEEP_OWNERS, a.keep_owners),
+            ]);
+            o.extend(a.session.engine_options());
+            o
+        },
     };
     let command = a.command;
     let command_line = backup_core::redact_str(&command.join(" "));

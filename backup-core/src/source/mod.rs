@@ -16,6 +16,8 @@
 //! - Table stats from a snapshot and from a load session use the same algorithm (named in
 //!   `checksum_algo`), so a restore can prove it loaded what was dumped.
 
+#[cfg(any(feature = "mysql", feature = "postgres"))]
+pub(crate) mod limits;
 #[cfg(feature = "mysql")]
 pub(crate) mod mysql;
 pub mod mysql_script;

@@ -12,7 +12,9 @@ use mysql_async::prelude::Queryable;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, mpsc};
 
-use super::{CHECKSUM_ALGO, CHECKSUM_ALGO_V1, Server, exec, qi, qs, query_text, short, swap};
+use super::{
+    CHECKSUM_ALGO, CHECKSUM_ALGO_V1, Server, exec, is_server_error, qi, qs, query_text, short, swap,
+};
 use crate::codec::compress::ChannelStream;
 use crate::error::{Error, Result};
 use crate::format::layout;
@@ -316,7 +318,8 @@ impl Source for MysqlSource {
     async fn snapshot(&self, opts: &DumpOptions, ctx: &Context) -> Result<Box<dyn Snapshot>> {
         let db = self.server.database();
         let jobs = opts.jobs.max(1);
-        let mut control = self.server.connect(&[]).await?;
+        let server = self.server.with_limits(&opts.engine_options)?;
+        let mut control = server.connect(&[]).await?;
         let version = query_text(&mut control, "SELECT VERSION()")
             .await?
             .into_iter()
@@ -344,8 +347,19 @@ impl Source for MysqlSource {
         let mut info =
             SnapshotInfo { server_version: version.clone(), database: db.clone(), ..Default::default() };
         let locked = if jobs > 1 {
+            // The control session's lock_wait_timeout bounds this: while FTWRL waits for a long
+            // query to finish, every write on the server waits behind it.
             match control.query_drop("FLUSH TABLES WITH READ LOCK").await {
                 Ok(()) => true,
+                Err(e) if is_server_error(&e, &[1205]) => {
+                    let waited = server.limits().lock.map(crate::source::limits::show).unwrap_or_default();
+                    info.notes.push(format!(
+                        "the global read lock (FLUSH TABLES WITH READ LOCK) was not granted within the lock \
+                         timeout of {waited} (a long query or transaction was running; writers were held no \
+                         longer): dumped through one consistent connection instead of {jobs}"
+                    ));
+                    false
+                }
                 Err(e) => {
                     info.notes.push(format!(
                         "no global read lock ({e}): dumped through one consistent connection instead of {jobs}"
@@ -362,7 +376,7 @@ impl Source for MysqlSource {
             "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ".to_string(),
             "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY".to_string(),
         ];
-        let workers = futures::future::join_all((0..n).map(|_| self.server.connect(&start))).await;
+        let workers = futures::future::join_all((0..n).map(|_| server.connect(&start))).await;
         let mut conns = Vec::with_capacity(n);
         let mut failed = None;
         for w in workers {

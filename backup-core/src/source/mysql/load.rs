@@ -158,6 +158,7 @@ impl MysqlSession {
         db_props: std::collections::BTreeMap<String, serde_json::Value>,
     ) -> Result<Self> {
         check_name_props(&db_props)?;
+        let server = &server.with_limits(&opts.engine_options)?;
         let live = server.database();
         let load_init =
             ["SET SESSION foreign_key_checks = 0".to_string(), "SET SESSION unique_checks = 0".to_string()];

@@ -22,6 +22,7 @@ use mysql_async::{Conn, OptsBuilder};
 
 use crate::error::{Error, Result};
 use crate::model::DatabaseUrl;
+use crate::source::limits::{self, SessionLimits};
 
 pub(crate) use dump::MysqlSource;
 pub(crate) use load::MysqlLoader;
@@ -125,6 +126,7 @@ pub(crate) fn qs(s: &str) -> String {
 #[derive(Clone)]
 pub(crate) struct Server {
     url: DatabaseUrl,
+    limits: SessionLimits,
 }
 
 impl Server {
@@ -132,7 +134,21 @@ impl Server {
         if url.database().is_empty() {
             return Err(Error::InvalidInput(format!("{url}: no database name in the URL path")));
         }
-        Ok(Server { url: url.clone() })
+        Ok(Server { url: url.clone(), limits: SessionLimits::of(url, &Default::default())? })
+    }
+
+    /// The same server, its sessions under the time limits of these engine options (and the
+    /// URL's parameters, which win).
+    pub(crate) fn with_limits(
+        &self,
+        engine_options: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Self> {
+        Ok(Server { url: self.url.clone(), limits: SessionLimits::of(&self.url, engine_options)? })
+    }
+
+    /// The session time limits.
+    pub(crate) fn limits(&self) -> &SessionLimits {
+        &self.limits
     }
 
     pub(crate) fn database(&self) -> String {
@@ -149,7 +165,9 @@ impl Server {
             .pass(self.url.password().map(|p| p.expose().to_string()))
             .prefer_socket(false)
             .max_allowed_packet(Some(1 << 30))
-            .stmt_cache_size(0);
+            .stmt_cache_size(0)
+            // A server that vanishes is noticed in minutes, not the kernel's two hours.
+            .tcp_keepalive(Some(limits::KEEPALIVE_IDLE));
         if let Some(s) = self.url.param("socket") {
             b = b.socket(Some(s));
         }
@@ -158,17 +176,61 @@ impl Server {
             "SET SESSION time_zone = '+00:00'".into(),
             format!("SET SESSION sql_mode = {}", qs(LOAD_SQL_MODE)),
         ];
+        // Metadata locks (FLUSH TABLES WITH READ LOCK, RENAME TABLE, DDL) and InnoDB row locks
+        // wait at most the lock timeout (the servers' defaults: a year and 50 s). 0 = no limit:
+        // the largest value both accept.
+        let lock_secs = self.limits.lock.map(limits::secs_ceil).unwrap_or(31_536_000);
+        init.push(format!("SET SESSION lock_wait_timeout = {lock_secs}"));
+        init.push(format!("SET SESSION innodb_lock_wait_timeout = {}", lock_secs.min(1_073_741_824)));
         init.extend(extra_init.iter().cloned());
         b = b.init(init);
-        let conn =
-            Conn::new(b).await.map_err(|e| Error::source(format!("connect to MySQL at {}", self.url), e))?;
+        let what = || format!("connect to MySQL at {}", self.url);
+        let mut conn = self
+            .limits
+            .connecting(what, async {
+                Conn::new(b).await.map_err(|e| Error::source(format!("connect to MySQL at {}", self.url), e))
+            })
+            .await?;
+        if let Some(t) = self.limits.statement {
+            set_statement_timeout(&mut conn, t).await?;
+        }
         Ok(conn)
     }
 }
 
+/// MariaDB's `max_statement_time` (seconds, every statement), else MySQL's
+/// `max_execution_time` (milliseconds, read-only SELECTs only).
+async fn set_statement_timeout(conn: &mut Conn, t: std::time::Duration) -> Result<()> {
+    let mariadb = format!("SET SESSION max_statement_time = {:.3}", t.as_secs_f64());
+    match conn.query_drop(&mariadb).await {
+        Ok(()) => Ok(()),
+        // ER_UNKNOWN_SYSTEM_VARIABLE: MySQL.
+        Err(e) if is_server_error(&e, &[1193]) => {
+            exec(conn, &format!("SET SESSION max_execution_time = {}", limits::millis(t))).await
+        }
+        Err(e) => Err(mysql_err(&mariadb, e)),
+    }
+}
+
+/// A failed statement as an error naming it; lock and statement timeouts say which limit ended
+/// them and how to change it.
+pub(crate) fn mysql_err(sql: &str, e: mysql_async::Error) -> Error {
+    let context = format!("MySQL: {}", short(sql));
+    // 1205 ER_LOCK_WAIT_TIMEOUT; 1969 (MariaDB) / 3024 (MySQL): statement time limit reached.
+    let hint = if is_server_error(&e, &[1205]) {
+        " (another session holds a conflicting lock for longer than the lock timeout: find it in \
+         SHOW PROCESSLIST, or raise --lock-timeout)"
+    } else if is_server_error(&e, &[1969, 3024]) {
+        " (the statement ran longer than --statement-timeout)"
+    } else {
+        ""
+    };
+    if hint.is_empty() { Error::source(context, e) } else { Error::source(context, format!("{e}{hint}")) }
+}
+
 /// Runs a statement, naming it in the error.
 pub(crate) async fn exec(conn: &mut Conn, sql: &str) -> Result<()> {
-    conn.query_drop(sql).await.map_err(|e| Error::source(format!("MySQL: {}", short(sql)), e))
+    conn.query_drop(sql).await.map_err(|e| mysql_err(sql, e))
 }
 
 /// First 200 characters of a statement, for error messages.
@@ -179,8 +241,7 @@ pub(crate) fn short(sql: &str) -> String {
 
 /// Rows of text columns (NULL as `None`).
 pub(crate) async fn query_text(conn: &mut Conn, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
-    let rows: Vec<mysql_async::Row> =
-        conn.query(sql).await.map_err(|e| Error::source(format!("MySQL: {}", short(sql)), e))?;
+    let rows: Vec<mysql_async::Row> = conn.query(sql).await.map_err(|e| mysql_err(sql, e))?;
     Ok(rows
         .into_iter()
         .map(|r| {

@@ -11,13 +11,22 @@ use super::tls::TlsSettings;
 
 use crate::error::{Error, Result};
 use crate::model::DatabaseUrl;
+use crate::source::limits::{self, SessionLimits};
 
 /// Session settings that make COPY text and row text (checksums) independent of the server's
-/// and the role's defaults.
+/// and the role's defaults. `idle_in_transaction_session_timeout` is off because the dump
+/// leader holds its snapshot transaction idle while the workers dump; the lock and statement
+/// timeouts follow [`SessionLimits`] ([`limit_settings`]).
 pub(crate) const SESSION_SETTINGS: &str = "SET client_encoding = 'UTF8'; SET DateStyle = 'ISO, YMD'; \
      SET IntervalStyle = 'postgres'; SET TimeZone = 'UTC'; SET extra_float_digits = 3; \
      SET bytea_output = 'hex'; SET standard_conforming_strings = on; \
-     SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0";
+     SET idle_in_transaction_session_timeout = 0";
+
+/// `SET lock_timeout = ...; SET statement_timeout = ...` for `limits` (0: no limit).
+pub(crate) fn limit_settings(limits: &SessionLimits) -> String {
+    let ms = |d: Option<std::time::Duration>| d.map(limits::millis).unwrap_or(0);
+    format!("SET lock_timeout = {}; SET statement_timeout = {}", ms(limits.lock), ms(limits.statement))
+}
 
 pub(crate) fn pg_err(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Error {
     let context = context.into();
@@ -28,6 +37,17 @@ pub(crate) fn pg_err(context: impl Into<String>) -> impl FnOnce(tokio_postgres::
                 let mut m = format!("{}: {}", db.code().code(), db.message());
                 if let Some(d) = db.detail() {
                     m.push_str(&format!(" ({d})"));
+                }
+                // Say which limit ended it and how to change it.
+                if db.code() == &tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE {
+                    m.push_str(
+                        " (another session holds a conflicting lock for longer than the lock timeout: \
+                         find it in pg_locks/pg_stat_activity, or raise --lock-timeout)",
+                    );
+                } else if db.code() == &tokio_postgres::error::SqlState::QUERY_CANCELED
+                    && db.message().contains("statement timeout")
+                {
+                    m.push_str(" (the statement ran longer than --statement-timeout)");
                 }
                 m
             }
@@ -79,12 +99,25 @@ pub(crate) fn config(url: &DatabaseUrl) -> Result<Config> {
     c.dbname(if db.is_empty() { "postgres" } else { &db });
     c.application_name("dbbackup");
     c.ssl_mode(TlsSettings::of(url)?.pg_mode());
+    // A server that vanishes (host down, cable cut, NAT state dropped) is noticed in about two
+    // minutes instead of the kernel's two hours.
+    c.keepalives(true)
+        .keepalives_idle(limits::KEEPALIVE_IDLE)
+        .keepalives_interval(limits::KEEPALIVE_INTERVAL)
+        .keepalives_retries(limits::KEEPALIVE_RETRIES);
     Ok(c)
 }
 
-/// Connects (TLS as `sslmode`/`sslrootcert` say), spawns the connection task, applies
-/// [`SESSION_SETTINGS`].
-pub(crate) async fn connect(url: &DatabaseUrl, role: &str) -> Result<Client> {
+/// Connects (TLS as `sslmode`/`sslrootcert` say) within the connect timeout, spawns the
+/// connection task, applies [`SESSION_SETTINGS`] and the lock and statement timeouts.
+pub(crate) async fn connect(url: &DatabaseUrl, role: &str, limits: &SessionLimits) -> Result<Client> {
+    let client =
+        limits.connecting(|| format!("connect to {url} ({role})"), connect_unbounded(url, role)).await?;
+    client.batch_execute(&limit_settings(limits)).await.map_err(pg_err("apply session time limits"))?;
+    Ok(client)
+}
+
+async fn connect_unbounded(url: &DatabaseUrl, role: &str) -> Result<Client> {
     let cfg = config(url)?;
     let tls = TlsSettings::of(url)?;
     let connected = match tls.connector()? {
@@ -211,6 +244,7 @@ impl Drop for PoolGuard {
 /// returns its stdout as text (schema scripts: bounded metadata).
 pub(crate) async fn run_pg_tool(
     url: &DatabaseUrl,
+    limits: &SessionLimits,
     tool: &str,
     args: &[String],
     _temp_dir: Option<&std::path::Path>,
@@ -238,14 +272,28 @@ pub(crate) async fn run_pg_tool(
         cmd.env("PGPASSWORD", p.expose());
     }
     cmd.envs(TlsSettings::of(url)?.env());
+    // libpq takes whole seconds; pg_dump's own lock waits are bounded by --lock-wait-timeout.
+    if let Some(t) = limits.connect {
+        cmd.env("PGCONNECT_TIMEOUT", limits::secs_ceil(t).max(2).to_string());
+    }
+    if let Some(t) = limits.lock {
+        cmd.arg(format!("--lock-wait-timeout={}", limits::millis(t)));
+    }
     cmd.stdin(std::process::Stdio::null());
     cmd.kill_on_drop(true);
     let out = cmd.output().await.map_err(|e| Error::io(format!("run {}", exe.display()), e))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
+        // pg_dump's --lock-wait-timeout is a statement timeout around its LOCK TABLE.
+        let hint = if err.contains("LOCK TABLE") && err.contains("statement timeout") {
+            " (a table is locked by another session for longer than the lock timeout: find it in \
+             pg_locks/pg_stat_activity, or raise --lock-timeout)"
+        } else {
+            ""
+        };
         return Err(Error::Source {
             context: format!("{tool} of {url}"),
-            source: format!("{}: {}", out.status, err.trim()).into(),
+            source: format!("{}: {}{hint}", out.status, err.trim()).into(),
         });
     }
     String::from_utf8(out.stdout).map_err(|e| Error::Source {

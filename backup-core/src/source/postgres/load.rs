@@ -37,6 +37,7 @@ use crate::error::{Error, Result};
 use crate::format::manifest::{Manifest, ObjectEntry, TableEntry};
 use crate::model::{DatabaseUrl, Engine};
 use crate::progress::Context;
+use crate::source::limits::SessionLimits;
 use crate::source::pg_script::{Piece, ScriptReader};
 use crate::source::{
     CommitReport, LoadOptions, LoadSession, Loader, RollbackPoint, ScriptReport, TableStats, read_text,
@@ -71,7 +72,8 @@ impl PgLoader {
         opts: &LoadOptions,
     ) -> Result<ShadowSession> {
         let target = self.url.database();
-        let admin = connect(&self.admin_url(), "restore admin").await?;
+        let limits = SessionLimits::of(&self.url, &opts.engine_options)?;
+        let admin = connect(&self.admin_url(), "restore admin", &limits).await?;
         // One restore per target at a time: a session-level advisory lock on the admin connection,
         // released by the server when this process ends, however it ends.
         let locked: bool = admin
@@ -107,12 +109,12 @@ impl PgLoader {
         }
         let shadow_url = self.url.with_database(&shadow);
         let opened = async {
-            let main = connect(&shadow_url, "restore").await?;
+            let main = connect(&shadow_url, "restore", &limits).await?;
             // Durability comes from the final rename's commit, which flushes all earlier WAL.
             main.batch_execute("SET synchronous_commit = off").await.map_err(pg_err("tune the loader"))?;
             let mut workers = Vec::new();
             for i in 0..opts.jobs.max(1) {
-                let c = connect(&shadow_url, &format!("restore worker {i}")).await?;
+                let c = connect(&shadow_url, &format!("restore worker {i}"), &limits).await?;
                 c.batch_execute("SET synchronous_commit = off").await.map_err(pg_err("tune a loader"))?;
                 workers.push(c);
             }
@@ -145,7 +147,8 @@ impl PgLoader {
         manifest: Option<&Manifest>,
         opts: &LoadOptions,
     ) -> Result<TxnSession> {
-        let c = connect(&self.url, "in-place restore").await?;
+        let limits = SessionLimits::of(&self.url, &opts.engine_options)?;
+        let c = connect(&self.url, "in-place restore", &limits).await?;
         if let (TxnMode::Replace, Some(m)) = (mode, manifest) {
             check_roles_exist(&c, &m.properties).await?;
         }

@@ -33,6 +33,7 @@ use crate::format::layout;
 use crate::format::manifest::{ObjectKind, TableEntry};
 use crate::model::{DatabaseUrl, Engine};
 use crate::progress::Context;
+use crate::source::limits::SessionLimits;
 use crate::source::rowsum::{ChunkSums, LineSum};
 
 /// Name of the per-table content checksum: the [`Md5Sum`] of the table's COPY text lines (one per
@@ -78,7 +79,8 @@ impl Source for PgSource {
     }
 
     async fn snapshot(&self, opts: &DumpOptions, _ctx: &Context) -> Result<Box<dyn Snapshot>> {
-        let leader = connect(&self.url, "dump leader").await?;
+        let limits = SessionLimits::of(&self.url, &opts.engine_options)?;
+        let leader = connect(&self.url, "dump leader", &limits).await?;
         leader
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .await
@@ -111,7 +113,7 @@ impl Source for PgSource {
         let jobs = opts.jobs.max(1);
         let mut workers = Vec::with_capacity(jobs);
         for i in 0..jobs {
-            let c = connect(&self.url, &format!("dump worker {i}")).await?;
+            let c = connect(&self.url, &format!("dump worker {i}"), &limits).await?;
             c.batch_execute(&format!(
                 "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
                 quote_literal(&snapshot_id)
@@ -122,6 +124,7 @@ impl Source for PgSource {
         }
         Ok(Box::new(PgSnapshot {
             url: self.url.clone(),
+            limits,
             leader,
             pool: Pool::new(workers),
             snapshot_id,
@@ -206,6 +209,7 @@ async fn database_properties(c: &Client) -> Result<BTreeMap<String, serde_json::
 
 struct PgSnapshot {
     url: DatabaseUrl,
+    limits: SessionLimits,
     leader: Client,
     pool: Pool,
     snapshot_id: String,
@@ -359,7 +363,7 @@ impl PgSnapshot {
         if !self.keep_owners {
             args.push("--no-owner".into());
         }
-        conn::run_pg_tool(&self.url, "pg_dump", &args, self.temp_dir.as_deref()).await
+        conn::run_pg_tool(&self.url, &self.limits, "pg_dump", &args, self.temp_dir.as_deref()).await
     }
 
     /// `SELECT setval(...)` for every sequence, so restored sequences continue where they were
