@@ -21,6 +21,7 @@ use super::{connect, database_properties, pg_err, quote_ident};
 use crate::error::Result;
 use crate::model::DatabaseUrl;
 use crate::source::RollbackPoint;
+use crate::source::limits::SessionLimits;
 
 const SUFFIX: &str = "_dbbackup_guard_";
 
@@ -42,10 +43,11 @@ pub(crate) async fn take(
     // The database's own properties, which a copy does not carry (read over a session that is
     // closed before the copy: the server refuses to copy a database anyone is connected to).
     let props = {
-        let c = connect(url, "guard clone").await?;
+        let c = connect(url, "guard clone", &SessionLimits::of(url, &BTreeMap::new())?).await?;
         database_properties(&c).await?
     };
-    let admin = connect(admin_url, "guard clone admin").await?;
+    let admin =
+        connect(admin_url, "guard clone admin", &SessionLimits::of(admin_url, &BTreeMap::new())?).await?;
     let locked: bool = admin
         .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&format!("dbbackup guard {target}")])
         .await
