@@ -26,8 +26,8 @@ step "rust tests"
 # The same build scripts/test-artifact.sh reads (the PHP tests need the test-panic FFI library).
 cargo test --workspace --locked --features backup-ffi/test-panic -- --test-threads=4
 
-step "fuzz (each target FUZZ_SECONDS, default 60)"
-scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-60}"
+step "fuzz (each target FUZZ_SECONDS, default 45)"
+scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-45}"
 
 for extra in scripts/test.d/*.sh; do
   [ -e "$extra" ] || continue
