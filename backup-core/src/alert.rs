@@ -24,26 +24,12 @@ use crate::error::Error;
 use crate::format::layout;
 use crate::guard::{GuardOptions, GuardReport};
 use crate::notify::{self, AlertLine, Notification, NotifyConfig, Outcome};
+pub use crate::notify::{Health, Subject, Transition};
 use crate::progress::Context;
 use crate::storage::Target;
 
 /// Default interval between reminders while a check stays failing.
 pub const DEFAULT_REPEAT_SECS: u64 = 24 * 3600;
-
-/// One thing that is either healthy or failing right now (a `status` check, a command's result).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Subject {
-    /// Check name (`has_backup`, `newest_age`, ..., or a command: `create`, `prune`, ...).
-    pub check: String,
-    /// Repository the check is about, if one.
-    pub repo: Option<String>,
-    /// Passed.
-    pub ok: bool,
-    /// What was expected.
-    pub expected: String,
-    /// What was found.
-    pub found: String,
-}
 
 /// Which backups the state belongs to: the repository set and the database.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,16 +38,6 @@ pub struct AlertScope {
     pub repos: Vec<String>,
     /// The database, when the command concerns one.
     pub database: Option<String>,
-}
-
-/// Healthy or failing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Health {
-    /// Passing.
-    Healthy,
-    /// Failing.
-    Failing,
 }
 
 /// The stored state of one (repository set, database, check).
@@ -93,18 +69,6 @@ pub struct CheckState {
     pub found: Option<String>,
     /// Last write.
     pub updated_at: DateTime<Utc>,
-}
-
-/// What a state change means for the people on call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Transition {
-    /// Healthy -> failing (or failing and never alerted).
-    Failing,
-    /// Still failing, reminder interval passed.
-    StillFailing,
-    /// Failing -> healthy.
-    Recovered,
 }
 
 /// Result of [`track`].
@@ -351,7 +315,7 @@ pub async fn track_command(
     ctx: &Context,
 ) -> AlertReport {
     // Opened with the repository's own store settings, like the command's repositories.
-    let state_repo = match scope.repos.first().map(|r| Target::open_in(r, ctx)) {
+    let state_repo = match scope.repos.first().map(|r| Target::create_in(r, ctx)) {
         Some(Ok(t)) => Some(t),
         _ => None,
     };

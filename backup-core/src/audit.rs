@@ -39,15 +39,16 @@ pub struct AuditRecord {
     pub duration_ms: u64,
 }
 
-/// Writes the audit record of a finished restore (best effort).
-pub(crate) async fn record<T: HasRows>(
+/// Writes the audit record of a finished restore (best effort). `result` is the rows restored,
+/// or the error the restore failed with.
+pub(crate) async fn record(
     target: &Target,
     manifest: &Manifest,
     into: &str,
     operator: Option<&str>,
     action: &str,
     started_at: DateTime<Utc>,
-    result: &Result<T>,
+    result: std::result::Result<u64, &Error>,
 ) {
     let finished_at = Utc::now();
     let rec = AuditRecord {
@@ -59,8 +60,8 @@ pub(crate) async fn record<T: HasRows>(
         started_at,
         finished_at,
         outcome: if result.is_ok() { "ok" } else { "failed" }.to_string(),
-        error: result.as_ref().err().map(ToString::to_string),
-        rows: result.as_ref().ok().map(HasRows::rows),
+        error: result.err().map(ToString::to_string),
+        rows: result.ok(),
         duration_ms: u64::try_from((finished_at - started_at).num_milliseconds()).unwrap_or(0),
     };
     let key = layout::audit_key(finished_at, manifest.id.as_str());
@@ -86,21 +87,4 @@ pub async fn audit_log(target: &Target) -> Result<Vec<AuditRecord>> {
         }
     }
     Ok(out)
-}
-
-/// Reports that know how many rows they restored.
-pub(crate) trait HasRows {
-    fn rows(&self) -> u64;
-}
-
-impl HasRows for u64 {
-    fn rows(&self) -> u64 {
-        *self
-    }
-}
-
-impl HasRows for crate::restore::RestoreReport {
-    fn rows(&self) -> u64 {
-        self.rows
-    }
 }

@@ -26,7 +26,7 @@ use crate::format::layout::{self, SchemaPart};
 use crate::format::manifest::{self, Manifest, ObjectEntry, ObjectKind, ToolInfo};
 use crate::format::sealed;
 use crate::lease::{Lease, LeaseKind};
-use crate::model::{BackupId, Compression, DatabaseUrl, Secret};
+use crate::model::{BackupId, Compression, DatabaseUrl, Secret, compression_serde, default_jobs};
 use crate::progress::{Context, Event, Phase, PhaseGuard};
 use crate::source::{self, ChunkPlan, DumpOptions, DumpPlan, Snapshot, Source};
 use crate::storage::Target;
@@ -81,69 +81,6 @@ impl Default for CreateOptions {
             encrypt_to: Vec::new(),
             passphrase: None,
         }
-    }
-}
-
-/// The keys of engine options ([`CreateOptions::engine_options`], `RestoreOptions`,
-/// `GuardOptions`): the one spelling the CLI, the FFI and the engines share.
-pub mod engine_option {
-    /// MySQL: drop `DEFINER=` clauses (and, on restore, SUPER-only statements).
-    pub const NO_DEFINER: &str = "no_definer";
-    /// PostgreSQL: record object owners at backup, apply them at restore.
-    pub const KEEP_OWNERS: &str = "keep_owners";
-    /// MySQL restore: recompute every table's content checksum on the server.
-    pub const FULL_CHECKSUM: &str = "full_checksum";
-    /// MySQL restore: skip SUPER-only statements only (implied by [`NO_DEFINER`]).
-    pub const STRIP_SUPER: &str = "strip_super";
-    /// PostgreSQL, MySQL: how long connecting may take (`30s`, `2m`, seconds, `0` for no
-    /// limit; default 30 s). The URL parameter of the same name wins.
-    pub const CONNECT_TIMEOUT: &str = "connect_timeout";
-    /// PostgreSQL, MySQL: how long one lock request may wait (default 30 s; `0`: no limit).
-    pub const LOCK_TIMEOUT: &str = "lock_timeout";
-    /// PostgreSQL, MySQL: how long one statement may run (default: no limit).
-    pub const STATEMENT_TIMEOUT: &str = "statement_timeout";
-}
-
-/// Engine options of the session time limits ([`engine_option::CONNECT_TIMEOUT`],
-/// [`engine_option::LOCK_TIMEOUT`], [`engine_option::STATEMENT_TIMEOUT`]) that are given: how the
-/// CLI flags and the FFI options add them to the engine options.
-pub fn engine_limits(
-    connect: Option<&str>,
-    lock: Option<&str>,
-    statement: Option<&str>,
-) -> BTreeMap<String, String> {
-    [
-        (engine_option::CONNECT_TIMEOUT, connect),
-        (engine_option::LOCK_TIMEOUT, lock),
-        (engine_option::STATEMENT_TIMEOUT, statement),
-    ]
-    .into_iter()
-    .filter_map(|(k, v)| v.map(|v| (k.to_string(), v.to_string())))
-    .collect()
-}
-
-/// Engine options from boolean switches, only those that are on (`(KEEP_OWNERS, true)` ->
-/// `keep_owners = "true"`): how the CLI flags and the FFI options fill
-/// [`CreateOptions::engine_options`] and its restore and guard counterparts.
-pub fn engine_flags(flags: &[(&str, bool)]) -> BTreeMap<String, String> {
-    flags.iter().filter(|(_, on)| *on).map(|(k, _)| (k.to_string(), "true".to_string())).collect()
-}
-
-/// Number of CPUs, at least 1: the default for `jobs`.
-pub fn default_jobs() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
-}
-
-pub(crate) mod compression_serde {
-    use super::Compression;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(c: &Compression, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&c.to_string())
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Compression, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -272,7 +209,7 @@ pub(crate) fn open_targets(repos: &[String], ctx: &Context) -> Result<Vec<Target
     if repos.is_empty() {
         return Err(Error::InvalidInput("no repository given (--repo)".into()));
     }
-    repos.iter().map(|r| Target::open_in(r, ctx)).collect()
+    repos.iter().map(|r| Target::create_in(r, ctx)).collect()
 }
 
 /// [`create`] with an already opened source and repositories (tests, fault injection).

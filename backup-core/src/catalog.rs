@@ -13,6 +13,9 @@ use crate::model::BackupId;
 use crate::progress::Context;
 use crate::storage::Target;
 
+/// Default tolerance for backups stamped in the future of this clock.
+pub const DEFAULT_CLOCK_TOLERANCE_SECS: u64 = 600;
+
 /// Input of [`list`].
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -112,9 +115,15 @@ pub struct ListReport {
     pub unreadable: Vec<Unreadable>,
 }
 
-/// Lists complete backups in a repository, newest first.
+/// Lists complete backups in a repository, newest first. A local directory that does not exist
+/// holds no backups (and is not created).
 pub async fn list(opts: &ListOptions, ctx: &Context) -> Result<ListReport> {
-    let target = Target::open_in(&opts.repo, ctx)?;
+    let target = match Target::open_in(&opts.repo, ctx) {
+        Err(Error::MissingRepository(repo)) => {
+            return Ok(ListReport { repo, backups: Vec::new(), unreadable: Vec::new() });
+        }
+        other => other?,
+    };
     list_in(&target, opts.tag.as_deref()).await
 }
 
@@ -318,7 +327,7 @@ pub async fn resolve(target: &Target, spec: &str) -> Result<Manifest> {
     let available = || all.iter().map(ToString::to_string).collect::<Vec<_>>();
     // A backup stamped in the future of this clock (a host with a wrong clock) is never `latest`
     // nor the newest of a tag; it stays reachable by its id.
-    let horizon = Utc::now() + chrono::Duration::seconds(crate::health::DEFAULT_CLOCK_TOLERANCE_SECS as i64);
+    let horizon = Utc::now() + chrono::Duration::seconds(DEFAULT_CLOCK_TOLERANCE_SECS as i64);
     let ids: Vec<BackupId> =
         all.iter().filter(|id| id.timestamp().is_none_or(|t| t <= horizon)).cloned().collect();
     if spec.is_empty() || spec == "latest" {

@@ -93,7 +93,7 @@ pub struct CopyReport {
 /// Copies one backup between repositories, verifying digests while streaming.
 pub async fn copy(opts: &CopyOptions, ctx: &Context) -> Result<CopyReport> {
     let from = Target::open_in(&opts.from, ctx)?;
-    let to = Target::open_in(&opts.to, ctx)?;
+    let to = Target::create_in(&opts.to, ctx)?;
     copy_between(&from, &to, opts, ctx).await
 }
 

@@ -72,6 +72,10 @@ pub enum Error {
     /// which is about what a repository holds, so the hint fits (exit code 5 all the same).
     #[error("{0} does not exist")]
     MissingDatabase(String),
+    /// A repository read (verify, restore, copy from) names a local directory that does not
+    /// exist. Reads never create it (`list` finds no backups there); `create` does.
+    #[error("repository {0} does not exist")]
+    MissingRepository(String),
     /// The engine or store cannot do what was asked.
     #[error("unsupported: {0}")]
     Unsupported(String),
@@ -168,7 +172,9 @@ impl Error {
     /// What this error means to the caller.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::NotFound { .. } | Error::MissingDatabase(_) => ErrorKind::NotFound,
+            Error::NotFound { .. } | Error::MissingDatabase(_) | Error::MissingRepository(_) => {
+                ErrorKind::NotFound
+            }
             Error::Integrity { .. } | Error::UnsupportedFormat { .. } => ErrorKind::Integrity,
             Error::InvalidInput(_) | Error::ConfirmationRequired(_) | Error::Key(_) => ErrorKind::Usage,
             Error::Cancelled(_) => ErrorKind::Cancelled,
@@ -189,6 +195,9 @@ impl Error {
                 Some("`dbbackup list --repo ...` shows what the repository holds")
             }
             Error::MissingDatabase(_) => Some("check the database name and host in the source URL"),
+            Error::MissingRepository(_) => {
+                Some("check the --repo path; `dbbackup create` makes the directory with the first backup")
+            }
             Error::Key(_) => Some(
                 "an encrypted backup opens with the identity of one of its recipients (--identity FILE, DBBACKUP_IDENTITY or DBBACKUP_IDENTITY_FILE) or its passphrase (DBBACKUP_PASSPHRASE)",
             ),
@@ -228,13 +237,15 @@ impl Error {
         Error::Integrity { what: what.into(), expected: expected.into(), actual: actual.into() }
     }
 
-    /// Builds an [`Error::Storage`] from an `object_store` error, keeping its meaning.
+    /// Builds an [`Error::Storage`] from an `object_store` error, keeping its meaning: decided by
+    /// the error's variant (not found, already exists or precondition failed, permission
+    /// denied or unauthenticated); the message text only picks a hint within a meaning.
     pub fn storage(context: impl Into<String>, err: object_store::Error) -> Self {
         let context = context.into();
         match err {
             object_store::Error::NotFound { .. } => {
                 // A missing bucket/container is also a 404: say so rather than "object not found".
-                let what = match store_hint(&format!("{err:?}")) {
+                let what = match missing_bucket_hint(&format!("{err:?}")) {
                     Some(hint) => format!("{context} ({hint})"),
                     None => context,
                 };
@@ -243,6 +254,12 @@ impl Error {
             object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
                 Error::AlreadyExists(context)
             }
+            denied @ (object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. }) => Error::Storage {
+                context: format!("{context} ({ACCESS_DENIED})"),
+                source: Box::new(denied),
+                retryable: false,
+            },
             other => {
                 let retryable = matches!(other, object_store::Error::Generic { .. });
                 let context = match store_hint(&other.to_string()) {
@@ -269,7 +286,6 @@ impl Error {
     }
 }
 
-/// What to fix, for the object-store failures users meet most (bucket, region, keys, http).
 /// An error and its causes as one line, each cause once: a cause whose text its parent already
 /// printed (thiserror's `"{context}: {source}"`, drivers that repeat their source) is left out, and
 /// a segment repeated back to back ("Input/output error: Input/output error: ...") is said once.
@@ -296,14 +312,26 @@ pub fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
     out.join(": ")
 }
 
-pub(crate) fn store_hint(msg: &str) -> Option<&'static str> {
+/// What to fix when the store refuses the credentials (a 401 or 403).
+const ACCESS_DENIED: &str = "access denied: check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or AZURE_STORAGE_ACCOUNT_KEY, GOOGLE_SERVICE_ACCOUNT) and the key's permissions on this bucket";
+
+/// A not-found that is the bucket or container itself, not an object in it.
+fn missing_bucket_hint(msg: &str) -> Option<&'static str> {
     let m = msg.to_ascii_lowercase();
-    let hint = if m.contains("nosuchbucket")
-        || m.contains("containernotfound")
-        || m.contains("bucket does not exist")
-    {
-        "the bucket/container does not exist: create it first, or check the name in the URL / AWS_BUCKET"
-    } else if m.contains("authorizationheadermalformed")
+    (m.contains("nosuchbucket") || m.contains("containernotfound") || m.contains("bucket does not exist"))
+        .then_some(
+            "the bucket/container does not exist: create it first, or check the name in the URL / AWS_BUCKET",
+        )
+}
+
+/// A hint for the object-store failures users meet most that have no variant of their own
+/// (bucket, region, keys reported in a generic error, plain http, unreachable endpoint).
+pub(crate) fn store_hint(msg: &str) -> Option<&'static str> {
+    if let Some(hint) = missing_bucket_hint(msg) {
+        return Some(hint);
+    }
+    let m = msg.to_ascii_lowercase();
+    let hint = if m.contains("authorizationheadermalformed")
         || m.contains("permanentredirect")
         || m.contains("illegallocationconstraint")
         || (m.contains("region") && m.contains("wrong"))
@@ -316,7 +344,7 @@ pub(crate) fn store_hint(msg: &str) -> Option<&'static str> {
         || m.contains("403 forbidden")
         || m.contains("accessdenied")
     {
-        "access denied: check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or AZURE_STORAGE_ACCOUNT_KEY, GOOGLE_SERVICE_ACCOUNT) and the key's permissions on this bucket"
+        ACCESS_DENIED
     } else if m.contains("url scheme is not allowed") || m.contains("http is not allowed") {
         "plain http endpoint: use https, or set AWS_ALLOW_HTTP=true for a trusted local endpoint"
     } else if m.contains("dns error")
@@ -417,5 +445,43 @@ mod tests {
     fn not_found_lists_alternatives() {
         let e = Error::NotFound { what: "backup nope".into(), available: vec!["a".into(), "b".into()] };
         assert_eq!(e.to_string(), "backup nope not found; available: a, b");
+    }
+
+    #[test]
+    fn store_errors_keep_their_meaning_by_variant() {
+        // Messages that name no status code or error word: only the variant says what happened.
+        let src = || Box::new(std::io::Error::other("refused")) as Box<dyn std::error::Error + Send + Sync>;
+        for err in [
+            object_store::Error::PermissionDenied { path: "k".into(), source: src() },
+            object_store::Error::Unauthenticated { path: "k".into(), source: src() },
+        ] {
+            let e = Error::storage("put manifest.json of x", err);
+            assert_eq!(e.kind(), ErrorKind::Failed);
+            assert!(!e.is_retryable(), "{e}");
+            assert!(
+                e.to_string().starts_with("put manifest.json of x (access denied: check AWS_ACCESS_KEY_ID"),
+                "{e}"
+            );
+        }
+        let e = Error::storage("get k", object_store::Error::NotFound { path: "k".into(), source: src() });
+        assert_eq!((e.kind(), e.to_string()), (ErrorKind::NotFound, "get k not found".to_string()));
+        let e =
+            Error::storage("put k", object_store::Error::Precondition { path: "k".into(), source: src() });
+        assert!(matches!(&e, Error::AlreadyExists(c) if c == "put k"), "{e:?}");
+        let e =
+            Error::storage("put k", object_store::Error::AlreadyExists { path: "k".into(), source: src() });
+        assert!(matches!(&e, Error::AlreadyExists(c) if c == "put k"), "{e:?}");
+    }
+
+    #[test]
+    fn a_missing_repository_is_said_not_to_exist() {
+        let e = Error::MissingRepository("/srv/nope".into());
+        assert_eq!(e.to_string(), "repository /srv/nope does not exist");
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert!(
+            e.hint().is_some_and(|h| h.contains("--repo") && !h.contains("dbbackup list")),
+            "{:?}",
+            e.hint()
+        );
     }
 }

@@ -35,7 +35,7 @@ pub struct GuardOptions {
     /// Repositories for the safety backup; the first is restored from.
     pub repos: Vec<String>,
     /// Compression of the safety backup.
-    #[serde(with = "crate::backup::compression_serde")]
+    #[serde(with = "crate::model::compression_serde")]
     pub compression: Compression,
     /// Parallel workers.
     pub jobs: usize,
@@ -57,7 +57,7 @@ impl Default for GuardOptions {
             password: None,
             repos: Vec::new(),
             compression: Compression::default(),
-            jobs: crate::backup::default_jobs(),
+            jobs: crate::model::default_jobs(),
             tags: Vec::new(),
             max_rto_ms: None,
             operator: None,
@@ -145,7 +145,7 @@ where
     let repo =
         opts.repos.first().ok_or_else(|| Error::InvalidInput("no repository given (--repo)".into()))?;
     if let Some(budget) = opts.max_rto_ms {
-        let target = Target::open_in(repo, ctx)?;
+        let target = Target::create_in(repo, ctx)?;
         match last_drill_recovery_ms(&target, &url).await? {
             None => {
                 return Err(Error::Unhealthy(format!(
@@ -226,10 +226,11 @@ where
         if let Ok(target) = Target::open_in(repo, ctx)
             && let Ok(m) = catalog::resolve(&target, created.id.as_str()).await
         {
-            let rows = rolled
-                .as_ref()
-                .map(|_| m.rows())
-                .map_err(|e| Error::source("roll back to the copy", e.to_string()));
+            let err = rolled.as_ref().err().map(|e| Error::source("roll back to the copy", e.to_string()));
+            let rows = match &err {
+                None => Ok(m.rows()),
+                Some(e) => Err(e),
+            };
             crate::audit::record(
                 &target,
                 &m,
@@ -237,7 +238,7 @@ where
                 Some(&format!("guard ({})", opts.operator.as_deref().unwrap_or("unknown"))),
                 "rollback",
                 started_at,
-                &rows,
+                rows,
             )
             .await;
         }

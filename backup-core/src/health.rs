@@ -22,8 +22,7 @@ use crate::model::BackupId;
 use crate::progress::Context;
 use crate::storage::Target;
 
-/// Default tolerance for backups stamped in the future of this clock.
-pub const DEFAULT_CLOCK_TOLERANCE_SECS: u64 = 600;
+pub use crate::catalog::DEFAULT_CLOCK_TOLERANCE_SECS;
 /// Default smallest fraction of the previous backup's size the newest may have.
 pub const DEFAULT_MAX_SHRINK: f64 = 0.5;
 
@@ -78,7 +77,7 @@ pub struct Check {
     pub found: Option<String>,
     /// Alert state of this check: `healthy` or `failing` (filled by [`crate::track`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<crate::alert::Health>,
+    pub state: Option<crate::notify::Health>,
     /// Since when the check is in that state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<DateTime<Utc>>,
@@ -108,8 +107,8 @@ impl Check {
     }
 
     /// The alert subject of this check.
-    pub fn subject(&self) -> crate::alert::Subject {
-        crate::alert::Subject {
+    pub fn subject(&self) -> crate::notify::Subject {
+        crate::notify::Subject {
             check: self.name.clone(),
             repo: self.repo.clone(),
             ok: self.ok || self.warning,
@@ -161,7 +160,7 @@ pub async fn status(opts: &StatusOptions, ctx: &Context) -> Result<StatusReport>
     if opts.repos.is_empty() {
         return Err(crate::error::Error::InvalidInput("no repository given (--repo)".into()));
     }
-    let targets = opts.repos.iter().map(|r| Target::open_in(r, ctx)).collect::<Result<Vec<_>>>()?;
+    let targets = opts.repos.iter().map(|r| Target::create_in(r, ctx)).collect::<Result<Vec<_>>>()?;
     status_in(&targets, opts, Utc::now(), ctx).await
 }
 

@@ -35,8 +35,9 @@ use crate::model::BackupId;
 use crate::progress::{CancellationToken, Context};
 use crate::storage::Target;
 
-/// Default time to live of a lease: a holder refreshes it every third of this.
-pub const DEFAULT_LEASE_TTL_SECS: u64 = 900;
+/// Default time to live of a lease: a holder refreshes it every third of this (kept with the
+/// store handle, which carries the repository's lease TTL).
+pub use crate::storage::target::DEFAULT_LEASE_TTL_SECS;
 
 /// What a lease allows its holder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -40,6 +40,7 @@ pub mod lease;
 mod mail;
 mod model;
 mod notify;
+mod pipeline;
 mod progress;
 mod restore;
 mod retention;
@@ -53,10 +54,7 @@ pub use alert::{
     guard_alert, scope_hash, step, track, track_command, track_status,
 };
 pub use audit::{AuditRecord, audit_log};
-pub use backup::{
-    CreateOptions, CreateReport, FailedRepo, create, create_with, default_jobs, engine_flags, engine_limits,
-    engine_option,
-};
+pub use backup::{CreateOptions, CreateReport, FailedRepo, create, create_with};
 pub use catalog::{
     BackupSummary, DatabaseScope, ListOptions, ListReport, Unreadable, VerificationRecord, backup_footprint,
     backup_ids, last_verification, list, list_in, read_manifest, record_verification, resolve, resolve_for,
@@ -71,13 +69,14 @@ pub use health::{
 };
 pub use mail::{EmailConfig, SmtpTls};
 pub use model::{
-    BackupId, Compression, DatabaseUrl, Engine, Secret, parse_duration, parse_fraction, parse_size,
-    redact_str,
+    BackupId, Compression, DatabaseUrl, Engine, Secret, default_jobs, engine_flags, engine_limits,
+    engine_option,    parse_duration, parse_fraction, parse_size, redact_str,
 };
 pub use notify::{
     AlertLine, Notification, NotifyConfig, Outcome, alert_text, deliver, heartbeat, human_secs, notify,
     slack_text,
 };
+pub use pipeline::{Finding, check_full, check_quick};
 pub use progress::{CancellationToken, Context, Event, NoProgress, Observer, Phase};
 pub use restore::{
     RestoreOptions, RestoreReport, confirmation_needed, foreign_script_path, restore, restore_script,
@@ -91,6 +90,4 @@ pub use settings::{RepoSettings, StoreConfig};
 /// The MySQL/MariaDB SQL script splitter used for foreign dumps (public for fuzzing).
 pub use source::mysql_script;
 pub use storage::Target;
-pub use verify::{
-    Finding, VerifyLevel, VerifyOptions, VerifyReport, check_full, check_quick, verify, verify_with,
-};
+pub use verify::{VerifyLevel, VerifyOptions, VerifyReport, verify, verify_with};

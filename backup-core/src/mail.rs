@@ -17,9 +17,9 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use crate::alert::Transition;
 use crate::error::{Error, Result};
 use crate::model::{Secret, redact_str};
+use crate::notify::Transition;
 use crate::notify::{Notification, Outcome, human_secs};
 
 /// How the SMTP connection is protected.

@@ -18,10 +18,46 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::alert::Transition;
 use crate::error::{Error, Result};
 use crate::mail::{EmailConfig, SmtpTls};
 use crate::model::{Secret, redact_str};
+
+/// One thing that is either healthy or failing right now (a `status` check, a command's result).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subject {
+    /// Check name (`has_backup`, `newest_age`, ..., or a command: `create`, `prune`, ...).
+    pub check: String,
+    /// Repository the check is about, if one.
+    pub repo: Option<String>,
+    /// Passed.
+    pub ok: bool,
+    /// What was expected.
+    pub expected: String,
+    /// What was found.
+    pub found: String,
+}
+
+/// Healthy or failing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// Passing.
+    Healthy,
+    /// Failing.
+    Failing,
+}
+
+/// What a state change means for the people on call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transition {
+    /// Healthy -> failing (or failing and never alerted).
+    Failing,
+    /// Still failing, reminder interval passed.
+    StillFailing,
+    /// Failing -> healthy.
+    Recovered,
+}
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

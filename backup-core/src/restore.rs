@@ -9,17 +9,17 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::ByteStream;
-use crate::codec::checksum::verified;
 use crate::codec::compress::{self, Codec};
 use crate::codec::encrypt::Keyring;
 use crate::error::{Error, Result};
-use crate::format::manifest::{Manifest, ObjectEntry, ObjectKind};
-use crate::format::{layout, sealed};
+use crate::format::manifest::Manifest;
+use crate::format::sealed;
 use crate::model::{DatabaseUrl, Secret};
+use crate::pipeline::load_and_check;
 use crate::progress::{Context, Event, Phase, PhaseGuard};
-use crate::source::{self, LoadOptions, LoadSession, Loader, TableStats};
+use crate::source::{self, LoadOptions, Loader};
 use crate::storage::Target;
-use crate::{audit, catalog, verify};
+use crate::{audit, catalog, pipeline};
 
 /// Input of [`restore`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -69,7 +69,7 @@ impl Default for RestoreOptions {
             backup: "latest".into(),
             into: String::new(),
             password: None,
-            jobs: crate::backup::default_jobs(),
+            jobs: crate::model::default_jobs(),
             in_place: false,
             tables: None,
             production: false,
@@ -146,7 +146,7 @@ pub async fn restore(opts: &RestoreOptions, ctx: &Context) -> Result<RestoreRepo
         opts.operator.as_deref(),
         "restore",
         started_at,
-        &result,
+        result.as_ref().map(|r| r.rows),
     )
     .await;
     result
@@ -190,7 +190,7 @@ async fn restore_leased(
         )));
     }
     // Every object must exist with its recorded size before anything is touched.
-    let quick = verify::check_quick(target, manifest).await?;
+    let quick = pipeline::check_quick(target, manifest).await?;
     if let Some(f) = quick.first() {
         return Err(Error::integrity(
             format!("backup {}: {}", manifest.id, f.object.clone().unwrap_or_default()),
@@ -199,7 +199,7 @@ async fn restore_leased(
         ));
     }
     if opts.in_place || opts.verify_first {
-        let findings = verify::check_full(target, manifest, opts.jobs.max(1), ctx).await?;
+        let findings = pipeline::check_full(target, manifest, opts.jobs.max(1), ctx).await?;
         if let Some(f) = findings.first() {
             return Err(Error::integrity(
                 format!("backup {}: {}", manifest.id, f.object.clone().unwrap_or_default()),
@@ -259,7 +259,7 @@ pub fn foreign_script_path(backup: &str) -> Option<std::path::PathBuf> {
 
 /// Restores a foreign plain dump script (pg_dump / mysqldump output) from a local file: the
 /// file is streamed, decompressed by its extension, and executed by the engine into a shadow
-/// which is then swapped in exactly like a backup ([`LoadSession::commit`]); any failure
+/// which is then swapped in exactly like a backup ([`LoadSession::commit`](crate::source::LoadSession::commit)); any failure
 /// discards the shadow and leaves the live database as it was.
 pub async fn restore_script(
     path: &std::path::Path,
@@ -339,189 +339,4 @@ async fn open_script(path: &std::path::Path) -> Result<(ByteStream, Option<u64>)
         .map_err(move |e| Error::io(format!("read {io_what}"), e))
         .boxed();
     Ok((compress::decode(raw, Codec::from_file_name(&shown), what), size))
-}
-
-/// What a load put into a session.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Loaded {
-    pub(crate) tables: usize,
-    pub(crate) rows: u64,
-    pub(crate) raw_bytes: u64,
-    pub(crate) objects: usize,
-    pub(crate) notes: Vec<String>,
-}
-
-/// Does the table filter select this table?
-pub(crate) fn selected(tables: &Option<Vec<String>>, t: &crate::format::manifest::TableEntry) -> bool {
-    match tables {
-        None => true,
-        Some(list) => list.iter().any(|n| *n == t.name || *n == t.display_name()),
-    }
-}
-
-/// Loads every object of `manifest` into `session` (digests checked as bytes stream), then
-/// compares each selected table's row count and checksum with the manifest.
-pub(crate) async fn load_and_check<'a>(
-    target: &'a Target,
-    manifest: &'a Manifest,
-    session: &'a dyn LoadSession,
-    opts: &LoadOptions,
-    ctx: &'a Context,
-) -> Result<Loaded> {
-    if let Some(list) = &opts.tables {
-        for name in list {
-            if !manifest.tables.iter().any(|t| t.name == *name || t.display_name() == *name) {
-                return Err(Error::NotFound {
-                    what: format!("table {name:?} in backup {}", manifest.id),
-                    available: manifest.tables.iter().map(|t| t.display_name()).collect(),
-                });
-            }
-        }
-    }
-    let wanted = |o: &ObjectEntry| match o.table {
-        Some(t) => selected(&opts.tables, &manifest.tables[t]),
-        None => true,
-    };
-    let total: u64 = manifest.objects.iter().filter(|o| wanted(o)).map(|o| o.raw_bytes).sum();
-    let phase = PhaseGuard::start(ctx, Phase::Load, Some(total));
-    let mut loaded = Loaded::default();
-    for o in manifest.objects.iter().filter(|o| o.kind == ObjectKind::SchemaPre) {
-        session
-            .pre_data(read_object(target, manifest, o, ctx))
-            .await
-            .map_err(|e| e.context("apply pre-data schema"))?;
-        loaded.objects += 1;
-    }
-    let data: Vec<&ObjectEntry> = manifest
-        .objects
-        .iter()
-        .filter(|o| matches!(o.kind, ObjectKind::Data | ObjectKind::File) && wanted(o))
-        .collect();
-    let load_one = |o: &'a ObjectEntry| async move {
-        ctx.check("restore")?;
-        let r = session
-            .load(o, read_object(target, manifest, o, ctx))
-            .await
-            .map_err(|e| e.context(format!("load {}", o.key)))?;
-        ctx.emit(Event::ObjectDone { phase: Phase::Load, key: o.key.clone() });
-        Ok::<u64, Error>(r)
-    };
-    if session.one_table_at_a_time() {
-        // One group per table (chunks in manifest order), biggest tables first.
-        let mut groups: Vec<(Option<usize>, Vec<&ObjectEntry>)> = Vec::new();
-        for o in &data {
-            match groups.iter_mut().find(|(t, _)| *t == o.table && t.is_some()) {
-                Some((_, g)) => g.push(o),
-                None => groups.push((o.table, vec![o])),
-            }
-        }
-        groups.sort_by_key(|(_, g)| std::cmp::Reverse(g.iter().map(|o| o.raw_bytes).sum::<u64>()));
-        futures::stream::iter(groups)
-            .map(|(t, g)| async move {
-                for o in g {
-                    load_one(o).await?;
-                }
-                if let Some(t) = t.and_then(|i| manifest.tables.get(i)) {
-                    session
-                        .table_loaded(t)
-                        .await
-                        .map_err(|e| e.context(format!("finish loading table {}", t.display_name())))?;
-                }
-                Ok::<(), Error>(())
-            })
-            .buffer_unordered(opts.jobs.max(1))
-            .try_collect::<Vec<()>>()
-            .await?;
-    } else {
-        futures::stream::iter(data.iter().copied())
-            .map(load_one)
-            .buffer_unordered(opts.jobs.max(1))
-            .try_collect::<Vec<u64>>()
-            .await?;
-    }
-    loaded.objects += data.len();
-    loaded.raw_bytes = data.iter().map(|o| o.raw_bytes).sum();
-    for o in manifest.objects.iter().filter(|o| o.kind == ObjectKind::SchemaPost) {
-        session
-            .post_data(read_object(target, manifest, o, ctx))
-            .await
-            .map_err(|e| e.context("apply post-data schema"))?;
-        loaded.objects += 1;
-    }
-    drop(phase);
-    let _p = PhaseGuard::start(ctx, Phase::Finish, None);
-    let tables: Vec<_> = manifest.tables.iter().filter(|t| selected(&opts.tables, t)).collect();
-    // The database-level check (SQLite: integrity_check, PostgreSQL: large objects) is read-only
-    // and independent of the tables: it runs alongside their scans, and counts after them.
-    let stats = futures::stream::iter(tables.iter().enumerate())
-        .map(|(i, t)| async move { session.table_stats(t).await.map(|s| (i, s)) })
-        .buffer_unordered(opts.jobs.max(1))
-        .try_collect::<Vec<(usize, TableStats)>>();
-    let (stats, database_check) = futures::join!(stats, session.check_database());
-    let stats = stats?;
-    for (i, s) in stats {
-        let t = tables[i];
-        if s.rows != t.rows {
-            return Err(Error::integrity(
-                format!("table {} after load", t.display_name()),
-                format!("{} rows", t.rows),
-                format!("{} rows", s.rows),
-            ));
-        }
-        // A loader that answers with another algorithm than the manifest names cannot prove
-        // anything: refuse rather than skip the comparison.
-        if t.checksum.is_some() && s.checksum.is_some() && t.checksum_algo != s.checksum_algo {
-            return Err(Error::Unsupported(format!(
-                "table {}: the backup's checksum algorithm {:?} is not the one this restore computed ({:?})",
-                t.display_name(),
-                t.checksum_algo.as_deref().unwrap_or("none"),
-                s.checksum_algo.as_deref().unwrap_or("none"),
-            )));
-        }
-        if let (Some(want), Some(got)) = (&t.checksum, &s.checksum)
-            && want != got
-        {
-            return Err(Error::integrity(
-                format!("table {} after load", t.display_name()),
-                format!("checksum {want}"),
-                format!("checksum {got}"),
-            ));
-        }
-        loaded.rows += s.rows;
-    }
-    loaded.tables = tables.len();
-    loaded.notes = database_check?;
-    Ok(loaded)
-}
-
-/// Streams a stored object's stored bytes, checked against their recorded size and SHA-256 (no
-/// decryption or decompression).
-pub(crate) fn read_stored(target: &Target, manifest: &Manifest, o: &ObjectEntry) -> ByteStream {
-    let key = format!("{}{}", layout::backup_dir(&manifest.id), o.key);
-    let what = format!("object {} of {}", o.key, manifest.id);
-    verified(target.get_stream(&key), what, o.stored_bytes, o.sha256.clone())
-}
-
-/// Streams a stored object: stored-digest check, decryption (encrypted backups, authenticated
-/// by age), decompression, raw-digest check. The stream ends in an error, before its
-/// end-of-stream, if any byte is wrong.
-pub(crate) fn read_object(
-    target: &Target,
-    manifest: &Manifest,
-    o: &ObjectEntry,
-    ctx: &Context,
-) -> ByteStream {
-    let key = format!("{}{}", layout::backup_dir(&manifest.id), o.key);
-    let what = format!("object {} of {}", o.key, manifest.id);
-    let codec = match Codec::from_name(&o.codec) {
-        Ok(c) => c,
-        Err(e) => return futures::stream::once(async move { Err(e) }).boxed(),
-    };
-    let stored = verified(target.get_stream(&key), what.clone(), o.stored_bytes, o.sha256.clone());
-    let plain = sealed::decrypted(manifest, stored, &what);
-    let raw = compress::decode(plain, codec, what.clone());
-    let ctx = ctx.clone();
-    verified(raw, format!("{what} (decompressed)"), o.raw_bytes, o.raw_sha256.clone())
-        .inspect_ok(move |b| ctx.emit(Event::Advanced { phase: Phase::Load, bytes: b.len() as u64 }))
-        .boxed()
 }

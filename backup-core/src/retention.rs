@@ -279,7 +279,7 @@ pub async fn plan(
 ) -> Result<RetentionPlan> {
     let listed = catalog::list_in(target, None).await?;
     // Backups stamped in the future of this clock decide nothing and are not deleted by rules.
-    let horizon = now + Duration::seconds(crate::health::DEFAULT_CLOCK_TOLERANCE_SECS as i64);
+    let horizon = now + Duration::seconds(crate::catalog::DEFAULT_CLOCK_TOLERANCE_SECS as i64);
     let (future, trusted): (Vec<BackupSummary>, Vec<BackupSummary>) =
         listed.backups.into_iter().partition(|b| b.created_at > horizon);
     let mut decisions: Vec<Decision> = future
@@ -439,7 +439,7 @@ async fn delete_dir(target: &Target, id: &BackupId, errors: &mut Vec<String>) ->
 
 /// Applies a retention policy to a repository (or only reports the plan with `dry_run`).
 pub async fn prune(opts: &PruneOptions, ctx: &Context) -> Result<PruneReport> {
-    let target = Target::open_in(&opts.repo, ctx)?;
+    let target = Target::create_in(&opts.repo, ctx)?;
     prune_in(&target, opts, Utc::now(), ctx).await
 }
 

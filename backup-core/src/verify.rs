@@ -13,18 +13,16 @@ use std::str::FromStr;
 use std::time::Instant;
 
 use chrono::Utc;
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{self, VerificationRecord};
 use crate::codec::encrypt::Keyring;
 use crate::error::{Error, Result};
-use crate::format::layout;
 use crate::format::manifest::Manifest;
 use crate::format::sealed;
 use crate::model::{DatabaseUrl, Engine, Secret};
-use crate::progress::{Context, Event, Phase, PhaseGuard};
-use crate::restore::{load_and_check, read_object, read_stored};
+use crate::pipeline::{Finding, check_full, check_quick, load_and_check};
+use crate::progress::Context;
 use crate::source::{self, LoadOptions};
 use crate::storage::Target;
 
@@ -99,23 +97,12 @@ impl Default for VerifyOptions {
             level: VerifyLevel::Full,
             scratch: None,
             password: None,
-            jobs: crate::backup::default_jobs(),
+            jobs: crate::model::default_jobs(),
             record: true,
             identity: None,
             passphrase: None,
         }
     }
-}
-
-/// One problem found.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Finding {
-    /// Object key (relative to the backup), when the problem is an object's.
-    pub object: Option<String>,
-    /// Table, when the problem is a table's.
-    pub table: Option<String>,
-    /// What is wrong.
-    pub problem: String,
 }
 
 /// Output of [`verify`] (the CLI's `--json` for `verify`).
@@ -264,87 +251,4 @@ fn scratch_url(opts: &VerifyOptions, manifest: &Manifest) -> Result<DatabaseUrl>
     };
     url.set_password(opts.password.clone());
     Ok(url)
-}
-
-/// Every object exists with its recorded size.
-pub async fn check_quick(target: &Target, manifest: &Manifest) -> Result<Vec<Finding>> {
-    let dir = layout::backup_dir(&manifest.id);
-    let results: Vec<(usize, Result<Option<u64>>)> =
-        futures::stream::iter(manifest.objects.iter().enumerate())
-            .map(|(i, o)| {
-                let key = format!("{dir}{}", o.key);
-                async move { (i, target.head(&key).await) }
-            })
-            .buffer_unordered(16)
-            .collect()
-            .await;
-    let mut findings = Vec::new();
-    for (i, r) in results {
-        let o = &manifest.objects[i];
-        match r? {
-            None => {
-                findings.push(Finding { object: Some(o.key.clone()), table: None, problem: "missing".into() })
-            }
-            Some(size) if size != o.stored_bytes => findings.push(Finding {
-                object: Some(o.key.clone()),
-                table: None,
-                problem: format!("size {size} bytes, manifest says {}", o.stored_bytes),
-            }),
-            Some(_) => {}
-        }
-    }
-    findings.sort_by(|a, b| a.object.cmp(&b.object));
-    Ok(findings)
-}
-
-/// Every object downloaded, digests checked, decompressed fully.
-pub async fn check_full(
-    target: &Target,
-    manifest: &Manifest,
-    jobs: usize,
-    ctx: &Context,
-) -> Result<Vec<Finding>> {
-    let total = manifest.raw_bytes();
-    let _phase = PhaseGuard::start(ctx, Phase::Verify, Some(total));
-    let results: Vec<Result<Option<Finding>>> = futures::stream::iter(manifest.objects.iter())
-        .map(|o| async move {
-            ctx.check("verify")?;
-            let quiet = Context {
-                observer: std::sync::Arc::new(crate::progress::NoProgress),
-                cancel: ctx.cancel.clone(),
-                stores: ctx.stores.clone(),
-            };
-            let mut s = if manifest.is_sealed() {
-                // No key: what can be proven is that the stored bytes are those written.
-                read_stored(target, manifest, o)
-            } else {
-                read_object(target, manifest, o, &quiet)
-            };
-            while let Some(item) = s.next().await {
-                match item {
-                    Ok(b) => ctx.emit(Event::Advanced { phase: Phase::Verify, bytes: b.len() as u64 }),
-                    Err(e @ (Error::Integrity { .. } | Error::NotFound { .. })) => {
-                        return Ok(Some(Finding {
-                            object: Some(o.key.clone()),
-                            table: None,
-                            problem: e.to_string(),
-                        }));
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            ctx.emit(Event::ObjectDone { phase: Phase::Verify, key: o.key.clone() });
-            Ok(None)
-        })
-        .buffer_unordered(jobs)
-        .collect()
-        .await;
-    let mut findings = Vec::new();
-    for r in results {
-        if let Some(f) = r? {
-            findings.push(f);
-        }
-    }
-    findings.sort_by(|a, b| a.object.cmp(&b.object));
-    Ok(findings)
 }

@@ -19,6 +19,8 @@ use object_store::{
     GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart,
 };
 
+pub use super::url::Capabilities;
+use super::url::{Access, OpenedStore, StoreConfig};
 use crate::codec::ByteStream;
 use crate::error::{Error, Result};
 use crate::progress::Context;
@@ -27,19 +29,6 @@ use crate::progress::Context;
 pub const DEFAULT_PART_SIZE: usize = 8 << 20;
 /// S3's limit on parts per upload.
 pub const MAX_PARTS: u64 = 10_000;
-
-/// What a store can do beyond the basics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Capabilities {
-    /// Conditional create (`If-None-Match: *`). Backblaze B2 lacks it.
-    pub conditional_put: bool,
-}
-
-impl Default for Capabilities {
-    fn default() -> Self {
-        Capabilities { conditional_put: true }
-    }
-}
 
 /// Metadata of a listed object, key relative to the repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +40,10 @@ pub struct Listed {
     /// Last modification time.
     pub modified: chrono::DateTime<chrono::Utc>,
 }
+
+/// Default time to live of a repository lease (`lease`): a holder refreshes it every third of
+/// this; `DBBACKUP_STORE_LEASE_TTL` overrides it per repository.
+pub const DEFAULT_LEASE_TTL_SECS: u64 = 900;
 
 /// One repository.
 #[derive(Clone)]
@@ -94,25 +87,43 @@ impl Target {
             part_size: DEFAULT_PART_SIZE,
             max_concurrency: 4,
             resume_attempts: 5,
-            lease_ttl: std::time::Duration::from_secs(crate::lease::DEFAULT_LEASE_TTL_SECS),
+            lease_ttl: std::time::Duration::from_secs(DEFAULT_LEASE_TTL_SECS),
         }
     }
 
     /// Opens a repository from its URL without store settings (local directories, `memory://`;
-    /// a cloud store opened this way has no credentials). See [`super::url`].
+    /// a cloud store opened this way has no credentials). A local directory is created if
+    /// missing. See [`super::url`].
     pub fn open(url: &str) -> Result<Self> {
-        super::url::open_with(url, &super::url::StoreConfig::default())
+        Self::open_with(url, &StoreConfig::default())
     }
 
-    /// Opens a repository from its URL with the settings the context holds for it
-    /// ([`crate::RepoSettings`]): how every use-case opens the repositories of its options.
+    /// Opens a repository to read it, with the settings the context holds for it
+    /// ([`RepoSettings`](crate::settings::RepoSettings)): how the use-cases open the repositories
+    /// they read. A local directory that does not exist is an error
+    /// ([`Error::MissingRepository`]), never created.
     pub fn open_in(url: &str, ctx: &Context) -> Result<Self> {
-        super::url::open_with(url, ctx.stores.for_repo(url))
+        Ok(Self::from_opened(super::url::open_with(url, ctx.stores.for_repo(url), Access::Read)?))
     }
 
-    /// Opens a repository from its URL with explicit store settings (see [`super::url`]).
-    pub fn open_with(url: &str, cfg: &super::url::StoreConfig) -> Result<Self> {
-        super::url::open_with(url, cfg)
+    /// Opens a repository to write backups into it, with the settings the context holds for it:
+    /// a local directory is created if missing.
+    pub fn create_in(url: &str, ctx: &Context) -> Result<Self> {
+        Ok(Self::from_opened(super::url::open_with(url, ctx.stores.for_repo(url), Access::Create)?))
+    }
+
+    /// Opens a repository from its URL with explicit store settings (see [`super::url`]); a local
+    /// directory is created if missing.
+    pub fn open_with(url: &str, cfg: &StoreConfig) -> Result<Self> {
+        Ok(Self::from_opened(super::url::open_with(url, cfg, Access::Create)?))
+    }
+
+    fn from_opened(o: OpenedStore) -> Self {
+        let target = Target::new(o.store, &o.prefix, o.display, o.caps);
+        match o.lease_ttl {
+            Some(ttl) => target.with_lease_ttl(ttl),
+            None => target,
+        }
     }
 
     /// Sets the multipart part size (bytes, at least 5 MiB for S3) and the number of parts in

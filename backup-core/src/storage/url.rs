@@ -3,7 +3,8 @@
 //! for them).
 //!
 //! Accepted:
-//! - a plain path or `file:///path`: local directory, created if missing;
+//! - a plain path or `file:///path`: local directory, created by writers if missing (never by a
+//!   read: a missing directory is [`Error::MissingRepository`]);
 //! - `memory://NAME`: an in-process store shared by every `Target` opened with the same NAME
 //!   (tests and the FFI);
 //! - `s3://BUCKET/PREFIX` (AWS, Backblaze B2, MinIO, Cloudflare R2, any S3-compatible endpoint).
@@ -63,7 +64,6 @@ use object_store::memory::InMemory;
 #[cfg(feature = "cloud")]
 use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 
-use super::target::{Capabilities, Target};
 use crate::error::{Error, Result};
 use crate::model::redact_str;
 pub use crate::settings::StoreConfig;
@@ -244,31 +244,76 @@ impl StoreConfig {
     }
 }
 
+/// What a store can do beyond the basics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Conditional create (`If-None-Match: *`). Backblaze B2 lacks it.
+    pub conditional_put: bool,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Capabilities { conditional_put: true }
+    }
+}
+
 fn memory_registry() -> &'static Mutex<HashMap<String, Arc<InMemory>>> {
     static REG: OnceLock<Mutex<HashMap<String, Arc<InMemory>>>> = OnceLock::new();
     REG.get_or_init(Mutex::default)
 }
 
-/// Opens the repository at `url` with explicit settings (the process environment is never read
-/// here). Local directories are created if missing.
-pub fn open_with(url: &str, cfg: &StoreConfig) -> Result<Target> {
-    let target = open_store(url, cfg)?;
-    Ok(match cfg.seconds("DBBACKUP_STORE_LEASE_TTL")? {
-        Some(ttl) => target.with_lease_ttl(ttl),
-        None => target,
-    })
+/// Whether a repository is opened to read what it holds or to write backups into it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Read: a local directory that does not exist is an error, never created.
+    Read,
+    /// Write: a local directory is created if missing.
+    Create,
 }
 
-fn open_store(url: &str, cfg: &StoreConfig) -> Result<Target> {
+/// A store opened from a URL: what a [`Target`](super::Target) wraps.
+pub(crate) struct OpenedStore {
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) prefix: String,
+    pub(crate) display: String,
+    pub(crate) caps: Capabilities,
+    /// `DBBACKUP_STORE_LEASE_TTL`, when set.
+    pub(crate) lease_ttl: Option<std::time::Duration>,
+}
+
+fn opened(
+    store: Arc<dyn ObjectStore>,
+    prefix: &str,
+    display: String,
+    caps: Capabilities,
+) -> Result<OpenedStore> {
+    Ok(OpenedStore { store, prefix: prefix.to_string(), display, caps, lease_ttl: None })
+}
+
+/// Opens the store of the repository at `url` with explicit settings (the process environment
+/// is never read here).
+pub(crate) fn open_with(url: &str, cfg: &StoreConfig, access: Access) -> Result<OpenedStore> {
+    let mut opened = open_store(url, cfg, access)?;
+    opened.lease_ttl = cfg.seconds("DBBACKUP_STORE_LEASE_TTL")?;
+    Ok(opened)
+}
+
+fn open_store(url: &str, cfg: &StoreConfig, access: Access) -> Result<OpenedStore> {
     match RepoUrl::parse(url)? {
         RepoUrl::Local { path } => {
-            std::fs::create_dir_all(&path)
-                .map_err(|e| Error::io(format!("create repository directory {}", path.display()), e))?;
+            match access {
+                Access::Create => std::fs::create_dir_all(&path)
+                    .map_err(|e| Error::io(format!("create repository directory {}", path.display()), e))?,
+                Access::Read if !path.is_dir() => {
+                    return Err(Error::MissingRepository(path.display().to_string()));
+                }
+                Access::Read => {}
+            }
             let store = LocalFileSystem::new_with_prefix(&path)
                 .map_err(|e| Error::storage(format!("open repository {}", path.display()), e))?
                 .with_automatic_cleanup(true);
             let display = path.display().to_string();
-            Ok(Target::new(Arc::new(store), "", display, Capabilities::default()))
+            opened(Arc::new(store), "", display, Capabilities::default())
         }
         RepoUrl::Memory { name } => {
             let store = {
@@ -276,7 +321,7 @@ fn open_store(url: &str, cfg: &StoreConfig) -> Result<Target> {
                 reg.entry(name.clone()).or_insert_with(|| Arc::new(InMemory::new())).clone()
             };
             let store: Arc<dyn ObjectStore> = store;
-            Ok(Target::new(store, "", format!("memory://{name}"), Capabilities::default()))
+            opened(store, "", format!("memory://{name}"), Capabilities::default())
         }
         #[cfg(not(feature = "cloud"))]
         RepoUrl::S3 { .. } | RepoUrl::Gcs { .. } | RepoUrl::Azure { .. } => {
@@ -299,7 +344,7 @@ fn open_store(url: &str, cfg: &StoreConfig) -> Result<Target> {
                 .with_client_options(cfg.client(None)?)
                 .build()
                 .map_err(|e| config_error(&display, e))?;
-            Ok(Target::new(Arc::new(store), &prefix, display, Capabilities { conditional_put: true }))
+            opened(Arc::new(store), &prefix, display, Capabilities { conditional_put: true })
         }
         #[cfg(feature = "cloud")]
         RepoUrl::Azure { container, prefix } => {
@@ -317,7 +362,7 @@ fn open_store(url: &str, cfg: &StoreConfig) -> Result<Target> {
                 .with_client_options(cfg.client(endpoint.as_deref())?)
                 .build()
                 .map_err(|e| config_error(&display, e))?;
-            Ok(Target::new(Arc::new(store), &prefix, display, Capabilities { conditional_put: true }))
+            opened(Arc::new(store), &prefix, display, Capabilities { conditional_put: true })
         }
     }
 }
@@ -356,7 +401,7 @@ fn open_s3(
     prefix: &str,
     conditional_put: Option<bool>,
     cfg: &StoreConfig,
-) -> Result<Target> {
+) -> Result<OpenedStore> {
     let bucket = match bucket.or_else(|| cfg.get("AWS_BUCKET").map(str::to_string)) {
         Some(b) => b,
         None => {
@@ -404,12 +449,13 @@ fn open_s3(
         .with_client_options(cfg.client(endpoint.as_deref())?)
         .build()
         .map_err(|e| config_error(&display, e))?;
-    Ok(Target::new(Arc::new(store), prefix, display, Capabilities { conditional_put: cond }))
+    opened(Arc::new(store), prefix, display, Capabilities { conditional_put: cond })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::Target;
 
     #[test]
     fn parses_the_documented_forms() {
@@ -479,24 +525,31 @@ mod tests {
     #[test]
     fn s3_bucket_from_laravel_env_or_a_clear_error() {
         let cfg = StoreConfig::from_pairs([("AWS_DEFAULT_REGION", "eu-west-1")]);
-        let e = open_with("s3:///x", &cfg).unwrap_err();
+        let e = Target::open_with("s3:///x", &cfg).unwrap_err();
         assert!(e.to_string().contains("AWS_BUCKET"), "{e}");
         let cfg = cfg.set("AWS_BUCKET", "laravel-bucket");
-        let t = open_with("s3:///x", &cfg).unwrap();
+        let t = Target::open_with("s3:///x", &cfg).unwrap();
         assert_eq!(t.display_name(), "s3://laravel-bucket/x");
         assert_eq!(t.prefix(), "x");
         // AWS proper: conditional PUT on; B2 endpoint: off unless asked for.
         assert!(t.capabilities().conditional_put);
         let b2 = cfg.clone().set("AWS_ENDPOINT", "https://s3.us-west-004.backblazeb2.com");
-        assert!(!open_with("s3://b", &b2).unwrap().capabilities().conditional_put);
+        assert!(!Target::open_with("s3://b", &b2).unwrap().capabilities().conditional_put);
         let b2_on = b2.clone().set("DBBACKUP_S3_CONDITIONAL_PUT", "true");
-        assert!(open_with("s3://b", &b2_on).unwrap().capabilities().conditional_put);
-        assert!(!open_with("s3://b?conditional_put=false", &cfg).unwrap().capabilities().conditional_put);
+        assert!(Target::open_with("s3://b", &b2_on).unwrap().capabilities().conditional_put);
+        assert!(
+            !Target::open_with("s3://b?conditional_put=false", &cfg).unwrap().capabilities().conditional_put
+        );
         // Virtual-hosted style when Laravel says so.
         let vh = b2.set("AWS_USE_PATH_STYLE_ENDPOINT", "false");
-        open_with("s3://b", &vh).unwrap();
+        Target::open_with("s3://b", &vh).unwrap();
         let bad = vh.set("AWS_USE_PATH_STYLE_ENDPOINT", "maybe");
-        assert!(open_with("s3://b", &bad).unwrap_err().to_string().contains("AWS_USE_PATH_STYLE_ENDPOINT"));
+        assert!(
+            Target::open_with("s3://b", &bad)
+                .unwrap_err()
+                .to_string()
+                .contains("AWS_USE_PATH_STYLE_ENDPOINT")
+        );
     }
 
     #[test]
@@ -514,7 +567,7 @@ mod tests {
         );
         assert!(cfg.get("PATH").is_none(), "unrelated variables are not collected");
         assert!(cfg.get("DBBACKUP_SLACK_WEBHOOK").is_none());
-        let t = open_with("s3://bk/p", &cfg).unwrap();
+        let t = Target::open_with("s3://bk/p", &cfg).unwrap();
         for s in [format!("{t}"), format!("{t:?}")] {
             assert!(!s.contains("wJalr") && !s.contains("AKIDEXAMPLE"), "{s}");
         }
@@ -537,17 +590,48 @@ mod tests {
     fn gcs_and_azure_configuration() {
         // GCS: a service account key that is not JSON is a configuration error naming the repo.
         let cfg = StoreConfig::from_pairs([("GOOGLE_SERVICE_ACCOUNT_KEY", "not json")]);
-        let e = open_with("gs://bk/p", &cfg).unwrap_err();
+        let e = Target::open_with("gs://bk/p", &cfg).unwrap_err();
         assert!(matches!(e, Error::InvalidInput(_)) && e.to_string().contains("gs://bk/p"), "{e}");
         assert!(!e.to_string().contains("not json"), "{e}");
         // Azure: no account is a configuration error; with one it builds.
-        let e = open_with("az://c/p", &StoreConfig::default()).unwrap_err();
+        let e = Target::open_with("az://c/p", &StoreConfig::default()).unwrap_err();
         assert!(e.to_string().contains("az://c/p"), "{e}");
         let cfg = StoreConfig::from_pairs([
             ("AZURE_STORAGE_ACCOUNT_NAME", "acct"),
             ("AZURE_STORAGE_ACCOUNT_KEY", "a2V5"),
         ]);
-        let t = open_with("az://c/p", &cfg).unwrap();
+        let t = Target::open_with("az://c/p", &cfg).unwrap();
         assert_eq!((t.display_name(), t.prefix()), ("az://c/p", "p"));
+    }
+
+    /// A read (verify, restore, copy from) of a local directory that does not exist says so and
+    /// never creates it; `list` finds no backups there; a write creates it.
+    #[tokio::test]
+    async fn a_read_never_creates_a_missing_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no-such-repo");
+        let url = missing.display().to_string();
+        let ctx = crate::progress::Context::default();
+        let e = Target::open_in(&url, &ctx).unwrap_err();
+        assert_eq!(e.to_string(), format!("repository {url} does not exist"));
+        assert_eq!(e.kind(), crate::error::ErrorKind::NotFound);
+        let opts = crate::catalog::ListOptions { repo: url.clone(), ..Default::default() };
+        let listed = crate::catalog::list(&opts, &ctx).await.unwrap();
+        assert!(
+            listed.backups.is_empty() && listed.unreadable.is_empty() && listed.repo == url,
+            "{listed:?}"
+        );
+        let opts = crate::restore::RestoreOptions {
+            repo: url.clone(),
+            backup: "latest".into(),
+            into: format!("sqlite://{}/x.sqlite", dir.path().display()),
+            ..Default::default()
+        };
+        let e = crate::restore::restore(&opts, &ctx).await.unwrap_err();
+        assert_eq!(e.to_string(), format!("repository {url} does not exist"));
+        assert!(!missing.exists(), "a read created {url}");
+        Target::create_in(&url, &ctx).unwrap();
+        assert!(missing.is_dir());
+        Target::open_in(&url, &ctx).unwrap();
     }
 }

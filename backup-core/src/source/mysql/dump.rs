@@ -468,7 +468,7 @@ impl Source for MysqlSource {
             info,
             tables,
             chunk_bytes: opts.chunk_bytes.max(1 << 20),
-            no_definer: opt_flag(opts, crate::engine_option::NO_DEFINER),
+            no_definer: opt_flag(opts, crate::model::engine_option::NO_DEFINER),
             sums: Default::default(),
         }))
     }

@@ -26,9 +26,9 @@ use super::dump::{
 use super::script::{self, ScriptSplitter, StatementKind};
 use super::{CHECKSUM_ALGO_V1, Server, exec, is_server_error, qi, qs, query_text, short, swap};
 use crate::codec::ByteStream;
-use crate::engine_option;
 use crate::error::{Error, Result};
 use crate::format::manifest::{Manifest, ObjectEntry, TableEntry};
+use crate::model::engine_option;
 use crate::model::{DatabaseUrl, Engine};
 use crate::progress::Context;
 use crate::source::{CommitReport, LoadOptions, LoadSession, Loader, ScriptReport, TableStats, read_text};

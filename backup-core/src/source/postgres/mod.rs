@@ -66,7 +66,7 @@ impl PgSource {
 }
 
 /// Engine option: keep `ALTER ... OWNER TO` in the schema (default: `--no-owner` behaviour).
-pub(crate) use crate::engine_option::KEEP_OWNERS as OPT_KEEP_OWNERS;
+pub(crate) use crate::model::engine_option::KEEP_OWNERS as OPT_KEEP_OWNERS;
 
 fn flag(opts: &BTreeMap<String, String>, key: &str) -> bool {
     opts.get(key).is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes" | "on"))

@@ -1,0 +1,302 @@
+//! The pipeline under the use-cases: verified reads of a backup's objects and the load of a
+//! whole backup into a session with its checks. `restore`, `verify` (full and drill) and `guard`
+//! (through restore) share these, so every byte read back is checked the same way.
+//!
+//! - [`read_stored`]: an object's stored bytes, checked against its recorded size and SHA-256;
+//! - [`read_object`]: the same, then decrypted, decompressed and checked against its raw SHA-256;
+//! - [`check_quick`] / [`check_full`]: every object present with its size / every byte intact,
+//!   as findings;
+//! - [`load_and_check`]: every selected object into a [`LoadSession`], then each table's row
+//!   count and checksum compared with the manifest.
+
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+
+use crate::codec::ByteStream;
+use crate::codec::checksum::verified;
+use crate::codec::compress::{self, Codec};
+use crate::error::{Error, Result};
+use crate::format::manifest::{Manifest, ObjectEntry, ObjectKind};
+use crate::format::{layout, sealed};
+use crate::progress::{Context, Event, Phase, PhaseGuard};
+use crate::source::{LoadOptions, LoadSession, TableStats};
+use crate::storage::Target;
+
+/// One problem found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Object key (relative to the backup), when the problem is an object's.
+    pub object: Option<String>,
+    /// Table, when the problem is a table's.
+    pub table: Option<String>,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// Every object exists with its recorded size.
+pub async fn check_quick(target: &Target, manifest: &Manifest) -> Result<Vec<Finding>> {
+    let dir = layout::backup_dir(&manifest.id);
+    let results: Vec<(usize, Result<Option<u64>>)> =
+        futures::stream::iter(manifest.objects.iter().enumerate())
+            .map(|(i, o)| {
+                let key = format!("{dir}{}", o.key);
+                async move { (i, target.head(&key).await) }
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+    let mut findings = Vec::new();
+    for (i, r) in results {
+        let o = &manifest.objects[i];
+        match r? {
+            None => {
+                findings.push(Finding { object: Some(o.key.clone()), table: None, problem: "missing".into() })
+            }
+            Some(size) if size != o.stored_bytes => findings.push(Finding {
+                object: Some(o.key.clone()),
+                table: None,
+                problem: format!("size {size} bytes, manifest says {}", o.stored_bytes),
+            }),
+            Some(_) => {}
+        }
+    }
+    findings.sort_by(|a, b| a.object.cmp(&b.object));
+    Ok(findings)
+}
+
+/// Every object downloaded, digests checked, decompressed fully.
+pub async fn check_full(
+    target: &Target,
+    manifest: &Manifest,
+    jobs: usize,
+    ctx: &Context,
+) -> Result<Vec<Finding>> {
+    let total = manifest.raw_bytes();
+    let _phase = PhaseGuard::start(ctx, Phase::Verify, Some(total));
+    let results: Vec<Result<Option<Finding>>> = futures::stream::iter(manifest.objects.iter())
+        .map(|o| async move {
+            ctx.check("verify")?;
+            let quiet = Context {
+                observer: std::sync::Arc::new(crate::progress::NoProgress),
+                cancel: ctx.cancel.clone(),
+                stores: ctx.stores.clone(),
+            };
+            let mut s = if manifest.is_sealed() {
+                // No key: what can be proven is that the stored bytes are those written.
+                read_stored(target, manifest, o)
+            } else {
+                read_object(target, manifest, o, &quiet)
+            };
+            while let Some(item) = s.next().await {
+                match item {
+                    Ok(b) => ctx.emit(Event::Advanced { phase: Phase::Verify, bytes: b.len() as u64 }),
+                    Err(e @ (Error::Integrity { .. } | Error::NotFound { .. })) => {
+                        return Ok(Some(Finding {
+                            object: Some(o.key.clone()),
+                            table: None,
+                            problem: e.to_string(),
+                        }));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            ctx.emit(Event::ObjectDone { phase: Phase::Verify, key: o.key.clone() });
+            Ok(None)
+        })
+        .buffer_unordered(jobs)
+        .collect()
+        .await;
+    let mut findings = Vec::new();
+    for r in results {
+        if let Some(f) = r? {
+            findings.push(f);
+        }
+    }
+    findings.sort_by(|a, b| a.object.cmp(&b.object));
+    Ok(findings)
+}
+
+/// What a load put into a session.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Loaded {
+    pub(crate) tables: usize,
+    pub(crate) rows: u64,
+    pub(crate) raw_bytes: u64,
+    pub(crate) objects: usize,
+    pub(crate) notes: Vec<String>,
+}
+
+/// Does the table filter select this table?
+pub(crate) fn selected(tables: &Option<Vec<String>>, t: &crate::format::manifest::TableEntry) -> bool {
+    match tables {
+        None => true,
+        Some(list) => list.iter().any(|n| *n == t.name || *n == t.display_name()),
+    }
+}
+
+/// Loads every object of `manifest` into `session` (digests checked as bytes stream), then
+/// compares each selected table's row count and checksum with the manifest.
+pub(crate) async fn load_and_check<'a>(
+    target: &'a Target,
+    manifest: &'a Manifest,
+    session: &'a dyn LoadSession,
+    opts: &LoadOptions,
+    ctx: &'a Context,
+) -> Result<Loaded> {
+    if let Some(list) = &opts.tables {
+        for name in list {
+            if !manifest.tables.iter().any(|t| t.name == *name || t.display_name() == *name) {
+                return Err(Error::NotFound {
+                    what: format!("table {name:?} in backup {}", manifest.id),
+                    available: manifest.tables.iter().map(|t| t.display_name()).collect(),
+                });
+            }
+        }
+    }
+    let wanted = |o: &ObjectEntry| match o.table {
+        Some(t) => selected(&opts.tables, &manifest.tables[t]),
+        None => true,
+    };
+    let total: u64 = manifest.objects.iter().filter(|o| wanted(o)).map(|o| o.raw_bytes).sum();
+    let phase = PhaseGuard::start(ctx, Phase::Load, Some(total));
+    let mut loaded = Loaded::default();
+    for o in manifest.objects.iter().filter(|o| o.kind == ObjectKind::SchemaPre) {
+        session
+            .pre_data(read_object(target, manifest, o, ctx))
+            .await
+            .map_err(|e| e.context("apply pre-data schema"))?;
+        loaded.objects += 1;
+    }
+    let data: Vec<&ObjectEntry> = manifest
+        .objects
+        .iter()
+        .filter(|o| matches!(o.kind, ObjectKind::Data | ObjectKind::File) && wanted(o))
+        .collect();
+    let load_one = |o: &'a ObjectEntry| async move {
+        ctx.check("restore")?;
+        let r = session
+            .load(o, read_object(target, manifest, o, ctx))
+            .await
+            .map_err(|e| e.context(format!("load {}", o.key)))?;
+        ctx.emit(Event::ObjectDone { phase: Phase::Load, key: o.key.clone() });
+        Ok::<u64, Error>(r)
+    };
+    if session.one_table_at_a_time() {
+        // One group per table (chunks in manifest order), biggest tables first.
+        let mut groups: Vec<(Option<usize>, Vec<&ObjectEntry>)> = Vec::new();
+        for o in &data {
+            match groups.iter_mut().find(|(t, _)| *t == o.table && t.is_some()) {
+                Some((_, g)) => g.push(o),
+                None => groups.push((o.table, vec![o])),
+            }
+        }
+        groups.sort_by_key(|(_, g)| std::cmp::Reverse(g.iter().map(|o| o.raw_bytes).sum::<u64>()));
+        futures::stream::iter(groups)
+            .map(|(t, g)| async move {
+                for o in g {
+                    load_one(o).await?;
+                }
+                if let Some(t) = t.and_then(|i| manifest.tables.get(i)) {
+                    session
+                        .table_loaded(t)
+                        .await
+                        .map_err(|e| e.context(format!("finish loading table {}", t.display_name())))?;
+                }
+                Ok::<(), Error>(())
+            })
+            .buffer_unordered(opts.jobs.max(1))
+            .try_collect::<Vec<()>>()
+            .await?;
+    } else {
+        futures::stream::iter(data.iter().copied())
+            .map(load_one)
+            .buffer_unordered(opts.jobs.max(1))
+            .try_collect::<Vec<u64>>()
+            .await?;
+    }
+    loaded.objects += data.len();
+    loaded.raw_bytes = data.iter().map(|o| o.raw_bytes).sum();
+    for o in manifest.objects.iter().filter(|o| o.kind == ObjectKind::SchemaPost) {
+        session
+            .post_data(read_object(target, manifest, o, ctx))
+            .await
+            .map_err(|e| e.context("apply post-data schema"))?;
+        loaded.objects += 1;
+    }
+    drop(phase);
+    let _p = PhaseGuard::start(ctx, Phase::Finish, None);
+    let tables: Vec<_> = manifest.tables.iter().filter(|t| selected(&opts.tables, t)).collect();
+    // The database-level check (SQLite: integrity_check, PostgreSQL: large objects) is read-only
+    // and independent of the tables: it runs alongside their scans, and counts after them.
+    let stats = futures::stream::iter(tables.iter().enumerate())
+        .map(|(i, t)| async move { session.table_stats(t).await.map(|s| (i, s)) })
+        .buffer_unordered(opts.jobs.max(1))
+        .try_collect::<Vec<(usize, TableStats)>>();
+    let (stats, database_check) = futures::join!(stats, session.check_database());
+    let stats = stats?;
+    for (i, s) in stats {
+        let t = tables[i];
+        if s.rows != t.rows {
+            return Err(Error::integrity(
+                format!("table {} after load", t.display_name()),
+                format!("{} rows", t.rows),
+                format!("{} rows", s.rows),
+            ));
+        }
+        // A loader that answers with another algorithm than the manifest names cannot prove
+        // anything: refuse rather than skip the comparison.
+        if t.checksum.is_some() && s.checksum.is_some() && t.checksum_algo != s.checksum_algo {
+            return Err(Error::Unsupported(format!(
+                "table {}: the backup's checksum algorithm {:?} is not the one this restore computed ({:?})",
+                t.display_name(),
+                t.checksum_algo.as_deref().unwrap_or("none"),
+                s.checksum_algo.as_deref().unwrap_or("none"),
+            )));
+        }
+        if let (Some(want), Some(got)) = (&t.checksum, &s.checksum)
+            && want != got
+        {
+            return Err(Error::integrity(
+                format!("table {} after load", t.display_name()),
+                format!("checksum {want}"),
+                format!("checksum {got}"),
+            ));
+        }
+        loaded.rows += s.rows;
+    }
+    loaded.tables = tables.len();
+    loaded.notes = database_check?;
+    Ok(loaded)
+}
+
+/// Streams a stored object's stored bytes, checked against their recorded size and SHA-256 (no
+/// decryption or decompression).
+pub(crate) fn read_stored(target: &Target, manifest: &Manifest, o: &ObjectEntry) -> ByteStream {
+    let key = format!("{}{}", layout::backup_dir(&manifest.id), o.key);
+    let what = format!("object {} of {}", o.key, manifest.id);
+    verified(target.get_stream(&key), what, o.stored_bytes, o.sha256.clone())
+}
+
+/// Streams a stored object: stored-digest check, decryption (encrypted backups, authenticated
+/// by age), decompression, raw-digest check. The stream ends in an error, before its
+/// end-of-stream, if any byte is wrong.
+pub(crate) fn read_object(
+    target: &Target,
+    manifest: &Manifest,
+    o: &ObjectEntry,
+    ctx: &Context,
+) -> ByteStream {
+    let key = format!("{}{}", layout::backup_dir(&manifest.id), o.key);
+    let what = format!("object {} of {}", o.key, manifest.id);
+    let codec = match Codec::from_name(&o.codec) {
+        Ok(c) => c,
+        Err(e) => return futures::stream::once(async move { Err(e) }).boxed(),
+    };
+    let stored = verified(target.get_stream(&key), what.clone(), o.stored_bytes, o.sha256.clone());
+    let plain = sealed::decrypted(manifest, stored, &what);
+    let raw = compress::decode(plain, codec, what.clone());
+    let ctx = ctx.clone();
+    verified(raw, format!("{what} (decompressed)"), o.raw_bytes, o.raw_sha256.clone())
+        .inspect_ok(move |b| ctx.emit(Event::Advanced { phase: Phase::Load, bytes: b.len() as u64 }))
+        .boxed()
+}
