@@ -182,7 +182,7 @@ impl NotifyConfig {
         }
         let repeat = match v.get("DBBACKUP_NOTIFY_REPEAT") {
             Some(d) => Some(
-                crate::parse_duration(d)
+                crate::model::parse_duration(d)
                     .map_err(|e| Error::InvalidInput(format!("DBBACKUP_NOTIFY_REPEAT {d:?}: {e}")))?,
             ),
             None => None,
