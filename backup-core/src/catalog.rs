@@ -268,7 +268,7 @@ pub async fn resolve_for(target: &Target, spec: &str, scope: Option<&DatabaseSco
             None => return resolve(target, spec).await,
         },
     };
-    let horizon = Utc::now() + chrono::Duration::seconds(crate::health::DEFAULT_CLOCK_TOLERANCE_SECS as i64);
+    let horizon = Utc::now() + chrono::Duration::seconds(DEFAULT_CLOCK_TOLERANCE_SECS as i64);
     let all = backup_ids(target).await?;
     let ids = all.iter().filter(|id| id.timestamp().is_none_or(|t| t <= horizon));
     let mut same_engine: Vec<Manifest> = Vec::new();

@@ -70,7 +70,7 @@ pub use health::{
 pub use mail::{EmailConfig, SmtpTls};
 pub use model::{
     BackupId, Compression, DatabaseUrl, Engine, Secret, default_jobs, engine_flags, engine_limits,
-    engine_option,    parse_duration, parse_fraction, parse_size, redact_str,
+    engine_option, parse_duration, parse_fraction, parse_size, redact_str,
 };
 pub use notify::{
     AlertLine, Notification, NotifyConfig, Outcome, alert_text, deliver, heartbeat, human_secs, notify,

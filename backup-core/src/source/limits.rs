@@ -5,16 +5,16 @@
 //! timeout with a message that says so, instead of stalling it, and with it the sessions queued
 //! behind its lock request (PostgreSQL) or every writer on the server (MySQL's global read lock).
 //!
-//! The limits come from engine options ([`crate::engine_option::CONNECT_TIMEOUT`], ...: the CLI
+//! The limits come from engine options ([`crate::model::engine_option::CONNECT_TIMEOUT`], ...: the CLI
 //! flags and the FFI options) and, winning over them, the URL's query parameters of the same
 //! names (libpq spells `connect_timeout` that way, in seconds).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::engine_option;
 use crate::error::{Error, Result};
 use crate::model::DatabaseUrl;
+use crate::model::engine_option;
 
 /// Default: how long connecting (TCP, TLS, authentication, session set-up) may take.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
