@@ -4,8 +4,13 @@
 # Each started service exports the variables the test suites read:
 #   DBBACKUP_TEST_PG_URL        postgres://postgres@127.0.0.1:PORT/postgres (TLS offered, not required)
 #   DBBACKUP_TEST_PG_CA         the throwaway CA that signed the server's certificate (127.0.0.1,
-#                               localhost); role dbbackup_tls may only log in over TLS
-#   DBBACKUP_TEST_MYSQL_URL     mysql://root@127.0.0.1:PORT/mysql
+#                               localhost); role dbbackup_tls may only log in over TLS, role
+#                               dbbackup_cert only over TLS with DBBACKUP_TEST_PG_CLIENT_CERT/_KEY
+#                               (signed by the same CA); DBBACKUP_TEST_PG_WRONG_CA signed nothing here
+#   DBBACKUP_TEST_MYSQL_URL     mysql://root@127.0.0.1:PORT/mysql (TLS offered, not required)
+#   DBBACKUP_TEST_MYSQL_CA      the same for MariaDB: users dbbackup_tls (REQUIRE SSL) and
+#                               dbbackup_x509 (REQUIRE X509, with DBBACKUP_TEST_MYSQL_CLIENT_CERT/_KEY);
+#                               DBBACKUP_TEST_MYSQL_WRONG_CA
 #   DBBACKUP_TEST_S3_ENDPOINT   http://127.0.0.1:PORT   (bucket DBBACKUP_TEST_S3_BUCKET exists)
 #   DBBACKUP_TEST_AZURITE_URL   http://127.0.0.1:PORT/devstoreaccount1 (container DBBACKUP_TEST_AZ_CONTAINER)
 #   DBBACKUP_TEST_SMTP_URL      smtp://127.0.0.1:PORT  the SMTP sink (scripts/smtp-sink.py, aiosmtpd):
@@ -60,25 +65,32 @@ start_postgres() {
   # Role dbbackup_tls is refused on any TCP connection without TLS: the TLS tests log in as it,
   # so a client that silently fell back to plain text fails instead of passing.
   sed -i '1i hostnossl all dbbackup_tls all reject' "$dir/data/pg_hba.conf"
+  # Role dbbackup_cert logs in only over TLS with a client certificate the CA signed (CN = role).
+  sed -i '1i local all dbbackup_cert reject\nhostssl all dbbackup_cert all cert\nhost all dbbackup_cert all reject' "$dir/data/pg_hba.conf"
   runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 60 \
-    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_locks_per_transaction=1024 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c max_wal_size=4GB -c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key" start >/dev/null
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_locks_per_transaction=1024 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c max_wal_size=4GB -c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key -c ssl_ca_file=$dir/ca.crt" start >/dev/null
   _PG_DIRS+=("$bin|$dir")
   runuser -u postgres -- "$bin/psql" -X -q -h "$dir" -p "$port" -U postgres -d postgres \
-    -c 'CREATE ROLE dbbackup_tls LOGIN SUPERUSER' >/dev/null
+    -c 'CREATE ROLE dbbackup_tls LOGIN SUPERUSER' -c 'CREATE ROLE dbbackup_cert LOGIN SUPERUSER' >/dev/null
   export DBBACKUP_TEST_PG_URL="postgres://postgres@127.0.0.1:$port/postgres"
   export DBBACKUP_TEST_PG_CA="$dir/ca.crt"
+  export DBBACKUP_TEST_PG_CLIENT_CERT="$dir/client.crt" DBBACKUP_TEST_PG_CLIENT_KEY="$dir/client.key"
+  export DBBACKUP_TEST_PG_WRONG_CA="$dir/wrong-ca.crt"
   export PATH="$bin:$PATH"
   log "PostgreSQL on 127.0.0.1:$port ($dir)"
 }
 
-pg_tls_files() { # dir: tls_files, readable by the postgres server
+pg_tls_files() { # dir: tls_files with a client certificate for role dbbackup_cert, the server's
+  # key and certificate readable by the postgres server
   local dir=$1
-  tls_files "$dir"
+  tls_files "$dir" dbbackup_cert
   chown postgres:postgres "$dir/server.key" "$dir/server.crt"
 }
 
-tls_files() { # dir: a throwaway CA (ca.crt, world-readable) and a server certificate it signs
-  local dir=$1
+tls_files() { # dir [client_cn]: a throwaway CA (ca.crt, world-readable), a server certificate it
+  # signs (127.0.0.1, localhost) and, with client_cn, a client certificate (client.crt/client.key)
+  # for that user; wrong-ca.crt is a CA that signed nothing here (for "wrong CA" tests).
+  local dir=$1 client=${2:-}
   openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=dbbackup test CA" \
     -keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null
   openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
@@ -86,7 +98,18 @@ tls_files() { # dir: a throwaway CA (ca.crt, world-readable) and a server certif
   printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >"$dir/server.ext"
   openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
     -days 30 -extfile "$dir/server.ext" -out "$dir/server.crt" 2>/dev/null
-  rm -f "$dir/ca.key" "$dir/server.csr" "$dir/server.ext" "$dir/ca.srl"
+  if [ -n "$client" ]; then
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=$client" \
+      -keyout "$dir/client.key" -out "$dir/client.csr" 2>/dev/null
+    printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' >"$dir/client.ext"
+    openssl x509 -req -in "$dir/client.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
+      -days 30 -extfile "$dir/client.ext" -out "$dir/client.crt" 2>/dev/null
+    chmod 600 "$dir/client.key"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=dbbackup unrelated CA" \
+      -keyout "$dir/wrong-ca.key" -out "$dir/wrong-ca.crt" 2>/dev/null
+    chmod 644 "$dir/client.crt" "$dir/wrong-ca.crt"
+  fi
+  rm -f "$dir/ca.key" "$dir/wrong-ca.key" "$dir"/*.csr "$dir"/*.ext "$dir/ca.srl"
   chmod 600 "$dir/server.key"
   chmod 644 "$dir/ca.crt" "$dir/server.crt"
 }
@@ -96,14 +119,29 @@ start_mariadb() {
   local dir="$SERVICES_ROOT/mariadb" port; port=$(free_port)
   mkdir -p "$dir" && chown mysql:mysql "$dir"
   mariadb-install-db --no-defaults --user=mysql --datadir="$dir/data" --auth-root-authentication-method=normal >"$dir/install.log" 2>&1
+  tls_files "$dir" dbbackup_x509
+  chown mysql:mysql "$dir/server.key" "$dir/server.crt"
   mariadbd --no-defaults --user=mysql --datadir="$dir/data" --socket="$dir/sock" --port="$port" \
     --bind-address=127.0.0.1 --max-allowed-packet=1G --local-infile=1 --innodb-flush-log-at-trx-commit=0 \
     --innodb-buffer-pool-size=512M --log-bin="$dir/binlog" --server-id=1 --max-connections=300 \
-    --log-error="$dir/error.log" --pid-file="$dir/pid" >/dev/null 2>&1 &
+    --log-error="$dir/error.log" --pid-file="$dir/pid" \
+    --ssl-ca="$dir/ca.crt" --ssl-cert="$dir/server.crt" --ssl-key="$dir/server.key" >/dev/null 2>&1 &
   _SERVICE_PIDS+=($!)
   wait_for_port "$port" 60 MariaDB
+  # dbbackup_tls may only log in over TLS, dbbackup_x509 only with a client certificate the CA
+  # signed. Both also @localhost: 127.0.0.1 resolves to localhost, where the anonymous user of
+  # mariadb-install-db would otherwise match first.
+  local sql="" u h
+  for u in "dbbackup_tls SSL" "dbbackup_x509 X509"; do
+    for h in % localhost; do
+      sql+="CREATE USER ${u% *}@'$h' REQUIRE ${u#* }; GRANT ALL ON *.* TO ${u% *}@'$h' WITH GRANT OPTION;"
+    done
+  done
+  mariadb --no-defaults -uroot -S "$dir/sock" -e "$sql"
   export DBBACKUP_TEST_MYSQL_URL="mysql://root@127.0.0.1:$port/mysql"
   export DBBACKUP_TEST_MYSQL_SOCKET="$dir/sock"
+  export DBBACKUP_TEST_MYSQL_CA="$dir/ca.crt" DBBACKUP_TEST_MYSQL_WRONG_CA="$dir/wrong-ca.crt"
+  export DBBACKUP_TEST_MYSQL_CLIENT_CERT="$dir/client.crt" DBBACKUP_TEST_MYSQL_CLIENT_KEY="$dir/client.key"
   log "MariaDB on 127.0.0.1:$port ($dir)"
 }
 

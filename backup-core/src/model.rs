@@ -255,6 +255,11 @@ impl DatabaseUrl {
         // query so no Display of the URL carries them.
         let pairs: Vec<(String, String)> =
             url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        // A key passphrase would ride along in every Display of the URL: refused, not kept.
+        if pairs.iter().any(|(k, _)| k.eq_ignore_ascii_case("sslpassword")) {
+            return Err(bad("sslpassword: encrypted client keys are not supported; decrypt the key \
+                 (openssl pkey -in enc.key -out client.key) and protect the file (chmod 600)"));
+        }
         if pairs.iter().any(|(k, _)| k == "password" || k == "user") {
             let mut kept = Vec::new();
             for (k, v) in pairs {
@@ -387,7 +392,7 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// Replaces any `user:password@` in a URL-like string with `user:***@`, and the value of any
-/// `password=` query parameter with `***`, for messages.
+/// `password=` or `sslpassword=` query parameter with `***`, for messages.
 pub fn redact_str(s: &str) -> String {
     let s = &redact_userinfo(s);
     let Some(q) = s.find('?') else { return s.to_string() };
@@ -395,7 +400,9 @@ pub fn redact_str(s: &str) -> String {
     let pairs: Vec<String> = s[q + 1..]
         .split('&')
         .map(|p| match p.split_once('=') {
-            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+            Some((k, _)) if k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword") => {
+                format!("{k}=***")
+            }
             _ => p.to_string(),
         })
         .collect();
@@ -553,6 +560,8 @@ mod tests {
         assert!(!u.to_string().contains("canary") && !u.to_string().contains('?'), "{u}");
         let e = DatabaseUrl::parse("postgres://a:one@h/db?password=canary").unwrap_err().to_string();
         assert!(e.contains("both") && !e.contains("canary"), "{e}");
+        let e = DatabaseUrl::parse("postgres://a@h/db?sslkey=/k&sslpassword=canary").unwrap_err().to_string();
+        assert!(e.contains("sslpassword") && !e.contains("canary"), "{e}");
     }
 
     #[test]

@@ -1022,6 +1022,52 @@ async fn tls_wrong_ca_is_refused_with_a_clear_error() {
     f.drop_db(&src).await;
 }
 
+/// Role `dbbackup_cert` may only log in over TLS with a client certificate the CA signed
+/// (services.sh: `hostssl ... cert`, everything else rejected). With `sslcert`/`sslkey` a backup
+/// and restore over `verify-ca` work (the sessions and pg_dump, which gets `PGSSLCERT`/`PGSSLKEY`);
+/// without them the server's refusal says a client certificate is needed; a key that does not
+/// parse is an error naming the file, never its contents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_client_certificate_round_trip_and_refusal_without_it() {
+    let Some((f, ca)) = tls_server() else { return };
+    let (Some(cert), Some(key)) = (
+        dbbackup_tests::service_env("DBBACKUP_TEST_PG_CLIENT_CERT"),
+        dbbackup_tests::service_env("DBBACKUP_TEST_PG_CLIENT_KEY"),
+    ) else {
+        return;
+    };
+    let src = populated(&f, "tls_cert_src").await;
+    let want = fingerprint(&src).await;
+    let as_cert = |url: &str, params: &[(&str, &str)]| {
+        let mut u = url::Url::parse(&tls_url(url, params)).unwrap();
+        u.set_username("dbbackup_cert").unwrap();
+        u.to_string()
+    };
+    let params = [
+        ("sslmode", "verify-ca"),
+        ("sslrootcert", ca.as_str()),
+        ("sslcert", cert.as_str()),
+        ("sslkey", key.as_str()),
+    ];
+    let repo = memory_repo();
+    let id = backup(&as_cert(&src, &params), &repo).await.expect("backup with a client certificate");
+    let dst = f.url_of(&unique("tls_cert_dst"));
+    restore_into(&repo, &id, &as_cert(&dst, &params)).await.expect("restore with a client certificate");
+    assert_same(&fingerprint(&dst).await, &want, "restored with a client certificate");
+
+    let e = backup(&as_cert(&src, &params[..2]), &repo).await.unwrap_err().to_string();
+    assert!(e.contains("client certificate"), "without sslcert the server must refuse dbbackup_cert: {e}");
+    let dir = tempfile::tempdir().unwrap();
+    let bad_key = dir.path().join("bad.key");
+    std::fs::write(&bad_key, "-----BEGIN PRIVATE KEY-----\ncanary-not-a-key\n-----END PRIVATE KEY-----\n")
+        .unwrap();
+    let bad = [params[0], params[1], params[2], ("sslkey", bad_key.to_str().unwrap())];
+    let e = backup(&as_cert(&src, &bad), &repo).await.unwrap_err().to_string();
+    assert!(e.contains("sslkey") && e.contains(bad_key.to_str().unwrap()) && !e.contains("canary"), "{e}");
+    f.drop_db(&src).await;
+    f.drop_db(&dst).await;
+}
+
 /// `guard` rolls back by renaming in its server-side copy only when it could take one: with
 /// another session connected to the database, `CREATE DATABASE ... TEMPLATE` is refused, the
 /// report says why, and the rollback restores the safety backup instead; either way the database

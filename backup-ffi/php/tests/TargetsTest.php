@@ -40,6 +40,34 @@ final class TargetsTest extends TestCase
         $t->connection('mem');
     }
 
+    public function testTlsSettingsOfDatabasePhpBecomeUrlParameters(): void
+    {
+        $ca = defined('PDO::MYSQL_ATTR_SSL_CA') ? \PDO::MYSQL_ATTR_SSL_CA : 1009;
+        $cert = defined('PDO::MYSQL_ATTR_SSL_CERT') ? \PDO::MYSQL_ATTR_SSL_CERT : 1008;
+        $key = defined('PDO::MYSQL_ATTR_SSL_KEY') ? \PDO::MYSQL_ATTR_SSL_KEY : 1007;
+        $verify = defined('PDO::MYSQL_ATTR_SSL_VERIFY_SERVER_CERT') ? \PDO::MYSQL_ATTR_SSL_VERIFY_SERVER_CERT : 1014;
+        $my = ['driver' => 'mysql', 'host' => 'db', 'database' => 'shop', 'username' => 'u'];
+        $t = $this->targets(['local' => ['driver' => 'local', 'root' => '/srv']], [
+            'ca' => $my + ['options' => [$ca => '/etc/ssl/ca.pem']],
+            'x509' => $my + ['options' => [$ca => '/etc/ssl/ca.pem', $cert => '/etc/ssl/c.pem', $key => '/etc/ssl/c.key']],
+            'unchecked' => $my + ['options' => [$ca => '/etc/ssl/ca.pem', $verify => false]],
+            'plain' => $my + ['options' => []],
+            'pgsql' => ['driver' => 'pgsql', 'host' => 'pg', 'database' => 'crm', 'username' => 'u', 'sslmode' => 'verify-full',
+                'sslrootcert' => '/etc/ssl/ca.pem', 'sslcert' => '/etc/ssl/c.pem', 'sslkey' => '/etc/ssl/c.key'],
+        ]);
+        $this->assertSame('mysql://u@db:3306/shop?ssl-mode=VERIFY_IDENTITY&ssl-ca=%2Fetc%2Fssl%2Fca.pem', $t->connection('ca')['url']);
+        $this->assertSame(
+            'mysql://u@db:3306/shop?ssl-mode=VERIFY_IDENTITY&ssl-ca=%2Fetc%2Fssl%2Fca.pem&ssl-cert=%2Fetc%2Fssl%2Fc.pem&ssl-key=%2Fetc%2Fssl%2Fc.key',
+            $t->connection('x509')['url']
+        );
+        $this->assertSame('mysql://u@db:3306/shop?ssl-mode=REQUIRED', $t->connection('unchecked')['url']);
+        $this->assertSame('mysql://u@db:3306/shop', $t->connection('plain')['url']);
+        $this->assertSame(
+            'postgres://u@pg:5432/crm?sslmode=verify-full&sslrootcert=%2Fetc%2Fssl%2Fca.pem&sslcert=%2Fetc%2Fssl%2Fc.pem&sslkey=%2Fetc%2Fssl%2Fc.key',
+            $t->connection('pgsql')['url']
+        );
+    }
+
     public function testDisksBecomeRepositories(): void
     {
         $t = $this->targets([

@@ -15,6 +15,7 @@
 pub(crate) mod dump;
 pub(crate) mod load;
 mod swap;
+mod tls;
 pub(crate) use super::mysql_script as script;
 
 use mysql_async::prelude::Queryable;
@@ -127,6 +128,9 @@ pub(crate) fn qs(s: &str) -> String {
 pub(crate) struct Server {
     url: DatabaseUrl,
     limits: SessionLimits,
+    tls: tls::TlsSettings,
+    /// `PREFERRED` found the server without TLS: later sessions skip the TLS attempt.
+    plain_only: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Server {
@@ -134,7 +138,12 @@ impl Server {
         if url.database().is_empty() {
             return Err(Error::InvalidInput(format!("{url}: no database name in the URL path")));
         }
-        Ok(Server { url: url.clone(), limits: SessionLimits::of(url, &Default::default())? })
+        Ok(Server {
+            url: url.clone(),
+            limits: SessionLimits::of(url, &Default::default())?,
+            tls: tls::TlsSettings::of(url)?,
+            plain_only: Default::default(),
+        })
     }
 
     /// The same server, its sessions under the time limits of these engine options (and the
@@ -143,7 +152,7 @@ impl Server {
         &self,
         engine_options: &std::collections::BTreeMap<String, String>,
     ) -> Result<Self> {
-        Ok(Server { url: self.url.clone(), limits: SessionLimits::of(&self.url, engine_options)? })
+        Ok(Server { limits: SessionLimits::of(&self.url, engine_options)?, ..self.clone() })
     }
 
     /// The session time limits.
@@ -185,16 +194,51 @@ impl Server {
         init.extend(extra_init.iter().cloned());
         b = b.init(init);
         let what = || format!("connect to MySQL at {}", self.url);
-        let mut conn = self
-            .limits
-            .connecting(what, async {
-                Conn::new(b).await.map_err(|e| Error::source(format!("connect to MySQL at {}", self.url), e))
-            })
-            .await?;
+        let mut conn = self.limits.connecting(what, self.open(b)).await?;
         if let Some(t) = self.limits.statement {
             set_statement_timeout(&mut conn, t).await?;
         }
         Ok(conn)
+    }
+}
+
+impl Server {
+    /// Connects with the URL's TLS settings: `PREFERRED` falls back to a plain connection when
+    /// the server does not offer TLS (and remembers that for the next sessions).
+    async fn open(&self, b: OptsBuilder) -> Result<Conn> {
+        use std::sync::atomic::Ordering;
+        let host = self.url.url().host_str().unwrap_or("localhost").to_string();
+        let fail = |e: mysql_async::Error| {
+            let context = format!("connect to MySQL at {}", self.url);
+            if let Some(msg) = self.tls.describe_failure(&host, &e) {
+                return Error::source(context, msg);
+            }
+            // 1045 ER_ACCESS_DENIED_ERROR: also what an account that REQUIRE SSL/X509 answers.
+            if is_server_error(&e, &[1045]) {
+                let hint = match (self.tls.mode(), self.tls.has_identity()) {
+                    (tls::SslMode::Disabled, _) => {
+                        " (if the account requires TLS (REQUIRE SSL/X509), do not set ssl-mode=DISABLED)"
+                    }
+                    (_, false) => {
+                        " (if the account requires a client certificate (REQUIRE X509/SUBJECT/ISSUER), give ssl-cert= and ssl-key=)"
+                    }
+                    (_, true) => "",
+                };
+                return Error::source(context, format!("{e}{hint}"));
+            }
+            Error::source(context, e)
+        };
+        let ssl = if self.plain_only.load(Ordering::Relaxed) { None } else { self.tls.ssl_opts()? };
+        let Some(ssl) = ssl else { return Conn::new(b).await.map_err(fail) };
+        match Conn::new(b.clone().ssl_opts(ssl)).await {
+            Err(mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer))
+                if self.tls.mode() == tls::SslMode::Preferred =>
+            {
+                self.plain_only.store(true, Ordering::Relaxed);
+                Conn::new(b).await.map_err(fail)
+            }
+            r => r.map_err(fail),
+        }
     }
 }
 

@@ -1,6 +1,8 @@
-//! TLS for PostgreSQL connections: libpq's `sslmode` and `sslrootcert` URL parameters mapped onto
-//! rustls (the aws-lc-rs provider the HTTP stores already use), the same settings handed to
-//! pg_dump's environment, and certificate failures turned into messages that name the server.
+//! TLS for PostgreSQL connections: libpq's `sslmode`, `sslrootcert`, `sslcert` and `sslkey` URL
+//! parameters mapped onto rustls (the aws-lc-rs provider the HTTP stores already use), the same
+//! settings handed to pg_dump's environment, and certificate failures turned into messages that
+//! name the server. Only file paths travel: the client key is read here when connecting (and by
+//! libpq in a child), never copied into an argument list, a log line or a manifest.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,7 +11,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::verify_server_cert_signed_by_trust_anchor;
 use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -57,6 +59,8 @@ pub(crate) struct TlsSettings {
     roots: Roots,
     /// `sslrootcert` exactly as given, for pg_dump's `PGSSLROOTCERT`.
     root_cert_param: Option<String>,
+    /// `sslcert` and `sslkey`: the client certificate (chain) and its key, PEM files.
+    identity: Option<(PathBuf, PathBuf)>,
 }
 
 impl TlsSettings {
@@ -81,9 +85,20 @@ impl TlsSettings {
             None | Some("system") => Roots::System,
             Some(path) => Roots::File(PathBuf::from(path)),
         };
+        let param = |k: &str| url.param(k).filter(|p| !p.is_empty()).map(PathBuf::from);
+        let identity = match (param("sslcert"), param("sslkey")) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(Error::InvalidInput(format!("sslcert without sslkey in {url}: give both")));
+            }
+            (None, Some(_)) => {
+                return Err(Error::InvalidInput(format!("sslkey without sslcert in {url}: give both")));
+            }
+        };
         let socket = url.param("host").is_some_and(|h| h.starts_with('/'));
         let mode = if socket { SslMode::Disable } else { mode };
-        Ok(TlsSettings { mode, roots, root_cert_param })
+        Ok(TlsSettings { mode, roots, root_cert_param, identity })
     }
 
     /// What tokio-postgres negotiates: `Prefer` falls back to plain when the server has no TLS.
@@ -98,11 +113,16 @@ impl TlsSettings {
         }
     }
 
-    /// `PGSSLMODE` and (when given) `PGSSLROOTCERT` for a libpq child process.
+    /// `PGSSLMODE` and (when given) `PGSSLROOTCERT`, `PGSSLCERT` and `PGSSLKEY` (paths) for a
+    /// libpq child process.
     pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
         let mut env = vec![("PGSSLMODE", self.mode.as_str().to_string())];
         if let Some(p) = &self.root_cert_param {
             env.push(("PGSSLROOTCERT", p.clone()));
+        }
+        if let Some((cert, key)) = &self.identity {
+            env.push(("PGSSLCERT", cert.display().to_string()));
+            env.push(("PGSSLKEY", key.display().to_string()));
         }
         env
     }
@@ -122,14 +142,24 @@ impl TlsSettings {
             (SslMode::Require, Roots::File(_)) => SslMode::VerifyCa,
             (mode, _) => mode,
         };
-        let config = match check {
-            SslMode::VerifyFull => builder.with_root_certificates(self.load_roots()?).with_no_client_auth(),
+        let builder = match check {
+            SslMode::VerifyFull => builder.with_root_certificates(self.load_roots()?),
             other => {
                 let roots = if other == SslMode::VerifyCa { Some(self.load_roots()?) } else { None };
-                builder
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(NameUnchecked { roots, algs }))
-                    .with_no_client_auth()
+                builder.dangerous().with_custom_certificate_verifier(Arc::new(NameUnchecked { roots, algs }))
+            }
+        };
+        let config = match &self.identity {
+            None => builder.with_no_client_auth(),
+            Some((cert_path, key_path)) => {
+                let (chain, key) = load_identity(cert_path, key_path)?;
+                builder.with_client_auth_cert(chain, key).map_err(|e| {
+                    Error::InvalidInput(format!(
+                        "sslcert {} with sslkey {}: {e}",
+                        cert_path.display(),
+                        key_path.display()
+                    ))
+                })?
             }
         };
         Ok(Some(MakeRustlsConnect::new(config)))
@@ -184,6 +214,30 @@ impl TlsSettings {
             ),
         })
     }
+}
+
+/// The client certificate chain and its private key (PEM: PKCS#8, PKCS#1 or SEC1). Errors name
+/// the file, never its contents.
+fn load_identity(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
+        .map_err(|e| Error::InvalidInput(format!("read sslcert {}: {e}", cert.display())))?;
+    if chain.is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "read sslcert {}: no PEM certificate in it",
+            cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        Error::InvalidInput(format!(
+            "read sslkey {}: {e} (an unencrypted PEM private key is expected)",
+            key.display()
+        ))
+    })?;
+    Ok((chain, key))
 }
 
 /// The rustls error somewhere in the chain (tokio-rustls wraps it in an `io::Error`, whose
@@ -289,6 +343,33 @@ mod tests {
             s.env(),
             vec![("PGSSLMODE", "verify-full".to_string()), ("PGSSLROOTCERT", "/etc/ca.pem".to_string())]
         );
+    }
+
+    #[test]
+    fn client_certificate_paths_go_to_the_child_environment_and_come_in_pairs() {
+        let s = settings("postgres://u@h/app?sslmode=require&sslcert=/c/client.crt&sslkey=/c/client.key")
+            .unwrap();
+        assert_eq!(
+            s.env(),
+            vec![
+                ("PGSSLMODE", "require".to_string()),
+                ("PGSSLCERT", "/c/client.crt".to_string()),
+                ("PGSSLKEY", "/c/client.key".to_string())
+            ]
+        );
+        let e = settings("postgres://u@h/app?sslcert=/c/client.crt").unwrap_err().to_string();
+        assert!(e.contains("sslcert without sslkey"), "{e}");
+        let e = settings("postgres://u@h/app?sslkey=/c/client.key").unwrap_err().to_string();
+        assert!(e.contains("sslkey without sslcert"), "{e}");
+        let e = settings(
+            "postgres://u@h/app?sslmode=require&sslcert=/nonexistent/c.crt&sslkey=/nonexistent/c.key",
+        )
+        .unwrap()
+        .connector()
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.contains("read sslcert /nonexistent/c.crt"), "{e}");
     }
 
     #[test]

@@ -54,9 +54,7 @@ final class Targets
                 if (!empty($c['unix_socket'])) {
                     $query['socket'] = $c['unix_socket'];
                 }
-                if ($driver === 'pgsql' && !empty($c['sslmode'])) {
-                    $query['sslmode'] = $c['sslmode'];
-                }
+                $query += $driver === 'pgsql' ? self::pgsqlTls($c) : self::mysqlTls($c);
                 $host = (string) ($c['host'] ?? '127.0.0.1');
                 if (str_contains($host, ':') && $host[0] !== '[') {
                     $host = "[{$host}]";
@@ -71,6 +69,63 @@ final class Targets
             default:
                 throw new UsageException('usage', "connection [{$name}]: driver {$driver} is not supported (sqlite, mysql, mariadb, pgsql)", 2);
         }
+    }
+
+    /**
+     * libpq's TLS settings of a pgsql connection, as Laravel's PostgresConnector passes them into
+     * the DSN (file paths only).
+     *
+     * @param array<string,mixed> $c
+     * @return array<string,string>
+     */
+    private static function pgsqlTls(array $c): array
+    {
+        $out = [];
+        foreach (['sslmode', 'sslrootcert', 'sslcert', 'sslkey'] as $k) {
+            if (!empty($c[$k])) {
+                $out[$k] = (string) $c[$k];
+            }
+        }
+        return $out;
+    }
+
+    /**
+     * The TLS settings of a mysql/mariadb connection from its PDO `options`
+     * (PDO::MYSQL_ATTR_SSL_CA/_CERT/_KEY/_VERIFY_SERVER_CERT) as the MySQL client's ssl-*
+     * parameters. As mysqlnd: a CA means the server's certificate and name are checked, unless
+     * SSL_VERIFY_SERVER_CERT is false (then encrypted, unchecked); a client certificate alone
+     * means encrypted.
+     *
+     * @param array<string,mixed> $c
+     * @return array<string,string>
+     */
+    private static function mysqlTls(array $c): array
+    {
+        $o = (array) ($c['options'] ?? []);
+        $opt = static function (string $name, int $mysqlnd) use ($o): mixed {
+            // The constants exist only with pdo_mysql loaded (so does a config that uses them);
+            // the numbers are mysqlnd's, for reading a config without the extension.
+            $key = defined("PDO::MYSQL_ATTR_{$name}") ? constant("PDO::MYSQL_ATTR_{$name}") : $mysqlnd;
+            return $o[$key] ?? null;
+        };
+        $ca = (string) ($opt('SSL_CA', 1009) ?? '');
+        $cert = (string) ($opt('SSL_CERT', 1008) ?? '');
+        $key = (string) ($opt('SSL_KEY', 1007) ?? '');
+        $verify = $opt('SSL_VERIFY_SERVER_CERT', 1014);
+        $out = [];
+        if ($ca !== '' && $verify !== false) {
+            $out['ssl-mode'] = 'VERIFY_IDENTITY';
+            $out['ssl-ca'] = $ca;
+        } elseif ($ca !== '' || $cert !== '' || $key !== '') {
+            $out['ssl-mode'] = 'REQUIRED';
+        }
+        if ($cert !== '') {
+            $out['ssl-cert'] = $cert;
+        }
+        if ($key !== '') {
+            $out['ssl-key'] = $key;
+        }
+        return $out;
     }
 
     /**
