@@ -346,7 +346,8 @@ pub struct PruneArgs {
     /// Cap on the kept backups' size (e.g. 50GiB, 500MB); the oldest go first.
     #[arg(long, env = "DBBACKUP_MAX_SIZE", value_name = "SIZE")]
     pub max_size: Option<String>,
-    /// Leave objects of incomplete backups alone until they are this old (e.g. 24h, 30m).
+    /// Leave objects of incomplete backups and unfinished uploads (a killed run's staging files,
+    /// open S3 multipart uploads) alone until they are this old (e.g. 24h, 30m; 0 for no grace).
     #[arg(long, env = "DBBACKUP_ORPHAN_GRACE", default_value = "24h", value_name = "DURATION")]
     pub orphan_grace: String,
     /// Print the plan (with a reason per backup) and delete nothing.

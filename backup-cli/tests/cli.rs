@@ -732,6 +732,10 @@ fn json_output_has_every_key_the_readme_lists() {
     let v = json(&out);
     assert!(!v["findings"].as_array().unwrap().is_empty());
     assert_readme_keys("verify", &v);
+    let s = json(&dbbackup(&["status", "--json", "--repo", &f.repo()], &[]));
+    assert_readme_keys("status", &s);
+    let p = json(&dbbackup(&["prune", "--json", "--repo", &f.repo(), "--keep-last", "1", "--dry-run"], &[]));
+    assert_readme_keys("prune", &p);
     let out = dbbackup(&["verify", "--json", "--repo", &f.repo(), "nope"], &[]);
     assert_readme_keys("any failure", &json(&out));
 }

@@ -260,3 +260,86 @@ fn latest_prune_and_status_look_at_one_database_when_two_share_a_repository() {
     ));
     assert_eq!(decision(&p, &a_id)["keep"], false, "{p}");
 }
+
+/// object_store's staging files (`<key>#<n>`) under `dir`: what a killed writer leaves.
+fn staging_files(dir: &Path) -> Vec<String> {
+    files(dir)
+        .into_keys()
+        .filter(|k| {
+            k.rsplit_once('#').is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect()
+}
+
+/// Everything in the repository but its leases and the alert state `status` keeps.
+fn content(repo: &str) -> BTreeMap<String, Vec<u8>> {
+    files(Path::new(repo))
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("locks/") && !k.starts_with("alerts/"))
+        .collect()
+}
+
+/// A create stopped mid-upload leaves object_store's staging file in a local repository. While
+/// its run holds a lease (running, or killed and not yet expired) prune leaves it, whatever the
+/// grace; once the lease is gone, prune leaves it for the grace period and then removes it and
+/// nothing else. `status` counts it all along.
+#[test]
+fn a_killed_creates_staging_file_is_counted_by_status_and_swept_by_prune_after_the_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("src.sqlite");
+    let src = format!("sqlite://{}", db.display());
+    let repo = dir.path().join("repo").display().to_string();
+    write_users(&db, 100);
+    let kept = ok(&dbbackup(&["create", "--json", "--source", &src, "--repo", &repo], &[]));
+    // Over one 8 MiB part once compressed (random bytes), so the data object is a multipart upload.
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "create table blobs (b blob);
+         with recursive n(i) as (select 1 union all select i + 1 from n where i < 10)
+         insert into blobs select randomblob(1048576) from n;",
+    )
+    .unwrap();
+    drop(c);
+    let before = content(&repo);
+    let create = ["create", "--json", "--source", src.as_str(), "--repo", repo.as_str()];
+    let mut running = paused(&create, "upload-part-written", &[("DBBACKUP_STORE_LEASE_TTL", "3")]);
+    let staged = staging_files(Path::new(&repo));
+    assert_eq!(staged.len(), 1, "{staged:?}");
+    assert!(std::fs::metadata(Path::new(&repo).join(&staged[0])).unwrap().len() > 0, "a part was written");
+    let status = |repo: &str| {
+        let out = dbbackup(&["status", "--json", "--repo", repo], &[]);
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    assert_eq!(status(&repo)["repos"][0]["open_uploads"], 1);
+    let sweep = ["prune", "--json", "--repo", repo.as_str(), "--keep-last", "1", "--orphan-grace", "0s"];
+    // A running create's upload is never touched.
+    let p = ok(&dbbackup(&sweep, &[]));
+    assert_eq!(p["uploads_aborted"], 0, "{p}");
+    assert_eq!(p["plan"]["open_uploads"][0]["sweep"], false, "{p}");
+    assert_eq!(staging_files(Path::new(&repo)), staged);
+    // Killed (SIGKILL): no cleanup ran; its lease counts until it expires.
+    running.kill().unwrap();
+    running.wait().unwrap();
+    assert_eq!(staging_files(Path::new(&repo)), staged);
+    std::thread::sleep(Duration::from_secs(4));
+    // Within the grace period (default 24 h): left, and shown.
+    let p = ok(&dbbackup(&["prune", "--json", "--repo", &repo, "--keep-last", "1"], &[]));
+    assert_eq!(
+        (p["uploads_aborted"].as_u64(), p["plan"]["open_uploads"].as_array().map(Vec::len)),
+        (Some(0), Some(1))
+    );
+    assert_eq!(staging_files(Path::new(&repo)), staged);
+    assert_eq!(status(&repo)["repos"][0]["open_uploads"], 1);
+    // Past it: removed, with the objects the killed run finished (orphans), and nothing else.
+    let p = ok(&dbbackup(&sweep, &[]));
+    assert_eq!(p["uploads_aborted"], 1, "{p}");
+    assert!(p["errors"].as_array().unwrap().is_empty(), "{p}");
+    assert_eq!(staging_files(Path::new(&repo)), Vec::<String>::new());
+    assert_eq!(status(&repo)["repos"][0]["open_uploads"], 0);
+    assert!(content(&repo) == before, "only the staging file went: {:?}", content(&repo).keys());
+    let v = ok(&dbbackup(
+        &["verify", "--json", "--repo", &repo, kept["id"].as_str().unwrap(), "--level", "full"],
+        &[],
+    ));
+    assert_eq!(v["ok"], true, "{v}");
+}

@@ -30,6 +30,20 @@ pub(crate) fn hit(name: &str) {
 #[inline(always)]
 pub(crate) fn hit(_name: &str) {}
 
+/// Whether `DBBACKUP_FAILPOINT` names this point (to reach a state worth killing in first, e.g.
+/// wait for a part to be written).
+#[cfg(feature = "testing")]
+pub(crate) fn armed(name: &str) -> bool {
+    std::env::var("DBBACKUP_FAILPOINT").is_ok_and(|v| v == name || v.strip_suffix(":pause") == Some(name))
+}
+
+/// Never armed outside `testing` builds.
+#[cfg(not(feature = "testing"))]
+#[inline(always)]
+pub(crate) fn armed(_name: &str) -> bool {
+    false
+}
+
 /// The id a test forces on the first draw of a backup id (`DBBACKUP_TEST_BACKUP_ID`).
 #[cfg(feature = "testing")]
 pub(crate) fn forced_backup_id() -> Option<String> {

@@ -142,6 +142,10 @@ pub struct RepoStatus {
     /// Backups stamped in the future of this clock (never counted as newest).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub future: Vec<BackupId>,
+    /// Unfinished uploads of runs that died or are still running (local staging files `<key>#<n>`,
+    /// open S3 multipart uploads); `prune` removes the dead ones after its grace period. `None`
+    /// where the store cannot list them (Azure, GCS) or listing them failed.
+    pub open_uploads: Option<usize>,
 }
 
 /// Output of [`status`].
@@ -258,6 +262,13 @@ pub async fn status_in(
             }
         };
         rs.total_bytes = items.iter().map(|i| i.size).sum();
+        rs.open_uploads = match t.open_uploads().await {
+            Ok(found) => found.map(|v| v.len()),
+            Err(e) => {
+                tracing::warn!("counting unfinished uploads in {name}: {e}");
+                None
+            }
+        };
         let newest = trusted.first().copied();
         match newest {
             None => {

@@ -83,8 +83,8 @@ pub use restore::{
     restore_with,
 };
 pub use retention::{
-    DEFAULT_ORPHAN_GRACE_SECS, Decision, Orphan, PruneOptions, PruneReport, RetentionPlan, RetentionPolicy,
-    plan_backups, prune, prune_in,
+    Applied, DEFAULT_ORPHAN_GRACE_SECS, Decision, Orphan, PruneOptions, PruneReport, RetentionPlan,
+    RetentionPolicy, StaleUpload, plan_backups, prune, prune_in,
 };
 pub use settings::{RepoSettings, StoreConfig};
 /// The MySQL/MariaDB SQL script splitter used for foreign dumps (public for fuzzing).

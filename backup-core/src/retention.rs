@@ -17,6 +17,11 @@
 //! `list`/`restore` at once), then its objects. Objects under a backup id without a manifest
 //! (failed or interrupted backups, copies) are swept once the newest of them is older than the
 //! grace period (default 24 h), so a backup still being written is never touched.
+//! Unfinished uploads of dead runs (object_store's staging files `<key>#<n>` in a local
+//! directory, open S3 multipart uploads: `storage::upload`) are removed under the same rule:
+//! older than the grace period (last write, or start of the upload) and not covered by a live
+//! lease (one naming the backup the upload belongs to; for an upload outside any backup, a lease
+//! or audit record being written, any live shared lease).
 //! Manifests that exist but cannot be read are never touched.
 //!
 //! Leases (`lease`): a prune holds the exclusive lease while it deletes (a second prune fails
@@ -136,6 +141,23 @@ pub struct Orphan {
     pub sweep: bool,
 }
 
+/// An upload a dead run started and never finished: a staging file `<key>#<n>` in a local
+/// directory, an open multipart upload on S3 ([`crate::storage::OpenUpload`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaleUpload {
+    /// The object it would have become.
+    pub key: String,
+    /// The staging file (local) or the multipart upload id (S3).
+    pub upload_id: String,
+    /// Last written (local) or started (S3).
+    pub started: DateTime<Utc>,
+    /// Bytes written, where the store says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// Removed now (older than the grace period, no live lease covers it) or left for later.
+    pub sweep: bool,
+}
+
 /// What prune will do: computed first, applied second.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetentionPlan {
@@ -146,6 +168,13 @@ pub struct RetentionPlan {
     /// Lease objects that expired (their run died): removed by the prune.
     #[serde(default)]
     pub stale_leases: Vec<String>,
+    /// Unfinished uploads found (empty where the store cannot list them: see
+    /// `uploads_unlisted`).
+    #[serde(default)]
+    pub open_uploads: Vec<StaleUpload>,
+    /// Why unfinished uploads were not looked for (Azure, GCS), if they were not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uploads_unlisted: Option<String>,
 }
 
 impl RetentionPlan {
@@ -170,6 +199,8 @@ pub struct PruneReport {
     pub removed: usize,
     /// Orphan objects swept (or that would be).
     pub orphan_objects_swept: usize,
+    /// Unfinished uploads removed (or that would be): staging files, open multipart uploads.
+    pub uploads_aborted: usize,
     /// Bytes freed (or that would be).
     pub freed_bytes: u64,
     /// Deletions that failed (prune continues past them; run it again).
@@ -363,17 +394,51 @@ pub async fn plan(
             o
         })
         .collect();
-    Ok(RetentionPlan { decisions, orphans, stale_leases })
+    // Unfinished uploads: those of a backup are covered by a lease naming it; any other (a lease,
+    // an audit record, alert state being written) by any live shared lease.
+    let shared_live = found
+        .iter()
+        .any(|l| l.live_at(now) && l.record.as_ref().map_or(true, |r| r.kind == LeaseKind::Shared));
+    let open_uploads = match target.open_uploads().await? {
+        Some(found) => found
+            .into_iter()
+            .map(|u| {
+                let covered = match layout::id_of_key(&u.key) {
+                    Some(id) => user(&id).is_some(),
+                    None => shared_live,
+                };
+                StaleUpload {
+                    sweep: u.started + grace <= now && !covered,
+                    key: u.key,
+                    upload_id: u.upload_id,
+                    started: u.started,
+                    bytes: u.bytes,
+                }
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let uploads_unlisted = target.uploads_unlisted().map(str::to_string);
+    Ok(RetentionPlan { decisions, orphans, stale_leases, open_uploads, uploads_unlisted })
+}
+
+/// What [`apply`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Orphan objects deleted.
+    pub swept: usize,
+    /// Bytes freed.
+    pub freed: u64,
+    /// Unfinished uploads removed.
+    pub uploads_aborted: usize,
+    /// Deletions that failed.
+    pub errors: Vec<String>,
 }
 
 /// Carries out a plan: manifests of removed backups first, then (unless a reader leased them
-/// meanwhile) their objects, then swept orphans, then stale leases. Failures are collected, not
-/// fatal. Call it holding the exclusive lease ([`prune`] does).
-pub async fn apply(
-    target: &Target,
-    plan: &RetentionPlan,
-    ctx: &Context,
-) -> Result<(usize, u64, Vec<String>)> {
+/// meanwhile) their objects, then swept orphans and unfinished uploads, then stale leases.
+/// Failures are collected, not fatal. Call it holding the exclusive lease ([`prune`] does).
+pub async fn apply(target: &Target, plan: &RetentionPlan, ctx: &Context) -> Result<Applied> {
     let mut errors = Vec::new();
     let mut swept = 0usize;
     let mut freed = 0u64;
@@ -408,12 +473,43 @@ pub async fn apply(
         swept += n;
         freed += b;
     }
+    // Leases taken since the plan (a create that started meanwhile) cover their uploads too.
+    let live = lease::leases(target).await?;
+    let now = Utc::now();
+    let shared_live = live
+        .iter()
+        .any(|l| l.live_at(now) && l.record.as_ref().map_or(true, |r| r.kind == LeaseKind::Shared));
+    let in_use = lease::in_use(&live, now);
+    let mut uploads_aborted = 0;
+    for u in plan.open_uploads.iter().filter(|u| u.sweep) {
+        ctx.check("prune")?;
+        let covered = match layout::id_of_key(&u.key) {
+            Some(id) => in_use.iter().any(|(i, _)| *i == id),
+            None => shared_live,
+        };
+        if covered {
+            continue;
+        }
+        let open = crate::storage::OpenUpload {
+            key: u.key.clone(),
+            upload_id: u.upload_id.clone(),
+            started: u.started,
+            bytes: u.bytes,
+        };
+        match target.abort_upload(&open).await {
+            Ok(()) => {
+                uploads_aborted += 1;
+                freed += u.bytes.unwrap_or(0);
+            }
+            Err(e) => errors.push(format!("remove unfinished upload {} of {}: {e}", u.upload_id, u.key)),
+        }
+    }
     for key in &plan.stale_leases {
         if let Err(e) = target.delete(key).await {
             errors.push(format!("remove stale lease {key}: {e}"));
         }
     }
-    Ok((swept, freed, errors))
+    Ok(Applied { swept, freed, uploads_aborted, errors })
 }
 
 async fn delete_dir(target: &Target, id: &BackupId, errors: &mut Vec<String>) -> (usize, u64) {
@@ -464,9 +560,15 @@ pub async fn prune_in(
         let plan = plan(target, &opts.policy, opts.orphan_grace_secs, now, opts.all_databases).await?;
         crate::failpoint::hit("prune-planned");
         let done = if opts.dry_run {
-            let freed = plan.removed().map(|d| d.stored_bytes).sum::<u64>()
-                + plan.orphans.iter().filter(|o| o.sweep).map(|o| o.bytes).sum::<u64>();
-            (plan.orphans.iter().filter(|o| o.sweep).map(|o| o.objects).sum(), freed, Vec::new())
+            let sweep_uploads = || plan.open_uploads.iter().filter(|u| u.sweep);
+            Applied {
+                swept: plan.orphans.iter().filter(|o| o.sweep).map(|o| o.objects).sum(),
+                freed: plan.removed().map(|d| d.stored_bytes).sum::<u64>()
+                    + plan.orphans.iter().filter(|o| o.sweep).map(|o| o.bytes).sum::<u64>()
+                    + sweep_uploads().filter_map(|u| u.bytes).sum::<u64>(),
+                uploads_aborted: sweep_uploads().count(),
+                errors: Vec::new(),
+            }
         } else {
             apply(target, &plan, ctx).await?
         };
@@ -476,7 +578,7 @@ pub async fn prune_in(
     if let Some(l) = held {
         l.release().await;
     }
-    let (plan, (swept, freed, errors)) = result?;
+    let (plan, Applied { swept, freed, uploads_aborted, errors }) = result?;
     let removed = plan.removed().count();
     let kept = plan.decisions.len() - removed;
     Ok(PruneReport {
@@ -486,6 +588,7 @@ pub async fn prune_in(
         kept,
         removed,
         orphan_objects_swept: swept,
+        uploads_aborted,
         freed_bytes: freed,
         errors,
     })

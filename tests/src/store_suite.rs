@@ -40,6 +40,11 @@ macro_rules! store_suite {
                 $crate::store_suite::download_resumes_after_dropped_connection(&t).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn abandoned_upload_is_listed_and_removed() {
+                let Some(t) = target().await else { return };
+                $crate::store_suite::abandoned_upload_is_listed_and_removed(&t).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn list_dirs_and_delete() {
                 let Some(t) = target().await else { return };
                 $crate::store_suite::list_dirs_and_delete(&t).await;
@@ -177,4 +182,35 @@ pub async fn list_dirs_and_delete(t: &Target) {
     t.delete(&format!("{dir}/a/x")).await.unwrap();
     t.delete(&format!("{dir}/a/x")).await.unwrap();
     assert_eq!(t.list(&format!("{dir}/a")).await.unwrap().len(), 1);
+}
+
+/// A multipart upload whose writer died (never completed, never aborted, no destructor ran) is
+/// listed by `open_uploads` under the key it was writing, where the store can list them, and
+/// `abort_upload` removes it (twice is fine). Stores that cannot list them say why; nothing of a
+/// dead upload outlives an in-memory store.
+pub async fn abandoned_upload_is_listed_and_removed(t: &Target) {
+    use object_store::ObjectStoreExt;
+    let key = format!("{}/data/000001.db", scope("abandoned"));
+    let full = if t.prefix().is_empty() { key.clone() } else { format!("{}/{key}", t.prefix()) };
+    let mut upload = t.store().put_multipart(&object_store::path::Path::from(full)).await.unwrap();
+    upload.put_part(object_store::PutPayload::from(pattern(PART, 4))).await.unwrap();
+    // As SIGKILL would: the upload object is never completed, aborted or dropped.
+    std::mem::forget(upload);
+    let Some(found) = t.open_uploads().await.unwrap() else {
+        assert!(t.uploads_unlisted().is_some(), "an unlisted store says why");
+        return;
+    };
+    let mine: Vec<_> = found.iter().filter(|u| u.key == key).cloned().collect();
+    if t.display_name().starts_with("memory://") {
+        assert!(mine.is_empty(), "{found:?}");
+        return;
+    }
+    assert_eq!(mine.len(), 1, "the abandoned upload of {key} is listed: {found:?}");
+    assert!(mine[0].started <= chrono::Utc::now() + chrono::Duration::seconds(5), "{mine:?}");
+    assert_eq!(t.head(&key).await.unwrap(), None, "nothing was published");
+    t.abort_upload(&mine[0]).await.unwrap();
+    t.abort_upload(&mine[0]).await.unwrap();
+    let left = t.open_uploads().await.unwrap().unwrap();
+    assert!(left.iter().all(|u| u.key != key), "removed: {left:?}");
+    assert_eq!(t.head(&key).await.unwrap(), None);
 }

@@ -56,6 +56,25 @@ pub async fn run(a: PruneArgs, ctx: &Context, out: &Output) -> Result<i32> {
                 o.newest.format("%Y-%m-%d %H:%M")
             ));
         }
+        for u in &r.plan.open_uploads {
+            let what = if !u.sweep {
+                "leave  "
+            } else if r.dry_run {
+                "ABORT  "
+            } else {
+                "aborted"
+            };
+            let size = u.bytes.map(|b| format!(", {}", bytes(b))).unwrap_or_default();
+            s.push_str(&format!(
+                "{what} unfinished upload of {} ({}{size}, {})\n",
+                u.key,
+                u.upload_id,
+                u.started.format("%Y-%m-%d %H:%M")
+            ));
+        }
+        if let Some(why) = &r.plan.uploads_unlisted {
+            s.push_str(&format!("unfinished uploads not looked for: {why}\n"));
+        }
         s.push_str(&format!(
             "{}{} kept, {} removed, {} freed in {}",
             if r.dry_run { "dry run: " } else { "" },

@@ -54,6 +54,14 @@ pub async fn run(a: StatusArgs, alerts: &NotifyConfig, ctx: &Context, out: &Outp
                 v
             ));
         }
+        for rs in &r.repos {
+            if let Some(n @ 1..) = rs.open_uploads {
+                s.push_str(&format!(
+                    "{}: {n} unfinished upload(s) (a killed or running backup's; prune removes dead ones after --orphan-grace)\n",
+                    rs.repo
+                ));
+            }
+        }
         s.push('\n');
         for c in &r.checks {
             let repo = c.repo.as_deref().map(|r| format!(" [{r}]")).unwrap_or_default();

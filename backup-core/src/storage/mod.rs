@@ -4,7 +4,9 @@
 #[cfg(any(test, feature = "testing"))]
 pub mod fault;
 pub mod target;
+pub mod upload;
 pub mod url;
 
 pub use target::{Capabilities, Target};
+pub use upload::OpenUpload;
 pub use url::StoreConfig;

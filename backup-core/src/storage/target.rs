@@ -56,6 +56,7 @@ pub struct Target {
     max_concurrency: usize,
     resume_attempts: u32,
     lease_ttl: std::time::Duration,
+    uploads: super::upload::Uploads,
 }
 
 impl std::fmt::Debug for Target {
@@ -88,7 +89,32 @@ impl Target {
             max_concurrency: 4,
             resume_attempts: 5,
             lease_ttl: std::time::Duration::from_secs(DEFAULT_LEASE_TTL_SECS),
+            uploads: super::upload::Uploads::default(),
         }
+    }
+
+    /// How the store's unfinished uploads are found and removed (see [`super::upload`]).
+    pub(crate) fn with_uploads(mut self, uploads: super::upload::Uploads) -> Self {
+        self.uploads = uploads;
+        self
+    }
+
+    /// Uploads that were started and never finished (a killed run's staging files in a local
+    /// directory, open S3 multipart uploads), keys relative to the repository; `None` when the
+    /// store gives no way to list them (Azure, GCS: see [`super::upload`]).
+    pub async fn open_uploads(&self) -> Result<Option<Vec<super::OpenUpload>>> {
+        self.uploads.list(&self.prefix, &self.display).await
+    }
+
+    /// Removes an unfinished upload found by [`Target::open_uploads`] (aborts it on S3, deletes
+    /// the staging file of a local directory). One already gone is not an error.
+    pub async fn abort_upload(&self, upload: &super::OpenUpload) -> Result<()> {
+        self.uploads.abort(&self.prefix, &self.display, upload).await
+    }
+
+    /// Why [`Target::open_uploads`] cannot list this store's unfinished uploads, if it cannot.
+    pub fn uploads_unlisted(&self) -> Option<&'static str> {
+        self.uploads.unlisted_reason()
     }
 
     /// Opens a repository from its URL without store settings (local directories, `memory://`;
@@ -119,7 +145,7 @@ impl Target {
     }
 
     fn from_opened(o: OpenedStore) -> Self {
-        let target = Target::new(o.store, &o.prefix, o.display, o.caps);
+        let target = Target::new(o.store, &o.prefix, o.display, o.caps).with_uploads(o.uploads);
         match o.lease_ttl {
             Some(ttl) => target.with_lease_ttl(ttl),
             None => target,
@@ -241,6 +267,12 @@ impl Target {
             .map_err(|e| Error::storage(self.ctx("start upload of", key), e))?;
         let mut w = WriteMultipart::new_with_chunk_size(upload, part_size);
         w.put(first.freeze());
+        if crate::failpoint::armed("upload-part-written") {
+            // Crash tests: die with a part on the store (a staging file with bytes, an open
+            // multipart upload with a part).
+            let _ = w.wait_for_capacity(0).await;
+            crate::failpoint::hit("upload-part-written");
+        }
         let result: Result<()> = async {
             loop {
                 ctx.check(&self.ctx("upload", key))?;

@@ -64,6 +64,9 @@ use object_store::memory::InMemory;
 #[cfg(feature = "cloud")]
 use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 
+#[cfg(feature = "cloud")]
+use super::upload::S3Uploads;
+use super::upload::Uploads;
 use crate::error::{Error, Result};
 use crate::model::redact_str;
 pub use crate::settings::StoreConfig;
@@ -279,6 +282,8 @@ pub(crate) struct OpenedStore {
     pub(crate) caps: Capabilities,
     /// `DBBACKUP_STORE_LEASE_TTL`, when set.
     pub(crate) lease_ttl: Option<std::time::Duration>,
+    /// How the store's unfinished uploads are found and removed.
+    pub(crate) uploads: Uploads,
 }
 
 fn opened(
@@ -286,8 +291,9 @@ fn opened(
     prefix: &str,
     display: String,
     caps: Capabilities,
+    uploads: Uploads,
 ) -> Result<OpenedStore> {
-    Ok(OpenedStore { store, prefix: prefix.to_string(), display, caps, lease_ttl: None })
+    Ok(OpenedStore { store, prefix: prefix.to_string(), display, caps, lease_ttl: None, uploads })
 }
 
 /// Opens the store of the repository at `url` with explicit settings (the process environment
@@ -313,7 +319,7 @@ fn open_store(url: &str, cfg: &StoreConfig, access: Access) -> Result<OpenedStor
                 .map_err(|e| Error::storage(format!("open repository {}", path.display()), e))?
                 .with_automatic_cleanup(true);
             let display = path.display().to_string();
-            opened(Arc::new(store), "", display, Capabilities::default())
+            opened(Arc::new(store), "", display, Capabilities::default(), Uploads::Local(path))
         }
         RepoUrl::Memory { name } => {
             let store = {
@@ -321,7 +327,7 @@ fn open_store(url: &str, cfg: &StoreConfig, access: Access) -> Result<OpenedStor
                 reg.entry(name.clone()).or_insert_with(|| Arc::new(InMemory::new())).clone()
             };
             let store: Arc<dyn ObjectStore> = store;
-            opened(store, "", format!("memory://{name}"), Capabilities::default())
+            opened(store, "", format!("memory://{name}"), Capabilities::default(), Uploads::Vanish)
         }
         #[cfg(not(feature = "cloud"))]
         RepoUrl::S3 { .. } | RepoUrl::Gcs { .. } | RepoUrl::Azure { .. } => {
@@ -344,7 +350,8 @@ fn open_store(url: &str, cfg: &StoreConfig, access: Access) -> Result<OpenedStor
                 .with_client_options(cfg.client(None)?)
                 .build()
                 .map_err(|e| config_error(&display, e))?;
-            opened(Arc::new(store), &prefix, display, Capabilities { conditional_put: true })
+            let uploads = Uploads::Unlisted(GCS_UPLOADS);
+            opened(Arc::new(store), &prefix, display, Capabilities { conditional_put: true }, uploads)
         }
         #[cfg(feature = "cloud")]
         RepoUrl::Azure { container, prefix } => {
@@ -362,10 +369,18 @@ fn open_store(url: &str, cfg: &StoreConfig, access: Access) -> Result<OpenedStor
                 .with_client_options(cfg.client(endpoint.as_deref())?)
                 .build()
                 .map_err(|e| config_error(&display, e))?;
-            opened(Arc::new(store), &prefix, display, Capabilities { conditional_put: true })
+            let uploads = Uploads::Unlisted(AZURE_UPLOADS);
+            opened(Arc::new(store), &prefix, display, Capabilities { conditional_put: true }, uploads)
         }
     }
 }
+
+/// Why unfinished Azure uploads are not swept.
+#[cfg(feature = "cloud")]
+const AZURE_UPLOADS: &str = "Azure keeps uncommitted blocks for 7 days, then discards them by itself";
+/// Why unfinished GCS uploads are not swept.
+#[cfg(feature = "cloud")]
+const GCS_UPLOADS: &str = "object_store cannot list GCS multipart uploads: a bucket lifecycle rule (AbortIncompleteMultipartUpload) removes them";
 
 /// Whether object_store (or the Azurite emulator switch) understands this setting name.
 fn is_store_key(name: &str) -> bool {
@@ -449,7 +464,15 @@ fn open_s3(
         .with_client_options(cfg.client(endpoint.as_deref())?)
         .build()
         .map_err(|e| config_error(&display, e))?;
-    opened(Arc::new(store), prefix, display, Capabilities { conditional_put: cond })
+    let store = Arc::new(store);
+    // Listing unfinished uploads is one presigned GET per page (see `upload`).
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(30))
+        .timeout(Duration::from_secs(120))
+        .build()
+        .map_err(|e| Error::InvalidInput(format!("cannot configure repository {display}: {e}")))?;
+    let uploads = Uploads::S3(Arc::new(S3Uploads::new(store.clone(), http)));
+    opened(store, prefix, display, Capabilities { conditional_put: cond }, uploads)
 }
 
 #[cfg(test)]
