@@ -73,8 +73,8 @@ pub use model::{
     engine_option, parse_duration, parse_fraction, parse_size, redact_str,
 };
 pub use notify::{
-    AlertLine, Notification, NotifyConfig, Outcome, alert_text, deliver, heartbeat, human_secs, notify,
-    slack_text,
+    AlertInbox, AlertLine, Notification, NotifyConfig, Outcome, alert_text, deliver, heartbeat, human_secs,
+    notify, slack_text,
 };
 pub use pipeline::{Finding, check_full, check_quick};
 pub use progress::{CancellationToken, Context, Event, NoProgress, Observer, Phase};

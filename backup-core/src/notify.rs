@@ -5,6 +5,9 @@
 //! - a heartbeat URL (dead-man's switch, healthchecks.io convention): `GET URL` on success,
 //!   `GET URL/fail` on failure or unhealthy, so the monitor alerts when pings stop or fail.
 //!
+//! Beside them, an [`AlertInbox`] hands the alerts back to the caller, which delivers them
+//! through its own channels (the FFI's `return_alerts`: Laravel notifications).
+//!
 //! What is sent when is decided by [`crate::alert`] (state changes) and by the callers for
 //! events (a guard that rolled back, a failed restore); this module only delivers.
 //!
@@ -13,6 +16,7 @@
 //! Webhook URLs carry secrets (Slack's does), so they are [`Secret`]s and never printed.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -109,6 +113,25 @@ pub struct NotifyConfig {
     pub state_dir: Option<PathBuf>,
     /// Host name shown in alerts.
     pub host: Option<String>,
+    /// Alerts handed back to the caller (which delivers them itself); a channel like the others:
+    /// an alert put there counts as delivered.
+    pub inbox: Option<AlertInbox>,
+}
+
+/// The alerts of one run kept for the caller, in the order they were decided. Clones share the
+/// same list.
+#[derive(Debug, Clone, Default)]
+pub struct AlertInbox(Arc<Mutex<Vec<Notification>>>);
+
+impl AlertInbox {
+    /// Takes the alerts collected so far.
+    pub fn take(&self) -> Vec<Notification> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    fn push(&self, n: &Notification) {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(n.clone());
+    }
 }
 
 impl NotifyConfig {
@@ -117,9 +140,13 @@ impl NotifyConfig {
         !self.has_alert_channel() && self.heartbeat_url.is_none()
     }
 
-    /// Whether a channel that carries alert text (Slack, webhook, e-mail) is configured.
+    /// Whether a channel that carries alert text (Slack, webhook, e-mail, the caller's inbox)
+    /// is configured.
     pub fn has_alert_channel(&self) -> bool {
-        self.slack_webhook.is_some() || self.webhook_url.is_some() || self.email.is_some()
+        self.slack_webhook.is_some()
+            || self.webhook_url.is_some()
+            || self.email.is_some()
+            || self.inbox.is_some()
     }
 
     /// The settings' names, as environment variables spell them (see [`NotifyConfig::from_pairs`]).
@@ -230,6 +257,7 @@ impl NotifyConfig {
             repeat,
             state_dir: v.get("DBBACKUP_STATE_DIR").map(Into::into),
             host: None,
+            inbox: None,
         })
     }
 
@@ -344,6 +372,18 @@ pub fn human_secs(secs: u64) -> String {
 }
 
 impl Notification {
+    /// The e-mail subject every channel's text starts from: `[dbbackup] create failure on
+    /// HOST: FAILING: create (database app)`.
+    pub fn subject(&self) -> String {
+        crate::mail::subject(self)
+    }
+
+    /// The plain-text body of the e-mail: each state change's check, expected, found and since
+    /// when, the event details, repositories, database, host and time.
+    pub fn body(&self) -> String {
+        crate::mail::body(self)
+    }
+
     /// A notification stamped now.
     pub fn new(command: &str, outcome: Outcome, message: impl Into<String>, host: Option<String>) -> Self {
         Notification {
@@ -386,11 +426,11 @@ pub async fn deliver(cfg: &NotifyConfig, n: &Notification) -> (bool, Vec<String>
     if !cfg.has_alert_channel() {
         return (false, warnings);
     }
-    let client = match client(cfg) {
-        Ok(c) => c,
-        Err(e) => return (false, vec![e]),
-    };
     let mut delivered = false;
+    if let Some(inbox) = &cfg.inbox {
+        inbox.push(n);
+        delivered = true;
+    }
     if let Some(email) = &cfg.email {
         let timeout = cfg.timeout.unwrap_or(Duration::from_secs(10));
         match crate::mail::send(email, n, cfg.host.as_deref(), timeout).await {
@@ -398,6 +438,16 @@ pub async fn deliver(cfg: &NotifyConfig, n: &Notification) -> (bool, Vec<String>
             Err(w) => warnings.push(w),
         }
     }
+    if cfg.slack_webhook.is_none() && cfg.webhook_url.is_none() {
+        return (delivered, warnings);
+    }
+    let client = match client(cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            warnings.push(e);
+            return (delivered, warnings);
+        }
+    };
     if let Some(url) = &cfg.slack_webhook {
         let body = serde_json::json!({ "text": slack_text(n) }).to_string();
         delivered |= send(&client, "Slack webhook", url, Some(body), &mut warnings).await;

@@ -255,7 +255,8 @@ impl Client {
             notify(cb, &self.progress);
         }
         let mut finished = Self::finish(name, result, failed);
-        if let (Some(cfg), Some(scope)) = (&common.alerts.cfg, &scope) {
+        let alerting = common.alerts;
+        if let (Some(cfg), Some(scope)) = (&alerting.cfg, &scope) {
             // The same alerts as the CLI's, decided by the core; they never change the outcome.
             let error = finished.error.as_ref().map(|o| {
                 let kind = o.error["kind"].as_str().unwrap_or("failed");
@@ -263,10 +264,33 @@ impl Client {
             });
             let handled = finished.report.is_some() && matches!(name, "status" | "guard");
             let ctx = Context { cancel: CancellationToken::new(), ..ctx };
-            let warnings =
+            let after =
                 self.runtime.block_on(backup_core::after_command(cfg, name, scope, error, handled, &ctx));
-            if !warnings.is_empty() {
-                finished.report = finished.report.map(|text| with_warnings(text, &warnings));
+            alerting.warn(after);
+        }
+        let warnings = alerting.take_warnings();
+        if !warnings.is_empty() {
+            finished.report = finished.report.map(|text| with_field(text, "alert_warnings", json!(warnings)));
+        }
+        let returned = alerting.take_returned();
+        if alerting.cfg.as_ref().is_some_and(|c| c.inbox.is_some()) {
+            // Every alert with the texts the core's channels send (subject, body, Slack line).
+            let returned: Vec<Value> = returned
+                .iter()
+                .map(|n| {
+                    let mut v = serde_json::to_value(n).unwrap_or_else(|_| json!({}));
+                    if let Value::Object(m) = &mut v {
+                        m.insert("subject".into(), json!(n.subject()));
+                        m.insert("body".into(), json!(n.body()));
+                        m.insert("slack_text".into(), json!(backup_core::slack_text(n)));
+                    }
+                    v
+                })
+                .collect();
+            finished.report =
+                finished.report.map(|text| with_field(text, "returned_alerts", json!(returned)));
+            if let Some(o) = &mut finished.error {
+                o.error["returned_alerts"] = json!(returned);
             }
         }
         finished
@@ -297,12 +321,12 @@ impl Client {
     }
 }
 
-/// The report with `alert_warnings` added: alerts that could not be delivered (the operation's
-/// result stands).
-fn with_warnings(report: String, warnings: &[String]) -> String {
+/// The report with a field added: `alert_warnings` (alerts that could not be delivered; the
+/// operation's result stands) or `returned_alerts`.
+fn with_field(report: String, key: &str, value: Value) -> String {
     match serde_json::from_str::<Value>(&report) {
         Ok(Value::Object(mut m)) => {
-            m.insert("alert_warnings".into(), json!(warnings));
+            m.insert(key.into(), value);
             Value::Object(m).to_string()
         }
         _ => report,

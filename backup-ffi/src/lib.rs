@@ -18,7 +18,11 @@
 //! decided the same way (alert state kept beside the backups, one alert per change, guard
 //! rollbacks and failed restores every time); `command_line` names the guarded command in
 //! `dbb_guard`'s alerts. Undelivered alerts are listed in the report's `alert_warnings` and never
-//! change the status.
+//! change the status. `return_alerts: true` also hands every alert the core decided to send back
+//! to the caller, decided the same way (with or without `alerts`): the report's (or, on failure,
+//! the error object's) `returned_alerts` lists them, each the webhook's JSON plus `subject`,
+//! `body` (the e-mail's) and `slack_text`, for the caller to deliver through its own channels
+//! (Laravel notifications).
 //!
 //! Ownership, for every function: strings passed in are borrowed for the duration of the call;
 //! every `char*` handed out is owned by the caller and must be released with
@@ -464,7 +468,9 @@ pub unsafe extern "C" fn dbb_status(
                         let state_repo =
                             opts.repos.first().and_then(|u| backup_core::Target::open_in(u, &ctx).ok());
                         let now = chrono::Utc::now();
-                        backup_core::track_status(cfg, &mut r, state_repo.as_ref(), &scope, now).await;
+                        let tracked =
+                            backup_core::track_status(cfg, &mut r, state_repo.as_ref(), &scope, now).await;
+                        alerts.warn(tracked.warnings);
                     }
                     Ok(r)
                 },
@@ -574,7 +580,7 @@ pub unsafe extern "C" fn dbb_guard(
                     let status = failed.load(std::sync::atomic::Ordering::SeqCst);
                     if let Some(n) = backup_core::guard_alert(&line, &opts, &result, status, cfg, &ctx).await
                     {
-                        backup_core::deliver(cfg, &n).await;
+                        alerts.warn(backup_core::deliver(cfg, &n).await.1);
                     }
                 }
                 result

@@ -5,11 +5,13 @@
 //! changes what a backup or restore does.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backup_core::{
-    AlertScope, CopyOptions, CreateOptions, Error, GuardOptions, ListOptions, NotifyConfig, PruneOptions,
-    RepoSettings, RestoreOptions, Result, RetentionPolicy, Secret, StatusOptions, StoreConfig, VerifyOptions,
+    AlertInbox, AlertScope, CopyOptions, CreateOptions, Error, GuardOptions, ListOptions, NotifyConfig,
+    PruneOptions, RepoSettings, RestoreOptions, Result, RetentionPolicy, Secret, StatusOptions, StoreConfig,
+    VerifyOptions,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -29,12 +31,32 @@ pub(crate) struct Common {
     pub alerts: Alerting,
 }
 
-/// Alerts of one operation: the settings (none: no alerts) and, for `dbb_guard`, the guarded
-/// command's text (`command_line`) the alerts name.
+/// Alerts of one operation: the settings (none: no alerts), for `dbb_guard` the guarded
+/// command's text (`command_line`) the alerts name, and the delivery warnings of alerts sent
+/// while the operation ran (a status's checks, a guard's rollback), which go into the report's
+/// `alert_warnings` like those sent after it.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Alerting {
     pub cfg: Option<NotifyConfig>,
     pub command_line: Option<String>,
+    pub warnings: Arc<Mutex<Vec<String>>>,
+}
+
+impl Alerting {
+    /// Keeps delivery warnings for the report.
+    pub(crate) fn warn(&self, warnings: Vec<String>) {
+        self.warnings.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(warnings);
+    }
+
+    /// Takes the warnings kept so far.
+    pub(crate) fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut *self.warnings.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// The alerts handed back to the caller (`return_alerts`), taken.
+    pub(crate) fn take_returned(&self) -> Vec<backup_core::Notification> {
+        self.cfg.as_ref().and_then(|c| c.inbox.as_ref()).map(AlertInbox::take).unwrap_or_default()
+    }
 }
 
 /// Parses the options text into the common part and the operation's own typed options.
@@ -69,6 +91,22 @@ fn take_common(map: &mut Map<String, Value>) -> Result<Common> {
     }
     if let Some(v) = map.remove("alerts") {
         common.alerts.cfg = alert_settings(v)?;
+    }
+    match map.remove("return_alerts") {
+        None | Some(Value::Null | Value::Bool(false)) => {}
+        Some(Value::Bool(true)) => {
+            // The alerts are decided as always (state, repeat, `notify_on`) and also handed back
+            // in the report's `returned_alerts`: the caller delivers them through its own channels.
+            let cfg = common
+                .alerts
+                .cfg
+                .get_or_insert_with(|| NotifyConfig { host: this_host(), ..NotifyConfig::default() });
+            cfg.inbox = Some(AlertInbox::default());
+        }
+        Some(_) => return Err(Error::InvalidInput("options: return_alerts must be true or false".into())),
+    }
+    if common.alerts.cfg.as_ref().is_some_and(NotifyConfig::is_empty) {
+        common.alerts.cfg = None;
     }
     if let Some(v) = map.remove("command_line") {
         common.alerts.command_line = Some(
@@ -127,13 +165,14 @@ fn alert_settings(value: Value) -> Result<Option<NotifyConfig>> {
     }
     let mut cfg = NotifyConfig::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map_err(|e| bad(format!(": {e}")))?;
-    if cfg.is_empty() {
-        return Ok(None);
-    }
-    cfg.host = host.or_else(|| {
-        std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()).filter(|h| !h.is_empty())
-    });
+    // Kept even without a channel: `return_alerts` may add the caller's inbox (with these
+    // `notify_on`/`notify_repeat`/`state_dir`); no channel at all means no alerts.
+    cfg.host = host.or_else(this_host);
     Ok(Some(cfg))
+}
+
+fn this_host() -> Option<String> {
+    std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()).filter(|h| !h.is_empty())
 }
 
 /// `{"URL": {"AWS_ACCESS_KEY_ID": "...", "AWS_ENDPOINT": "...", ...}, ...}` -> per-repository

@@ -88,6 +88,48 @@ return [
         'state_dir' => env('DBBACKUP_STATE_DIR'),
     ],
 
+    // The same alerts as Laravel notifications, through the application's own channels (like
+    // spatie/laravel-backup): the library decides when (one when a check starts failing, a
+    // reminder every alerts.notify_repeat while it stays failing, one when it recovers; a guard
+    // rollback and a failed restore every time) and what they say (which check, expected/found,
+    // since when; a guard's command, exit status, backup, recovery time, whether the rollback
+    // succeeded); the app's mailer sends the mail, the package's channel posts to Slack. They are
+    // sent when the notifiable routes somewhere (mail.to or slack.webhook_url set). Use them
+    // instead of, or beside, the library's own channels above.
+    'notifications' => [
+        'notifications' => [
+            \DbBackup\Laravel\Notifications\BackupFailedNotification::class => ['mail', 'slack'],
+            \DbBackup\Laravel\Notifications\RestoreFailedNotification::class => ['mail', 'slack'],
+            \DbBackup\Laravel\Notifications\GuardRolledBackNotification::class => ['mail', 'slack'],
+            \DbBackup\Laravel\Notifications\UnhealthyNotification::class => ['mail', 'slack'],
+            \DbBackup\Laravel\Notifications\RecoveredNotification::class => ['mail', 'slack'],
+            \DbBackup\Laravel\Notifications\OperationFailedNotification::class => ['mail', 'slack'],
+            \DbBackup\Laravel\Notifications\SucceededNotification::class => [],
+        ],
+
+        // Receives the notifications: mail to mail.to, Slack to slack.webhook_url. Any class using
+        // Laravel's Notifiable trait (routeNotificationForMail / routeNotificationForSlack).
+        'notifiable' => \DbBackup\Laravel\Notifications\Notifiable::class,
+
+        'mail' => [
+            'to' => array_values(array_filter(array_map('trim', explode(',', (string) env('DBBACKUP_NOTIFICATION_MAIL_TO', ''))))),
+            // null: the application's mail.from.
+            'from' => [
+                'address' => env('DBBACKUP_NOTIFICATION_MAIL_FROM'),
+                'name' => env('DBBACKUP_NOTIFICATION_MAIL_FROM_NAME', 'dbbackup'),
+            ],
+        ],
+
+        'slack' => [
+            // An incoming-webhook URL (a secret: keep it in .env).
+            'webhook_url' => env('DBBACKUP_NOTIFICATION_SLACK_WEBHOOK'),
+            // Override the webhook's channel, user name and icon (null: the webhook's own).
+            'channel' => null,
+            'username' => null,
+            'icon' => null,
+        ],
+    ],
+
     // Cancel any operation that runs longer than this (milliseconds; null = no limit).
     'timeout_ms' => null,
 ];

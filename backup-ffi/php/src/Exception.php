@@ -17,14 +17,20 @@ class Exception extends \RuntimeException
     public readonly array $available;
     /** @var array<string,mixed>|null the operation's report when it produced one (verify, status) */
     public readonly ?array $report;
+    /** @var list<array<string,mixed>> the alerts the library decided to send (option `return_alerts`) */
+    public readonly array $returnedAlerts;
 
-    /** @param list<string> $available */
-    public function __construct(string $kind, string $message, int $code, array $available = [], ?array $report = null)
+    /**
+     * @param list<string> $available
+     * @param list<array<string,mixed>> $returnedAlerts
+     */
+    public function __construct(string $kind, string $message, int $code, array $available = [], ?array $report = null, array $returnedAlerts = [])
     {
         parent::__construct($message, $code);
         $this->kind = $kind;
         $this->available = $available;
         $this->report = $report;
+        $this->returnedAlerts = $returnedAlerts;
     }
 
     /**
@@ -47,6 +53,7 @@ class Exception extends \RuntimeException
             'null_argument' => UsageException::class,
             default => FailedException::class,
         };
-        return new $class($kind, $message, $code, $available, $report);
+        $alerts = array_values(array_filter((array) ($error['returned_alerts'] ?? $report['returned_alerts'] ?? []), 'is_array'));
+        return new $class($kind, $message, $code, $available, $report, $alerts);
     }
 }

@@ -24,8 +24,12 @@ class Backups
 {
     private ?Client $client = null;
 
-    /** @param array<string,mixed> $config */
-    public function __construct(private array $config, private Targets $targets, private ?Dispatcher $events = null)
+    /**
+     * @param array<string,mixed> $config
+     * @param bool $returnAlerts ask the library for the alerts it decides to send and dispatch
+     *        each as {@see Events\AlertRaised} (the package's notifications are configured)
+     */
+    public function __construct(private array $config, private Targets $targets, private ?Dispatcher $events = null, private bool $returnAlerts = false)
     {
     }
 
@@ -191,13 +195,15 @@ class Backups
             $report = $this->client()->guard($options, $command);
         } catch (GuardedCommandException $e) {
             // The command threw; the guard itself did its job.
-            $report = $e->report ?? [];
+            $report = $this->raise($e->report ?? []);
             $this->events?->dispatch(($report['rolled_back'] ?? false) ? new Events\GuardRolledBack($report) : new Events\GuardSucceeded($report));
             throw $e;
         } catch (Exception $e) {
+            $this->raise([], $e);
             $this->events?->dispatch(new Events\GuardFailed($e, self::public($options)));
             throw $e;
         }
+        $report = $this->raise($report);
         $this->events?->dispatch(($report['rolled_back'] ?? false) ? new Events\GuardRolledBack($report) : new Events\GuardSucceeded($report));
         return $report;
     }
@@ -292,11 +298,32 @@ class Backups
      */
     private function alerts(): array
     {
+        $returned = $this->returnAlerts ? ['return_alerts' => true] : [];
         $alerts = array_filter((array) ($this->config['alerts'] ?? []), static fn ($v) => $v !== null && $v !== '' && $v !== []);
-        if ($alerts === []) {
+        if ($alerts === [] && $returned === []) {
             return [];
         }
-        return ['alerts' => $alerts + ['host' => gethostname() ?: 'localhost']];
+        return ['alerts' => $alerts + ['host' => gethostname() ?: 'localhost']] + $returned;
+    }
+
+    /**
+     * Dispatches {@see Events\AlertRaised} for each alert the library returned (in the report, or
+     * in the exception of a failed operation), and returns the report without them (so it stays
+     * what `dbbackup --json` prints).
+     *
+     * @param array<string,mixed> $report
+     * @return array<string,mixed>
+     */
+    private function raise(array $report, ?Exception $e = null): array
+    {
+        $alerts = $e?->returnedAlerts ?? (array) ($report['returned_alerts'] ?? []);
+        unset($report['returned_alerts']);
+        foreach ($alerts as $alert) {
+            if (is_array($alert)) {
+                $this->events?->dispatch(new Events\AlertRaised($alert));
+            }
+        }
+        return $report;
     }
 
     /** @return array<string,string> the key that opens encrypted backups (identity text or file, passphrase) */
@@ -313,7 +340,7 @@ class Backups
     private static function public(array $options): array
     {
         // Secrets never reach events (and so never notifications or logs).
-        unset($options['password'], $options['identity'], $options['passphrase'], $options['repo_settings'], $options['alerts']);
+        unset($options['password'], $options['identity'], $options['passphrase'], $options['repo_settings'], $options['alerts'], $options['return_alerts']);
         return $options;
     }
 
@@ -330,8 +357,9 @@ class Backups
     private function run(string $method, array $options, string $succeeded, string $failed): array
     {
         try {
-            $report = $this->client()->{$method}($options);
+            $report = $this->raise($this->client()->{$method}($options));
         } catch (Exception $e) {
+            $this->raise([], $e);
             $this->events?->dispatch(new $failed($e, self::public($options)));
             throw $e;
         }

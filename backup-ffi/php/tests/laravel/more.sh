@@ -183,7 +183,7 @@ fi
 # a failing db:backup sends one FAILING e-mail through the SMTP sink however often it fails, and
 # one RECOVERED once it works again.
 smtp_url="${DBBACKUP_TEST_SMTP_URL:-}"
-if [ -z "$smtp_url" ] && [ "${CI:-}" = true ]; then fail "DBBACKUP_TEST_SMTP_URL not set under CI=true"; fi
+if [ -z "$smtp_url" ] && under_ci; then fail "DBBACKUP_TEST_SMTP_URL not set under CI=${CI}"; fi
 if [ -n "$smtp_url" ]; then
   rcpt="laravel-$$-$RANDOM@example.test"
   mails() { grep -l "^X-Sink-Rcpt-To: $rcpt" "$DBBACKUP_TEST_SMTP_DIR"/*.eml 2>/dev/null | sort || true; }

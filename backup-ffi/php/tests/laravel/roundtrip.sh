@@ -48,10 +48,14 @@ class AppServiceProvider extends ServiceProvider
 {
     public function boot(): void
     {
-        foreach (['BackupStarting', 'BackupSucceeded', 'BackupFailed', 'RestoreSucceeded', 'RestoreFailed', 'VerificationSucceeded', 'HealthCheckSucceeded', 'PruneSucceeded',
-                  'GuardStarting', 'GuardSucceeded', 'GuardRolledBack', 'GuardFailed'] as $e) {
+        foreach (['BackupStarting', 'BackupSucceeded', 'BackupFailed', 'RestoreSucceeded', 'RestoreFailed', 'VerificationSucceeded', 'VerificationFailed',
+                  'HealthCheckSucceeded', 'HealthCheckFailed', 'PruneSucceeded', 'GuardStarting', 'GuardSucceeded', 'GuardRolledBack', 'GuardFailed', 'AlertRaised'] as $e) {
             Event::listen('DbBackup\\Laravel\\Events\\' . $e, function ($event) use ($e) {
                 file_put_contents(storage_path('events.log'), $e . "\n", FILE_APPEND);
+                // What a listener sees (for the tests that no secret reaches an event).
+                $seen = ['options' => $event->options ?? null, 'report' => $event->report ?? null, 'alert' => $event->alert ?? null,
+                    'error' => isset($event->exception) ? [$event->exception->getMessage(), $event->exception->report, $event->exception->returnedAlerts] : null];
+                file_put_contents(storage_path('events-detail.log'), $e . ' ' . json_encode($seen, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE) . "\n", FILE_APPEND);
             });
         }
     }
@@ -66,6 +70,12 @@ return [
         Illuminate\Database\DatabaseServiceProvider::class,
         Illuminate\Database\MigrationServiceProvider::class,
         Illuminate\Filesystem\FilesystemServiceProvider::class,
+        // What a full app has for notifications (notifications.sh): bus, translation, views, mail.
+        Illuminate\Translation\TranslationServiceProvider::class,
+        Illuminate\Bus\BusServiceProvider::class,
+        Illuminate\View\ViewServiceProvider::class,
+        Illuminate\Mail\MailServiceProvider::class,
+        Illuminate\Notifications\NotificationServiceProvider::class,
         DbBackup\Laravel\DbBackupServiceProvider::class,
         App\Providers\AppServiceProvider::class,
     ],
@@ -110,6 +120,11 @@ return [
     ],
 ];
 PHP
+cat > "$app/config/view.php" <<'PHP'
+<?php
+return ['paths' => [resource_path('views')], 'compiled' => storage_path('framework/views')];
+PHP
+mkdir -p "$app/resources/views" "$app/storage/framework/views"
 cat > "$app/config/logging.php" <<'PHP'
 <?php
 return ['default' => 'stderr', 'channels' => ['stderr' => ['driver' => 'monolog', 'handler' => Monolog\Handler\StreamHandler::class, 'with' => ['stream' => 'php://stderr']]]];
@@ -160,4 +175,5 @@ done
 passed=1
 
 . "$here/more.sh"
+. "$here/notifications.sh"
 echo "laravel round trip: $passed passed, 0 failed"
