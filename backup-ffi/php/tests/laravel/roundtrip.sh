@@ -176,4 +176,5 @@ passed=1
 
 . "$here/more.sh"
 . "$here/notifications.sh"
+. "$here/encryption.sh"
 echo "laravel round trip: $passed passed, 0 failed"
