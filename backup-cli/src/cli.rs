@@ -171,13 +171,13 @@ pub struct SessionArgs {
 }
 
 impl SessionArgs {
-    /// The engine options these flags set.
-    pub fn engine_options(&self) -> std::collections::BTreeMap<String, String> {
-        backup_core::engine_limits(
-            self.connect_timeout.as_deref(),
-            self.lock_timeout.as_deref(),
-            self.statement_timeout.as_deref(),
-        )
+    /// The session time limits these flags set.
+    pub fn options(&self) -> backup_core::SessionOptions {
+        backup_core::SessionOptions {
+            connect_timeout: self.connect_timeout.clone(),
+            lock_timeout: self.lock_timeout.clone(),
+            statement_timeout: self.statement_timeout.clone(),
+        }
     }
 }
 

@@ -6,7 +6,6 @@
 //! With the defaults (jobs 2, one repository, 8 MiB parts, 4 parts in flight) that is about
 //! 2 x (8 + 40) MiB: bounded by options, never by database size.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -21,12 +20,13 @@ use crate::codec::ByteStream;
 use crate::codec::checksum::{read_tally, tally};
 use crate::codec::compress::{self, ChannelStream};
 use crate::codec::encrypt::{self, Recipients, Sealing};
+use crate::engine_options::EngineOptions;
 use crate::error::{Error, Result};
 use crate::format::layout::{self, SchemaPart};
 use crate::format::manifest::{self, Manifest, ObjectEntry, ObjectKind, ToolInfo};
 use crate::format::sealed;
 use crate::lease::{Lease, LeaseKind};
-use crate::model::{BackupId, Compression, DatabaseUrl, Secret, compression_serde, default_jobs};
+use crate::model::{BackupId, Compression, DatabaseUrl, Engine, Secret, compression_serde, default_jobs};
 use crate::progress::{Context, Event, Phase, PhaseGuard};
 use crate::source::{self, ChunkPlan, DumpOptions, DumpPlan, Snapshot, Source};
 use crate::storage::Target;
@@ -54,8 +54,8 @@ pub struct CreateOptions {
     pub checksums: bool,
     /// Temp directory for engines that need one.
     pub temp_dir: Option<std::path::PathBuf>,
-    /// Engine-specific switches.
-    pub engine_options: BTreeMap<String, String>,
+    /// Engine options (MySQL, PostgreSQL switches; session time limits).
+    pub engine_options: EngineOptions,
     /// Encrypt the backup to these age X25519 recipients (`age1...`; `#` comments and blank
     /// lines skipped, so a recipients file's text works too). Empty: not encrypted, unless
     /// `passphrase` is set.
@@ -77,7 +77,7 @@ impl Default for CreateOptions {
             chunk_bytes: d.chunk_bytes,
             checksums: true,
             temp_dir: None,
-            engine_options: BTreeMap::new(),
+            engine_options: EngineOptions::default(),
             encrypt_to: Vec::new(),
             passphrase: None,
         }
@@ -90,7 +90,7 @@ pub struct CreateReport {
     /// New backup id.
     pub id: BackupId,
     /// Source engine.
-    pub engine: String,
+    pub engine: Engine,
     /// Database name.
     pub database: String,
     /// Tables dumped.
@@ -319,7 +319,7 @@ async fn create_leased(
         .collect();
     Ok(CreateReport {
         id,
-        engine: manifest.engine.to_string(),
+        engine: manifest.engine,
         database: manifest.database.clone(),
         tables: manifest.tables.len(),
         rows: manifest.rows(),

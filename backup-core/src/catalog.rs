@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::format::layout;
 use crate::format::manifest::{MAX_MANIFEST_BYTES, Manifest};
-use crate::model::BackupId;
+use crate::model::{BackupId, Engine, VerifyLevel};
 use crate::progress::Context;
 use crate::storage::Target;
 
@@ -30,7 +30,7 @@ pub struct ListOptions {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VerificationRecord {
     /// `quick`, `full` or `drill`.
-    pub level: String,
+    pub level: VerifyLevel,
     /// When it finished.
     pub at: DateTime<Utc>,
     /// Whether everything checked out.
@@ -56,7 +56,7 @@ pub struct BackupSummary {
     /// When it finished.
     pub finished_at: DateTime<Utc>,
     /// Engine.
-    pub engine: String,
+    pub engine: Engine,
     /// Database.
     pub database: String,
     /// Tables.
@@ -82,7 +82,7 @@ impl BackupSummary {
             id: m.id.clone(),
             created_at: m.started_at,
             finished_at: m.finished_at,
-            engine: m.engine.to_string(),
+            engine: m.engine,
             database: m.database.clone(),
             tables: m.tables.len(),
             rows: m.rows(),
@@ -207,7 +207,7 @@ pub async fn last_verification(target: &Target, id: &BackupId) -> Result<Option<
 
 /// Records a verification result beside its backup.
 pub async fn record_verification(target: &Target, id: &BackupId, rec: &VerificationRecord) -> Result<()> {
-    let key = layout::verification_key(id, rec.at, &rec.level);
+    let key = layout::verification_key(id, rec.at, rec.level.as_str());
     let bytes = serde_json::to_vec_pretty(rec).map_err(|e| Error::InvalidInput(e.to_string()))?;
     target.put_bytes(&key, bytes.into()).await
 }
@@ -224,7 +224,7 @@ fn same_second(a: &BackupId, b: &BackupId) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct DatabaseScope {
     /// Engine (`sqlite`, `postgres`, `mysql`).
-    pub engine: String,
+    pub engine: Engine,
     /// Database name; empty for an encrypted backup read without its key (the name is sealed).
     pub database: String,
 }
@@ -232,17 +232,17 @@ pub struct DatabaseScope {
 impl DatabaseScope {
     /// The database a URL points at.
     pub fn of_url(url: &crate::model::DatabaseUrl) -> Self {
-        DatabaseScope { engine: url.engine().to_string(), database: url.database() }
+        DatabaseScope { engine: url.engine(), database: url.database() }
     }
 
     /// The database of a backup.
     pub fn of_manifest(m: &Manifest) -> Self {
-        DatabaseScope { engine: m.engine.to_string(), database: m.database.clone() }
+        DatabaseScope { engine: m.engine, database: m.database.clone() }
     }
 
     /// The database of a listed backup.
     pub fn of_summary(b: &BackupSummary) -> Self {
-        DatabaseScope { engine: b.engine.clone(), database: b.database.clone() }
+        DatabaseScope { engine: b.engine, database: b.database.clone() }
     }
 }
 
@@ -285,7 +285,7 @@ pub async fn resolve_for(target: &Target, spec: &str, scope: Option<&DatabaseSco
                 continue;
             }
         };
-        if m.engine.as_str() != scope.engine || tag.is_some_and(|t| !m.tags.iter().any(|x| x == t)) {
+        if m.engine != scope.engine || tag.is_some_and(|t| !m.tags.iter().any(|x| x == t)) {
             continue;
         }
         if m.database == scope.database {

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::backup::{CreateOptions, create};
 use crate::catalog;
 use crate::error::{Error, Result};
-use crate::model::{Compression, DatabaseUrl, Secret};
+use crate::model::{Compression, DatabaseUrl, Secret, VerifyLevel};
 use crate::progress::Context;
 use crate::restore::{RestoreOptions, RestoreReport, restore};
 use crate::source::{self, RollbackPoint};
@@ -47,7 +47,7 @@ pub struct GuardOptions {
     pub operator: Option<String>,
     /// Engine-specific switches for both the safety backup and the rollback (`keep_owners`,
     /// `no_definer`), as in [`CreateOptions::engine_options`].
-    pub engine_options: std::collections::BTreeMap<String, String>,
+    pub engine_options: crate::engine_options::EngineOptions,
 }
 
 impl Default for GuardOptions {
@@ -120,11 +120,9 @@ pub struct GuardReport {
 /// The newest recorded drill of a backup of this database (engine + name): its recovery time.
 pub async fn last_drill_recovery_ms(target: &Target, url: &DatabaseUrl) -> Result<Option<(String, u64)>> {
     let report = catalog::list_in(target, None).await?;
-    for b in
-        report.backups.iter().filter(|b| b.engine == url.engine().as_str() && b.database == url.database())
-    {
+    for b in report.backups.iter().filter(|b| b.engine == url.engine() && b.database == url.database()) {
         if let Some(v) = &b.last_verification
-            && v.level == "drill"
+            && v.level == VerifyLevel::Drill
             && v.ok
             && let Some(ms) = v.recovery_ms
         {

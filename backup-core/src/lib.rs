@@ -31,6 +31,7 @@ mod backup;
 mod catalog;
 pub mod codec;
 mod copy;
+mod engine_options;
 mod error;
 mod failpoint;
 pub mod format;
@@ -60,6 +61,7 @@ pub use catalog::{
     backup_ids, last_verification, list, list_in, read_manifest, record_verification, resolve, resolve_for,
 };
 pub use copy::{CopyOptions, CopyReport, copy, copy_between};
+pub use engine_options::{EngineOptions, MysqlOptions, PostgresOptions, SessionOptions};
 pub use error::{Error, ErrorKind, Result, chain_text};
 pub use format::manifest::Manifest;
 pub use guard::{CommandOutcome, GuardOptions, GuardReport, guard, last_drill_recovery_ms};
@@ -69,8 +71,8 @@ pub use health::{
 };
 pub use mail::{EmailConfig, SmtpTls};
 pub use model::{
-    BackupId, Compression, DatabaseUrl, Engine, Secret, default_jobs, engine_flags, engine_limits,
-    engine_option, parse_duration, parse_fraction, parse_size, redact_str,
+    BackupId, Compression, DatabaseUrl, Engine, Secret, VerifyLevel, default_jobs, parse_duration,
+    parse_fraction, parse_size, redact_str,
 };
 pub use notify::{
     AlertInbox, AlertLine, Notification, NotifyConfig, Outcome, alert_text, deliver, heartbeat, human_secs,
@@ -90,4 +92,4 @@ pub use settings::{RepoSettings, StoreConfig};
 /// The MySQL/MariaDB SQL script splitter used for foreign dumps (public for fuzzing).
 pub use source::mysql_script;
 pub use storage::Target;
-pub use verify::{VerifyLevel, VerifyOptions, VerifyReport, verify, verify_with};
+pub use verify::{VerifyOptions, VerifyReport, verify, verify_with};

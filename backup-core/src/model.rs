@@ -1,7 +1,6 @@
 //! Domain types shared by every layer: backup ids, engines, compression choices, database
 //! locators and secrets. No I/O here.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -95,7 +94,65 @@ impl Engine {
 
 impl fmt::Display for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        // `pad`, so `{:<8}` in a table lines up as the engine's name string did.
+        f.pad(self.as_str())
+    }
+}
+
+// By name, as the engine's name string sorted (`mysql` < `postgres` < `sqlite`).
+impl PartialOrd for Engine {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Engine {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+/// How deep to check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyLevel {
+    /// Objects exist with the right sizes.
+    Quick,
+    /// Every byte checked.
+    #[default]
+    Full,
+    /// Restored into a scratch database and compared.
+    Drill,
+}
+
+impl VerifyLevel {
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerifyLevel::Quick => "quick",
+            VerifyLevel::Full => "full",
+            VerifyLevel::Drill => "drill",
+        }
+    }
+}
+
+impl fmt::Display for VerifyLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl FromStr for VerifyLevel {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "quick" => Ok(VerifyLevel::Quick),
+            "full" => Ok(VerifyLevel::Full),
+            "drill" => Ok(VerifyLevel::Drill),
+            other => {
+                Err(Error::InvalidInput(format!("unknown verify level {other:?}: quick, full or drill")))
+            }
+        }
     }
 }
 
@@ -468,51 +525,6 @@ pub fn parse_size(s: &str) -> Result<u64> {
 pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
     humantime::parse_duration(s.trim())
         .map_err(|e| Error::InvalidInput(format!("bad duration {s:?} (e.g. 26h, 30m, 7d): {e}")))
-}
-
-/// The keys of engine options (`CreateOptions::engine_options`, `RestoreOptions`,
-/// `GuardOptions`): the one spelling the CLI, the FFI and the engines share.
-pub mod engine_option {
-    /// MySQL: drop `DEFINER=` clauses (and, on restore, SUPER-only statements).
-    pub const NO_DEFINER: &str = "no_definer";
-    /// PostgreSQL: record object owners at backup, apply them at restore.
-    pub const KEEP_OWNERS: &str = "keep_owners";
-    /// MySQL restore: recompute every table's content checksum on the server.
-    pub const FULL_CHECKSUM: &str = "full_checksum";
-    /// MySQL restore: skip SUPER-only statements only (implied by [`NO_DEFINER`]).
-    pub const STRIP_SUPER: &str = "strip_super";
-    /// PostgreSQL, MySQL: how long connecting may take (`30s`, `2m`, seconds, `0` for no
-    /// limit; default 30 s). The URL parameter of the same name wins.
-    pub const CONNECT_TIMEOUT: &str = "connect_timeout";
-    /// PostgreSQL, MySQL: how long one lock request may wait (default 30 s; `0`: no limit).
-    pub const LOCK_TIMEOUT: &str = "lock_timeout";
-    /// PostgreSQL, MySQL: how long one statement may run (default: no limit).
-    pub const STATEMENT_TIMEOUT: &str = "statement_timeout";
-}
-
-/// Engine options of the session time limits ([`engine_option::CONNECT_TIMEOUT`],
-/// [`engine_option::LOCK_TIMEOUT`], [`engine_option::STATEMENT_TIMEOUT`]) that are given: how the
-/// CLI flags and the FFI options add them to the engine options.
-pub fn engine_limits(
-    connect: Option<&str>,
-    lock: Option<&str>,
-    statement: Option<&str>,
-) -> BTreeMap<String, String> {
-    [
-        (engine_option::CONNECT_TIMEOUT, connect),
-        (engine_option::LOCK_TIMEOUT, lock),
-        (engine_option::STATEMENT_TIMEOUT, statement),
-    ]
-    .into_iter()
-    .filter_map(|(k, v)| v.map(|v| (k.to_string(), v.to_string())))
-    .collect()
-}
-
-/// Engine options from boolean switches, only those that are on (`(KEEP_OWNERS, true)` ->
-/// `keep_owners = "true"`): how the CLI flags and the FFI options fill
-/// `CreateOptions::engine_options` and its restore and guard counterparts.
-pub fn engine_flags(flags: &[(&str, bool)]) -> BTreeMap<String, String> {
-    flags.iter().filter(|(_, on)| *on).map(|(k, _)| (k.to_string(), "true".to_string())).collect()
 }
 
 /// Number of CPUs, at least 1: the default for `jobs`.

@@ -14,7 +14,7 @@ use crate::codec::encrypt::Keyring;
 use crate::error::{Error, Result};
 use crate::format::manifest::Manifest;
 use crate::format::sealed;
-use crate::model::{DatabaseUrl, Secret};
+use crate::model::{DatabaseUrl, Engine, Secret};
 use crate::pipeline::load_and_check;
 use crate::progress::{Context, Event, Phase, PhaseGuard};
 use crate::source::{self, LoadOptions, Loader};
@@ -49,8 +49,8 @@ pub struct RestoreOptions {
     /// a dump script, read it whole first (the codec's integrity and the engine's script reader
     /// to the end, see `source::script_check`).
     pub verify_first: bool,
-    /// Engine-specific switches.
-    pub engine_options: std::collections::BTreeMap<String, String>,
+    /// Engine options (MySQL, PostgreSQL switches; session time limits).
+    pub engine_options: crate::engine_options::EngineOptions,
     /// Who asked (`user@host`), for the audit record.
     pub operator: Option<String>,
     /// Text of an age identity file (`AGE-SECRET-KEY-1...` lines) for an encrypted backup.
@@ -92,7 +92,7 @@ pub struct RestoreReport {
     /// Target, without credentials.
     pub into: String,
     /// Engine.
-    pub engine: String,
+    pub engine: Engine,
     /// Tables restored.
     pub tables: usize,
     /// Rows restored.
@@ -237,7 +237,7 @@ async fn restore_leased(
     Ok(RestoreReport {
         id: manifest.id.to_string(),
         into: into_display.to_string(),
-        engine: manifest.engine.to_string(),
+        engine: manifest.engine,
         tables: loaded.tables,
         rows: loaded.rows,
         raw_bytes: loaded.raw_bytes,
@@ -317,7 +317,7 @@ pub async fn restore_script(
     Ok(RestoreReport {
         id: shown,
         into: into_display.to_string(),
-        engine: loader.engine().to_string(),
+        engine: loader.engine(),
         tables: report.tables,
         rows: report.rows,
         raw_bytes: raw_bytes.load(std::sync::atomic::Ordering::Relaxed),

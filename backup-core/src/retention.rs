@@ -327,13 +327,10 @@ pub async fn plan(
         .collect();
     // Each database on its own: a second database in the same repository never uses up the
     // first one's slots (nor takes its "newest backup").
-    let mut groups: BTreeMap<catalog::DatabaseScope, Vec<BackupSummary>> = BTreeMap::new();
+    // (`None`: one group of every database.)
+    let mut groups: BTreeMap<Option<catalog::DatabaseScope>, Vec<BackupSummary>> = BTreeMap::new();
     for b in trusted {
-        let key = if all_databases {
-            catalog::DatabaseScope { engine: String::new(), database: String::new() }
-        } else {
-            catalog::DatabaseScope::of_summary(&b)
-        };
+        let key = (!all_databases).then(|| catalog::DatabaseScope::of_summary(&b));
         groups.entry(key).or_default().push(b);
     }
     if groups.is_empty() {
@@ -342,7 +339,7 @@ pub async fn plan(
     let several = groups.len() > 1;
     for (scope, backups) in groups {
         for mut d in plan_backups(&backups, policy)? {
-            if several {
+            if several && let Some(scope) = &scope {
                 for r in &mut d.reasons {
                     if r.starts_with("newest backup") {
                         *r = format!("newest backup of {scope} (always kept)");
@@ -605,7 +602,7 @@ mod tests {
             id: BackupId::new(at),
             created_at: at,
             finished_at: at,
-            engine: "sqlite".into(),
+            engine: crate::model::Engine::Sqlite,
             database: "d".into(),
             tables: 1,
             rows: 1,

@@ -9,7 +9,6 @@
 //! Checks collect findings instead of stopping at the first. The result is recorded beside the
 //! backup so `list` and `status` can say when it was last proven restorable.
 
-use std::str::FromStr;
 use std::time::Instant;
 
 use chrono::Utc;
@@ -20,49 +19,11 @@ use crate::codec::encrypt::Keyring;
 use crate::error::{Error, Result};
 use crate::format::manifest::Manifest;
 use crate::format::sealed;
-use crate::model::{DatabaseUrl, Engine, Secret};
+use crate::model::{DatabaseUrl, Engine, Secret, VerifyLevel};
 use crate::pipeline::{Finding, check_full, check_quick, load_and_check};
 use crate::progress::Context;
 use crate::source::{self, LoadOptions};
 use crate::storage::Target;
-
-/// How deep to check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum VerifyLevel {
-    /// Objects exist with the right sizes.
-    Quick,
-    /// Every byte checked.
-    #[default]
-    Full,
-    /// Restored into a scratch database and compared.
-    Drill,
-}
-
-impl VerifyLevel {
-    /// Lowercase name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VerifyLevel::Quick => "quick",
-            VerifyLevel::Full => "full",
-            VerifyLevel::Drill => "drill",
-        }
-    }
-}
-
-impl FromStr for VerifyLevel {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "quick" => Ok(VerifyLevel::Quick),
-            "full" => Ok(VerifyLevel::Full),
-            "drill" => Ok(VerifyLevel::Drill),
-            other => {
-                Err(Error::InvalidInput(format!("unknown verify level {other:?}: quick, full or drill")))
-            }
-        }
-    }
-}
 
 /// Input of [`verify`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -211,7 +172,7 @@ async fn verify_leased(
     let bytes_read = if opts.level == VerifyLevel::Quick { 0 } else { manifest.stored_bytes() };
     if opts.record {
         let rec = VerificationRecord {
-            level: opts.level.as_str().into(),
+            level: opts.level,
             at: Utc::now(),
             ok,
             recovery_ms,

@@ -246,6 +246,15 @@ fn jobs(j: Option<usize>) -> usize {
     j.unwrap_or_else(backup_core::default_jobs).max(1)
 }
 
+/// The session time limits given (`connect_timeout`, `lock_timeout`, `statement_timeout`).
+fn session(
+    connect_timeout: Option<String>,
+    lock_timeout: Option<String>,
+    statement_timeout: Option<String>,
+) -> backup_core::SessionOptions {
+    backup_core::SessionOptions { connect_timeout, lock_timeout, statement_timeout }
+}
+
 fn one_repo(repo: Option<OneOrMany>) -> Result<String> {
     let repos = repo.map(OneOrMany::into_vec).unwrap_or_default();
     match <[String; 1]>::try_from(repos) {
@@ -306,17 +315,10 @@ impl CreateArgs {
             chunk_bytes: self.chunk_mib.map(|m| m.max(1) << 20).unwrap_or(defaults.chunk_bytes),
             checksums: !self.no_checksums,
             temp_dir: self.temp_dir,
-            engine_options: {
-                let mut o = backup_core::engine_flags(&[
-                    (backup_core::engine_option::NO_DEFINER, self.no_definer),
-                    (backup_core::engine_option::KEEP_OWNERS, self.keep_owners),
-                ]);
-                o.extend(backup_core::engine_limits(
-                    self.connect_timeout.as_deref(),
-                    self.lock_timeout.as_deref(),
-                    self.statement_timeout.as_deref(),
-                ));
-                o
+            engine_options: backup_core::EngineOptions {
+                mysql: backup_core::MysqlOptions { no_definer: self.no_definer, ..Default::default() },
+                postgres: backup_core::PostgresOptions { keep_owners: self.keep_owners },
+                session: session(self.connect_timeout, self.lock_timeout, self.statement_timeout),
             },
             encrypt_to: self.encrypt_to.map(OneOrMany::into_split_vec).unwrap_or_default(),
             passphrase: self.passphrase.filter(|p| !p.is_empty()).map(Secret::new),
@@ -445,18 +447,14 @@ impl RestoreArgs {
             production: self.production,
             force: self.force,
             verify_first: self.verify_first,
-            engine_options: {
-                let mut o = backup_core::engine_flags(&[
-                    (backup_core::engine_option::NO_DEFINER, self.no_definer),
-                    (backup_core::engine_option::FULL_CHECKSUM, self.full_checksum),
-                    (backup_core::engine_option::KEEP_OWNERS, self.keep_owners),
-                ]);
-                o.extend(backup_core::engine_limits(
-                    self.connect_timeout.as_deref(),
-                    self.lock_timeout.as_deref(),
-                    self.statement_timeout.as_deref(),
-                ));
-                o
+            engine_options: backup_core::EngineOptions {
+                mysql: backup_core::MysqlOptions {
+                    no_definer: self.no_definer,
+                    full_checksum: self.full_checksum,
+                    ..Default::default()
+                },
+                postgres: backup_core::PostgresOptions { keep_owners: self.keep_owners },
+                session: session(self.connect_timeout, self.lock_timeout, self.statement_timeout),
             },
             identity: identity(self.identity, self.identity_file)?,
             passphrase: self.passphrase.filter(|p| !p.is_empty()).map(Secret::new),
@@ -671,17 +669,10 @@ impl GuardArgs {
             tags: self.tag.map(OneOrMany::into_split_vec).unwrap_or_default(),
             max_rto_ms,
             operator: self.operator,
-            engine_options: {
-                let mut o = backup_core::engine_flags(&[
-                    (backup_core::engine_option::NO_DEFINER, self.no_definer),
-                    (backup_core::engine_option::KEEP_OWNERS, self.keep_owners),
-                ]);
-                o.extend(backup_core::engine_limits(
-                    self.connect_timeout.as_deref(),
-                    self.lock_timeout.as_deref(),
-                    self.statement_timeout.as_deref(),
-                ));
-                o
+            engine_options: backup_core::EngineOptions {
+                mysql: backup_core::MysqlOptions { no_definer: self.no_definer, ..Default::default() },
+                postgres: backup_core::PostgresOptions { keep_owners: self.keep_owners },
+                session: session(self.connect_timeout, self.lock_timeout, self.statement_timeout),
             },
         })
     }
@@ -825,23 +816,26 @@ mod tests {
         let (_, c): (Common, CreateArgs) =
             parse(Some(r#"{"source":"postgres://h/db","keep_owners":true,"no_definer":false}"#)).unwrap();
         let c = c.into_core().unwrap();
-        assert_eq!(c.engine_options.keys().collect::<Vec<_>>(), ["keep_owners"]);
+        assert_eq!(c.engine_options.pairs().iter().map(|(k, _)| *k).collect::<Vec<_>>(), ["keep_owners"]);
         let (_, r): (Common, RestoreArgs) = parse(Some(
             r#"{"repo":"/a","into":"mysql://h/db","no_definer":true,"full_checksum":true,"keep_owners":false}"#,
         ))
         .unwrap();
         let r = r.into_core().unwrap();
-        assert_eq!(r.engine_options.keys().collect::<Vec<_>>(), ["full_checksum", "no_definer"]);
-        assert!(r.engine_options.values().all(|v| v == "true"));
+        assert_eq!(
+            r.engine_options.pairs().iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            ["full_checksum", "no_definer"]
+        );
+        assert!(r.engine_options.pairs().iter().all(|(_, v)| v == "true"));
         let (_, r): (Common, RestoreArgs) = parse(Some(r#"{"repo":"/a","into":"sqlite:x"}"#)).unwrap();
-        assert!(r.into_core().unwrap().engine_options.is_empty());
+        assert!(r.into_core().unwrap().engine_options.pairs().is_empty());
         let (_, g): (Common, GuardArgs) = parse(Some(
             r#"{"source":"mysql://h/db","repo":"/a","lock_timeout":"5s","connect_timeout":"10","statement_timeout":"1h"}"#,
         ))
         .unwrap();
         let o = g.into_core().unwrap().engine_options;
         assert_eq!(
-            o.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
+            o.pairs().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
             ["connect_timeout=10", "lock_timeout=5s", "statement_timeout=1h"]
         );
     }

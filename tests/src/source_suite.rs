@@ -272,7 +272,7 @@ pub async fn drill_proves_restorable<F: Fixture + ?Sized>(f: &F) {
     assert_eq!(v.rows, Some(m.rows()));
     assert!(v.recovery_ms.is_some());
     let last = backup_core::last_verification(&repo, &m.id).await.unwrap().expect("recorded");
-    assert_eq!(last.level, "drill");
+    assert_eq!(last.level.as_str(), "drill");
     assert!(last.ok);
     assert_eq!(f.fingerprint(&scratch).await, before, "a drill must not change the scratch database itself");
     f.drop_db(&src).await;

@@ -29,7 +29,14 @@ fn check<'a>(r: &'a StatusReport, name: &str) -> &'a backup_core::Check {
 }
 
 fn record(level: &str, at: DateTime<Utc>, ok: bool) -> VerificationRecord {
-    VerificationRecord { level: level.into(), at, ok, recovery_ms: Some(1000), findings: 0, scratch: None }
+    VerificationRecord {
+        level: level.parse().unwrap(),
+        at,
+        ok,
+        recovery_ms: Some(1000),
+        findings: 0,
+        scratch: None,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -301,8 +301,10 @@ DELIMITER ;
     std::fs::write(&plain, script).unwrap();
     assert!(Command::new("zstd").arg("-q").arg(&plain).status().unwrap().success());
     let zst = dir.path().join("dump.sql.zst");
-    let mut engine_options = std::collections::BTreeMap::new();
-    engine_options.insert("no_definer".to_string(), "true".to_string());
+    let engine_options = backup_core::EngineOptions {
+        mysql: backup_core::MysqlOptions { no_definer: true, ..Default::default() },
+        ..Default::default()
+    };
     let r = restore(
         &RestoreOptions {
             backup: zst.display().to_string(),
@@ -491,8 +493,10 @@ async fn client_and_server_checksums_agree_on_awkward_data() {
         let versioned = t.properties.get("versioned").and_then(|v| v.as_bool()).unwrap_or(false);
         assert_eq!(t.properties.contains_key("checksum_table"), !versioned, "{}", t.name);
     }
-    let mut engine_options = std::collections::BTreeMap::new();
-    engine_options.insert("full_checksum".to_string(), "true".to_string());
+    let engine_options = backup_core::EngineOptions {
+        mysql: backup_core::MysqlOptions { full_checksum: true, ..Default::default() },
+        ..Default::default()
+    };
     let dst = fresh(&f, "cksum_dst").await;
     restore_with_opts(&repo, &id, &dst, RestoreOptions { engine_options, ..Default::default() })
         .await

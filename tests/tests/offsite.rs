@@ -71,7 +71,7 @@ async fn a_failing_repository_gets_no_manifest_and_the_others_keep_the_backup() 
             .unwrap();
     // A backup never verified is unhealthy: record a passing verification first.
     let rec = VerificationRecord {
-        level: "full".into(),
+        level: backup_core::VerifyLevel::Full,
         at: Utc::now(),
         ok: true,
         recovery_ms: None,
@@ -174,7 +174,7 @@ async fn status_flags_age_size_failed_verification_and_missing_copies() {
     };
     // A backup never verified is unhealthy: record a passing verification first.
     let passed = VerificationRecord {
-        level: "full".into(),
+        level: backup_core::VerifyLevel::Full,
         at: now - Duration::minutes(1),
         ok: true,
         recovery_ms: None,
@@ -193,7 +193,7 @@ async fn status_flags_age_size_failed_verification_and_missing_copies() {
         vec!["total_size"]
     );
     let rec = VerificationRecord {
-        level: "full".into(),
+        level: backup_core::VerifyLevel::Full,
         at: now,
         ok: false,
         recovery_ms: None,

@@ -18,13 +18,10 @@ pub async fn run(a: CreateArgs, password: Option<Secret>, ctx: &Context, out: &O
         chunk_bytes: a.chunk_mib.max(1) << 20,
         checksums: !a.no_checksums,
         temp_dir: a.temp_dir,
-        engine_options: {
-            let mut o = backup_core::engine_flags(&[
-                (backup_core::engine_option::NO_DEFINER, a.no_definer),
-                (backup_core::engine_option::KEEP_OWNERS, a.keep_owners),
-            ]);
-            o.extend(a.session.engine_options());
-            o
+        engine_options: backup_core::EngineOptions {
+            mysql: backup_core::MysqlOptions { no_definer: a.no_definer, ..Default::default() },
+            postgres: backup_core::PostgresOptions { keep_owners: a.keep_owners },
+            session: a.session.options(),
         },
         encrypt_to: recipients(&a.encryption)?,
         passphrase: secret_from(

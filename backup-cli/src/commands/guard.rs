@@ -33,13 +33,10 @@ pub async fn run(
         tags: a.tags,
         max_rto_ms,
         operator: Some(operator()),
-        engine_options: {
-            let mut o = backup_core::engine_flags(&[
-                (backup_core::engine_option::NO_DEFINER, a.no_definer),
-                (backup_core::engine_option::KEEP_OWNERS, a.keep_owners),
-            ]);
-            o.extend(a.session.engine_options());
-            o
+        engine_options: backup_core::EngineOptions {
+            mysql: backup_core::MysqlOptions { no_definer: a.no_definer, ..Default::default() },
+            postgres: backup_core::PostgresOptions { keep_owners: a.keep_owners },
+            session: a.session.options(),
         },
     };
     let command = a.command;

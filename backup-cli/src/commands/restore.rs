@@ -34,14 +34,14 @@ pub async fn run(a: RestoreArgs, password: Option<Secret>, ctx: &Context, out: &
         force: a.force,
         verify_first: a.verify_first,
         operator: Some(operator()),
-        engine_options: {
-            let mut o = backup_core::engine_flags(&[
-                (backup_core::engine_option::NO_DEFINER, a.no_definer),
-                (backup_core::engine_option::FULL_CHECKSUM, a.full_checksum),
-                (backup_core::engine_option::KEEP_OWNERS, a.keep_owners),
-            ]);
-            o.extend(a.session.engine_options());
-            o
+        engine_options: backup_core::EngineOptions {
+            mysql: backup_core::MysqlOptions {
+                no_definer: a.no_definer,
+                full_checksum: a.full_checksum,
+                ..Default::default()
+            },
+            postgres: backup_core::PostgresOptions { keep_owners: a.keep_owners },
+            session: a.session.options(),
         },
         identity,
         passphrase,

@@ -5,16 +5,15 @@
 //! timeout with a message that says so, instead of stalling it, and with it the sessions queued
 //! behind its lock request (PostgreSQL) or every writer on the server (MySQL's global read lock).
 //!
-//! The limits come from engine options ([`crate::model::engine_option::CONNECT_TIMEOUT`], ...: the CLI
-//! flags and the FFI options) and, winning over them, the URL's query parameters of the same
-//! names (libpq spells `connect_timeout` that way, in seconds).
+//! The limits come from the engine options' [`SessionOptions`] (the CLI flags and the FFI
+//! options) and, winning over them, the URL's query parameters of the same names (libpq spells
+//! `connect_timeout` that way, in seconds).
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::engine_options::SessionOptions;
 use crate::error::{Error, Result};
 use crate::model::DatabaseUrl;
-use crate::model::engine_option;
 
 /// Default: how long connecting (TCP, TLS, authentication, session set-up) may take.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -52,23 +51,26 @@ impl Default for SessionLimits {
 
 impl SessionLimits {
     /// The limits for sessions on `url`: URL parameter, else engine option, else the default.
-    pub(crate) fn of(url: &DatabaseUrl, engine_options: &BTreeMap<String, String>) -> Result<Self> {
+    pub(crate) fn of(url: &DatabaseUrl, given: &SessionOptions) -> Result<Self> {
         let d = SessionLimits::default();
-        let pick = |key: &str, default: Option<Duration>| -> Result<Option<Duration>> {
+        let pick = |key: &str,
+                    given: &Option<String>,
+                    default: Option<Duration>|
+         -> Result<Option<Duration>> {
             match url.param(key) {
                 Some(v) => {
                     parse_limit(&v).map_err(|e| Error::InvalidInput(format!("{key}={v} in {url}: {e}")))
                 }
-                None => match engine_options.get(key) {
+                None => match given {
                     Some(v) => parse_limit(v).map_err(|e| Error::InvalidInput(format!("{key} {v:?}: {e}"))),
                     None => Ok(default),
                 },
             }
         };
         Ok(SessionLimits {
-            connect: pick(engine_option::CONNECT_TIMEOUT, d.connect)?,
-            lock: pick(engine_option::LOCK_TIMEOUT, d.lock)?,
-            statement: pick(engine_option::STATEMENT_TIMEOUT, d.statement)?,
+            connect: pick("connect_timeout", &given.connect_timeout, d.connect)?,
+            lock: pick("lock_timeout", &given.lock_timeout, d.lock)?,
+            statement: pick("statement_timeout", &given.statement_timeout, d.statement)?,
         })
     }
 
@@ -131,18 +133,20 @@ mod tests {
     #[test]
     fn url_wins_over_options_which_win_over_defaults() {
         let url = DatabaseUrl::parse("postgres://u@h/db?connect_timeout=5").unwrap();
-        let mut opts = BTreeMap::new();
-        opts.insert("connect_timeout".to_string(), "1m".to_string());
-        opts.insert("lock_timeout".to_string(), "2s".to_string());
-        opts.insert("statement_timeout".to_string(), "0".to_string());
+        let opts = SessionOptions {
+            connect_timeout: Some("1m".into()),
+            lock_timeout: Some("2s".into()),
+            statement_timeout: Some("0".into()),
+        };
         let l = SessionLimits::of(&url, &opts).unwrap();
         assert_eq!(l.connect, Some(Duration::from_secs(5)));
         assert_eq!(l.lock, Some(Duration::from_secs(2)));
         assert_eq!(l.statement, None);
-        let l = SessionLimits::of(&DatabaseUrl::parse("mysql://u@h/db").unwrap(), &BTreeMap::new()).unwrap();
+        let l = SessionLimits::of(&DatabaseUrl::parse("mysql://u@h/db").unwrap(), &SessionOptions::default())
+            .unwrap();
         assert_eq!(l, SessionLimits::default());
         let url = DatabaseUrl::parse("mysql://u@h/db?lock_timeout=soon").unwrap();
-        let e = SessionLimits::of(&url, &BTreeMap::new()).unwrap_err().to_string();
+        let e = SessionLimits::of(&url, &SessionOptions::default()).unwrap_err().to_string();
         assert!(e.contains("lock_timeout=soon"), "{e}");
     }
 

@@ -40,6 +40,7 @@ use std::sync::atomic::AtomicU64;
 use async_trait::async_trait;
 
 use crate::codec::ByteStream;
+use crate::engine_options::EngineOptions;
 use crate::error::{Error, Result};
 use crate::format::manifest::{Manifest, ObjectEntry, ObjectKind, TableEntry};
 use crate::model::{DatabaseUrl, Engine};
@@ -56,8 +57,8 @@ pub struct DumpOptions {
     pub checksums: bool,
     /// Where temporary files go (SQLite snapshot copy); system temp dir if `None`.
     pub temp_dir: Option<PathBuf>,
-    /// Engine-specific switches (`no_owner`, `no_definer`, ...).
-    pub engine_options: BTreeMap<String, String>,
+    /// Engine options (the engine reads its own part and the session time limits).
+    pub engine_options: EngineOptions,
 }
 
 impl Default for DumpOptions {
@@ -67,7 +68,7 @@ impl Default for DumpOptions {
             chunk_bytes: 64 << 20,
             checksums: true,
             temp_dir: None,
-            engine_options: BTreeMap::new(),
+            engine_options: EngineOptions::default(),
         }
     }
 }
@@ -116,8 +117,49 @@ pub struct ChunkPlan {
     pub size_hint: Option<u64>,
     /// File offset (file chunks).
     pub offset: Option<u64>,
-    /// Engine-private description (key range, ctid range, ...).
-    pub spec: serde_json::Value,
+    /// What part of the table or file the chunk covers.
+    pub spec: ChunkSpec,
+}
+
+/// What part of its table or file one chunk of a dump plan covers (the engine that planned it
+/// reads it back when it dumps the chunk; never stored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChunkSpec {
+    /// The whole table.
+    #[default]
+    Whole,
+    /// SQLite: `len` bytes of the database file from `offset`.
+    FileBytes {
+        /// First byte.
+        offset: u64,
+        /// Number of bytes.
+        len: u64,
+    },
+    /// PostgreSQL: the heap pages `from..to` of the table, by `ctid` (`to`: `None` to the end).
+    Pages {
+        /// First page.
+        from: u64,
+        /// Page after the last, `None` for the rest of the table.
+        to: Option<u64>,
+    },
+    /// PostgreSQL: the large objects with OIDs `first_oid..=last_oid`, `count` of them in the
+    /// snapshot the plan was made in.
+    LargeObjects {
+        /// Lowest OID.
+        first_oid: u32,
+        /// Highest OID.
+        last_oid: u32,
+        /// How many there are.
+        count: u64,
+    },
+    /// MySQL/MariaDB: the rows with `lo <= pk < hi` on the one integer primary-key column
+    /// (`None`: unbounded on that side).
+    KeyRange {
+        /// Lowest key, inclusive.
+        lo: Option<i128>,
+        /// Highest key, exclusive.
+        hi: Option<i128>,
+    },
 }
 
 /// Tables and chunks to dump.
@@ -187,8 +229,8 @@ pub struct LoadOptions {
     pub in_place: bool,
     /// Restore only these tables (names as in the manifest, `schema.name` or `name`).
     pub tables: Option<Vec<String>>,
-    /// Engine-specific switches.
-    pub engine_options: BTreeMap<String, String>,
+    /// Engine options (the engine reads its own part and the session time limits).
+    pub engine_options: EngineOptions,
 }
 
 /// What a commit did.

@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 
 use super::sqlite_swap::{self, Paths};
 use super::{
-    ChunkPlan, CommitReport, DumpOptions, DumpPlan, DumpStream, LoadOptions, LoadSession, Loader,
+    ChunkPlan, ChunkSpec, CommitReport, DumpOptions, DumpPlan, DumpStream, LoadOptions, LoadSession, Loader,
     SchemaScripts, ScriptReport, Snapshot, SnapshotInfo, Source, TableStats, sqlite_script,
 };
 use crate::codec::ByteStream;
@@ -318,7 +318,7 @@ impl Snapshot for SqliteSnapshot {
                 ext: "db".into(),
                 size_hint: Some(len),
                 offset: Some(offset),
-                spec: serde_json::json!({ "len": len }),
+                spec: ChunkSpec::FileBytes { offset, len },
             });
             offset += len;
             chunk += 1;
@@ -330,8 +330,12 @@ impl Snapshot for SqliteSnapshot {
     }
 
     async fn dump(&self, _plan: &DumpPlan, chunk: &ChunkPlan) -> Result<DumpStream> {
-        let offset = chunk.offset.unwrap_or(0);
-        let len = chunk.size_hint.unwrap_or(0);
+        let ChunkSpec::FileBytes { offset, len } = chunk.spec else {
+            return Err(Error::InvalidInput(format!(
+                "SQLite file chunk {} without a byte range",
+                chunk.chunk
+            )));
+        };
         Ok(DumpStream {
             bytes: stream_file_range(self.copy.to_path_buf(), offset, len),
             rows: Arc::new(AtomicU64::new(0)),

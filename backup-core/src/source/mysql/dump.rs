@@ -23,7 +23,8 @@ use crate::model::{DatabaseUrl, Engine};
 use crate::progress::Context;
 use crate::source::rowsum::{ChunkSums, Md5Sum};
 use crate::source::{
-    ChunkPlan, DumpOptions, DumpPlan, DumpStream, SchemaScripts, Snapshot, SnapshotInfo, Source, TableStats,
+    ChunkPlan, ChunkSpec, DumpOptions, DumpPlan, DumpStream, SchemaScripts, Snapshot, SnapshotInfo, Source,
+    TableStats,
 };
 
 const FLUSH_AT: usize = 1 << 20;
@@ -305,10 +306,6 @@ struct MysqlSnapshot {
     sums: Arc<ChunkSums>,
 }
 
-fn opt_flag(opts: &DumpOptions, key: &str) -> bool {
-    opts.engine_options.get(key).is_some_and(|v| v.is_empty() || v == "true" || v == "1" || v == "yes")
-}
-
 #[async_trait]
 impl Source for MysqlSource {
     fn engine(&self) -> Engine {
@@ -468,7 +465,7 @@ impl Source for MysqlSource {
             info,
             tables,
             chunk_bytes: opts.chunk_bytes.max(1 << 20),
-            no_definer: opt_flag(opts, crate::model::engine_option::NO_DEFINER),
+            no_definer: opts.engine_options.mysql.no_definer,
             sums: Default::default(),
         }))
     }
@@ -874,7 +871,7 @@ impl Snapshot for MysqlSnapshot {
                 checksum_algo: None,
                 properties: props.into_properties(),
             });
-            let mut ranges: Vec<serde_json::Value> = vec![serde_json::Value::Null];
+            let mut ranges: Vec<ChunkSpec> = vec![ChunkSpec::Whole];
             if t.data_length > self.chunk_bytes
                 && t.pk.len() == 1
                 && INT_TYPES.contains(&t.pk[0].1.to_ascii_lowercase().as_str())
@@ -901,10 +898,10 @@ impl Snapshot for MysqlSnapshot {
                     while start <= hi {
                         let end = start + step;
                         let last = end > hi;
-                        ranges.push(serde_json::json!({
-                            "lo": if first { None } else { Some(start.to_string()) },
-                            "hi": if last { None } else { Some(end.to_string()) },
-                        }));
+                        ranges.push(ChunkSpec::KeyRange {
+                            lo: if first { None } else { Some(start) },
+                            hi: if last { None } else { Some(end) },
+                        });
                         first = false;
                         start = end;
                     }
@@ -946,15 +943,15 @@ impl Snapshot for MysqlSnapshot {
             qi(&t.name),
             if props.versioned { " FOR SYSTEM_TIME ALL" } else { "" }
         );
-        if let (Some(info), serde_json::Value::Object(spec)) = (info, &chunk.spec)
+        if let (Some(info), ChunkSpec::KeyRange { lo, hi }) = (info, chunk.spec)
             && let Some((pk, _)) = info.pk.first()
         {
             let mut conds = Vec::new();
-            if let Some(serde_json::Value::String(lo)) = spec.get("lo") {
-                conds.push(format!("{} >= {}", qi(pk), lo.parse::<i128>().unwrap_or(0)));
+            if let Some(lo) = lo {
+                conds.push(format!("{} >= {lo}", qi(pk)));
             }
-            if let Some(serde_json::Value::String(hi)) = spec.get("hi") {
-                conds.push(format!("{} < {}", qi(pk), hi.parse::<i128>().unwrap_or(0)));
+            if let Some(hi) = hi {
+                conds.push(format!("{} < {hi}", qi(pk)));
             }
             if !conds.is_empty() {
                 sql.push_str(" WHERE ");

@@ -28,7 +28,6 @@ use super::{CHECKSUM_ALGO_V1, Server, exec, is_server_error, qi, qs, query_text,
 use crate::codec::ByteStream;
 use crate::error::{Error, Result};
 use crate::format::manifest::{Manifest, ObjectEntry, TableEntry};
-use crate::model::engine_option;
 use crate::model::{DatabaseUrl, Engine};
 use crate::progress::Context;
 use crate::source::{CommitReport, LoadOptions, LoadSession, Loader, ScriptReport, TableStats, read_text};
@@ -44,10 +43,6 @@ impl MysqlLoader {
     pub(crate) fn new(url: &DatabaseUrl) -> Result<Self> {
         Ok(MysqlLoader { server: Server::new(url)? })
     }
-}
-
-fn flag(opts: &LoadOptions, key: &str) -> bool {
-    opts.engine_options.get(key).is_some_and(|v| v.is_empty() || v == "true" || v == "1" || v == "yes")
 }
 
 /// A view, routine, trigger or event definition with the session settings it needs.
@@ -191,9 +186,9 @@ impl MysqlSession {
             tables,
             selected: opts.tables.clone(),
             db_props,
-            no_definer: flag(opts, engine_option::NO_DEFINER),
-            strip_super: flag(opts, engine_option::STRIP_SUPER) || flag(opts, engine_option::NO_DEFINER),
-            full_checksum: flag(opts, engine_option::FULL_CHECKSUM),
+            no_definer: opts.engine_options.mysql.no_definer,
+            strip_super: opts.engine_options.mysql.strip_super || opts.engine_options.mysql.no_definer,
+            full_checksum: opts.engine_options.mysql.full_checksum,
             server_version,
             control: tokio::sync::Mutex::new(control),
             run,

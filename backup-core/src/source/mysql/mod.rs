@@ -148,11 +148,8 @@ impl Server {
 
     /// The same server, its sessions under the time limits of these engine options (and the
     /// URL's parameters, which win).
-    pub(crate) fn with_limits(
-        &self,
-        engine_options: &std::collections::BTreeMap<String, String>,
-    ) -> Result<Self> {
-        Ok(Server { limits: SessionLimits::of(&self.url, engine_options)?, ..self.clone() })
+    pub(crate) fn with_limits(&self, engine_options: &crate::engine_options::EngineOptions) -> Result<Self> {
+        Ok(Server { limits: SessionLimits::of(&self.url, &engine_options.session)?, ..self.clone() })
     }
 
     /// The session time limits.

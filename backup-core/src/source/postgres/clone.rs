@@ -43,11 +43,11 @@ pub(crate) async fn take(
     // The database's own properties, which a copy does not carry (read over a session that is
     // closed before the copy: the server refuses to copy a database anyone is connected to).
     let props = {
-        let c = connect(url, "guard clone", &SessionLimits::of(url, &BTreeMap::new())?).await?;
+        let c = connect(url, "guard clone", &SessionLimits::of(url, &Default::default())?).await?;
         database_properties(&c).await?
     };
     let admin =
-        connect(admin_url, "guard clone admin", &SessionLimits::of(admin_url, &BTreeMap::new())?).await?;
+        connect(admin_url, "guard clone admin", &SessionLimits::of(admin_url, &Default::default())?).await?;
     let locked: bool = admin
         .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&format!("dbbackup guard {target}")])
         .await

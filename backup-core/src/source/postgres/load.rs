@@ -28,10 +28,7 @@ use tokio::sync::Mutex;
 use tokio_postgres::{Client, CopyInSink};
 
 use super::large_object::{self, Expected};
-use super::{
-    OPT_KEEP_OWNERS, Pool, column_list, connect, flag, pg_err, qualified, quote_ident, quote_literal,
-    table_stats_on,
-};
+use super::{Pool, column_list, connect, pg_err, qualified, quote_ident, quote_literal, table_stats_on};
 use crate::codec::ByteStream;
 use crate::error::{Error, Result};
 use crate::format::manifest::{Manifest, ObjectEntry, TableEntry};
@@ -72,7 +69,7 @@ impl PgLoader {
         opts: &LoadOptions,
     ) -> Result<ShadowSession> {
         let target = self.url.database();
-        let limits = SessionLimits::of(&self.url, &opts.engine_options)?;
+        let limits = SessionLimits::of(&self.url, &opts.engine_options.session)?;
         let admin = connect(&self.admin_url(), "restore admin", &limits).await?;
         // One restore per target at a time: a session-level advisory lock on the admin connection,
         // released by the server when this process ends, however it ends.
@@ -136,7 +133,7 @@ impl PgLoader {
             main: Mutex::new(Some(main)),
             pool: Pool::new(workers),
             props,
-            keep_owners: flag(&opts.engine_options, OPT_KEEP_OWNERS),
+            keep_owners: opts.engine_options.postgres.keep_owners,
             tables: Vec::new(),
         })
     }
@@ -147,7 +144,7 @@ impl PgLoader {
         manifest: Option<&Manifest>,
         opts: &LoadOptions,
     ) -> Result<TxnSession> {
-        let limits = SessionLimits::of(&self.url, &opts.engine_options)?;
+        let limits = SessionLimits::of(&self.url, &opts.engine_options.session)?;
         let c = connect(&self.url, "in-place restore", &limits).await?;
         if let (TxnMode::Replace, Some(m)) = (mode, manifest) {
             check_roles_exist(&c, &m.properties).await?;
@@ -171,7 +168,7 @@ impl PgLoader {
             client: Mutex::new(c),
             mode,
             props: manifest.map(|m| m.properties.clone()).unwrap_or_default(),
-            keep_owners: flag(&opts.engine_options, OPT_KEEP_OWNERS),
+            keep_owners: opts.engine_options.postgres.keep_owners,
             tables: manifest.map(|m| m.tables.clone()).unwrap_or_default(),
             notes,
             database: self.url.database(),

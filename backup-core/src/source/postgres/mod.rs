@@ -26,7 +26,8 @@ use tokio_postgres::Client;
 pub(crate) use self::conn::{Pool, connect, pg_err, quote_ident, quote_literal};
 pub(crate) use self::load::PgLoader;
 use super::{
-    ChunkPlan, DumpOptions, DumpPlan, DumpStream, SchemaScripts, Snapshot, SnapshotInfo, Source, TableStats,
+    ChunkPlan, ChunkSpec, DumpOptions, DumpPlan, DumpStream, SchemaScripts, Snapshot, SnapshotInfo, Source,
+    TableStats,
 };
 use crate::error::{Error, Result};
 use crate::format::layout;
@@ -65,13 +66,6 @@ impl PgSource {
     }
 }
 
-/// Engine option: keep `ALTER ... OWNER TO` in the schema (default: `--no-owner` behaviour).
-pub(crate) use crate::model::engine_option::KEEP_OWNERS as OPT_KEEP_OWNERS;
-
-fn flag(opts: &BTreeMap<String, String>, key: &str) -> bool {
-    opts.get(key).is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes" | "on"))
-}
-
 #[async_trait]
 impl Source for PgSource {
     fn engine(&self) -> Engine {
@@ -79,7 +73,7 @@ impl Source for PgSource {
     }
 
     async fn snapshot(&self, opts: &DumpOptions, _ctx: &Context) -> Result<Box<dyn Snapshot>> {
-        let limits = SessionLimits::of(&self.url, &opts.engine_options)?;
+        let limits = SessionLimits::of(&self.url, &opts.engine_options.session)?;
         let leader = connect(&self.url, "dump leader", &limits).await?;
         leader
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -130,7 +124,7 @@ impl Source for PgSource {
             snapshot_id,
             info: SnapshotInfo { server_version, database, position, notes, properties },
             chunk_bytes: opts.chunk_bytes.max(1 << 20),
-            keep_owners: flag(&opts.engine_options, OPT_KEEP_OWNERS),
+            keep_owners: opts.engine_options.postgres.keep_owners,
             temp_dir: opts.temp_dir.clone(),
             sums: Default::default(),
             large_objects: Arc::new(large_object::Tally::default()),
@@ -313,11 +307,11 @@ impl PgSnapshot {
                 ext: large_object::EXT.into(),
                 size_hint: Some(framed),
                 offset: None,
-                spec: serde_json::json!({
-                    "first_oid": all[start].oid,
-                    "last_oid": all[end - 1].oid,
-                    "count": end - start,
-                }),
+                spec: ChunkSpec::LargeObjects {
+                    first_oid: all[start].oid,
+                    last_oid: all[end - 1].oid,
+                    count: (end - start) as u64,
+                },
             });
             chunk += 1;
             start = end;
@@ -326,15 +320,12 @@ impl PgSnapshot {
     }
 
     async fn dump_large_objects(&self, chunk: &ChunkPlan) -> Result<DumpStream> {
-        let field =
-            |k: &str| {
-                chunk.spec.get(k).and_then(serde_json::Value::as_u64).ok_or_else(|| {
-                    Error::InvalidInput(format!("large-object chunk {} without {k}", chunk.chunk))
-                })
-            };
-        let first = u32::try_from(field("first_oid")?).map_err(|e| Error::InvalidInput(e.to_string()))?;
-        let last = u32::try_from(field("last_oid")?).map_err(|e| Error::InvalidInput(e.to_string()))?;
-        let count = field("count")?;
+        let ChunkSpec::LargeObjects { first_oid: first, last_oid: last, count } = chunk.spec else {
+            return Err(Error::InvalidInput(format!(
+                "large-object chunk {} without its OID range",
+                chunk.chunk
+            )));
+        };
         let guard = self.pool.get().await?;
         let metas = large_object::list(guard.client(), Some((first, last)), self.keep_owners).await?;
         if metas.len() as u64 != count {
@@ -523,11 +514,7 @@ impl Snapshot for PgSnapshot {
                     ext: "copy".into(),
                     size_hint: Some(size / n),
                     offset: None,
-                    spec: if n == 1 {
-                        serde_json::json!({})
-                    } else {
-                        serde_json::json!({ "from_page": from, "to_page": to })
-                    },
+                    spec: if n == 1 { ChunkSpec::Whole } else { ChunkSpec::Pages { from, to } },
                 });
             }
         }
@@ -550,8 +537,10 @@ impl Snapshot for PgSnapshot {
             .and_then(|i| plan.tables.get(i))
             .ok_or_else(|| Error::InvalidInput("postgres chunk without a table".into()))?;
         let cols = column_list(t).unwrap_or_default();
-        let from = chunk.spec.get("from_page").and_then(serde_json::Value::as_u64);
-        let to = chunk.spec.get("to_page").and_then(serde_json::Value::as_u64);
+        let (from, to) = match chunk.spec {
+            ChunkSpec::Pages { from, to } => (Some(from), to),
+            _ => (None, None),
+        };
         let sql = match from {
             None if cols.is_empty() => format!("COPY {} TO STDOUT", qualified(t)),
             None => format!("COPY {} ({cols}) TO STDOUT", qualified(t)),
