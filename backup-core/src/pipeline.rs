@@ -181,6 +181,8 @@ pub(crate) async fn load_and_check<'a>(
         ctx.emit(Event::ObjectDone { phase: Phase::Load, key: o.key.clone() });
         Ok::<u64, Error>(r)
     };
+    // Table stats already taken (manifest table index), see `stats_after_table_load`.
+    let mut early: Vec<(usize, TableStats)> = Vec::new();
     if session.one_table_at_a_time() {
         // One group per table (chunks in manifest order), biggest tables first.
         let mut groups: Vec<(Option<usize>, Vec<&ObjectEntry>)> = Vec::new();
@@ -207,6 +209,33 @@ pub(crate) async fn load_and_check<'a>(
             .buffer_unordered(opts.jobs.max(1))
             .try_collect::<Vec<()>>()
             .await?;
+    } else if session.stats_after_table_load() {
+        // `jobs` slots take chunks from a shared plan that keeps them on different tables while
+        // it can (so tables finish one after another, not all at the end), and a table is read
+        // back in the slot that loaded its last chunk while the other slots still load.
+        let plan = std::sync::Mutex::new(Spread::new(&data));
+        let plan = &plan;
+        let slot = || async move {
+            let mut stats = Vec::new();
+            loop {
+                let next = plan.lock().map_err(|_| Error::Cancelled("load plan poisoned".into()))?.take();
+                let Some((g, o)) = next else { break };
+                load_one(o).await?;
+                let last = plan.lock().map_err(|_| Error::Cancelled("load plan poisoned".into()))?.done(g);
+                if let (true, Some(i)) = (last, o.table)
+                    && let Some(t) = manifest.tables.get(i)
+                    && selected(&opts.tables, t)
+                {
+                    stats.push((i, session.table_stats(t).await?));
+                }
+            }
+            Ok::<_, Error>(stats)
+        };
+        early = futures::future::try_join_all((0..opts.jobs.max(1)).map(|_| slot()))
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
     } else {
         futures::stream::iter(data.iter().copied())
             .map(load_one)
@@ -225,17 +254,27 @@ pub(crate) async fn load_and_check<'a>(
     }
     drop(phase);
     let _p = PhaseGuard::start(ctx, Phase::Finish, None);
-    let tables: Vec<_> = manifest.tables.iter().filter(|t| selected(&opts.tables, t)).collect();
+    let tables: Vec<usize> =
+        (0..manifest.tables.len()).filter(|&i| selected(&opts.tables, &manifest.tables[i])).collect();
+    let pending: Vec<usize> = tables.iter().copied().filter(|i| !early.iter().any(|(j, _)| j == i)).collect();
     // The database-level check (SQLite: integrity_check, PostgreSQL: large objects) is read-only
     // and independent of the tables: it runs alongside their scans, and counts after them.
-    let stats = futures::stream::iter(tables.iter().enumerate())
-        .map(|(i, t)| async move { session.table_stats(t).await.map(|s| (i, s)) })
+    let stats = futures::stream::iter(pending)
+        .map(|i| async move { session.table_stats(&manifest.tables[i]).await.map(|s| (i, s)) })
         .buffer_unordered(opts.jobs.max(1))
         .try_collect::<Vec<(usize, TableStats)>>();
     let (stats, database_check) = futures::join!(stats, session.check_database());
-    let stats = stats?;
+    let mut stats = stats?;
+    stats.extend(early);
+    if stats.len() != tables.len() {
+        return Err(Error::integrity(
+            "restored tables",
+            format!("{} tables read back", tables.len()),
+            format!("{} tables read back", stats.len()),
+        ));
+    }
     for (i, s) in stats {
-        let t = tables[i];
+        let t = &manifest.tables[i];
         if s.rows != t.rows {
             return Err(Error::integrity(
                 format!("table {} after load", t.display_name()),
@@ -269,6 +308,65 @@ pub(crate) async fn load_and_check<'a>(
     Ok(loaded)
 }
 
+/// The chunks of a load grouped by table, handed out so that concurrent slots load different
+/// tables while there are several left (the table with the most bytes still to load first).
+struct Spread<'a> {
+    /// Per table (or table-less object): chunks not yet handed out, bytes not yet handed out,
+    /// slots loading it now, chunks not yet finished.
+    groups: Vec<(std::collections::VecDeque<&'a ObjectEntry>, u64, usize, usize)>,
+}
+
+impl<'a> Spread<'a> {
+    fn new(data: &[&'a ObjectEntry]) -> Self {
+        let mut keys: Vec<Option<usize>> = Vec::new();
+        let mut groups: Vec<(std::collections::VecDeque<&'a ObjectEntry>, u64, usize, usize)> = Vec::new();
+        for o in data {
+            let at = match o.table.and_then(|t| keys.iter().position(|k| *k == Some(t))) {
+                Some(at) => at,
+                None => {
+                    keys.push(o.table);
+                    groups.push(Default::default());
+                    groups.len() - 1
+                }
+            };
+            let g = &mut groups[at];
+            g.0.push_back(o);
+            g.1 += o.raw_bytes;
+            g.3 += 1;
+        }
+        Spread { groups }
+    }
+
+    /// The next chunk and its group: from an idle table if any, else from any, most bytes first.
+    fn take(&mut self) -> Option<(usize, &'a ObjectEntry)> {
+        let open = |(_, g): &(usize, &(std::collections::VecDeque<&'a ObjectEntry>, u64, usize, usize))| {
+            !g.0.is_empty()
+        };
+        let pick = self
+            .groups
+            .iter()
+            .enumerate()
+            .filter(open)
+            .filter(|(_, g)| g.2 == 0)
+            .max_by_key(|(_, g)| g.1)
+            .or_else(|| self.groups.iter().enumerate().filter(open).max_by_key(|(_, g)| g.1))
+            .map(|(i, _)| i)?;
+        let g = &mut self.groups[pick];
+        let o = g.0.pop_front()?;
+        g.1 -= o.raw_bytes;
+        g.2 += 1;
+        Some((pick, o))
+    }
+
+    /// A chunk of group `g` finished; whether it was the group's last.
+    fn done(&mut self, g: usize) -> bool {
+        let Some(g) = self.groups.get_mut(g) else { return false };
+        g.2 = g.2.saturating_sub(1);
+        g.3 = g.3.saturating_sub(1);
+        g.3 == 0
+    }
+}
+
 /// Streams a stored object's stored bytes, checked against their recorded size and SHA-256 (no
 /// decryption or decompression).
 pub(crate) fn read_stored(target: &Target, manifest: &Manifest, o: &ObjectEntry) -> ByteStream {
@@ -299,4 +397,49 @@ pub(crate) fn read_object(
     verified(raw, format!("{what} (decompressed)"), o.raw_bytes, o.raw_sha256.clone())
         .inspect_ok(move |b| ctx.emit(Event::Advanced { phase: Phase::Load, bytes: b.len() as u64 }))
         .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(table: Option<usize>, chunk: u32, raw_bytes: u64) -> ObjectEntry {
+        ObjectEntry {
+            key: format!("data/{table:?}/{chunk}"),
+            kind: ObjectKind::Data,
+            table,
+            chunk,
+            format: "pg-copy-text".into(),
+            codec: "zstd".into(),
+            raw_bytes,
+            stored_bytes: 1,
+            sha256: String::new(),
+            raw_sha256: String::new(),
+            rows: None,
+            offset: None,
+        }
+    }
+
+    /// Two slots get chunks of two different tables while both still have chunks, the bigger
+    /// table first; the last chunk of a table is reported once, when it is done.
+    #[test]
+    fn spread_keeps_slots_on_different_tables() {
+        let objects =
+            [chunk(Some(0), 0, 10), chunk(Some(0), 1, 10), chunk(Some(1), 0, 30), chunk(Some(1), 1, 30)];
+        let data: Vec<&ObjectEntry> = objects.iter().collect();
+        let mut s = Spread::new(&data);
+        let (g1, a) = s.take().unwrap();
+        let (g2, b) = s.take().unwrap();
+        assert_eq!((a.table, b.table), (Some(1), Some(0)));
+        assert!(!s.done(g1));
+        // Table 1 is idle again and has more bytes left: it goes next, not table 0 (busy).
+        let (g3, c) = s.take().unwrap();
+        assert_eq!((c.table, c.chunk), (Some(1), 1));
+        assert!(s.done(g3), "table 1's last chunk");
+        let (g4, d) = s.take().unwrap();
+        assert_eq!((d.table, d.chunk), (Some(0), 1));
+        assert!(s.take().is_none());
+        assert!(!s.done(g2));
+        assert!(s.done(g4), "table 0's last chunk");
+    }
 }

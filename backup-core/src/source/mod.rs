@@ -318,6 +318,12 @@ pub trait LoadSession: Send + Sync {
         let _ = table;
         Ok(())
     }
+    /// Whether a table can be read back ([`LoadSession::table_stats`]) as soon as its last chunk
+    /// is loaded, while other tables still load and before post-data: its rows are final then
+    /// and another connection sees them (PostgreSQL's shadow: every chunk commits on its own).
+    fn stats_after_table_load(&self) -> bool {
+        false
+    }
     /// Applies the post-data script. Must consume the stream.
     async fn post_data(&self, sql: ByteStream) -> Result<()>;
     /// Row count and checksum of a table as loaded into the shadow.

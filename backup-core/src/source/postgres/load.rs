@@ -881,6 +881,12 @@ impl LoadSession for ShadowSession {
         copy_into(g.client(), t, data).await
     }
 
+    /// Every chunk is its own COPY, committed on a pool connection: once a table's last chunk
+    /// is in, its rows are final (post-data adds no rows) and any connection sees them.
+    fn stats_after_table_load(&self) -> bool {
+        true
+    }
+
     async fn post_data(&self, sql: ByteStream) -> Result<()> {
         let guard = self.main.lock().await;
         let c = guard.as_ref().ok_or_else(|| Error::Cancelled("restore session closed".into()))?;
