@@ -149,7 +149,8 @@ pub async fn failed_upload_leaves_nothing(t: &Target) {
     assert_eq!(t.head(&key).await.unwrap(), None);
 }
 
-/// A download whose connection drops midway resumes at the offset and yields the exact bytes.
+/// A download whose connection drops midway resumes at the offset and yields the exact bytes,
+/// however many times it drops as long as each resume gets further.
 pub async fn download_resumes_after_dropped_connection(t: &Target) {
     let t = t.clone().with_upload_limits(PART, 2);
     let key = format!("{}/obj", scope("resume"));
@@ -168,6 +169,19 @@ pub async fn download_resumes_after_dropped_connection(t: &Target) {
     );
     let ft = t.with_store(Arc::new(faulty)).with_resume_attempts(0);
     assert!(read_all(&ft, &key).await.is_err());
+    // A flaky link: every read drops 400 KiB after where it started, 12 times for this object.
+    // Each resume makes progress, so the count of resumes (5 in a row) restarts every time.
+    let flaky = FaultStore::new(
+        t.store(),
+        Faults { break_read_every: Some((key.clone(), 400 << 10)), ..Default::default() },
+    );
+    let ft = t.with_store(Arc::new(flaky));
+    assert!(read_all(&ft, &key).await.unwrap() == data, "a download with 12 breaks differs");
+    // A link that never gives a byte: 5 resumes in a row without progress, then an error.
+    let dead =
+        FaultStore::new(t.store(), Faults { break_read_every: Some((key.clone(), 0)), ..Default::default() });
+    let e = read_all(&t.with_store(Arc::new(dead)), &key).await.unwrap_err();
+    assert!(e.to_string().contains("injected dropped connection"), "{e}");
 }
 
 /// Listing "directories" finds backup-like prefixes; deleting is idempotent.

@@ -29,6 +29,9 @@ pub struct Faults {
     pub truncate: Option<(String, u64)>,
     /// Break the first read of a matching object after this many bytes (a dropped connection).
     pub break_read_once: Option<(String, u64)>,
+    /// Break every read of a matching object this many bytes after the offset it starts at (a
+    /// flaky link: each resume gets that far and drops again; 0: no read ever gets a byte).
+    pub break_read_every: Option<(String, u64)>,
     /// Delay every multipart part by this long (to cancel mid-upload).
     pub part_delay: Option<Duration>,
     /// Just before the first single PUT of a key ending in `.0`, write the objects of `.1` (names
@@ -184,6 +187,12 @@ impl ObjectStore for FaultStore {
         {
             self.lock().break_read_once = None;
             stream = limit(stream, start, at, true).boxed();
+        }
+        if let Some((pat, n)) = faults.break_read_every.clone()
+            && key.contains(&pat)
+            && start < r.meta.size
+        {
+            stream = limit(stream, start, start + n, true).boxed();
         }
         r.payload = GetResultPayload::Stream(stream);
         Ok(r)

@@ -3,6 +3,8 @@
 
 #[cfg(any(test, feature = "testing"))]
 pub mod fault;
+#[cfg(feature = "cloud")]
+pub mod http;
 pub mod target;
 pub mod upload;
 pub mod url;

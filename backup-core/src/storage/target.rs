@@ -7,7 +7,8 @@
 //!   partial object becomes visible.
 //! - `put_create` writes only if nothing exists at the key (conditional PUT where the store has
 //!   it; otherwise a HEAD check, which is racy but the key is unique anyway).
-//! - `get_stream` resumes from the current offset after a dropped connection.
+//! - `get_stream` resumes from the current offset after a dropped connection, as often as each
+//!   resume makes progress (at most 5 times in a row without a byte).
 //! - Keys are relative to the repository prefix and come only from `format::layout`.
 
 use std::sync::Arc;
@@ -160,7 +161,8 @@ impl Target {
         self
     }
 
-    /// How many times a broken download is resumed before giving up.
+    /// How many times in a row a broken download is resumed without getting a byte further before
+    /// giving up (the count restarts after progress).
     pub fn with_resume_attempts(mut self, n: u32) -> Self {
         self.resume_attempts = n;
         self
@@ -359,8 +361,9 @@ impl Target {
         }
     }
 
-    /// Streams an object, resuming at the current offset (up to the configured number of times)
-    /// when the connection breaks mid-body.
+    /// Streams an object, resuming at the current offset when the connection breaks mid-body:
+    /// any number of times as long as each resume brings data, at most the configured number of
+    /// times (5) in a row without a byte of progress.
     pub fn get_stream(&self, key: &str) -> ByteStream {
         struct St {
             t: Target,
@@ -398,6 +401,10 @@ impl Target {
                 match body.next().await {
                     Some(Ok(b)) => {
                         st.offset += b.len() as u64;
+                        // Progress: the budget of resumes is for breaks in a row without any.
+                        if !b.is_empty() {
+                            st.attempts = 0;
+                        }
                         return Some((Ok(b), st));
                     }
                     None => return None,

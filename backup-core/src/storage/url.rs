@@ -39,7 +39,9 @@
 //! - `DBBACKUP_STORE_MAX_RETRIES` (default 10) and `DBBACKUP_STORE_RETRY_TIMEOUT` (seconds,
 //!   default 180): how object_store retries 5xx responses and dropped connections, per request.
 //!   Parts of a multipart upload are retried individually; the database stream never is;
-//! - `DBBACKUP_STORE_TIMEOUT` (seconds, default 300): one request's time limit;
+//! - `DBBACKUP_STORE_TIMEOUT` (seconds, default 30) and `DBBACKUP_STORE_MIN_THROUGHPUT` (bytes
+//!   per second, default `64KiB`): each HTTP attempt may take the timeout plus its body's size at
+//!   that rate, and a response body may pause at most the timeout ([`super::http`]);
 //! - `DBBACKUP_STORE_LEASE_TTL` (seconds, default 900): how long a lease of a running command
 //!   lives without a refresh (every store, local directories included; see `lease`).
 //!
@@ -64,6 +66,10 @@ use object_store::memory::InMemory;
 #[cfg(feature = "cloud")]
 use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 
+#[cfg(feature = "cloud")]
+pub use super::http::AttemptLimits;
+#[cfg(feature = "cloud")]
+use super::http::TimedConnector;
 #[cfg(feature = "cloud")]
 use super::upload::S3Uploads;
 use super::upload::Uploads;
@@ -191,7 +197,7 @@ impl RepoUrl {
 }
 
 /// Settings read by this module beyond object_store's own keys.
-const OWN_SETTINGS: [&str; 7] = [
+const OWN_SETTINGS: [&str; 8] = [
     "DBBACKUP_STORE_LEASE_TTL",
     "AWS_BUCKET",
     "AWS_USE_PATH_STYLE_ENDPOINT",
@@ -199,6 +205,7 @@ const OWN_SETTINGS: [&str; 7] = [
     "DBBACKUP_STORE_MAX_RETRIES",
     "DBBACKUP_STORE_RETRY_TIMEOUT",
     "DBBACKUP_STORE_TIMEOUT",
+    "DBBACKUP_STORE_MIN_THROUGHPUT",
 ];
 
 impl StoreConfig {
@@ -231,12 +238,37 @@ impl StoreConfig {
         Ok(r)
     }
 
+    /// The time limits of one HTTP attempt: `DBBACKUP_STORE_TIMEOUT` (seconds, default 30) and
+    /// `DBBACKUP_STORE_MIN_THROUGHPUT` (bytes per second, `64KiB` by default; see [`super::http`]).
+    #[cfg(feature = "cloud")]
+    pub fn attempt_limits(&self) -> Result<AttemptLimits> {
+        let mut l = AttemptLimits::default();
+        if let Some(t) = self.seconds("DBBACKUP_STORE_TIMEOUT")? {
+            if t.is_zero() {
+                return Err(Error::InvalidInput("DBBACKUP_STORE_TIMEOUT must be more than 0 seconds".into()));
+            }
+            l.timeout = t;
+        }
+        if let Some(v) = self.get("DBBACKUP_STORE_MIN_THROUGHPUT") {
+            let bad = || {
+                Error::InvalidInput(format!(
+                    "DBBACKUP_STORE_MIN_THROUGHPUT must be a size per second above 0 (e.g. 64KiB), not {v:?}"
+                ))
+            };
+            let rate = crate::model::parse_size(v.trim().trim_end_matches("/s")).map_err(|_| bad())?;
+            if rate == 0 {
+                return Err(bad());
+            }
+            l.min_throughput = rate;
+        }
+        Ok(l)
+    }
+
+    /// object_store's client options: its total request timeout is off, [`super::http`] limits
+    /// each attempt instead.
     #[cfg(feature = "cloud")]
     fn client(&self, endpoint: Option<&str>) -> Result<ClientOptions> {
-        let mut c = ClientOptions::new();
-        if let Some(t) = self.seconds("DBBACKUP_STORE_TIMEOUT")? {
-            c = c.with_timeout(t);
-        }
+        let mut c = ClientOptions::new().with_timeout_disabled();
         if let Some(e) = endpoint
             && e.trim().to_ascii_lowercase().starts_with("http://")
         {
@@ -348,6 +380,7 @@ fn open_store(url: &str, cfg: &StoreConfig, access: Access) -> Result<OpenedStor
                 .with_bucket_name(&bucket)
                 .with_retry(cfg.retry()?)
                 .with_client_options(cfg.client(None)?)
+                .with_http_connector(TimedConnector::new(cfg.attempt_limits()?))
                 .build()
                 .map_err(|e| config_error(&display, e))?;
             let uploads = Uploads::Unlisted(GCS_UPLOADS);
@@ -367,6 +400,7 @@ fn open_store(url: &str, cfg: &StoreConfig, access: Access) -> Result<OpenedStor
                 .with_container_name(&container)
                 .with_retry(cfg.retry()?)
                 .with_client_options(cfg.client(endpoint.as_deref())?)
+                .with_http_connector(TimedConnector::new(cfg.attempt_limits()?))
                 .build()
                 .map_err(|e| config_error(&display, e))?;
             let uploads = Uploads::Unlisted(AZURE_UPLOADS);
@@ -462,6 +496,7 @@ fn open_s3(
         .with_conditional_put(if cond { S3ConditionalPut::ETagMatch } else { S3ConditionalPut::Disabled })
         .with_retry(cfg.retry()?)
         .with_client_options(cfg.client(endpoint.as_deref())?)
+        .with_http_connector(TimedConnector::new(cfg.attempt_limits()?))
         .build()
         .map_err(|e| config_error(&display, e))?;
     let store = Arc::new(store);
@@ -607,6 +642,29 @@ mod tests {
         let r = cfg.retry().unwrap();
         assert_eq!((r.max_retries, r.retry_timeout), (1, Duration::from_secs(2)));
         assert!(StoreConfig::from_pairs([("DBBACKUP_STORE_MAX_RETRIES", "x")]).retry().is_err());
+    }
+
+    #[test]
+    fn attempt_limits_are_configurable() {
+        assert_eq!(StoreConfig::default().attempt_limits().unwrap(), AttemptLimits::default());
+        let l = StoreConfig::from_pairs([
+            ("DBBACKUP_STORE_TIMEOUT", "5"),
+            ("DBBACKUP_STORE_MIN_THROUGHPUT", "1MiB/s"),
+        ])
+        .attempt_limits()
+        .unwrap();
+        assert_eq!((l.timeout, l.min_throughput), (Duration::from_secs(5), 1 << 20));
+        for bad in [
+            ("DBBACKUP_STORE_TIMEOUT", "0"),
+            ("DBBACKUP_STORE_MIN_THROUGHPUT", "0"),
+            ("DBBACKUP_STORE_MIN_THROUGHPUT", "fast"),
+        ] {
+            let e = StoreConfig::from_pairs([bad]).attempt_limits().unwrap_err();
+            assert!(e.to_string().contains(bad.0), "{e}");
+        }
+        assert!(
+            StoreConfig::from_pairs([("DBBACKUP_STORE_MIN_THROUGHPUT", "1MiB")]).unknown_names().is_empty()
+        );
     }
 
     #[test]
