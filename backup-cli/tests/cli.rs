@@ -222,11 +222,38 @@ fn unknown_backup_lists_the_available_ones() {
     assert_eq!(v["error"]["available"][0], id.as_str());
 }
 
+/// Every file under `dir` with its size, sorted.
+fn listing(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(listing(&p));
+        } else {
+            out.push((p.clone(), std::fs::metadata(&p).unwrap().len()));
+        }
+    }
+    out.sort();
+    out
+}
+
 #[test]
 fn production_restore_needs_confirmation() {
     let f = Fixture::new();
     f.create();
-    std::fs::write(f.p("prod.sqlite"), b"not touched").unwrap();
+    // The live database: a real one, with other rows than the backup's.
+    let c = rusqlite::Connection::open(f.p("prod.sqlite")).unwrap();
+    c.execute_batch(
+        "create table users (id integer primary key, email text); insert into users values (1, 'live');",
+    )
+    .unwrap();
+    drop(c);
+    let before = (std::fs::read(f.p("prod.sqlite")).unwrap(), listing(f.dir.path()));
+    let untouched = |why: &str| {
+        let now = (std::fs::read(f.p("prod.sqlite")).unwrap(), listing(f.dir.path()));
+        assert!(now.0 == before.0, "{why}: the database changed");
+        assert_eq!(now.1, before.1, "{why}: files were added or removed");
+    };
     // No terminal and no --force: refused with a usage error, nothing changed.
     let out = dbbackup(
         &["restore", "--repo", &f.repo(), "--into", &f.url("prod.sqlite")],
@@ -234,10 +261,11 @@ fn production_restore_needs_confirmation() {
     );
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
-    assert_eq!(std::fs::read(f.p("prod.sqlite")).unwrap(), b"not touched");
+    untouched("APP_ENV=production without --force");
     let out =
         dbbackup(&["restore", "--production", "--repo", &f.repo(), "--into", &f.url("prod.sqlite")], &[]);
     assert_eq!(out.status.code(), Some(2));
+    untouched("--production without --force");
     // --force goes ahead.
     let out = dbbackup(
         &["restore", "--force", "--repo", &f.repo(), "--into", &f.url("prod.sqlite")],

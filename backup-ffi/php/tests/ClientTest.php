@@ -48,6 +48,14 @@ final class ClientTest extends TestCase
         return $db->query('SELECT id, title, body, score FROM posts ORDER BY id')->fetchAll(\PDO::FETCH_ASSOC);
     }
 
+    /** @return list<array<string,mixed>> */
+    private function schema(string $path): array
+    {
+        $db = new \PDO('sqlite:' . $path);
+        return $db->query("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name")
+            ->fetchAll(\PDO::FETCH_ASSOC);
+    }
+
     public function testSqliteBackupListVerifyRestore(): void
     {
         $src = "{$this->dir}/app.sqlite";
@@ -73,7 +81,10 @@ final class ClientTest extends TestCase
         $restored = $client->restore(['repo' => $repo, 'backup' => 'latest', 'into' => "sqlite://{$into}"]);
         $this->assertSame($created['id'], $restored['id']);
         $this->assertSame(300, $restored['rows']);
+        // All of it: every row and column, and the schema (the table and its index).
         $this->assertSame($this->rows($src), $this->rows($into));
+        $this->assertSame($this->schema($src), $this->schema($into));
+        $this->assertCount(2, $this->schema($src));
 
         $progress = $client->progress();
         $this->assertSame('restore', $progress['operation']);
@@ -161,13 +172,19 @@ final class ClientTest extends TestCase
             $this->assertStringContainsString('levle', $e->getMessage());
         }
 
+        // A production restore without force is refused and the live database (other rows than
+        // the backup's) is byte for byte what it was, with nothing written beside it.
+        $live = "{$this->dir}/live";
+        mkdir($live);
+        $this->makeSqlite("{$live}/x.sqlite", 3);
+        $before = [sha1_file("{$live}/x.sqlite"), scandir($live)];
         try {
-            $client->restore(['repo' => $repo, 'into' => "sqlite://{$this->dir}/x.sqlite", 'production' => true]);
+            $client->restore(['repo' => $repo, 'into' => "sqlite://{$live}/x.sqlite", 'production' => true]);
             $this->fail('expected UsageException for a production restore without force');
         } catch (UsageException $e) {
             $this->assertStringContainsString('production', $e->getMessage());
         }
-        $this->assertFileDoesNotExist("{$this->dir}/x.sqlite");
+        $this->assertSame($before, [sha1_file("{$live}/x.sqlite"), scandir($live)]);
 
         // Damage one stored data object: verify reports it as IntegrityException with the report.
         $objects = [];
@@ -215,12 +232,24 @@ final class ClientTest extends TestCase
         $src = "{$this->dir}/app.sqlite";
         $this->makeSqlite($src, 2000);
         $client = new Client();
+        // Big and slow enough (~4 MiB of incompressible text at zstd -9) for several callbacks.
+        $db = new \PDO('sqlite:' . $src);
+        $db->beginTransaction();
+        $st = $db->prepare('INSERT INTO posts (title, body, score) VALUES (?, ?, ?)');
+        for ($i = 0; $i < 200; $i++) {
+            $st->execute(["blob {$i}", bin2hex(random_bytes(10000)), 0]);
+        }
+        $db->commit();
         $seen = [];
         $client->onProgress(function (array $p) use (&$seen): void {
             $seen[] = $p;
         }, 1);
-        $client->create(['source' => "sqlite://{$src}", 'repo' => "{$this->dir}/repo"]);
-        $this->assertNotEmpty($seen);
+        $client->create(['source' => "sqlite://{$src}", 'repo' => "{$this->dir}/repo", 'compression' => 'zstd:9', 'jobs' => 1]);
+        // Called while the backup ran, not only once at the end: some snapshot shows the upload
+        // under way, with some bytes done and not all.
+        $midway = array_filter($seen, fn (array $p): bool => $p['running'] && $p['phase'] === 'upload'
+            && $p['phase_total_bytes'] !== null && $p['phase_bytes'] > 0 && $p['phase_bytes'] < $p['phase_total_bytes']);
+        $this->assertNotEmpty($midway, 'no progress snapshot while the upload ran: ' . json_encode($seen));
         $last = end($seen);
         $this->assertSame('create', $last['operation']);
         $this->assertFalse($last['running']);

@@ -154,10 +154,16 @@ php artisan db:backup:prune --dry-run || fail "db:backup:prune exited $?"
 php -r '$db = new PDO("sqlite:database/database.sqlite"); $db->exec("DELETE FROM users WHERE id % 3 = 0"); $db->exec("UPDATE users SET name = '"'"'x'"'"'");'
 [ "$(snapshot)" != "$before" ] || fail "the test did not change the database"
 
+damaged="$(snapshot)"
+files_before="$(cd database && ls -la --time-style=+ . && sha256sum database.sqlite)"
 set +e
 php artisan db:restore --no-interaction > out.txt 2>&1; code=$?
 set -e
 [ "$code" = 2 ] || { cat out.txt; fail "production restore without --force: expected exit 2, got $code"; }
+# Refused means untouched: the same rows, the same bytes, no file added beside the database.
+[ "$(snapshot)" = "$damaged" ] || fail "a refused production restore changed the rows"
+[ "$(cd database && ls -la --time-style=+ . && sha256sum database.sqlite)" = "$files_before" ] \
+  || fail "a refused production restore changed the database file or its directory"
 set +e
 php artisan db:restore 20200101T000000Z-dead --force > out.txt 2>&1; code=$?
 set -e
