@@ -4,8 +4,12 @@
 //! when an operator or the OOM killer sends SIGKILL). `<name>:pause` instead prints
 //! `failpoint <name> paused` on stderr and waits (for the test to start a concurrent run, then
 //! kill this one). `DBBACKUP_TEST_BACKUP_ID=<id>` makes the next backup's first id draw return
-//! `<id>` ([`forced_backup_id`]), so a test can make two backups collide. Without the feature
-//! [`hit`] is empty, there is no forced id, and the environment is never read.
+//! `<id>` ([`forced_backup_id`]), so a test can make two backups collide. [`delay`] points wait
+//! instead, without blocking the runtime: `DBBACKUP_FAILPOINT=<name>:delay=<ms>` for the real
+//! binary, or [`delay_on_this_thread`] for a test that drives an operation on its own thread
+//! (the FFI runs an operation on the calling thread), so tests running side by side in one
+//! process do not slow each other. Without the feature [`hit`] and [`delay`] are empty, there is
+//! no forced id, and the environment is never read.
 
 /// Kills the process with SIGKILL if `DBBACKUP_FAILPOINT` names this point (`testing` builds only).
 #[cfg(feature = "testing")]
@@ -43,6 +47,46 @@ pub(crate) fn armed(name: &str) -> bool {
 pub(crate) fn armed(_name: &str) -> bool {
     false
 }
+
+#[cfg(feature = "testing")]
+thread_local! {
+    static DELAYS: std::cell::RefCell<Vec<(String, std::time::Duration)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Makes [`delay`]`(name)` wait `by` when it is reached on the calling thread (`testing` builds
+/// only; `by` zero removes it).
+#[cfg(feature = "testing")]
+pub fn delay_on_this_thread(name: &str, by: std::time::Duration) {
+    DELAYS.with(|d| {
+        let mut d = d.borrow_mut();
+        d.retain(|(n, _)| n != name);
+        if !by.is_zero() {
+            d.push((name.to_string(), by));
+        }
+    });
+}
+
+/// Waits at a delay point when this thread or `DBBACKUP_FAILPOINT=<name>:delay=<ms>` asks for
+/// it (`testing` builds only).
+#[cfg(feature = "testing")]
+pub(crate) async fn delay(name: &str) {
+    let here = DELAYS.with(|d| d.borrow().iter().find(|(n, _)| n == name).map(|(_, by)| *by));
+    let by = here.or_else(|| {
+        let v = std::env::var("DBBACKUP_FAILPOINT").ok()?;
+        let ms = v.strip_prefix(name)?.strip_prefix(":delay=")?.parse::<u64>().ok()?;
+        Some(std::time::Duration::from_millis(ms))
+    });
+    if let Some(by) = by {
+        eprintln!("dbbackup: failpoint {name} waits {by:?}");
+        tokio::time::sleep(by).await;
+    }
+}
+
+/// No-op outside `testing` builds.
+#[cfg(not(feature = "testing"))]
+#[inline(always)]
+pub(crate) async fn delay(_name: &str) {}
 
 /// The id a test forces on the first draw of a backup id (`DBBACKUP_TEST_BACKUP_ID`).
 #[cfg(feature = "testing")]

@@ -34,6 +34,8 @@ mod copy;
 mod engine_options;
 mod error;
 mod failpoint;
+#[cfg(feature = "testing")]
+pub use failpoint::delay_on_this_thread;
 pub mod format;
 mod guard;
 mod health;
@@ -79,7 +81,7 @@ pub use notify::{
     notify, slack_text,
 };
 pub use pipeline::{Finding, check_full, check_quick};
-pub use progress::{CancellationToken, Context, Event, NoProgress, Observer, Phase};
+pub use progress::{CancellationToken, Context, Critical, CriticalGuard, Event, NoProgress, Observer, Phase};
 pub use restore::{
     RestoreOptions, RestoreReport, confirmation_needed, foreign_script_path, restore, restore_script,
     restore_with,

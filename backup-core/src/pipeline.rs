@@ -80,6 +80,7 @@ pub async fn check_full(
                 observer: std::sync::Arc::new(crate::progress::NoProgress),
                 cancel: ctx.cancel.clone(),
                 stores: ctx.stores.clone(),
+                critical: ctx.critical.clone(),
             };
             let mut s = if manifest.is_sealed() {
                 // No key: what can be proven is that the stored bytes are those written.
@@ -247,7 +248,7 @@ pub(crate) async fn load_and_check<'a>(
     loaded.raw_bytes = data.iter().map(|o| o.raw_bytes).sum();
     for o in manifest.objects.iter().filter(|o| o.kind == ObjectKind::SchemaPost) {
         session
-            .post_data(read_object(target, manifest, o, ctx))
+            .post_data(read_object(target, manifest, o, ctx), ctx)
             .await
             .map_err(|e| e.context("apply post-data schema"))?;
         loaded.objects += 1;

@@ -5,6 +5,7 @@
 //! whose cancellation token it checks between units of work.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub use tokio_util::sync::CancellationToken;
 
@@ -93,6 +94,8 @@ pub struct Context {
     /// never read from the environment by the core. Default: none (local and memory repositories
     /// need none).
     pub stores: RepoSettings,
+    /// Uninterruptible steps running now (a restore's swap). Shared by clones of the context.
+    pub critical: Critical,
 }
 
 impl Default for Context {
@@ -101,6 +104,7 @@ impl Default for Context {
             observer: Arc::new(NoProgress),
             cancel: CancellationToken::new(),
             stores: RepoSettings::default(),
+            critical: Critical::default(),
         }
     }
 }
@@ -114,7 +118,12 @@ impl std::fmt::Debug for Context {
 impl Context {
     /// A context reporting to `observer`.
     pub fn with_observer(observer: Arc<dyn Observer>) -> Self {
-        Context { observer, cancel: CancellationToken::new(), stores: RepoSettings::default() }
+        Context {
+            observer,
+            cancel: CancellationToken::new(),
+            stores: RepoSettings::default(),
+            critical: Critical::default(),
+        }
     }
 
     /// The same context with these store settings.
@@ -138,6 +147,62 @@ impl Context {
     /// Fails with [`Error::Cancelled`] if cancellation was requested.
     pub fn check(&self, what: &str) -> Result<()> {
         if self.cancel.is_cancelled() { Err(Error::Cancelled(what.to_string())) } else { Ok(()) }
+    }
+}
+
+/// Uninterruptible steps of an operation: a restore's swap either runs to its end or never
+/// starts (it is not given the cancellation token, and each of its statements is bounded by the
+/// server's lock timeout). A caller that gives up on a cancelled operation after a grace period
+/// (the FFI drops the operation's future) must first wait for [`Critical::idle`], or it would cut
+/// a swap in the middle.
+#[derive(Clone, Default)]
+pub struct Critical(Arc<CriticalState>);
+
+#[derive(Default)]
+struct CriticalState {
+    running: AtomicUsize,
+    ended: tokio::sync::Notify,
+}
+
+/// One uninterruptible step; it ends when dropped.
+#[must_use = "the step ends when the guard is dropped"]
+pub struct CriticalGuard(Arc<CriticalState>);
+
+impl Critical {
+    /// Marks an uninterruptible step as running until the guard is dropped.
+    pub fn enter(&self) -> CriticalGuard {
+        self.0.running.fetch_add(1, Ordering::SeqCst);
+        CriticalGuard(self.0.clone())
+    }
+
+    /// Whether an uninterruptible step is running now.
+    pub fn is_active(&self) -> bool {
+        self.0.running.load(Ordering::SeqCst) > 0
+    }
+
+    /// Resolves once no uninterruptible step is running.
+    pub async fn idle(&self) {
+        loop {
+            // Registered before the check, so an end between the check and the wait is seen.
+            let ended = self.0.ended.notified();
+            if !self.is_active() {
+                return;
+            }
+            ended.await;
+        }
+    }
+}
+
+impl std::fmt::Debug for Critical {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Critical").field("active", &self.is_active()).finish()
+    }
+}
+
+impl Drop for CriticalGuard {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+        self.0.ended.notify_waiters();
     }
 }
 

@@ -17,7 +17,7 @@ use crate::format::sealed;
 use crate::model::{DatabaseUrl, Engine, Secret};
 use crate::pipeline::load_and_check;
 use crate::progress::{Context, Event, Phase, PhaseGuard};
-use crate::source::{self, LoadOptions, Loader};
+use crate::source::{self, CommitReport, LoadOptions, LoadSession, Loader};
 use crate::storage::Target;
 use crate::{audit, catalog, pipeline};
 
@@ -225,10 +225,7 @@ async fn restore_leased(
         }
     };
     crate::failpoint::hit("restore-loaded");
-    let commit = {
-        let _p = PhaseGuard::start(ctx, Phase::Finish, None);
-        session.commit(ctx).await?
-    };
+    let commit = commit_uninterrupted(session, ctx).await?;
     let mut notes = loaded.notes;
     notes.extend(commit.notes);
     if let Some(p) = commit.previous_kept_at {
@@ -245,6 +242,26 @@ async fn restore_leased(
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         notes,
     })
+}
+
+/// Swaps the load in, or, when the operation was cancelled before the swap began, discards it
+/// ([`Error::Cancelled`], nothing changed). Once begun, the swap runs to its end: it is never
+/// given the cancellation token, and it runs as a [`crate::Critical`] step that a caller
+/// dropping a cancelled operation after a grace period waits for. Every statement of a swap is
+/// bounded by the server's lock timeout, so the wait is bounded too.
+async fn commit_uninterrupted(session: Box<dyn LoadSession>, ctx: &Context) -> Result<CommitReport> {
+    crate::failpoint::delay("restore-before-swap").await;
+    let _swap = ctx.critical.enter();
+    if let Err(e) = ctx.check("restore (stopped before the swap; the target is unchanged)") {
+        drop(_swap);
+        if let Err(abort) = session.abort().await {
+            tracing::warn!("discarding the restore after it was cancelled: {abort}");
+        }
+        return Err(e);
+    }
+    let _p = PhaseGuard::start(ctx, Phase::Finish, None);
+    crate::failpoint::delay("restore-swap").await;
+    session.commit(ctx).await
 }
 
 /// The local path of a foreign plain dump script, when `backup` names one: an existing file whose
@@ -305,10 +322,7 @@ pub async fn restore_script(
         }
     };
     drop(phase);
-    let commit = {
-        let _p = PhaseGuard::start(ctx, Phase::Finish, None);
-        session.commit(ctx).await?
-    };
+    let commit = commit_uninterrupted(session, ctx).await?;
     let mut notes = report.notes;
     notes.extend(commit.notes);
     if let Some(p) = commit.previous_kept_at {

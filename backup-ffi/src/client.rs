@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use backup_core::{CancellationToken, Context, Error, ErrorKind, Event, Observer, Phase};
+use backup_core::{CancellationToken, Context, Critical, Error, ErrorKind, Event, Observer, Phase};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -16,8 +16,11 @@ use serde_json::{Value, json};
 use crate::options::{self, Alerting, ClientArgs, Common, Scoped};
 
 /// How long an operation may take to wind down after it was cancelled before the call returns
-/// anyway (the operation's remaining work is dropped; no manifest is ever written by then).
-const CANCEL_GRACE: Duration = Duration::from_secs(10);
+/// anyway (the operation's remaining work is dropped; no manifest is ever written by then). A
+/// restore's swap is never dropped: the call waits for it to finish (see [`drive`]). Shorter in
+/// this crate's tests, so that they can go past it quickly.
+pub(crate) const CANCEL_GRACE: Duration =
+    if cfg!(test) { Duration::from_millis(1500) } else { Duration::from_secs(10) };
 /// Events kept for `dbb_progress`.
 const EVENTS_KEPT: usize = 32;
 /// Default interval between progress callbacks.
@@ -244,12 +247,18 @@ impl Client {
         }
         let token = self.child_token();
         let observer: Arc<dyn Observer> = self.progress.clone();
-        let ctx = Context { observer, cancel: token.clone(), stores: common.stores.clone() };
+        let ctx = Context {
+            observer,
+            cancel: token.clone(),
+            stores: common.stores.clone(),
+            critical: Critical::default(),
+        };
         let callback = *self.callback.lock().unwrap_or_else(|p| p.into_inner());
         let scope = common.alerts.cfg.as_ref().and_then(|_| opts.alert_scope());
         self.progress.begin(name);
         let fut = op(opts, ctx.clone(), common.alerts.clone());
-        let result = self.runtime.block_on(drive(fut, token, common.timeout, callback, &self.progress));
+        let result =
+            self.runtime.block_on(drive(fut, token, &ctx.critical, common.timeout, callback, &self.progress));
         self.progress.end();
         if let Some(cb) = callback {
             notify(cb, &self.progress);
@@ -348,10 +357,15 @@ fn notify(cb: Callback, progress: &Progress) {
 }
 
 /// Polls the operation on the calling thread, calling the progress callback between polls, and
-/// turns a cancellation or an expired deadline into [`Error::Cancelled`].
+/// turns a cancellation or an expired deadline into [`Error::Cancelled`]. A cancelled operation
+/// gets [`CANCEL_GRACE`] to wind down before it is dropped, except while it is inside a
+/// [`Critical`] step (a restore's swap, bounded by the server's lock timeout): dropped there, the
+/// swap would be cut in the middle, so the call waits for the step to end. An operation that
+/// finished anyway (its swap had begun) reports its result.
 async fn drive<R>(
     fut: impl Future<Output = Result<R, Error>>,
     token: CancellationToken,
+    critical: &Critical,
     timeout: Option<Duration>,
     callback: Option<Callback>,
     progress: &Progress,
@@ -388,8 +402,17 @@ async fn drive<R>(
         () = &mut ticks => "progress ticker stopped".to_string(),
     };
     // Let the operation wind down (abort uploads, remove temp files) before returning.
-    match tokio::time::timeout(CANCEL_GRACE, &mut fut).await {
-        Ok(Ok(report)) => Ok(report),
-        Ok(Err(_)) | Err(_) => Err(Error::Cancelled(reason)),
+    loop {
+        match tokio::time::timeout(CANCEL_GRACE, &mut fut).await {
+            Ok(Ok(report)) => return Ok(report),
+            Ok(Err(_)) => return Err(Error::Cancelled(reason)),
+            Err(_) if critical.is_active() => {
+                tokio::select! {
+                    r = &mut fut => return r.map_err(|_| Error::Cancelled(reason)),
+                    () = critical.idle() => {}
+                }
+            }
+            Err(_) => return Err(Error::Cancelled(reason)),
+        }
     }
 }

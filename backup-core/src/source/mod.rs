@@ -324,8 +324,11 @@ pub trait LoadSession: Send + Sync {
     fn stats_after_table_load(&self) -> bool {
         false
     }
-    /// Applies the post-data script. Must consume the stream.
-    async fn post_data(&self, sql: ByteStream) -> Result<()>;
+    /// Applies the post-data script (indexes, constraints, objects). Must consume the stream.
+    /// Honours `ctx`'s cancellation between statements, and during a long one (an index build)
+    /// by stopping it on the server: cancelled, it returns [`Error::Cancelled`] promptly and the
+    /// use-case discards the load with [`LoadSession::abort`].
+    async fn post_data(&self, sql: ByteStream, ctx: &Context) -> Result<()>;
     /// Row count and checksum of a table as loaded into the shadow.
     async fn table_stats(&self, table: &TableEntry) -> Result<TableStats>;
     /// Database-level content checks against the manifest the session began with (SQLite:

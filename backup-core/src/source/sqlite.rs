@@ -520,7 +520,8 @@ impl LoadSession for SqliteSession {
         Ok(0)
     }
 
-    async fn post_data(&self, sql: ByteStream) -> Result<()> {
+    async fn post_data(&self, sql: ByteStream, _ctx: &Context) -> Result<()> {
+        // Indexes travel inside the pages too: nothing to build.
         super::drain(sql).await.map(|_| ())
     }
 

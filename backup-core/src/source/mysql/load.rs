@@ -29,7 +29,7 @@ use crate::codec::ByteStream;
 use crate::error::{Error, Result};
 use crate::format::manifest::{Manifest, ObjectEntry, TableEntry};
 use crate::model::{DatabaseUrl, Engine};
-use crate::progress::Context;
+use crate::progress::{CancellationToken, Context};
 use crate::source::{CommitReport, LoadOptions, LoadSession, Loader, ScriptReport, TableStats, read_text};
 
 const MAX_SCHEMA: usize = 256 << 20;
@@ -321,7 +321,16 @@ impl MysqlSession {
     }
 
     /// Runs a schema script (or a foreign dump) statement by statement in the load target.
-    async fn run_script(&self, sql: ByteStream, filter_tables: bool, foreign: bool) -> Result<ScriptReport> {
+    /// Runs a script on the control connection. `cancel` is honoured between statements, and
+    /// during one (an index build) by `KILL QUERY` from a pool connection: the statement stops
+    /// on the server and the run returns [`Error::Cancelled`].
+    async fn run_script(
+        &self,
+        sql: ByteStream,
+        filter_tables: bool,
+        foreign: bool,
+        cancel: Option<&CancellationToken>,
+    ) -> Result<ScriptReport> {
         let mut c = self.control.lock().await;
         exec(&mut c, &format!("USE {}", qi(&self.target))).await?;
         let mut splitter = ScriptSplitter::default();
@@ -386,9 +395,29 @@ impl MysqlSession {
                     continue;
                 }
                 let h = script::head(&stmt, 3);
-                c.query_drop(stmt.as_slice()).await.map_err(|e| {
-                    Error::source(format!("MySQL: {}", short(&String::from_utf8_lossy(&stmt))), e)
-                })?;
+                let failed =
+                    |e| Error::source(format!("MySQL: {}", short(&String::from_utf8_lossy(&stmt))), e);
+                match cancel {
+                    None => c.query_drop(stmt.as_slice()).await.map_err(failed)?,
+                    Some(token) => {
+                        let stopped = || Error::Cancelled(format!("restore: stopped before {}", short(&h)));
+                        if token.is_cancelled() {
+                            return Err(stopped());
+                        }
+                        let id = c.id();
+                        let run = c.query_drop(stmt.as_slice());
+                        tokio::pin!(run);
+                        tokio::select! {
+                            r = &mut run => r.map_err(failed)?,
+                            () = token.cancelled() => {
+                                self.kill_query(id).await;
+                                // The statement ends at once now (interrupted, or done just before).
+                                let _ = run.await;
+                                return Err(Error::Cancelled(format!("restore: stopped during {}", short(&h))));
+                            }
+                        }
+                    }
+                }
                 report.statements += 1;
                 if h.starts_with("INSERT") || h.starts_with("REPLACE") {
                     report.rows += c.affected_rows();
@@ -405,6 +434,19 @@ impl MysqlSession {
             report.notes.push(format!("skipped {n} {what} statement(s)"));
         }
         Ok(report)
+    }
+
+    /// Stops the statement running on server thread `id` (`KILL QUERY` from a pool connection;
+    /// the pool is idle while a script runs on the control connection).
+    async fn kill_query(&self, id: u32) {
+        match self.pool.checkout().await {
+            Ok(mut lease) => {
+                if let Err(e) = lease.conn().query_drop(format!("KILL QUERY {id}")).await {
+                    tracing::warn!("stopping the restore's statement (KILL QUERY {id}): {e}");
+                }
+            }
+            Err(e) => tracing::warn!("stopping the restore's statement: {e}"),
+        }
     }
 
     /// `LOAD DATA` of one chunk on `c`, fed from `data`; warnings are errors.
@@ -1015,7 +1057,7 @@ fn load_sql(db: &str, t: &TableEntry, props: &TableProps) -> String {
 #[async_trait]
 impl LoadSession for MysqlSession {
     async fn pre_data(&self, sql: ByteStream) -> Result<()> {
-        self.run_script(sql, true, false).await.map(|_| ())
+        self.run_script(sql, true, false, None).await.map(|_| ())
     }
 
     fn one_table_at_a_time(&self) -> bool {
@@ -1060,14 +1102,15 @@ impl LoadSession for MysqlSession {
         }
     }
 
-    async fn post_data(&self, sql: ByteStream) -> Result<()> {
+    async fn post_data(&self, sql: ByteStream, ctx: &Context) -> Result<()> {
+        let cancel = Some(&ctx.cancel);
         let text = read_text(sql, MAX_SCHEMA, "post-data schema").await?;
         let (structure, objects) = match text.find(LIVE_OBJECTS_MARKER) {
             Some(p) => (text[..p].to_string(), text[p..].to_string()),
             None => (text, String::new()),
         };
         let one = |s: String| futures::stream::once(async move { Ok(bytes::Bytes::from(s)) }).boxed();
-        self.run_script(one(structure), true, false).await?;
+        self.run_script(one(structure), true, false, cancel).await?;
         if self.selected.is_some() {
             // Only the selected tables' triggers come along with --tables.
             let stmts =
@@ -1092,9 +1135,9 @@ impl LoadSession for MysqlSession {
                 }
                 pending_sets.clear();
             }
-            self.run_script(one(keep), false, false).await?;
+            self.run_script(one(keep), false, false, cancel).await?;
         } else {
-            self.run_script(one(objects), false, false).await?;
+            self.run_script(one(objects), false, false, cancel).await?;
         }
         Ok(())
     }
@@ -1166,8 +1209,8 @@ impl LoadSession for MysqlSession {
         r
     }
 
-    async fn script(&self, sql: ByteStream, _ctx: &Context) -> Result<ScriptReport> {
-        self.run_script(sql, false, true).await
+    async fn script(&self, sql: ByteStream, ctx: &Context) -> Result<ScriptReport> {
+        self.run_script(sql, false, true, Some(&ctx.cancel)).await
     }
 }
 

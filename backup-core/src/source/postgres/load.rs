@@ -887,34 +887,13 @@ impl LoadSession for ShadowSession {
         true
     }
 
-    async fn post_data(&self, sql: ByteStream) -> Result<()> {
-        let guard = self.main.lock().await;
-        let c = guard.as_ref().ok_or_else(|| Error::Cancelled("restore session closed".into()))?;
-        let stmts = run_schema(sql, "post-data schema", self.keep_owners).await?;
-        let preamble: std::sync::Arc<Vec<String>> =
-            std::sync::Arc::new(stmts.iter().filter(|s| is_preamble(s)).cloned().collect());
-        let builds: Vec<String> = stmts.iter().filter(|s| is_parallel_build(s)).cloned().collect();
-        let jobs = self.pool_size();
-        let results: Vec<Result<()>> = futures::stream::iter(builds)
-            .map(|s: String| {
-                let preamble = preamble.clone();
-                let pool = self.pool.clone();
-                async move {
-                    let g = pool.get().await?;
-                    for p in preamble.iter() {
-                        exec(g.client(), p).await?;
-                    }
-                    exec(g.client(), &s).await
-                }
-            })
-            .buffer_unordered(jobs)
-            .collect()
-            .await;
-        for r in results {
-            r?;
+    async fn post_data(&self, sql: ByteStream, ctx: &Context) -> Result<()> {
+        // Cancelled, the index builds and the rest stop where they are: the shadow they run in
+        // is dropped by `abort` (WITH (FORCE), which ends its sessions on the server).
+        tokio::select! {
+            r = self.post_data_uncancelled(sql) => r,
+            () = ctx.cancel.cancelled() => Err(Error::Cancelled("restore: stopped during post-data (indexes, constraints)".into())),
         }
-        let rest: Vec<String> = stmts.into_iter().filter(|s| !is_parallel_build(s)).collect();
-        exec_all(c, &rest, false).await
     }
 
     async fn table_stats(&self, table: &TableEntry) -> Result<TableStats> {
@@ -953,6 +932,37 @@ impl LoadSession for ShadowSession {
 }
 
 impl ShadowSession {
+    /// Post-data: index builds in parallel on the pool, then the rest on the main connection.
+    async fn post_data_uncancelled(&self, sql: ByteStream) -> Result<()> {
+        let guard = self.main.lock().await;
+        let c = guard.as_ref().ok_or_else(|| Error::Cancelled("restore session closed".into()))?;
+        let stmts = run_schema(sql, "post-data schema", self.keep_owners).await?;
+        let preamble: std::sync::Arc<Vec<String>> =
+            std::sync::Arc::new(stmts.iter().filter(|s| is_preamble(s)).cloned().collect());
+        let builds: Vec<String> = stmts.iter().filter(|s| is_parallel_build(s)).cloned().collect();
+        let jobs = self.pool_size();
+        let results: Vec<Result<()>> = futures::stream::iter(builds)
+            .map(|s: String| {
+                let preamble = preamble.clone();
+                let pool = self.pool.clone();
+                async move {
+                    let g = pool.get().await?;
+                    for p in preamble.iter() {
+                        exec(g.client(), p).await?;
+                    }
+                    exec(g.client(), &s).await
+                }
+            })
+            .buffer_unordered(jobs)
+            .collect()
+            .await;
+        for r in results {
+            r?;
+        }
+        let rest: Vec<String> = stmts.into_iter().filter(|s| !is_parallel_build(s)).collect();
+        exec_all(c, &rest, false).await
+    }
+
     fn pool_size(&self) -> usize {
         self.pool.size()
     }
@@ -1094,14 +1104,20 @@ impl LoadSession for TxnSession {
         copy_into(&c, t, data).await
     }
 
-    async fn post_data(&self, sql: ByteStream) -> Result<()> {
+    async fn post_data(&self, sql: ByteStream, ctx: &Context) -> Result<()> {
         let c = self.client.lock().await;
         if self.mode == TxnMode::Tables {
             super::super::drain(sql).await?;
             return Ok(());
         }
         let stmts = run_schema(sql, "post-data schema", self.keep_owners).await?;
-        exec_all(&c, &stmts, true).await
+        // One transaction on the live database: stopped anywhere, it rolls back (`abort`, or the
+        // server when the connection goes); checked between batches of statements.
+        for group in stmts.chunks(BATCH) {
+            ctx.check("restore: stopped during post-data (indexes, constraints)")?;
+            exec_all(&c, group, true).await?;
+        }
+        Ok(())
     }
 
     async fn table_stats(&self, table: &TableEntry) -> Result<TableStats> {
