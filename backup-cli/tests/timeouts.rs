@@ -171,7 +171,9 @@ fn wait_until(what: &str, ready: impl Fn() -> bool) {
 
 /// A backup whose `LOCK TABLE ... IN ACCESS SHARE MODE` meets a migration holding ACCESS
 /// EXCLUSIVE on a table fails after the lock timeout, naming the lock, instead of waiting for
-/// the migration; and succeeds once the lock is gone.
+/// the migration; and succeeds once the lock is gone. The backup meets the lock in pg_dump
+/// (`--lock-wait-timeout`); an in-place restore meets it in dbbackup's own session
+/// (`lock_timeout`), and fails the same way with the table untouched.
 #[test]
 fn postgres_backup_behind_an_exclusive_lock_fails_within_the_lock_timeout() {
     let Some(base) = dbbackup_tests::service_env("DBBACKUP_TEST_PG_URL") else { return };
@@ -179,6 +181,12 @@ fn postgres_backup_behind_an_exclusive_lock_fails_within_the_lock_timeout() {
     psql(&base, &format!("CREATE DATABASE {db}"));
     let url = pg_db(&base, &db);
     psql(&url, "CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders SELECT generate_series(1, 100)");
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let args =
+        ["create", "--source", &url, "--repo", repo.to_str().unwrap(), "--lock-timeout", "1s", "--jobs", "2"];
+    let (out, _) = run_within(&args, Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     // The "migration": holds ACCESS EXCLUSIVE on orders for a minute.
     let mut holder = Command::new("psql")
         .args([
@@ -199,15 +207,27 @@ fn postgres_backup_behind_an_exclusive_lock_fails_within_the_lock_timeout() {
             "SELECT count(*) FROM pg_locks WHERE relation = 'orders'::regclass AND mode = 'AccessExclusiveLock' AND granted",
         ) == "1"
     });
-    let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("repo");
-    let args =
-        ["create", "--source", &url, "--repo", repo.to_str().unwrap(), "--lock-timeout", "1s", "--jobs", "2"];
     let (out, took) = run_within(&args, Duration::from_secs(40));
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("lock timeout") && err.contains("--lock-timeout"), "{err}");
     assert!(took < Duration::from_secs(20), "gave up after {took:?}");
+    let restore = [
+        "restore",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--into",
+        &url,
+        "--in-place",
+        "--force",
+        "--lock-timeout",
+        "1s",
+    ];
+    let (out, took) = run_within(&restore, Duration::from_secs(40));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("lock timeout") && err.contains("--lock-timeout"), "{err}");
+    assert!(took < Duration::from_secs(20), "the restore gave up after {took:?}");
     holder.kill().unwrap();
     holder.wait().unwrap();
     // The session behind the killed psql keeps its lock until its sleep ends: end it.
@@ -217,6 +237,7 @@ fn postgres_backup_behind_an_exclusive_lock_fails_within_the_lock_timeout() {
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}' AND application_name <> 'dbbackup' AND pid <> pg_backend_pid()"
         ),
     );
+    assert_eq!(psql(&url, "SELECT count(*) FROM orders"), "100", "the refused restore touched the table");
     let (out, _) = run_within(&args, Duration::from_secs(60));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     psql(&base, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
