@@ -354,7 +354,9 @@ unsafe extern "C" fn on_progress(json: *const c_char, user_data: *mut c_void) {
 fn the_progress_callback_runs_only_on_the_calling_thread() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("a.sqlite");
-    make_db(&src, 50); // ~3 MiB: the upload takes tens of milliseconds at zstd -9
+    // ~13 MiB: several times what the pipeline reads ahead of the compressor (a few MiB), so
+    // the byte count moves while the upload runs.
+    make_db(&src, 200);
     let h = Handle::new();
     let rc = unsafe { dbb_client_set_progress_callback(h.0, Some(on_progress), 42 as *mut c_void, 1) };
     assert_eq!(rc, 0);

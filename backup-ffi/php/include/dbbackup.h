@@ -197,7 +197,10 @@ int32_t dbb_guard(const dbb_client *client,
                   char **report_out);
 
 // Cancels every operation running on `client` right now (from any thread). Operations started
-// afterwards are not affected. The cancelled operation returns 130 and writes no manifest.
+// afterwards are not affected. The cancelled operation returns 130 and writes no manifest; it
+// gets 10 s to clean up (abort uploads, drop a restore's shadow) before the call returns anyway.
+// A restore whose swap has already begun is never cut: the call waits for the swap (bounded by
+// the lock timeout) and returns the finished restore's report with 0.
 //
 // Ownership: borrows `client` for the call. Returns 0, or 6 when `client` is NULL.
 //

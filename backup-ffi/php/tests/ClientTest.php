@@ -232,12 +232,13 @@ final class ClientTest extends TestCase
         $src = "{$this->dir}/app.sqlite";
         $this->makeSqlite($src, 2000);
         $client = new Client();
-        // Big and slow enough (~4 MiB of incompressible text at zstd -9) for several callbacks.
+        // Big enough (~15 MiB of text at zstd -9), several times what the pipeline reads ahead of
+        // the compressor, for callbacks while the byte count moves.
         $db = new \PDO('sqlite:' . $src);
         $db->beginTransaction();
         $st = $db->prepare('INSERT INTO posts (title, body, score) VALUES (?, ?, ?)');
-        for ($i = 0; $i < 200; $i++) {
-            $st->execute(["blob {$i}", bin2hex(random_bytes(10000)), 0]);
+        for ($i = 0; $i < 250; $i++) {
+            $st->execute(["blob {$i}", bin2hex(random_bytes(30000)), 0]);
         }
         $db->commit();
         $seen = [];
