@@ -23,7 +23,9 @@ for t in $targets; do
   [ -d "seeds/$t" ] && cp -n seeds/"$t"/* "corpus/$t/" 2>/dev/null || true
   echo "== fuzz $t for ${secs}s"
   log="artifacts/$t/last-run.log"
-  if "$CARGO_TARGET_DIR/$host/release/$t" -max_total_time="$secs" -rss_limit_mb=2048 -malloc_limit_mb=1024 \
+  dict=()
+  [ -f "dicts/$t.dict" ] && dict=(-dict="dicts/$t.dict")
+  if "$CARGO_TARGET_DIR/$host/release/$t" "${dict[@]}" -max_total_time="$secs" -rss_limit_mb=2048 -malloc_limit_mb=1024 \
     -artifact_prefix="artifacts/$t/" -print_final_stats=1 "corpus/$t" >"$log" 2>&1; then
     tail -n 4 "$log"
   else
