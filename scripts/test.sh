@@ -6,7 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/services.sh
-trap stop_services EXIT
+# Every restore keeps an undo copy under the state directory: the tests' go to a throwaway one.
+state_dir="$(mktemp -d /tmp/dbb-state.XXXXXX)"
+export DBBACKUP_STATE_DIR="$state_dir"
+trap 'stop_services; rm -rf "$state_dir"' EXIT
 export CI=${CI:-true}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 step() { printf '\n\033[1m== %s\033[0m (at %d s)\n' "$*" "$SECONDS"; }

@@ -221,7 +221,7 @@ pub struct VerifyArgs {
 /// `restore`.
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// Repository (not needed when restoring a plain dump file).
+    /// Repository (not needed when restoring a plain dump file, or with --undo).
     #[arg(long, env = "DBBACKUP_REPO", hide_env_values = true, value_name = "URL")]
     pub repo: Option<String>,
     /// Backup id, `latest`, `tag:NAME`, or a plain dump file from pg_dump, mysqldump or
@@ -270,6 +270,21 @@ pub struct RestoreArgs {
     /// Database session time limits.
     #[command(flatten)]
     pub session: SessionArgs,
+    /// Put back what the last restore into --into replaced (its undo copy), through the same
+    /// shadow and swap; the state it replaces becomes the new undo copy (a second --undo redoes).
+    #[arg(long, conflicts_with_all = ["tables", "in_place"])]
+    pub undo: bool,
+    /// Keep what this restore replaces for this long (an undo copy: a safety backup of the
+    /// target taken before the swap, in --undo-dir); the last one per database is kept.
+    #[arg(long, env = "DBBACKUP_KEEP_UNDO", default_value = "24h", value_name = "DURATION")]
+    pub keep_undo: String,
+    /// Take no undo copy (faster; the restore cannot be undone).
+    #[arg(long, env = "DBBACKUP_NO_UNDO")]
+    pub no_undo: bool,
+    /// Undo area: the local directory where restores keep undo copies (default
+    /// $XDG_STATE_HOME/dbbackup/undo, or under DBBACKUP_STATE_DIR).
+    #[arg(long, env = "DBBACKUP_UNDO_DIR", value_name = "DIR")]
+    pub undo_dir: Option<PathBuf>,
     /// Key of an encrypted backup.
     #[command(flatten)]
     pub keys: KeyArgs,
@@ -357,6 +372,10 @@ pub struct PruneArgs {
     /// database name).
     #[arg(long)]
     pub all_databases: bool,
+    /// Undo area: the local directory whose expired undo copies are removed too (default
+    /// $XDG_STATE_HOME/dbbackup/undo, or under DBBACKUP_STATE_DIR).
+    #[arg(long, env = "DBBACKUP_UNDO_DIR", value_name = "DIR")]
+    pub undo_dir: Option<PathBuf>,
 }
 
 /// `status`.
@@ -400,6 +419,10 @@ pub struct StatusArgs {
     /// source database's).
     #[arg(long)]
     pub all_databases: bool,
+    /// Undo area: the local directory whose undo copies are listed (default
+    /// $XDG_STATE_HOME/dbbackup/undo, or under DBBACKUP_STATE_DIR).
+    #[arg(long, env = "DBBACKUP_UNDO_DIR", value_name = "DIR")]
+    pub undo_dir: Option<PathBuf>,
 }
 
 /// `copy`.

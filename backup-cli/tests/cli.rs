@@ -266,12 +266,15 @@ fn production_restore_needs_confirmation() {
         dbbackup(&["restore", "--production", "--repo", &f.repo(), "--into", &f.url("prod.sqlite")], &[]);
     assert_eq!(out.status.code(), Some(2));
     untouched("--production without --force");
-    // --force goes ahead.
+    // --force goes ahead, keeping what it replaced as the undo copy.
+    let undo_dir = f.dir.path().with_extension("undo");
     let out = dbbackup(
-        &["restore", "--force", "--repo", &f.repo(), "--into", &f.url("prod.sqlite")],
-        &[("APP_ENV", "production")],
+        &["restore", "--json", "--force", "--repo", &f.repo(), "--into", &f.url("prod.sqlite")],
+        &[("APP_ENV", "production"), ("DBBACKUP_UNDO_DIR", &undo_dir.display().to_string())],
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(json(&out)["undo"]["id"].is_string(), "no undo copy of the production database");
+    let _ = std::fs::remove_dir_all(&undo_dir);
     let c = rusqlite::Connection::open(f.p("prod.sqlite")).unwrap();
     let n: i64 = c.query_row("select count(*) from users", [], |r| r.get(0)).unwrap();
     assert_eq!(n, 20000);
@@ -728,11 +731,27 @@ fn json_output_has_every_key_the_readme_lists() {
     let l = json(&dbbackup(&["list", "--json", "--repo", &f.repo()], &[]));
     assert!(!l["backups"][0]["last_verification"].is_null());
     assert_readme_keys("list", &l);
+    // Over an existing database, so the report carries the undo copy it kept.
+    let undo_dir = f.p("undo").display().to_string();
+    let r = json(&dbbackup(
+        &["restore", "--json", "--repo", &f.repo(), &id, "--into", &f.url("app.sqlite")],
+        &[("DBBACKUP_UNDO_DIR", &undo_dir)],
+    ));
+    assert!(r["undo"]["id"].is_string(), "{r}");
+    assert_readme_keys("restore", &r);
+    let s = json(&dbbackup(&["status", "--json", "--repo", &f.repo()], &[("DBBACKUP_UNDO_DIR", &undo_dir)]));
+    assert_readme_keys("status", &s);
+    let p = json(&dbbackup(
+        &["prune", "--json", "--dry-run", "--keep-last", "1", "--repo", &f.repo()],
+        &[("DBBACKUP_UNDO_DIR", &undo_dir)],
+    ));
+    assert_readme_keys("prune", &p);
+    // Into a new file (guard's source below): nothing replaced, so `undo` is null.
     let r = json(&dbbackup(
         &["restore", "--json", "--repo", &f.repo(), &id, "--into", &f.url("copy.sqlite")],
-        &[],
+        &[("DBBACKUP_UNDO_DIR", &undo_dir)],
     ));
-    assert_readme_keys("restore", &r);
+    assert!(r["undo"].is_null(), "{r}");
     let out = dbbackup(
         &[
             "guard",
@@ -766,4 +785,66 @@ fn json_output_has_every_key_the_readme_lists() {
     assert_readme_keys("prune", &p);
     let out = dbbackup(&["verify", "--json", "--repo", &f.repo(), "nope"], &[]);
     assert_readme_keys("any failure", &json(&out));
+}
+
+/// Undo through the binary: `restore` keeps what it replaced (`undo` in `--json`, listed by
+/// `status`), `restore --undo` puts it back exactly, `--no-undo` keeps none (then `--undo` exits 5
+/// saying so), `--keep-undo` sets the time and `prune` removes an expired copy.
+#[test]
+fn restore_undo_puts_back_what_a_restore_replaced() {
+    use dbbackup_tests::sqlite_fixture::fingerprint_conn;
+    let f = Fixture::new();
+    let id = f.create();
+    let undo_dir = f.p("undo").display().to_string();
+    let env = [("DBBACKUP_UNDO_DIR", undo_dir.as_str())];
+    let target = f.url("target.sqlite");
+    rusqlite::Connection::open(f.p("target.sqlite"))
+        .unwrap()
+        .execute_batch(
+            "create table b (x text primary key, n int); insert into b values ('before', 1), ('kept', 2);
+             create view bv as select x from b; pragma user_version = 7;",
+        )
+        .unwrap();
+    let fp = |name: &str| fingerprint_conn(&rusqlite::Connection::open(f.p(name)).unwrap());
+    let (fa, fb) = (fp("app.sqlite"), fp("target.sqlite"));
+    // (status exits 4 here: the backup was never verified; its report is what counts.)
+    let run = |args: &[&str]| {
+        let out = dbbackup(args, &env);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        json(&out)
+    };
+    let r = run(&["restore", "--json", "--repo", &f.repo(), &id, "--into", &target]);
+    assert_eq!(fp("target.sqlite"), fa);
+    let kept = r["undo"]["id"].as_str().expect("an undo copy in the report").to_string();
+    assert_eq!(r["undo"]["target"], target.as_str(), "{r}");
+    let s = json(&dbbackup(&["status", "--json", "--repo", &f.repo()], &env));
+    assert_eq!(s["undo"][0]["id"], kept.as_str(), "status does not list the undo copy: {s}");
+    assert_eq!(s["undo"][0]["expired"], false);
+
+    let u = run(&["restore", "--json", "--undo", "--into", &target]);
+    assert_eq!(fp("target.sqlite"), fb, "restore --undo did not put the database back");
+    assert_eq!(u["id"], kept.as_str());
+    assert!(u["undo"]["id"].is_string(), "the pre-undo state is the new copy: {u}");
+
+    // --no-undo: nothing kept, and --undo refuses instead of putting back an older state.
+    run(&["restore", "--json", "--no-undo", "--repo", &f.repo(), &id, "--into", &target]);
+    let out = dbbackup(&["restore", "--undo", "--into", &target], &env);
+    assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("undo copy of"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fp("target.sqlite"), fa);
+
+    // --keep-undo: the copy expires; status says so and prune removes it.
+    let r = run(&["restore", "--json", "--keep-undo", "1s", "--repo", &f.repo(), &id, "--into", &target]);
+    let kept = r["undo"]["id"].as_str().unwrap().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let s = json(&dbbackup(&["status", "--json", "--repo", &f.repo()], &env));
+    assert_eq!(s["undo"][0]["expired"], true, "{s}");
+    let p = run(&["prune", "--json", "--keep-last", "5", "--repo", &f.repo()]);
+    assert_eq!(p["undo_removed"][0]["id"], kept.as_str(), "{p}");
+    let s = json(&dbbackup(&["status", "--json", "--repo", &f.repo()], &env));
+    assert_eq!(s["undo"], serde_json::json!([]), "{s}");
 }

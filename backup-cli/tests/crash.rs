@@ -189,6 +189,69 @@ fn sqlite_second_concurrent_restore_fails_clearly_and_the_first_wins() {
     assert_eq!(sqlite_state(&path), OLD, "the target is untouched");
 }
 
+/// Every file under `dir`, relative, sorted.
+fn all_files(dir: &Path) -> Vec<String> {
+    fn walk(base: &Path, d: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.push(p.strip_prefix(base).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// A restore killed while it takes its undo copy (objects written, the engine's snapshot spooled,
+/// no manifest yet) leaves the target as it was; the next restore removes that run's lease,
+/// objects and spool from the undo area, keeps exactly its own copy, and that copy undoes.
+#[test]
+fn sqlite_restore_killed_taking_its_undo_copy_and_the_next_run_cleans_the_undo_area() {
+    let case = sqlite_case();
+    let (path, url) = case.live("undo-killed");
+    let undo = case.dir.path().join("undo");
+    let undo_dir = undo.display().to_string();
+    let run = |args: &[&str], failpoint: &str| {
+        dbbackup(args, &[("DBBACKUP_UNDO_DIR", undo_dir.as_str()), ("DBBACKUP_FAILPOINT", failpoint)])
+    };
+    let restore = ["restore", "--json", "--repo", &case.repo, "--into", &url, "--force"];
+    killed(&run(&restore, "create-uploaded"), "create-uploaded");
+    assert_eq!(sqlite_state(&path), OLD, "a kill while taking the undo copy changes nothing");
+    let left = all_files(&undo);
+    assert!(left.iter().any(|f| f.starts_with("locks/")), "the killed run's lease: {left:?}");
+    assert!(left.iter().any(|f| f.starts_with("tmp/")), "the killed run's spooled snapshot: {left:?}");
+    assert!(left.iter().any(|f| !f.starts_with("locks/") && !f.starts_with("tmp/")), "its objects: {left:?}");
+    assert!(!left.iter().any(|f| f.ends_with("manifest.json")), "{left:?}");
+
+    let r = ok(&run(&restore, ""));
+    assert_eq!(sqlite_state(&path), NEW);
+    let id = r["undo"]["id"].as_str().expect("an undo copy").to_string();
+    let left = all_files(&undo);
+    assert!(
+        !left.is_empty() && left.iter().all(|f| f.starts_with(&format!("{id}/"))),
+        "the undo area keeps a killed run's leftovers: {left:?}"
+    );
+
+    // Killed after its copy is complete but before the swap: that copy (of the unchanged target)
+    // is not what --undo puts back; the last successful restore's is, and the killed one goes.
+    killed(&run(&restore, "restore-loaded"), "restore-loaded");
+    assert_eq!(sqlite_state(&path), NEW);
+    let u = ok(&run(&["restore", "--json", "--undo", "--into", &url, "--force"], ""));
+    assert_eq!(u["id"], id.as_str(), "--undo took the killed restore's copy");
+    assert_eq!(sqlite_state(&path), OLD, "the kept copy puts the old database back");
+    let redo = u["undo"]["id"].as_str().expect("the undo keeps a copy").to_string();
+    let left = all_files(&undo);
+    assert!(
+        left.iter().all(|f| f.starts_with(&format!("{redo}/")) || f.starts_with("audit/")),
+        "only the undo's own copy is left: {left:?}"
+    );
+}
+
 /// Unmounts a test tmpfs when dropped.
 struct Mounted(PathBuf);
 

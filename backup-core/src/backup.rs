@@ -283,6 +283,8 @@ async fn create_leased(
     let enc = sealing.as_ref().map(|s| Arc::new(s.recipients().clone()));
     let result =
         run(snapshot.as_ref(), engine, &id, source_display, &fleet, opts, jobs, started_at, enc, ctx).await;
+    // (Objects written, snapshot still open, no manifest yet: a kill here leaves all three.)
+    crate::failpoint::hit("create-uploaded");
     let closed = snapshot.close().await;
     let manifest = match (result, closed) {
         (Ok(m), Ok(())) => m,
@@ -625,4 +627,37 @@ pub(crate) async fn fan_out(
         }
     }
     Ok(())
+}
+
+/// A safety backup of the live database `source` before something replaces it: guard's backup
+/// before its command, and a restore's undo copy (undo.rs). A complete backup with the
+/// given tags, taken with the engine switches the later restore uses; `temp_dir` is where the
+/// engine spools (the system's temp directory when `None`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn safety_backup(
+    source: &str,
+    password: Option<Secret>,
+    repos: Vec<String>,
+    compression: Compression,
+    jobs: usize,
+    tags: Vec<String>,
+    engine_options: &crate::engine_options::EngineOptions,
+    temp_dir: Option<std::path::PathBuf>,
+    ctx: &Context,
+) -> Result<CreateReport> {
+    create(
+        &CreateOptions {
+            source: source.to_string(),
+            password,
+            repos,
+            compression,
+            jobs,
+            tags,
+            engine_options: engine_options.clone(),
+            temp_dir,
+            ..Default::default()
+        },
+        ctx,
+    )
+    .await
 }

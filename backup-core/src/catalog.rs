@@ -385,3 +385,28 @@ pub async fn backup_footprint(target: &Target, id: &BackupId) -> Result<u64> {
     let items = target.list(&layout::backup_dir(id)).await?;
     Ok(items.iter().map(|i| i.size).sum())
 }
+
+/// Default time an undo copy is kept: 24 hours.
+pub const DEFAULT_KEEP_UNDO_SECS: u64 = 24 * 3600;
+
+/// One kept undo copy (undo.rs; a record of the undo area, here so the use-cases' reports
+/// can name it) (the `undo` entries of `restore`, `status` and `prune --json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UndoCopy {
+    /// Its backup id in the undo area.
+    pub id: BackupId,
+    /// The database it was taken of, without credentials.
+    pub target: String,
+    /// Engine.
+    pub engine: String,
+    /// Database name (SQLite: the file name).
+    pub database: String,
+    /// When it was taken (just before the restore that replaced it).
+    pub created_at: DateTime<Utc>,
+    /// When it expires (then removed by the next restore or `prune`).
+    pub expires_at: DateTime<Utc>,
+    /// Bytes it takes in the undo area.
+    pub stored_bytes: u64,
+    /// Past its time (still listed until something removes it).
+    pub expired: bool,
+}

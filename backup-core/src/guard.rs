@@ -15,7 +15,6 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backup::{CreateOptions, create};
 use crate::catalog;
 use crate::error::{Error, Result};
 use crate::model::{Compression, DatabaseUrl, Secret, VerifyLevel};
@@ -162,17 +161,15 @@ where
     let t0 = Instant::now();
     let mut tags = vec!["guard".to_string()];
     tags.extend(opts.tags.iter().cloned());
-    let created = create(
-        &CreateOptions {
-            source: opts.source.clone(),
-            password: opts.password.clone(),
-            repos: opts.repos.clone(),
-            compression: opts.compression,
-            jobs: opts.jobs,
-            tags,
-            engine_options: opts.engine_options.clone(),
-            ..Default::default()
-        },
+    let created = crate::backup::safety_backup(
+        &opts.source,
+        opts.password.clone(),
+        opts.repos.clone(),
+        opts.compression,
+        opts.jobs,
+        tags,
+        &opts.engine_options,
+        None,
         ctx,
     )
     .await

@@ -52,6 +52,9 @@ pub struct StatusOptions {
     /// With `source`, still look at the backups of every database (by default only those of
     /// the source's engine and database name count, plus encrypted ones, whose name is sealed).
     pub all_databases: bool,
+    /// The undo area whose kept undo copies are listed in the report (by `status` of undo.rs; the
+    /// repositories' status alone leaves it).
+    pub undo_dir: Option<std::path::PathBuf>,
 }
 
 /// One check's result.
@@ -157,6 +160,9 @@ pub struct StatusReport {
     pub checks: Vec<Check>,
     /// Per repository.
     pub repos: Vec<RepoStatus>,
+    /// Undo copies kept in the undo area, newest first (they do not change the health).
+    #[serde(default)]
+    pub undo: Vec<crate::catalog::UndoCopy>,
 }
 
 /// Checks the health of one or more repositories.
@@ -366,7 +372,8 @@ pub async fn status_in(
         checks.push(copies_check(targets, &newest_manifests));
     }
     let healthy = checks.iter().all(|c| c.ok || c.warning);
-    Ok(StatusReport { healthy, checks, repos })
+    // (`status_in` of undo.rs lists the undo area's copies.)
+    Ok(StatusReport { healthy, checks, repos, undo: Vec::new() })
 }
 
 /// `backup_size`: the newest backup against `min_size` and against the previous backup of the

@@ -23,6 +23,7 @@
 //! that cannot refresh its lease before it expires cancels its operation (the context it hands
 //! out is cancelled), so it never runs unprotected.
 
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -116,6 +117,23 @@ impl FoundLease {
             Ok(r) => r.describe(),
             Err(e) => format!("an unreadable lease {} ({e})", self.key),
         }
+    }
+}
+
+/// Whether the process `pid` of this host is gone (Linux: no `/proc/<pid>`). Elsewhere, or when
+/// `/proc` is not mounted, never: the lease's expiry decides.
+pub(crate) fn process_gone(pid: u32) -> bool {
+    cfg!(target_os = "linux")
+        && Path::new("/proc/self").exists()
+        && pid != std::process::id()
+        && !Path::new("/proc").join(pid.to_string()).exists()
+}
+
+impl FoundLease {
+    /// Whether its holder is known dead at `now`: expired, or held by a process of this host
+    /// that is gone (a local area's killed run, without waiting for the expiry).
+    pub(crate) fn dead_at(&self, now: DateTime<Utc>, host: &str) -> bool {
+        !self.live_at(now) || self.record.as_ref().is_ok_and(|r| r.host == host && process_gone(r.pid))
     }
 }
 
@@ -319,7 +337,7 @@ async fn refresh(
 }
 
 /// This machine's host name (`/proc/sys/kernel/hostname`, `/etc/hostname`, or `unknown`).
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
         .filter_map(|p| std::fs::read_to_string(p).ok())

@@ -50,6 +50,7 @@ mod retention;
 mod settings;
 pub mod source;
 pub mod storage;
+mod undo;
 mod verify;
 
 pub use alert::{
@@ -68,8 +69,7 @@ pub use error::{Error, ErrorKind, Result, chain_text};
 pub use format::manifest::Manifest;
 pub use guard::{CommandOutcome, GuardOptions, GuardReport, guard, last_drill_recovery_ms};
 pub use health::{
-    Check, DEFAULT_CLOCK_TOLERANCE_SECS, DEFAULT_MAX_SHRINK, RepoStatus, StatusOptions, StatusReport, status,
-    status_in,
+    Check, DEFAULT_CLOCK_TOLERANCE_SECS, DEFAULT_MAX_SHRINK, RepoStatus, StatusOptions, StatusReport,
 };
 pub use mail::{EmailConfig, SmtpTls};
 pub use model::{
@@ -83,15 +83,19 @@ pub use notify::{
 pub use pipeline::{Finding, check_full, check_quick};
 pub use progress::{CancellationToken, Context, Critical, CriticalGuard, Event, NoProgress, Observer, Phase};
 pub use restore::{
-    RestoreOptions, RestoreReport, confirmation_needed, foreign_script_path, restore, restore_script,
-    restore_with,
+    RestoreOptions, RestoreReport, confirmation_needed, foreign_script_path, restore_script, restore_with,
 };
 pub use retention::{
     Applied, DEFAULT_ORPHAN_GRACE_SECS, Decision, Orphan, PruneOptions, PruneReport, RetentionPlan,
-    RetentionPolicy, StaleUpload, plan_backups, prune, prune_in,
+    RetentionPolicy, StaleUpload, plan_backups,
 };
 pub use settings::{RepoSettings, StoreConfig};
 /// The MySQL/MariaDB SQL script splitter used for foreign dumps (public for fuzzing).
 pub use source::mysql_script;
 pub use storage::Target;
+/// `restore`, `prune` and `status` keep and clean the undo area around the plain use-cases.
+pub use undo::{
+    DEFAULT_KEEP_UNDO_SECS, UNDO_TAG, UndoCopy, default_dir as default_undo_dir, prune, prune_in, restore,
+    status, status_in, target_key as undo_target_key, undo_copies,
+};
 pub use verify::{VerifyOptions, VerifyReport, verify, verify_with};

@@ -60,6 +60,14 @@ pub struct RestoreOptions {
     /// `latest` / `tag:NAME` may pick a backup of any database in the repository (by default
     /// only of the target's engine and database name, see [`catalog::resolve_for`]).
     pub all_databases: bool,
+    /// The undo area, a local directory (undo.rs): where the undo copy of the target is
+    /// kept, and where `undo` looks. `None`: no undo copy (the default of the library; the CLI
+    /// and the FFI fill in `default_dir` of undo.rs).
+    pub undo_dir: Option<std::path::PathBuf>,
+    /// How long the undo copy is kept (seconds; default 24 h). 0: none is taken.
+    pub keep_undo_secs: u64,
+    /// Put back the newest undo copy of `into` instead of restoring `backup`.
+    pub undo: bool,
 }
 
 impl Default for RestoreOptions {
@@ -80,6 +88,9 @@ impl Default for RestoreOptions {
             identity: None,
             passphrase: None,
             all_databases: false,
+            undo_dir: None,
+            keep_undo_secs: crate::catalog::DEFAULT_KEEP_UNDO_SECS,
+            undo: false,
         }
     }
 }
@@ -105,6 +116,9 @@ pub struct RestoreReport {
     pub duration_ms: u64,
     /// Notes for the operator.
     pub notes: Vec<String>,
+    /// The undo copy kept of what this restore replaced (`restore --undo` puts it back), if any.
+    #[serde(default)]
+    pub undo: Option<crate::catalog::UndoCopy>,
 }
 
 /// The name the operator must type to confirm, when confirmation is needed.
@@ -115,8 +129,16 @@ pub fn confirmation_needed(opts: &RestoreOptions) -> Result<Option<String>> {
     Ok(Some(DatabaseUrl::parse(&opts.into)?.database()))
 }
 
-/// Restores a backup (see the module docs).
+/// Restores a backup (see the module docs). This is the restore alone: `restore` of undo.rs (the
+/// library's `restore`) wraps it with the undo copy and `--undo`.
 pub async fn restore(opts: &RestoreOptions, ctx: &Context) -> Result<RestoreReport> {
+    let url = checked_target(opts)?;
+    let prepared = prepare(opts, &url, ctx).await?;
+    run_prepared(prepared, &url, opts, ctx).await
+}
+
+/// The target's URL (with the password), once the production confirmation is settled.
+pub(crate) fn checked_target(opts: &RestoreOptions) -> Result<DatabaseUrl> {
     let mut url = DatabaseUrl::parse(&opts.into)?;
     url.set_password(opts.password.clone());
     if let Some(name) = confirmation_needed(opts)? {
@@ -125,31 +147,59 @@ pub async fn restore(opts: &RestoreOptions, ctx: &Context) -> Result<RestoreRepo
             url
         )));
     }
+    Ok(url)
+}
+
+/// What a restore will load, resolved before anything is touched (an unknown backup or a wrong
+/// key fails here).
+pub(crate) enum Prepared {
+    /// A plain dump file.
+    Script { path: std::path::PathBuf, loader: Box<dyn Loader> },
+    /// A backup in a repository.
+    Backup { target: Target, manifest: Box<Manifest>, loader: Box<dyn Loader> },
+}
+
+/// Resolves what `opts` restores into `url`.
+pub(crate) async fn prepare(opts: &RestoreOptions, url: &DatabaseUrl, ctx: &Context) -> Result<Prepared> {
     if let Some(path) = foreign_script_path(&opts.backup) {
-        let loader = source::open_loader(&url)?;
-        return restore_script(&path, loader.as_ref(), &url.to_string(), opts, ctx).await;
+        return Ok(Prepared::Script { path, loader: source::open_loader(url)? });
     }
     let target = Target::open_in(&opts.repo, ctx)?;
-    let scope = (!opts.all_databases).then(|| catalog::DatabaseScope::of_url(&url));
+    let scope = (!opts.all_databases).then(|| catalog::DatabaseScope::of_url(url));
     let manifest = catalog::resolve_for(&target, &opts.backup, scope.as_ref()).await?;
     // An encrypted backup opens with the key before anything else happens: a wrong or missing
     // key fails here, with the target untouched.
     let keys = Keyring::from_secrets(opts.identity.as_ref(), opts.passphrase.as_ref())?;
     let manifest = sealed::open(&manifest, keys.as_ref())?;
-    let loader = source::open_loader(&url)?;
-    let started_at = chrono::Utc::now();
-    let result = restore_with(&target, &manifest, loader.as_ref(), &url.to_string(), opts, ctx).await;
-    audit::record(
-        &target,
-        &manifest,
-        &url.to_string(),
-        opts.operator.as_deref(),
-        "restore",
-        started_at,
-        result.as_ref().map(|r| r.rows),
-    )
-    .await;
-    result
+    Ok(Prepared::Backup { target, manifest: Box::new(manifest), loader: source::open_loader(url)? })
+}
+
+/// Loads what [`prepare`] resolved (audited for a backup).
+pub(crate) async fn run_prepared(
+    prepared: Prepared,
+    url: &DatabaseUrl,
+    opts: &RestoreOptions,
+    ctx: &Context,
+) -> Result<RestoreReport> {
+    let shown = url.to_string();
+    match prepared {
+        Prepared::Script { path, loader } => restore_script(&path, loader.as_ref(), &shown, opts, ctx).await,
+        Prepared::Backup { target, manifest, loader } => {
+            let started_at = chrono::Utc::now();
+            let result = restore_with(&target, &manifest, loader.as_ref(), &shown, opts, ctx).await;
+            audit::record(
+                &target,
+                &manifest,
+                &shown,
+                opts.operator.as_deref(),
+                "restore",
+                started_at,
+                result.as_ref().map(|r| r.rows),
+            )
+            .await;
+            result
+        }
+    }
 }
 
 /// [`restore`] with an opened repository, a resolved manifest and a loader. Holds a shared
@@ -241,6 +291,7 @@ async fn restore_leased(
         objects: loaded.objects,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         notes,
+        undo: None,
     })
 }
 
@@ -338,6 +389,7 @@ pub async fn restore_script(
         objects: 1,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         notes,
+        undo: None,
     })
 }
 

@@ -97,6 +97,9 @@ pub struct PruneOptions {
     /// Apply the rules to all backups together, whatever database they are of (by default
     /// each database, engine and name, is kept by the rules on its own).
     pub all_databases: bool,
+    /// The undo area: its expired undo copies are removed too (by `prune` of undo.rs; the repository's
+    /// prune alone leaves it). `None`: left alone.
+    pub undo_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for PruneOptions {
@@ -107,6 +110,7 @@ impl Default for PruneOptions {
             dry_run: false,
             orphan_grace_secs: DEFAULT_ORPHAN_GRACE_SECS,
             all_databases: false,
+            undo_dir: None,
         }
     }
 }
@@ -205,6 +209,9 @@ pub struct PruneReport {
     pub freed_bytes: u64,
     /// Deletions that failed (prune continues past them; run it again).
     pub errors: Vec<String>,
+    /// Expired undo copies removed from the undo area (or that would be, in a dry run).
+    #[serde(default)]
+    pub undo_removed: Vec<crate::catalog::UndoCopy>,
 }
 
 /// Decides which of `backups` (complete backups, any order) to keep. Pure: the table-driven
@@ -530,13 +537,8 @@ async fn delete_dir(target: &Target, id: &BackupId, errors: &mut Vec<String>) ->
     (n, bytes)
 }
 
-/// Applies a retention policy to a repository (or only reports the plan with `dry_run`).
-pub async fn prune(opts: &PruneOptions, ctx: &Context) -> Result<PruneReport> {
-    let target = Target::create_in(&opts.repo, ctx)?;
-    prune_in(&target, opts, Utc::now(), ctx).await
-}
-
-/// [`prune`] on an opened repository at a given time (tests).
+/// Applies a retention policy to an opened repository at a given time (or only reports the plan
+/// with `dry_run`); the library's `prune` is `prune` of undo.rs, which also cleans the undo area.
 pub async fn prune_in(
     target: &Target,
     opts: &PruneOptions,
@@ -588,6 +590,8 @@ pub async fn prune_in(
         uploads_aborted,
         freed_bytes: freed,
         errors,
+        // (`prune_in` of undo.rs fills it.)
+        undo_removed: Vec::new(),
     })
 }
 

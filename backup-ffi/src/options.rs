@@ -425,15 +425,30 @@ pub(crate) struct RestoreArgs {
     identity: Option<String>,
     identity_file: Option<PathBuf>,
     passphrase: Option<String>,
+    #[serde(default)]
+    undo: bool,
+    keep_undo: Option<Secs>,
+    #[serde(default)]
+    no_undo: bool,
+    undo_dir: Option<PathBuf>,
+}
+
+/// The undo area: the `undo_dir` option, else the default under the state directory (from the
+/// process environment, like the CLI: `DBBACKUP_UNDO_DIR`, `XDG_STATE_HOME`, `HOME`).
+fn undo_dir(given: Option<PathBuf>) -> Option<PathBuf> {
+    given
+        .filter(|d| !d.as_os_str().is_empty())
+        .or_else(|| backup_core::default_undo_dir(|k| std::env::var(k).ok()))
 }
 
 impl RestoreArgs {
     pub(crate) fn into_core(self) -> Result<RestoreOptions> {
         let defaults = RestoreOptions::default();
         let backup = self.backup.filter(|b| !b.is_empty()).unwrap_or(defaults.backup);
-        // A plain dump file (`.sql`, `.sql.gz`, `.sql.zst`) needs no repository.
+        // A plain dump file (`.sql`, `.sql.gz`, `.sql.zst`) needs no repository; nor does --undo,
+        // which reads the undo area.
         let repo = match self.repo {
-            None if backup_core::foreign_script_path(&backup).is_some() => String::new(),
+            None if self.undo || backup_core::foreign_script_path(&backup).is_some() => String::new(),
             repo => one_repo(repo)?,
         };
         Ok(RestoreOptions {
@@ -458,6 +473,13 @@ impl RestoreArgs {
             },
             identity: identity(self.identity, self.identity_file)?,
             passphrase: self.passphrase.filter(|p| !p.is_empty()).map(Secret::new),
+            undo_dir: undo_dir(self.undo_dir),
+            keep_undo_secs: match (self.no_undo, self.keep_undo) {
+                (true, _) => 0,
+                (false, Some(k)) => k.secs()?,
+                (false, None) => defaults.keep_undo_secs,
+            },
+            undo: self.undo,
             ..defaults
         })
     }
@@ -525,6 +547,7 @@ pub(crate) struct PruneArgs {
     orphan_grace: Option<Secs>,
     #[serde(default)]
     dry_run: bool,
+    undo_dir: Option<PathBuf>,
 }
 
 impl PruneArgs {
@@ -547,6 +570,7 @@ impl PruneArgs {
                 .map(Secs::secs)
                 .transpose()?
                 .unwrap_or(defaults.orphan_grace_secs),
+            undo_dir: undo_dir(self.undo_dir),
             ..defaults
         })
     }
@@ -565,6 +589,7 @@ pub(crate) struct StatusArgs {
     max_shrink: Option<Fraction>,
     source: Option<String>,
     require_offsite: Option<bool>,
+    undo_dir: Option<PathBuf>,
 }
 
 /// `--max-shrink`: `0.5` or `"50%"`.
@@ -597,6 +622,7 @@ impl StatusArgs {
             require_offsite: self.require_offsite.unwrap_or(false),
             clock_tolerance_secs: None,
             all_databases: false,
+            undo_dir: undo_dir(self.undo_dir),
         })
     }
 }

@@ -838,3 +838,53 @@ fn a_cancel_during_postgres_index_builds_drops_the_shadow_and_keeps_the_target()
     assert_eq!(rows, "1:old", "the target changed");
     assert!(took < std::time::Duration::from_secs(20), "the cancel took {took:?}");
 }
+
+/// Every row of `users`, ordered.
+fn dump(path: &Path) -> Vec<(i64, String, Option<String>)> {
+    let db = rusqlite::Connection::open(path).unwrap();
+    let mut st = db.prepare("SELECT id, name, email FROM users ORDER BY id").unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
+}
+
+/// Undo through the ABI: `dbb_restore` keeps what it replaced in `undo_dir` (the report's
+/// `undo`, listed by `dbb_status`), `"undo": true` puts it back exactly (no `repo` needed),
+/// `keep_undo` takes a duration, `no_undo` keeps nothing and then `undo` fails with 5.
+#[test]
+fn restore_keeps_an_undo_copy_and_undo_puts_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("a.sqlite");
+    make_db(&src, 1);
+    let target = dir.path().join("b.sqlite");
+    make_db(&target, 0);
+    rusqlite::Connection::open(&target).unwrap().execute_batch("DELETE FROM users WHERE id > 7").unwrap();
+    let before = dump(&target);
+    let repo = dir.path().join("repo").display().to_string();
+    let undo_dir = dir.path().join("undo").display().to_string();
+    let into = format!("sqlite://{}", target.display());
+    let h = Handle::new();
+    let (code, created) =
+        h.call(dbb_create, &json!({"source": format!("sqlite://{}", src.display()), "repo": repo}));
+    assert_eq!(code, 0, "{created}");
+
+    let (code, r) =
+        h.call(dbb_restore, &json!({"repo": repo, "into": into, "undo_dir": undo_dir, "keep_undo": "2h"}));
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(dump(&target), dump(&src));
+    let kept = r["undo"]["id"].as_str().expect("an undo copy").to_string();
+    let (_, st) = h.call(dbb_status, &json!({"repo": repo, "undo_dir": undo_dir}));
+    assert_eq!(st["undo"][0]["id"], kept.as_str(), "{st}");
+
+    let (code, u) = h.call(dbb_restore, &json!({"into": into, "undo": true, "undo_dir": undo_dir}));
+    assert_eq!(code, 0, "{u}");
+    assert_eq!(u["id"], kept.as_str());
+    assert_eq!(dump(&target), before, "undo did not put the database back");
+
+    let (code, r) =
+        h.call(dbb_restore, &json!({"repo": repo, "into": into, "undo_dir": undo_dir, "no_undo": true}));
+    assert_eq!(code, 0, "{r}");
+    assert!(r["undo"].is_null(), "{r}");
+    let (code, e) = h.call(dbb_restore, &json!({"into": into, "undo": true, "undo_dir": undo_dir}));
+    assert_eq!(code, 5, "{e}");
+    assert!(last_error()["message"].as_str().unwrap().contains("undo copy of"), "{}", last_error());
+    assert_eq!(dump(&target), dump(&src));
+}

@@ -68,6 +68,11 @@ macro_rules! source_suite {
                 $crate::source_suite::encrypted_round_trip_and_bad_keys_leave_target_untouched(&f).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn restore_can_be_undone() {
+                let Some(f) = $fixture else { return };
+                $crate::source_suite::restore_can_be_undone(&f).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn drill_proves_restorable() {
                 let Some(f) = $fixture else { return };
                 $crate::source_suite::drill_proves_restorable(&f).await;
@@ -471,4 +476,92 @@ pub async fn encrypted_round_trip_and_bad_keys_leave_target_untouched<F: Fixture
     assert_eq!(f.fingerprint(&src).await, f.fingerprint(&target).await, "restored database differs");
     f.drop_db(&src).await;
     f.drop_db(&target).await;
+}
+
+/// Undo (issue 15): restoring backup A over database B keeps B as the undo copy (listed by
+/// `status`); `restore --undo` puts B back exactly (schema and every row) through the same shadow
+/// and swap, keeping A as the new copy, so a second undo redoes; a copy expires and `prune`
+/// removes it; a restore into a database that did not exist keeps nothing, and `--undo` refuses.
+pub async fn restore_can_be_undone<F: Fixture + ?Sized>(f: &F) {
+    use backup_core::{
+        ErrorKind, PruneOptions, RetentionPolicy, StatusOptions, prune_in, restore, status_in, undo_copies,
+    };
+    let ctx = Context::default();
+    let a = populated(f, "undo_a").await;
+    let repo_url = format!("memory://{}", crate::unique("undo_repo"));
+    let repo = Target::open(&repo_url).unwrap();
+    let id = backup(&a, &repo).await.expect("backup of A");
+    let b = populated(f, "undo_b").await;
+    f.mutate(&b).await;
+    let (fa, fb) = (f.fingerprint(&a).await, f.fingerprint(&b).await);
+    assert_ne!(fa, fb, "A and B must differ");
+    let area = tempfile::tempdir().unwrap();
+    let opts = RestoreOptions {
+        repo: repo_url.clone(),
+        backup: id.clone(),
+        into: b.clone(),
+        jobs: 2,
+        undo_dir: Some(area.path().into()),
+        ..Default::default()
+    };
+    let r = restore(&opts, &ctx).await.expect("restore A over B");
+    assert_eq!(f.fingerprint(&b).await, fa, "the restore did not bring A");
+    let kept = r.undo.clone().expect("the restore kept no undo copy of B");
+    assert!(kept.expires_at > kept.created_at + chrono::Duration::hours(23), "{kept:?}");
+    let st = StatusOptions {
+        repos: vec![repo_url.clone()],
+        undo_dir: Some(area.path().into()),
+        ..Default::default()
+    };
+    let listed = status_in(std::slice::from_ref(&repo), &st, chrono::Utc::now(), &ctx).await.unwrap();
+    assert_eq!(listed.undo, vec![kept.clone()], "status does not list the undo copy");
+
+    let u = restore(&RestoreOptions { undo: true, ..opts.clone() }, &ctx).await.expect("undo");
+    assert_eq!(f.fingerprint(&b).await, fb, "undo did not put B back exactly");
+    let copies = undo_copies(area.path(), chrono::Utc::now(), &ctx).await.unwrap();
+    assert_eq!(copies.len(), 1, "the last copy per database is kept: {copies:?}");
+    assert_eq!(Some(&copies[0]), u.undo.as_ref());
+    assert_ne!(copies[0].id, kept.id, "the state undo replaced (A) is the new copy");
+    // A second undo redoes (and with no keep time, keeps nothing).
+    restore(&RestoreOptions { undo: true, keep_undo_secs: 0, ..opts.clone() }, &ctx).await.expect("redo");
+    assert_eq!(f.fingerprint(&b).await, fa, "a second undo did not redo");
+    assert!(undo_copies(area.path(), chrono::Utc::now(), &ctx).await.unwrap().is_empty());
+
+    // Expiry: listed as expired after its time, then removed by prune.
+    let r = restore(&RestoreOptions { keep_undo_secs: 3600, ..opts.clone() }, &ctx).await.expect("restore");
+    let kept = r.undo.expect("undo copy");
+    let later = chrono::Utc::now() + chrono::Duration::hours(2);
+    let listed = status_in(std::slice::from_ref(&repo), &st, later, &ctx).await.unwrap();
+    assert!(listed.undo.len() == 1 && listed.undo[0].expired, "{:?}", listed.undo);
+    let p = PruneOptions {
+        policy: RetentionPolicy { keep_last: Some(5), ..Default::default() },
+        undo_dir: Some(area.path().into()),
+        ..Default::default()
+    };
+    let pruned = prune_in(&repo, &p, later, &ctx).await.unwrap();
+    assert_eq!(pruned.undo_removed.iter().map(|c| &c.id).collect::<Vec<_>>(), vec![&kept.id]);
+    assert!(pruned.errors.is_empty(), "{:?}", pruned.errors);
+    assert!(undo_copies(area.path(), chrono::Utc::now(), &ctx).await.unwrap().is_empty());
+    assert_eq!(
+        backup_core::backup_ids(&repo).await.unwrap().len(),
+        1,
+        "prune touched the repository's backup"
+    );
+
+    // A target that did not exist: nothing to keep, and --undo refuses, naming the target.
+    let absent = f.create_db(&crate::unique("undo_new")).await;
+    f.drop_db(&absent).await;
+    let r = restore(&RestoreOptions { into: absent.clone(), ..opts.clone() }, &ctx)
+        .await
+        .expect("restore into new");
+    assert!(r.undo.is_none());
+    assert!(r.notes.iter().any(|n| n.contains("did not exist")), "{:?}", r.notes);
+    let e = restore(&RestoreOptions { into: absent.clone(), undo: true, ..opts.clone() }, &ctx)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(e.to_string().contains("undo copy of"), "{e}");
+    for db in [&a, &b, &absent] {
+        f.drop_db(db).await;
+    }
 }

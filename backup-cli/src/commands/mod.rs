@@ -106,6 +106,11 @@ fn recipients(e: &crate::cli::EncryptArgs) -> Result<Vec<String>> {
     Ok(list)
 }
 
+/// The undo area: `--undo-dir` / DBBACKUP_UNDO_DIR, else under the state directory.
+fn undo_dir(flag: Option<std::path::PathBuf>) -> Option<std::path::PathBuf> {
+    flag.or_else(|| backup_core::default_undo_dir(|k| std::env::var(k).ok()))
+}
+
 /// Default parallelism when `--jobs` is not given.
 fn jobs(j: Option<usize>) -> usize {
     j.unwrap_or_else(backup_core::default_jobs).max(1)

@@ -21,6 +21,7 @@ pub async fn run(a: PruneArgs, ctx: &Context, out: &Output) -> Result<i32> {
         dry_run: a.dry_run,
         orphan_grace_secs: parse_duration(&a.orphan_grace)?,
         all_databases: a.all_databases,
+        undo_dir: super::undo_dir(a.undo_dir),
     };
     let r = prune(&opts, ctx).await?;
     out.report(&r, || {
@@ -74,6 +75,15 @@ pub async fn run(a: PruneArgs, ctx: &Context, out: &Output) -> Result<i32> {
         }
         if let Some(why) = &r.plan.uploads_unlisted {
             s.push_str(&format!("unfinished uploads not looked for: {why}\n"));
+        }
+        for u in &r.undo_removed {
+            s.push_str(&format!(
+                "{} undo copy {} of {} (expired {})\n",
+                if r.dry_run { "REMOVE " } else { "removed" },
+                u.id,
+                u.target,
+                u.expires_at.format("%Y-%m-%d %H:%M")
+            ));
         }
         s.push_str(&format!(
             "{}{} kept, {} removed, {} freed in {}",

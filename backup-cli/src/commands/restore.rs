@@ -13,7 +13,7 @@ pub async fn run(a: RestoreArgs, password: Option<Secret>, ctx: &Context, out: &
     let production = a.production || std::env::var("APP_ENV").is_ok_and(|v| v == "production");
     let repo = match a.repo {
         Some(r) => r,
-        None if backup_core::foreign_script_path(&a.backup).is_some() => String::new(),
+        None if a.undo || backup_core::foreign_script_path(&a.backup).is_some() => String::new(),
         None => {
             return Err(Error::InvalidInput(
                 "--repo is required (unless restoring a plain .sql/.sql.gz/.sql.zst dump file)".into(),
@@ -46,6 +46,9 @@ pub async fn run(a: RestoreArgs, password: Option<Secret>, ctx: &Context, out: &
         identity,
         passphrase,
         all_databases: a.all_databases,
+        undo_dir: super::undo_dir(a.undo_dir),
+        keep_undo_secs: if a.no_undo { 0 } else { super::prune::parse_duration(&a.keep_undo)? },
+        undo: a.undo,
     };
     if let Some(name) = confirmation_needed(&opts)? {
         confirm(&name)?;
@@ -58,7 +61,8 @@ pub async fn run(a: RestoreArgs, password: Option<Secret>, ctx: &Context, out: &
             s.push_str(&format!("note: {n}\n"));
         }
         s.push_str(&format!(
-            "restored {} into {}: {} tables, {} rows, {} in {}",
+            "{} {} into {}: {} tables, {} rows, {} in {}",
+            if opts.undo { "undone: put back" } else { "restored" },
             r.id,
             r.into,
             r.tables,

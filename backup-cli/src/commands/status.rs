@@ -19,6 +19,7 @@ pub async fn run(a: StatusArgs, alerts: &NotifyConfig, ctx: &Context, out: &Outp
         require_offsite: a.require_offsite,
         clock_tolerance_secs: None,
         all_databases: a.all_databases,
+        undo_dir: super::undo_dir(a.undo_dir),
     };
     let mut r = status(&opts, ctx).await?;
     // Alert state lives in the first repository (or the local state directory).
@@ -78,6 +79,16 @@ pub async fn run(a: StatusArgs, alerts: &NotifyConfig, ctx: &Context, out: &Outp
                 },
                 c.name,
                 c.message
+            ));
+        }
+        for u in &r.undo {
+            s.push_str(&format!(
+                "undo copy {} of {} ({}), {} until {}\n",
+                u.id,
+                u.target,
+                bytes(u.stored_bytes),
+                if u.expired { "expired" } else { "kept" },
+                u.expires_at.format("%Y-%m-%d %H:%M UTC")
             ));
         }
         s.push_str(if r.healthy { "healthy" } else { "UNHEALTHY" });

@@ -52,6 +52,16 @@ return [
         'scratch' => env('DBBACKUP_DRILL_SCRATCH'),
     ],
 
+    // Undo (db:restore --undo): every restore first keeps what it replaces (a safety backup of the
+    // database, unencrypted, in this local directory, mode 0700) for `keep` (e.g. 24h; 0 or
+    // DBBACKUP_NO_UNDO=true: no copy, the restore cannot be undone); the last copy per database.
+    // db:backup:prune removes expired copies, db:backup:status lists them.
+    'undo' => [
+        'dir' => env('DBBACKUP_UNDO_DIR', function_exists('storage_path') ? storage_path('dbbackup/undo') : null),
+        'keep' => env('DBBACKUP_KEEP_UNDO', '24h'),
+        'disabled' => (bool) env('DBBACKUP_NO_UNDO', false),
+    ],
+
     // db:backup:prune policy (grandfather-father-son; the newest backup is always kept).
     'retention' => [
         'keep_last' => 3,

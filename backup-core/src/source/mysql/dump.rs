@@ -326,10 +326,12 @@ impl Source for MysqlSource {
         let mariadb = version.to_ascii_lowercase().contains("mariadb");
         // Finish or undo a restore into this database that was killed midway (unless one is
         // running): a backup must not read a half-swapped database.
+        // What it did goes into the backup's notes (a restore's undo copy reports them).
+        let mut recovered = Vec::new();
         if swap::try_lock(&mut control, &db).await? {
             let r = swap::recover(&mut control, &db).await;
             swap::unlock(&mut control, &db).await;
-            r.map_err(|e| {
+            recovered = r.map_err(|e| {
                 e.context(format!("finish an interrupted restore into {db} before backing it up"))
             })?;
         }
@@ -341,8 +343,12 @@ impl Source for MysqlSource {
         if exists.is_empty() {
             return Err(Error::MissingDatabase(format!("MySQL database {db:?}")));
         }
-        let mut info =
-            SnapshotInfo { server_version: version.clone(), database: db.clone(), ..Default::default() };
+        let mut info = SnapshotInfo {
+            server_version: version.clone(),
+            database: db.clone(),
+            notes: recovered,
+            ..Default::default()
+        };
         let locked = if jobs > 1 {
             // The control session's lock_wait_timeout bounds this: while FTWRL waits for a long
             // query to finish, every write on the server waits behind it.

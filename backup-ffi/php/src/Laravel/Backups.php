@@ -109,26 +109,34 @@ class Backups
     public function restore(array $extra = [], ?string $connection = null, ?string $disk = null): array
     {
         $c = $this->targets->connection($connection);
+        $undo = (bool) ($extra['undo'] ?? false);
         $wanted = (string) ($extra['backup'] ?? 'latest');
-        // A plain dump file (pg_dump, mysqldump, sqlite3 .dump; .sql, .sql.gz, .sql.zst) is read
-        // from the local filesystem, not from a disk.
-        $file = self::dumpFile($wanted);
-        if ($file !== null) {
-            $extra['backup'] = $file;
-        }
-        try {
-            $disk ??= $file === null ? $this->diskHolding($wanted) : null;
-        } catch (Exception $e) {
-            $this->events?->dispatch(new Events\RestoreFailed($e, ['backup' => $wanted, 'into' => $c['url']]));
-            throw $e;
+        if ($undo) {
+            // The undo copy lives in the local undo area, not on a disk.
+            unset($extra['backup']);
+            $disk = null;
+        } else {
+            // A plain dump file (pg_dump, mysqldump, sqlite3 .dump; .sql, .sql.gz, .sql.zst) is
+            // read from the local filesystem, not from a disk.
+            $file = self::dumpFile($wanted);
+            if ($file !== null) {
+                $extra['backup'] = $file;
+            }
+            try {
+                $disk ??= $file === null ? $this->diskHolding($wanted) : null;
+            } catch (Exception $e) {
+                $this->events?->dispatch(new Events\RestoreFailed($e, ['backup' => $wanted, 'into' => $c['url']]));
+                throw $e;
+            }
         }
         $options = array_filter([
             'into' => $c['url'],
             'password' => $c['password'],
             'timeout_ms' => $this->config['timeout_ms'] ?? null,
-        ], static fn ($v) => $v !== null) + ($disk === null ? [] : $this->repoOptions($disk)) + $this->engineSwitches() + $this->keys() + $this->alerts();
+        ], static fn ($v) => $v !== null) + ($disk === null ? [] : $this->repoOptions($disk)) + $this->undoOptions()
+            + $this->engineSwitches() + $this->keys() + $this->alerts();
         $report = $this->run('restore', array_merge($options, $extra), Events\RestoreSucceeded::class, Events\RestoreFailed::class);
-        return $report + ['disk' => $disk ?? 'file'];
+        return $report + ['disk' => $disk ?? ($undo ? 'undo' : 'file')];
     }
 
     /** The absolute path of `$backup` when it names an existing plain dump file, else null. */
@@ -141,6 +149,18 @@ class Backups
         return realpath($path) ?: $path;
     }
 
+    /** @return array<string,mixed> the undo area and how long a restore keeps what it replaces (dbbackup.undo) */
+    private function undoOptions(): array
+    {
+        $u = (array) ($this->config['undo'] ?? []);
+        $keep = $u['keep'] ?? null;
+        return array_filter([
+            'undo_dir' => $u['dir'] ?? null,
+            'keep_undo' => is_numeric($keep) ? (int) $keep : $keep,
+            'no_undo' => (bool) ($u['disabled'] ?? false),
+        ], static fn ($v) => $v !== null && $v !== '' && $v !== false);
+    }
+
     /**
      * Applies the retention policy on each disk: disk name => the `prune` report.
      *
@@ -149,7 +169,8 @@ class Backups
      */
     public function prune(array $extra = [], ?string $disk = null): array
     {
-        $options = array_filter((array) ($this->config['retention'] ?? []), static fn ($v) => $v !== null) + $this->alerts();
+        $options = array_filter((array) ($this->config['retention'] ?? []), static fn ($v) => $v !== null) + $this->alerts()
+            + array_intersect_key($this->undoOptions(), ['undo_dir' => true]);
         return $this->eachDisk($disk, fn (string $name) => $this->run('prune', array_merge($options, $this->repoOptions($name), $extra),
             Events\PruneSucceeded::class, Events\PruneFailed::class));
     }
@@ -161,6 +182,7 @@ class Backups
         $disks = $this->disks($disk);
         $options['repo'] = $this->targets->repos($disks);
         $options['repo_settings'] = $this->targets->repoSettings($disks);
+        $options += array_intersect_key($this->undoOptions(), ['undo_dir' => true]);
         if ($options['repo_settings'] === []) {
             unset($options['repo_settings']);
         }

@@ -19,6 +19,9 @@ final class StatusCommand extends Command
                 foreach ($r['checks'] as $c) {
                     $this->line(($c['ok'] ? 'ok     ' : 'FAILED ') . $c['message']);
                 }
+                foreach ($r['undo'] ?? [] as $u) {
+                    $this->line(sprintf('undo   copy %s of %s, %s until %s', $u['id'], $u['target'], $u['expired'] ? 'expired' : 'kept', $u['expires_at']));
+                }
                 $r['healthy'] ? $this->info('healthy') : $this->error('UNHEALTHY');
             }
         );
