@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use dbbackup_tests::{pg_db, psql};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -518,25 +519,6 @@ fn guard_keeps_a_successful_command_and_checks_the_rto_budget() {
 /// `DBBACKUP_TEST_PG_URL`, or `None` after saying why; under `CI=true` a missing server fails.
 fn pg_url() -> Option<String> {
     dbbackup_tests::service_env("DBBACKUP_TEST_PG_URL")
-}
-
-/// The URL of database `name` on the server of `base`.
-fn pg_db(base: &str, name: &str) -> String {
-    let (url, query) = base.split_once('?').map_or((base, None), |(u, q)| (u, Some(q)));
-    let (server, _) = url.rsplit_once('/').unwrap();
-    match query {
-        Some(q) => format!("{server}/{name}?{q}"),
-        None => format!("{server}/{name}"),
-    }
-}
-
-fn psql(url: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
-        .output()
-        .expect("run psql (PostgreSQL client tools on PATH)");
-    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// Runs its SQL statements on the server of `base` when dropped, so the databases and roles a

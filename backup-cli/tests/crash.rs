@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use dbbackup_tests::{pg_db, psql};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -304,25 +305,6 @@ fn sqlite_backup_into_a_full_spool_fails_and_leaves_the_spool_empty() {
 }
 
 // ---------------------------------------------------------------- PostgreSQL
-
-fn psql(url: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
-        .output()
-        .expect("run psql");
-    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// The URL of database `name` on the server of `base`.
-fn pg_db(base: &str, name: &str) -> String {
-    let (url, query) = base.split_once('?').map_or((base, None), |(u, q)| (u, Some(q)));
-    let (server, _) = url.rsplit_once('/').unwrap();
-    match query {
-        Some(q) => format!("{server}/{name}?{q}"),
-        None => format!("{server}/{name}"),
-    }
-}
 
 /// Databases a restore into `target` derived from its name (shadows, previous databases).
 fn pg_leftovers(base: &str, target: &str) -> Vec<String> {

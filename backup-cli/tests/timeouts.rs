@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use dbbackup_tests::{pg_db, psql};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -141,24 +142,6 @@ fn connect_timeout_gives_up_on_a_silent_server() {
 }
 
 // ---------------------------------------------------------------- PostgreSQL
-
-fn psql(url: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
-        .output()
-        .expect("run psql");
-    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn pg_db(base: &str, name: &str) -> String {
-    let (url, query) = base.split_once('?').map_or((base, None), |(u, q)| (u, Some(q)));
-    let (server, _) = url.rsplit_once('/').unwrap();
-    match query {
-        Some(q) => format!("{server}/{name}?{q}"),
-        None => format!("{server}/{name}"),
-    }
-}
 
 /// Polls `ready` every 50 ms for up to 30 s.
 fn wait_until(what: &str, ready: impl Fn() -> bool) {

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::undocumented_unsafe_blocks)]
 
+use dbbackup_tests::{pg_db, psql};
 use std::ffi::{CStr, CString, c_char, c_void};
 use std::path::Path;
 use std::sync::Mutex;
@@ -765,24 +766,6 @@ fn a_cancel_never_cuts_a_restore_swap_in_the_middle() {
     assert_eq!(code, DBB_OK, "a swap under way was cut by the cancel: {out}");
     assert!(content(&live) == new, "the reported restore is not what the database holds");
     assert_eq!(names(&live_dir), files, "files left beside the database");
-}
-
-fn psql(url: &str, sql: &str) -> String {
-    let out = std::process::Command::new("psql")
-        .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
-        .output()
-        .expect("run psql");
-    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn pg_db(base: &str, name: &str) -> String {
-    let (url, query) = base.split_once('?').map_or((base, None), |(u, q)| (u, Some(q)));
-    let (server, _) = url.rsplit_once('/').unwrap();
-    match query {
-        Some(q) => format!("{server}/{name}?{q}"),
-        None => format!("{server}/{name}"),
-    }
 }
 
 /// Issue 13: a cancel while PostgreSQL builds the indexes (post-data) stops the builds and

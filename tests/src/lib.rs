@@ -79,3 +79,24 @@ pub fn azurite_config(url: &str) -> backup_core::StoreConfig {
         ("DBBACKUP_STORE_RETRY_TIMEOUT", "5"),
     ])
 }
+
+/// Runs one SQL string with `psql` against `url` (quiet, unaligned, tuples only, stop on the
+/// first error) and returns its trimmed output; panics with psql's stderr when it fails.
+pub fn psql(url: &str, sql: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
+        .output()
+        .expect("run psql (PostgreSQL client tools on PATH)");
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The PostgreSQL URL `base` pointed at database `name` (its query parameters kept).
+pub fn pg_db(base: &str, name: &str) -> String {
+    let (url, query) = base.split_once('?').map_or((base, None), |(u, q)| (u, Some(q)));
+    let server = url.rsplit_once('/').map_or(url, |(server, _)| server);
+    match query {
+        Some(q) => format!("{server}/{name}?{q}"),
+        None => format!("{server}/{name}"),
+    }
+}

@@ -424,3 +424,23 @@ pub(crate) fn check_free_space(dir: &std::path::Path, bytes: u64) -> Result<()> 
     }
     Ok(())
 }
+
+/// The rustls error somewhere in a driver error's chain (tokio-rustls wraps it in an
+/// `io::Error`, whose `source()` skips it, so look inside those explicitly). Shared by the MySQL
+/// and PostgreSQL TLS set-ups to tell a certificate problem from other handshake failures.
+#[cfg(any(feature = "mysql", feature = "postgres"))]
+pub(crate) fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(r) = err.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        if let Some(inner) = err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref())
+            && let Some(r) = inner.downcast_ref::<rustls::Error>()
+        {
+            return Some(r);
+        }
+        cur = err.source();
+    }
+    None
+}

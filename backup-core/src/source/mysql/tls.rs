@@ -151,7 +151,7 @@ impl TlsSettings {
                 self.mode.as_str()
             ));
         }
-        Some(match rustls_error(e)? {
+        Some(match crate::source::rustls_error(e)? {
             rustls::Error::InvalidCertificate(why) => format!(
                 "certificate verification of MySQL server {host} failed (ssl-mode={}, roots from {roots}): {why}",
                 self.mode.as_str()
@@ -162,24 +162,6 @@ impl TlsSettings {
             ),
         })
     }
-}
-
-/// The rustls error somewhere in the chain (tokio-rustls wraps it in an `io::Error`, whose
-/// `source()` skips it, so look inside those explicitly).
-fn rustls_error(e: &mysql_async::Error) -> Option<&rustls::Error> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(r) = err.downcast_ref::<rustls::Error>() {
-            return Some(r);
-        }
-        if let Some(inner) = err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref())
-            && let Some(r) = inner.downcast_ref::<rustls::Error>()
-        {
-            return Some(r);
-        }
-        cur = err.source();
-    }
-    None
 }
 
 #[cfg(test)]

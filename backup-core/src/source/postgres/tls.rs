@@ -198,7 +198,7 @@ impl TlsSettings {
     /// A clearer message for a failed TLS handshake with `host` (`None` for other failures):
     /// names the server, the mode and where the trusted roots came from.
     pub(crate) fn describe_failure(&self, host: &str, e: &tokio_postgres::Error) -> Option<String> {
-        let tls = rustls_error(e)?;
+        let tls = crate::source::rustls_error(e)?;
         let roots = match &self.roots {
             Roots::File(p) => format!("sslrootcert {}", p.display()),
             Roots::System => "the system root store".to_string(),
@@ -238,24 +238,6 @@ fn load_identity(
         ))
     })?;
     Ok((chain, key))
-}
-
-/// The rustls error somewhere in the chain (tokio-rustls wraps it in an `io::Error`, whose
-/// `source()` skips it, so look inside those explicitly).
-fn rustls_error(e: &tokio_postgres::Error) -> Option<&rustls::Error> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(r) = err.downcast_ref::<rustls::Error>() {
-            return Some(r);
-        }
-        if let Some(inner) = err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref())
-            && let Some(r) = inner.downcast_ref::<rustls::Error>()
-        {
-            return Some(r);
-        }
-        cur = err.source();
-    }
-    None
 }
 
 /// The server name is never checked here (`verify-full` uses rustls' own verifier).
