@@ -191,6 +191,12 @@ PHP
   php artisan db:backup:verify --level=drill > drill.txt 2>&1 || { cat drill.txt; fail "db:backup:verify --level=drill exited $?"; }
   grep -q "\[local\] drill .*recovery time" drill.txt || { cat drill.txt; fail "the drill reported no recovery time"; }
   php artisan db:backups --json | grep -q '"level":"drill"' || fail "the drill was not recorded beside the backup"
+  # --scratch= picks the connection from config/database.php (over dbbackup.drill.scratch): an
+  # unknown one is refused by name, a configured one is drilled on.
+  set +e; php artisan db:backup:verify --level=drill --scratch=no_such_scratch > drill.txt 2>&1; code=$?; set -e
+  [ "$code" != 0 ] && grep -q "no_such_scratch" drill.txt || { cat drill.txt; fail "db:backup:verify --scratch=no_such_scratch: exit $code, the connection not named"; }
+  php artisan db:backup:verify --level=drill --scratch=scratch_b > drill.txt 2>&1 || { cat drill.txt; fail "db:backup:verify --level=drill --scratch=scratch_b failed"; }
+  grep -q "\[local\] drill .*recovery time" drill.txt || { cat drill.txt; fail "the drill on --scratch=scratch_b reported no recovery time"; }
   # With a drill recorded, --max-rto lets the guarded command run.
   rm database/mysql_migrations/2026_01_01_000002_break_halfway.php
   expect_code 0 php artisan db:guard --connection=mysql --max-rto=1h -- migrate --force --database=mysql --path=database/mysql_migrations

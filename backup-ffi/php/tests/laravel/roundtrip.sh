@@ -101,6 +101,8 @@ return [
         'mysql' => $mysql + ['database' => getenv('DBB_MYSQL_DB')],
         // The drill's scratch server: the same server, any database (dbbackup makes a throwaway one).
         'scratch' => $mysql + ['database' => 'mysql'],
+        // A second one, for db:backup:verify --scratch= (more.sh).
+        'scratch_b' => $mysql + ['database' => 'mysql'],
     ],
 ];
 PHP
