@@ -27,7 +27,8 @@ start_services postgres mariadb moto azurite smtp
 
 step "rust tests"
 # The same build scripts/test-artifact.sh reads (the PHP tests need the test-panic FFI library).
-cargo test --workspace --locked --features backup-ffi/test-panic -- --test-threads=4
+# --no-fail-fast: one failing test binary must not hide the others' results.
+cargo test --workspace --locked --features backup-ffi/test-panic --no-fail-fast -- --test-threads=4
 
 step "fuzz (each target FUZZ_SECONDS, default 45)"
 scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-45}"
