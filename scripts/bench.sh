@@ -2,6 +2,8 @@
 # Runs every benchmark side by side with the peer tools, on the same data in the same run, and
 # prints markdown tables (also saved to target/bench-results.md).
 #   scripts/bench.sh [--size-mib N] [sqlite] [codec] [postgres] [mysql] [guard]   (default: all, 1024 MiB)
+# Binaries and results go to $CARGO_TARGET_DIR (default target/). A benchmark that fails does not
+# stop the others: its rows are missing from the summary, which names it, and the exit status is 1.
 # Every comparison runs DBBACKUP_BENCH_ROUNDS times (default 2), alternating the order of the
 # tools, best time kept. The run ends with one summary table: each ratio against its peer, its
 # goal, and for restores the server's own ingest ceiling (the same data loaded server-side from
@@ -20,7 +22,10 @@ while [ $# -gt 0 ]; do
 done
 [ ${#which[@]} -eq 0 ] && which=(sqlite codec postgres mysql guard)
 apt_install sqlite3 zstd pigz time postgresql postgresql-client mariadb-server mariadb-client mydumper
-cargo build --release -p backup-cli -p dbbackup-benches
+cargo build --release --locked -p backup-cli -p dbbackup-benches
+tgt=${CARGO_TARGET_DIR:-target}
+started=$(date +%s)
+load_start=$(uptime | sed 's/.*load average: //')
 for w in "${which[@]}"; do
   case "$w" in
     postgres) [ -n "${DBBACKUP_TEST_PG_URL:-}" ] || start_postgres ;;
@@ -31,22 +36,28 @@ for w in "${which[@]}"; do
       ;;
   esac
 done
-out=target/bench-results.md
-export DBBACKUP_BENCH_SUMMARY=$PWD/target/bench-summary.md
+out=$tgt/bench-results.md
+export DBBACKUP_BENCH_SUMMARY=$(realpath "$tgt")/bench-summary.md
 : > "$out"
 : > "$DBBACKUP_BENCH_SUMMARY"
+failed=()
 for w in "${which[@]}"; do
   s=$size
   # guard's small-database goal is about a 25 MB Laravel database; the 1 GiB recovery times come
   # from the engine benchmarks.
   [ "$w" = guard ] && s=${GUARD_SIZE_MIB:-25}
-  echo "== $w ($s MiB)" >&2
-  target/release/dbbackup-bench "$w" --size-mib "$s" | tee -a "$out"
+  echo "== $w ($s MiB), $(date +%T)" >&2
+  "$tgt/release/dbbackup-bench" "$w" --size-mib "$s" | tee -a "$out" || failed+=("$w")
 done
+secs=$(( $(date +%s) - started ))
 {
-  printf '\n### Summary (%s, %s rounds, best kept)\n\n' "$(git rev-parse --short HEAD)" "${DBBACKUP_BENCH_ROUNDS:-2}"
-  echo '| benchmark | dbbackup | peer | peer | ratio (peer time / ours) | goal | server ingest ceiling | dbbackup peak RSS |'
-  echo '|---|---:|---|---:|---:|---|---|---:|'
+  printf '\n### Summary (%s, %s MiB, %s rounds, best kept)\n\n' "$(git rev-parse --short HEAD)" "$size" "${DBBACKUP_BENCH_ROUNDS:-2}"
+  echo '| benchmark | dbbackup | peer | peer | ratio (peer time / ours) | goal | server ingest ceiling | dbbackup peak RSS | peer peak RSS |'
+  echo '|---|---:|---|---:|---:|---|---|---:|---:|'
   cat "$DBBACKUP_BENCH_SUMMARY"
+  printf '\nWhole run %d min %02d s; load average at the start %s, at the end %s.\n' \
+    $((secs / 60)) $((secs % 60)) "$load_start" "$(uptime | sed 's/.*load average: //')"
+  [ ${#failed[@]} -eq 0 ] || printf '\n**FAILED** (rows missing above): %s\n' "${failed[*]}"
 } | tee -a "$out"
 echo "results: $out" >&2
+[ ${#failed[@]} -eq 0 ]

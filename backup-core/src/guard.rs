@@ -107,6 +107,9 @@ pub struct GuardReport {
     pub rolled_back: bool,
     /// Measured recovery time of the rollback.
     pub recovery_ms: Option<u64>,
+    /// Time to take the rollback point (the server-side copy, or the attempt that found none), between
+    /// the backup and the command: what the `clone` path costs up front.
+    pub rollback_point_ms: u64,
     /// How the database was rolled back: `clone` (the server-side copy taken before the command
     /// renamed in place), `restore` (the safety backup restored); absent when it was not.
     pub rollback: Option<String>,
@@ -178,7 +181,9 @@ where
     let mut notes = Vec::new();
     // A cheap server-side copy as the rollback point where the engine allows one; the verified
     // backup above stays the durable copy and the fallback.
+    let tp = Instant::now();
     let point = rollback_point(&url, opts).await;
+    let rollback_point_ms = ms_since(tp);
     match &point {
         Ok(p) => notes.push(format!("rollback point: {}", p.describe())),
         Err(why) => notes.push(format!("no server-side copy ({why}); a rollback restores the backup")),
@@ -195,6 +200,7 @@ where
         command_ms,
         rolled_back: false,
         recovery_ms: None,
+        rollback_point_ms,
         rollback: None,
         restore: None,
         notes,

@@ -7,7 +7,7 @@ use backup_core::codec::checksum::{read_tally, tally};
 use backup_core::codec::compress::encode;
 use futures::StreamExt;
 
-use crate::harness::{BenchOptions, measure, print_table};
+use crate::harness::{BenchOptions, SummaryLine, measure, print_table, row, summary};
 use crate::sample::make_sqlite;
 
 pub fn run(opts: &BenchOptions) -> Result<()> {
@@ -39,6 +39,13 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         measure("sha256sum", &format!("sha256sum {f} >/dev/null"), &[], size)?,
     ];
     print_table(&format!("codecs on a {} MiB SQLite file", size >> 20), &rows, "zstd -3 -T1 | sha256sum");
+    summary(SummaryLine {
+        what: &format!("codec: zstd:3 (2 workers) + sha256, {} MiB", size >> 20),
+        ours: row(&rows, "dbbackup zstd:3 (2 workers) + sha256")?,
+        peer: row(&rows, "zstd -3 -T2 | sha256sum")?,
+        goal: "",
+        ceiling: None,
+    })?;
     std::fs::remove_dir_all(w).context("clean up work dir")?;
     Ok(())
 }

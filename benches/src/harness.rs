@@ -44,6 +44,7 @@ impl BenchOptions {
 }
 
 /// One measured run.
+#[derive(Clone)]
 pub struct Measured {
     pub tool: String,
     pub seconds: f64,
@@ -187,7 +188,7 @@ pub fn summary(line: SummaryLine<'_>) -> Result<()> {
         .unwrap_or_default();
     let cell = |s: &str| s.replace('|', "\\|");
     let text = format!(
-        "| {} | {:.2} s | {} | {:.2} s | {:.2}x | {} | {} | {} MiB |\n",
+        "| {} | {:.2} s | {} | {:.2} s | {:.2}x | {} | {} | {} MiB | {} MiB |\n",
         cell(line.what),
         line.ours.seconds,
         cell(&line.peer.tool),
@@ -195,7 +196,8 @@ pub fn summary(line: SummaryLine<'_>) -> Result<()> {
         ratio,
         cell(line.goal),
         ceiling,
-        line.ours.peak_rss_kib / 1024
+        line.ours.peak_rss_kib / 1024,
+        line.peer.peak_rss_kib / 1024
     );
     use std::io::Write as _;
     std::fs::OpenOptions::new()
@@ -212,8 +214,33 @@ pub fn summary_time(what: &str, m: &Measured, goal: &str) -> Result<()> {
     let Ok(path) = std::env::var("DBBACKUP_BENCH_SUMMARY") else { return Ok(()) };
     use std::io::Write as _;
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).context("summary")?;
-    writeln!(f, "| {what} | {:.2} s | | | | {goal} | | {} MiB |", m.seconds, m.peak_rss_kib / 1024)?;
+    writeln!(f, "| {what} | {:.2} s | | | | {goal} | | {} MiB | |", m.seconds, m.peak_rss_kib / 1024)?;
     Ok(())
+}
+
+/// One engine's guard measurement ([`guard_recovery`]).
+pub struct Guarded {
+    /// Seconds: the best recovery time; peak RSS: the guard process's, highest of the rounds.
+    pub m: Measured,
+    /// How guard rolled back: `clone` (the server-side copy renamed in) or `restore`.
+    pub path: String,
+    /// Time guard took, before the command, to make the copy (or to find it could not), in the
+    /// best round: the up-front cost of the `clone` path.
+    pub point_seconds: f64,
+}
+
+impl Guarded {
+    /// The summary's description: what was measured, and how it rolled back.
+    pub fn describe(&self, what: &str) -> String {
+        if self.path == "clone" {
+            format!(
+                "guard recovery, {what} (rollback: clone, taken in {:.2} s before the command)",
+                self.point_seconds
+            )
+        } else {
+            format!("guard recovery, {what} (rollback: {})", self.path)
+        }
+    }
 }
 
 /// Total size of a file or directory tree.
@@ -249,37 +276,75 @@ pub fn print_table(title: &str, rows: &[Measured], baseline: &str) {
 }
 
 /// `dbbackup guard -- false` on the database at `source`, [`rounds`] times: the safety backup,
-/// a command that fails at once, then the rollback. The row's seconds are the best recovery time
-/// guard itself measured (`recovery_ms`: from the command's failure to the database being live
-/// again); its peak RSS is the whole guard process's.
-pub fn guard_recovery(dbb: &str, source: &str, work: &std::path::Path, data_bytes: u64) -> Result<Measured> {
+/// a command that fails at once, then the rollback. The seconds are the best recovery time guard
+/// itself measured (`recovery_ms`: from the command's failure to the database being live again);
+/// the peak RSS is the whole guard process's. `hold`, when given, is a shell command started in
+/// the background before guard and killed after it: a session connected to the database (an
+/// application that was not stopped), under which PostgreSQL cannot copy the database.
+pub fn guard_recovery(
+    dbb: &str,
+    source: &str,
+    work: &std::path::Path,
+    data_bytes: u64,
+    hold: Option<&str>,
+) -> Result<Guarded> {
     let repo = work.join(format!("guard-repo-{}", std::process::id()));
     let out = work.join("guard.json");
-    let mut best: Option<Measured> = None;
+    let mut best: Option<Guarded> = None;
     for _ in 0..rounds() {
         let _ = std::fs::remove_dir_all(&repo);
         // guard exits with the command's status (1 from `false`): that is the expected outcome.
-        let script = format!(
+        let guard = format!(
             "{dbb} guard --json -q --jobs 2 --source '{source}' --repo '{}' -- false > '{}'; test $? -eq 1",
             repo.display(),
             out.display()
         );
+        let script = match hold {
+            // The holder is given a moment to connect; guard's rollback may end its session.
+            Some(h) => {
+                format!("{h} & holder=$!; sleep 1; {guard}; s=$?; kill $holder 2>/dev/null; wait; exit $s")
+            }
+            None => guard,
+        };
         let whole = measure("dbbackup guard -- false (recovery time)", &script, &[], data_bytes)?;
         let text: String = std::fs::read_to_string(&out)?.chars().filter(|c| !c.is_whitespace()).collect();
-        let recovery_ms = text
-            .split("\"recovery_ms\":")
-            .nth(1)
-            .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next()?.parse::<u64>().ok())
-            .with_context(|| format!("no recovery_ms in guard's --json output: {text}"))?;
+        let number = |key: &str| -> Result<u64> {
+            text.split(&format!("\"{key}\":"))
+                .nth(1)
+                .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next()?.parse::<u64>().ok())
+                .with_context(|| format!("no {key} in guard's --json output: {text}"))
+        };
+        let recovery_ms = number("recovery_ms")?;
+        let point_ms = number("rollback_point_ms")?;
         if !text.contains("\"rolled_back\":true") {
             bail!("guard did not roll back: {text}");
         }
-        let m = Measured { seconds: recovery_ms as f64 / 1000.0, ..whole };
+        let path = text
+            .split("\"rollback\":\"")
+            .nth(1)
+            .and_then(|v| v.split('"').next())
+            .context("no rollback path in guard's --json output")?
+            .to_string();
+        eprintln!("    rollback: {path}, rollback point taken in {point_ms} ms, recovery {recovery_ms} ms");
+        let m = Guarded {
+            m: Measured { seconds: recovery_ms as f64 / 1000.0, ..whole },
+            path,
+            point_seconds: point_ms as f64 / 1000.0,
+        };
+        // Every round must take the same path, or the best time would hide the slower one.
+        if let Some(b) = &best
+            && b.path != m.path
+        {
+            bail!("guard rolled back by {} in one round and by {} in another", b.path, m.path);
+        }
         best = Some(match best.take() {
-            Some(b) if b.seconds <= m.seconds => {
-                Measured { peak_rss_kib: b.peak_rss_kib.max(m.peak_rss_kib), ..b }
+            Some(mut b) if b.m.seconds <= m.m.seconds => {
+                b.m.peak_rss_kib = b.m.peak_rss_kib.max(m.m.peak_rss_kib);
+                b
             }
-            Some(b) => Measured { peak_rss_kib: b.peak_rss_kib.max(m.peak_rss_kib), ..m },
+            Some(b) => {
+                Guarded { m: Measured { peak_rss_kib: b.m.peak_rss_kib.max(m.m.peak_rss_kib), ..m.m }, ..m }
+            }
             None => m,
         });
     }

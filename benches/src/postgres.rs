@@ -180,7 +180,11 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         .before(drop("dbbsql")),
     ])?;
     let ceiling = ceiling(&base, &src, opts, size, &conn)?;
-    let guard = vec![crate::harness::guard_recovery(&dbb, &src, w, size)?];
+    // guard with nobody else connected (the server-side copy, renamed in) and with a session held
+    // open (no copy possible: the backup is restored).
+    let guard_alone = crate::harness::guard_recovery(&dbb, &src, w, size, None)?;
+    let guard_held =
+        crate::harness::guard_recovery(&dbb, &src, w, size, Some(&crate::guard::pg_holder(&src)))?;
     let mib = size as f64 / 1048576.0;
     print_table(&format!("PostgreSQL backup, {mib:.0} MiB of table data"), &backup, "pg_dump -Fd -j2");
     print_table(
@@ -193,7 +197,13 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         &ceiling,
         &ceiling[0].tool.clone(),
     );
-    print_table(&format!("PostgreSQL guard recovery, {mib:.0} MiB"), &guard, "");
+    let guard_rows = [
+        (format!("PostgreSQL {mib:.0} MiB"), &guard_alone, "<= 2 s"),
+        (format!("PostgreSQL {mib:.0} MiB, a session connected"), &guard_held, "<= 15 s"),
+    ];
+    let table: Vec<Measured> =
+        guard_rows.iter().map(|(what, g, _)| Measured { tool: g.describe(what), ..g.m.clone() }).collect();
+    print_table(&format!("PostgreSQL guard recovery, {mib:.0} MiB"), &table, "");
     let best_ceiling = ceiling.iter().min_by(|a, b| a.seconds.total_cmp(&b.seconds)).context("no ceiling")?;
     summary(SummaryLine {
         what: &format!("PostgreSQL backup, {mib:.0} MiB"),
@@ -209,7 +219,9 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         goal: ">= 1.1x and >= 0.9 of the ceiling",
         ceiling: Some(best_ceiling),
     })?;
-    crate::harness::summary_time(&format!("guard recovery, PostgreSQL {mib:.0} MiB"), &guard[0], "<= 15 s")?;
+    for (what, g, goal) in &guard_rows {
+        crate::harness::summary_time(&g.describe(what), &g.m, goal)?;
+    }
     for d in ["dbb", "pgr", "psql", "dbbsql", "ceil"] {
         let _ = psql(&base, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", dst(d)));
     }
