@@ -11,7 +11,12 @@
 #   DBBACKUP_TEST_MYSQL_CA      the same for MariaDB: users dbbackup_tls (REQUIRE SSL) and
 #                               dbbackup_x509 (REQUIRE X509, with DBBACKUP_TEST_MYSQL_CLIENT_CERT/_KEY);
 #                               DBBACKUP_TEST_MYSQL_WRONG_CA
-#   DBBACKUP_TEST_S3_ENDPOINT   http://127.0.0.1:PORT   (bucket DBBACKUP_TEST_S3_BUCKET exists)
+#   DBBACKUP_TEST_S3_ENDPOINT   http://127.0.0.1:PORT   (bucket DBBACKUP_TEST_S3_BUCKET exists;
+#                               moto accepts any credentials)
+#   DBBACKUP_TEST_S3_IAM_ENDPOINT  a second moto (started with the first) that checks signatures and
+#                               IAM policies: buckets DBBACKUP_TEST_S3_IAM_BUCKET_A/_B, and keys
+#                               DBBACKUP_TEST_S3_IAM_KEY_A/_SECRET_A and _KEY_B/_SECRET_B of two
+#                               users, each allowed s3:* on its own bucket only
 #   DBBACKUP_TEST_AZURITE_URL   http://127.0.0.1:PORT/devstoreaccount1 (container DBBACKUP_TEST_AZ_CONTAINER)
 #   DBBACKUP_TEST_SMTP_URL      smtp://127.0.0.1:PORT  the SMTP sink (scripts/smtp-sink.py, aiosmtpd):
 #                               STARTTLS offered; DBBACKUP_TEST_SMTPS_URL smtps://127.0.0.1:PORT (TLS
@@ -145,12 +150,17 @@ start_mariadb() {
   log "MariaDB on 127.0.0.1:$port ($dir)"
 }
 
-start_moto() {
+moto_venv() { # installs moto once; prints the venv
   local venv="$TOOLS_DIR/venv"
   if [ ! -x "$venv/bin/moto_server" ]; then
     log "installing moto[server] into $venv"
     python3 -m venv "$venv" && "$venv/bin/pip" install -q 'moto[server]' azure-storage-blob >/dev/null
   fi
+  echo "$venv"
+}
+
+start_moto() {
+  local venv; venv=$(moto_venv)
   local port; port=$(free_port)
   "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$SERVICES_ROOT/moto.log" 2>&1 &
   _SERVICE_PIDS+=($!)
@@ -163,6 +173,44 @@ boto3.client("s3", endpoint_url="$DBBACKUP_TEST_S3_ENDPOINT", aws_access_key_id=
              aws_secret_access_key="test", region_name="us-east-1").create_bucket(Bucket="dbbackup-test")
 PY
   log "moto S3 on 127.0.0.1:$port"
+  start_moto_iam
+}
+
+start_moto_iam() { # a second moto that checks signatures and IAM policies (see the header)
+  local venv; venv=$(moto_venv)
+  local port; port=$(free_port)
+  "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$SERVICES_ROOT/moto-iam.log" 2>&1 &
+  _SERVICE_PIDS+=($!)
+  wait_for_port "$port" 30 "moto (IAM)"
+  # Two buckets, two users, each user's key allowed only on its own bucket. Set up while moto
+  # still accepts anything, then /moto-api/reset-auth 0: from the next request on, every request
+  # must be signed by a known key and be allowed by that key's user policy.
+  local exports
+  exports=$("$venv/bin/python" - "http://127.0.0.1:$port" <<'PY'
+import json, sys, urllib.request
+import boto3
+endpoint = sys.argv[1]
+kw = dict(endpoint_url=endpoint, aws_access_key_id="setup", aws_secret_access_key="setup", region_name="us-east-1")
+s3, iam = boto3.client("s3", **kw), boto3.client("iam", **kw)
+for n in ("A", "B"):
+    bucket, user = f"dbbackup-iam-{n.lower()}", f"dbbackup-{n.lower()}"
+    s3.create_bucket(Bucket=bucket)
+    iam.create_user(UserName=user)
+    iam.put_user_policy(UserName=user, PolicyName="own-bucket", PolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "s3:*",
+                       "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]}]}))
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    print(f"export DBBACKUP_TEST_S3_IAM_BUCKET_{n}={bucket}")
+    print(f"export DBBACKUP_TEST_S3_IAM_KEY_{n}={key['AccessKeyId']} DBBACKUP_TEST_S3_IAM_SECRET_{n}={key['SecretAccessKey']}")
+# (text/plain: moto reads the raw body, which Flask leaves empty for a form content type)
+urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=b"0", method="POST",
+                                             headers={"Content-Type": "text/plain"})).read()
+PY
+  )
+  eval "$exports"
+  export DBBACKUP_TEST_S3_IAM_ENDPOINT="http://127.0.0.1:$port"
+  log "moto S3 with IAM on 127.0.0.1:$port"
 }
 
 start_azurite() {

@@ -542,6 +542,54 @@ fn repo_settings_are_per_repository_and_checked() {
     assert_eq!(listed["backups"][0]["id"], created["id"]);
 }
 
+/// Two S3 repositories with different keys in one client, against the moto instance that checks
+/// signatures and IAM policies (scripts/services.sh start_moto_iam: user A's key may only touch
+/// bucket A, user B's only bucket B). One create writes both, one copy reads A with key A and
+/// writes B with key B; each key is refused on the other bucket, so a repository opened with the
+/// wrong settings fails here.
+#[test]
+fn two_repositories_with_their_own_keys_against_a_checking_s3() {
+    let Some(endpoint) = dbbackup_tests::service_env("DBBACKUP_TEST_S3_IAM_ENDPOINT") else { return };
+    let var = |n: &str| std::env::var(format!("DBBACKUP_TEST_S3_IAM_{n}")).unwrap();
+    let prefix = dbbackup_tests::unique("ffi-keys");
+    let repo = |u: &str| format!("s3://{}/{prefix}", var(&format!("BUCKET_{u}")));
+    let keys = |u: &str| {
+        json!({"AWS_ACCESS_KEY_ID": var(&format!("KEY_{u}")), "AWS_SECRET_ACCESS_KEY": var(&format!("SECRET_{u}")),
+               "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT": endpoint, "DBBACKUP_STORE_MAX_RETRIES": 0})
+    };
+    let (a, b) = (repo("A"), repo("B"));
+    let settings = json!({ a.clone(): keys("A"), b.clone(): keys("B") });
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("s.sqlite");
+    make_db(&src, 1);
+    let source = format!("sqlite://{}", src.display());
+    let h = Handle::new();
+    let (code, first) =
+        h.call(dbb_create, &json!({"source": source, "repo": [a, b], "repo_settings": settings}));
+    assert_eq!(code, 0, "{first}");
+    assert_eq!(first["failed_repos"], json!([]), "{first}");
+    let (code, second) = h.call(dbb_create, &json!({"source": source, "repo": a, "repo_settings": settings}));
+    assert_eq!(code, 0, "{second}");
+    let (code, copied) = h.call(dbb_copy, &json!({"from": a, "to": b, "repo_settings": settings}));
+    assert_eq!((code, &copied["id"]), (0, &second["id"]), "{copied}");
+    let mut want = vec![first["id"].to_string(), second["id"].to_string()];
+    want.sort();
+    for r in [&a, &b] {
+        let (code, listed) = h.call(dbb_list, &json!({"repo": r, "repo_settings": settings}));
+        assert_eq!(code, 0, "{listed}");
+        let mut ids: Vec<String> =
+            listed["backups"].as_array().unwrap().iter().map(|b| b["id"].to_string()).collect();
+        ids.sort();
+        assert_eq!(ids, want, "{r}: {listed}");
+    }
+    // Each key on the other user's bucket is refused (so the emulator tells the keys apart).
+    for (r, k) in [(&b, "A"), (&a, "B")] {
+        let (code, out) = h.call(dbb_list, &json!({"repo": r, "repo_settings": { r.clone(): keys(k) }}));
+        assert_eq!(code, DBB_FAILED, "{r} with key {k}: {out}");
+        assert!(out["error"]["message"].as_str().unwrap().contains("access denied"), "{out}");
+    }
+}
+
 #[test]
 fn the_same_alerts_as_the_cli_once_per_change_and_guard_rollbacks_with_their_command() {
     use dbbackup_tests::receiver::{http_server, take_posts};
