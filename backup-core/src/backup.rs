@@ -630,7 +630,7 @@ pub(crate) async fn fan_out(
 }
 
 /// A safety backup of the live database `source` before something replaces it: guard's backup
-/// before its command, and a restore's undo copy (undo.rs). A complete backup with the
+/// before its command, and a restore's undo copy (`undo`). A complete backup with the
 /// given tags, taken with the engine switches the later restore uses; `temp_dir` is where the
 /// engine spools (the system's temp directory when `None`).
 #[allow(clippy::too_many_arguments)]

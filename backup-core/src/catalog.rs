@@ -389,7 +389,7 @@ pub async fn backup_footprint(target: &Target, id: &BackupId) -> Result<u64> {
 /// Default time an undo copy is kept: 24 hours.
 pub const DEFAULT_KEEP_UNDO_SECS: u64 = 24 * 3600;
 
-/// One kept undo copy (undo.rs; a record of the undo area, here so the use-cases' reports
+/// One kept undo copy (`undo`; a record of the undo area, here so the use-cases' reports
 /// can name it) (the `undo` entries of `restore`, `status` and `prune --json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UndoCopy {

@@ -52,7 +52,7 @@ pub struct StatusOptions {
     /// With `source`, still look at the backups of every database (by default only those of
     /// the source's engine and database name count, plus encrypted ones, whose name is sealed).
     pub all_databases: bool,
-    /// The undo area whose kept undo copies are listed in the report (by `status` of undo.rs; the
+    /// The undo area whose kept undo copies are listed in the report (by `status` of `undo`; the
     /// repositories' status alone leaves it).
     pub undo_dir: Option<std::path::PathBuf>,
 }
@@ -372,7 +372,7 @@ pub async fn status_in(
         checks.push(copies_check(targets, &newest_manifests));
     }
     let healthy = checks.iter().all(|c| c.ok || c.warning);
-    // (`status_in` of undo.rs lists the undo area's copies.)
+    // (`status_in` of `undo` lists the undo area's copies.)
     Ok(StatusReport { healthy, checks, repos, undo: Vec::new() })
 }
 

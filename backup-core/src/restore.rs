@@ -60,9 +60,9 @@ pub struct RestoreOptions {
     /// `latest` / `tag:NAME` may pick a backup of any database in the repository (by default
     /// only of the target's engine and database name, see [`catalog::resolve_for`]).
     pub all_databases: bool,
-    /// The undo area, a local directory (undo.rs): where the undo copy of the target is
+    /// The undo area, a local directory (`undo`): where the undo copy of the target is
     /// kept, and where `undo` looks. `None`: no undo copy (the default of the library; the CLI
-    /// and the FFI fill in `default_dir` of undo.rs).
+    /// and the FFI fill in `default_dir` of `undo::area`).
     pub undo_dir: Option<std::path::PathBuf>,
     /// How long the undo copy is kept (seconds; default 24 h). 0: none is taken.
     pub keep_undo_secs: u64,
@@ -129,7 +129,7 @@ pub fn confirmation_needed(opts: &RestoreOptions) -> Result<Option<String>> {
     Ok(Some(DatabaseUrl::parse(&opts.into)?.database()))
 }
 
-/// Restores a backup (see the module docs). This is the restore alone: `restore` of undo.rs (the
+/// Restores a backup (see the module docs). This is the restore alone: `restore` of `undo` (the
 /// library's `restore`) wraps it with the undo copy and `--undo`.
 pub async fn restore(opts: &RestoreOptions, ctx: &Context) -> Result<RestoreReport> {
     let url = checked_target(opts)?;

@@ -1,49 +1,21 @@
-//! Undo of a restore: what a restore replaced is kept as an *undo copy* for a while, and
-//! `restore --undo` puts the newest copy of a target back through the same shadow-and-swap.
-//!
-//! An undo copy is a safety backup of the target taken right before the restore (the code guard
-//! uses for its safety backup, [`crate::guard::safety_backup`]), written into the *undo area*: an
-//! ordinary local directory repository (by default `$XDG_STATE_HOME/dbbackup/undo`, see
-//! [`default_dir`]), created with mode 0700. Being a backup, it works the same for every engine and
-//! touches no engine's swap code. Its manifest carries three tags:
-//!
-//! ```text
-//! undo                         marks an undo copy
-//! undo-target:<16 hex>         which target it belongs to (a digest of engine, server and
-//!                              database, or the SQLite file's absolute path; see target_key)
-//! undo-until:<RFC 3339 UTC>    when it expires
-//! ```
-//!
-//! Rules: a restore that succeeds keeps its copy and removes the older copies of that target (the
-//! last one is kept); a restore that fails removes the copy it took (the target is as it was, so
-//! the previous copy still describes what an undo should bring back). A target that did not exist
-//! has nothing to keep: no copy is taken and older copies of it are removed, so `--undo` then
-//! refuses ("no undo copy"); so does a restore with no keep time (`--no-undo`): `--undo` puts back
-//! what the *last* restore replaced, or refuses, never an older state. `--undo` is itself a
-//! restore: it keeps the state it replaces as the new undo copy, so a second `--undo` redoes. Expired copies are removed by every restore,
-//! undo and `prune`; `status` lists the copies.
-//!
-//! The copy is never encrypted, also when the restored backup is: it stays on the machine that
-//! runs the restore, next to the database it copies (docs/ARCHITECTURE.md).
+//! The undo area: a local directory repository holding the undo copies (mode 0700), the tags
+//! that make a backup an undo copy of a target, and the clean-up of what killed runs left there.
 
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::catalog;
+use crate::catalog::{self, DEFAULT_KEEP_UNDO_SECS, UndoCopy};
 use crate::error::{Error, Result};
 use crate::format::layout;
 use crate::format::manifest::Manifest;
-use crate::health::{self, StatusOptions, StatusReport};
 use crate::lease;
 use crate::model::{BackupId, DatabaseUrl, Secret};
 use crate::progress::Context;
-use crate::restore::{RestoreOptions, RestoreReport};
-use crate::retention::{self, Decision, PruneOptions, PruneReport, RetentionPlan, RetentionPolicy};
+use crate::retention::{self, Decision, RetentionPlan, RetentionPolicy};
 use crate::storage::Target;
 
-pub use crate::catalog::DEFAULT_KEEP_UNDO_SECS;
 /// Tag of every undo copy.
 pub const UNDO_TAG: &str = "undo";
 const TARGET_TAG: &str = "undo-target:";
@@ -54,8 +26,6 @@ const BY_TAG: &str = "undo-by:";
 const CONFIRMED_FILE: &str = "undo-confirmed";
 /// Per-run spool directories of the undo copies being taken (`tmp/<pid>-<random>`).
 const TMP_DIR: &str = "tmp";
-
-pub use crate::catalog::UndoCopy;
 
 /// The default undo area: `DBBACKUP_UNDO_DIR`, else `undo` under the state directory
 /// (`DBBACKUP_STATE_DIR`, else `$XDG_STATE_HOME/dbbackup`, else `$HOME/.local/state/dbbackup`).
@@ -101,201 +71,6 @@ pub fn target_key(url: &DatabaseUrl) -> String {
     };
     let digest = Sha256::digest(ident.as_bytes());
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
-}
-
-/// Restores a backup (see `crate::restore`), keeping what it replaces: with an undo area
-/// (`undo_dir`) and `keep_undo_secs`, a safety backup of the target is taken first and kept as
-/// its undo copy; with `undo`, the newest undo copy of the target is restored instead of
-/// `backup`. Without an undo area it is the plain restore. This is the library's `restore`.
-pub async fn restore(opts: &RestoreOptions, ctx: &Context) -> Result<RestoreReport> {
-    let url = crate::restore::checked_target(opts)?;
-    let area = match &opts.undo_dir {
-        Some(dir) => {
-            let area = Area::open(dir, ctx)?;
-            // Expired copies (and a killed run's leftovers) go first, so an expired copy is never
-            // what --undo restores.
-            match area.sweep(Utc::now(), false).await {
-                Ok((_, errors)) => errors.iter().for_each(|e| tracing::warn!("undo area: {e}")),
-                Err(e) => tracing::warn!("undo area {}: {e}", dir.display()),
-            }
-            Some(area)
-        }
-        None => None,
-    };
-    if opts.undo {
-        let Some(area) = &area else {
-            return Err(Error::InvalidInput("--undo needs the undo directory (--undo-dir)".into()));
-        };
-        if opts.tables.is_some() || opts.in_place {
-            return Err(Error::InvalidInput(
-                "--undo puts the whole database back through a shadow: no --tables, no --in-place".into(),
-            ));
-        }
-        let copy = area.newest(&url, Utc::now()).await?;
-        let manifest = catalog::read_manifest(area.target(), &copy.id).await?;
-        let loader = crate::source::open_loader(&url)?;
-        let started_at = Utc::now();
-        let shown = url.to_string();
-        let result = keeping_undo(Some(area), &url, opts, ctx, async {
-            let mut r =
-                crate::restore::restore_with(area.target(), &manifest, loader.as_ref(), &shown, opts, ctx)
-                    .await?;
-            r.notes.push(format!(
-                "put back the undo copy {} taken {} (what the last restore replaced)",
-                copy.id,
-                copy.created_at.format("%Y-%m-%d %H:%M:%S UTC")
-            ));
-            Ok(r)
-        })
-        .await;
-        crate::audit::record(
-            area.target(),
-            &manifest,
-            &shown,
-            opts.operator.as_deref(),
-            "undo",
-            started_at,
-            result.as_ref().map(|r| r.rows),
-        )
-        .await;
-        return result;
-    }
-    // What is restored is resolved first: an unknown backup or a wrong key takes no copy.
-    let prepared = crate::restore::prepare(opts, &url, ctx).await?;
-    keeping_undo(area.as_ref(), &url, opts, ctx, crate::restore::run_prepared(prepared, &url, opts, ctx))
-        .await
-}
-
-/// Runs `restore` with the undo copy around it: taken before (when there is an undo area and a
-/// keep time), kept and the target's older copies removed when the restore succeeds, removed
-/// when it fails (the target is then as it was, and its previous copy still applies). Without a
-/// keep time the target's older copies are removed all the same: `--undo` puts back what the
-/// last restore replaced, or refuses, never an older state.
-async fn keeping_undo(
-    area: Option<&Area>,
-    url: &DatabaseUrl,
-    opts: &RestoreOptions,
-    ctx: &Context,
-    restore: impl std::future::Future<Output = Result<RestoreReport>>,
-) -> Result<RestoreReport> {
-    let Some(area) = area else { return restore.await };
-    let mut copy_notes = Vec::new();
-    let kept = if opts.keep_undo_secs > 0 {
-        let (kept, notes) = area
-            .keep(
-                url,
-                opts.password.clone(),
-                opts.keep_undo_secs,
-                opts.jobs.max(1),
-                &opts.engine_options,
-                ctx,
-            )
-            .await?;
-        copy_notes = notes;
-        if let Some(k) = &kept {
-            ctx.note(format!(
-                "undo copy {} of {url} kept until {}",
-                k.id,
-                k.expires_at.format("%Y-%m-%d %H:%M UTC")
-            ));
-        }
-        Some(kept)
-    } else {
-        None
-    };
-    match restore.await {
-        Ok(mut r) => {
-            // What the copy's backup found and did to the target (a killed restore finished or
-            // undone) comes first: it happened first.
-            r.notes.splice(0..0, copy_notes);
-            let mut keep = kept.clone().flatten();
-            // Confirmed first: only then is it what --undo puts back (a restore killed before
-            // this point leaves an unconfirmed copy, which the next run removes).
-            if let Some(k) = &keep
-                && let Err(e) = area.confirm(&k.id).await
-            {
-                tracing::warn!("confirming the undo copy {}: {e}", k.id);
-                r.notes.push(format!("undo: the copy {} could not be marked kept ({e}); removed", k.id));
-                let errors = area.remove(std::slice::from_ref(k)).await;
-                errors.iter().for_each(|err| tracing::warn!("removing the undo copy {}: {err}", k.id));
-                keep = None;
-            }
-            area.drop_others(url, keep.as_ref().map(|k| &k.id)).await;
-            match (&kept, &keep) {
-                (_, Some(k)) => r.notes.push(format!(
-                    "undo: what this restore replaced is kept until {} (`restore --undo` puts it back)",
-                    k.expires_at.format("%Y-%m-%d %H:%M UTC")
-                )),
-                (Some(Some(_)), None) => {}
-                (Some(None), None) => {
-                    r.notes.push(format!("undo: {url} did not exist before, so there is nothing to put back"))
-                }
-                _ => r.notes.push("undo: no copy kept (--no-undo); this restore cannot be undone".into()),
-            }
-            r.undo = keep;
-            Ok(r)
-        }
-        Err(e) => {
-            if let Some(Some(k)) = &kept {
-                let errors = area.remove(std::slice::from_ref(k)).await;
-                errors.iter().for_each(|err| tracing::warn!("removing the unused undo copy {}: {err}", k.id));
-            }
-            Err(e)
-        }
-    }
-}
-
-/// Applies a retention policy to a repository (see `crate::retention`) and removes the undo
-/// area's expired copies (`undo_dir`). This is the library's `prune`.
-pub async fn prune(opts: &PruneOptions, ctx: &Context) -> Result<PruneReport> {
-    let target = Target::create_in(&opts.repo, ctx)?;
-    prune_in(&target, opts, Utc::now(), ctx).await
-}
-
-/// [`prune`] on an opened repository at a given time (tests).
-pub async fn prune_in(
-    target: &Target,
-    opts: &PruneOptions,
-    now: DateTime<Utc>,
-    ctx: &Context,
-) -> Result<PruneReport> {
-    let mut r = retention::prune_in(target, opts, now, ctx).await?;
-    if let Some(dir) = opts.undo_dir.as_deref().filter(|d| d.exists()) {
-        let (removed, errors) = Area::open(dir, ctx)?.sweep(now, opts.dry_run).await?;
-        r.undo_removed = removed;
-        r.errors.extend(errors);
-    }
-    Ok(r)
-}
-
-/// The repositories' health (see `crate::health`) with the undo area's copies listed
-/// (`undo_dir`). This is the library's `status`.
-pub async fn status(opts: &StatusOptions, ctx: &Context) -> Result<StatusReport> {
-    let mut r = health::status(opts, ctx).await?;
-    r.undo = listed(opts, Utc::now(), ctx).await;
-    Ok(r)
-}
-
-/// [`status`] on opened repositories at a given time (tests).
-pub async fn status_in(
-    targets: &[Target],
-    opts: &StatusOptions,
-    now: DateTime<Utc>,
-    ctx: &Context,
-) -> Result<StatusReport> {
-    let mut r = health::status_in(targets, opts, now, ctx).await?;
-    r.undo = listed(opts, now, ctx).await;
-    Ok(r)
-}
-
-async fn listed(opts: &StatusOptions, now: DateTime<Utc>, ctx: &Context) -> Vec<UndoCopy> {
-    match &opts.undo_dir {
-        Some(dir) => undo_copies(dir, now, ctx).await.unwrap_or_else(|e| {
-            tracing::warn!("listing the undo copies in {}: {e}", dir.display());
-            Vec::new()
-        }),
-        None => Vec::new(),
-    }
 }
 
 /// The undo area: a local directory repository.
@@ -503,6 +278,35 @@ impl Area {
             }
             Err(e) => errors.push(format!("list leases: {e}")),
         }
+        if !self.remove_orphans(now, &mut errors).await {
+            return errors;
+        }
+        // Complete copies whose restore was killed (never confirmed; taken by a gone process of
+        // this host). A running restore's copy is its live process's.
+        match self.copies(now).await {
+            Ok(all) => {
+                let killed: Vec<UndoCopy> = all
+                    .into_iter()
+                    .filter(|f| {
+                        !f.confirmed
+                            && f.by.as_deref().and_then(|b| b.rsplit_once('/')).is_some_and(|(h, pid)| {
+                                h == host && pid.parse::<u32>().is_ok_and(lease::process_gone)
+                            })
+                    })
+                    .map(|f| f.copy)
+                    .collect();
+                errors.extend(self.remove(&killed).await);
+            }
+            Err(e) => errors.push(format!("list undo copies: {e}")),
+        }
+        self.remove_dead_spools(&mut errors);
+        errors
+    }
+
+    /// The objects of copies killed runs were taking (no manifest, no live lease), with the
+    /// files a killed write left staged beside them. False when they could not be looked for
+    /// (the clean-up stops there).
+    async fn remove_orphans(&self, now: DateTime<Utc>, errors: &mut Vec<String>) -> bool {
         // Only orphans: every complete copy is kept here (expiry and restores decide those).
         let keep_all = RetentionPolicy { keep_last: Some(u32::MAX), ..Default::default() };
         let plan = match retention::plan(&self.target, &keep_all, 0, now, true).await {
@@ -516,63 +320,48 @@ impl Area {
             },
             Err(e) => {
                 errors.push(format!("look for a killed run's objects: {e}"));
-                return errors;
+                return false;
             }
         };
-        if !plan.orphans.is_empty() || !plan.open_uploads.is_empty() {
-            match retention::apply(&self.target, &plan, &Context::default()).await {
-                Ok(applied) => errors.extend(applied.errors),
-                Err(e) => errors.push(e.to_string()),
-            }
-            // A write killed mid-object leaves a staged file the listing does not show: the
-            // directory goes once no listed object is left in it (apply skips a re-leased one).
-            for o in &plan.orphans {
-                let left = self.target.list(&layout::backup_dir(&o.id)).await.map(|l| l.is_empty());
-                let dir = self.dir.join(o.id.to_string());
-                if matches!(left, Ok(true))
-                    && dir.exists()
-                    && let Err(e) = std::fs::remove_dir_all(&dir)
-                {
-                    errors.push(format!("remove {}: {e}", dir.display()));
-                }
+        if plan.orphans.is_empty() && plan.open_uploads.is_empty() {
+            return true;
+        }
+        match retention::apply(&self.target, &plan, &Context::default()).await {
+            Ok(applied) => errors.extend(applied.errors),
+            Err(e) => errors.push(e.to_string()),
+        }
+        // A write killed mid-object leaves a staged file the listing does not show: the
+        // directory goes once no listed object is left in it (apply skips a re-leased one).
+        for o in &plan.orphans {
+            let left = self.target.list(&layout::backup_dir(&o.id)).await.map(|l| l.is_empty());
+            let dir = self.dir.join(o.id.to_string());
+            if matches!(left, Ok(true))
+                && dir.exists()
+                && let Err(e) = std::fs::remove_dir_all(&dir)
+            {
+                errors.push(format!("remove {}: {e}", dir.display()));
             }
         }
-        // Complete copies whose restore was killed (never confirmed; taken by a gone process of
-        // this host). A running restore's copy is its live process's.
-        match self.copies(now).await {
-            Ok(all) => {
-                let me = lease::host_name();
-                let killed: Vec<UndoCopy> = all
-                    .into_iter()
-                    .filter(|f| {
-                        !f.confirmed
-                            && f.by.as_deref().and_then(|b| b.rsplit_once('/')).is_some_and(|(h, pid)| {
-                                h == me && pid.parse::<u32>().is_ok_and(lease::process_gone)
-                            })
-                    })
-                    .map(|f| f.copy)
-                    .collect();
-                errors.extend(self.remove(&killed).await);
-            }
-            Err(e) => errors.push(format!("list undo copies: {e}")),
-        }
-        if let Ok(entries) = std::fs::read_dir(self.dir.join(TMP_DIR)) {
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                let pid = name.to_str().and_then(|n| n.split('-').next()).and_then(|p| p.parse::<u32>().ok());
-                let old = entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .is_ok_and(|t| t.elapsed().is_ok_and(|d| d.as_secs() > DEFAULT_KEEP_UNDO_SECS));
-                // By its process where that is known (Linux); by age (a day) elsewhere.
-                if (pid.map_or(old, lease::process_gone) || (old && !cfg!(target_os = "linux")))
-                    && let Err(e) = std::fs::remove_dir_all(entry.path())
-                {
-                    errors.push(format!("remove {}: {e}", entry.path().display()));
-                }
+        true
+    }
+
+    /// The spool directories of gone processes.
+    fn remove_dead_spools(&self, errors: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(self.dir.join(TMP_DIR)) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let pid = name.to_str().and_then(|n| n.split('-').next()).and_then(|p| p.parse::<u32>().ok());
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|d| d.as_secs() > DEFAULT_KEEP_UNDO_SECS));
+            // By its process where that is known (Linux); by age (a day) elsewhere.
+            if (pid.map_or(old, lease::process_gone) || (old && !cfg!(target_os = "linux")))
+                && let Err(e) = std::fs::remove_dir_all(entry.path())
+            {
+                errors.push(format!("remove {}: {e}", entry.path().display()));
             }
         }
-        errors
     }
 }
 
