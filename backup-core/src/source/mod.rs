@@ -22,6 +22,8 @@ pub(crate) mod limits;
 pub(crate) mod mysql;
 pub mod mysql_script;
 pub mod pg_script;
+#[cfg(any(feature = "mysql", feature = "postgres"))]
+pub(crate) mod pool;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 #[cfg(any(feature = "mysql", feature = "postgres"))]

@@ -1,8 +1,8 @@
 //! Dump side: consistent snapshot across worker connections, schema via `SHOW CREATE`,
 //! primary-key range chunks, the `LOAD DATA` row encoder and the content checksum.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -10,7 +10,7 @@ use futures::StreamExt;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 use super::{
     CHECKSUM_ALGO, CHECKSUM_ALGO_V1, Server, exec, is_server_error, qi, qs, query_text, short, swap,
@@ -21,6 +21,7 @@ use crate::format::layout;
 use crate::format::manifest::{ObjectKind, TableEntry};
 use crate::model::{DatabaseUrl, Engine};
 use crate::progress::Context;
+use crate::source::pool::{Pool, PoolGuard};
 use crate::source::rowsum::{ChunkSums, Md5Sum};
 use crate::source::{
     ChunkPlan, ChunkSpec, DumpOptions, DumpPlan, DumpStream, SchemaScripts, Snapshot, SnapshotInfo, Source,
@@ -217,56 +218,10 @@ pub(crate) fn escape_into(out: &mut BytesMut, v: &[u8]) {
     out.put_slice(&v[start..]);
 }
 
-/// A fixed set of connections sharing one snapshot.
-pub(crate) struct ConnPool {
-    conns: Mutex<Vec<Conn>>,
-    sem: Arc<Semaphore>,
-}
-
-/// A connection borrowed from a [`ConnPool`]; goes back on drop.
-pub(crate) struct Lease {
-    conn: Option<Conn>,
-    pool: Arc<ConnPool>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
-}
-
-impl Lease {
-    pub(crate) fn conn(&mut self) -> &mut Conn {
-        // Invariant: `conn` is Some from checkout until drop.
-        self.conn.as_mut().unwrap_or_else(|| unreachable!("lease without a connection"))
-    }
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        if let Some(c) = self.conn.take()
-            && let Ok(mut v) = self.pool.conns.lock()
-        {
-            v.push(c);
-        }
-    }
-}
-
-impl ConnPool {
-    pub(crate) fn new(conns: Vec<Conn>) -> Arc<Self> {
-        let n = conns.len();
-        Arc::new(ConnPool { conns: Mutex::new(conns), sem: Arc::new(Semaphore::new(n)) })
-    }
-
-    pub(crate) async fn checkout(self: &Arc<Self>) -> Result<Lease> {
-        let permit =
-            self.sem.clone().acquire_owned().await.map_err(|e| Error::source("MySQL connection pool", e))?;
-        let conn = self.conns.lock().ok().and_then(|mut v| v.pop());
-        match conn {
-            Some(c) => Ok(Lease { conn: Some(c), pool: self.clone(), _permit: permit }),
-            None => Err(Error::source("MySQL connection pool", "no connection left")),
-        }
-    }
-
-    pub(crate) fn take_all(&self) -> Vec<Conn> {
-        self.conns.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
-    }
-}
+/// The snapshot's workers (the engines' shared pool).
+pub(crate) type ConnPool = Pool<Conn>;
+/// A worker borrowed from a [`ConnPool`].
+pub(crate) type Lease = PoolGuard<Conn>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TableKind {
@@ -297,7 +252,7 @@ impl MysqlSource {
 
 struct MysqlSnapshot {
     db: String,
-    pool: Arc<ConnPool>,
+    pool: ConnPool,
     info: SnapshotInfo,
     tables: Vec<TableInfo>,
     chunk_bytes: u64,
@@ -431,8 +386,8 @@ impl Source for MysqlSource {
         }
         info.position.insert("workers".into(), conns.len().to_string());
         let pool = ConnPool::new(conns);
-        let mut lease = pool.checkout().await?;
-        let c = lease.conn();
+        let mut lease = pool.get().await?;
+        let c = &mut *lease;
         let props = query_text(
             c,
             &format!(
@@ -697,8 +652,8 @@ impl Snapshot for MysqlSnapshot {
     }
 
     async fn schema(&self) -> Result<SchemaScripts> {
-        let mut lease = self.pool.checkout().await?;
-        let c = lease.conn();
+        let mut lease = self.pool.get().await?;
+        let c = &mut *lease;
         exec(c, "SET SESSION character_set_results = utf8mb4").await?;
         exec(c, &format!("USE {}", qi(&self.db))).await?;
         let mut pre = format!(
@@ -864,7 +819,7 @@ impl Snapshot for MysqlSnapshot {
     async fn plan(&self) -> Result<DumpPlan> {
         let mut tables = Vec::new();
         let mut chunks = Vec::new();
-        let mut lease = self.pool.checkout().await?;
+        let mut lease = self.pool.get().await?;
         for t in self.tables.iter().filter(|t| t.kind != TableKind::Sequence) {
             let idx = tables.len();
             let props = TableProps { columns: t.cols.clone(), versioned: t.kind == TableKind::Versioned };
@@ -884,7 +839,7 @@ impl Snapshot for MysqlSnapshot {
             {
                 let pk = qi(&t.pk[0].0);
                 let history = if t.kind == TableKind::Versioned { " FOR SYSTEM_TIME ALL" } else { "" };
-                let c = lease.conn();
+                let c = &mut *lease;
                 exec(c, "SET SESSION character_set_results = utf8mb4").await?;
                 let mm = query_text(
                     c,
@@ -964,7 +919,7 @@ impl Snapshot for MysqlSnapshot {
                 sql.push_str(&conds.join(" AND "));
             }
         }
-        let lease = self.pool.checkout().await?;
+        let lease = self.pool.get().await?;
         let rows = Arc::new(AtomicU64::new(0));
         let counter = rows.clone();
         let (tx, rx) = mpsc::channel::<Result<Bytes>>(4);
@@ -973,7 +928,7 @@ impl Snapshot for MysqlSnapshot {
         let sums = self.sums.clone();
         tokio::spawn(async move {
             let mut lease = lease;
-            match stream_rows(lease.conn(), &sql, &tx, &counter).await {
+            match stream_rows(&mut lease, &sql, &tx, &counter).await {
                 Ok(Some(sum)) => sums.chunk_done(&table, sum),
                 Ok(None) => {}
                 Err(e) => {
@@ -990,8 +945,8 @@ impl Snapshot for MysqlSnapshot {
     async fn table_stats(&self, table: &TableEntry) -> Result<TableStats> {
         let props = TableProps::from_entry(table)?;
         let sum = self.sums.wait(&table.name).await?;
-        let mut lease = self.pool.checkout().await?;
-        let c = lease.conn();
+        let mut lease = self.pool.get().await?;
+        let c = &mut *lease;
         exec(c, "SET SESSION character_set_results = utf8mb4").await?;
         let history = if props.versioned { " FOR SYSTEM_TIME ALL" } else { "" };
         let count =

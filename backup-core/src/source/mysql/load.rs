@@ -133,7 +133,7 @@ struct MysqlSession {
     run: String,
     /// What the start of this run cleaned up after killed ones.
     notes: Vec<String>,
-    pool: Arc<ConnPool>,
+    pool: ConnPool,
     /// Server thread ids of the pool's connections (killed on abort so that no half-done load
     /// holds a lock the shadow's DROP would wait on).
     pool_ids: Vec<u32>,
@@ -439,9 +439,9 @@ impl MysqlSession {
     /// Stops the statement running on server thread `id` (`KILL QUERY` from a pool connection;
     /// the pool is idle while a script runs on the control connection).
     async fn kill_query(&self, id: u32) {
-        match self.pool.checkout().await {
+        match self.pool.get().await {
             Ok(mut lease) => {
-                if let Err(e) = lease.conn().query_drop(format!("KILL QUERY {id}")).await {
+                if let Err(e) = lease.query_drop(format!("KILL QUERY {id}")).await {
                     tracing::warn!("stopping the restore's statement (KILL QUERY {id}): {e}");
                 }
             }
@@ -1070,7 +1070,7 @@ impl LoadSession for MysqlSession {
     async fn table_loaded(&self, table: &TableEntry) -> Result<()> {
         let lease = self.open_tables.lock().ok().and_then(|mut m| m.remove(&table.name));
         if let Some(mut lease) = lease {
-            exec(lease.conn(), "COMMIT")
+            exec(&mut lease, "COMMIT")
                 .await
                 .map_err(|e| e.context(format!("commit the load of {}", table.name)))?;
         }
@@ -1083,12 +1083,12 @@ impl LoadSession for MysqlSession {
         let mut lease = match open {
             Some(l) => l,
             None => {
-                let mut l = self.pool.checkout().await?;
-                exec(l.conn(), "START TRANSACTION").await?;
+                let mut l = self.pool.get().await?;
+                exec(&mut l, "START TRANSACTION").await?;
                 l
             }
         };
-        match self.load_on(lease.conn(), t, object, data).await {
+        match self.load_on(&mut lease, t, object, data).await {
             Ok(rows) => {
                 if let Ok(mut m) = self.open_tables.lock() {
                     m.insert(t.name.clone(), lease);
@@ -1096,7 +1096,7 @@ impl LoadSession for MysqlSession {
                 Ok(rows)
             }
             Err(e) => {
-                let _ = exec(lease.conn(), "ROLLBACK").await;
+                let _ = exec(&mut lease, "ROLLBACK").await;
                 Err(e)
             }
         }
@@ -1148,8 +1148,8 @@ impl LoadSession for MysqlSession {
     /// `full_checksum` engine option) recomputes the content checksum on the server.
     async fn table_stats(&self, table: &TableEntry) -> Result<TableStats> {
         let props = TableProps::from_entry(table)?;
-        let mut lease = self.pool.checkout().await?;
-        let c = lease.conn();
+        let mut lease = self.pool.get().await?;
+        let c = &mut *lease;
         if !self.full_checksum
             && !props.versioned
             && table.checksum.is_some()
