@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use backup_core::{Error, ErrorKind};
+use backup_core::{Error, ErrorKind, ErrorReport, Verdict};
 use serde::Serialize;
 
 /// How results are shown.
@@ -30,46 +30,25 @@ impl Output {
         }
     }
 
-    /// Shows an error and returns its exit code.
+    /// Shows an error (the core's one rendering, [`ErrorReport`]) and returns its exit code.
     pub fn error(&self, err: &anyhow::Error) -> i32 {
-        let kind = kind_of(err);
+        let report = ErrorReport::of(err.as_ref());
         if self.json {
-            let available = match err.downcast_ref::<Error>() {
-                Some(Error::NotFound { available, .. }) => available.clone(),
-                _ => Vec::new(),
-            };
-            let v = serde_json::json!({
-                "ok": false,
-                "error": { "kind": kind.as_str(), "message": message(err), "available": available },
-            });
-            println!("{v}");
+            println!("{}", ErrorReport::envelope(report.to_value()));
         }
-        eprintln!("dbbackup: error: {}", message(err));
-        if let Some(hint) = err.downcast_ref::<Error>().and_then(Error::hint)
+        eprintln!("dbbackup: error: {}", report.message);
+        if let Some(hint) = report.hint
             && !self.json
         {
             eprintln!("hint: {hint}");
         }
-        exit_code(kind)
+        exit_code(Error::in_chain(err.as_ref()).map_or(ErrorKind::Usage, Error::kind))
     }
 }
 
-/// An error with its causes, each once (the core's one rendering).
-pub fn message(err: &anyhow::Error) -> String {
-    backup_core::chain_text(err.as_ref())
-}
-
-/// The meaning of an error from any layer.
-pub fn kind_of(err: &anyhow::Error) -> ErrorKind {
-    if let Some(e) = err.downcast_ref::<Error>() {
-        return e.kind();
-    }
-    ErrorKind::Usage
-}
-
-/// The one place exit codes are decided: the core's mapping, except that a cancellation caused
-/// by a stop signal exits 128 + the signal (130 SIGINT, 143 SIGTERM, 129 SIGHUP) and one caused
-/// by `--timeout` exits 124.
+/// The exit code of an error: the core's mapping, except that a cancellation caused by a stop
+/// signal exits 128 + the signal (130 SIGINT, 143 SIGTERM, 129 SIGHUP) and one caused by
+/// `--timeout` exits 124.
 pub fn exit_code(kind: ErrorKind) -> i32 {
     if kind == ErrorKind::Cancelled
         && let Some(code) = crate::signal::stopped_exit_code()
@@ -77,6 +56,16 @@ pub fn exit_code(kind: ErrorKind) -> i32 {
         return code;
     }
     kind.exit_code()
+}
+
+/// The exit code of a command that produced its report: the report's verdict, decided by the
+/// core ([`Verdict::exit_code`]), except that a guard stopped from outside (its command stopped
+/// and rolled back) exits with the signal's code.
+pub fn verdict_code(verdict: &Verdict) -> i32 {
+    match verdict {
+        Verdict::Command(_) => crate::signal::stopped_exit_code().unwrap_or_else(|| verdict.exit_code()),
+        _ => verdict.exit_code(),
+    }
 }
 
 /// `1.5 GiB`-style sizes.

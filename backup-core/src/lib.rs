@@ -7,7 +7,9 @@
 //!
 //! Every command is a function taking `XxxOptions` and returning `XxxReport`; progress goes to an
 //! [`Observer`] in the [`Context`]; errors are one [`Error`] enum whose [`ErrorKind`] maps to
-//! exit codes. This list of re-exports is the public API.
+//! exit codes, and every report says how its command ended ([`Report::verdict`]; how an error or
+//! a failed report becomes an exit code or FFI status, and the one error JSON: `outcome.rs`).
+//! This list of re-exports is the public API.
 //!
 //! ```no_run
 //! # async fn demo() -> backup_core::Result<()> {
@@ -43,6 +45,7 @@ pub mod lease;
 mod mail;
 mod model;
 mod notify;
+mod outcome;
 mod pipeline;
 mod progress;
 mod restore;
@@ -80,6 +83,7 @@ pub use notify::{
     AlertInbox, AlertLine, Notification, NotifyConfig, Outcome, alert_text, deliver, heartbeat, human_secs,
     notify, slack_text,
 };
+pub use outcome::{ErrorReport, Report, Verdict};
 pub use pipeline::{Finding, check_full, check_quick};
 pub use progress::{CancellationToken, Context, Critical, CriticalGuard, Event, NoProgress, Observer, Phase};
 pub use restore::{

@@ -8,7 +8,9 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use backup_core::{CancellationToken, Context, Critical, Error, ErrorKind, Event, Observer, Phase};
+use backup_core::{
+    CancellationToken, Context, Critical, Error, ErrorKind, ErrorReport, Event, Observer, Phase, Report,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -134,51 +136,63 @@ impl Observer for Progress {
     }
 }
 
-/// An error on its way to C: the status code, the JSON error object, and the report of a failed
-/// check (verify) when there is one.
+/// An error on its way to C: the status code and the core's error object ([`ErrorReport`]), to
+/// which the C ABI adds `code` (the status) and, when asked, `returned_alerts`.
 #[derive(Debug)]
 pub(crate) struct Outcome {
     pub code: i32,
-    pub error: Value,
+    pub error: ErrorReport,
+    pub returned_alerts: Option<Value>,
 }
 
 impl Outcome {
     pub(crate) fn from_error(e: &Error) -> Self {
-        let available = match e {
-            Error::NotFound { available, .. } => available.clone(),
-            _ => Vec::new(),
-        };
-        Self::new(e.kind(), backup_core::chain_text(e), available)
+        Outcome { code: e.kind().exit_code(), error: ErrorReport::of(e), returned_alerts: None }
     }
 
-    pub(crate) fn new(kind: ErrorKind, message: String, available: Vec<String>) -> Self {
-        let code = kind.exit_code();
-        Outcome {
-            code,
-            error: json!({ "kind": kind.as_str(), "code": code, "message": message, "available": available }),
-        }
+    /// A report whose verdict is a failure (a damaged backup, unhealthy repositories).
+    pub(crate) fn failed(kind: ErrorKind, message: &str) -> Self {
+        Outcome { code: kind.exit_code(), error: ErrorReport::failed(kind, message), returned_alerts: None }
     }
 
     /// An outcome only the C ABI has (`panic`, `null_argument`), with its own status.
     pub(crate) fn with_code(kind: &str, code: i32, message: String) -> Self {
-        let available: [&str; 0] = [];
-        Outcome {
-            code,
-            error: json!({ "kind": kind, "code": code, "message": message, "available": available }),
+        let error = ErrorReport { kind: kind.to_string(), message, available: Vec::new(), hint: None };
+        Outcome { code, error, returned_alerts: None }
+    }
+
+    /// The error object: `{"available", "code", "kind", "message"}` plus `returned_alerts`.
+    pub(crate) fn json(&self) -> Value {
+        let mut v = self.error.to_value();
+        if let Value::Object(m) = &mut v {
+            m.insert("code".into(), json!(self.code));
+            if let Some(alerts) = &self.returned_alerts {
+                m.insert("returned_alerts".into(), alerts.clone());
+            }
         }
+        v
     }
 
     /// What the CLI's `--json` prints for this error.
     pub(crate) fn cli_json(&self) -> String {
-        json!({ "ok": false, "error": self.error }).to_string()
+        ErrorReport::envelope(self.json())
     }
 }
 
 /// The result of one operation: the JSON report (also on failure when the operation produced one,
-/// like a verify that found damage) and the error, if any.
+/// like a verify that found damage), the error if any, and what an alert says went wrong.
 pub(crate) struct Finished {
     pub report: Option<String>,
     pub error: Option<Outcome>,
+    pub alert_error: Option<String>,
+}
+
+impl Finished {
+    /// An operation that failed without a report.
+    pub(crate) fn failed(outcome: Outcome) -> Self {
+        let alert_error = Some(format!("{} error: {}", outcome.error.kind, outcome.error.message));
+        Finished { report: None, error: Some(outcome), alert_error }
+    }
 }
 
 /// The object behind `dbb_client*`.
@@ -220,27 +234,26 @@ impl Client {
     }
 
     /// Runs one operation on the calling thread: parse `options` as `A`, turn them into the
-    /// core's options with `prepare`, run `op`, serialize its report. `failed` says whether a
-    /// report that was produced still means failure (a verify that found damage).
+    /// core's options with `prepare`, run `op`, serialize its report. Whether a report that was
+    /// produced still means failure (a verify that found damage) is the report's verdict.
     pub(crate) fn run<A, O, R, F, Fut>(
         &self,
         name: &'static str,
         options: Option<&str>,
         prepare: impl FnOnce(A) -> Result<O, Error>,
         op: F,
-        failed: impl FnOnce(&R) -> Option<Outcome>,
     ) -> Finished
     where
         A: DeserializeOwned,
         O: Scoped,
-        R: Serialize,
+        R: Report,
         F: FnOnce(O, Context, Alerting) -> Fut,
         Fut: Future<Output = Result<R, Error>>,
     {
         let prepared = options::parse::<A>(options).and_then(|(common, args)| Ok((common, prepare(args)?)));
         let (common, opts) = match prepared {
             Ok(p) => p,
-            Err(e) => return Finished { report: None, error: Some(Outcome::from_error(&e)) },
+            Err(e) => return Finished::failed(Outcome::from_error(&e)),
         };
         if common.debug_panic {
             panic!("debug_panic requested in the options of {name}");
@@ -263,14 +276,11 @@ impl Client {
         if let Some(cb) = callback {
             notify(cb, &self.progress);
         }
-        let mut finished = Self::finish(name, result, failed);
+        let mut finished = Self::finish(name, result);
         let alerting = common.alerts;
         if let (Some(cfg), Some(scope)) = (&alerting.cfg, &scope) {
             // The same alerts as the CLI's, decided by the core; they never change the outcome.
-            let error = finished.error.as_ref().map(|o| {
-                let kind = o.error["kind"].as_str().unwrap_or("failed");
-                format!("{kind} error: {}", o.error["message"].as_str().unwrap_or(""))
-            });
+            let error = finished.alert_error.clone();
             let handled = finished.report.is_some() && matches!(name, "status" | "guard");
             let ctx = Context { cancel: CancellationToken::new(), ..ctx };
             let after =
@@ -299,33 +309,28 @@ impl Client {
             finished.report =
                 finished.report.map(|text| with_field(text, "returned_alerts", json!(returned)));
             if let Some(o) = &mut finished.error {
-                o.error["returned_alerts"] = json!(returned);
+                o.returned_alerts = Some(json!(returned));
             }
         }
         finished
     }
 
-    fn finish<R: Serialize>(
-        name: &str,
-        result: Result<R, Error>,
-        failed: impl FnOnce(&R) -> Option<Outcome>,
-    ) -> Finished {
+    /// The status, error and alert text of a finished operation, all from the core: the error's
+    /// kind, or the report's verdict.
+    fn finish<R: Report>(name: &str, result: Result<R, Error>) -> Finished {
         match result {
             Ok(report) => {
-                let error = failed(&report);
+                let verdict = report.verdict();
+                let error = verdict.failure().map(|(kind, message)| Outcome::failed(kind, message));
                 match serde_json::to_string(&report) {
-                    Ok(text) => Finished { report: Some(text), error },
-                    Err(e) => Finished {
-                        report: None,
-                        error: Some(Outcome::new(
-                            ErrorKind::Failed,
-                            format!("serialize the {name} report: {e}"),
-                            vec![],
-                        )),
-                    },
+                    Ok(text) => Finished { report: Some(text), error, alert_error: verdict.alert_error() },
+                    Err(e) => Finished::failed(Outcome::failed(
+                        ErrorKind::Failed,
+                        &format!("serialize the {name} report: {e}"),
+                    )),
                 }
             }
-            Err(e) => Finished { report: None, error: Some(Outcome::from_error(&e)) },
+            Err(e) => Finished::failed(Outcome::from_error(&e)),
         }
     }
 }

@@ -48,7 +48,7 @@ use std::ffi::{CStr, CString, c_char, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
-use backup_core::{CommandOutcome, Error, ErrorKind, PruneReport, StatusReport, VerifyReport};
+use backup_core::{CommandOutcome, Error};
 
 use crate::client::{Callback, Client, Finished, Outcome};
 use crate::options::{
@@ -95,7 +95,7 @@ thread_local! {
 }
 
 fn set_last_error(outcome: &Outcome) {
-    LAST_ERROR.with(|e| *e.borrow_mut() = Some(outcome.error.to_string()));
+    LAST_ERROR.with(|e| *e.borrow_mut() = Some(outcome.json().to_string()));
 }
 
 fn clear_last_error() {
@@ -183,16 +183,16 @@ unsafe fn operation(
     let finished = match catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: the caller guarantees `client` is null or a live client not being freed.
         let Some(client) = (unsafe { client.as_ref() }) else {
-            return Finished { report: None, error: Some(null_outcome(name, "the client")) };
+            return Finished::failed(null_outcome(name, "the client"));
         };
         // SAFETY: the caller guarantees `options` is null or a valid C string for this call.
         match unsafe { borrowed_str(options, "options") } {
             Ok(text) => body(&client.inner, text),
-            Err(e) => Finished { report: None, error: Some(Outcome::from_error(&e)) },
+            Err(e) => Finished::failed(Outcome::from_error(&e)),
         }
     })) {
         Ok(f) => f,
-        Err(payload) => Finished { report: None, error: Some(panic_outcome(name, payload.as_ref())) },
+        Err(payload) => Finished::failed(panic_outcome(name, payload.as_ref())),
     };
     let code = finished.error.as_ref().map_or(DBB_OK, |o| o.code);
     if let Some(outcome) = &finished.error {
@@ -272,7 +272,9 @@ pub unsafe extern "C" fn dbb_client_free(client: *mut dbb_client) {
 /// array), `chunk_mib`, `no_checksums`, `temp_dir`, `password`, `no_definer`, `keep_owners`,
 /// `timeout_ms`.
 /// Report: the `create --json` object (`id`, `engine`, `database`, `tables`, `rows`,
-/// `raw_bytes`, `stored_bytes`, `duration_ms`, `repos`, ...).
+/// `raw_bytes`, `stored_bytes`, `duration_ms`, `repos`, `failed_repos`, ...). When some
+/// repositories failed and others hold the backup, the status is 0 and `failed_repos` names them
+/// (the CLI exits 1; both decided by the core's `Verdict::Partial`).
 ///
 /// Ownership: `options_json` is borrowed for the call. On return `*report_out` (if
 /// `report_out` is not NULL) holds a caller-owned string to release with `dbb_string_free`: the
@@ -290,13 +292,9 @@ pub unsafe extern "C" fn dbb_create(
     // SAFETY: forwarded caller guarantees.
     unsafe {
         operation("dbb_create", client, options_json, report_out, |c, o| {
-            c.run(
-                "create",
-                o,
-                CreateArgs::into_core,
-                |opts, ctx, _| async move { backup_core::create(&opts, &ctx).await },
-                |_| None,
-            )
+            c.run("create", o, CreateArgs::into_core, |opts, ctx, _| async move {
+                backup_core::create(&opts, &ctx).await
+            })
         })
     }
 }
@@ -319,13 +317,9 @@ pub unsafe extern "C" fn dbb_list(
     // SAFETY: forwarded caller guarantees.
     unsafe {
         operation("dbb_list", client, options_json, report_out, |c, o| {
-            c.run(
-                "list",
-                o,
-                ListArgs::into_core,
-                |opts, ctx, _| async move { backup_core::list(&opts, &ctx).await },
-                |_| None,
-            )
+            c.run("list", o, ListArgs::into_core, |opts, ctx, _| async move {
+                backup_core::list(&opts, &ctx).await
+            })
         })
     }
 }
@@ -350,21 +344,9 @@ pub unsafe extern "C" fn dbb_verify(
     // SAFETY: forwarded caller guarantees.
     unsafe {
         operation("dbb_verify", client, options_json, report_out, |c, o| {
-            c.run(
-                "verify",
-                o,
-                VerifyArgs::into_core,
-                |opts, ctx, _| async move { backup_core::verify(&opts, &ctx).await },
-                |r: &VerifyReport| {
-                    (!r.ok).then(|| {
-                        Outcome::new(
-                            ErrorKind::Integrity,
-                            format!("backup {} is damaged: {} finding(s)", r.id, r.findings.len()),
-                            Vec::new(),
-                        )
-                    })
-                },
-            )
+            c.run("verify", o, VerifyArgs::into_core, |opts, ctx, _| async move {
+                backup_core::verify(&opts, &ctx).await
+            })
         })
     }
 }
@@ -390,13 +372,9 @@ pub unsafe extern "C" fn dbb_restore(
     // SAFETY: forwarded caller guarantees.
     unsafe {
         operation("dbb_restore", client, options_json, report_out, |c, o| {
-            c.run(
-                "restore",
-                o,
-                RestoreArgs::into_core,
-                |opts, ctx, _| async move { backup_core::restore(&opts, &ctx).await },
-                |_| None,
-            )
+            c.run("restore", o, RestoreArgs::into_core, |opts, ctx, _| async move {
+                backup_core::restore(&opts, &ctx).await
+            })
         })
     }
 }
@@ -422,16 +400,9 @@ pub unsafe extern "C" fn dbb_prune(
     // SAFETY: forwarded caller guarantees.
     unsafe {
         operation("dbb_prune", client, options_json, report_out, |c, o| {
-            c.run(
-                "prune",
-                o,
-                PruneArgs::into_core,
-                |opts, ctx, _| async move { backup_core::prune(&opts, &ctx).await },
-                |r: &PruneReport| {
-                    (!r.errors.is_empty())
-                        .then(|| Outcome::new(ErrorKind::Failed, r.errors.join("; "), Vec::new()))
-                },
-            )
+            c.run("prune", o, PruneArgs::into_core, |opts, ctx, _| async move {
+                backup_core::prune(&opts, &ctx).await
+            })
         })
     }
 }
@@ -456,36 +427,20 @@ pub unsafe extern "C" fn dbb_status(
     // SAFETY: forwarded caller guarantees.
     unsafe {
         operation("dbb_status", client, options_json, report_out, |c, o| {
-            c.run(
-                "status",
-                o,
-                StatusArgs::into_core,
-                |opts, ctx, alerts| async move {
-                    let mut r = backup_core::status(&opts, &ctx).await?;
-                    if let Some(cfg) = &alerts.cfg {
-                        // Each check is a state: its changes alert, and the report shows them.
-                        let scope = backup_core::AlertScope::of(opts.repos.clone(), None, false);
-                        let state_repo =
-                            opts.repos.first().and_then(|u| backup_core::Target::open_in(u, &ctx).ok());
-                        let now = chrono::Utc::now();
-                        let tracked =
-                            backup_core::track_status(cfg, &mut r, state_repo.as_ref(), &scope, now).await;
-                        alerts.warn(tracked.warnings);
-                    }
-                    Ok(r)
-                },
-                |r: &StatusReport| {
-                    (!r.healthy).then(|| {
-                        let failed: Vec<&str> =
-                            r.checks.iter().filter(|c| !c.ok).map(|c| c.message.as_str()).collect();
-                        Outcome::new(
-                            ErrorKind::Unhealthy,
-                            format!("unhealthy: {}", failed.join("; ")),
-                            Vec::new(),
-                        )
-                    })
-                },
-            )
+            c.run("status", o, StatusArgs::into_core, |opts, ctx, alerts| async move {
+                let mut r = backup_core::status(&opts, &ctx).await?;
+                if let Some(cfg) = &alerts.cfg {
+                    // Each check is a state: its changes alert, and the report shows them.
+                    let scope = backup_core::AlertScope::of(opts.repos.clone(), None, false);
+                    let state_repo =
+                        opts.repos.first().and_then(|u| backup_core::Target::open_in(u, &ctx).ok());
+                    let now = chrono::Utc::now();
+                    let tracked =
+                        backup_core::track_status(cfg, &mut r, state_repo.as_ref(), &scope, now).await;
+                    alerts.warn(tracked.warnings);
+                }
+                Ok(r)
+            })
         })
     }
 }
@@ -510,13 +465,9 @@ pub unsafe extern "C" fn dbb_copy(
     // SAFETY: forwarded caller guarantees.
     unsafe {
         operation("dbb_copy", client, options_json, report_out, |c, o| {
-            c.run(
-                "copy",
-                o,
-                CopyArgs::into_core,
-                |opts, ctx, _| async move { backup_core::copy(&opts, &ctx).await },
-                |_| None,
-            )
+            c.run("copy", o, CopyArgs::into_core, |opts, ctx, _| async move {
+                backup_core::copy(&opts, &ctx).await
+            })
         })
     }
 }
@@ -554,40 +505,33 @@ pub unsafe extern "C" fn dbb_guard(
 ) -> i32 {
     let body = move |c: &Client, o: Option<&str>| {
         let Some(command) = command else {
-            return Finished { report: None, error: Some(null_outcome("dbb_guard", "the command callback")) };
+            return Finished::failed(null_outcome("dbb_guard", "the command callback"));
         };
-        c.run(
-            "guard",
-            o,
-            GuardArgs::into_core,
-            |opts, ctx, alerts| async move {
-                let failed = std::sync::atomic::AtomicI32::new(-1);
-                let result = backup_core::guard(&opts, &ctx, || async {
-                    // SAFETY: the caller guarantees `command` may be called once with
-                    // `user_data`; this future is polled by `block_on` on the calling thread.
-                    let status = unsafe { command(user_data) };
-                    if status != 0 {
-                        failed.store(status, std::sync::atomic::Ordering::SeqCst);
-                    }
-                    Ok(CommandOutcome::Exited(status))
-                })
-                .await;
-                if let Some(cfg) = &alerts.cfg {
-                    // A rollback (or a failed one) is an event with its details, like the CLI's.
-                    let line = alerts
-                        .command_line
-                        .as_deref()
-                        .map_or_else(|| "the guarded callback".to_string(), backup_core::redact_str);
-                    let status = failed.load(std::sync::atomic::Ordering::SeqCst);
-                    if let Some(n) = backup_core::guard_alert(&line, &opts, &result, status, cfg, &ctx).await
-                    {
-                        alerts.warn(backup_core::deliver(cfg, &n).await.1);
-                    }
+        c.run("guard", o, GuardArgs::into_core, |opts, ctx, alerts| async move {
+            let failed = std::sync::atomic::AtomicI32::new(-1);
+            let result = backup_core::guard(&opts, &ctx, || async {
+                // SAFETY: the caller guarantees `command` may be called once with
+                // `user_data`; this future is polled by `block_on` on the calling thread.
+                let status = unsafe { command(user_data) };
+                if status != 0 {
+                    failed.store(status, std::sync::atomic::Ordering::SeqCst);
                 }
-                result
-            },
-            |_| None,
-        )
+                Ok(CommandOutcome::Exited(status))
+            })
+            .await;
+            if let Some(cfg) = &alerts.cfg {
+                // A rollback (or a failed one) is an event with its details, like the CLI's.
+                let line = alerts
+                    .command_line
+                    .as_deref()
+                    .map_or_else(|| "the guarded callback".to_string(), backup_core::redact_str);
+                let status = failed.load(std::sync::atomic::Ordering::SeqCst);
+                if let Some(n) = backup_core::guard_alert(&line, &opts, &result, status, cfg, &ctx).await {
+                    alerts.warn(backup_core::deliver(cfg, &n).await.1);
+                }
+            }
+            result
+        })
     };
     // SAFETY: forwarded caller guarantees.
     unsafe { operation("dbb_guard", client, options_json, report_out, body) }

@@ -1,13 +1,13 @@
 //! `dbbackup copy`.
 
 use anyhow::Result;
-use backup_core::{Context, CopyOptions, copy};
+use backup_core::{Context, CopyOptions, Report, Verdict, copy};
 
 use super::{jobs, keys, recipients, secret_from};
 use crate::cli::CopyArgs;
 use crate::output::{Output, bytes, millis};
 
-pub async fn run(a: CopyArgs, ctx: &Context, out: &Output) -> Result<i32> {
+pub async fn run(a: CopyArgs, ctx: &Context, out: &Output) -> Result<Verdict> {
     let (identity, passphrase) = keys(&a.keys)?;
     let opts = CopyOptions {
         encrypt_to: recipients(&a.encryption)?,
@@ -51,5 +51,5 @@ pub async fn run(a: CopyArgs, ctx: &Context, out: &Output) -> Result<i32> {
             )
         }
     });
-    Ok(0)
+    Ok(r.verdict())
 }

@@ -1,13 +1,13 @@
 //! `dbbackup create`.
 
 use anyhow::Result;
-use backup_core::{Context, CreateOptions, Secret, create};
+use backup_core::{Context, CreateOptions, Report, Secret, Verdict, create};
 
 use super::{jobs, recipients, secret_from};
 use crate::cli::CreateArgs;
 use crate::output::{Output, bytes, millis};
 
-pub async fn run(a: CreateArgs, password: Option<Secret>, ctx: &Context, out: &Output) -> Result<i32> {
+pub async fn run(a: CreateArgs, password: Option<Secret>, ctx: &Context, out: &Output) -> Result<Verdict> {
     let opts = CreateOptions {
         source: a.source,
         password,
@@ -56,5 +56,5 @@ pub async fn run(a: CreateArgs, password: Option<Secret>, ctx: &Context, out: &O
     for f in &r.failed_repos {
         eprintln!("dbbackup: error: backup {} is NOT in {}: {}", r.id, f.repo, f.error);
     }
-    Ok(if r.failed_repos.is_empty() { 0 } else { 1 })
+    Ok(r.verdict())
 }

@@ -4,7 +4,7 @@ use anyhow::{Context as _, Result};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use backup_core::{CommandOutcome, Context, GuardOptions, NotifyConfig, Secret, guard};
+use backup_core::{CommandOutcome, Context, GuardOptions, NotifyConfig, Report, Secret, Verdict, guard};
 
 use super::{jobs, operator};
 use crate::cli::GuardArgs;
@@ -16,7 +16,7 @@ pub async fn run(
     alerts: &NotifyConfig,
     ctx: &Context,
     out: &Output,
-) -> Result<i32> {
+) -> Result<Verdict> {
     let max_rto_ms = match &a.max_rto {
         Some(d) => {
             Some(backup_core::parse_duration(d).with_context(|| format!("--max-rto {d:?}"))?.as_millis()
@@ -86,8 +86,7 @@ pub async fn run(
             )
         }
     });
-    // Stopped from outside: the command was stopped and rolled back, and the exit code says why.
-    Ok(crate::signal::stopped_exit_code().unwrap_or(r.command_status))
+    Ok(r.verdict())
 }
 
 /// How long a stopped command gets to exit before it is killed.

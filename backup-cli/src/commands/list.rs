@@ -1,12 +1,12 @@
 //! `dbbackup list`.
 
 use anyhow::Result;
-use backup_core::{Context, ListOptions, list};
+use backup_core::{Context, ListOptions, Report, Verdict, list};
 
 use crate::cli::ListArgs;
 use crate::output::{Output, bytes};
 
-pub async fn run(a: ListArgs, ctx: &Context, out: &Output) -> Result<i32> {
+pub async fn run(a: ListArgs, ctx: &Context, out: &Output) -> Result<Verdict> {
     let r = list(&ListOptions { repo: a.repo, tag: a.tag }, ctx).await?;
     out.report(&r, || {
         let mut s = String::new();
@@ -44,5 +44,5 @@ pub async fn run(a: ListArgs, ctx: &Context, out: &Output) -> Result<i32> {
         }
         s.trim_end().to_string()
     });
-    Ok(0)
+    Ok(r.verdict())
 }

@@ -53,7 +53,7 @@ pub async fn run(cli: Cli, out: &Output) -> i32 {
     // Alerts never change the outcome: failures to notify are logged and ignored.
     notify::after(scope, &alert_cfg, &result, &ctx).await;
     match result {
-        Ok(code) => code,
+        Ok(verdict) => crate::output::verdict_code(&verdict),
         Err(e) => out.error(&e),
     }
 }

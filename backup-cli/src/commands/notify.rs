@@ -3,10 +3,9 @@
 //! (state changes, see `backup_core::track`), and never allowed to change the command's outcome.
 
 use anyhow::{Context as _, Result};
-use backup_core::{AlertScope, Context, NotifyConfig};
+use backup_core::{AlertScope, Context, ErrorReport, NotifyConfig, Verdict};
 
 use crate::cli::Command;
-use crate::output::kind_of;
 
 /// What a command's alert concerns: its name, repositories and database.
 pub struct Scope {
@@ -96,13 +95,14 @@ pub fn warn(command: &str, warnings: &[String]) {
 }
 
 /// Alerts for a finished command (decided by the core, the same as the FFI's).
-pub async fn after(scope: Option<Scope>, cfg: &NotifyConfig, result: &Result<i32>, ctx: &Context) {
+pub async fn after(scope: Option<Scope>, cfg: &NotifyConfig, result: &Result<Verdict>, ctx: &Context) {
     let Some(Scope { command, scope }) = scope else { return };
     let error = match result {
-        Ok(0) => None,
-        Ok(4) if command == "status" => Some("unhealthy".to_string()),
-        Ok(code) => Some(format!("exit code {code}")),
-        Err(e) => Some(format!("{} error: {e:#}", kind_of(e))),
+        Ok(verdict) => verdict.alert_error(),
+        Err(e) => {
+            let e = ErrorReport::of(e.as_ref());
+            Some(format!("{} error: {}", e.kind, e.message))
+        }
     };
     // status tracked its checks; guard alerted its rollback itself (with its details).
     let handled = result.is_ok() && matches!(command, "status" | "guard");

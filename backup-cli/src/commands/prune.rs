@@ -1,12 +1,12 @@
 //! `dbbackup prune`.
 
 use anyhow::Result;
-use backup_core::{Context, PruneOptions, RetentionPolicy, prune};
+use backup_core::{Context, PruneOptions, Report, RetentionPolicy, Verdict, prune};
 
 use crate::cli::PruneArgs;
 use crate::output::{Output, bytes};
 
-pub async fn run(a: PruneArgs, ctx: &Context, out: &Output) -> Result<i32> {
+pub async fn run(a: PruneArgs, ctx: &Context, out: &Output) -> Result<Verdict> {
     let opts = PruneOptions {
         repo: a.repo,
         policy: RetentionPolicy {
@@ -98,7 +98,7 @@ pub async fn run(a: PruneArgs, ctx: &Context, out: &Output) -> Result<i32> {
         }
         s
     });
-    Ok(if r.errors.is_empty() { 0 } else { 1 })
+    Ok(r.verdict())
 }
 
 /// `50GiB`, `500MB`, `1.5T`, `1024` (bytes): [`backup_core::parse_size`].

@@ -3,13 +3,13 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{Result, bail};
-use backup_core::{Context, Error, RestoreOptions, Secret, confirmation_needed, restore};
+use backup_core::{Context, Error, Report, RestoreOptions, Secret, Verdict, confirmation_needed, restore};
 
 use super::{jobs, keys, operator};
 use crate::cli::RestoreArgs;
 use crate::output::{Output, bytes, millis};
 
-pub async fn run(a: RestoreArgs, password: Option<Secret>, ctx: &Context, out: &Output) -> Result<i32> {
+pub async fn run(a: RestoreArgs, password: Option<Secret>, ctx: &Context, out: &Output) -> Result<Verdict> {
     let production = a.production || std::env::var("APP_ENV").is_ok_and(|v| v == "production");
     let repo = match a.repo {
         Some(r) => r,
@@ -72,7 +72,7 @@ pub async fn run(a: RestoreArgs, password: Option<Secret>, ctx: &Context, out: &
         ));
         s
     });
-    Ok(0)
+    Ok(r.verdict())
 }
 
 /// Asks the operator to type the database name. Without a terminal, refuses.

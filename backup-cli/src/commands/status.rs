@@ -1,13 +1,13 @@
 //! `dbbackup status`.
 
 use anyhow::Result;
-use backup_core::{AlertScope, Context, ErrorKind, NotifyConfig, StatusOptions, Target, status};
+use backup_core::{AlertScope, Context, NotifyConfig, Report, StatusOptions, Target, Verdict, status};
 
 use super::prune::{parse_duration, parse_size};
 use crate::cli::StatusArgs;
-use crate::output::{Output, bytes, exit_code};
+use crate::output::{Output, bytes};
 
-pub async fn run(a: StatusArgs, alerts: &NotifyConfig, ctx: &Context, out: &Output) -> Result<i32> {
+pub async fn run(a: StatusArgs, alerts: &NotifyConfig, ctx: &Context, out: &Output) -> Result<Verdict> {
     let opts = StatusOptions {
         repos: a.repos,
         max_age_secs: a.max_age.as_deref().map(parse_duration).transpose()?,
@@ -94,5 +94,5 @@ pub async fn run(a: StatusArgs, alerts: &NotifyConfig, ctx: &Context, out: &Outp
         s.push_str(if r.healthy { "healthy" } else { "UNHEALTHY" });
         s
     });
-    Ok(if r.healthy { 0 } else { exit_code(ErrorKind::Unhealthy) })
+    Ok(r.verdict())
 }

@@ -1,13 +1,13 @@
 //! `dbbackup verify`.
 
 use anyhow::Result;
-use backup_core::{Context, ErrorKind, Secret, VerifyOptions, verify};
+use backup_core::{Context, Report, Secret, Verdict, VerifyOptions, verify};
 
 use super::{jobs, keys};
 use crate::cli::VerifyArgs;
-use crate::output::{Output, exit_code, millis};
+use crate::output::{Output, millis};
 
-pub async fn run(a: VerifyArgs, password: Option<Secret>, ctx: &Context, out: &Output) -> Result<i32> {
+pub async fn run(a: VerifyArgs, password: Option<Secret>, ctx: &Context, out: &Output) -> Result<Verdict> {
     let (identity, passphrase) = keys(&a.keys)?;
     let opts = VerifyOptions {
         repo: a.repo,
@@ -43,5 +43,5 @@ pub async fn run(a: VerifyArgs, password: Option<Secret>, ctx: &Context, out: &O
         ));
         s
     });
-    Ok(if r.ok { 0 } else { exit_code(ErrorKind::Integrity) })
+    Ok(r.verdict())
 }

@@ -77,7 +77,9 @@ void dbb_client_free(dbb_client *client);
 // array), `chunk_mib`, `no_checksums`, `temp_dir`, `password`, `no_definer`, `keep_owners`,
 // `timeout_ms`.
 // Report: the `create --json` object (`id`, `engine`, `database`, `tables`, `rows`,
-// `raw_bytes`, `stored_bytes`, `duration_ms`, `repos`, ...).
+// `raw_bytes`, `stored_bytes`, `duration_ms`, `repos`, `failed_repos`, ...). When some
+// repositories failed and others hold the backup, the status is 0 and `failed_repos` names them
+// (the CLI exits 1; both decided by the core's `Verdict::Partial`).
 //
 // Ownership: `options_json` is borrowed for the call. On return `*report_out` (if
 // `report_out` is not NULL) holds a caller-owned string to release with `dbb_string_free`: the
