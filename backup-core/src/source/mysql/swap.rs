@@ -23,13 +23,10 @@ use mysql_async::Conn;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-use super::load::{Object, base_tables, drop_object, harvest, recreate, retarget_defaults};
-use super::{exec, qi, qs, query_text};
+use super::conn::{exec, qi, qs, query_text};
+use super::object::{JOURNAL, Object, base_tables, drop_object, harvest, recreate, retarget_defaults};
 use crate::error::{Error, Result};
 use crate::failpoint;
-
-/// The journal table (in the shadow before the swap, in the previous database after it).
-pub(super) const JOURNAL: &str = "dbbackup:journal";
 
 /// 8 hex digits naming the target in its runs' database names.
 fn tag(live: &str) -> String {

@@ -1,0 +1,172 @@
+//! The content checksum of a table (the proof of restore): the dump computes it on the rows it
+//! streams ([`add_row`]), a restore recomputes it on the server ([`checksum_sql`]) unless the
+//! backup's `CHECKSUM TABLE` from the same server version already confirms the content.
+
+use mysql_async::Conn;
+
+use super::conn::{exec, qi, query_text, query_value};
+use super::table::{ColKind, TableProps};
+use crate::error::{Error, Result};
+use crate::format::manifest::TableEntry;
+use crate::source::TableStats;
+use crate::source::rowsum::Md5Sum;
+
+/// Content checksum algorithm: per row the MD5 of every dumped column as `len:bytes` (or `N` for
+/// NULL), the bytes being the column exactly as dumped (the server's text for numbers and
+/// temporals, the column's own charset for strings, FLOAT widened to DOUBLE, BIT as its unsigned
+/// value), summed over rows as two unsigned 64-bit halves. Order independent, duplicate rows
+/// count twice. The dump computes it on the rows it streams (no second scan); a restore
+/// recomputes it on the server with [`checksum_sql`].
+pub const CHECKSUM_ALGO: &str = "mysql-md5-sum-v2";
+/// The first version (backups before 2026-11-24): BIT hashed as its raw bytes; a second scan on
+/// the server at dump time. Still verified on restore.
+pub const CHECKSUM_ALGO_V1: &str = "mysql-md5-sum-v1";
+
+/// `SELECT COUNT(*), sum-hi, sum-lo` over `db.table` (see [`CHECKSUM_ALGO`]; `v1` for
+/// [`CHECKSUM_ALGO_V1`]).
+pub(crate) fn checksum_sql(db: &str, table: &str, props: &TableProps, v1: bool) -> String {
+    let parts: Vec<String> = props
+        .columns
+        .iter()
+        .map(|c| {
+            let v = match (c.kind, v1) {
+                (ColKind::Float, _) => format!("CAST(CAST({} AS DOUBLE) AS BINARY)", qi(&c.name)),
+                (ColKind::Bit, false) => format!("CAST({}+0 AS BINARY)", qi(&c.name)),
+                (ColKind::Enum, false) => c.enum_expr(),
+                (ColKind::TextForm, _) => {
+                    format!("CAST(CAST({} AS CHAR CHARACTER SET utf8mb4) AS BINARY)", qi(&c.name))
+                }
+                _ => format!("CAST({} AS BINARY)", qi(&c.name)),
+            };
+            format!("IFNULL(CONCAT(LENGTH({v}), ':', {v}), 'N')")
+        })
+        .collect();
+    let history = if props.versioned { " FOR SYSTEM_TIME ALL" } else { "" };
+    format!(
+        "SELECT COUNT(*), IFNULL(SUM(CAST(CONV(SUBSTRING(h, 1, 16), 16, 10) AS UNSIGNED)), 0), \
+         IFNULL(SUM(CAST(CONV(SUBSTRING(h, 17, 16), 16, 10) AS UNSIGNED)), 0) \
+         FROM (SELECT MD5(CONCAT({})) AS h FROM {}.{}{history}) AS dbb_rows",
+        parts.join(", "),
+        qi(db),
+        qi(table)
+    )
+}
+
+/// Runs [`checksum_sql`] on the server (restore side) and shapes the result.
+pub(crate) async fn stats(
+    conn: &mut Conn,
+    db: &str,
+    table: &str,
+    props: &TableProps,
+    v1: bool,
+) -> Result<TableStats> {
+    exec(conn, "SET SESSION character_set_results = utf8mb4").await?;
+    let rows = query_text(conn, &checksum_sql(db, table, props, v1)).await?;
+    let row = rows.into_iter().next().unwrap_or_default();
+    let get = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+    let n: u64 =
+        get(0).parse().map_err(|_| Error::source("MySQL checksum", format!("bad count {:?}", get(0))))?;
+    Ok(TableStats {
+        rows: n,
+        checksum: Some(format!("{}:{}", get(1), get(2))),
+        checksum_algo: Some(if v1 { CHECKSUM_ALGO_V1 } else { CHECKSUM_ALGO }.into()),
+        ..Default::default()
+    })
+}
+
+/// Adds one row to a [`CHECKSUM_ALGO`] sum: `MD5(len:value | 'N' per column)`, computed on the
+/// client over rows as they stream.
+pub(crate) fn add_row<'a>(sum: &mut Md5Sum, values: impl Iterator<Item = Option<&'a [u8]>>) {
+    use md5::Digest;
+    let mut h = md5::Md5::new();
+    for v in values {
+        match v {
+            Some(b) => {
+                h.update(b.len().to_string().as_bytes());
+                h.update(b":");
+                h.update(b);
+            }
+            None => h.update(b"N"),
+        }
+    }
+    sum.add_digest(&h.finalize());
+}
+
+/// The manifest table property holding `CHECKSUM TABLE` at dump time and the server version
+/// that computed it.
+pub(crate) const CHECKSUM_TABLE_KEY: &str = "checksum_table";
+
+/// `CHECKSUM TABLE` (in the current transaction's snapshot), `None` when the server has none.
+pub(crate) async fn checksum_table(c: &mut Conn, db: &str, table: &str) -> Result<Option<String>> {
+    let r = query_text(c, &format!("CHECKSUM TABLE {}.{}", qi(db), qi(table))).await?;
+    Ok(r.into_iter().next().and_then(|row| row.into_iter().nth(1).flatten()))
+}
+
+/// A snapshot table's stats: the checksum of the rows as they were dumped (`sum`, no second
+/// scan), the row count from the snapshot (so a chunking mistake shows as a mismatch), and for
+/// plain tables `CHECKSUM TABLE`, which the same server version recomputes much faster on
+/// restore.
+pub(crate) async fn snapshot_stats(
+    c: &mut Conn,
+    db: &str,
+    table: &TableEntry,
+    sum: Md5Sum,
+    server_version: &str,
+) -> Result<TableStats> {
+    let props = TableProps::from_entry(table)?;
+    exec(c, "SET SESSION character_set_results = utf8mb4").await?;
+    let history = if props.versioned { " FOR SYSTEM_TIME ALL" } else { "" };
+    let count = query_value(c, &format!("SELECT COUNT(*) FROM {}.{}{history}", qi(db), qi(&table.name)))
+        .await?
+        .unwrap_or_default();
+    let rows: u64 =
+        count.parse().map_err(|_| Error::source("MySQL row count", format!("bad count {count:?}")))?;
+    let mut extra = std::collections::BTreeMap::new();
+    if !props.versioned
+        && let Some(v) = checksum_table(c, db, &table.name).await?
+    {
+        extra.insert(
+            CHECKSUM_TABLE_KEY.to_string(),
+            serde_json::json!({ "server": server_version, "value": v }),
+        );
+    }
+    Ok(TableStats { rows, checksum: Some(sum.checksum()), checksum_algo: Some(CHECKSUM_ALGO.into()), extra })
+}
+
+/// A restored table's stats. The backup's `CHECKSUM TABLE`, when the same server version
+/// recorded it, confirms the content in a fraction of the time; anything else (other version,
+/// versioned table, a differing value, which can also come from a different physical format,
+/// or `full_checksum`) recomputes the content checksum on the server.
+pub(crate) async fn restored_stats(
+    c: &mut Conn,
+    db: &str,
+    table: &TableEntry,
+    server_version: &str,
+    full_checksum: bool,
+) -> Result<TableStats> {
+    let props = TableProps::from_entry(table)?;
+    if !full_checksum
+        && !props.versioned
+        && table.checksum.is_some()
+        && let Some(rec) = table.properties.get(CHECKSUM_TABLE_KEY)
+        && rec.get("server").and_then(|v| v.as_str()) == Some(server_version)
+        && let Some(want) = rec.get("value").and_then(|v| v.as_str())
+    {
+        let count = query_value(c, &format!("SELECT COUNT(*) FROM {}.{}", qi(db), qi(&table.name)))
+            .await?
+            .and_then(|n| n.parse::<u64>().ok());
+        let got = checksum_table(c, db, &table.name).await?;
+        if count != Some(table.rows) || got.as_deref() != Some(want) {
+            tracing::info!(table = %table.name, "CHECKSUM TABLE differs from the backup's; recomputing the content checksum");
+        } else {
+            return Ok(TableStats {
+                rows: table.rows,
+                checksum: table.checksum.clone(),
+                checksum_algo: table.checksum_algo.clone(),
+                ..Default::default()
+            });
+        }
+    }
+    let v1 = table.checksum_algo.as_deref() == Some(CHECKSUM_ALGO_V1);
+    stats(c, db, &table.name, &props, v1).await
+}

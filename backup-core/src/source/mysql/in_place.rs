@@ -1,0 +1,129 @@
+//! The in-place mode of a restore (`--in-place`, for accounts without CREATE DATABASE): the
+//! live tables are moved aside inside the live database (one atomic `RENAME TABLE`, after
+//! dropping their triggers and foreign keys, which the server names per database), the backup
+//! is loaded straight into the live names, and the aside copies are dropped only once
+//! everything else succeeded; abort or failure drops what was loaded, renames the originals
+//! back and restores their foreign keys, triggers, views, routines and events — from a journal
+//! in the live database ([`swap::InPlacePlan`]), so the next run can do the same after a kill.
+
+use async_trait::async_trait;
+use mysql_async::Conn;
+
+use super::conn::{exec, qi};
+use super::object::{Object, base_tables, drop_object, foreign_keys, harvest, trigger_table_is};
+use super::session::{Core, Mode};
+use super::swap::InPlacePlan;
+use crate::error::Result;
+use crate::failpoint;
+use crate::source::CommitReport;
+
+/// Loads into the live database, its tables moved aside (the plan, also in its journal).
+pub(crate) struct InPlace {
+    plan: InPlacePlan,
+}
+
+#[async_trait]
+impl Mode for InPlace {
+    fn target(live: &str, _run: &str) -> String {
+        live.to_string()
+    }
+
+    /// Saves and removes the live objects, triggers and foreign keys, then renames the live
+    /// tables aside in one statement.
+    async fn prepare(core: &Core) -> Result<Self> {
+        let mut c = core.control.lock().await;
+        let live = core.live.clone();
+        exec(&mut c, &format!("CREATE DATABASE IF NOT EXISTS {}", qi(&live))).await?;
+        let plan = plan(core, &mut c).await?;
+        // Journaled first: from here on, a failure here or a kill anywhere until the commit puts
+        // back what was removed (this process, or the next run from the journal).
+        plan.write(&mut c).await?;
+        if let Err(e) = move_aside(&plan, &mut c).await {
+            return Err(match plan.undo(&mut c).await {
+                Ok(()) => e.context("move the live tables aside for an in-place restore (put back)"),
+                Err(u) => e.context(format!(
+                    "move the live tables aside for an in-place restore; putting them back ALSO failed ({u}); \
+                     the next restore into {live} retries from its journal"
+                )),
+            });
+        }
+        Ok(InPlace { plan })
+    }
+
+    /// The held-back events, then the aside tables dropped; a failure puts back.
+    async fn commit(&self, core: &Core, c: &mut Conn) -> Result<CommitReport> {
+        let events = core.deferred_events();
+        // Recorded first: the next run finishes (never undoes) a commit that had started, since
+        // the aside tables may be partly dropped. An error here (events first) still puts back.
+        let committing = InPlacePlan { committing: Some(events.clone()), ..self.plan.clone() };
+        let done: Result<()> = async {
+            committing.write(c).await?;
+            failpoint::hit("mysql-in-place-committing");
+            committing.finish(c, &events).await
+        }
+        .await;
+        if let Err(e) = done {
+            self.plan.undo(c).await.map_err(|pe| pe.context(format!("rolling back after {e}")))?;
+            return Err(e.context("finish the in-place restore (the previous data was put back)"));
+        }
+        Ok(core.report())
+    }
+
+    /// Drops what was loaded and puts the original tables and objects back.
+    async fn abort(&self, _core: &Core, c: &mut Conn) -> Result<()> {
+        self.plan.undo(c).await
+    }
+}
+
+/// What the in-place restore moves aside and removes: the live tables it replaces (the selected
+/// ones with `--tables`), their foreign keys, and the objects (with `--tables`: their triggers).
+async fn plan(core: &Core, c: &mut Conn) -> Result<InPlacePlan> {
+    let live = core.live.clone();
+    let mut tables = base_tables(c, &live).await?;
+    tables.retain(|t| core.is_selected(t));
+    let mut objects: Vec<Object> = harvest(c, &live, core.selected.is_none()).await?;
+    if let Some(sel) = &core.selected {
+        objects.retain(|o| o.kind == "TRIGGER" && sel.iter().any(|s| trigger_table_is(o, s)));
+    }
+    let mut fks = Vec::new();
+    for t in &tables {
+        for (name, def) in foreign_keys(c, &live, t).await? {
+            let add = format!("ALTER TABLE {}.{} ADD {def}", qi(&live), qi(t));
+            fks.push((t.clone(), name, add));
+        }
+    }
+    let aside = tables
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (format!("dbbprev_{}_{i}", rand_suffix()), t.clone()))
+        .collect();
+    let loaded = core.tables.iter().map(|t| t.name.clone()).filter(|t| core.is_selected(t)).collect();
+    Ok(InPlacePlan { live, whole: core.selected.is_none(), aside, fks, objects, loaded, committing: None })
+}
+
+/// Drops the journaled objects and foreign keys, then renames the live tables aside.
+async fn move_aside(plan: &InPlacePlan, c: &mut Conn) -> Result<()> {
+    let live = &plan.live;
+    exec(c, &format!("USE {}", qi(live))).await?;
+    for o in &plan.objects {
+        drop_object(c, o).await?;
+    }
+    for (t, name, _) in &plan.fks {
+        exec(c, &format!("ALTER TABLE {}.{} DROP FOREIGN KEY {}", qi(live), qi(t), qi(name))).await?;
+    }
+    failpoint::hit("mysql-in-place-dropped");
+    if !plan.aside.is_empty() {
+        let renames: Vec<String> = plan
+            .aside
+            .iter()
+            .map(|(a, t)| format!("{}.{} TO {}.{}", qi(live), qi(t), qi(live), qi(a)))
+            .collect();
+        exec(c, &format!("RENAME TABLE {}", renames.join(", "))).await?;
+    }
+    Ok(())
+}
+
+fn rand_suffix() -> String {
+    let r: u32 = rand::random();
+    format!("{r:08x}")
+}

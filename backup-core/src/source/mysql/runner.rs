@@ -1,0 +1,276 @@
+//! Runs a SQL script statement by statement on the restore's control connection: the schema
+//! scripts of a backup and foreign dumps (`mysqldump`/`mariadb-dump` output). Statements that
+//! would leave the load target (`USE`, `CREATE/DROP DATABASE`), need SUPER (GTID, binlog,
+//! global settings, when asked or for foreign dumps) or only speed up a dump (`LOCK TABLES`)
+//! are skipped and counted; events are held back for the commit; cancellation is honoured
+//! between statements and during one (`KILL QUERY` from a pool connection).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use futures::StreamExt;
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+
+use super::conn::{exec, qi, query_value, short};
+use super::object::Object;
+use crate::codec::ByteStream;
+use crate::error::{Error, Result};
+use crate::progress::CancellationToken;
+use crate::source::ScriptReport;
+use crate::source::mysql_script::{self as script, ScriptSplitter, StatementKind};
+use crate::source::pool::Pool;
+
+/// How a script is run.
+pub(crate) struct ScriptRun<'a> {
+    /// The database the statements run in (the shadow, or the live database in place).
+    pub(crate) db: &'a str,
+    /// Only statements about these tables (`--tables`); `None` runs every table's.
+    pub(crate) tables: Option<&'a [String]>,
+    /// Skip statements that need SUPER.
+    pub(crate) strip_super: bool,
+    /// Remove `DEFINER` clauses.
+    pub(crate) no_definer: bool,
+    /// Stops the run between statements, and during one through `killer`.
+    pub(crate) cancel: Option<&'a CancellationToken>,
+    /// Where a connection for `KILL QUERY` comes from (idle while a script runs).
+    pub(crate) killer: &'a Pool<Conn>,
+    /// Events held back until the commit.
+    pub(crate) deferred: &'a Mutex<Vec<Object>>,
+}
+
+/// What a run did so far.
+#[derive(Default)]
+struct Tally {
+    report: ScriptReport,
+    tables: BTreeSet<String>,
+    skipped: BTreeMap<&'static str, u64>,
+}
+
+/// Runs `sql` on `c` (see the module's description).
+pub(crate) async fn run_script(
+    c: &mut Conn,
+    run: &ScriptRun<'_>,
+    mut sql: ByteStream,
+) -> Result<ScriptReport> {
+    exec(c, &format!("USE {}", qi(run.db))).await?;
+    let mut splitter = ScriptSplitter::default();
+    let mut tally = Tally::default();
+    let mut ended = false;
+    while !ended {
+        let stmts = match sql.next().await {
+            Some(b) => splitter.push(&b?).map_err(split_failed)?,
+            None => {
+                ended = true;
+                std::mem::take(&mut splitter).finish().map_err(split_failed)?
+            }
+        };
+        for stmt in stmts {
+            run_statement(c, run, stmt, &mut tally).await?;
+        }
+    }
+    let mut report = tally.report;
+    report.tables = tally.tables.len();
+    for (what, n) in tally.skipped {
+        report.notes.push(format!("skipped {n} {what} statement(s)"));
+    }
+    Ok(report)
+}
+
+/// A script the splitter cannot read.
+fn split_failed(e: script::ScriptError) -> Error {
+    Error::source("split SQL script", e)
+}
+
+/// Why a statement is not run, if it is not (counted under that name), or `Some("")` for one
+/// left out silently (another table's, with `--tables`).
+fn skipped(stmt: &[u8], kind: StatementKind, run: &ScriptRun<'_>) -> Option<&'static str> {
+    match kind {
+        StatementKind::Use => return Some("USE"),
+        StatementKind::Database => return Some("CREATE/DROP DATABASE"),
+        StatementKind::SuperOnly if run.strip_super => return Some("GTID/binlog/global settings"),
+        _ => {}
+    }
+    // LOCK TABLES in a dump only speeds up the inserts; the restore loads a shadow no
+    // one else sees. Kept, a table whose default calls nextval() fails its INSERT
+    // (ERROR 1100: the sequence "was not locked with LOCK TABLES").
+    if is_lock_tables(stmt) {
+        return Some("LOCK/UNLOCK TABLES");
+    }
+    if let Some(list) = run.tables
+        && let Some(name) = statement_table(stmt)
+        && !list.contains(&name)
+    {
+        return Some("");
+    }
+    None
+}
+
+/// Runs one statement (or skips it, or holds an event back).
+async fn run_statement(c: &mut Conn, run: &ScriptRun<'_>, stmt: Vec<u8>, tally: &mut Tally) -> Result<()> {
+    let kind = script::classify(&stmt);
+    if let Some(why) = skipped(&stmt, kind, run) {
+        if !why.is_empty() {
+            *tally.skipped.entry(why).or_default() += 1;
+        }
+        return Ok(());
+    }
+    let stmt = if run.no_definer { script::strip_definer(&stmt) } else { stmt };
+    if kind == StatementKind::CreateEvent {
+        let mode = query_value(c, "SELECT @@SESSION.sql_mode").await?.unwrap_or_default();
+        let tz = query_value(c, "SELECT @@SESSION.time_zone").await?.unwrap_or_default();
+        if let Ok(mut d) = run.deferred.lock() {
+            d.push(Object {
+                kind: "EVENT".into(),
+                name: String::new(),
+                sql_mode: mode,
+                time_zone: Some(tz),
+                create: String::from_utf8_lossy(&stmt).into_owned(),
+            });
+        }
+        return Ok(());
+    }
+    let h = script::head(&stmt, 3);
+    execute(c, run, &stmt, &h).await?;
+    tally.report.statements += 1;
+    if h.starts_with("INSERT") || h.starts_with("REPLACE") {
+        tally.report.rows += c.affected_rows();
+        if let Some(t) = statement_table(&stmt) {
+            tally.tables.insert(t);
+        }
+    }
+    Ok(())
+}
+
+/// Executes one statement; with a cancellation token, a cancel stops it on the server.
+async fn execute(c: &mut Conn, run: &ScriptRun<'_>, stmt: &[u8], h: &str) -> Result<()> {
+    let failed = |e| Error::source(format!("MySQL: {}", short(&String::from_utf8_lossy(stmt))), e);
+    let Some(token) = run.cancel else { return c.query_drop(stmt).await.map_err(failed) };
+    if token.is_cancelled() {
+        return Err(Error::Cancelled(format!("restore: stopped before {}", short(h))));
+    }
+    let id = c.id();
+    let running = c.query_drop(stmt);
+    tokio::pin!(running);
+    tokio::select! {
+        r = &mut running => r.map_err(failed),
+        () = token.cancelled() => {
+            kill_query(run.killer, id).await;
+            // The statement ends at once now (interrupted, or done just before).
+            let _ = running.await;
+            Err(Error::Cancelled(format!("restore: stopped during {}", short(h))))
+        }
+    }
+}
+
+/// Stops the statement running on server thread `id` (`KILL QUERY` from a pool connection;
+/// the pool is idle while a script runs on the control connection).
+async fn kill_query(pool: &Pool<Conn>, id: u32) {
+    match pool.get().await {
+        Ok(mut lease) => {
+            if let Err(e) = lease.query_drop(format!("KILL QUERY {id}")).await {
+                tracing::warn!("stopping the restore's statement (KILL QUERY {id}): {e}");
+            }
+        }
+        Err(e) => tracing::warn!("stopping the restore's statement: {e}"),
+    }
+}
+
+/// The post-data objects of a `--tables` restore: only the triggers of the selected tables,
+/// each with the `SET` statements before it.
+pub(crate) fn selected_triggers(objects: &str, tables: &[String]) -> Result<String> {
+    let stmts = script::split_all(objects.as_bytes()).map_err(|e| Error::source("split post-data", e))?;
+    let mut keep = String::new();
+    let mut pending_sets = String::new();
+    for s in stmts {
+        // `CREATE [OR REPLACE] [DEFINER=...] TRIGGER`: the word can come fourth.
+        let h = script::head(&s, 6);
+        let text = String::from_utf8_lossy(&s).into_owned();
+        if h.starts_with("SET") {
+            pending_sets.push_str(&text);
+            pending_sets.push_str(";\n");
+            continue;
+        }
+        let is_trigger = h.starts_with("CREATE ") && h.split_whitespace().any(|w| w == "TRIGGER");
+        if is_trigger && tables.iter().any(|t| *t == trigger_table(&text)) {
+            keep.push_str(&pending_sets);
+            keep.push_str("DELIMITER ;;\n");
+            keep.push_str(&text);
+            keep.push_str(";;\nDELIMITER ;\n");
+        }
+        pending_sets.clear();
+    }
+    Ok(keep)
+}
+
+/// The table a `CREATE TRIGGER` is on.
+fn trigger_table(create: &str) -> String {
+    let upper = create.to_ascii_uppercase();
+    let Some(p) = upper.find(" ON ") else { return String::new() };
+    let rest = create[p + 4..].trim_start();
+    statement_table(format!("CREATE TABLE {rest}").as_bytes()).unwrap_or_default()
+}
+
+/// `LOCK TABLES ...` / `UNLOCK TABLES` (also `LOCK TABLE`, in conditional comments).
+fn is_lock_tables(stmt: &[u8]) -> bool {
+    let h = script::head(stmt, 2);
+    let mut w = h.split(' ');
+    matches!((w.next(), w.next()), (Some("LOCK" | "UNLOCK"), Some("TABLES" | "TABLE")))
+}
+
+/// The table a CREATE TABLE / CREATE SEQUENCE / SETVAL / INSERT / LOCK statement is about.
+fn statement_table(stmt: &[u8]) -> Option<String> {
+    let h = script::head(stmt, 4);
+    let text = String::from_utf8_lossy(stmt);
+    let after = if h.starts_with("CREATE TABLE")
+        || h.starts_with("CREATE SEQUENCE")
+        || h.starts_with("ALTER TABLE")
+        || h.starts_with("ALTER SEQUENCE")
+    {
+        let upper = text.to_ascii_uppercase();
+        let kw = if h.contains(" SEQUENCE") { "SEQUENCE" } else { "TABLE" };
+        upper.find(kw).map(|p| p + kw.len())
+    } else if h.starts_with("SELECT SETVAL") {
+        text.find("SETVAL(").map(|p| p + 7)
+    } else if h.starts_with("INSERT INTO") || h.starts_with("REPLACE INTO") {
+        text.to_ascii_uppercase().find("INTO").map(|p| p + 4)
+    } else {
+        None
+    }?;
+    let rest = text[after..].trim_start();
+    let rest = rest.strip_prefix("IF NOT EXISTS").map(str::trim_start).unwrap_or(rest);
+    if let Some(q) = rest.strip_prefix('`') {
+        let mut name = String::new();
+        let mut chars = q.chars().peekable();
+        while let Some(ch) = chars.next() {
+            if ch == '`' {
+                if chars.peek() == Some(&'`') {
+                    chars.next();
+                    name.push('`');
+                    continue;
+                }
+                return Some(name);
+            }
+            name.push(ch);
+        }
+        None
+    } else {
+        Some(rest.split(|c: char| c.is_whitespace() || c == '(' || c == ',').next()?.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_statement_tables() {
+        assert_eq!(statement_table(b"CREATE TABLE `a``b` (x int)").as_deref(), Some("a`b"));
+        assert_eq!(statement_table(b"/* c */ INSERT INTO `t` VALUES (1)").as_deref(), Some("t"));
+        assert_eq!(statement_table(b"SELECT SETVAL(`s`, 1, 0, 0)").as_deref(), Some("s"));
+        assert_eq!(statement_table(b"ALTER TABLE `t` ADD KEY `k` (`a`)").as_deref(), Some("t"));
+        assert!(is_lock_tables(b"LOCK TABLES `t` WRITE"));
+        assert!(is_lock_tables(b"/*!40000 UNLOCK TABLES */"));
+        assert!(!is_lock_tables(b"SELECT 'LOCK TABLES'"));
+    }
+}

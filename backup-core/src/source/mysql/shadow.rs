@@ -1,0 +1,150 @@
+//! The shadow mode of a restore: the tables are loaded into a shadow database on the same
+//! server (`<db>_dbbshadow_<tag><run>`, holding the swap's journal), then swapped in by
+//! [`super::swap::Plan`] — the live tables' triggers dropped, ONE `RENAME TABLE` moving every
+//! live table to the previous database and every shadow table into the live one, then the
+//! restored views, routines, triggers and events created. A failure before the rename puts the
+//! triggers back; one after it swaps back. Abort drops the shadow.
+
+use async_trait::async_trait;
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+
+use super::conn::{exec, is_server_error, qi, qs};
+use super::object::{Object, base_tables, harvest, trigger_table_is};
+use super::session::{Core, Mode};
+use super::swap;
+use crate::error::{Error, Result};
+use crate::failpoint;
+use crate::source::CommitReport;
+
+/// Loads into a shadow database and swaps it in.
+pub(crate) struct Shadow;
+
+#[async_trait]
+impl Mode for Shadow {
+    fn target(live: &str, run: &str) -> String {
+        swap::aux_name(live, "shadow", run)
+    }
+
+    /// Creates the shadow with the backed-up database's character set and collation, and its
+    /// journal.
+    async fn prepare(core: &Core) -> Result<Self> {
+        let mut c = core.control.lock().await;
+        let mut sql = format!("CREATE DATABASE {}", qi(&core.target));
+        if let Some(cs) = core.db_prop("charset") {
+            sql.push_str(&format!(" CHARACTER SET {cs}"));
+        }
+        if let Some(co) = core.db_prop("collation") {
+            sql.push_str(&format!(" COLLATE {co}"));
+        }
+        exec(&mut c, &sql).await?;
+        swap::create_journal(&mut c, &core.target, &core.live).await?;
+        Ok(Shadow)
+    }
+
+    /// The full swap (see [`swap`]): plan and journal it, drop the live tables' triggers, one
+    /// `RENAME TABLE`, then the restored objects; a failure before the rename puts the triggers
+    /// back, one after it swaps back.
+    async fn commit(&self, core: &Core, c: &mut Conn) -> Result<CommitReport> {
+        let live = core.live.clone();
+        let plan = plan(core, c).await?;
+        exec(c, &format!("CREATE DATABASE {}", qi(&plan.prev))).await?;
+        plan.write(c).await?;
+        failpoint::hit("mysql-swap-journaled");
+        let renamed: Result<()> = async {
+            plan.drop_old_triggers(c).await?;
+            failpoint::hit("mysql-swap-triggers-dropped");
+            plan.rename_in(c).await
+        }
+        .await;
+        if let Err(e) = renamed {
+            let back = plan.restore_old_triggers(c).await;
+            let _ = plan.finish(c).await;
+            return Err(match back {
+                Ok(()) => e.context("swap the restored tables in (nothing changed)"),
+                Err(b) => e.context(format!(
+                    "swap the restored tables in; putting the live triggers back ALSO failed ({b}); \
+                     the next restore into {live} retries"
+                )),
+            });
+        }
+        failpoint::hit("mysql-swap-renamed");
+        // The data is live. Objects next; on failure swap back.
+        if let Err(e) = plan.forward(c).await {
+            plan.back(c).await.map_err(|re| {
+                re.context(format!(
+                    "swapping back after a failure ({e}); the next restore into {live} finishes or undoes it"
+                ))
+            })?;
+            let _ = plan.finish(c).await;
+            return Err(
+                e.context("recreate views, routines, triggers and events (the previous data was put back)")
+            );
+        }
+        failpoint::hit("mysql-swap-objects-created");
+        plan.finish(c).await?;
+        Ok(core.report())
+    }
+
+    async fn abort(&self, core: &Core, c: &mut Conn) -> Result<()> {
+        match c.query_drop(format!("DROP DATABASE IF EXISTS {}", qi(&core.target))).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_server_error(&e, &[1008]) => Ok(()),
+            Err(e) => Err(Error::source(format!("drop shadow database {}", core.target), e)),
+        }
+    }
+}
+
+/// What the swap will do: the tables on both sides, the old and the new objects (the shadow's
+/// triggers dropped, since a table with triggers cannot move to another database), the
+/// database options. Creates the live database if it does not exist.
+async fn plan(core: &Core, c: &mut Conn) -> Result<swap::Plan> {
+    let (live, shadow) = (core.live.clone(), core.target.clone());
+    let whole = core.selected.is_none();
+    exec(c, &format!("CREATE DATABASE IF NOT EXISTS {}", qi(&live))).await?;
+    let strip = |o: Object| o.without_definer(core.no_definer);
+    let mut new_objects: Vec<Object> = harvest(c, &shadow, true)
+        .await?
+        .into_iter()
+        .filter(|o| whole || o.kind == "TRIGGER")
+        .map(strip)
+        .collect();
+    // Tables with triggers cannot move to another database.
+    for o in new_objects.iter().filter(|o| o.kind == "TRIGGER") {
+        exec(c, &format!("DROP TRIGGER {}.{}", qi(&shadow), qi(&o.name))).await?;
+    }
+    if whole {
+        new_objects.extend(core.deferred_events());
+    }
+    let shadow_tables = base_tables(c, &shadow).await?;
+    let mut live_tables = base_tables(c, &live).await?;
+    if !whole {
+        live_tables.retain(|t| shadow_tables.contains(t));
+    }
+    let mut old_objects = harvest(c, &live, whole).await?;
+    if !whole {
+        old_objects.retain(|o| o.kind == "TRIGGER" && shadow_tables.iter().any(|t| trigger_table_is(o, t)));
+    }
+    let mut alter = Vec::new();
+    if let Some(cs) = core.db_prop("charset") {
+        alter.push(format!("CHARACTER SET {cs}"));
+    }
+    if let Some(co) = core.db_prop("collation") {
+        alter.push(format!("COLLATE {co}"));
+    }
+    if let Some(cm) = core.db_prop("comment") {
+        alter.push(format!("COMMENT {}", qs(cm)));
+    }
+    Ok(swap::Plan {
+        prev: swap::aux_name(&live, "prev", &core.run),
+        whole,
+        live_tables,
+        shadow_tables,
+        old_objects,
+        new_objects,
+        alter: (whole && !alter.is_empty()).then(|| alter.join(" ")),
+        old_alter: if whole { swap::database_options(c, &live).await? } else { None },
+        live,
+        shadow,
+    })
+}

@@ -1,0 +1,301 @@
+//! The dump side's snapshot: every worker connection starts `START TRANSACTION WITH CONSISTENT
+//! SNAPSHOT` while `FLUSH TABLES WITH READ LOCK` holds writers for an instant (or one worker
+//! without the lock), so all of them read one instant; the binlog position of that instant; the
+//! tables listed once. [`MysqlSnapshot`] hands out the schema ([`super::schema`]), the chunk
+//! plan and chunk streams ([`super::dump`]) and the table stats ([`super::checksum`]).
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+use tokio::sync::mpsc;
+
+use super::conn::{Server, exec, is_server_error, qs, query_text, query_value};
+use super::table::{TableInfo, TableProps, list_tables};
+use super::{checksum, dump, schema, swap};
+use crate::codec::compress::ChannelStream;
+use crate::error::{Error, Result};
+use crate::format::manifest::TableEntry;
+use crate::model::{DatabaseUrl, Engine};
+use crate::progress::Context;
+use crate::source::pool::Pool;
+use crate::source::rowsum::ChunkSums;
+use crate::source::{
+    ChunkPlan, DumpOptions, DumpPlan, DumpStream, SchemaScripts, Snapshot, SnapshotInfo, Source, TableStats,
+};
+
+/// The dump side.
+pub(crate) struct MysqlSource {
+    server: Server,
+}
+
+impl MysqlSource {
+    pub(crate) fn new(url: &DatabaseUrl) -> Result<Self> {
+        Ok(MysqlSource { server: Server::new(url)? })
+    }
+}
+
+struct MysqlSnapshot {
+    db: String,
+    pool: Pool<Conn>,
+    info: SnapshotInfo,
+    tables: Vec<TableInfo>,
+    chunk_bytes: u64,
+    no_definer: bool,
+    /// Client-side checksums of the chunks dumped so far, per table name.
+    sums: Arc<ChunkSums>,
+}
+
+#[async_trait]
+impl Source for MysqlSource {
+    fn engine(&self) -> Engine {
+        Engine::Mysql
+    }
+
+    async fn snapshot(&self, opts: &DumpOptions, ctx: &Context) -> Result<Box<dyn Snapshot>> {
+        let db = self.server.database();
+        let jobs = opts.jobs.max(1);
+        let server = self.server.with_limits(&opts.engine_options)?;
+        let (mut control, mut info) = open_control(&server, &db).await?;
+        let mariadb = info.server_version.to_ascii_lowercase().contains("mariadb");
+        let locked = jobs > 1 && global_read_lock(&mut control, &server, jobs, &mut info).await;
+        ctx.check("MySQL snapshot")?;
+        let n = if locked { jobs } else { 1 };
+        let start = [
+            "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ".to_string(),
+            "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY".to_string(),
+        ];
+        let workers = futures::future::join_all((0..n).map(|_| server.connect(&start))).await;
+        let mut conns = Vec::with_capacity(n);
+        let mut failed = None;
+        for w in workers {
+            match w {
+                Ok(c) => conns.push(c),
+                Err(e) => failed = Some(e),
+            }
+        }
+        if locked {
+            locked_position(&mut control, mariadb, &mut info).await?;
+        } else {
+            info.position.insert("method".into(), "single-consistent-snapshot".into());
+        }
+        let _ = control.disconnect().await;
+        if let Some(e) = failed {
+            return Err(e.context("start snapshot transactions"));
+        }
+        if !locked
+            && mariadb
+            && let Some(c) = conns.first_mut()
+        {
+            snapshot_binlog_position(c, &mut info).await;
+        }
+        info.position.insert("workers".into(), conns.len().to_string());
+        let pool = Pool::new(conns);
+        let mut lease = pool.get().await?;
+        database_properties(&mut lease, &db, mariadb, &mut info).await?;
+        let tables = list_tables(&mut lease, &db).await?;
+        drop(lease);
+        Ok(Box::new(MysqlSnapshot {
+            db,
+            pool,
+            info,
+            tables,
+            chunk_bytes: opts.chunk_bytes.max(1 << 20),
+            no_definer: opts.engine_options.mysql.no_definer,
+            sums: Default::default(),
+        }))
+    }
+}
+
+/// The control connection, after finishing or undoing a restore into `db` that was killed
+/// midway (unless one is running: a backup must not read a half-swapped database; what it did
+/// goes into the backup's notes, which a restore's undo copy reports), and the database found.
+async fn open_control(server: &Server, db: &str) -> Result<(Conn, SnapshotInfo)> {
+    let mut control = server.connect(&[]).await?;
+    let version = query_value(&mut control, "SELECT VERSION()").await?.unwrap_or_default();
+    let mut recovered = Vec::new();
+    if swap::try_lock(&mut control, db).await? {
+        let r = swap::recover(&mut control, db).await;
+        swap::unlock(&mut control, db).await;
+        recovered = r.map_err(|e| {
+            e.context(format!("finish an interrupted restore into {db} before backing it up"))
+        })?;
+    }
+    let exists = query_text(
+        &mut control,
+        &format!("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {}", qs(db)),
+    )
+    .await?;
+    if exists.is_empty() {
+        return Err(Error::MissingDatabase(format!("MySQL database {db:?}")));
+    }
+    let info = SnapshotInfo {
+        server_version: version,
+        database: db.to_string(),
+        notes: recovered,
+        ..Default::default()
+    };
+    Ok((control, info))
+}
+
+/// `FLUSH TABLES WITH READ LOCK` on the control connection; not granted, the dump goes through
+/// one consistent connection (said in the notes).
+async fn global_read_lock(control: &mut Conn, server: &Server, jobs: usize, info: &mut SnapshotInfo) -> bool {
+    // The control session's lock_wait_timeout bounds this: while FTWRL waits for a long
+    // query to finish, every write on the server waits behind it.
+    match control.query_drop("FLUSH TABLES WITH READ LOCK").await {
+        Ok(()) => true,
+        Err(e) if is_server_error(&e, &[1205]) => {
+            let waited = server.limits().lock.map(crate::source::limits::show).unwrap_or_default();
+            info.notes.push(format!(
+                "the global read lock (FLUSH TABLES WITH READ LOCK) was not granted within the lock \
+                 timeout of {waited} (a long query or transaction was running; writers were held no \
+                 longer): dumped through one consistent connection instead of {jobs}"
+            ));
+            false
+        }
+        Err(e) => {
+            info.notes.push(format!(
+                "no global read lock ({e}): dumped through one consistent connection instead of {jobs}"
+            ));
+            false
+        }
+    }
+}
+
+/// Under the global read lock (every worker has started its snapshot): the binlog file,
+/// position and GTID of the instant; then the lock is released.
+async fn locked_position(control: &mut Conn, mariadb: bool, info: &mut SnapshotInfo) -> Result<()> {
+    if let Ok(rows) = query_text(control, "SHOW MASTER STATUS").await
+        && let Some(r) = rows.into_iter().next()
+    {
+        if let Some(Some(f)) = r.first() {
+            info.position.insert("binlog_file".into(), f.clone());
+        }
+        if let Some(Some(p)) = r.get(1) {
+            info.position.insert("binlog_pos".into(), p.clone());
+        }
+    }
+    let gtid_sql = if mariadb { "SELECT @@GLOBAL.gtid_binlog_pos" } else { "SELECT @@GLOBAL.gtid_executed" };
+    if let Ok(Some(g)) = query_value(control, gtid_sql).await {
+        info.position.insert("gtid".into(), g);
+    }
+    exec(control, "UNLOCK TABLES").await?;
+    info.position.insert("method".into(), "ftwrl+consistent-snapshot".into());
+    Ok(())
+}
+
+/// MariaDB without the global lock: the binlog position of the one worker's snapshot.
+async fn snapshot_binlog_position(c: &mut Conn, info: &mut SnapshotInfo) {
+    let Ok(rows) = query_text(c, "SHOW STATUS LIKE 'binlog_snapshot_%'").await else { return };
+    for r in rows {
+        if let (Some(Some(k)), Some(Some(v))) = (r.first(), r.get(1)) {
+            let key = if k.ends_with("file") { "binlog_file" } else { "binlog_pos" };
+            if !v.is_empty() {
+                info.position.insert(key.into(), v.clone());
+            }
+        }
+    }
+}
+
+/// The database's character set, collation and (MariaDB) comment, as manifest properties.
+async fn database_properties(c: &mut Conn, db: &str, mariadb: bool, info: &mut SnapshotInfo) -> Result<()> {
+    let props = query_text(
+        c,
+        &format!(
+            "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {}",
+            qs(db)
+        ),
+    )
+    .await?;
+    if let Some(r) = props.into_iter().next() {
+        if let Some(Some(cs)) = r.first() {
+            info.properties.insert("charset".into(), cs.clone().into());
+        }
+        if let Some(Some(co)) = r.get(1) {
+            info.properties.insert("collation".into(), co.clone().into());
+        }
+    }
+    if mariadb
+        && let Ok(Some(comment)) = query_value(
+            c,
+            &format!("SELECT SCHEMA_COMMENT FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {}", qs(db)),
+        )
+        .await
+        && !comment.is_empty()
+    {
+        info.properties.insert("comment".into(), comment.into());
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Snapshot for MysqlSnapshot {
+    fn info(&self) -> SnapshotInfo {
+        self.info.clone()
+    }
+
+    async fn schema(&self) -> Result<SchemaScripts> {
+        let mut lease = self.pool.get().await?;
+        schema::scripts(&mut lease, &self.db, &self.tables, self.no_definer).await
+    }
+
+    async fn plan(&self) -> Result<DumpPlan> {
+        let mut lease = self.pool.get().await?;
+        let plan = dump::plan(&mut lease, &self.db, &self.tables, self.chunk_bytes).await?;
+        self.sums.expect(
+            plan.chunks
+                .iter()
+                .filter_map(|c| c.table.and_then(|i| plan.tables.get(i)).map(|t| t.name.as_str())),
+        );
+        Ok(plan)
+    }
+
+    async fn dump(&self, plan: &DumpPlan, chunk: &ChunkPlan) -> Result<DumpStream> {
+        let t = chunk
+            .table
+            .and_then(|i| plan.tables.get(i))
+            .ok_or_else(|| Error::InvalidInput("MySQL dump of a chunk without a table".into()))?;
+        let props = TableProps::from_entry(t)?;
+        let info = self.tables.iter().find(|x| x.name == t.name);
+        let sql = dump::chunk_sql(&self.db, t, &props, info, chunk.spec);
+        let lease = self.pool.get().await?;
+        let rows = Arc::new(AtomicU64::new(0));
+        let counter = rows.clone();
+        let (tx, rx) = mpsc::channel::<Result<Bytes>>(4);
+        let what = format!("dump {}", t.name);
+        let table = t.name.clone();
+        let sums = self.sums.clone();
+        tokio::spawn(async move {
+            let mut lease = lease;
+            match dump::stream_rows(&mut lease, &sql, &tx, &counter).await {
+                Ok(Some(sum)) => sums.chunk_done(&table, sum),
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = tx.send(Err(e.context(what))).await;
+                }
+            }
+        });
+        Ok(DumpStream { bytes: ChannelStream::new(rx).boxed(), rows })
+    }
+
+    /// See [`checksum::snapshot_stats`].
+    async fn table_stats(&self, table: &TableEntry) -> Result<TableStats> {
+        TableProps::from_entry(table)?;
+        let sum = self.sums.wait(&table.name).await?;
+        let mut lease = self.pool.get().await?;
+        checksum::snapshot_stats(&mut lease, &self.db, table, sum, &self.info.server_version).await
+    }
+
+    async fn close(self: Box<Self>) -> Result<()> {
+        for mut c in self.pool.take_all() {
+            let _ = c.query_drop("COMMIT").await;
+            let _ = c.disconnect().await;
+        }
+        Ok(())
+    }
+}
