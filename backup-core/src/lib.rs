@@ -8,7 +8,8 @@
 //! Every command is a function taking `XxxOptions` and returning `XxxReport`; progress goes to an
 //! [`Observer`] in the [`Context`]; errors are one [`Error`] enum whose [`ErrorKind`] maps to
 //! exit codes, and every report says how its command ended ([`Report::verdict`]; how an error or
-//! a failed report becomes an exit code or FFI status, and the one error JSON: `outcome.rs`).
+//! a failed report becomes an exit code or FFI status, and the one error JSON: `outcome.rs`; how
+//! the C ABI turns a panic into an error: `backup-ffi/src/boundary.rs`).
 //! This list of re-exports is the public API.
 //!
 //! ```no_run

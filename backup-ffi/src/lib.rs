@@ -30,7 +30,7 @@
 //!
 //! Safety net: every export runs inside `catch_unwind` (the release profile keeps
 //! `panic = "unwind"`), so a bug inside the library returns [`DBB_PANIC`] with a message instead
-//! of aborting the host process (a PHP worker, say).
+//! of aborting the host process (a PHP worker, say); how, in `boundary.rs`.
 //!
 //! Threads: operations run on the calling thread (blocking it until done) with their I/O on the
 //! client's runtime; [`dbb_cancel`] and [`dbb_progress`] may be called from any other thread
@@ -38,18 +38,20 @@
 
 #![allow(non_camel_case_types)]
 
+mod boundary;
 mod client;
 mod options;
 #[cfg(test)]
 mod tests;
 
-use std::cell::RefCell;
-use std::ffi::{CStr, CString, c_char, c_void};
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::ffi::{CString, c_char, c_void};
 use std::time::Duration;
 
-use backup_core::{CommandOutcome, Error};
+use backup_core::CommandOutcome;
 
+use crate::boundary::{
+    LAST_ERROR, borrowed_str, clear_last_error, guard, into_c, null_outcome, operation, set_last_error,
+};
 use crate::client::{Callback, Client, Finished, Outcome};
 use crate::options::{
     CopyArgs, CreateArgs, GuardArgs, ListArgs, PruneArgs, RestoreArgs, StatusArgs, VerifyArgs,
@@ -89,128 +91,6 @@ pub type dbb_command_fn = Option<unsafe extern "C" fn(user_data: *mut c_void) ->
 ///
 /// `json` is a progress snapshot, borrowed for the duration of the call only.
 pub type dbb_progress_fn = Option<unsafe extern "C" fn(json: *const c_char, user_data: *mut c_void)>;
-
-thread_local! {
-    static LAST_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
-fn set_last_error(outcome: &Outcome) {
-    LAST_ERROR.with(|e| *e.borrow_mut() = Some(outcome.json().to_string()));
-}
-
-fn clear_last_error() {
-    LAST_ERROR.with(|e| *e.borrow_mut() = None);
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "unknown panic payload".to_string()
-    }
-}
-
-fn panic_outcome(name: &str, payload: &(dyn std::any::Any + Send)) -> Outcome {
-    Outcome::with_code(
-        "panic",
-        DBB_PANIC,
-        format!(
-            "internal error in {name} (a panic, caught at the library boundary): {}",
-            panic_message(payload)
-        ),
-    )
-}
-
-fn null_outcome(name: &str, what: &str) -> Outcome {
-    Outcome::with_code("null_argument", DBB_NULL_ARGUMENT, format!("{name}: {what} is NULL"))
-}
-
-/// Runs `f` behind the panic boundary; on panic returns `on_panic`'s value and records the error.
-fn guard<T>(name: &str, on_panic: T, f: impl FnOnce() -> T) -> T {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(v) => v,
-        Err(payload) => {
-            let outcome = panic_outcome(name, payload.as_ref());
-            set_last_error(&outcome);
-            on_panic
-        }
-    }
-}
-
-/// Turns a Rust string into a caller-owned `char*` (NUL bytes, impossible in JSON, become `?`).
-fn into_c(text: String) -> *mut c_char {
-    let text = CString::new(text).unwrap_or_else(|e| {
-        let mut bytes = e.into_vec();
-        bytes.iter_mut().filter(|b| **b == 0).for_each(|b| *b = b'?');
-        // No NUL bytes remain, so this cannot fail; an empty string is the harmless fallback.
-        CString::new(bytes).unwrap_or_default()
-    });
-    text.into_raw()
-}
-
-/// Reads an optional borrowed C string.
-///
-/// # Safety
-/// `ptr` is null or points to a NUL-terminated string valid for the duration of the call.
-unsafe fn borrowed_str<'a>(ptr: *const c_char, what: &str) -> Result<Option<&'a str>, Error> {
-    if ptr.is_null() {
-        return Ok(None);
-    }
-    // SAFETY: non-null, and the caller guarantees a NUL-terminated string that outlives the call.
-    let cstr = unsafe { CStr::from_ptr(ptr) };
-    cstr.to_str().map(Some).map_err(|_| Error::InvalidInput(format!("{what} is not valid UTF-8")))
-}
-
-/// The shared body of the operation exports.
-///
-/// # Safety
-/// `client` is null or a live pointer from `dbb_client_new`; `options` is null or a valid C
-/// string; `report_out` is null or valid for writing one pointer.
-unsafe fn operation(
-    name: &'static str,
-    client: *const dbb_client,
-    options: *const c_char,
-    report_out: *mut *mut c_char,
-    body: impl FnOnce(&Client, Option<&str>) -> Finished,
-) -> i32 {
-    clear_last_error();
-    if !report_out.is_null() {
-        // SAFETY: the caller guarantees `report_out` is valid for one pointer write.
-        unsafe { report_out.write(std::ptr::null_mut()) };
-    }
-    let finished = match catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: the caller guarantees `client` is null or a live client not being freed.
-        let Some(client) = (unsafe { client.as_ref() }) else {
-            return Finished::failed(null_outcome(name, "the client"));
-        };
-        // SAFETY: the caller guarantees `options` is null or a valid C string for this call.
-        match unsafe { borrowed_str(options, "options") } {
-            Ok(text) => body(&client.inner, text),
-            Err(e) => Finished::failed(Outcome::from_error(&e)),
-        }
-    })) {
-        Ok(f) => f,
-        Err(payload) => Finished::failed(panic_outcome(name, payload.as_ref())),
-    };
-    let code = finished.error.as_ref().map_or(DBB_OK, |o| o.code);
-    if let Some(outcome) = &finished.error {
-        set_last_error(outcome);
-    }
-    if !report_out.is_null() {
-        let text = match (finished.report, &finished.error) {
-            (Some(report), _) => Some(report),
-            (None, Some(outcome)) => Some(outcome.cli_json()),
-            (None, None) => None,
-        };
-        if let Some(text) = text {
-            // SAFETY: as above; ownership of the string passes to the caller.
-            unsafe { report_out.write(into_c(text)) };
-        }
-    }
-    code
-}
 
 /// The library version (e.g. `0.1.0`).
 ///

@@ -179,7 +179,7 @@ int32_t dbb_copy(const dbb_client *client, const char *options_json, char **repo
 // within it; status 4 otherwise), `max_rto_ms`, `compression`, `tag`, `jobs`, `password`,
 // `operator`, `no_definer`, `keep_owners`, `repo_settings`, `timeout_ms`.
 // Report: the `guard --json` object (`backup_id`, `backup_ms`, `command`, `command_status`,
-// `command_ms`, `rolled_back`, `recovery_ms`, `rollback` — `clone` or `restore`, null when it
+// `command_ms`, `rolled_back`, `recovery_ms`, `rollback_point_ms`, `rollback` — `clone` or `restore`, null when it
 // did not roll back —, `restore` (the rollback's restore report on the `restore` path), `notes`). The status is 0 when the guard did its job —
 // whether the command succeeded or was rolled back: read `command_status` and `rolled_back`;
 // it is an error status when the safety backup or the rollback failed (the command is not
