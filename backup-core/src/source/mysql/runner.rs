@@ -48,23 +48,11 @@ struct Tally {
 }
 
 /// Runs `sql` on `c` (see the module's description).
-pub(crate) async fn run_script(
-    c: &mut Conn,
-    run: &ScriptRun<'_>,
-    mut sql: ByteStream,
-) -> Result<ScriptReport> {
+pub(crate) async fn run_script(c: &mut Conn, run: &ScriptRun<'_>, sql: ByteStream) -> Result<ScriptReport> {
     exec(c, &format!("USE {}", qi(run.db))).await?;
-    let mut splitter = ScriptSplitter::default();
+    let mut statements = Statements { sql, splitter: ScriptSplitter::default(), ended: false };
     let mut tally = Tally::default();
-    let mut ended = false;
-    while !ended {
-        let stmts = match sql.next().await {
-            Some(b) => splitter.push(&b?).map_err(split_failed)?,
-            None => {
-                ended = true;
-                std::mem::take(&mut splitter).finish().map_err(split_failed)?
-            }
-        };
+    while let Some(stmts) = statements.next().await? {
         for stmt in stmts {
             run_statement(c, run, stmt, &mut tally).await?;
         }
@@ -77,9 +65,33 @@ pub(crate) async fn run_script(
     Ok(report)
 }
 
-/// A script the splitter cannot read.
+/// A script stream cut into statements.
+struct Statements {
+    sql: ByteStream,
+    splitter: ScriptSplitter,
+    ended: bool,
+}
+
+impl Statements {
+    /// The statements completed by the next piece of the stream (`None` after its end).
+    async fn next(&mut self) -> Result<Option<Vec<Vec<u8>>>> {
+        if self.ended {
+            return Ok(None);
+        }
+        match self.sql.next().await {
+            Some(b) => Ok(Some(self.splitter.push(&b?).map_err(split_failed)?)),
+            None => {
+                self.ended = true;
+                Ok(Some(std::mem::take(&mut self.splitter).finish().map_err(split_failed)?))
+            }
+        }
+    }
+}
+
+/// A script the splitter cannot read: an integrity error, as the PostgreSQL engine and the
+/// shared script check say (the script is damaged, not the server failing).
 fn split_failed(e: script::ScriptError) -> Error {
-    Error::source("split SQL script", e)
+    Error::integrity("dump script", "valid SQL", e.to_string())
 }
 
 /// Why a statement is not run, if it is not (counted under that name), or `Some("")` for one
@@ -179,7 +191,7 @@ async fn kill_query(pool: &Pool<Conn>, id: u32) {
 /// The post-data objects of a `--tables` restore: only the triggers of the selected tables,
 /// each with the `SET` statements before it.
 pub(crate) fn selected_triggers(objects: &str, tables: &[String]) -> Result<String> {
-    let stmts = script::split_all(objects.as_bytes()).map_err(|e| Error::source("split post-data", e))?;
+    let stmts = script::split_all(objects.as_bytes()).map_err(split_failed)?;
     let mut keep = String::new();
     let mut pending_sets = String::new();
     for s in stmts {
@@ -262,6 +274,32 @@ fn statement_table(stmt: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A script that cannot be read is an integrity error (exit 3), as in the PostgreSQL
+    /// engine and the shared script check, not a failure of the server (exit 1).
+    #[tokio::test]
+    async fn an_unreadable_script_is_an_integrity_error_as_in_postgres() {
+        let script = |text: &'static str| futures::stream::iter([Ok(bytes::Bytes::from(text))]).boxed();
+        let mut s =
+            Statements { sql: script("SELECT 1;\nSELECT 'abc"), splitter: Default::default(), ended: false };
+        assert_eq!(s.next().await.unwrap().unwrap(), vec![b"SELECT 1".to_vec()]);
+        let e = s.next().await.unwrap_err();
+        assert_eq!(e.kind(), crate::error::ErrorKind::Integrity, "{e}");
+        let pg = crate::source::script_check::check_script(
+            crate::model::Engine::Postgres,
+            script("SELECT 'abc"),
+            "x",
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.kind(), pg.kind(), "{e} / {pg}");
+        let e = selected_triggers(
+            "CREATE TRIGGER t BEFORE INSERT ON `a` FOR EACH ROW SET @x = 'y",
+            &["a".into()],
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), crate::error::ErrorKind::Integrity, "{e}");
+    }
 
     #[test]
     fn finds_statement_tables() {
