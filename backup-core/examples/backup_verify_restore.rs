@@ -13,8 +13,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use backup_core::{
-    Context, CreateOptions, Error, ErrorKind, Event, Observer, RestoreOptions, Secret, VerifyLevel,
-    VerifyOptions, create, restore, verify,
+    Command, Context, CreateOptions, Error, ErrorKind, Event, Observer, RestoreOptions, Secret, VerifyLevel,
+    VerifyOptions, restore, verify,
 };
 
 /// Prints the library's notes; a real program would drive a progress bar from the other events.
@@ -38,16 +38,14 @@ async fn run(source: String, repo: String, into: String) -> Result<(), Error> {
     });
     let password = || std::env::var("DB_PASSWORD").ok().map(Secret::new);
 
-    let created = create(
-        &CreateOptions {
-            source,
-            password: password(),
-            repos: vec![repo.clone()],
-            tags: vec!["example".into()],
-            ..Default::default()
-        },
-        &ctx,
-    )
+    let created = CreateOptions {
+        source,
+        password: password(),
+        repos: vec![repo.clone()],
+        tags: vec!["example".into()],
+        ..Default::default()
+    }
+    .run(&ctx)
     .await?;
     println!("backup {} ({} rows, {} bytes stored)", created.id, created.rows, created.stored_bytes);
 

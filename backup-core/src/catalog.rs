@@ -10,7 +10,6 @@ use crate::error::{Error, Result};
 use crate::format::layout;
 use crate::format::manifest::{MAX_MANIFEST_BYTES, Manifest};
 use crate::model::{BackupId, Engine, VerifyLevel};
-use crate::progress::Context;
 use crate::storage::Target;
 
 /// Default tolerance for backups stamped in the future of this clock.
@@ -115,20 +114,10 @@ pub struct ListReport {
     pub unreadable: Vec<Unreadable>,
 }
 
-/// Lists complete backups in a repository, newest first. A local directory that does not exist
-/// holds no backups (and is not created).
-pub async fn list(opts: &ListOptions, ctx: &Context) -> Result<ListReport> {
-    let target = match Target::open_in(&opts.repo, ctx) {
-        Err(Error::MissingRepository(repo)) => {
-            return Ok(ListReport { repo, backups: Vec::new(), unreadable: Vec::new() });
-        }
-        other => other?,
-    };
-    list_in(&target, opts.tag.as_deref()).await
-}
-
-/// [`list`] on an opened repository.
-pub async fn list_in(target: &Target, tag: Option<&str>) -> Result<ListReport> {
+/// Lists the complete backups in a repository, newest first; with `tag`, only those carrying it.
+/// (Opened from [`ListOptions`] by [`crate::Command::run`], where a local directory that does
+/// not exist holds no backups and is not created.)
+pub async fn list(target: &Target, tag: Option<&str>) -> Result<ListReport> {
     let ids = backup_ids(target).await?;
     let loaded: Vec<(BackupId, Result<Manifest>)> = futures::stream::iter(ids)
         .map(|id| async move {

@@ -90,22 +90,12 @@ pub struct CopyReport {
     pub duration_ms: u64,
 }
 
-/// Copies one backup between repositories, verifying digests while streaming.
-pub async fn copy(opts: &CopyOptions, ctx: &Context) -> Result<CopyReport> {
-    let from = Target::open_in(&opts.from, ctx)?;
-    let to = Target::create_in(&opts.to, ctx)?;
-    copy_between(&from, &to, opts, ctx).await
-}
-
-/// [`copy`] between opened repositories (tests, fault injection). Holds a shared lease on the
-/// backup in both repositories while it runs (`prune` keeps the source and does not sweep the
-/// half-written copy).
-pub async fn copy_between(
-    from: &Target,
-    to: &Target,
-    opts: &CopyOptions,
-    ctx: &Context,
-) -> Result<CopyReport> {
+/// Copies one backup from `from` to `to`, verifying digests while streaming (the repositories
+/// opened from `opts.from`/`opts.to` by [`crate::Command::run`], or given opened: tests, fault
+/// injection; `opts.from` and `opts.to` are not read here). Holds a shared lease on the backup in
+/// both repositories while it runs (`prune` keeps the source and does not sweep the half-written
+/// copy).
+pub async fn copy(from: &Target, to: &Target, opts: &CopyOptions, ctx: &Context) -> Result<CopyReport> {
     let manifest = catalog::resolve(from, &opts.backup).await?;
     let id = manifest.id.clone();
     let source = crate::lease::share(from, "copy", vec![id.clone()]).await?;

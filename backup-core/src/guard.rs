@@ -121,7 +121,7 @@ pub struct GuardReport {
 
 /// The newest recorded drill of a backup of this database (engine + name): its recovery time.
 pub async fn last_drill_recovery_ms(target: &Target, url: &DatabaseUrl) -> Result<Option<(String, u64)>> {
-    let report = catalog::list_in(target, None).await?;
+    let report = catalog::list(target, None).await?;
     for b in report.backups.iter().filter(|b| b.engine == url.engine() && b.database == url.database()) {
         if let Some(v) = &b.last_verification
             && v.level == VerifyLevel::Drill

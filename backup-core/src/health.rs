@@ -191,7 +191,7 @@ pub async fn status_in(
     };
     let mut listings = Vec::with_capacity(targets.len());
     for t in targets {
-        let mut l = catalog::list_in(t, None).await;
+        let mut l = catalog::list(t, None).await;
         if let (Ok(l), Some(scope)) = (&mut l, &scope) {
             l.backups.retain(|b| b.encrypted || catalog::DatabaseScope::of_summary(b) == *scope);
         }

@@ -10,20 +10,21 @@
 //! exit codes, and every report says how its command ended ([`Report::verdict`]; how an error or
 //! a failed report becomes an exit code or FFI status, and the one error JSON: `outcome.rs`; how
 //! the C ABI turns a panic into an error: `backup-ffi/src/boundary.rs`).
-//! This list of re-exports is the public API.
+//! [`Command::run`] opens what a command's options name (the database and the repositories, by
+//! URL, with the context's store settings: the one place that does, `command.rs`) and runs it;
+//! `create`, `list`, `copy` and `prune` themselves take opened handles (a [`Target`], a
+//! [`source::Source`]), for callers that bring their own. This list of re-exports is the public
+//! API.
 //!
 //! ```no_run
 //! # async fn demo() -> backup_core::Result<()> {
-//! use backup_core::{create, CreateOptions, Context};
-//! let report = create(
-//!     &CreateOptions {
-//!         source: "sqlite:///srv/app/database.sqlite".into(),
-//!         repos: vec!["/srv/backups".into()],
-//!         ..Default::default()
-//!     },
-//!     &Context::default(),
-//! )
-//! .await?;
+//! use backup_core::{Command, Context, CreateOptions};
+//! let opts = CreateOptions {
+//!     source: "sqlite:///srv/app/database.sqlite".into(),
+//!     repos: vec!["/srv/backups".into()],
+//!     ..Default::default()
+//! };
+//! let report = opts.run(&Context::default()).await?;
 //! println!("backup {} stored {} bytes", report.id, report.stored_bytes);
 //! # Ok(()) }
 //! ```
@@ -33,6 +34,7 @@ mod audit;
 mod backup;
 mod catalog;
 pub mod codec;
+mod command;
 mod copy;
 mod engine_options;
 mod error;
@@ -62,12 +64,13 @@ pub use alert::{
     guard_alert, scope_hash, step, track, track_command, track_status,
 };
 pub use audit::{AuditRecord, audit_log};
-pub use backup::{CreateOptions, CreateReport, FailedRepo, create, create_with};
+pub use backup::{CreateOptions, CreateReport, FailedRepo, create};
 pub use catalog::{
     BackupSummary, DatabaseScope, ListOptions, ListReport, Unreadable, VerificationRecord, backup_footprint,
-    backup_ids, last_verification, list, list_in, read_manifest, record_verification, resolve, resolve_for,
+    backup_ids, last_verification, list, read_manifest, record_verification, resolve, resolve_for,
 };
-pub use copy::{CopyOptions, CopyReport, copy, copy_between};
+pub use command::Command;
+pub use copy::{CopyOptions, CopyReport, copy};
 pub use engine_options::{EngineOptions, MysqlOptions, PostgresOptions, SessionOptions};
 pub use error::{Error, ErrorKind, Result, chain_text};
 pub use format::manifest::Manifest;
@@ -100,7 +103,7 @@ pub use source::mysql_script;
 pub use storage::Target;
 /// `restore`, `prune` and `status` keep and clean the undo area around the plain use-cases.
 pub use undo::{
-    DEFAULT_KEEP_UNDO_SECS, UNDO_TAG, UndoCopy, default_dir as default_undo_dir, prune, prune_in, restore,
-    status, status_in, target_key as undo_target_key, undo_copies,
+    DEFAULT_KEEP_UNDO_SECS, UNDO_TAG, UndoCopy, default_dir as default_undo_dir, prune, restore, status,
+    status_in, target_key as undo_target_key, undo_copies,
 };
 pub use verify::{VerifyOptions, VerifyReport, verify, verify_with};

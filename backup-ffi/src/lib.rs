@@ -47,7 +47,7 @@ mod tests;
 use std::ffi::{CString, c_char, c_void};
 use std::time::Duration;
 
-use backup_core::CommandOutcome;
+use backup_core::{Command, CommandOutcome};
 
 use crate::boundary::{
     LAST_ERROR, borrowed_str, clear_last_error, guard, into_c, null_outcome, operation, set_last_error,
@@ -172,9 +172,7 @@ pub unsafe extern "C" fn dbb_create(
     // SAFETY: forwarded caller guarantees.
     unsafe {
         operation("dbb_create", client, options_json, report_out, |c, o| {
-            c.run("create", o, CreateArgs::into_core, |opts, ctx, _| async move {
-                backup_core::create(&opts, &ctx).await
-            })
+            c.run("create", o, CreateArgs::into_core, |opts, ctx, _| async move { opts.run(&ctx).await })
         })
     }
 }
@@ -197,9 +195,7 @@ pub unsafe extern "C" fn dbb_list(
     // SAFETY: forwarded caller guarantees.
     unsafe {
         operation("dbb_list", client, options_json, report_out, |c, o| {
-            c.run("list", o, ListArgs::into_core, |opts, ctx, _| async move {
-                backup_core::list(&opts, &ctx).await
-            })
+            c.run("list", o, ListArgs::into_core, |opts, ctx, _| async move { opts.run(&ctx).await })
         })
     }
 }
@@ -280,9 +276,7 @@ pub unsafe extern "C" fn dbb_prune(
     // SAFETY: forwarded caller guarantees.
     unsafe {
         operation("dbb_prune", client, options_json, report_out, |c, o| {
-            c.run("prune", o, PruneArgs::into_core, |opts, ctx, _| async move {
-                backup_core::prune(&opts, &ctx).await
-            })
+            c.run("prune", o, PruneArgs::into_core, |opts, ctx, _| async move { opts.run(&ctx).await })
         })
     }
 }
@@ -345,9 +339,7 @@ pub unsafe extern "C" fn dbb_copy(
     // SAFETY: forwarded caller guarantees.
     unsafe {
         operation("dbb_copy", client, options_json, report_out, |c, o| {
-            c.run("copy", o, CopyArgs::into_core, |opts, ctx, _| async move {
-                backup_core::copy(&opts, &ctx).await
-            })
+            c.run("copy", o, CopyArgs::into_core, |opts, ctx, _| async move { opts.run(&ctx).await })
         })
     }
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use backup_core::storage::fault::{FaultStore, Faults};
 use backup_core::{
-    Context, CreateOptions, DatabaseUrl, Error, RestoreOptions, Target, VerifyLevel, VerifyOptions,
-    create_with, resolve, restore_with, source, verify_with,
+    Context, CreateOptions, DatabaseUrl, Error, RestoreOptions, Target, VerifyLevel, VerifyOptions, create,
+    resolve, restore_with, source, verify_with,
 };
 
 /// What an engine's test fixture must provide.
@@ -91,7 +91,7 @@ pub async fn backup(url: &str, repo: &Target) -> Result<String, Error> {
     let parsed = DatabaseUrl::parse(url)?;
     let src = source::open_source(&parsed)?;
     let opts = CreateOptions { source: url.into(), chunk_bytes: 1 << 20, jobs: 2, ..Default::default() };
-    create_with(src.as_ref(), &parsed.to_string(), std::slice::from_ref(repo), &opts, &Context::default())
+    create(src.as_ref(), &parsed.to_string(), std::slice::from_ref(repo), &opts, &Context::default())
         .await
         .map(|r| r.id.to_string())
 }
@@ -241,7 +241,7 @@ pub async fn failed_upload_leaves_no_backup<F: Fixture + ?Sized>(f: &F) {
     let repo = memory_repo();
     let bad = faulty(&repo, Faults { fail_writes_after: Some(2), ..Default::default() });
     assert!(backup(&src, &bad).await.is_err());
-    let listed = backup_core::list_in(&repo, None).await.unwrap();
+    let listed = backup_core::list(&repo, None).await.unwrap();
     assert!(listed.backups.is_empty(), "{:?}", listed.backups);
     assert!(matches!(resolve(&repo, "latest").await, Err(Error::NotFound { .. })));
     // Cancel midway.
@@ -250,9 +250,9 @@ pub async fn failed_upload_leaves_no_backup<F: Fixture + ?Sized>(f: &F) {
     let parsed = DatabaseUrl::parse(&src).unwrap();
     let s = source::open_source(&parsed).unwrap();
     let opts = CreateOptions { source: src.clone(), chunk_bytes: 1 << 20, ..Default::default() };
-    let e = create_with(s.as_ref(), &src, std::slice::from_ref(&repo), &opts, &ctx).await.unwrap_err();
+    let e = create(s.as_ref(), &src, std::slice::from_ref(&repo), &opts, &ctx).await.unwrap_err();
     assert!(matches!(e, Error::Cancelled(_)), "{e}");
-    assert!(backup_core::list_in(&repo, None).await.unwrap().backups.is_empty());
+    assert!(backup_core::list(&repo, None).await.unwrap().backups.is_empty());
     assert!(repo.list("").await.unwrap().is_empty(), "objects of failed backups must be cleaned up");
     f.drop_db(&src).await;
 }
@@ -325,7 +325,7 @@ pub async fn guard_rolls_back_a_failed_migration<F: Fixture + ?Sized>(f: &F) {
     .expect("guard");
     assert!(!r.rolled_back);
     assert_ne!(f.fingerprint(&db).await, before);
-    let listed = backup_core::list_in(&repo, Some("guard")).await.unwrap();
+    let listed = backup_core::list(&repo, Some("guard")).await.unwrap();
     assert_eq!(listed.backups.len(), 2);
     f.drop_db(&db).await;
 }
@@ -364,12 +364,11 @@ pub async fn encrypted_round_trip_and_bad_keys_leave_target_untouched<F: Fixture
         encrypt_to: vec![recipient.clone()],
         ..Default::default()
     };
-    let id =
-        create_with(s.as_ref(), &parsed.to_string(), std::slice::from_ref(&repo), &opts, &Context::default())
-            .await
-            .expect("encrypted backup")
-            .id
-            .to_string();
+    let id = create(s.as_ref(), &parsed.to_string(), std::slice::from_ref(&repo), &opts, &Context::default())
+        .await
+        .expect("encrypted backup")
+        .id
+        .to_string();
     let sealed = resolve(&repo, &id).await.unwrap();
     assert!(sealed.is_sealed() && sealed.tables.is_empty() && sealed.database.is_empty());
     let keys = backup_core::codec::encrypt::Keyring::from_secrets(Some(&identity), None).unwrap();
@@ -484,7 +483,7 @@ pub async fn encrypted_round_trip_and_bad_keys_leave_target_untouched<F: Fixture
 /// removes it; a restore into a database that did not exist keeps nothing, and `--undo` refuses.
 pub async fn restore_can_be_undone<F: Fixture + ?Sized>(f: &F) {
     use backup_core::{
-        ErrorKind, PruneOptions, RetentionPolicy, StatusOptions, prune_in, restore, status_in, undo_copies,
+        ErrorKind, PruneOptions, RetentionPolicy, StatusOptions, prune, restore, status_in, undo_copies,
     };
     let ctx = Context::default();
     let a = populated(f, "undo_a").await;
@@ -538,7 +537,7 @@ pub async fn restore_can_be_undone<F: Fixture + ?Sized>(f: &F) {
         undo_dir: Some(area.path().into()),
         ..Default::default()
     };
-    let pruned = prune_in(&repo, &p, later, &ctx).await.unwrap();
+    let pruned = prune(&repo, &p, later, &ctx).await.unwrap();
     assert_eq!(pruned.undo_removed.iter().map(|c| &c.id).collect::<Vec<_>>(), vec![&kept.id]);
     assert!(pruned.errors.is_empty(), "{:?}", pruned.errors);
     assert!(undo_copies(area.path(), chrono::Utc::now(), &ctx).await.unwrap().is_empty());

@@ -7,7 +7,7 @@
 
 use backup_core::{
     BackupId, Context, DatabaseUrl, PruneOptions, RetentionPolicy, StatusOptions, StatusReport, Target,
-    VerificationRecord, backup_ids, prune_in, read_manifest, record_verification, resolve, status_in,
+    VerificationRecord, backup_ids, prune, read_manifest, record_verification, resolve, status_in,
 };
 use chrono::{DateTime, Duration, Utc};
 use dbbackup_tests::source_suite::{Fixture, backup, memory_repo};
@@ -179,7 +179,7 @@ async fn a_backup_stamped_ten_years_ahead_is_reported_never_latest_and_never_dec
         dry_run: false,
         ..Default::default()
     };
-    let rep = prune_in(&repo, &p, Utc::now(), &ctx).await.unwrap();
+    let rep = prune(&repo, &p, Utc::now(), &ctx).await.unwrap();
     let left: Vec<String> = backup_ids(&repo).await.unwrap().iter().map(ToString::to_string).collect();
     assert!(left.contains(&real), "the real newest was deleted: {left:?} {:?}", rep.plan);
     assert!(!left.contains(&old), "{left:?}");
@@ -198,7 +198,7 @@ async fn prune_never_deletes_the_newest_verified_backup() {
         policy: RetentionPolicy { keep_last: Some(1), ..Default::default() },
         ..Default::default()
     };
-    let rep = prune_in(&repo, &p, Utc::now(), &ctx).await.unwrap();
+    let rep = prune(&repo, &p, Utc::now(), &ctx).await.unwrap();
     let left: Vec<String> = backup_ids(&repo).await.unwrap().iter().map(ToString::to_string).collect();
     assert!(left.contains(&verified) && left.contains(&unverified), "{left:?} {:?}", rep.plan);
     let d = rep.plan.decisions.iter().find(|d| d.id.to_string() == verified).unwrap();

@@ -6,7 +6,7 @@
 use std::process::Command;
 
 use backup_core::{
-    Context, CreateOptions, DatabaseUrl, Error, RestoreOptions, create_with, resolve, restore, restore_with,
+    Context, CreateOptions, DatabaseUrl, Error, RestoreOptions, create, resolve, restore, restore_with,
     source,
 };
 use dbbackup_tests::mysql_fixture::{MysqlFixture, connect, db_of};
@@ -60,7 +60,7 @@ async fn without_reload_privilege_falls_back_to_one_consistent_connection() {
     let s = source::open_source(&parsed).unwrap();
     let repo = memory_repo();
     let opts = CreateOptions { source: limited.clone(), chunk_bytes: 1 << 20, jobs: 2, ..Default::default() };
-    let r = create_with(s.as_ref(), &limited, std::slice::from_ref(&repo), &opts, &Context::default())
+    let r = create(s.as_ref(), &limited, std::slice::from_ref(&repo), &opts, &Context::default())
         .await
         .expect("backup without RELOAD");
     assert!(r.notes.iter().any(|n| n.contains("one consistent connection")), "{:?}", r.notes);

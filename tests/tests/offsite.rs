@@ -9,7 +9,7 @@ use std::sync::Arc;
 use backup_core::storage::fault::{FaultStore, Faults};
 use backup_core::{
     Context, CopyOptions, Error, ErrorKind, PruneOptions, RetentionPolicy, StatusOptions, Target,
-    VerificationRecord, backup_ids, copy_between, prune_in, record_verification, resolve, status_in,
+    VerificationRecord, backup_ids, copy, prune, record_verification, resolve, status_in,
 };
 use bytes::Bytes;
 use chrono::{Duration, Utc};
@@ -38,7 +38,7 @@ async fn a_failing_repository_gets_no_manifest_and_the_others_keep_the_backup() 
     let parsed = backup_core::DatabaseUrl::parse(&url).unwrap();
     let src = backup_core::source::open_source(&parsed).unwrap();
     let opts = backup_core::CreateOptions { source: url.clone(), jobs: 2, ..Default::default() };
-    let r = backup_core::create_with(src.as_ref(), "db", &[good.clone(), bad], &opts, &Context::default())
+    let r = backup_core::create(src.as_ref(), "db", &[good.clone(), bad], &opts, &Context::default())
         .await
         .unwrap();
     assert_eq!(r.repos, vec![good.display_name().to_string()]);
@@ -53,10 +53,9 @@ async fn a_failing_repository_gets_no_manifest_and_the_others_keep_the_backup() 
     // Every repository failing fails the backup, with no manifest anywhere.
     let (x, y) = (memory_repo(), memory_repo());
     let src = backup_core::source::open_source(&parsed).unwrap();
-    let e =
-        backup_core::create_with(src.as_ref(), "db", &[faulty(&x), faulty(&y)], &opts, &Context::default())
-            .await
-            .unwrap_err();
+    let e = backup_core::create(src.as_ref(), "db", &[faulty(&x), faulty(&y)], &opts, &Context::default())
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("every repository failed"), "{e}");
     for t in [&x, &y] {
         assert!(t.list("").await.unwrap().is_empty(), "{t}");
@@ -66,7 +65,7 @@ async fn a_failing_repository_gets_no_manifest_and_the_others_keep_the_backup() 
     let parsed = backup_core::DatabaseUrl::parse(&url).unwrap();
     let src = backup_core::source::open_source(&parsed).unwrap();
     let made =
-        backup_core::create_with(src.as_ref(), "db", &[good.clone(), b2.clone()], &opts, &Context::default())
+        backup_core::create(src.as_ref(), "db", &[good.clone(), b2.clone()], &opts, &Context::default())
             .await
             .unwrap();
     // A backup never verified is unhealthy: record a passing verification first.
@@ -101,21 +100,21 @@ async fn copy_checks_digests_and_leaves_nothing_on_corruption() {
     )));
     let to = memory_repo();
     let opts = CopyOptions { backup: id.clone(), ..Default::default() };
-    let e = copy_between(&corrupt, &to, &opts, &Context::default()).await.unwrap_err();
+    let e = copy(&corrupt, &to, &opts, &Context::default()).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Integrity, "{e}");
     assert!(to.list("").await.unwrap().is_empty(), "no manifest, no objects after a failed copy");
     // The healthy copy is byte-identical; a second copy is a no-op; a different manifest is refused.
-    let r = copy_between(&from, &to, &opts, &Context::default()).await.unwrap();
+    let r = copy(&from, &to, &opts, &Context::default()).await.unwrap();
     assert_eq!((r.objects, r.already_present), (m.objects.len(), false));
     assert_eq!(resolve(&to, &id).await.unwrap(), m);
     for o in &m.objects {
         let k = format!("{id}/{}", o.key);
         assert_eq!(to.get_bytes(&k, 1 << 30).await.unwrap(), from.get_bytes(&k, 1 << 30).await.unwrap());
     }
-    assert!(copy_between(&from, &to, &opts, &Context::default()).await.unwrap().already_present);
+    assert!(copy(&from, &to, &opts, &Context::default()).await.unwrap().already_present);
     let other = memory_repo();
     other.put_bytes(&format!("{id}/manifest.json"), Bytes::from_static(b"{}")).await.unwrap();
-    let e = copy_between(&from, &other, &opts, &Context::default()).await.unwrap_err();
+    let e = copy(&from, &other, &opts, &Context::default()).await.unwrap_err();
     assert!(matches!(e, Error::AlreadyExists(_)), "{e}");
 }
 
@@ -139,14 +138,14 @@ async fn prune_removes_old_backups_and_sweeps_orphans_after_the_grace_period() {
     // Dry run: the plan, nothing deleted.
     let opts =
         PruneOptions { repo: String::new(), policy: policy.clone(), dry_run: true, ..Default::default() };
-    let r = prune_in(&repo, &opts, now, &ctx).await.unwrap();
+    let r = prune(&repo, &opts, now, &ctx).await.unwrap();
     assert_eq!((r.kept, r.removed), (1, 2));
     assert_eq!(r.plan.orphans.len(), 1);
     assert!(!r.plan.orphans[0].sweep, "younger than the 24 h grace period");
     assert_eq!(backup_ids(&repo).await.unwrap().len(), 3);
     // For real, with the orphan still in its grace period.
     let opts = PruneOptions { dry_run: false, ..opts };
-    let r = prune_in(&repo, &opts, now, &ctx).await.unwrap();
+    let r = prune(&repo, &opts, now, &ctx).await.unwrap();
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     let left: Vec<String> = backup_ids(&repo).await.unwrap().iter().map(ToString::to_string).collect();
     assert_eq!(left, vec![ids[2].clone()]);
@@ -155,7 +154,7 @@ async fn prune_removes_old_backups_and_sweeps_orphans_after_the_grace_period() {
     }
     assert_eq!(repo.list(&orphan_id.to_string()).await.unwrap().len(), 1);
     // Two hours later the orphan is swept; the kept backup is intact and restorable.
-    let r = prune_in(&repo, &opts, now + Duration::hours(25), &ctx).await.unwrap();
+    let r = prune(&repo, &opts, now + Duration::hours(25), &ctx).await.unwrap();
     assert_eq!((r.removed, r.orphan_objects_swept), (0, 1));
     assert!(repo.list(&orphan_id.to_string()).await.unwrap().is_empty());
     let v = backup_core::check_full(&repo, &resolve(&repo, "latest").await.unwrap(), 2, &ctx).await.unwrap();
@@ -254,7 +253,7 @@ async fn backups_started_in_the_same_second_order_by_start_time() {
     let want = format!("{stamp}-0001");
     assert_eq!(resolve(&repo, "latest").await.unwrap().id.to_string(), want);
     assert_eq!(resolve(&repo, "tag:same-second").await.unwrap().id.to_string(), want);
-    let listed = backup_core::list_in(&repo, None).await.unwrap();
+    let listed = backup_core::list(&repo, None).await.unwrap();
     assert_eq!(listed.backups[0].id.to_string(), want);
     assert_eq!(listed.backups[1].id.to_string(), format!("{stamp}-ffff"));
 }
@@ -292,7 +291,7 @@ async fn s3_prune_aborts_a_dead_runs_multipart_upload_and_leaves_a_leased_one() 
     let opts = PruneOptions { policy, orphan_grace_secs: 0, ..Default::default() };
     // (moto reports every upload as initiated in 2010, so the grace period is exercised by the
     // local repository's test in backup-cli/tests/repository.rs, not here.)
-    let r = prune_in(&t, &opts, Utc::now(), &ctx).await.unwrap();
+    let r = prune(&t, &opts, Utc::now(), &ctx).await.unwrap();
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     assert_eq!(r.uploads_aborted, 1, "{:?}", r.plan.open_uploads);
     let left = t.open_uploads().await.unwrap().unwrap();
@@ -300,7 +299,7 @@ async fn s3_prune_aborts_a_dead_runs_multipart_upload_and_leaves_a_leased_one() 
     assert!(left[0].key.starts_with(&running.to_string()), "the leased upload stays: {left:?}");
     // Its run gone, the next prune aborts it too.
     lease.release().await;
-    let r = prune_in(&t, &opts, Utc::now(), &ctx).await.unwrap();
+    let r = prune(&t, &opts, Utc::now(), &ctx).await.unwrap();
     assert_eq!(r.uploads_aborted, 1);
     assert_eq!(t.open_uploads().await.unwrap().unwrap(), Vec::new());
     let m = resolve(&t, &kept).await.unwrap();

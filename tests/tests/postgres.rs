@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use backup_core::storage::fault::{FaultStore, Faults};
 use backup_core::{
-    Compression, Context, CreateOptions, DatabaseUrl, Error, Manifest, RestoreOptions, Target, create_with,
+    Compression, Context, CreateOptions, DatabaseUrl, Error, Manifest, RestoreOptions, Target, create,
     resolve, restore, restore_with, source,
 };
 use dbbackup_tests::pg_catalog::{assert_same_catalog, catalog};
@@ -810,7 +810,7 @@ async fn corrupt_large_objects_are_refused_and_target_untouched() {
         compression: Compression::None,
         ..Default::default()
     };
-    let id = create_with(s.as_ref(), &src, std::slice::from_ref(&repo), &opts, &Context::default())
+    let id = create(s.as_ref(), &src, std::slice::from_ref(&repo), &opts, &Context::default())
         .await
         .expect("backup")
         .id

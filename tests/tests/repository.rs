@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use backup_core::storage::fault::{FaultStore, Faults};
-use backup_core::{Context, CreateOptions, Target, create_with};
+use backup_core::{Context, CreateOptions, Target, create};
 use bytes::Bytes;
 use dbbackup_tests::source_suite::{Fixture, memory_repo};
 use dbbackup_tests::sqlite_fixture::SqliteFixture;
@@ -28,7 +28,7 @@ async fn create_in(
     let parsed = backup_core::DatabaseUrl::parse(url).unwrap();
     let src = backup_core::source::open_source(&parsed).unwrap();
     let opts = CreateOptions { source: url.into(), jobs: 2, ..Default::default() };
-    create_with(src.as_ref(), "db", targets, &opts, ctx).await
+    create(src.as_ref(), "db", targets, &opts, ctx).await
 }
 
 /// Another run writes a manifest (and an object of its own) under this run's id just before this
@@ -133,7 +133,7 @@ async fn a_create_cancelled_mid_upload_aborts_its_parts_and_leaves_nothing() {
         compression: backup_core::Compression::None,
         ..Default::default()
     };
-    let e = create_with(src.as_ref(), "db", &[faulty], &opts, &ctx).await.unwrap_err();
+    let e = create(src.as_ref(), "db", &[faulty], &opts, &ctx).await.unwrap_err();
     canceller.abort();
     assert!(matches!(e, backup_core::Error::Cancelled(_)), "{e}");
     assert!(slow.writes() >= 5, "cancelled mid-upload, {} writes", slow.writes());

@@ -1,7 +1,7 @@
 //! `dbbackup copy`.
 
 use anyhow::Result;
-use backup_core::{Context, CopyOptions, Report, Verdict, copy};
+use backup_core::{Command, Context, CopyOptions, Report, Verdict};
 
 use super::{jobs, keys, recipients, secret_from};
 use crate::cli::CopyArgs;
@@ -24,7 +24,7 @@ pub async fn run(a: CopyArgs, ctx: &Context, out: &Output) -> Result<Verdict> {
         backup: a.backup,
         jobs: jobs(a.jobs),
     };
-    let r = copy(&opts, ctx).await?;
+    let r = opts.run(ctx).await?;
     out.report(&r, || {
         if !r.reencrypted_to.is_empty() {
             format!(

@@ -1,7 +1,7 @@
 //! `dbbackup create`.
 
 use anyhow::Result;
-use backup_core::{Context, CreateOptions, Report, Secret, Verdict, create};
+use backup_core::{Command, Context, CreateOptions, Report, Secret, Verdict};
 
 use super::{jobs, recipients, secret_from};
 use crate::cli::CreateArgs;
@@ -31,7 +31,7 @@ pub async fn run(a: CreateArgs, password: Option<Secret>, ctx: &Context, out: &O
             "passphrase file",
         )?,
     };
-    let r = create(&opts, ctx).await?;
+    let r = opts.run(ctx).await?;
     out.report(&r, || {
         if out.quiet {
             return r.id.to_string();

@@ -1,13 +1,13 @@
 //! `dbbackup list`.
 
 use anyhow::Result;
-use backup_core::{Context, ListOptions, Report, Verdict, list};
+use backup_core::{Command, Context, ListOptions, Report, Verdict};
 
 use crate::cli::ListArgs;
 use crate::output::{Output, bytes};
 
 pub async fn run(a: ListArgs, ctx: &Context, out: &Output) -> Result<Verdict> {
-    let r = list(&ListOptions { repo: a.repo, tag: a.tag }, ctx).await?;
+    let r = ListOptions { repo: a.repo, tag: a.tag }.run(ctx).await?;
     out.report(&r, || {
         let mut s = String::new();
         if r.backups.is_empty() {

@@ -1,7 +1,7 @@
 //! `dbbackup prune`.
 
 use anyhow::Result;
-use backup_core::{Context, PruneOptions, Report, RetentionPolicy, Verdict, prune};
+use backup_core::{Command, Context, PruneOptions, Report, RetentionPolicy, Verdict};
 
 use crate::cli::PruneArgs;
 use crate::output::{Output, bytes};
@@ -23,7 +23,7 @@ pub async fn run(a: PruneArgs, ctx: &Context, out: &Output) -> Result<Verdict> {
         all_databases: a.all_databases,
         undo_dir: super::undo_dir(a.undo_dir),
     };
-    let r = prune(&opts, ctx).await?;
+    let r = opts.run(ctx).await?;
     out.report(&r, || {
         let mut s = String::new();
         for d in &r.plan.decisions {

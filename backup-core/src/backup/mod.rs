@@ -127,24 +127,11 @@ pub struct FailedRepo {
     pub error: String,
 }
 
-/// Backs up the database at `opts.source` into every repository in `opts.repos`.
-pub async fn create(opts: &CreateOptions, ctx: &Context) -> Result<CreateReport> {
-    let mut url = DatabaseUrl::parse(&opts.source)?;
-    url.set_password(opts.password.clone());
-    let source = source::open_source(&url)?;
-    let targets = open_targets(&opts.repos, ctx)?;
-    create_with(source.as_ref(), &url.to_string(), &targets, opts, ctx).await
-}
-
-pub(crate) fn open_targets(repos: &[String], ctx: &Context) -> Result<Vec<Target>> {
-    if repos.is_empty() {
-        return Err(Error::InvalidInput("no repository given (--repo)".into()));
-    }
-    repos.iter().map(|r| Target::create_in(r, ctx)).collect()
-}
-
-/// [`create`] with an already opened source and repositories (tests, fault injection).
-pub async fn create_with(
+/// Backs up the database `source` into every repository of `targets` (opened from
+/// `opts.source` and `opts.repos` by [`crate::Command::run`], or given opened: tests, fault
+/// injection); `source_display` names the source in the report (its URL without the password).
+/// `opts.source` and `opts.repos` are not read here.
+pub async fn create(
     source: &dyn Source,
     source_display: &str,
     targets: &[Target],
@@ -333,19 +320,31 @@ pub(crate) async fn safety_backup(
     temp_dir: Option<std::path::PathBuf>,
     ctx: &Context,
 ) -> Result<CreateReport> {
-    create(
-        &CreateOptions {
-            source: source.to_string(),
-            password,
-            repos,
-            compression,
-            jobs,
-            tags,
-            engine_options: engine_options.clone(),
-            temp_dir,
-            ..Default::default()
-        },
-        ctx,
-    )
-    .await
+    let opts = CreateOptions {
+        source: source.to_string(),
+        password,
+        repos,
+        compression,
+        jobs,
+        tags,
+        engine_options: engine_options.clone(),
+        temp_dir,
+        ..Default::default()
+    };
+    let (source, display, targets) = open(&opts, ctx)?;
+    create(source.as_ref(), &display, &targets, &opts, ctx).await
+}
+
+/// What `opts` names, opened: the source database (with its password; and its URL without the
+/// password, naming it in the report) and every repository (created when missing). For
+/// [`crate::Command::run`] and the safety backups of guard and undo.
+pub(crate) fn open(opts: &CreateOptions, ctx: &Context) -> Result<(Box<dyn Source>, String, Vec<Target>)> {
+    let mut url = DatabaseUrl::parse(&opts.source)?;
+    url.set_password(opts.password.clone());
+    let source = source::open_source(&url)?;
+    if opts.repos.is_empty() {
+        return Err(Error::InvalidInput("no repository given (--repo)".into()));
+    }
+    let targets = opts.repos.iter().map(|r| Target::create_in(r, ctx)).collect::<Result<Vec<_>>>()?;
+    Ok((source, url.to_string(), targets))
 }

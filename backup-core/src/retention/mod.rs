@@ -32,8 +32,8 @@
 //!
 //! The parts: `policy` (the keep rules, pure: [`plan_backups`]), `plan` (what a repository holds,
 //! leases and leftovers included: [`plan`] gives the [`RetentionPlan`]), `apply` (the deletions:
-//! [`apply`]); this file holds the options, the report and [`prune_in`], which runs the three
-//! under the exclusive lease.
+//! [`apply`]); this file holds the options, the report and [`prune_repository`], which runs the
+//! three under the exclusive lease.
 
 mod apply;
 mod plan;
@@ -114,9 +114,8 @@ pub struct PruneReport {
 }
 
 /// Applies a retention policy to an opened repository at a given time (or only reports the plan
-/// Applies a retention policy to an opened repository at a given time (or only reports the plan
 /// with `dry_run`); the library's `prune` is `prune` of `undo`, which also cleans the undo area.
-pub async fn prune_in(
+pub(crate) async fn prune_repository(
     target: &Target,
     opts: &PruneOptions,
     now: DateTime<Utc>,
@@ -167,7 +166,7 @@ pub async fn prune_in(
         uploads_aborted,
         freed_bytes: freed,
         errors,
-        // (`prune_in` of `undo` fills it.)
+        // (`prune` of `undo` fills it.)
         undo_removed: Vec::new(),
     })
 }

@@ -137,7 +137,7 @@ async fn decide(
     now: DateTime<Utc>,
     all_databases: bool,
 ) -> Result<Vec<Decision>> {
-    let listed = catalog::list_in(target, None).await?;
+    let listed = catalog::list(target, None).await?;
     // Backups stamped in the future of this clock decide nothing and are not deleted by rules.
     let horizon = now + Duration::seconds(crate::catalog::DEFAULT_CLOCK_TOLERANCE_SECS as i64);
     let (future, trusted): (Vec<BackupSummary>, Vec<BackupSummary>) =

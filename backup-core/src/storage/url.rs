@@ -697,7 +697,7 @@ mod tests {
         assert_eq!(e.to_string(), format!("repository {url} does not exist"));
         assert_eq!(e.kind(), crate::error::ErrorKind::NotFound);
         let opts = crate::catalog::ListOptions { repo: url.clone(), ..Default::default() };
-        let listed = crate::catalog::list(&opts, &ctx).await.unwrap();
+        let listed = crate::command::Command::run(&opts, &ctx).await.unwrap();
         assert!(
             listed.backups.is_empty() && listed.unreadable.is_empty() && listed.repo == url,
             "{listed:?}"

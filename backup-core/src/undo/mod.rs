@@ -189,21 +189,16 @@ async fn keeping_undo(
     }
 }
 
-/// Applies a retention policy to a repository (see `crate::retention`) and removes the undo
-/// area's expired copies (`undo_dir`). This is the library's `prune`.
-pub async fn prune(opts: &PruneOptions, ctx: &Context) -> Result<PruneReport> {
-    let target = Target::create_in(&opts.repo, ctx)?;
-    prune_in(&target, opts, Utc::now(), ctx).await
-}
-
-/// [`prune`] on an opened repository at a given time (tests).
-pub async fn prune_in(
+/// Applies a retention policy to a repository at `now` (see `crate::retention`) and removes the
+/// undo area's expired copies (`undo_dir`). This is the library's `prune` (`opts.repo` opened by
+/// [`crate::Command::run`], or `target` given opened: tests, fault injection).
+pub async fn prune(
     target: &Target,
     opts: &PruneOptions,
     now: DateTime<Utc>,
     ctx: &Context,
 ) -> Result<PruneReport> {
-    let mut r = retention::prune_in(target, opts, now, ctx).await?;
+    let mut r = retention::prune_repository(target, opts, now, ctx).await?;
     if let Some(dir) = opts.undo_dir.as_deref().filter(|d| d.exists()) {
         let (removed, errors) = Area::open(dir, ctx)?.sweep(now, opts.dry_run).await?;
         r.undo_removed = removed;
