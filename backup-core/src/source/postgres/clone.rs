@@ -1,6 +1,6 @@
 //! A rollback point for `guard`: `CREATE DATABASE <db>_dbbackup_guard_<rand> TEMPLATE <db>`, a
 //! file-level copy made by the server (no rows through any client). Rolling back renames the
-//! copy in with the same one-transaction swap as a restore ([`load::swap_atomically`]), so the
+//! copy in with the same one-transaction swap as a restore ([`swap::swap_atomically`](super::swap::swap_atomically)), so the
 //! recovery time is a rename and a drop, whatever the database's size.
 //!
 //! PostgreSQL copies a database only while no other session is connected to it (55006
@@ -16,8 +16,9 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use tokio_postgres::Client;
 
-use super::load::{self, derived_name, exec, is_derived, property_statements};
-use super::{connect, database_properties, pg_err, quote_ident};
+use super::conn::{connect, exec, pg_err, quote_ident};
+use super::properties::{database_properties, property_statements};
+use super::swap::{derived_name, is_derived, swap_atomically};
 use crate::error::Result;
 use crate::model::DatabaseUrl;
 use crate::source::RollbackPoint;
@@ -112,7 +113,7 @@ impl RollbackPoint for PgClone {
             exec(&self.admin, &s).await?;
         }
         let prev = derived_name(&self.target, "_dbbackup_prev_");
-        load::swap_atomically(&self.admin, &self.target, &self.copy, &prev).await?;
+        swap_atomically(&self.admin, &self.target, &self.copy, &prev).await?;
         let mut notes = vec![format!("renamed {} in place of {}", self.copy, self.target)];
         match exec(&self.admin, &format!("DROP DATABASE {} WITH (FORCE)", quote_ident(&prev))).await {
             Ok(()) => {}

@@ -8,8 +8,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::{Client, Config, Connection, NoTls};
 
 use super::tls::TlsSettings;
-
 use crate::error::{Error, Result};
+use crate::format::manifest::TableEntry;
 use crate::model::DatabaseUrl;
 use crate::source::limits::{self, SessionLimits};
 
@@ -320,4 +320,43 @@ pub(crate) fn find_tool(tool: &str) -> Option<std::path::PathBuf> {
         .collect();
     found.sort();
     found.pop()
+}
+
+pub(crate) async fn exec(c: &Client, stmt: &str) -> Result<()> {
+    c.batch_execute(stmt).await.map_err(pg_err(format!("execute {}", shorten(stmt))))
+}
+
+pub(crate) fn shorten(stmt: &str) -> String {
+    let one: String = stmt.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one.len() > 120 {
+        let mut end = 120;
+        while !one.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}...", &one[..end])
+    } else {
+        one
+    }
+}
+
+/// A table's identity and the columns its chunks carry (generated columns excluded).
+pub(crate) fn qualified(t: &TableEntry) -> String {
+    match &t.schema {
+        Some(s) => format!("{}.{}", quote_ident(s), quote_ident(&t.name)),
+        None => quote_ident(&t.name),
+    }
+}
+
+/// The column list recorded for a table (`properties.columns`), quoted and comma-joined.
+pub(crate) fn column_list(t: &TableEntry) -> Option<String> {
+    let cols = t.properties.get("columns")?.as_array()?;
+    let names: Vec<String> = cols.iter().filter_map(|c| c.as_str()).map(quote_ident).collect();
+    Some(names.join(", "))
+}
+
+/// The maintenance database an admin session connects to (`postgres`, or `template1` when the
+/// target is `postgres` itself).
+pub(crate) fn admin_url(url: &DatabaseUrl) -> DatabaseUrl {
+    let admin = if url.database() == "postgres" { "template1" } else { "postgres" };
+    url.with_database(admin)
 }

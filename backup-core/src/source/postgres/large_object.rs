@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
 use super::conn::PoolGuard;
-use super::{pg_err, quote_ident, quote_literal};
+use super::conn::{pg_err, quote_ident, quote_literal};
 use crate::codec::ByteStream;
 use crate::error::{Error, Result};
 

@@ -1,0 +1,98 @@
+//! Running pg_dump's schema scripts into a restore: split into statements, ownership changes
+//! dropped unless owners are kept, executed in batches; index and key builds told apart so the
+//! shadow restore runs them in parallel.
+
+use tokio_postgres::Client;
+
+use super::conn::{exec, pg_err, shorten};
+use crate::codec::ByteStream;
+use crate::error::{Error, Result};
+use crate::source::pg_script::{Piece, ScriptReader};
+use crate::source::read_text;
+
+/// Largest schema script accepted.
+const MAX_SCHEMA: usize = 512 << 20;
+
+/// Whether a schema/script statement is an ownership change (skipped unless owners are kept).
+pub(super) fn is_owner_change(stmt: &str) -> bool {
+    let l = stmt.trim_start().to_ascii_lowercase();
+    l.starts_with("alter ") && l.contains(" owner to ")
+}
+
+/// Index and key builds: independent of each other, so they run in parallel.
+pub(super) fn is_parallel_build(stmt: &str) -> bool {
+    let l = stmt.trim_start().to_ascii_lowercase();
+    if l.starts_with("create index ") || l.starts_with("create unique index ") {
+        return true;
+    }
+    l.starts_with("alter table only ")
+        && l.contains(" add constraint ")
+        && (l.contains(" primary key ") || l.contains(" unique "))
+        && !l.contains(" foreign key ")
+}
+
+/// Session-level preamble statements pg_dump scripts begin with.
+pub(super) fn is_preamble(stmt: &str) -> bool {
+    let l = stmt.trim_start().to_ascii_lowercase();
+    l.starts_with("set ") || l.starts_with("select pg_catalog.set_config(")
+}
+
+/// Splits a whole (bounded) schema script into statements, dropping psql meta-commands.
+fn statements(text: &str) -> Result<Vec<String>> {
+    let mut r = ScriptReader::new();
+    r.push(text.as_bytes());
+    r.finish();
+    let mut out = Vec::new();
+    while let Some(p) = r.next_piece().map_err(|e| Error::integrity("schema script", "valid SQL", e.0))? {
+        match p {
+            Piece::Statement(s) => out.push(s),
+            Piece::Meta(_) => {}
+            Piece::CopyStart(_) | Piece::CopyData(_) | Piece::CopyEnd => {
+                return Err(Error::integrity("schema script", "no COPY data", "a COPY block"));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Statements sent per round trip by [`exec_all`].
+pub(super) const BATCH: usize = 64;
+
+/// Executes statements in order, [`BATCH`] per round trip (one implicit transaction each); when a
+/// batch fails, its statements are retried one by one (the failed batch rolled back as a whole)
+/// so the error names the statement at fault.
+/// Inside an explicit transaction (`in_txn`) a failed batch has already doomed it, so the
+/// batch's own error is returned.
+pub(super) async fn exec_all(c: &Client, stmts: &[String], in_txn: bool) -> Result<()> {
+    for group in stmts.chunks(BATCH) {
+        let joined: String = group.iter().map(|s| format!("{s}\n")).collect();
+        match c.batch_execute(&joined).await {
+            Ok(()) => continue,
+            Err(e) if in_txn => {
+                return Err(pg_err(format!(
+                    "execute {} statement(s) from {}",
+                    group.len(),
+                    shorten(&group[0])
+                ))(e));
+            }
+            Err(_) => {}
+        }
+        for s in group {
+            exec(c, s).await?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn run_schema(sql: ByteStream, what: &str, keep_owners: bool) -> Result<Vec<String>> {
+    let text = read_text(sql, MAX_SCHEMA, what).await?;
+    let stmts = statements(&text)?;
+    let mut rest = Vec::new();
+    for s in stmts {
+        if !keep_owners && is_owner_change(&s) {
+            continue;
+        }
+        rest.push(s);
+    }
+    Ok(rest)
+}

@@ -1,0 +1,158 @@
+//! Running a foreign plain dump script (pg_dump's plain format, `psql` input) into a restore
+//! session, cut by [`ScriptReader`](crate::source::pg_script::ScriptReader).
+
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use tokio_postgres::{Client, CopyInSink};
+
+use super::conn::{pg_err, shorten};
+use super::schema::{is_owner_change, is_preamble};
+use crate::codec::ByteStream;
+use crate::error::{Error, Result};
+use crate::progress::Context;
+use crate::source::ScriptReport;
+use crate::source::pg_script::{Piece, ScriptReader};
+
+/// Whether a statement is bare transaction control (`BEGIN;`, `COMMIT;`, ...).
+fn is_transaction_control(stmt: &str) -> bool {
+    let l = stmt.trim().trim_end_matches(';').trim().to_ascii_lowercase();
+    matches!(
+        l.as_str(),
+        "begin" | "start transaction" | "commit" | "end" | "begin transaction" | "commit transaction"
+    )
+}
+
+/// Executes a foreign plain dump script on one connection (see the module docs). `in_txn`: the
+/// connection is inside the restore's own transaction (in place), so the script's transaction
+/// control (pg_dump wraps large-object data in `BEGIN; ... COMMIT;`) is skipped: running it would
+/// commit the half-done restore.
+pub(super) async fn run_script(
+    c: &Client,
+    mut sql: ByteStream,
+    keep_owners: bool,
+    in_txn: bool,
+    ctx: &Context,
+) -> Result<ScriptReport> {
+    let mut r = ScriptReader::new();
+    let mut run = ScriptRun {
+        c,
+        keep_owners,
+        in_txn,
+        report: ScriptReport::default(),
+        sink: None,
+        skipped_owner: 0,
+        skipped_txn: 0,
+    };
+    let mut ended = false;
+    while !ended {
+        match sql.next().await {
+            Some(b) => r.push(&b?),
+            None => {
+                r.finish();
+                ended = true;
+            }
+        }
+        while let Some(piece) =
+            r.next_piece().map_err(|e| Error::integrity("dump script", "valid SQL", e.0))?
+        {
+            ctx.check("restore")?;
+            run.piece(piece).await?;
+        }
+    }
+    if run.sink.is_some() || !r.is_clean() {
+        return Err(Error::integrity(
+            "dump script",
+            "complete statements and COPY blocks",
+            "the script ends in the middle of one (truncated file?)",
+        ));
+    }
+    Ok(run.finish())
+}
+
+/// The state of one [`run_script`]: its connection, the COPY in progress and what was skipped.
+struct ScriptRun<'a> {
+    c: &'a Client,
+    keep_owners: bool,
+    in_txn: bool,
+    report: ScriptReport,
+    sink: Option<Pin<Box<CopyInSink<Bytes>>>>,
+    skipped_owner: u64,
+    skipped_txn: u64,
+}
+
+impl ScriptRun<'_> {
+    async fn piece(&mut self, piece: Piece) -> Result<()> {
+        match piece {
+            Piece::Meta(m) => {
+                let cmd = m.split_whitespace().next().unwrap_or_default().to_string();
+                if !matches!(cmd.as_str(), "\\restrict" | "\\unrestrict") {
+                    self.report.notes.push(format!("skipped psql command {}", shorten(&m)));
+                }
+            }
+            Piece::Statement(s) => self.statement(&s).await?,
+            Piece::CopyStart(s) => {
+                let what = format!("start {}", shorten(&s));
+                self.sink = Some(Box::pin(self.c.copy_in(s.as_str()).await.map_err(pg_err(what))?));
+            }
+            Piece::CopyData(d) => {
+                let Some(k) = self.sink.as_mut() else {
+                    return Err(Error::integrity("dump script", "COPY data after COPY", "stray data"));
+                };
+                k.as_mut().send(d).await.map_err(pg_err("send COPY data"))?;
+            }
+            Piece::CopyEnd => {
+                if let Some(mut k) = self.sink.take() {
+                    self.report.rows += k.as_mut().finish().await.map_err(pg_err("finish COPY"))?;
+                    self.report.tables += 1;
+                    self.report.statements += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn statement(&mut self, s: &str) -> Result<()> {
+        let l = s.trim_start().to_ascii_lowercase();
+        if !self.keep_owners && is_owner_change(s) {
+            self.skipped_owner += 1;
+            return Ok(());
+        }
+        // A `--create` dump's database and per-role settings name the source
+        // database, not the one restored into.
+        if l.starts_with("create database ")
+            || l.starts_with("alter database ")
+            || (l.starts_with("alter role ") && l.contains(" in database "))
+        {
+            self.report.notes.push(format!("skipped {}", shorten(s)));
+            return Ok(());
+        }
+        if self.in_txn && is_transaction_control(s) {
+            self.skipped_txn += 1;
+            return Ok(());
+        }
+        match self.c.batch_execute(s).await {
+            Ok(()) => self.report.statements += 1,
+            Err(e) if is_preamble(s) && e.as_db_error().is_some_and(|d| d.code().code() == "42704") => {
+                // A setting this server does not know (script from a newer pg_dump).
+                self.report.notes.push(format!("ignored unknown setting: {}", shorten(s)));
+            }
+            Err(e) => return Err(pg_err(format!("execute {}", shorten(s)))(e)),
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> ScriptReport {
+        let (owner, txn) = (self.skipped_owner, self.skipped_txn);
+        if owner > 0 {
+            self.report.notes.push(format!("skipped {owner} ownership change(s) (no-owner restore)"));
+        }
+        if txn > 0 {
+            self.report.notes.push(format!(
+                "skipped {txn} BEGIN/COMMIT statement(s) of the script (it runs inside one transaction)"
+            ));
+        }
+        self.report
+    }
+}

@@ -1,0 +1,123 @@
+//! The PostgreSQL swap: names derived from the target (`<db>_dbbackup_shadow_`, `_prev_`,
+//! `_guard_` plus a random tail, cut to 63 bytes), the cleanup of what killed runs left, and the
+//! one-transaction rename that puts a restored database (or `guard`'s copy) under the target
+//! name. Used by the shadow restore and by the guard copy ([`clone`](super::clone)).
+
+use tokio_postgres::Client;
+
+use super::conn::{exec, pg_err, quote_ident};
+use crate::error::Result;
+
+/// PostgreSQL's identifier length limit (bytes).
+const NAMEDATALEN: usize = 63;
+
+/// `<base><suffix><6 random hex>`, cut to fit PostgreSQL's 63-byte identifiers.
+pub(super) fn derived_name(base: &str, suffix: &str) -> String {
+    format!("{}{:06x}", derived_prefix(base, suffix), rand::random::<u32>() & 0xff_ffff)
+}
+
+/// `base` cut to leave room for `suffix` and six hex digits, then `suffix`.
+fn derived_prefix(base: &str, suffix: &str) -> String {
+    let mut keep = NAMEDATALEN.saturating_sub(suffix.len() + 6);
+    while keep > 0 && !base.is_char_boundary(keep.min(base.len())) {
+        keep -= 1;
+    }
+    format!("{}{suffix}", &base[..keep.min(base.len())])
+}
+
+/// Whether `name` is `derived_name(base, suffix)` for some random tail.
+pub(super) fn is_derived(name: &str, base: &str, suffix: &str) -> bool {
+    name.strip_prefix(&derived_prefix(base, suffix))
+        .is_some_and(|t| t.len() == 6 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// What killed restores into `target` left behind, found and cleaned with the target's restore
+/// lock held (so none of it belongs to a running restore): shadows are dropped; a database renamed
+/// aside is dropped when the target exists (the swap completed), and renamed back when the target
+/// is missing (a swap of an older version killed between its two renames).
+pub(super) async fn clean_leftovers(admin: &Client, target: &str) -> Result<Vec<String>> {
+    let names: Vec<String> = admin
+        .query("SELECT datname FROM pg_database", &[])
+        .await
+        .map_err(pg_err("list databases"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut notes = Vec::new();
+    let mut target_exists = names.iter().any(|n| n == target);
+    for name in names.iter().filter(|n| is_derived(n, target, "_dbbackup_prev_")) {
+        let q = quote_ident(name);
+        if target_exists {
+            exec(admin, &format!("DROP DATABASE {q} WITH (FORCE)")).await?;
+            notes.push(format!(
+                "dropped {name}, the previous database of an interrupted restore's completed swap"
+            ));
+        } else {
+            exec(admin, &format!("ALTER DATABASE {q} WITH ALLOW_CONNECTIONS true")).await?;
+            exec(admin, &format!("ALTER DATABASE {q} RENAME TO {}", quote_ident(target))).await?;
+            target_exists = true;
+            notes.push(format!(
+                "put {target} back from {name}: an interrupted swap had left no database under its name"
+            ));
+        }
+    }
+    for name in names.iter().filter(|n| is_derived(n, target, "_dbbackup_shadow_")) {
+        exec(admin, &format!("DROP DATABASE {} WITH (FORCE)", quote_ident(name))).await?;
+        notes.push(format!("dropped {name}, the shadow of an interrupted restore"));
+    }
+    for n in &notes {
+        tracing::warn!("{n}");
+    }
+    Ok(notes)
+}
+
+/// Ends every other session on database `db` (best effort: a rename retried after it).
+pub(super) async fn terminate(admin: &Client, db: &str) {
+    let _ = admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&db],
+        )
+        .await;
+}
+
+/// Renames `target` aside to `prev` and `incoming` to `target`, in **one transaction**
+/// (PostgreSQL runs `ALTER DATABASE ... RENAME` in a transaction block): killed at any point, the
+/// server rolls both back or keeps both, so a database always exists under the target name.
+/// `prev` refuses connections afterwards. Sessions on either database make a rename
+/// fail (55006): they are terminated and the whole block retried.
+pub(super) async fn swap_atomically(admin: &Client, target: &str, incoming: &str, prev: &str) -> Result<()> {
+    let (qt, qs, qp) = (quote_ident(target), quote_ident(incoming), quote_ident(prev));
+    let mut last = None;
+    for attempt in 0..10u64 {
+        terminate(admin, target).await;
+        terminate(admin, incoming).await;
+        let block = async {
+            admin.batch_execute(&format!("BEGIN; ALTER DATABASE {qt} RENAME TO {qp}")).await?;
+            crate::failpoint::hit("pg-swap-renamed-aside");
+            admin
+                .batch_execute(&format!(
+                    "ALTER DATABASE {qs} RENAME TO {qt}; ALTER DATABASE {qp} WITH ALLOW_CONNECTIONS false; COMMIT"
+                ))
+                .await
+        };
+        match block.await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                let _ = admin.batch_execute("ROLLBACK").await;
+                if e.as_db_error().is_some_and(|d| d.code().code() == "55006") {
+                    last = Some(e);
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * (attempt + 1))).await;
+                } else {
+                    return Err(pg_err("swap in the restored database (nothing changed)")(e));
+                }
+            }
+        }
+    }
+    match last {
+        Some(e) => {
+            Err(pg_err("swap in the restored database (sessions kept coming back; nothing changed)")(e))
+        }
+        None => Ok(()),
+    }
+}
