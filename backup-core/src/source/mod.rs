@@ -30,9 +30,8 @@ pub(crate) mod postgres;
 pub(crate) mod rowsum;
 pub(crate) mod script_check;
 pub(crate) mod sqlite;
-pub(crate) mod sqlite_clone;
-pub mod sqlite_script;
-pub(crate) mod sqlite_swap;
+/// The SQLite script splitter under the path its fuzz target uses.
+pub use self::sqlite::script as sqlite_script;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -7,7 +7,8 @@
 
 use futures::StreamExt;
 
-use super::{mysql_script, pg_script, sqlite_script};
+use super::sqlite::script as sqlite_script;
+use super::{mysql_script, pg_script};
 use crate::codec::ByteStream;
 use crate::error::{Error, Result};
 use crate::model::Engine;

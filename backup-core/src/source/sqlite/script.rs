@@ -167,23 +167,27 @@ impl ScriptSplitter {
         }
     }
 
+    /// Lexes the buffer from `pos`; stops early where a token may go on in the next chunk
+    /// (unless `last`).
     fn scan(&mut self, last: bool, out: &mut Vec<Vec<u8>>) {
         while self.pos < self.buf.len() {
             let i = self.pos;
             let c = self.buf[i];
-            match self.lex {
+            let go_on = match self.lex {
                 Lex::Quoted(q) => {
                     // A doubled quote closes and reopens: the same state afterwards.
                     if c == q {
                         self.lex = Lex::Normal;
                     }
                     self.pos += 1;
+                    true
                 }
                 Lex::LineComment => {
                     if c == b'\n' {
                         self.lex = Lex::Normal;
                     }
                     self.pos += 1;
+                    true
                 }
                 Lex::BlockComment => {
                     if c == b'*' {
@@ -199,61 +203,75 @@ impl ScriptSplitter {
                     } else {
                         self.pos += 1;
                     }
+                    true
                 }
-                Lex::Normal => match c {
-                    b';' => self.token(Tok::Semi, i, 1, out),
-                    b'\'' | b'"' | b'`' | b'[' => {
-                        self.token(Tok::Other, i, 1, out);
-                        self.lex = Lex::Quoted(if c == b'[' { b']' } else { c });
-                    }
-                    b'-' | b'/' => {
-                        let Some(&next) = self.buf.get(i + 1) else {
-                            if last {
-                                self.token(Tok::Other, i, 1, out);
-                                continue;
-                            }
-                            return;
-                        };
-                        if c == b'-' && next == b'-' {
-                            self.lex = Lex::LineComment;
-                            self.token(Tok::Ws, i, 2, out);
-                        } else if c == b'/' && next == b'*' {
-                            self.lex = Lex::BlockComment;
-                            self.token(Tok::Ws, i, 2, out);
-                        } else {
-                            self.token(Tok::Other, i, 1, out);
-                        }
-                    }
-                    c if c.is_ascii_whitespace() => self.token(Tok::Ws, i, 1, out),
-                    c if id_char(c) => {
-                        let len = self.buf[i..].iter().position(|&b| !id_char(b));
-                        let len = match len {
-                            Some(n) => n,
-                            // The word may go on in the next chunk: scan it again then.
-                            None if !last => return,
-                            None => self.buf.len() - i,
-                        };
-                        let w = &self.buf[i..i + len];
-                        let is = |k: &str| w.eq_ignore_ascii_case(k.as_bytes());
-                        let t = if is("create") {
-                            Tok::Create
-                        } else if is("temp") || is("temporary") {
-                            Tok::Temp
-                        } else if is("trigger") {
-                            Tok::Trigger
-                        } else if is("end") {
-                            Tok::End
-                        } else if is("explain") {
-                            Tok::Explain
-                        } else {
-                            Tok::Other
-                        };
-                        self.token(t, i, len, out);
-                    }
-                    _ => self.token(Tok::Other, i, 1, out),
-                },
+                Lex::Normal => self.normal(i, c, last, out),
+            };
+            if !go_on {
+                return;
             }
         }
+    }
+
+    /// One token outside quotes and comments, at `i`; `false` when it may go on in the next
+    /// chunk (scanned again then).
+    fn normal(&mut self, i: usize, c: u8, last: bool, out: &mut Vec<Vec<u8>>) -> bool {
+        match c {
+            b';' => self.token(Tok::Semi, i, 1, out),
+            b'\'' | b'"' | b'`' | b'[' => {
+                self.token(Tok::Other, i, 1, out);
+                self.lex = Lex::Quoted(if c == b'[' { b']' } else { c });
+            }
+            b'-' | b'/' => {
+                let Some(&next) = self.buf.get(i + 1) else {
+                    if last {
+                        self.token(Tok::Other, i, 1, out);
+                        return true;
+                    }
+                    return false;
+                };
+                if c == b'-' && next == b'-' {
+                    self.lex = Lex::LineComment;
+                    self.token(Tok::Ws, i, 2, out);
+                } else if c == b'/' && next == b'*' {
+                    self.lex = Lex::BlockComment;
+                    self.token(Tok::Ws, i, 2, out);
+                } else {
+                    self.token(Tok::Other, i, 1, out);
+                }
+            }
+            c if c.is_ascii_whitespace() => self.token(Tok::Ws, i, 1, out),
+            c if id_char(c) => {
+                let len = match self.buf[i..].iter().position(|&b| !id_char(b)) {
+                    Some(n) => n,
+                    // The word may go on in the next chunk: scan it again then.
+                    None if !last => return false,
+                    None => self.buf.len() - i,
+                };
+                let t = keyword(&self.buf[i..i + len]);
+                self.token(t, i, len, out);
+            }
+            _ => self.token(Tok::Other, i, 1, out),
+        }
+        true
+    }
+}
+
+/// The token of a word: one of `complete.c`'s keywords, or [`Tok::Other`].
+fn keyword(w: &[u8]) -> Tok {
+    let is = |k: &str| w.eq_ignore_ascii_case(k.as_bytes());
+    if is("create") {
+        Tok::Create
+    } else if is("temp") || is("temporary") {
+        Tok::Temp
+    } else if is("trigger") {
+        Tok::Trigger
+    } else if is("end") {
+        Tok::End
+    } else if is("explain") {
+        Tok::Explain
+    } else {
+        Tok::Other
     }
 }
 

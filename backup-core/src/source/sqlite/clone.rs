@@ -1,7 +1,7 @@
 //! A rollback point for `guard` on SQLite: a copy of the database file beside it
 //! (`.<name>.dbbackup-guard-XXXXXX`), taken with the online backup API (one consistent instant,
 //! WAL included). Rolling back swaps it in exactly like a restored file
-//! ([`sqlite_swap::swap_into_place`], under the target's lock, after [`sqlite_swap::recover`]);
+//! ([`swap::swap_into_place`], under the target's lock, after [`swap::recover`]);
 //! the recovery time is a rename, whatever the file's size. The copy costs the file's size on
 //! the same file system while the command runs.
 
@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
-use super::RollbackPoint;
-use super::sqlite_swap::{self, Paths};
+use super::conn::copy_pages;
+use super::swap::{self, Paths};
 use crate::error::{Error, Result};
+use crate::source::RollbackPoint;
 
 /// The copy of one database file.
 pub(crate) struct SqliteClone {
@@ -50,8 +51,8 @@ pub(crate) fn take(target: &Path) -> Result<std::result::Result<Box<dyn Rollback
     let src = rusqlite::Connection::open_with_flags(target, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| Error::source(format!("open {}", target.display()), e))?;
     let never = crate::progress::CancellationToken::new();
-    drop(super::sqlite::copy_pages(&src, &copy, target, &never)?);
-    sqlite_swap::match_owner_and_mode(&file, target)?;
+    drop(copy_pages(&src, &copy, target, &never)?);
+    swap::match_owner_and_mode(&file, target)?;
     file.sync_all().map_err(|e| Error::io("flush the rollback copy", e))?;
     Ok(Ok(Box::new(SqliteClone { paths, copy })))
 }
@@ -65,10 +66,10 @@ impl RollbackPoint for SqliteClone {
     async fn roll_back(self: Box<Self>) -> Result<Vec<String>> {
         let SqliteClone { paths, copy } = *self;
         tokio::task::spawn_blocking(move || {
-            let _lock = sqlite_swap::lock(&paths)?;
-            let mut notes = sqlite_swap::recover(&paths)?;
+            let _lock = swap::lock(&paths)?;
+            let mut notes = swap::recover(&paths)?;
             let shown: PathBuf = copy.to_path_buf();
-            sqlite_swap::swap_into_place(&paths, copy)?;
+            swap::swap_into_place(&paths, copy)?;
             notes.push(format!("renamed {} over {}", shown.display(), paths.target.display()));
             Ok(notes)
         })
