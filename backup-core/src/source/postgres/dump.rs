@@ -14,7 +14,7 @@ use super::FORMAT;
 use super::checksum::CHECKSUM_ALGO;
 use super::conn::{self, Pool, column_list, connect, pg_err, qualified, quote_ident, quote_literal};
 use super::properties::database_properties;
-use super::{column_order, large_object};
+use super::{column_order, large_object, lo_frame};
 use crate::error::{Error, Result};
 use crate::format::layout;
 use crate::format::manifest::{ObjectKind, TableEntry};
@@ -137,7 +137,7 @@ impl PgSnapshot {
             let mut end = start;
             let mut framed = 0u64;
             while end < all.len() {
-                let len = large_object::framed_len(&all[end]);
+                let len = lo_frame::framed_len(&all[end]);
                 if end > start && framed + len > self.chunk_bytes {
                     break;
                 }
@@ -182,7 +182,7 @@ impl PgSnapshot {
             ));
         }
         let rows = Arc::new(AtomicU64::new(0));
-        let bytes = large_object::dump_stream(guard, metas, self.large_objects.clone(), rows.clone());
+        let bytes = lo_frame::dump_stream(guard, metas, self.large_objects.clone(), rows.clone());
         Ok(DumpStream { bytes, rows })
     }
 

@@ -4,7 +4,7 @@
 //!   (`pg_export_snapshot()`); `jobs` worker connections import it (`SET TRANSACTION SNAPSHOT`),
 //!   so every chunk, the schema (`pg_dump --schema-only --snapshot=<id>`) and every table's stats
 //!   see one instant. Chunks are `COPY ... TO STDOUT` text, big tables split into ctid page
-//!   ranges. Large objects are listed and read inside the same snapshot ([`large_object`]).
+//!   ranges. Large objects are listed and read inside the same snapshot ([`large_object`], framed by [`lo_frame`]).
 //! - [`load`]: the `Loader`, choosing a session: [`shadow`] (a throwaway database renamed in by
 //!   [`swap`]) or [`txn`] (one transaction on the live database: in place, `--tables`).
 //! - [`conn`] (connections, pool, quoting, pg_dump), [`tls`], [`checksum`] (table stats),
@@ -19,6 +19,7 @@ mod conn;
 mod data;
 mod dump;
 mod large_object;
+mod lo_frame;
 mod load;
 mod properties;
 mod schema;

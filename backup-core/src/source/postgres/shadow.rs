@@ -14,7 +14,7 @@ use tokio_postgres::Client;
 use super::checksum::table_stats_on;
 use super::conn::{Pool, admin_url, connect, exec, pg_err, quote_ident, quote_literal};
 use super::data::{check_large_objects, copy_into, is_large_objects, table_of};
-use super::large_object;
+use super::lo_frame;
 use super::properties::{check_roles_exist, property_statements};
 use super::schema::{exec_all, is_parallel_build, is_preamble, run_schema};
 use super::script::run_script;
@@ -201,7 +201,7 @@ impl LoadSession for ShadowSession {
     async fn load(&self, object: &ObjectEntry, data: ByteStream) -> Result<u64> {
         if is_large_objects(object) {
             let g = self.pool.get().await?;
-            return large_object::load(g.client(), data, self.keep_owners, &object.key).await;
+            return lo_frame::load(g.client(), data, self.keep_owners, &object.key).await;
         }
         let t = table_of(&self.tables, object)?;
         let g = self.pool.get().await?;

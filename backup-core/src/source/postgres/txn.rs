@@ -13,10 +13,10 @@ use super::PROP_ACL;
 use super::checksum::table_stats_on;
 use super::conn::{connect, exec, pg_err, qualified, quote_ident};
 use super::data::{check_large_objects, copy_into, is_large_objects, selected, table_of};
-use super::large_object;
 use super::properties::{check_roles_exist, property_statements, reset_settings};
 use super::schema::{BATCH, exec_all, run_schema};
 use super::script::run_script;
+use super::{large_object, lo_frame};
 use crate::codec::ByteStream;
 use crate::error::Result;
 use crate::format::manifest::{Manifest, ObjectEntry, TableEntry};
@@ -193,7 +193,7 @@ impl LoadSession for TxnSession {
                 return Ok(0);
             }
             let c = self.client.lock().await;
-            return large_object::load(&c, data, self.keep_owners, &object.key).await;
+            return lo_frame::load(&c, data, self.keep_owners, &object.key).await;
         }
         let t = table_of(&self.tables, object)?;
         let c = self.client.lock().await;
