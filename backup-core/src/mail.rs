@@ -1,8 +1,9 @@
-//! E-mail alerts over SMTP: the same [`Notification`] Slack and the webhook get, as a plain-text
-//! message. The connection is encrypted unless told otherwise: STARTTLS on the submission port
-//! (`smtp://`, default 587) or TLS from the first byte (`smtps://`, default 465); a plain
-//! connection (`tls = none`, default port 25) is only for a relay on the same machine and never
-//! carries a password.
+//! E-mail delivery over SMTP: the e-mail settings and the sending of a plain-text message (a
+//! notification's subject and body, rendered by `notify`, which this module does not know).
+//! The connection is encrypted unless told otherwise: STARTTLS on the submission port (`smtp://`,
+//! default 587) or TLS from the first byte (`smtps://`, default 465); a plain connection
+//! (`tls = none`, default port 25) is only for a relay on the same machine and never carries a
+//! password.
 //!
 //! The password is a [`Secret`]: it goes to the server in the AUTH exchange only, never into the
 //! message, a warning or a log line.
@@ -19,8 +20,6 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::error::{Error, Result};
 use crate::model::{Secret, redact_str};
-use crate::notify::Transition;
-use crate::notify::{Notification, Outcome, human_secs};
 
 /// How the SMTP connection is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -155,81 +154,12 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// `[dbbackup] status unhealthy on web1: FAILING: has_backup [s3://b/app] (+1 more)`.
-pub fn subject(n: &Notification) -> String {
-    let host = n.host.as_deref().map(|h| format!(" on {h}")).unwrap_or_default();
-    let mut lines = n.message.lines().filter(|l| !l.trim().is_empty());
-    let first = lines.next().unwrap_or("");
-    // The first line up to its details: a subject stays short, the body says everything.
-    let head = first.split(": expected ").next().unwrap_or(first);
-    let head: String = head.chars().take(160).collect();
-    let more = lines.count();
-    let more = if more > 0 { format!(" (+{more} more)") } else { String::new() };
-    format!("[dbbackup] {} {}{host}: {head}{more}", n.command, n.outcome.as_str())
-}
-
-/// The plain-text body: the alert lines, then each state change's check, expected, found and
-/// since when, then the event details, the repositories, the database, host and time.
-pub fn body(n: &Notification) -> String {
-    let mut b = String::new();
-    b.push_str(&n.message);
-    b.push_str("\n\n");
-    for a in &n.alerts {
-        let what = match a.transition {
-            Transition::Failing => "FAILING",
-            Transition::StillFailing => "STILL FAILING",
-            Transition::Recovered => "RECOVERED",
-        };
-        b.push_str(&format!("{what}: {}\n", a.check));
-        if let Some(r) = &a.repo {
-            b.push_str(&format!("  repository: {r}\n"));
-        }
-        if let Some(d) = &a.database {
-            b.push_str(&format!("  database:   {d}\n"));
-        }
-        if a.transition == Transition::Recovered {
-            b.push_str(&format!(
-                "  was failing for {} (since {})\n\n",
-                human_secs(a.failing_secs),
-                a.failing_since.format("%Y-%m-%d %H:%M:%S UTC")
-            ));
-        } else {
-            b.push_str(&format!("  expected:   {}\n", a.expected.as_deref().unwrap_or("-")));
-            b.push_str(&format!("  found:      {}\n", a.found.as_deref().unwrap_or("-")));
-            b.push_str(&format!(
-                "  failing since {} ({})\n\n",
-                a.failing_since.format("%Y-%m-%d %H:%M:%S UTC"),
-                human_secs(a.failing_secs)
-            ));
-        }
-    }
-    for (k, v) in &n.details {
-        let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
-        b.push_str(&format!("{k}: {v}\n"));
-    }
-    b.push_str(&format!("command:      {}\noutcome:      {}\n", n.command, n.outcome.as_str()));
-    if !n.repos.is_empty() {
-        b.push_str(&format!("repositories: {}\n", n.repos.join(", ")));
-    }
-    if let Some(d) = &n.database {
-        b.push_str(&format!("database:     {d}\n"));
-    }
-    if let Some(h) = &n.host {
-        b.push_str(&format!("host:         {h}\n"));
-    }
-    b.push_str(&format!("at:           {}\n", n.at.format("%Y-%m-%d %H:%M:%S UTC")));
-    b.push_str(match n.outcome {
-        Outcome::Recovered => "\n-- dbbackup: this check was failing and alerted; it is healthy again.\n",
-        Outcome::Critical => "\n-- dbbackup: critical, sent whatever the alert settings say.\n",
-        _ => "\n-- dbbackup sends one alert when a check starts failing, a reminder while it stays failing (DBBACKUP_NOTIFY_REPEAT), and one when it recovers.\n",
-    });
-    b
-}
-
-/// Sends `n` by e-mail. The error is a one-line warning (no password in it).
+/// Sends a plain-text message (a notification's subject and body) by e-mail. The error is a
+/// one-line warning (no password in it).
 pub async fn send(
     cfg: &EmailConfig,
-    n: &Notification,
+    subject: &str,
+    body: String,
     host: Option<&str>,
     timeout: Duration,
 ) -> Result<(), String> {
@@ -240,12 +170,12 @@ pub async fn send(
     let from = cfg.from.clone().unwrap_or_else(|| format!("dbbackup@{}", host.unwrap_or("localhost")));
     let mut m = Message::builder()
         .from(from.parse::<Mailbox>().map_err(|e| fail(&format!("sender {from:?}"), &e))?)
-        .subject(subject(n))
+        .subject(subject)
         .header(ContentType::TEXT_PLAIN);
     for to in &cfg.to {
         m = m.to(to.parse::<Mailbox>().map_err(|e| fail(&format!("recipient {to:?}"), &e))?);
     }
-    let message = m.body(body(n)).map_err(|e| fail("build the message", &e))?;
+    let message = m.body(body).map_err(|e| fail("build the message", &e))?;
     let tls = match cfg.tls {
         SmtpTls::None => Tls::None,
         mode => {

@@ -22,6 +22,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+mod text;
+
 use crate::error::{Error, Result};
 use crate::mail::{EmailConfig, SmtpTls};
 use crate::model::{Secret, redact_str};
@@ -328,34 +330,6 @@ pub struct AlertLine {
     pub failing_secs: u64,
 }
 
-impl AlertLine {
-    /// `FAILING: check [repo] (database db): expected X, found Y`, `RECOVERED: ... after failing
-    /// for 3.2h`, `STILL FAILING (for 2.0d): ...`.
-    pub fn text(&self) -> String {
-        let repo = self.repo.as_deref().map(|r| format!(" [{r}]")).unwrap_or_default();
-        let db = self.database.as_deref().map(|d| format!(" (database {d})")).unwrap_or_default();
-        let what = format!(
-            "expected {}, found {}",
-            self.expected.as_deref().unwrap_or("-"),
-            self.found.as_deref().unwrap_or("-")
-        );
-        match self.transition {
-            Transition::Failing => format!("FAILING: {}{repo}{db}: {what}", self.check),
-            Transition::StillFailing => format!(
-                "STILL FAILING (for {}): {}{repo}{db}: {what}",
-                human_secs(self.failing_secs),
-                self.check
-            ),
-            Transition::Recovered => format!(
-                "RECOVERED: {}{repo}{db}: healthy again after failing for {} (since {})",
-                self.check,
-                human_secs(self.failing_secs),
-                self.failing_since.format("%Y-%m-%d %H:%M UTC")
-            ),
-        }
-    }
-}
-
 /// The text of an alert: one line per state change.
 pub fn alert_text(lines: &[AlertLine]) -> String {
     lines.iter().map(AlertLine::text).collect::<Vec<_>>().join("\n")
@@ -372,18 +346,6 @@ pub fn human_secs(secs: u64) -> String {
 }
 
 impl Notification {
-    /// The e-mail subject every channel's text starts from: `[dbbackup] create failure on
-    /// HOST: FAILING: create (database app)`.
-    pub fn subject(&self) -> String {
-        crate::mail::subject(self)
-    }
-
-    /// The plain-text body of the e-mail: each state change's check, expected, found and since
-    /// when, the event details, repositories, database, host and time.
-    pub fn body(&self) -> String {
-        crate::mail::body(self)
-    }
-
     /// A notification stamped now.
     pub fn new(command: &str, outcome: Outcome, message: impl Into<String>, host: Option<String>) -> Self {
         Notification {
@@ -433,7 +395,7 @@ pub async fn deliver(cfg: &NotifyConfig, n: &Notification) -> (bool, Vec<String>
     }
     if let Some(email) = &cfg.email {
         let timeout = cfg.timeout.unwrap_or(Duration::from_secs(10));
-        match crate::mail::send(email, n, cfg.host.as_deref(), timeout).await {
+        match crate::mail::send(email, &n.subject(), n.body(), cfg.host.as_deref(), timeout).await {
             Ok(()) => delivered = true,
             Err(w) => warnings.push(w),
         }
