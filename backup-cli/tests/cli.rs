@@ -306,6 +306,57 @@ fn usage_and_not_found_exit_codes() {
     );
 }
 
+/// The hint depends on what is missing: only a backup gets "list the repository"; a restore
+/// target's missing directory gets the database URL's, a missing undo copy none (its message
+/// says why there is none). The whole stderr, line for line.
+#[test]
+fn hints_fit_what_is_missing() {
+    let f = Fixture::new();
+    f.create();
+    let into = f.p("no-such-dir").join("x.sqlite");
+    let out = dbbackup(
+        &["restore", "--repo", &f.repo(), "latest", "--into", &format!("sqlite://{}", into.display())],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "dbbackup: error: directory {} for the restored database does not exist\n\
+             hint: check the database name and host (or the file's directory) in the database URL\n",
+            f.p("no-such-dir").display()
+        )
+    );
+    let undo = f.p("undo");
+    let out = dbbackup(
+        &[
+            "restore",
+            "--undo",
+            "--into",
+            &f.url("never-restored.sqlite"),
+            "--undo-dir",
+            &undo.display().to_string(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(5));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "one line, no hint: {err}");
+    assert!(err.starts_with("dbbackup: error: undo copy of ") && err.ends_with("not found\n"), "{err}");
+    // A backup that is not there still gets it.
+    std::fs::create_dir(f.p("empty")).unwrap();
+    let out = dbbackup(&["verify", "--repo", &f.p("empty").display().to_string(), "latest"], &[]);
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "dbbackup: error: any backup in {} not found\n\
+             hint: `dbbackup list --repo ...` shows what the repository holds\n",
+            f.p("empty").display()
+        )
+    );
+}
+
 /// Errors read like a person wrote them: each cause once, a hint only where it fits.
 #[test]
 fn errors_say_each_cause_once_with_a_fitting_hint() {

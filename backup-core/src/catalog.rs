@@ -167,7 +167,9 @@ pub async fn backup_ids(target: &Target) -> Result<Vec<BackupId>> {
 pub async fn read_manifest(target: &Target, id: &BackupId) -> Result<Manifest> {
     let key = layout::manifest_key(id);
     let bytes = target.get_bytes(&key, MAX_MANIFEST_BYTES).await.map_err(|e| match e {
-        Error::NotFound { .. } => Error::not_found(format!("backup {id} in {}", target.display_name())),
+        Error::NotFound { .. } => {
+            Error::no_backup(format!("backup {id} in {}", target.display_name()), vec![])
+        }
         other => other,
     })?;
     let m = Manifest::parse(&bytes, &format!("manifest of {id}"))?;
@@ -297,9 +299,11 @@ pub async fn resolve_for(target: &Target, spec: &str, scope: Option<&DatabaseSco
     names.sort();
     names.dedup();
     match names.len() {
-        0 => Err(Error::NotFound { what, available: all.iter().map(ToString::to_string).collect() }),
+        0 => Err(Error::no_backup(what, all.iter().map(ToString::to_string).collect())),
         // One other database only: restoring it under another name is what was asked.
-        1 => same_engine.into_iter().max_by_key(|m| m.started_at).ok_or_else(|| Error::not_found(what)),
+        1 => {
+            same_engine.into_iter().max_by_key(|m| m.started_at).ok_or_else(|| Error::no_backup(what, vec![]))
+        }
         _ => Err(Error::InvalidInput(format!(
             "no {what}, and it holds backups of several other databases ({}): name the backup by its id, or pass --all-databases to take the newest of any",
             names.join(", ")
@@ -322,10 +326,7 @@ pub async fn resolve(target: &Target, spec: &str) -> Result<Manifest> {
     if spec.is_empty() || spec == "latest" {
         // Newest readable manifest; a corrupt newest one is reported rather than skipped silently.
         let Some(first) = ids.first() else {
-            return Err(Error::NotFound {
-                what: format!("any backup in {}", target.display_name()),
-                available: vec![],
-            });
+            return Err(Error::no_backup(format!("any backup in {}", target.display_name()), vec![]));
         };
         // Ids resolve to the second; backups started in the same second as the newest id are
         // told apart by their manifests' start times.
@@ -336,8 +337,7 @@ pub async fn resolve(target: &Target, spec: &str) -> Result<Manifest> {
                 best = Some(m);
             }
         }
-        return best
-            .ok_or_else(|| Error::NotFound { what: format!("backup {first}"), available: available() });
+        return best.ok_or_else(|| Error::no_backup(format!("backup {first}"), available()));
     }
     if let Some(tag) = spec.strip_prefix("tag:") {
         let mut best: Option<Manifest> = None;
@@ -355,17 +355,14 @@ pub async fn resolve(target: &Target, spec: &str) -> Result<Manifest> {
         if let Some(m) = best {
             return Ok(m);
         }
-        return Err(Error::NotFound {
-            what: format!("backup tagged {tag:?} in {}", target.display_name()),
-            available: available(),
-        });
+        return Err(Error::no_backup(
+            format!("backup tagged {tag:?} in {}", target.display_name()),
+            available(),
+        ));
     }
     match spec.parse::<BackupId>() {
         Ok(id) if all.contains(&id) => read_manifest(target, &id).await,
-        _ => Err(Error::NotFound {
-            what: format!("backup {spec:?} in {}", target.display_name()),
-            available: available(),
-        }),
+        _ => Err(Error::no_backup(format!("backup {spec:?} in {}", target.display_name()), available())),
     }
 }
 

@@ -20,6 +20,9 @@ pub enum Error {
         what: String,
         /// What does exist instead (backup ids, newest first), so the caller can pick one.
         available: Vec<String>,
+        /// Whether it is a backup looked for in a repository (then, with nothing `available`,
+        /// the hint is to list the repository); a role, an undo copy, an object are not.
+        backup: bool,
     },
     /// Stored bytes do not match what the manifest promised.
     #[error("integrity check failed for {what}: expected {expected}, found {actual}")]
@@ -191,10 +194,12 @@ impl Error {
     /// A hint for a person, when one fits this error (the CLI prints it under the message).
     pub fn hint(&self) -> Option<&'static str> {
         match self {
-            Error::NotFound { available, .. } if available.is_empty() => {
+            Error::NotFound { available, backup: true, .. } if available.is_empty() => {
                 Some("`dbbackup list --repo ...` shows what the repository holds")
             }
-            Error::MissingDatabase(_) => Some("check the database name and host in the source URL"),
+            Error::MissingDatabase(_) => {
+                Some("check the database name and host (or the file's directory) in the database URL")
+            }
             Error::MissingRepository(_) => {
                 Some("check the --repo path; `dbbackup create` makes the directory with the first backup")
             }
@@ -223,9 +228,15 @@ impl Error {
         Error::Io { context: context.into(), source: err }
     }
 
-    /// Builds a [`Error::NotFound`] without alternatives.
+    /// Builds a [`Error::NotFound`] without alternatives, for something that is not a backup.
     pub fn not_found(what: impl Into<String>) -> Self {
-        Error::NotFound { what: what.into(), available: Vec::new() }
+        Error::NotFound { what: what.into(), available: Vec::new(), backup: false }
+    }
+
+    /// Builds a [`Error::NotFound`] for a backup looked for in a repository, with the backups
+    /// that do exist there.
+    pub fn no_backup(what: impl Into<String>, available: Vec<String>) -> Self {
+        Error::NotFound { what: what.into(), available, backup: true }
     }
 
     /// Builds a [`Error::Integrity`].
@@ -249,7 +260,7 @@ impl Error {
                     Some(hint) => format!("{context} ({hint})"),
                     None => context,
                 };
-                Error::NotFound { what, available: Vec::new() }
+                Error::NotFound { what, available: Vec::new(), backup: false }
             }
             object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
                 Error::AlreadyExists(context)
@@ -400,9 +411,13 @@ mod tests {
 
     #[test]
     fn hints_fit_the_error() {
-        let repo = Error::not_found("any backup in /srv/backups");
+        let repo = Error::no_backup("any backup in /srv/backups", vec![]);
         assert!(repo.hint().unwrap_or_default().contains("dbbackup list"));
-        let listed = Error::NotFound { what: "backup x".into(), available: vec!["y".into()] };
+        for other in [Error::not_found("undo copy of x"), Error::not_found("role(s) r on the target server")]
+        {
+            assert_eq!(other.hint(), None, "not in a repository: {other}");
+        }
+        let listed = Error::no_backup("backup x", vec!["y".into()]);
         assert_eq!(listed.hint(), None, "the available ones are already listed");
         let db = Error::MissingDatabase("MySQL database \"shop\"".into());
         assert_eq!(db.kind(), ErrorKind::NotFound);
@@ -443,7 +458,7 @@ mod tests {
 
     #[test]
     fn not_found_lists_alternatives() {
-        let e = Error::NotFound { what: "backup nope".into(), available: vec!["a".into(), "b".into()] };
+        let e = Error::no_backup("backup nope", vec!["a".into(), "b".into()]);
         assert_eq!(e.to_string(), "backup nope not found; available: a, b");
     }
 

@@ -356,10 +356,10 @@ pub(crate) async fn share(target: &Target, command: &str, backups: Vec<BackupId>
             Ok(Some(_)) => {}
             Ok(None) => {
                 lease.release().await;
-                return Err(Error::not_found(format!(
-                    "backup {id} in {} (removed by a prune meanwhile)",
-                    target.display_name()
-                )));
+                return Err(Error::no_backup(
+                    format!("backup {id} in {} (removed by a prune meanwhile)", target.display_name()),
+                    vec![],
+                ));
             }
             Err(e) => {
                 lease.release().await;

@@ -244,7 +244,7 @@ mod tests {
 
     #[test]
     fn one_error_object_for_every_face() {
-        let e = Error::NotFound { what: "backup nope".into(), available: vec!["a".into()] };
+        let e = Error::no_backup("backup nope", vec!["a".into()]);
         let r = ErrorReport::of(&e);
         assert_eq!(
             ErrorReport::envelope(r.to_value()),

@@ -148,6 +148,7 @@ pub(crate) async fn load_and_check<'a>(
         for name in list {
             if !manifest.tables.iter().any(|t| t.name == *name || t.display_name() == *name) {
                 return Err(Error::NotFound {
+                    backup: false,
                     what: format!("table {name:?} in backup {}", manifest.id),
                     available: manifest.tables.iter().map(|t| t.display_name()).collect(),
                 });

@@ -187,6 +187,7 @@ pub(super) async fn check_roles_exist(c: &Client, props: &BTreeMap<String, serde
     }
     let missing: Vec<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
     Err(Error::NotFound {
+        backup: false,
         what: format!(
             "role(s) {} on the target server (the backup holds their settings inside the database, \
              ALTER ROLE ... IN DATABASE ... SET, or their privileges on it; roles are cluster-level and not \

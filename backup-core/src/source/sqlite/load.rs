@@ -67,7 +67,10 @@ impl Loader for SqliteLoader {
         let paths = Paths::new(&self.path);
         let dir = paths.dir().to_path_buf();
         if !dir.is_dir() {
-            return Err(Error::not_found(format!("directory {} for the restored database", dir.display())));
+            return Err(Error::MissingDatabase(format!(
+                "directory {} for the restored database",
+                dir.display()
+            )));
         }
         crate::source::check_free_space(&dir, total)?;
         open_session(paths).await
@@ -81,7 +84,7 @@ impl Loader for SqliteLoader {
         }
         let paths = Paths::new(&self.path);
         if !paths.dir().is_dir() {
-            return Err(Error::not_found(format!(
+            return Err(Error::MissingDatabase(format!(
                 "directory {} for the restored database",
                 paths.dir().display()
             )));
