@@ -24,9 +24,6 @@ impl<C> Clone for Pool<C> {
 struct Inner<C> {
     free: Mutex<Vec<C>>,
     sem: Arc<Semaphore>,
-    // The PostgreSQL engine's own pool (postgres/conn.rs) asks for the size and waits for
-    // every connection on close; used once it moves here (MySQL needs neither).
-    #[allow(dead_code)]
     size: usize,
 }
 
@@ -63,7 +60,6 @@ impl<C> Pool<C> {
     }
 
     /// Connections in the pool.
-    #[allow(dead_code)] // see `Inner::size`
     pub(crate) fn size(&self) -> usize {
         self.inner.size
     }
@@ -76,7 +72,6 @@ impl<C> Pool<C> {
     }
 
     /// Waits until every connection is back, then closes the pool and drops them all.
-    #[allow(dead_code)] // see `Inner::size`
     pub(crate) async fn close(&self) {
         if let Ok(all) = self.inner.sem.clone().acquire_many_owned(self.inner.size as u32).await {
             all.forget();
@@ -129,7 +124,7 @@ mod tests {
         drop((again, b));
         assert_eq!(pool.size(), 2);
         assert_eq!(pool.take_all().len(), 2);
-        // The same kind as a PostgreSQL pool gone (exit 130), for every engine.
+        // Exit 130 for every engine (MySQL and PostgreSQL both use this pool).
         let e = pool.get().await.err().unwrap();
         assert_eq!(e.kind(), ErrorKind::Cancelled, "{e}");
         let empty: Pool<u32> = Pool::new(Vec::new());

@@ -1,10 +1,7 @@
-//! Connections: URL -> `tokio_postgres::Config`, a small pool of exclusive connections, quoting,
-//! and running pg_dump with the password (and the TLS settings) in the environment.
-
-use std::sync::{Arc, Mutex};
+//! Connections: URL -> `tokio_postgres::Config`, quoting, and running pg_dump with the password
+//! (and the TLS settings) in the environment. The workers' pool is [`crate::source::pool::Pool`].
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::{Client, Config, Connection, NoTls};
 
 use super::tls::TlsSettings;
@@ -161,83 +158,6 @@ where
 
 pub(crate) async fn session_setup(c: &Client) -> Result<()> {
     c.batch_execute(SESSION_SETTINGS).await.map_err(pg_err("apply session settings"))
-}
-
-/// A fixed set of connections, each used by one task at a time.
-#[derive(Clone)]
-pub(crate) struct Pool {
-    inner: Arc<PoolInner>,
-}
-
-struct PoolInner {
-    free: Mutex<Vec<Arc<Client>>>,
-    sem: Arc<Semaphore>,
-    size: u32,
-}
-
-/// An exclusively borrowed connection; returns to the pool on drop.
-pub(crate) struct PoolGuard {
-    client: Arc<Client>,
-    pool: Arc<PoolInner>,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl Pool {
-    pub(crate) fn new(clients: Vec<Client>) -> Self {
-        let size = u32::try_from(clients.len()).unwrap_or(u32::MAX);
-        let free = clients.into_iter().map(Arc::new).collect::<Vec<_>>();
-        let sem = Arc::new(Semaphore::new(free.len()));
-        Pool { inner: Arc::new(PoolInner { free: Mutex::new(free), sem, size }) }
-    }
-
-    pub(crate) async fn get(&self) -> Result<PoolGuard> {
-        let permit = self
-            .inner
-            .sem
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Error::Cancelled("connection pool closed".into()))?;
-        let client =
-            self.inner.free.lock().map_err(|_| Error::Cancelled("connection pool poisoned".into()))?.pop();
-        match client {
-            Some(client) => Ok(PoolGuard { client, pool: self.inner.clone(), _permit: permit }),
-            None => Err(Error::Cancelled("connection pool empty".into())),
-        }
-    }
-
-    /// Waits until every connection is back, then closes them all (dropping the clients ends
-    /// their sessions).
-    pub(crate) async fn close(&self) {
-        if let Ok(all) = self.inner.sem.clone().acquire_many_owned(self.inner.size).await {
-            all.forget();
-        }
-        self.inner.sem.close();
-        if let Ok(mut v) = self.inner.free.lock() {
-            v.clear();
-        }
-    }
-}
-
-impl Pool {
-    /// Connections in the pool.
-    pub(crate) fn size(&self) -> usize {
-        self.inner.size as usize
-    }
-}
-
-impl PoolGuard {
-    pub(crate) fn client(&self) -> &Client {
-        &self.client
-    }
-}
-
-impl Drop for PoolGuard {
-    fn drop(&mut self) {
-        if let Ok(mut v) = self.pool.free.lock() {
-            v.push(self.client.clone());
-        }
-    }
 }
 
 /// Runs a PostgreSQL client tool (`pg_dump`) against `url`, password by environment, and

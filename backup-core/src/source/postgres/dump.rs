@@ -12,7 +12,7 @@ use tokio_postgres::Client;
 
 use super::FORMAT;
 use super::checksum::CHECKSUM_ALGO;
-use super::conn::{self, Pool, column_list, connect, pg_err, qualified, quote_ident, quote_literal};
+use super::conn::{self, column_list, connect, pg_err, qualified, quote_ident, quote_literal};
 use super::properties::database_properties;
 use super::{column_order, large_object, lo_frame};
 use crate::error::{Error, Result};
@@ -21,6 +21,7 @@ use crate::format::manifest::{ObjectKind, TableEntry};
 use crate::model::{DatabaseUrl, Engine};
 use crate::progress::Context;
 use crate::source::limits::SessionLimits;
+use crate::source::pool::Pool;
 use crate::source::rowsum::{ChunkSums, LineSum};
 use crate::source::{
     ChunkPlan, ChunkSpec, DumpOptions, DumpPlan, DumpStream, SchemaScripts, Snapshot, SnapshotInfo, Source,
@@ -109,7 +110,7 @@ struct PgSnapshot {
     url: DatabaseUrl,
     limits: SessionLimits,
     leader: Client,
-    pool: Pool,
+    pool: Pool<Client>,
     snapshot_id: String,
     info: SnapshotInfo,
     chunk_bytes: u64,
@@ -173,7 +174,7 @@ impl PgSnapshot {
             )));
         };
         let guard = self.pool.get().await?;
-        let metas = large_object::list(guard.client(), Some((first, last)), self.keep_owners).await?;
+        let metas = large_object::list(&guard, Some((first, last)), self.keep_owners).await?;
         if metas.len() as u64 != count {
             // Same snapshot as the plan: a difference means the snapshot was not shared.
             return Err(Error::source(
@@ -400,7 +401,7 @@ impl Snapshot for PgSnapshot {
         };
         let what = format!("dump {} chunk {}", t.display_name(), chunk.chunk);
         let guard = self.pool.get().await?;
-        let out = guard.client().copy_out(sql.as_str()).await.map_err(pg_err(what.clone()))?;
+        let out = guard.copy_out(sql.as_str()).await.map_err(pg_err(what.clone()))?;
         let rows = Arc::new(AtomicU64::new(0));
         let counter = rows.clone();
         let sums = self.sums.clone();
@@ -453,7 +454,6 @@ impl Snapshot for PgSnapshot {
         let sum = self.sums.wait(&table.key).await?;
         let guard = self.pool.get().await?;
         let row = guard
-            .client()
             .query_one(&format!("SELECT count(*) FROM ONLY {}", qualified(table)), &[])
             .await
             .map_err(pg_err(format!("count rows of {}", table.display_name())))?;

@@ -9,10 +9,11 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures::StreamExt;
 use tokio_postgres::Client;
 
-use super::conn::{PoolGuard, pg_err, quote_ident, quote_literal};
+use super::conn::{pg_err, quote_ident, quote_literal};
 use super::large_object::{FORMAT, LoMeta, PIECE, Piece, Reader, Tally};
 use crate::codec::ByteStream;
 use crate::error::{Error, Result};
+use crate::source::pool::PoolGuard;
 
 /// Longest comment or owner name accepted from a backup (a hostile length is refused before
 /// anything is allocated).
@@ -37,14 +38,14 @@ fn header(m: &LoMeta) -> Bytes {
 /// Streams the framing of `metas` (read on `guard`'s connection); when the stream has ended
 /// cleanly, its totals are added to `tally`.
 pub(crate) fn dump_stream(
-    guard: PoolGuard,
+    guard: PoolGuard<Client>,
     metas: Vec<LoMeta>,
     tally: std::sync::Arc<Tally>,
     count: std::sync::Arc<AtomicU64>,
 ) -> ByteStream {
     let state = (guard, Reader::new(metas), Some(tally), count);
     futures::stream::try_unfold(state, |(guard, mut reader, mut tally, count)| async move {
-        match reader.next(guard.client()).await? {
+        match reader.next(&guard).await? {
             Some(Piece::Begin(i)) => {
                 count.fetch_add(1, Ordering::Relaxed);
                 let h = header(reader.meta(i));

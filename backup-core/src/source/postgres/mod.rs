@@ -7,10 +7,11 @@
 //!   ranges. Large objects are listed and read inside the same snapshot ([`large_object`], framed by [`lo_frame`]).
 //! - [`load`]: the `Loader`, choosing a session: [`shadow`] (a throwaway database renamed in by
 //!   [`swap`]) or [`txn`] (one transaction on the live database: in place, `--tables`).
-//! - [`conn`] (connections, pool, quoting, pg_dump), [`tls`], [`checksum`] (table stats),
-//!   [`properties`] (the database's own properties), [`schema`] (schema scripts), [`data`]
-//!   (COPY chunks into a session), [`script`] (foreign plain dump scripts), [`column_order`]
-//!   (inheritance children's column order), [`clone`] (`guard`'s server-side copy).
+//! - [`conn`] (connections, quoting, pg_dump; the workers' pool is `source::pool`), [`tls`],
+//!   [`checksum`] (table stats), [`properties`] (the database's own properties), [`schema`]
+//!   (schema scripts), [`data`] (COPY chunks into a session), [`script`] (foreign plain dump
+//!   scripts), [`column_order`] (inheritance children's column order), [`clone`] (`guard`'s
+//!   server-side copy).
 
 mod checksum;
 mod clone;

@@ -12,7 +12,7 @@ use tokio::sync::Mutex;
 use tokio_postgres::Client;
 
 use super::checksum::table_stats_on;
-use super::conn::{Pool, admin_url, connect, exec, pg_err, quote_ident, quote_literal};
+use super::conn::{admin_url, connect, exec, pg_err, quote_ident, quote_literal};
 use super::data::{check_large_objects, copy_into, is_large_objects, table_of};
 use super::lo_frame;
 use super::properties::{check_roles_exist, property_statements};
@@ -25,6 +25,7 @@ use crate::format::manifest::{ObjectEntry, TableEntry};
 use crate::model::DatabaseUrl;
 use crate::progress::Context;
 use crate::source::limits::SessionLimits;
+use crate::source::pool::Pool;
 use crate::source::{CommitReport, LoadOptions, LoadSession, ScriptReport, TableStats};
 
 /// Restore into a shadow database, then rename it in.
@@ -37,7 +38,7 @@ pub(super) struct ShadowSession {
     notes: Vec<String>,
     /// Connection for schema and scripts; `None` once closed.
     main: Mutex<Option<Client>>,
-    pool: Pool,
+    pool: Pool<Client>,
     props: BTreeMap<String, serde_json::Value>,
     keep_owners: bool,
     tables: Vec<TableEntry>,
@@ -201,11 +202,11 @@ impl LoadSession for ShadowSession {
     async fn load(&self, object: &ObjectEntry, data: ByteStream) -> Result<u64> {
         if is_large_objects(object) {
             let g = self.pool.get().await?;
-            return lo_frame::load(g.client(), data, self.keep_owners, &object.key).await;
+            return lo_frame::load(&g, data, self.keep_owners, &object.key).await;
         }
         let t = table_of(&self.tables, object)?;
         let g = self.pool.get().await?;
-        copy_into(g.client(), t, data).await
+        copy_into(&g, t, data).await
     }
 
     /// Every chunk is its own COPY, committed on a pool connection: once a table's last chunk
@@ -225,12 +226,12 @@ impl LoadSession for ShadowSession {
 
     async fn table_stats(&self, table: &TableEntry) -> Result<TableStats> {
         let g = self.pool.get().await?;
-        table_stats_on(g.client(), table).await
+        table_stats_on(&g, table).await
     }
 
     async fn check_database(&self) -> Result<Vec<String>> {
         let g = self.pool.get().await?;
-        check_large_objects(g.client(), &self.props).await
+        check_large_objects(&g, &self.props).await
     }
 
     async fn commit(self: Box<Self>, _ctx: &Context) -> Result<CommitReport> {
@@ -275,9 +276,9 @@ impl ShadowSession {
                 async move {
                     let g = pool.get().await?;
                     for p in preamble.iter() {
-                        exec(g.client(), p).await?;
+                        exec(&g, p).await?;
                     }
-                    exec(g.client(), &s).await
+                    exec(&g, &s).await
                 }
             })
             .buffer_unordered(jobs)
