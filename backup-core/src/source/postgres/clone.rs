@@ -18,7 +18,7 @@ use tokio_postgres::Client;
 
 use super::conn::{connect, exec, pg_err, quote_ident};
 use super::properties::{database_properties, property_statements};
-use super::swap::{derived_name, is_derived, swap_atomically};
+use super::swap::{database_names, derived_name, is_derived, swap_atomically};
 use crate::error::Result;
 use crate::model::DatabaseUrl;
 use crate::source::RollbackPoint;
@@ -57,14 +57,7 @@ pub(crate) async fn take(
     if !locked {
         return Ok(Err(format!("another guard of PostgreSQL database {target:?} is running")));
     }
-    let names: Vec<String> = admin
-        .query("SELECT datname FROM pg_database", &[])
-        .await
-        .map_err(pg_err("list databases"))?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    for name in names.iter().filter(|n| is_derived(n, &target, SUFFIX)) {
+    for name in database_names(&admin).await?.iter().filter(|n| is_derived(n, &target, SUFFIX)) {
         exec(&admin, &format!("DROP DATABASE {} WITH (FORCE)", quote_ident(name))).await?;
         tracing::warn!("dropped {name}, the rollback copy of an interrupted guard");
     }

@@ -31,18 +31,18 @@ pub(super) fn is_derived(name: &str, base: &str, suffix: &str) -> bool {
         .is_some_and(|t| t.len() == 6 && t.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// The names of every database on the server (where the leftovers of killed runs are looked for).
+pub(super) async fn database_names(admin: &Client) -> Result<Vec<String>> {
+    let rows = admin.query("SELECT datname FROM pg_database", &[]).await.map_err(pg_err("list databases"))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 /// What killed restores into `target` left behind, found and cleaned with the target's restore
 /// lock held (so none of it belongs to a running restore): shadows are dropped; a database renamed
 /// aside is dropped when the target exists (the swap completed), and renamed back when the target
 /// is missing (a swap of an older version killed between its two renames).
 pub(super) async fn clean_leftovers(admin: &Client, target: &str) -> Result<Vec<String>> {
-    let names: Vec<String> = admin
-        .query("SELECT datname FROM pg_database", &[])
-        .await
-        .map_err(pg_err("list databases"))?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let names = database_names(admin).await?;
     let mut notes = Vec::new();
     let mut target_exists = names.iter().any(|n| n == target);
     for name in names.iter().filter(|n| is_derived(n, target, "_dbbackup_prev_")) {
