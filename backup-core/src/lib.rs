@@ -34,7 +34,7 @@
 //!   `backup/mod.rs`; the objects before it by `backup/dump.rs`, sent to every repository by
 //!   `backup/fleet.rs`;
 //! - a MySQL/MariaDB restore is swapped in by `source/mysql/swap.rs` (journaled `RENAME TABLE`);
-//! - store retries are object_store's, configured by `retry` in `storage/url.rs`, with the
+//! - store retries are object_store's, configured by `retry` in `storage/url/config.rs`, with the
 //!   per-attempt time limits of `storage/http.rs` below them;
 //! - an error becomes an exit code by `ErrorKind::exit_code` in `error.rs` and `outcome.rs`;
 //! - retention: `retention/` (rules, plan, apply); undo copies: `undo/`; leases: `lease.rs`;
