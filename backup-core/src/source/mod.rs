@@ -29,6 +29,8 @@ pub(crate) mod postgres;
 #[cfg(any(feature = "mysql", feature = "postgres"))]
 pub(crate) mod rowsum;
 pub(crate) mod script_check;
+#[cfg(any(feature = "mysql", feature = "postgres"))]
+pub(crate) mod shadow_name;
 pub(crate) mod sqlite;
 /// The SQLite script splitter under the path its fuzz target uses.
 pub use self::sqlite::script as sqlite_script;

@@ -16,6 +16,7 @@ use super::swap::InPlacePlan;
 use crate::error::Result;
 use crate::failpoint;
 use crate::source::CommitReport;
+use crate::source::shadow_name::random_tail;
 
 /// Loads into the live database, its tables moved aside (the plan, also in its journal).
 pub(crate) struct InPlace {
@@ -95,7 +96,7 @@ async fn plan(core: &Core, c: &mut Conn) -> Result<InPlacePlan> {
     let aside = tables
         .iter()
         .enumerate()
-        .map(|(i, t)| (format!("dbbprev_{}_{i}", rand_suffix()), t.clone()))
+        .map(|(i, t)| (format!("dbbprev_{}_{i}", random_tail(8)), t.clone()))
         .collect();
     let loaded = core.tables.iter().map(|t| t.name.clone()).filter(|t| core.is_selected(t)).collect();
     Ok(InPlacePlan { live, whole: core.selected.is_none(), aside, fks, objects, loaded, committing: None })
@@ -121,9 +122,4 @@ async fn move_aside(plan: &InPlacePlan, c: &mut Conn) -> Result<()> {
         exec(c, &format!("RENAME TABLE {}", renames.join(", "))).await?;
     }
     Ok(())
-}
-
-fn rand_suffix() -> String {
-    let r: u32 = rand::random();
-    format!("{r:08x}")
 }

@@ -6,8 +6,9 @@
 //!   restore into the same target fails at once ([`Error::Locked`]).
 //! - **Names**: a run's shadow and previous databases are `<db>_dbbshadow_<tag><run>` and
 //!   `<db>_dbbprev_<tag><run>` (`<db>` cut to 30 characters, `<tag>` 8 hex digits of the SHA-256
-//!   of the full target name, `<run>` 8 random hex digits): the next run finds exactly its own
-//!   target's leftovers, whatever the length of the name.
+//!   of the full target name, `<run>` 8 random hex digits; built and recognised by
+//!   [`ShadowName`]): the next run finds exactly its own target's leftovers, whatever the length
+//!   of the name.
 //! - **Journal**: a table `` `dbbackup:journal` `` created in the shadow right after it; before
 //!   the swap's first destructive step it receives the [`Plan`] (every table moved, the old and
 //!   the new views/routines/triggers/events with their settings, the database options). The one
@@ -27,6 +28,7 @@ use super::conn::{exec, qi, qs, query_text};
 use super::object::{JOURNAL, Object, base_tables, drop_object, harvest, recreate, retarget_defaults};
 use crate::error::{Error, Result};
 use crate::failpoint;
+use crate::source::shadow_name::{ShadowName, cut_chars, random_tail};
 
 /// 8 hex digits naming the target in its runs' database names.
 fn tag(live: &str) -> String {
@@ -34,26 +36,23 @@ fn tag(live: &str) -> String {
     d.iter().take(4).map(|b| format!("{b:02x}")).collect()
 }
 
-/// `<db cut to 30>_dbb<what>_<tag>`: the part of a run's database name that names the target.
-fn aux_prefix(live: &str, what: &str) -> String {
-    let base: String = live.chars().take(30).collect();
-    format!("{base}_dbb{what}_{}", tag(live))
+/// Random hex digits naming a run (the same for its shadow and its previous database).
+const RUN: usize = 8;
+
+/// `<db cut to 30 characters>_dbb<what>_<tag><run>`: the shadow (`what` = `shadow`) or previous
+/// (`prev`) databases of `live`'s runs.
+fn aux_names(live: &str, what: &str) -> ShadowName {
+    ShadowName::new(format!("{}_dbb{what}_{}", cut_chars(live, 30), tag(live)), RUN)
 }
 
 /// The shadow (`what` = `shadow`) or previous (`prev`) database of run `run`.
 pub(super) fn aux_name(live: &str, what: &str, run: &str) -> String {
-    format!("{}{run}", aux_prefix(live, what))
+    aux_names(live, what).with(run)
 }
 
 /// A new run id.
 pub(super) fn new_run() -> String {
-    format!("{:08x}", rand::random::<u32>())
-}
-
-fn run_of(name: &str, prefix: &str) -> Option<String> {
-    name.strip_prefix(prefix)
-        .filter(|r| r.len() == 8 && r.bytes().all(|b| b.is_ascii_hexdigit()))
-        .map(str::to_string)
+    random_tail(RUN)
 }
 
 fn lock_name(live: &str) -> String {
@@ -427,14 +426,17 @@ async fn read_plan(c: &mut Conn, db: &str, live: &str) -> Result<Option<Plan>> {
 /// caller holds the target's lock, so none of them belongs to a running restore. Returns notes
 /// for the operator.
 pub(super) async fn recover(c: &mut Conn, live: &str) -> Result<Vec<String>> {
-    let (shadow_p, prev_p) = (aux_prefix(live, "shadow"), aux_prefix(live, "prev"));
+    let (shadows, prevs) = (aux_names(live, "shadow"), aux_names(live, "prev"));
     let names: Vec<String> = query_text(c, "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")
         .await?
         .into_iter()
         .filter_map(|r| r.into_iter().next().flatten())
         .collect();
-    let runs: std::collections::BTreeSet<String> =
-        names.iter().filter_map(|n| run_of(n, &shadow_p).or_else(|| run_of(n, &prev_p))).collect();
+    let runs: std::collections::BTreeSet<String> = names
+        .iter()
+        .filter_map(|n| shadows.tail_of(n).or_else(|| prevs.tail_of(n)))
+        .map(str::to_string)
+        .collect();
     let mut notes = Vec::new();
     if names.iter().any(|n| n == live) {
         recover_in_place(c, live, &mut notes).await?;
@@ -499,12 +501,30 @@ mod tests {
         let run = new_run();
         let a = aux_name(&long_a, "shadow", &run);
         assert!(a.len() <= 64, "{a}");
-        assert_eq!(run_of(&a, &aux_prefix(&long_a, "shadow")), Some(run.clone()));
+        assert_eq!(aux_names(&long_a, "shadow").tail_of(&a), Some(run.as_str()));
         // Same first 30 characters, another target: not its leftover.
-        assert_eq!(run_of(&a, &aux_prefix(&long_b, "shadow")), None);
-        assert_eq!(run_of(&a, &aux_prefix(&long_a, "prev")), None);
-        assert_eq!(run_of(&format!("{a}0"), &aux_prefix(&long_a, "shadow")), None);
+        assert_eq!(aux_names(&long_b, "shadow").tail_of(&a), None);
+        assert_eq!(aux_names(&long_a, "prev").tail_of(&a), None);
+        assert_eq!(aux_names(&long_a, "shadow").tail_of(&format!("{a}0")), None);
         assert!(lock_name(&"x".repeat(64)).len() <= 64);
         assert_eq!(lock_name("app"), "dbbackup:app");
+    }
+
+    /// The names killed runs left are found by these exact bytes: they never change.
+    #[test]
+    fn run_names_are_byte_for_byte_what_older_versions_made() {
+        assert_eq!(aux_name("app", "shadow", "0123abcd"), "app_dbbshadow_a172cedc0123abcd");
+        let long = "é".repeat(40);
+        assert_eq!(
+            aux_name(&long, "prev", "deadbeef"),
+            format!("{}_dbbprev_84fe2e03deadbeef", "é".repeat(30))
+        );
+        let run = new_run();
+        assert!(
+            run.len() == 8 && run.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+            "{run}"
+        );
+        assert_eq!(aux_names("app", "shadow").tail_of("app_dbbshadow_a172cedc0123ABCD"), Some("0123ABCD"));
+        assert_eq!(aux_names("app", "shadow").tail_of("app_dbbshadow_a172cedc0123abcg"), None);
     }
 }

@@ -1,34 +1,34 @@
 //! The PostgreSQL swap: names derived from the target (`<db>_dbbackup_shadow_`, `_prev_`,
-//! `_guard_` plus a random tail, cut to 63 bytes), the cleanup of what killed runs left, and the
-//! one-transaction rename that puts a restored database (or `guard`'s copy) under the target
-//! name. Used by the shadow restore and by the guard copy ([`clone`](super::clone)).
+//! `_guard_` plus six random hex digits, cut to 63 bytes; built and recognised by
+//! [`ShadowName`]), the cleanup of what killed runs left, and the one-transaction rename that
+//! puts a restored database (or `guard`'s copy) under the target name. Used by the shadow restore and by the guard copy ([`clone`](super::clone)).
 
 use tokio_postgres::Client;
 
 use super::conn::{exec, pg_err, quote_ident};
 use crate::error::Result;
+use crate::source::shadow_name::{ShadowName, cut_bytes};
 
 /// PostgreSQL's identifier length limit (bytes).
 const NAMEDATALEN: usize = 63;
+/// Random hex digits at the end of a derived name.
+const TAIL: usize = 6;
 
-/// `<base><suffix><6 random hex>`, cut to fit PostgreSQL's 63-byte identifiers.
-pub(super) fn derived_name(base: &str, suffix: &str) -> String {
-    format!("{}{:06x}", derived_prefix(base, suffix), rand::random::<u32>() & 0xff_ffff)
+/// The names `<base><suffix><6 hex digits>`, `base` cut (at a character boundary) so that they
+/// fit PostgreSQL's 63-byte identifiers.
+fn names(base: &str, suffix: &str) -> ShadowName {
+    let keep = NAMEDATALEN.saturating_sub(suffix.len() + TAIL);
+    ShadowName::new(format!("{}{suffix}", cut_bytes(base, keep)), TAIL)
 }
 
-/// `base` cut to leave room for `suffix` and six hex digits, then `suffix`.
-fn derived_prefix(base: &str, suffix: &str) -> String {
-    let mut keep = NAMEDATALEN.saturating_sub(suffix.len() + 6);
-    while keep > 0 && !base.is_char_boundary(keep.min(base.len())) {
-        keep -= 1;
-    }
-    format!("{}{suffix}", &base[..keep.min(base.len())])
+/// A new `<base><suffix><6 random hex>`.
+pub(super) fn derived_name(base: &str, suffix: &str) -> String {
+    names(base, suffix).fresh()
 }
 
 /// Whether `name` is `derived_name(base, suffix)` for some random tail.
 pub(super) fn is_derived(name: &str, base: &str, suffix: &str) -> bool {
-    name.strip_prefix(&derived_prefix(base, suffix))
-        .is_some_and(|t| t.len() == 6 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+    names(base, suffix).owns(name)
 }
 
 /// The names of every database on the server (where the leftovers of killed runs are looked for).
@@ -119,5 +119,33 @@ pub(super) async fn swap_atomically(admin: &Client, target: &str, incoming: &str
             Err(pg_err("swap in the restored database (sessions kept coming back; nothing changed)")(e))
         }
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names killed runs left are found by these exact bytes: they never change.
+    #[test]
+    fn derived_names_are_byte_for_byte_what_older_versions_made() {
+        assert_eq!(names("app", "_dbbackup_shadow_"), ShadowName::new("app_dbbackup_shadow_".into(), 6));
+        // Cut to 63 - 17 - 6 = 40 bytes at a character boundary.
+        let long = format!("a{}", "é".repeat(40));
+        let shadows = ShadowName::new(format!("a{}_dbbackup_shadow_", "é".repeat(19)), 6);
+        assert_eq!(names(&long, "_dbbackup_shadow_"), shadows);
+        let name = derived_name(&long, "_dbbackup_prev_");
+        assert!(name.len() <= 63, "{name}");
+        let tail = name.strip_prefix(&format!("a{}_dbbackup_prev_", "é".repeat(20))).unwrap();
+        assert!(
+            tail.len() == 6 && tail.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+            "{name}"
+        );
+        assert!(is_derived(&name, &long, "_dbbackup_prev_"));
+        assert!(is_derived("app_dbbackup_guard_0A1b2c", "app", "_dbbackup_guard_"));
+        assert!(!is_derived("app_dbbackup_guard_0a1b2", "app", "_dbbackup_guard_"));
+        assert!(!is_derived("app_dbbackup_guard_0a1b2cd", "app", "_dbbackup_guard_"));
+        assert!(!is_derived("app_dbbackup_shadow_0a1b2c", "app", "_dbbackup_guard_"));
+        assert!(!is_derived("apps_dbbackup_guard_0a1b2c", "app", "_dbbackup_guard_"));
     }
 }
