@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::format::manifest::{Manifest, ObjectEntry, ObjectKind};
 use crate::format::{layout, sealed};
 use crate::progress::{Context, Event, Phase, PhaseGuard};
+use crate::source::table_filter::{is_named, selects};
 use crate::source::{LoadOptions, LoadSession, TableStats};
 use crate::storage::Target;
 
@@ -127,14 +128,6 @@ pub(crate) struct Loaded {
     pub(crate) notes: Vec<String>,
 }
 
-/// Does the table filter select this table?
-pub(crate) fn selected(tables: &Option<Vec<String>>, t: &crate::format::manifest::TableEntry) -> bool {
-    match tables {
-        None => true,
-        Some(list) => list.iter().any(|n| *n == t.name || *n == t.display_name()),
-    }
-}
-
 /// Loads every object of `manifest` into `session` (digests checked as bytes stream), then
 /// compares each selected table's row count and checksum with the manifest.
 pub(crate) async fn load_and_check<'a>(
@@ -146,7 +139,7 @@ pub(crate) async fn load_and_check<'a>(
 ) -> Result<Loaded> {
     if let Some(list) = &opts.tables {
         for name in list {
-            if !manifest.tables.iter().any(|t| t.name == *name || t.display_name() == *name) {
+            if !manifest.tables.iter().any(|t| is_named(t, name)) {
                 return Err(Error::NotFound {
                     backup: false,
                     what: format!("table {name:?} in backup {}", manifest.id),
@@ -156,7 +149,7 @@ pub(crate) async fn load_and_check<'a>(
         }
     }
     let wanted = |o: &ObjectEntry| match o.table {
-        Some(t) => selected(&opts.tables, &manifest.tables[t]),
+        Some(t) => selects(opts.tables.as_deref(), &manifest.tables[t]),
         None => true,
     };
     let total: u64 = manifest.objects.iter().filter(|o| wanted(o)).map(|o| o.raw_bytes).sum();
@@ -226,7 +219,7 @@ pub(crate) async fn load_and_check<'a>(
                 let last = plan.lock().map_err(|_| Error::Cancelled("load plan poisoned".into()))?.done(g);
                 if let (true, Some(i)) = (last, o.table)
                     && let Some(t) = manifest.tables.get(i)
-                    && selected(&opts.tables, t)
+                    && selects(opts.tables.as_deref(), t)
                 {
                     stats.push((i, session.table_stats(t).await?));
                 }
@@ -256,8 +249,9 @@ pub(crate) async fn load_and_check<'a>(
     }
     drop(phase);
     let _p = PhaseGuard::start(ctx, Phase::Finish, None);
-    let tables: Vec<usize> =
-        (0..manifest.tables.len()).filter(|&i| selected(&opts.tables, &manifest.tables[i])).collect();
+    let tables: Vec<usize> = (0..manifest.tables.len())
+        .filter(|&i| selects(opts.tables.as_deref(), &manifest.tables[i]))
+        .collect();
     let pending: Vec<usize> = tables.iter().copied().filter(|i| !early.iter().any(|(j, _)| j == i)).collect();
     // The database-level check (SQLite: integrity_check, PostgreSQL: large objects) is read-only
     // and independent of the tables: it runs alongside their scans, and counts after them.

@@ -32,6 +32,7 @@ pub(crate) mod script_check;
 #[cfg(any(feature = "mysql", feature = "postgres"))]
 pub(crate) mod shadow_name;
 pub(crate) mod sqlite;
+pub(crate) mod table_filter;
 /// The SQLite script splitter under the path its fuzz target uses.
 pub use self::sqlite::script as sqlite_script;
 

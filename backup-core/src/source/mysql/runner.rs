@@ -20,6 +20,7 @@ use crate::progress::CancellationToken;
 use crate::source::ScriptReport;
 use crate::source::mysql_script::{self as script, ScriptSplitter, StatementKind};
 use crate::source::pool::Pool;
+use crate::source::table_filter::selects_name;
 
 /// How a script is run.
 pub(crate) struct ScriptRun<'a> {
@@ -109,9 +110,9 @@ fn skipped(stmt: &[u8], kind: StatementKind, run: &ScriptRun<'_>) -> Option<&'st
     if is_lock_tables(stmt) {
         return Some("LOCK/UNLOCK TABLES");
     }
-    if let Some(list) = run.tables
+    if run.tables.is_some()
         && let Some(name) = statement_table(stmt)
-        && !list.contains(&name)
+        && !selects_name(run.tables, &name)
     {
         return Some("");
     }

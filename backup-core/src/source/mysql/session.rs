@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::format::manifest::{ObjectEntry, TableEntry};
 use crate::progress::{CancellationToken, Context};
 use crate::source::pool::{Pool, PoolGuard};
+use crate::source::table_filter::selects_name;
 use crate::source::{CommitReport, LoadOptions, LoadSession, ScriptReport, TableStats, read_text};
 
 const MAX_SCHEMA: usize = 256 << 20;
@@ -144,10 +145,7 @@ impl Core {
     }
 
     pub(crate) fn is_selected(&self, name: &str) -> bool {
-        match &self.selected {
-            None => true,
-            Some(list) => list.iter().any(|n| n == name),
-        }
+        selects_name(self.selected.as_deref(), name)
     }
 
     /// A text property of the backed-up database (`charset`, `collation`, `comment`).

@@ -13,13 +13,6 @@ use crate::codec::ByteStream;
 use crate::error::{Error, Result};
 use crate::format::manifest::{ObjectEntry, TableEntry};
 
-pub(super) fn selected(tables: &Option<Vec<String>>, t: &TableEntry) -> bool {
-    match tables {
-        None => true,
-        Some(list) => list.iter().any(|n| *n == t.name || *n == t.display_name()),
-    }
-}
-
 pub(super) async fn copy_into(c: &Client, t: &TableEntry, mut data: ByteStream) -> Result<u64> {
     let cols = column_list(t).unwrap_or_default();
     let sql = if cols.is_empty() {

@@ -12,7 +12,7 @@ use tokio_postgres::Client;
 use super::PROP_ACL;
 use super::checksum::table_stats_on;
 use super::conn::{connect, exec, pg_err, qualified, quote_ident};
-use super::data::{check_large_objects, copy_into, is_large_objects, selected, table_of};
+use super::data::{check_large_objects, copy_into, is_large_objects, table_of};
 use super::properties::{check_roles_exist, property_statements, reset_settings};
 use super::schema::{BATCH, exec_all, run_schema};
 use super::script::run_script;
@@ -23,6 +23,7 @@ use crate::format::manifest::{Manifest, ObjectEntry, TableEntry};
 use crate::model::DatabaseUrl;
 use crate::progress::Context;
 use crate::source::limits::SessionLimits;
+use crate::source::table_filter::selects;
 use crate::source::{CommitReport, LoadOptions, LoadSession, ScriptReport, TableStats};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +63,7 @@ impl TxnSession {
         let mut notes = Vec::new();
         if let (TxnMode::Tables, Some(m)) = (mode, manifest) {
             let chosen: Vec<String> =
-                m.tables.iter().filter(|t| selected(&opts.tables, t)).map(qualified).collect();
+                m.tables.iter().filter(|t| selects(opts.tables.as_deref(), t)).map(qualified).collect();
             if !chosen.is_empty() {
                 c.batch_execute(&format!("TRUNCATE {}", chosen.join(", ")))
                     .await
