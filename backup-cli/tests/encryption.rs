@@ -48,7 +48,7 @@ fn keygen(path: &Path) -> String {
         return text.lines().find_map(|l| l.strip_prefix("# public key: ")).unwrap().trim().to_string();
     }
     assert!(std::env::var("CI").as_deref() != Ok("true"), "CI must have the age package (scripts/test.sh)");
-    let (secret, recipient) = backup_core::codec::encrypt::generate_key();
+    let (secret, recipient) = backup_core::generate_key();
     std::fs::write(path, secret.expose()).unwrap();
     recipient
 }
@@ -125,7 +125,7 @@ fn encrypted_backup_reveals_nothing_restores_with_the_key_and_age_decrypts_it() 
     let e = Env::new();
     let r1 = keygen(&e.p("key1.txt"));
     let r2 = keygen(&e.p("key2.txt"));
-    let (_, stranger) = backup_core::codec::encrypt::generate_key();
+    let (_, stranger) = backup_core::generate_key();
     std::fs::write(e.p("recipients.txt"), format!("# ops team\n{r2}\n")).unwrap();
     let repo = e.p("repo").display().to_string();
     let src = e.url("app.sqlite");
@@ -179,7 +179,7 @@ fn encrypted_backup_reveals_nothing_restores_with_the_key_and_age_decrypts_it() 
 
     // Key failures: clear messages, exit 2, no target created, no temp file left.
     let into = e.url("restored.sqlite");
-    let wrong = backup_core::codec::encrypt::generate_key().0;
+    let wrong = backup_core::generate_key().0;
     for (env, want) in [
         (vec![], format!("no identity for recipients {r1}, {r2}")),
         (vec![("DBBACKUP_IDENTITY", wrong.expose())], "wrong key".to_string()),
@@ -255,11 +255,7 @@ fn encrypted_backup_reveals_nothing_restores_with_the_key_and_age_decrypts_it() 
         let key = o["key"].as_str().unwrap();
         let compressed = age_d(&e.p("repo").join(&id).join(key), "key1.txt");
         let raw = zstd_d(&compressed);
-        assert_eq!(
-            backup_core::codec::checksum::sha256_hex(&raw),
-            o["raw_sha256"].as_str().unwrap(),
-            "{key}"
-        );
+        assert_eq!(backup_core::sha256_hex(&raw), o["raw_sha256"].as_str().unwrap(), "{key}");
         if o["kind"] == "file" {
             file.extend_from_slice(&raw);
         }

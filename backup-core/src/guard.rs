@@ -45,7 +45,7 @@ pub struct GuardOptions {
     /// Who ran it, for the audit record.
     pub operator: Option<String>,
     /// Engine-specific switches for both the safety backup and the rollback (`keep_owners`,
-    /// `no_definer`), as in [`CreateOptions::engine_options`].
+    /// `no_definer`), as in [`CreateOptions::engine_options`](crate::CreateOptions::engine_options).
     pub engine_options: crate::engine_options::EngineOptions,
 }
 

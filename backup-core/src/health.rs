@@ -26,7 +26,7 @@ pub use crate::catalog::DEFAULT_CLOCK_TOLERANCE_SECS;
 /// Default smallest fraction of the previous backup's size the newest may have.
 pub const DEFAULT_MAX_SHRINK: f64 = 0.5;
 
-/// Input of [`status`].
+/// Input of [`status`](crate::status()).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct StatusOptions {
@@ -151,7 +151,7 @@ pub struct RepoStatus {
     pub open_uploads: Option<usize>,
 }
 
-/// Output of [`status`].
+/// Output of [`status`](crate::status()).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusReport {
     /// Every check passed (warnings aside).

@@ -13,8 +13,14 @@
 //! [`Command::run`] opens what a command's options name (the database and the repositories, by
 //! URL, with the context's store settings: the one place that does, `command.rs`) and runs it;
 //! `create`, `list`, `copy` and `prune` themselves take opened handles (a [`Target`], a
-//! [`source::Source`]), for callers that bring their own. This list of re-exports is the public
-//! API.
+//! [`Source`]), for callers that bring their own. This list of re-exports is the public API; the
+//! modules are private. Below the commands it holds only what the tests, benches and fuzz targets
+//! use: the engines' entry points ([`open_source`], [`open_loader`]), the stream stages of stored
+//! objects ([`compress`], [`decompress`], [`tally`], [`sha256_hex`], [`Keyring`],
+//! [`generate_key`]), object keys ([`manifest_key`], [`data_key`], ...), sealed manifests
+//! ([`open_sealed`]), [`Lease`]s, [`RepoUrl`], the script readers ([`mysql_script`],
+//! [`pg_script`], [`sqlite_script`]) and, with the feature `testing`, the fault-injecting store
+//! (`FaultStore`).
 //!
 //! ```no_run
 //! # async fn demo() -> backup_core::Result<()> {
@@ -44,7 +50,7 @@ mod alert;
 mod audit;
 mod backup;
 mod catalog;
-pub mod codec;
+mod codec;
 mod command;
 mod copy;
 mod engine_options;
@@ -52,10 +58,10 @@ mod error;
 mod failpoint;
 #[cfg(feature = "testing")]
 pub use failpoint::delay_on_this_thread;
-pub mod format;
+mod format;
 mod guard;
 mod health;
-pub mod lease;
+mod lease;
 mod mail;
 mod model;
 mod notify;
@@ -65,8 +71,8 @@ mod progress;
 mod restore;
 mod retention;
 mod settings;
-pub mod source;
-pub mod storage;
+mod source;
+mod storage;
 mod undo;
 mod verify;
 
@@ -80,15 +86,22 @@ pub use catalog::{
     BackupSummary, DatabaseScope, ListOptions, ListReport, Unreadable, VerificationRecord, backup_footprint,
     backup_ids, last_verification, list, read_manifest, record_verification, resolve, resolve_for,
 };
+pub use codec::ByteStream;
+pub use codec::checksum::{read_tally, sha256_hex, tally};
+pub use codec::compress::{Codec, decode as decompress, encode as compress};
+pub use codec::encrypt::{Keyring, generate_key};
 pub use command::Command;
 pub use copy::{CopyOptions, CopyReport, copy};
 pub use engine_options::{EngineOptions, MysqlOptions, PostgresOptions, SessionOptions};
 pub use error::{Error, ErrorKind, Result, chain_text};
-pub use format::manifest::Manifest;
+pub use format::layout::{backup_dir, data_key, manifest_key, table_key, validate_relative_key};
+pub use format::manifest::{Manifest, ObjectKind};
+pub use format::sealed::open as open_sealed;
 pub use guard::{CommandOutcome, GuardOptions, GuardReport, guard, last_drill_recovery_ms};
 pub use health::{
     Check, DEFAULT_CLOCK_TOLERANCE_SECS, DEFAULT_MAX_SHRINK, RepoStatus, StatusOptions, StatusReport,
 };
+pub use lease::{Lease, LeaseKind};
 pub use mail::{EmailConfig, SmtpTls};
 pub use model::{
     BackupId, Compression, DatabaseUrl, Engine, Secret, VerifyLevel, default_jobs, parse_duration,
@@ -111,7 +124,16 @@ pub use retention::{
 pub use settings::{RepoSettings, StoreConfig};
 /// The MySQL/MariaDB SQL script splitter used for foreign dumps (public for fuzzing).
 pub use source::mysql_script;
+/// The PostgreSQL plain-script reader used for foreign dumps and schema scripts (public for
+/// fuzzing).
+pub use source::pg_script;
+/// The SQLite script splitter used for foreign dumps (public for fuzzing).
+pub use source::sqlite_script;
+pub use source::{DumpOptions, LoadOptions, Loader, Source, open_loader, open_source};
 pub use storage::Target;
+#[cfg(feature = "testing")]
+pub use storage::fault::{FaultStore, Faults};
+pub use storage::url::RepoUrl;
 /// `restore`, `prune` and `status` keep and clean the undo area around the plain use-cases.
 pub use undo::{
     DEFAULT_KEEP_UNDO_SECS, UNDO_TAG, UndoCopy, default_dir as default_undo_dir, prune, restore, status,

@@ -21,7 +21,7 @@ use crate::source::{self, CommitReport, LoadOptions, LoadSession, Loader};
 use crate::storage::Target;
 use crate::{audit, catalog, pipeline};
 
-/// Input of [`restore`].
+/// Input of [`restore`](crate::restore()).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RestoreOptions {
@@ -95,7 +95,7 @@ impl Default for RestoreOptions {
     }
 }
 
-/// Output of [`restore`] (the CLI's `--json` for `restore`).
+/// Output of [`restore`](crate::restore()) (the CLI's `--json` for `restore`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RestoreReport {
     /// Backup restored.
@@ -202,7 +202,7 @@ pub(crate) async fn run_prepared(
     }
 }
 
-/// [`restore`] with an opened repository, a resolved manifest and a loader. Holds a shared
+/// [`restore`](crate::restore()) with an opened repository, a resolved manifest and a loader. Holds a shared
 /// lease on the backup while it runs (`prune` keeps it), taken before anything is touched.
 pub async fn restore_with(
     target: &Target,
@@ -327,7 +327,7 @@ pub fn foreign_script_path(backup: &str) -> Option<std::path::PathBuf> {
 
 /// Restores a foreign plain dump script (pg_dump / mysqldump output) from a local file: the
 /// file is streamed, decompressed by its extension, and executed by the engine into a shadow
-/// which is then swapped in exactly like a backup ([`LoadSession::commit`](crate::source::LoadSession::commit)); any failure
+/// which is then swapped in exactly like a backup (`LoadSession::commit`); any failure
 /// discards the shadow and leaves the live database as it was.
 pub async fn restore_script(
     path: &std::path::Path,

@@ -24,19 +24,19 @@ const V2_KEY: &str = include_str!("fixtures/manifest-v2.key");
 
 #[test]
 fn version_2_fixture_parses_without_the_key_and_opens_with_it() {
-    use backup_core::codec::encrypt::Keyring;
-    use backup_core::format::sealed;
+    use backup_core::Keyring;
+    use backup_core::open_sealed;
     let m = Manifest::parse(V2.as_bytes(), "fixture").unwrap();
     assert_eq!(m.format_version, 2);
     assert!(m.is_sealed() && m.tables.is_empty() && m.database.is_empty());
     assert_eq!(m.tags, vec!["fixture".to_string()]);
     assert!(m.objects.iter().all(|o| o.key.ends_with(".age") && o.sha256.len() == 64));
     let keys = Keyring::from_secrets(Some(&backup_core::Secret::new(V2_KEY)), None).unwrap();
-    let opened = sealed::open(&m, keys.as_ref()).unwrap();
+    let opened = open_sealed(&m, keys.as_ref()).unwrap();
     assert_eq!(opened.database, "app.sqlite");
     assert_eq!(opened.tables.len(), 1);
     assert_eq!(opened.tables[0].name, "users");
     assert_eq!(opened.rows(), 2);
     assert!(opened.objects.iter().all(|o| o.raw_sha256.len() == 64));
-    assert!(sealed::open(&m, None).unwrap_err().to_string().contains("no identity for recipients age1"));
+    assert!(open_sealed(&m, None).unwrap_err().to_string().contains("no identity for recipients age1"));
 }

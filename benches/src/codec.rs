@@ -3,8 +3,8 @@
 
 use anyhow::{Context, Result, bail};
 use backup_core::Compression;
-use backup_core::codec::checksum::{read_tally, tally};
-use backup_core::codec::compress::encode;
+use backup_core::compress;
+use backup_core::{read_tally, tally};
 use futures::StreamExt;
 
 use crate::harness::{BenchOptions, SummaryLine, measure, print_table, row, summary};
@@ -50,7 +50,7 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
     Ok(())
 }
 
-/// The measured child: read FILE in 1 MiB pieces through dbbackup's encode + tally stages.
+/// The measured child: read FILE in 1 MiB pieces through dbbackup's compress + tally stages.
 pub fn codec_run(args: &[String]) -> Result<()> {
     let [codec, threads, file] = args else { bail!("codec-run CODEC THREADS FILE") };
     let compression: Compression = codec.parse()?;
@@ -62,7 +62,7 @@ pub fn codec_run(args: &[String]) -> Result<()> {
             .map(|r| r.map_err(|e| backup_core::Error::io("read", e)))
             .boxed();
         let (raw, raw_t) = tally(raw);
-        let (mut enc, enc_t) = tally(encode(raw, compression, threads));
+        let (mut enc, enc_t) = tally(compress(raw, compression, threads));
         while let Some(b) = enc.next().await {
             b?;
         }

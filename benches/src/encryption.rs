@@ -16,7 +16,7 @@ pub fn run(opts: &BenchOptions, rounds: usize) -> Result<()> {
     eprintln!("generating a {} MiB Laravel-style SQLite database in {}", opts.size_mib, w.display());
     make_sqlite(&db, opts.size_mib)?;
     let size = std::fs::metadata(&db)?.len();
-    let (identity, recipient) = backup_core::codec::encrypt::generate_key();
+    let (identity, recipient) = backup_core::generate_key();
     let key = w.join("key.txt");
     std::fs::write(&key, identity.expose())?;
     let wd = w.display();

@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use backup_core::codec::compress::{Codec, decode};
+use backup_core::{Codec, decompress};
 use futures::StreamExt;
 use libfuzzer_sys::fuzz_target;
 
@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     for codec in [Codec::Zstd, Codec::Gzip] {
         let input = futures::stream::iter(vec![Ok(bytes::Bytes::copy_from_slice(data))]).boxed();
         rt().block_on(async {
-            let mut s = decode(input, codec, "fuzz".into());
+            let mut s = decompress(input, codec, "fuzz".into());
             let mut total = 0usize;
             while let Some(item) = s.next().await {
                 match item {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use backup_core::Compression;
-use backup_core::format::layout::{data_key, table_key, validate_relative_key};
+use backup_core::{data_key, table_key, validate_relative_key};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

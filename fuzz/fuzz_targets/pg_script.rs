@@ -2,7 +2,7 @@
 //! must split without panicking, with bounded memory, and identically whatever the chunking.
 #![no_main]
 
-use backup_core::source::pg_script::{Piece, ScriptReader};
+use backup_core::pg_script::{Piece, ScriptReader};
 use libfuzzer_sys::fuzz_target;
 
 fn read(data: &[u8], step: usize) -> Option<Vec<Piece>> {

@@ -6,7 +6,7 @@
 
 use std::ffi::CString;
 
-use backup_core::source::sqlite_script::{ScriptSplitter, first_words, split_all};
+use backup_core::sqlite_script::{ScriptSplitter, first_words, split_all};
 use libfuzzer_sys::fuzz_target;
 
 fn complete(s: &[u8]) -> bool {

@@ -2,7 +2,7 @@
 //! durations, redaction): none may panic, and a parsed database URL never shows a password.
 #![no_main]
 
-use backup_core::storage::url::RepoUrl;
+use backup_core::RepoUrl;
 use backup_core::{DatabaseUrl, parse_duration, parse_size, redact_str};
 use libfuzzer_sys::fuzz_target;
 

@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use backup_core::storage::fault::{FaultStore, Faults};
 use backup_core::{
     Context, CreateOptions, DatabaseUrl, Error, RestoreOptions, Target, VerifyLevel, VerifyOptions, create,
-    resolve, restore_with, source, verify_with,
+    open_loader, open_source, resolve, restore_with, verify_with,
 };
+use backup_core::{FaultStore, Faults};
 
 /// What an engine's test fixture must provide.
 #[async_trait::async_trait]
@@ -89,7 +89,7 @@ pub fn memory_repo() -> Target {
 /// Backs up `url` into `repo` with small chunks (so chunking is exercised); returns the id.
 pub async fn backup(url: &str, repo: &Target) -> Result<String, Error> {
     let parsed = DatabaseUrl::parse(url)?;
-    let src = source::open_source(&parsed)?;
+    let src = open_source(&parsed)?;
     let opts = CreateOptions { source: url.into(), chunk_bytes: 1 << 20, jobs: 2, ..Default::default() };
     create(src.as_ref(), &parsed.to_string(), std::slice::from_ref(repo), &opts, &Context::default())
         .await
@@ -100,7 +100,7 @@ pub async fn backup(url: &str, repo: &Target) -> Result<String, Error> {
 pub async fn restore_into(repo: &Target, id: &str, url: &str) -> Result<backup_core::RestoreReport, Error> {
     let m = resolve(repo, id).await?;
     let parsed = DatabaseUrl::parse(url)?;
-    let loader = source::open_loader(&parsed)?;
+    let loader = open_loader(&parsed)?;
     let opts = RestoreOptions { into: url.into(), jobs: 2, ..Default::default() };
     restore_with(repo, &m, loader.as_ref(), &parsed.to_string(), &opts, &Context::default()).await
 }
@@ -182,7 +182,7 @@ pub async fn corrupt_object_is_refused_and_target_untouched<F: Fixture + ?Sized>
         assert_eq!(v.findings.len(), 1, "{:?}", v.findings);
         assert_eq!(v.findings[0].object.as_deref(), Some(o.key.as_str()));
         let parsed = DatabaseUrl::parse(&target).unwrap();
-        let loader = source::open_loader(&parsed).unwrap();
+        let loader = open_loader(&parsed).unwrap();
         let e = restore_with(
             &bad,
             &m,
@@ -209,15 +209,14 @@ pub async fn failure_midway_leaves_target_untouched<F: Fixture + ?Sized>(f: &F) 
     let target = populated(f, "mid_dst").await;
     f.mutate(&target).await;
     let before = f.fingerprint(&target).await;
-    let last =
-        m.objects.iter().rfind(|o| o.kind != backup_core::format::manifest::ObjectKind::SchemaPost).unwrap();
+    let last = m.objects.iter().rfind(|o| o.kind != backup_core::ObjectKind::SchemaPost).unwrap();
     let bad = faulty(
         &repo,
         Faults { truncate: Some((last.key.clone(), last.stored_bytes / 2)), ..Default::default() },
     )
     .with_resume_attempts(0);
     let parsed = DatabaseUrl::parse(&target).unwrap();
-    let loader = source::open_loader(&parsed).unwrap();
+    let loader = open_loader(&parsed).unwrap();
     let e = restore_with(
         &bad,
         &m,
@@ -248,7 +247,7 @@ pub async fn failed_upload_leaves_no_backup<F: Fixture + ?Sized>(f: &F) {
     let ctx = Context::default();
     ctx.cancel.cancel();
     let parsed = DatabaseUrl::parse(&src).unwrap();
-    let s = source::open_source(&parsed).unwrap();
+    let s = open_source(&parsed).unwrap();
     let opts = CreateOptions { source: src.clone(), chunk_bytes: 1 << 20, ..Default::default() };
     let e = create(s.as_ref(), &src, std::slice::from_ref(&repo), &opts, &ctx).await.unwrap_err();
     assert!(matches!(e, Error::Cancelled(_)), "{e}");
@@ -337,10 +336,10 @@ async fn restore_keyed(
     url: &str,
     identity: Option<&backup_core::Secret>,
 ) -> Result<backup_core::RestoreReport, Error> {
-    let keys = backup_core::codec::encrypt::Keyring::from_secrets(identity, None)?;
-    let m = backup_core::format::sealed::open(m, keys.as_ref())?;
+    let keys = backup_core::Keyring::from_secrets(identity, None)?;
+    let m = backup_core::open_sealed(m, keys.as_ref())?;
     let parsed = DatabaseUrl::parse(url)?;
-    let loader = source::open_loader(&parsed)?;
+    let loader = open_loader(&parsed)?;
     let opts = RestoreOptions { into: url.into(), jobs: 2, ..Default::default() };
     restore_with(repo, &m, loader.as_ref(), &parsed.to_string(), &opts, &Context::default()).await
 }
@@ -350,13 +349,13 @@ async fn restore_keyed(
 /// empty or malformed one, of a flipped byte or of a truncated object fails before the target
 /// changes, naming the cause; with the right identity it is lossless.
 pub async fn encrypted_round_trip_and_bad_keys_leave_target_untouched<F: Fixture + ?Sized>(f: &F) {
-    use backup_core::codec::encrypt::generate_key;
-    use backup_core::format::manifest::ObjectKind;
+    use backup_core::ObjectKind;
+    use backup_core::generate_key;
     let src = populated(f, "enc_src").await;
     let repo = memory_repo();
     let (identity, recipient) = generate_key();
     let parsed = DatabaseUrl::parse(&src).unwrap();
-    let s = source::open_source(&parsed).unwrap();
+    let s = open_source(&parsed).unwrap();
     let opts = CreateOptions {
         source: src.clone(),
         chunk_bytes: 1 << 20,
@@ -371,8 +370,8 @@ pub async fn encrypted_round_trip_and_bad_keys_leave_target_untouched<F: Fixture
         .to_string();
     let sealed = resolve(&repo, &id).await.unwrap();
     assert!(sealed.is_sealed() && sealed.tables.is_empty() && sealed.database.is_empty());
-    let keys = backup_core::codec::encrypt::Keyring::from_secrets(Some(&identity), None).unwrap();
-    let m = backup_core::format::sealed::open(&sealed, keys.as_ref()).unwrap();
+    let keys = backup_core::Keyring::from_secrets(Some(&identity), None).unwrap();
+    let m = backup_core::open_sealed(&sealed, keys.as_ref()).unwrap();
     assert!(m.rows() > 0 && !m.tables.is_empty());
     // Nothing stored says what the tables are called: not the keys, the clear manifest, or
     // any object's bytes.

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use backup_core::storage::fault::{FaultStore, Faults};
 use backup_core::{Context, Error, Target};
+use backup_core::{FaultStore, Faults};
 use bytes::Bytes;
 use futures::StreamExt;
 
@@ -60,7 +60,7 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[3] ^ seed).collect()
 }
 
-fn chunked(data: Vec<u8>, piece: usize) -> backup_core::codec::ByteStream {
+fn chunked(data: Vec<u8>, piece: usize) -> backup_core::ByteStream {
     let b = Bytes::from(data);
     let pieces: Vec<_> = (0..b.len().div_ceil(piece))
         .map(|i| Ok(b.slice(i * piece..((i + 1) * piece).min(b.len()))))

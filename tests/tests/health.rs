@@ -146,9 +146,7 @@ async fn stamp_ahead(repo: &Target, ahead: Duration) -> BackupId {
     f.started_at = m.started_at + ahead;
     f.finished_at = m.finished_at + ahead;
     f.id = BackupId::new(f.started_at);
-    repo.put_bytes(&backup_core::format::layout::manifest_key(&f.id), f.to_json().unwrap().into())
-        .await
-        .unwrap();
+    repo.put_bytes(&backup_core::manifest_key(&f.id), f.to_json().unwrap().into()).await.unwrap();
     f.id
 }
 

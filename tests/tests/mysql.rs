@@ -6,8 +6,8 @@
 use std::process::Command;
 
 use backup_core::{
-    Context, CreateOptions, DatabaseUrl, Error, RestoreOptions, create, resolve, restore, restore_with,
-    source,
+    Context, CreateOptions, DatabaseUrl, Error, RestoreOptions, create, open_loader, open_source, resolve,
+    restore, restore_with,
 };
 use dbbackup_tests::mysql_fixture::{MysqlFixture, connect, db_of};
 use dbbackup_tests::source_suite::{Fixture, backup, memory_repo, restore_into};
@@ -57,7 +57,7 @@ async fn without_reload_privilege_falls_back_to_one_consistent_connection() {
     let limited = u.to_string();
     let mut parsed = DatabaseUrl::parse(&limited).unwrap();
     parsed.set_password(Some(backup_core::Secret::new("pw!@#")));
-    let s = source::open_source(&parsed).unwrap();
+    let s = open_source(&parsed).unwrap();
     let repo = memory_repo();
     let opts = CreateOptions { source: limited.clone(), chunk_bytes: 1 << 20, jobs: 2, ..Default::default() };
     let r = create(s.as_ref(), &limited, std::slice::from_ref(&repo), &opts, &Context::default())
@@ -399,7 +399,7 @@ async fn restore_with_opts(
 ) -> Result<(), Error> {
     let m = resolve(repo, id).await?;
     let parsed = DatabaseUrl::parse(url)?;
-    let loader = source::open_loader(&parsed)?;
+    let loader = open_loader(&parsed)?;
     restore_with(
         repo,
         &m,
@@ -480,15 +480,14 @@ async fn in_place_restore_and_its_rollback() {
     // simulated by a session aborted by the caller) puts everything back.
     let m = resolve(&repo, &id).await.unwrap();
     let parsed = DatabaseUrl::parse(&db).unwrap();
-    let loader = source::open_loader(&parsed).unwrap();
-    let opts = backup_core::source::LoadOptions { jobs: 2, in_place: true, ..Default::default() };
+    let loader = open_loader(&parsed).unwrap();
+    let opts = backup_core::LoadOptions { jobs: 2, in_place: true, ..Default::default() };
     let session = loader.begin(&m, &opts, &Context::default()).await.unwrap();
-    let pre =
-        m.objects.iter().find(|o| o.kind == backup_core::format::manifest::ObjectKind::SchemaPre).unwrap();
-    let key = format!("{}{}", backup_core::format::layout::backup_dir(&m.id), pre.key);
+    let pre = m.objects.iter().find(|o| o.kind == backup_core::ObjectKind::SchemaPre).unwrap();
+    let key = format!("{}{}", backup_core::backup_dir(&m.id), pre.key);
     let raw = repo.get_stream(&key);
-    let codec = backup_core::codec::compress::Codec::from_name(&pre.codec).unwrap();
-    session.pre_data(backup_core::codec::compress::decode(raw, codec, "pre".into())).await.unwrap();
+    let codec = backup_core::Codec::from_name(&pre.codec).unwrap();
+    session.pre_data(backup_core::decompress(raw, codec, "pre".into())).await.unwrap();
     session.abort().await.expect("in-place abort");
     assert_eq!(f.fingerprint(&db).await, mutated, "an aborted in-place restore must put everything back");
     restore_with_opts(&repo, &id, &db, RestoreOptions { in_place: true, ..Default::default() })

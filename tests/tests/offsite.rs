@@ -6,11 +6,11 @@
 
 use std::sync::Arc;
 
-use backup_core::storage::fault::{FaultStore, Faults};
 use backup_core::{
     Context, CopyOptions, Error, ErrorKind, PruneOptions, RetentionPolicy, StatusOptions, Target,
     VerificationRecord, backup_ids, copy, prune, record_verification, resolve, status_in,
 };
+use backup_core::{FaultStore, Faults};
 use bytes::Bytes;
 use chrono::{Duration, Utc};
 use dbbackup_tests::source_suite::{Fixture, backup, memory_repo};
@@ -36,7 +36,7 @@ async fn a_failing_repository_gets_no_manifest_and_the_others_keep_the_backup() 
     };
     let bad = faulty(&bad_inner);
     let parsed = backup_core::DatabaseUrl::parse(&url).unwrap();
-    let src = backup_core::source::open_source(&parsed).unwrap();
+    let src = backup_core::open_source(&parsed).unwrap();
     let opts = backup_core::CreateOptions { source: url.clone(), jobs: 2, ..Default::default() };
     let r = backup_core::create(src.as_ref(), "db", &[good.clone(), bad], &opts, &Context::default())
         .await
@@ -52,7 +52,7 @@ async fn a_failing_repository_gets_no_manifest_and_the_others_keep_the_backup() 
     assert!(v.is_empty(), "the good repository holds a complete backup: {v:?}");
     // Every repository failing fails the backup, with no manifest anywhere.
     let (x, y) = (memory_repo(), memory_repo());
-    let src = backup_core::source::open_source(&parsed).unwrap();
+    let src = backup_core::open_source(&parsed).unwrap();
     let e = backup_core::create(src.as_ref(), "db", &[faulty(&x), faulty(&y)], &opts, &Context::default())
         .await
         .unwrap_err();
@@ -63,7 +63,7 @@ async fn a_failing_repository_gets_no_manifest_and_the_others_keep_the_backup() 
     // Both healthy: the same bytes in both, identical digests (the status copies check).
     let b2 = memory_repo();
     let parsed = backup_core::DatabaseUrl::parse(&url).unwrap();
-    let src = backup_core::source::open_source(&parsed).unwrap();
+    let src = backup_core::open_source(&parsed).unwrap();
     let made =
         backup_core::create(src.as_ref(), "db", &[good.clone(), b2.clone()], &opts, &Context::default())
             .await
@@ -247,7 +247,7 @@ async fn backups_started_in_the_same_second_order_by_start_time() {
         m.id = format!("{stamp}-{suffix}").parse().unwrap();
         m.started_at = format!("{second}.{frac}Z").parse().unwrap();
         m.tags = vec!["same-second".into()];
-        let key = backup_core::format::layout::manifest_key(&m.id);
+        let key = backup_core::manifest_key(&m.id);
         repo.put_create(&key, Bytes::from(m.to_json().unwrap())).await.unwrap();
     }
     let want = format!("{stamp}-0001");
@@ -277,14 +277,10 @@ async fn s3_prune_aborts_a_dead_runs_multipart_upload_and_leaves_a_leased_one() 
         upload.put_part(object_store::PutPayload::from(vec![7u8; 5 << 20])).await.unwrap();
         std::mem::forget(upload);
     }
-    let lease = backup_core::lease::Lease::acquire(
-        &t,
-        backup_core::lease::LeaseKind::Shared,
-        "create",
-        vec![running.clone()],
-    )
-    .await
-    .unwrap();
+    let lease =
+        backup_core::Lease::acquire(&t, backup_core::LeaseKind::Shared, "create", vec![running.clone()])
+            .await
+            .unwrap();
     let r = status_in(std::slice::from_ref(&t), &StatusOptions::default(), Utc::now(), &ctx).await.unwrap();
     assert_eq!(r.repos[0].open_uploads, Some(2), "{:?}", r.repos[0]);
     let policy = RetentionPolicy { keep_last: Some(1), ..Default::default() };

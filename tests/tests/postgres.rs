@@ -7,11 +7,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use backup_core::storage::fault::{FaultStore, Faults};
 use backup_core::{
-    Compression, Context, CreateOptions, DatabaseUrl, Error, Manifest, RestoreOptions, Target, create,
-    resolve, restore, restore_with, source,
+    Compression, Context, CreateOptions, DatabaseUrl, DumpOptions, Error, Manifest, RestoreOptions, Target,
+    create, open_loader, open_source, resolve, restore, restore_with,
 };
+use backup_core::{FaultStore, Faults};
 use dbbackup_tests::pg_catalog::{assert_same_catalog, catalog};
 use dbbackup_tests::pg_fixture::{PgFixture, assert_same, fingerprint, large_objects};
 use dbbackup_tests::source_suite::{Fixture, backup, memory_repo, restore_into};
@@ -35,7 +35,7 @@ async fn restore_opts(
 ) -> backup_core::Result<backup_core::RestoreReport> {
     let m = resolve(repo, id).await?;
     let parsed = DatabaseUrl::parse(url)?;
-    let loader = source::open_loader(&parsed)?;
+    let loader = open_loader(&parsed)?;
     let opts = RestoreOptions { into: url.into(), jobs: 2, ..opts };
     restore_with(repo, &m, loader.as_ref(), &parsed.to_string(), &opts, &Context::default()).await
 }
@@ -571,7 +571,7 @@ async fn in_place_restore_replaces_contents_atomically() {
     let t = m.tables.iter_mut().find(|t| t.name == "big").unwrap();
     t.checksum = Some("12345".into());
     let parsed = DatabaseUrl::parse(&db).unwrap();
-    let loader = source::open_loader(&parsed).unwrap();
+    let loader = open_loader(&parsed).unwrap();
     let opts = RestoreOptions { into: db.clone(), in_place: true, jobs: 2, ..Default::default() };
     let e = restore_with(&repo, &m, loader.as_ref(), &db, &opts, &Context::default()).await.unwrap_err();
     assert!(e.to_string().contains("checksum"), "{e}");
@@ -608,7 +608,7 @@ async fn checksum_algorithms_old_new_and_unknown() {
             t.checksum = Some(checksum);
             let target = fresh(f, "algo-into").await;
             let parsed = DatabaseUrl::parse(&target).unwrap();
-            let loader = source::open_loader(&parsed).unwrap();
+            let loader = open_loader(&parsed).unwrap();
             let opts = RestoreOptions { into: target.clone(), jobs: 2, ..Default::default() };
             let r = restore_with(repo, &m, loader.as_ref(), &target, &opts, &Context::default()).await;
             f.drop_db(&target).await;
@@ -630,8 +630,8 @@ async fn dump_holds_access_share_locks() {
     let Some(f) = PgFixture::from_env() else { return };
     let db = populated(&f, "locks").await;
     let parsed = DatabaseUrl::parse(&db).unwrap();
-    let src = source::open_source(&parsed).unwrap();
-    let opts = source::DumpOptions { jobs: 1, chunk_bytes: 1 << 20, ..Default::default() };
+    let src = open_source(&parsed).unwrap();
+    let opts = DumpOptions { jobs: 1, chunk_bytes: 1 << 20, ..Default::default() };
     let snap = src.snapshot(&opts, &Context::default()).await.unwrap();
     let plan = snap.plan().await.unwrap();
     assert!(plan.tables.iter().any(|t| t.name == "big"));
@@ -802,7 +802,7 @@ async fn corrupt_large_objects_are_refused_and_target_untouched() {
     PgFixture::client(&src).await.batch_execute(LARGE_OBJECTS).await.unwrap();
     let repo = memory_repo();
     let parsed = DatabaseUrl::parse(&src).unwrap();
-    let s = source::open_source(&parsed).unwrap();
+    let s = open_source(&parsed).unwrap();
     let opts = CreateOptions {
         source: src.clone(),
         chunk_bytes: 1 << 20,
@@ -855,7 +855,7 @@ async fn corrupt_large_objects_are_refused_and_target_untouched() {
         for in_place in [false, true] {
             let mut tampered: Manifest = m.clone();
             tampered.properties.get_mut("pg.large_objects").unwrap()[field] = value.clone();
-            let loader = source::open_loader(&DatabaseUrl::parse(&dst).unwrap()).unwrap();
+            let loader = open_loader(&DatabaseUrl::parse(&dst).unwrap()).unwrap();
             let o = RestoreOptions { into: dst.clone(), in_place, jobs: 2, ..Default::default() };
             let e = restore_with(&repo, &tampered, loader.as_ref(), &dst, &o, &Context::default())
                 .await
@@ -872,7 +872,7 @@ async fn corrupt_large_objects_are_refused_and_target_untouched() {
     let mut old = m.clone();
     old.objects.retain(|o| o.format != "pg-large-objects-v1");
     old.properties.remove("pg.large_objects");
-    let loader = source::open_loader(&DatabaseUrl::parse(&dst).unwrap()).unwrap();
+    let loader = open_loader(&DatabaseUrl::parse(&dst).unwrap()).unwrap();
     let o = RestoreOptions { into: dst.clone(), jobs: 2, ..Default::default() };
     restore_with(&repo, &old, loader.as_ref(), &dst, &o, &Context::default()).await.expect("old manifest");
     assert_eq!(lo_state(&dst).await, "docs Some(\"2\")\n");

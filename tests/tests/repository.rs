@@ -7,8 +7,8 @@
 
 use std::sync::Arc;
 
-use backup_core::storage::fault::{FaultStore, Faults};
 use backup_core::{Context, CreateOptions, Target, create};
+use backup_core::{FaultStore, Faults};
 use bytes::Bytes;
 use dbbackup_tests::source_suite::{Fixture, memory_repo};
 use dbbackup_tests::sqlite_fixture::SqliteFixture;
@@ -26,7 +26,7 @@ async fn create_in(
     ctx: &Context,
 ) -> backup_core::Result<backup_core::CreateReport> {
     let parsed = backup_core::DatabaseUrl::parse(url).unwrap();
-    let src = backup_core::source::open_source(&parsed).unwrap();
+    let src = backup_core::open_source(&parsed).unwrap();
     let opts = CreateOptions { source: url.into(), jobs: 2, ..Default::default() };
     create(src.as_ref(), "db", targets, &opts, ctx).await
 }
@@ -126,7 +126,7 @@ async fn a_create_cancelled_mid_upload_aborts_its_parts_and_leaves_nothing() {
         cancel.cancel();
     });
     let parsed = backup_core::DatabaseUrl::parse(&url).unwrap();
-    let src = backup_core::source::open_source(&parsed).unwrap();
+    let src = backup_core::open_source(&parsed).unwrap();
     let opts = CreateOptions {
         source: url.clone(),
         jobs: 1,

@@ -53,15 +53,6 @@ pub fn manifest_key(id: &BackupId) -> String {
     format!("{id}/{MANIFEST_FILE}")
 }
 
-/// Extracts the backup id from a listed key of the form `<id>/manifest.json`.
-pub fn id_of_manifest_key(key: &str) -> Option<BackupId> {
-    let id = key.strip_suffix(MANIFEST_FILE)?.strip_suffix('/')?;
-    if id.contains('/') {
-        return None;
-    }
-    id.parse().ok()
-}
-
 /// Extracts the backup id from any key under a backup's directory.
 pub fn id_of_key(key: &str) -> Option<BackupId> {
     key.split('/').next()?.parse().ok()
@@ -195,8 +186,6 @@ mod tests {
     fn keys_have_the_documented_shape() {
         let id: BackupId = "20261123T193000Z-7f3a".parse().unwrap();
         assert_eq!(manifest_key(&id), "20261123T193000Z-7f3a/manifest.json");
-        assert_eq!(id_of_manifest_key("20261123T193000Z-7f3a/manifest.json"), Some(id.clone()));
-        assert_eq!(id_of_manifest_key("x/20261123T193000Z-7f3a/manifest.json"), None);
         assert_eq!(schema_key(SchemaPart::PreData, Compression::Zstd(3)), "schema/pre-data.sql.zst");
         assert_eq!(schema_key(SchemaPart::PostData, Compression::None), "schema/post-data.sql");
         assert_eq!(table_key(3, Some("public"), "orders"), "0003-public.orders");

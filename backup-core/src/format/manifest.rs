@@ -117,9 +117,9 @@ impl Default for ToolInfo {
 /// A complete backup's description.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
-    /// Always [`FORMAT`].
+    /// Always `FORMAT` (`dbbackup.manifest`).
     pub format: String,
-    /// [`FORMAT_VERSION`] at write time.
+    /// `FORMAT_VERSION` at write time.
     pub format_version: u32,
     /// The backup id (also its directory name).
     pub id: BackupId,
@@ -156,14 +156,14 @@ pub struct Manifest {
     /// Engine-specific database-level properties (charset, settings, ...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub properties: BTreeMap<String, serde_json::Value>,
-    /// Client-side encryption (format version 2, see [`super::sealed`]); absent for an
+    /// Client-side encryption (format version 2, see `format::sealed`); absent for an
     /// unencrypted backup, whose manifest is byte for byte what version 1 always wrote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<super::sealed::Encryption>,
 }
 
 impl Manifest {
-    /// Whether the backup is encrypted (objects are age files; see [`super::sealed`]).
+    /// Whether the backup is encrypted (objects are age files; see `format::sealed`).
     pub fn is_encrypted(&self) -> bool {
         self.encryption.is_some()
     }

@@ -291,7 +291,7 @@ pub struct Notification {
     pub host: Option<String>,
     /// When.
     pub at: DateTime<Utc>,
-    /// State changes this alert reports (see [`crate::alert`]).
+    /// State changes this alert reports (see `alert.rs`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<AlertLine>,
     /// The repositories concerned.

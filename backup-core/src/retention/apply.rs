@@ -11,7 +11,7 @@ use crate::model::BackupId;
 use crate::progress::Context;
 use crate::storage::Target;
 
-/// What [`apply`] did.
+/// What `apply` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied {
     /// Orphan objects deleted.

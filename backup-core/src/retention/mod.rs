@@ -54,7 +54,7 @@ pub use policy::{Decision, RetentionPolicy, plan_backups};
 /// Default grace period before orphan objects are swept.
 pub const DEFAULT_ORPHAN_GRACE_SECS: u64 = 24 * 3600;
 
-/// Input of [`prune`].
+/// Input of [`prune`](crate::prune()).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PruneOptions {
@@ -87,7 +87,7 @@ impl Default for PruneOptions {
     }
 }
 
-/// Output of [`prune`].
+/// Output of [`prune`](crate::prune()).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PruneReport {
     /// Repository, as named in messages.

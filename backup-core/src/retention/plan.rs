@@ -31,7 +31,7 @@ pub struct Orphan {
 }
 
 /// An upload a dead run started and never finished: a staging file `<key>#<n>` in a local
-/// directory, an open multipart upload on S3 ([`crate::storage::OpenUpload`]).
+/// directory, an open multipart upload on S3 (`storage::OpenUpload`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StaleUpload {
     /// The object it would have become.

@@ -260,7 +260,7 @@ pub trait Loader: Send + Sync {
     ) -> Result<Box<dyn LoadSession>>;
 
     /// Prepares a shadow to load a foreign plain dump script into (pg_dump / mysqldump output;
-    /// see [`LoadSession::script`]). Same shadow + swap contract as [`Loader::begin`]; engines
+    /// see `LoadSession::script`). Same shadow + swap contract as [`Loader::begin`]; engines
     /// that cannot read their tool's scripts keep this default.
     async fn begin_script(&self, opts: &LoadOptions, ctx: &Context) -> Result<Box<dyn LoadSession>> {
         let _ = (opts, ctx);
@@ -268,7 +268,7 @@ pub trait Loader: Send + Sync {
     }
 
     /// Takes a cheap server-side copy of the database as it is now, to roll back to by a rename
-    /// (`guard`; see [`RollbackPoint`]). `Ok(Err(reason))` when the engine or the moment does
+    /// (`guard`; see `RollbackPoint`). `Ok(Err(reason))` when the engine or the moment does
     /// not allow one (another session connected, no such facility): the caller falls back to
     /// restoring its backup. Engines without a cheap clone keep this default.
     async fn rollback_point(&self) -> Result<std::result::Result<Box<dyn RollbackPoint>, String>> {

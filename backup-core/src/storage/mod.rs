@@ -9,6 +9,5 @@ pub mod target;
 pub mod upload;
 pub mod url;
 
-pub use target::{Capabilities, Target};
+pub use target::Target;
 pub use upload::OpenUpload;
-pub use url::StoreConfig;

@@ -102,7 +102,7 @@ impl Target {
 
     /// Uploads that were started and never finished (a killed run's staging files in a local
     /// directory, open S3 multipart uploads), keys relative to the repository; `None` when the
-    /// store gives no way to list them (Azure, GCS: see [`super::upload`]).
+    /// store gives no way to list them (Azure, GCS: see `storage/upload.rs`).
     pub async fn open_uploads(&self) -> Result<Option<Vec<super::OpenUpload>>> {
         self.uploads.list(&self.prefix, &self.display).await
     }
@@ -120,7 +120,7 @@ impl Target {
 
     /// Opens a repository from its URL without store settings (local directories, `memory://`;
     /// a cloud store opened this way has no credentials). A local directory is created if
-    /// missing. See [`super::url`].
+    /// missing. See `storage/url.rs`.
     pub fn open(url: &str) -> Result<Self> {
         Self::open_with(url, &StoreConfig::default())
     }
@@ -139,7 +139,7 @@ impl Target {
         Ok(Self::from_opened(super::url::open_with(url, ctx.stores.for_repo(url), Access::Create)?))
     }
 
-    /// Opens a repository from its URL with explicit store settings (see [`super::url`]); a local
+    /// Opens a repository from its URL with explicit store settings (see `storage/url.rs`); a local
     /// directory is created if missing.
     pub fn open_with(url: &str, cfg: &StoreConfig) -> Result<Self> {
         Ok(Self::from_opened(super::url::open_with(url, cfg, Access::Create)?))
@@ -205,7 +205,7 @@ impl Target {
     }
 
     /// The part size used for an upload of about `size_hint` bytes: the configured size, grown
-    /// so the upload stays under [`MAX_PARTS`] parts.
+    /// so the upload stays under `MAX_PARTS` parts.
     pub fn part_size_for(&self, size_hint: Option<u64>) -> usize {
         let min = self.part_size as u64;
         let needed = size_hint.map(|s| s.div_ceil(MAX_PARTS - 100)).unwrap_or(0);

@@ -20,7 +20,7 @@
 //! Credentials and endpoints never appear in URLs. They come from a [`StoreConfig`]: a map of
 //! settings named like the environment variables (the CLI passes [`StoreConfig::from_env`], the
 //! FFI a per-repository map from its JSON options, a test an explicit map). The use-cases open
-//! repositories with [`Target::open_in`], which takes each repository's settings from the
+//! repositories with [`Target::open_in`](crate::Target::open_in), which takes each repository's settings from the
 //! [`crate::Context`]'s [`crate::RepoSettings`]. Recognised:
 //!
 //! - every `AWS_*`, `AZURE_*` and `GOOGLE_*` key object_store understands (its standard names:
@@ -41,7 +41,7 @@
 //!   Parts of a multipart upload are retried individually; the database stream never is;
 //! - `DBBACKUP_STORE_TIMEOUT` (seconds, default 30) and `DBBACKUP_STORE_MIN_THROUGHPUT` (bytes
 //!   per second, default `64KiB`): each HTTP attempt may take the timeout plus its body's size at
-//!   that rate, and a response body may pause at most the timeout ([`super::http`]);
+//!   that rate, and a response body may pause at most the timeout (`storage/http.rs`);
 //! - `DBBACKUP_STORE_LEASE_TTL` (seconds, default 900): how long a lease of a running command
 //!   lives without a refresh (every store, local directories included; see `lease`).
 //!
