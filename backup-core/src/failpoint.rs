@@ -54,7 +54,7 @@ thread_local! {
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Makes [`delay`]`(name)` wait `by` when it is reached on the calling thread (`testing` builds
+/// Makes `failpoint::delay(name)` wait `by` when it is reached on the calling thread (`testing` builds
 /// only; `by` zero removes it).
 #[cfg(feature = "testing")]
 pub fn delay_on_this_thread(name: &str, by: std::time::Duration) {

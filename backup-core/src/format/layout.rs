@@ -32,6 +32,7 @@ pub const MAX_KEY_LEN: usize = 512;
 pub const FILE_GROUP: &str = "db";
 /// Key segment of PostgreSQL large-object chunks. Table keys start with digits, so no table key
 /// can equal it.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub const LARGE_OBJECTS_GROUP: &str = "large-objects";
 
 /// Which schema script.

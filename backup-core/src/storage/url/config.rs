@@ -63,7 +63,7 @@ impl StoreConfig {
     }
 
     /// The time limits of one HTTP attempt: `DBBACKUP_STORE_TIMEOUT` (seconds, default 30) and
-    /// `DBBACKUP_STORE_MIN_THROUGHPUT` (bytes per second, `64KiB` by default; see [`crate::storage::http`]).
+    /// `DBBACKUP_STORE_MIN_THROUGHPUT` (bytes per second, `64KiB` by default; see `storage/http.rs`).
     #[cfg(feature = "cloud")]
     pub fn attempt_limits(&self) -> Result<AttemptLimits> {
         let mut l = AttemptLimits::default();

@@ -65,8 +65,6 @@ use object_store::memory::InMemory;
 
 use crate::error::{Error, Result};
 pub use crate::settings::StoreConfig;
-#[cfg(feature = "cloud")]
-pub use crate::storage::http::AttemptLimits;
 use crate::storage::upload::Uploads;
 pub use opened::Capabilities;
 pub(crate) use opened::OpenedStore;
