@@ -47,7 +47,7 @@ pub struct RestoreOptions {
     pub force: bool,
     /// Download and check every object before loading anything (always on with `in_place`); for
     /// a dump script, read it whole first (the codec's integrity and the engine's script reader
-    /// to the end, see `source::script_check`).
+    /// to the end, see `source::script::check`).
     pub verify_first: bool,
     /// Engine options (MySQL, PostgreSQL switches; session time limits).
     pub engine_options: crate::engine_options::EngineOptions,
@@ -340,10 +340,10 @@ pub async fn restore_script(
     let shown = path.display().to_string();
     if opts.verify_first {
         // The whole file, before anything is touched: the codec's integrity to the end, and the
-        // engine's script reader to the end (see `source::script_check`).
+        // engine's script reader to the end (see `source::script::check`).
         let (sql, size) = open_script(path).await?;
         let _p = PhaseGuard::start(ctx, Phase::Verify, size);
-        source::script_check::check_script(loader.engine(), sql, &format!("dump script {shown}")).await?;
+        source::script::check::check_script(loader.engine(), sql, &format!("dump script {shown}")).await?;
     }
     let (sql, size) = open_script(path).await?;
     let ctx2 = ctx.clone();

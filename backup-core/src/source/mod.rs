@@ -28,7 +28,7 @@ pub(crate) mod pool;
 pub(crate) mod postgres;
 #[cfg(any(feature = "mysql", feature = "postgres"))]
 pub(crate) mod rowsum;
-pub(crate) mod script_check;
+pub(crate) mod script;
 #[cfg(any(feature = "mysql", feature = "postgres"))]
 pub(crate) mod shadow_name;
 pub(crate) mod sqlite;

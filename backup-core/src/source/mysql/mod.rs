@@ -19,7 +19,8 @@
 //! | swap: the per-target lock, the journal, the swap and the recovery of killed restores | [`swap`] |
 //!
 //! The SQL script splitter is `source::mysql_script` (public and feature-independent, for the
-//! fuzz target); the connection pool is the engines' shared `source::pool`.
+//! fuzz target), run by the engines' shared script runner `source::script` with the hook in
+//! [`runner`]; the connection pool is the engines' shared `source::pool`.
 //! docs/mysql.md describes the guarantees and the manual restore path.
 
 mod checksum;

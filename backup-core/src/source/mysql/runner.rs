@@ -3,12 +3,13 @@
 //! would leave the load target (`USE`, `CREATE/DROP DATABASE`), need SUPER (GTID, binlog,
 //! global settings, when asked or for foreign dumps) or only speed up a dump (`LOCK TABLES`)
 //! are skipped and counted; events are held back for the commit; cancellation is honoured
-//! between statements and during one (`KILL QUERY` from a pool connection).
+//! between statements and during one (`KILL QUERY` from a pool connection). This is MySQL's hook
+//! of the shared runner ([`crate::source::script`]); the script is cut by `source::mysql_script`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
-use futures::StreamExt;
+use async_trait::async_trait;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
@@ -20,6 +21,7 @@ use crate::progress::CancellationToken;
 use crate::source::ScriptReport;
 use crate::source::mysql_script::{self as script, ScriptSplitter, StatementKind};
 use crate::source::pool::Pool;
+use crate::source::script::{self as runner, Hook};
 use crate::source::table_filter::selects_name;
 
 /// How a script is run.
@@ -51,48 +53,35 @@ struct Tally {
 /// Runs `sql` on `c` (see the module's description).
 pub(crate) async fn run_script(c: &mut Conn, run: &ScriptRun<'_>, sql: ByteStream) -> Result<ScriptReport> {
     exec(c, &format!("USE {}", qi(run.db))).await?;
-    let mut statements = Statements { sql, splitter: ScriptSplitter::default(), ended: false };
-    let mut tally = Tally::default();
-    while let Some(stmts) = statements.next().await? {
+    runner::run(sql, ScriptSplitter::default(), Running { c, run, tally: Tally::default() }).await
+}
+
+/// MySQL's hook of the shared runner: one run of [`run_script`].
+struct Running<'a, 'b> {
+    c: &'a mut Conn,
+    run: &'a ScriptRun<'b>,
+    tally: Tally,
+}
+
+#[async_trait]
+impl Hook<ScriptSplitter> for Running<'_, '_> {
+    type Output = ScriptReport;
+
+    async fn run(&mut self, stmts: Vec<Vec<u8>>, _last: bool) -> Result<()> {
         for stmt in stmts {
-            run_statement(c, run, stmt, &mut tally).await?;
+            run_statement(self.c, self.run, stmt, &mut self.tally).await?;
         }
+        Ok(())
     }
-    let mut report = tally.report;
-    report.tables = tally.tables.len();
-    for (what, n) in tally.skipped {
-        report.notes.push(format!("skipped {n} {what} statement(s)"));
-    }
-    Ok(report)
-}
 
-/// A script stream cut into statements.
-struct Statements {
-    sql: ByteStream,
-    splitter: ScriptSplitter,
-    ended: bool,
-}
-
-impl Statements {
-    /// The statements completed by the next piece of the stream (`None` after its end).
-    async fn next(&mut self) -> Result<Option<Vec<Vec<u8>>>> {
-        if self.ended {
-            return Ok(None);
+    async fn end(self, _: ScriptSplitter) -> Result<ScriptReport> {
+        let mut report = self.tally.report;
+        report.tables = self.tally.tables.len();
+        for (what, n) in self.tally.skipped {
+            report.notes.push(format!("skipped {n} {what} statement(s)"));
         }
-        match self.sql.next().await {
-            Some(b) => Ok(Some(self.splitter.push(&b?).map_err(split_failed)?)),
-            None => {
-                self.ended = true;
-                Ok(Some(std::mem::take(&mut self.splitter).finish().map_err(split_failed)?))
-            }
-        }
+        Ok(report)
     }
-}
-
-/// A script the splitter cannot read: an integrity error, as the PostgreSQL engine and the
-/// shared script check say (the script is damaged, not the server failing).
-fn split_failed(e: script::ScriptError) -> Error {
-    Error::integrity("dump script", "valid SQL", e.to_string())
 }
 
 /// Why a statement is not run, if it is not (counted under that name), or `Some("")` for one
@@ -192,7 +181,8 @@ async fn kill_query(pool: &Pool<Conn>, id: u32) {
 /// The post-data objects of a `--tables` restore: only the triggers of the selected tables,
 /// each with the `SET` statements before it.
 pub(crate) fn selected_triggers(objects: &str, tables: &[String]) -> Result<String> {
-    let stmts = script::split_all(objects.as_bytes()).map_err(split_failed)?;
+    let stmts = script::split_all(objects.as_bytes())
+        .map_err(|e| runner::unreadable::<ScriptSplitter>(e.to_string()))?;
     let mut keep = String::new();
     let mut pending_sets = String::new();
     for s in stmts {
@@ -276,17 +266,34 @@ fn statement_table(stmt: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// A hook that keeps the statements it is given.
+    struct Keep<'a>(&'a mut Vec<Vec<u8>>);
+
+    #[async_trait]
+    impl Hook<ScriptSplitter> for Keep<'_> {
+        type Output = ();
+        async fn run(&mut self, stmts: Vec<Vec<u8>>, _last: bool) -> Result<()> {
+            self.0.extend(stmts);
+            Ok(())
+        }
+        async fn end(self, _: ScriptSplitter) -> Result<()> {
+            Ok(())
+        }
+    }
+
     /// A script that cannot be read is an integrity error (exit 3), as in the PostgreSQL
     /// engine and the shared script check, not a failure of the server (exit 1).
     #[tokio::test]
     async fn an_unreadable_script_is_an_integrity_error_as_in_postgres() {
+        use futures::StreamExt;
         let script = |text: &'static str| futures::stream::iter([Ok(bytes::Bytes::from(text))]).boxed();
-        let mut s =
-            Statements { sql: script("SELECT 1;\nSELECT 'abc"), splitter: Default::default(), ended: false };
-        assert_eq!(s.next().await.unwrap().unwrap(), vec![b"SELECT 1".to_vec()]);
-        let e = s.next().await.unwrap_err();
+        let mut seen = Vec::new();
+        let e = runner::run(script("SELECT 1;\nSELECT 'abc"), ScriptSplitter::default(), Keep(&mut seen))
+            .await
+            .unwrap_err();
+        assert_eq!(seen, vec![b"SELECT 1".to_vec()]);
         assert_eq!(e.kind(), crate::error::ErrorKind::Integrity, "{e}");
-        let pg = crate::source::script_check::check_script(
+        let pg = crate::source::script::check::check_script(
             crate::model::Engine::Postgres,
             script("SELECT 'abc"),
             "x",

@@ -1,10 +1,12 @@
 //! Running a foreign plain dump script (pg_dump's plain format, `psql` input) into a restore
-//! session, cut by [`ScriptReader`](crate::source::pg_script::ScriptReader).
+//! session: PostgreSQL's hook of the shared runner ([`crate::source::script`]), the script cut
+//! by [`ScriptReader`](crate::source::pg_script::ScriptReader).
 
 use std::pin::Pin;
 
+use async_trait::async_trait;
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use tokio_postgres::{Client, CopyInSink};
 
 use super::conn::{pg_err, shorten};
@@ -14,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::progress::Context;
 use crate::source::ScriptReport;
 use crate::source::pg_script::{Piece, ScriptReader};
+use crate::source::script::{self, Hook};
 
 /// Whether a statement is bare transaction control (`BEGIN;`, `COMMIT;`, ...).
 fn is_transaction_control(stmt: &str) -> bool {
@@ -30,45 +33,22 @@ fn is_transaction_control(stmt: &str) -> bool {
 /// commit the half-done restore.
 pub(super) async fn run_script(
     c: &Client,
-    mut sql: ByteStream,
+    sql: ByteStream,
     keep_owners: bool,
     in_txn: bool,
     ctx: &Context,
 ) -> Result<ScriptReport> {
-    let mut r = ScriptReader::new();
-    let mut run = ScriptRun {
+    let run = ScriptRun {
         c,
         keep_owners,
         in_txn,
+        ctx,
         report: ScriptReport::default(),
         sink: None,
         skipped_owner: 0,
         skipped_txn: 0,
     };
-    let mut ended = false;
-    while !ended {
-        match sql.next().await {
-            Some(b) => r.push(&b?),
-            None => {
-                r.finish();
-                ended = true;
-            }
-        }
-        while let Some(piece) =
-            r.next_piece().map_err(|e| Error::integrity("dump script", "valid SQL", e.0))?
-        {
-            ctx.check("restore")?;
-            run.piece(piece).await?;
-        }
-    }
-    if run.sink.is_some() || !r.is_clean() {
-        return Err(Error::integrity(
-            "dump script",
-            "complete statements and COPY blocks",
-            "the script ends in the middle of one (truncated file?)",
-        ));
-    }
-    Ok(run.finish())
+    script::run(sql, ScriptReader::new(), run).await
 }
 
 /// The state of one [`run_script`]: its connection, the COPY in progress and what was skipped.
@@ -76,10 +56,37 @@ struct ScriptRun<'a> {
     c: &'a Client,
     keep_owners: bool,
     in_txn: bool,
+    ctx: &'a Context,
     report: ScriptReport,
     sink: Option<Pin<Box<CopyInSink<Bytes>>>>,
     skipped_owner: u64,
     skipped_txn: u64,
+}
+
+/// PostgreSQL's hook of the shared runner: pieces run as they come, cancellation checked
+/// before each.
+#[async_trait]
+impl Hook<ScriptReader> for ScriptRun<'_> {
+    type Output = ScriptReport;
+
+    async fn run(&mut self, pieces: Vec<Piece>, _last: bool) -> Result<()> {
+        for piece in pieces {
+            self.ctx.check("restore")?;
+            self.piece(piece).await?;
+        }
+        Ok(())
+    }
+
+    async fn end(self, reader: ScriptReader) -> Result<ScriptReport> {
+        if self.sink.is_some() || !reader.is_clean() {
+            return Err(Error::integrity(
+                "dump script",
+                "complete statements and COPY blocks",
+                "the script ends in the middle of one (truncated file?)",
+            ));
+        }
+        Ok(self.finish())
+    }
 }
 
 impl ScriptRun<'_> {

@@ -10,10 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use rusqlite::Connection;
 
 use super::checksum::{integrity_check, table_stats_blocking};
-use super::conn::{blocking, list_tables, open_read_only, quote_ident, sql_err};
+use super::conn::{blocking, open_read_only};
 use super::script;
 use super::swap::{self, Paths};
 use crate::codec::ByteStream;
@@ -235,45 +234,8 @@ impl LoadSession for SqliteSession {
     /// statement as cut by [`script::ScriptSplitter`]; `commit` then checks and swaps it in
     /// like a backup. A script that ends inside a statement or inside its own transaction is
     /// refused (cut short), and so are statements that reach other files (`ATTACH`, `VACUUM`).
-    async fn script(&self, mut sql: ByteStream, ctx: &Context) -> Result<ScriptReport> {
-        let path = self.temp.to_path_buf();
-        let mut conn = blocking(move || {
-            let c = Connection::open(&path).map_err(sql_err("open the restore temp file"))?;
-            // The temp file is not live: it is synced once, before the swap.
-            c.execute_batch("pragma synchronous = off").map_err(sql_err("pragma synchronous"))?;
-            Ok(c)
-        })
-        .await?;
-        let mut splitter = script::ScriptSplitter::new(SCRIPT_MAX_STATEMENT);
-        let mut done = 0u64;
-        let cut = |e: script::ScriptError| Error::integrity("SQL script", "a complete script", e.to_string());
-        while let Some(b) = sql.next().await {
-            let b = b?;
-            ctx.check("restore")?;
-            let stmts = splitter.push(&b).map_err(cut)?;
-            (conn, done) = run_statements(conn, stmts, done).await?;
-        }
-        (conn, done) = run_statements(conn, splitter.finish().map_err(cut)?, done).await?;
-        blocking(move || {
-            if !conn.is_autocommit() {
-                return Err(Error::integrity(
-                    "SQL script",
-                    "a complete script",
-                    "it ends inside a transaction (BEGIN without COMMIT)",
-                ));
-            }
-            let tables = list_tables(&conn)?;
-            let mut rows = 0u64;
-            for t in &tables {
-                let n: i64 = conn
-                    .query_row(&format!("select count(*) from {}", quote_ident(t)), [], |r| r.get(0))
-                    .map_err(sql_err(format!("count rows of {t}")))?;
-                rows += u64::try_from(n).unwrap_or(0);
-            }
-            conn.close().map_err(|(_, e)| Error::source("close the restore temp file", e))?;
-            Ok(ScriptReport { statements: done, tables: tables.len(), rows, notes: Vec::new() })
-        })
-        .await
+    async fn script(&self, sql: ByteStream, ctx: &Context) -> Result<ScriptReport> {
+        script::run_script(self.temp.to_path_buf(), sql, ctx).await
     }
 
     async fn abort(self: Box<Self>) -> Result<()> {
@@ -284,33 +246,4 @@ impl LoadSession for SqliteSession {
         })
         .await
     }
-}
-
-/// Largest single statement of a SQL script (a row of a huge blob is one INSERT).
-const SCRIPT_MAX_STATEMENT: usize = 1 << 30;
-
-/// Executes script statements on a blocking thread; returns the connection and the running count.
-async fn run_statements(conn: Connection, stmts: Vec<Vec<u8>>, done: u64) -> Result<(Connection, u64)> {
-    if stmts.is_empty() {
-        return Ok((conn, done));
-    }
-    blocking(move || {
-        let mut done = done;
-        for s in stmts {
-            done += 1;
-            let head = script::first_words(&s, 4);
-            if ["ATTACH", "DETACH", "VACUUM"].contains(&head.split(' ').next().unwrap_or("")) {
-                return Err(Error::Unsupported(format!(
-                    "statement {done} of the SQL script ({head}): a restore does not reach other files"
-                )));
-            }
-            let text = std::str::from_utf8(&s).map_err(|e| {
-                Error::integrity(format!("statement {done} of the SQL script"), "UTF-8 text", e.to_string())
-            })?;
-            conn.execute_batch(text)
-                .map_err(sql_err(format!("statement {done} of the SQL script ({head} ...)")))?;
-        }
-        Ok((conn, done))
-    })
-    .await
 }

@@ -14,6 +14,17 @@
 //! Public so the fuzz target can reach it; not part of the stable API.
 
 use std::fmt;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use rusqlite::Connection;
+
+use super::conn::{blocking, list_tables, quote_ident, sql_err};
+use crate::codec::ByteStream;
+use crate::error::{Error, Result};
+use crate::progress::Context;
+use crate::source::ScriptReport;
+use crate::source::script::{self as runner, Hook};
 
 /// Why a script could not be split.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -294,6 +305,105 @@ pub fn first_words(stmt: &[u8], n: usize) -> String {
         .collect::<Vec<_>>()
         .join(" ")
         .to_ascii_uppercase()
+}
+
+/// Largest single statement of a SQL script (a row of a huge blob is one INSERT).
+const SCRIPT_MAX_STATEMENT: usize = 1 << 30;
+
+/// Runs a SQL script (sqlite3's `.dump` output) into the empty restore temp file at `path`
+/// through the shared runner ([`crate::source::script`]), statement by statement, cancellable
+/// between chunks; a script that ends inside its own transaction is refused (cut short), and so
+/// are statements that reach other files (`ATTACH`, `VACUUM`). Returns what the file then holds.
+pub(crate) async fn run_script(path: PathBuf, sql: ByteStream, ctx: &Context) -> Result<ScriptReport> {
+    let conn = blocking(move || {
+        let c = Connection::open(&path).map_err(sql_err("open the restore temp file"))?;
+        // The temp file is not live: it is synced once, before the swap.
+        c.execute_batch("pragma synchronous = off").map_err(sql_err("pragma synchronous"))?;
+        Ok(c)
+    })
+    .await?;
+    let running = Running { conn: Some(conn), done: 0, ctx };
+    runner::run(sql, ScriptSplitter::new(SCRIPT_MAX_STATEMENT), running).await
+}
+
+/// SQLite's hook of the shared runner: one run of [`run_script`].
+struct Running<'a> {
+    /// On a blocking thread while statements run there; `None` only after a failed batch.
+    conn: Option<Connection>,
+    /// Statements run so far.
+    done: u64,
+    ctx: &'a Context,
+}
+
+impl Running<'_> {
+    fn conn(&mut self) -> Result<Connection> {
+        self.conn.take().ok_or_else(|| Error::Cancelled("restore: the SQL script failed before".into()))
+    }
+}
+
+#[async_trait]
+impl Hook<ScriptSplitter> for Running<'_> {
+    type Output = ScriptReport;
+
+    fn chunk(&mut self, _: &[u8]) -> Result<()> {
+        self.ctx.check("restore")
+    }
+
+    async fn run(&mut self, stmts: Vec<Vec<u8>>, _last: bool) -> Result<()> {
+        if stmts.is_empty() {
+            return Ok(());
+        }
+        let (conn, done) = run_statements(self.conn()?, stmts, self.done).await?;
+        (self.conn, self.done) = (Some(conn), done);
+        Ok(())
+    }
+
+    async fn end(mut self, _: ScriptSplitter) -> Result<ScriptReport> {
+        let (conn, done) = (self.conn()?, self.done);
+        blocking(move || {
+            if !conn.is_autocommit() {
+                return Err(Error::integrity(
+                    "SQL script",
+                    "a complete script",
+                    "it ends inside a transaction (BEGIN without COMMIT)",
+                ));
+            }
+            let tables = list_tables(&conn)?;
+            let mut rows = 0u64;
+            for t in &tables {
+                let n: i64 = conn
+                    .query_row(&format!("select count(*) from {}", quote_ident(t)), [], |r| r.get(0))
+                    .map_err(sql_err(format!("count rows of {t}")))?;
+                rows += u64::try_from(n).unwrap_or(0);
+            }
+            conn.close().map_err(|(_, e)| Error::source("close the restore temp file", e))?;
+            Ok(ScriptReport { statements: done, tables: tables.len(), rows, notes: Vec::new() })
+        })
+        .await
+    }
+}
+
+/// Executes script statements on a blocking thread; returns the connection and the running count.
+async fn run_statements(conn: Connection, stmts: Vec<Vec<u8>>, done: u64) -> Result<(Connection, u64)> {
+    blocking(move || {
+        let mut done = done;
+        for s in stmts {
+            done += 1;
+            let head = first_words(&s, 4);
+            if ["ATTACH", "DETACH", "VACUUM"].contains(&head.split(' ').next().unwrap_or("")) {
+                return Err(Error::Unsupported(format!(
+                    "statement {done} of the SQL script ({head}): a restore does not reach other files"
+                )));
+            }
+            let text = std::str::from_utf8(&s).map_err(|e| {
+                Error::integrity(format!("statement {done} of the SQL script"), "UTF-8 text", e.to_string())
+            })?;
+            conn.execute_batch(text)
+                .map_err(sql_err(format!("statement {done} of the SQL script ({head} ...)")))?;
+        }
+        Ok((conn, done))
+    })
+    .await
 }
 
 #[cfg(test)]
