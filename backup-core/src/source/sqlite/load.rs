@@ -199,16 +199,23 @@ impl LoadSession for SqliteSession {
     }
 
     async fn table_stats(&self, table: &TableEntry) -> Result<TableStats> {
-        let f = self.file.clone();
-        blocking(move || f.sync_data().map_err(|e| Error::io("flush restored file", e))).await?;
+        // No flush first: the read-back sees the written pages through the page cache like any
+        // reader would, and the file goes to disk alongside the checks (`check_database`), so
+        // no scan waits for the disk. `commit` syncs it before the rename all the same.
         let path = self.temp.to_path_buf();
         let name = table.name.clone();
         blocking(move || table_stats_blocking(&open_read_only(&path)?, &name)).await
     }
 
     async fn check_database(&self) -> Result<Vec<String>> {
+        // Disk work beside CPU work: the flush of the loaded file runs while `integrity_check`
+        // (and, from the pipeline, the table scans) read it; by the rename nothing is left to write.
+        let f = self.file.clone();
+        let flush = blocking(move || f.sync_data().map_err(|e| Error::io("flush restored file", e)));
         let path = self.temp.to_path_buf();
-        blocking(move || integrity_check(&path)).await?;
+        let (flushed, checked) = futures::join!(flush, blocking(move || integrity_check(&path)));
+        checked?;
+        flushed?;
         self.integrity_checked.store(true, Ordering::Release);
         Ok(Vec::new())
     }
