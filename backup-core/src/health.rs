@@ -12,6 +12,8 @@
 //! source database's file system) and, with two or more, `copies` (3-2-1): the newest backup
 //! across all of them is present in each, with identical object digests.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -189,183 +191,12 @@ pub async fn status_in(
         (Some(s), false) => Some(catalog::DatabaseScope::of_url(&crate::model::DatabaseUrl::parse(s)?)),
         _ => None,
     };
-    let mut listings = Vec::with_capacity(targets.len());
-    for t in targets {
-        let mut l = catalog::list(t, None).await;
-        if let (Ok(l), Some(scope)) = (&mut l, &scope) {
-            l.backups.retain(|b| b.encrypted || catalog::DatabaseScope::of_summary(b) == *scope);
-        }
-        listings.push(l);
-    }
-    // Verifications recorded in any repository of the set count for the same backup elsewhere
-    // (a `copy` is byte-identical, digest-checked on the way).
-    let mut recorded: std::collections::HashMap<BackupId, (String, VerificationRecord)> = Default::default();
-    for (t, l) in targets.iter().zip(&listings) {
-        for b in l.iter().flat_map(|l| &l.backups) {
-            if let Some(v) = &b.last_verification
-                && recorded.get(&b.id).is_none_or(|(_, o)| o.at < v.at)
-            {
-                recorded.insert(b.id.clone(), (t.display_name().to_string(), v.clone()));
-            }
-        }
-    }
+    let listings = list_in_scope(targets, scope.as_ref()).await;
+    let recorded = recorded_verifications(targets, &listings);
     for (t, listed) in targets.iter().zip(listings) {
-        let name = t.display_name().to_string();
-        let check = |n: &str, ok: bool, message: String, expected: String, found: String| {
-            Check::new(n, Some(&name), ok, message, expected, found)
-        };
-        let mut rs = RepoStatus { repo: name.clone(), ..Default::default() };
-        let listed = match listed {
-            Ok(l) => l,
-            Err(e) => {
-                checks.push(check(
-                    "reachable",
-                    false,
-                    format!("cannot list {name}: {e}"),
-                    "the repository can be listed".into(),
-                    e.to_string(),
-                ));
-                rs.error = Some(e.to_string());
-                repos.push(rs);
-                newest_manifests.push(None);
-                continue;
-            }
-        };
-        let tolerance = chrono::Duration::seconds(
-            i64::try_from(opts.clock_tolerance_secs.unwrap_or(DEFAULT_CLOCK_TOLERANCE_SECS))
-                .unwrap_or(i64::MAX / 1000),
-        );
-        // A backup stamped in the future (a wrong clock) is reported and never "newest".
-        let (future, trusted): (Vec<_>, Vec<_>) =
-            listed.backups.iter().partition(|b| b.created_at > now + tolerance);
-        rs.future = future.iter().map(|b| b.id.clone()).collect();
-        if let Some(f) = future.first() {
-            let ahead = u64::try_from((f.created_at - now).num_seconds()).unwrap_or(0);
-            let found = format!(
-                "{} backup(s) stamped in the future, e.g. {} at {} ({} ahead)",
-                future.len(),
-                f.id,
-                f.created_at.format("%Y-%m-%d %H:%M UTC"),
-                dur(ahead)
-            );
-            checks.push(check(
-                "clock",
-                false,
-                format!("{found}; they are never taken as the newest (check the backup host's clock)"),
-                format!(
-                    "backup times at most {} ahead of this clock",
-                    dur(tolerance.num_seconds().max(0) as u64)
-                ),
-                found,
-            ));
-        }
-        rs.backups = trusted.len();
-        let items = match t.list("").await {
-            Ok(items) => items,
-            Err(e) => {
-                rs.error = Some(e.to_string());
-                Vec::new()
-            }
-        };
-        rs.total_bytes = items.iter().map(|i| i.size).sum();
-        rs.open_uploads = match t.open_uploads().await {
-            Ok(found) => found.map(|v| v.len()),
-            Err(e) => {
-                tracing::warn!("counting unfinished uploads in {name}: {e}");
-                None
-            }
-        };
-        let newest = trusted.first().copied();
-        match newest {
-            None => {
-                checks.push(check(
-                    "has_backup",
-                    false,
-                    format!("no complete backup in {name}"),
-                    "at least one complete backup".into(),
-                    "none".into(),
-                ));
-                newest_manifests.push(None);
-            }
-            Some(b) => {
-                let age = u64::try_from((now - b.finished_at).num_seconds()).unwrap_or(0);
-                rs.newest = Some(b.id.clone());
-                rs.newest_at = Some(b.created_at);
-                rs.newest_age_secs = Some(age);
-                checks.push(check(
-                    "has_backup",
-                    true,
-                    format!("{} complete backups, newest {}", rs.backups, b.id),
-                    "at least one complete backup".into(),
-                    format!("{} complete backups", rs.backups),
-                ));
-                if let Some(max) = opts.max_age_secs {
-                    checks.push(check(
-                        "newest_age",
-                        age <= max,
-                        format!("newest backup is {} old (max {})", dur(age), dur(max)),
-                        format!("a backup younger than {}", dur(max)),
-                        format!("the newest ({}) is {} old", b.id, dur(age)),
-                    ));
-                }
-                if let Some(c) = size_check(&name, b, &trusted, opts) {
-                    checks.push(c);
-                }
-                newest_manifests.push(catalog::read_manifest(t, &b.id).await.ok());
-            }
-        }
-        if let Some(max) = opts.max_size {
-            checks.push(check(
-                "total_size",
-                rs.total_bytes <= max,
-                format!("repository holds {} bytes (max {max})", rs.total_bytes),
-                format!("at most {max} bytes"),
-                format!("{} bytes", rs.total_bytes),
-            ));
-        }
-        // The newest verification over every backup, not only the newest few.
-        let here = trusted
-            .iter()
-            .filter_map(|b| b.last_verification.clone().map(|v| (b.id.clone(), v, String::new())))
-            .max_by_key(|(_, v, _)| v.at);
-        let verified = here.or_else(|| {
-            trusted
-                .iter()
-                .filter_map(|b| {
-                    recorded.get(&b.id).map(|(r, v)| (b.id.clone(), v.clone(), format!(" (recorded in {r})")))
-                })
-                .max_by_key(|(_, v, _)| v.at)
-        });
-        match verified {
-            Some((id, v, elsewhere)) => {
-                checks.push(check(
-                    "last_verification",
-                    v.ok,
-                    format!(
-                        "{} of {id} at {}: {}{elsewhere}",
-                        v.level,
-                        v.at.format("%Y-%m-%d %H:%M UTC"),
-                        if v.ok { "ok".to_string() } else { format!("FAILED ({} findings)", v.findings) }
-                    ),
-                    "the last verification passed".into(),
-                    format!("{} of {id} {}", v.level, if v.ok { "passed" } else { "FAILED" }),
-                ));
-                rs.last_verification = Some(v);
-                rs.last_verified_backup = Some(id);
-            }
-            None if newest.is_some() => checks.push(check(
-                "last_verification",
-                false,
-                format!("none of the {} backups was ever verified (run `dbbackup verify`)", rs.backups),
-                "a recorded verification".into(),
-                "never verified".into(),
-            )),
-            None => {}
-        }
-        if let (Some(max), Some(_)) = (opts.max_drill_age_secs, newest) {
-            checks.push(drill_check(t, &name, &items, &trusted, max, now).await);
-        }
+        let (rs, newest) = check_repo(t, listed, opts, now, &recorded, &mut checks).await;
         repos.push(rs);
+        newest_manifests.push(newest);
     }
     checks.push(offsite_check(targets, opts));
     if targets.len() > 1 {
@@ -374,6 +205,250 @@ pub async fn status_in(
     let healthy = checks.iter().all(|c| c.ok || c.warning);
     // (`status_in` of `undo` lists the undo area's copies.)
     Ok(StatusReport { healthy, checks, repos, undo: Vec::new() })
+}
+
+/// Each repository's backups, only those of the source's database when a scope is given
+/// (encrypted ones stay: their database cannot be read without the key).
+async fn list_in_scope(
+    targets: &[Target],
+    scope: Option<&catalog::DatabaseScope>,
+) -> Vec<Result<catalog::ListReport>> {
+    let mut listings = Vec::with_capacity(targets.len());
+    for t in targets {
+        let mut l = catalog::list(t, None).await;
+        if let (Ok(l), Some(scope)) = (&mut l, scope) {
+            l.backups.retain(|b| b.encrypted || catalog::DatabaseScope::of_summary(b) == *scope);
+        }
+        listings.push(l);
+    }
+    listings
+}
+
+/// The newest verification recorded for each backup id, with the repository holding the
+/// record: a verification in any repository of the set counts for the same backup elsewhere
+/// (a `copy` is byte-identical, digest-checked on the way).
+fn recorded_verifications(
+    targets: &[Target],
+    listings: &[Result<catalog::ListReport>],
+) -> HashMap<BackupId, (String, VerificationRecord)> {
+    let mut recorded: HashMap<BackupId, (String, VerificationRecord)> = HashMap::new();
+    for (t, l) in targets.iter().zip(listings) {
+        for b in l.iter().flat_map(|l| &l.backups) {
+            if let Some(v) = &b.last_verification
+                && recorded.get(&b.id).is_none_or(|(_, o)| o.at < v.at)
+            {
+                recorded.insert(b.id.clone(), (t.display_name().to_string(), v.clone()));
+            }
+        }
+    }
+    recorded
+}
+
+/// The checks of one repository, appended to `checks`; its status and the manifest of its
+/// newest backup (for the copies check).
+async fn check_repo(
+    t: &Target,
+    listed: Result<catalog::ListReport>,
+    opts: &StatusOptions,
+    now: DateTime<Utc>,
+    recorded: &HashMap<BackupId, (String, VerificationRecord)>,
+    checks: &mut Vec<Check>,
+) -> (RepoStatus, Option<Manifest>) {
+    let name = t.display_name().to_string();
+    let mut rs = RepoStatus { repo: name.clone(), ..Default::default() };
+    let listed = match listed {
+        Ok(l) => l,
+        Err(e) => {
+            checks.push(Check::new(
+                "reachable",
+                Some(&name),
+                false,
+                format!("cannot list {name}: {e}"),
+                "the repository can be listed",
+                e.to_string(),
+            ));
+            rs.error = Some(e.to_string());
+            return (rs, None);
+        }
+    };
+    let tolerance = chrono::Duration::seconds(
+        i64::try_from(opts.clock_tolerance_secs.unwrap_or(DEFAULT_CLOCK_TOLERANCE_SECS))
+            .unwrap_or(i64::MAX / 1000),
+    );
+    // A backup stamped in the future (a wrong clock) is reported and never "newest".
+    let (future, trusted): (Vec<_>, Vec<_>) =
+        listed.backups.iter().partition(|b| b.created_at > now + tolerance);
+    rs.future = future.iter().map(|b| b.id.clone()).collect();
+    checks.extend(clock_check(&name, &future, now, tolerance));
+    rs.backups = trusted.len();
+    let items = match t.list("").await {
+        Ok(items) => items,
+        Err(e) => {
+            rs.error = Some(e.to_string());
+            Vec::new()
+        }
+    };
+    rs.total_bytes = items.iter().map(|i| i.size).sum();
+    rs.open_uploads = match t.open_uploads().await {
+        Ok(found) => found.map(|v| v.len()),
+        Err(e) => {
+            tracing::warn!("counting unfinished uploads in {name}: {e}");
+            None
+        }
+    };
+    let newest = trusted.first().copied();
+    let manifest = match newest {
+        None => {
+            checks.push(no_backup_check(&name));
+            None
+        }
+        Some(b) => {
+            checks.extend(newest_checks(&name, b, &trusted, opts, now, &mut rs));
+            catalog::read_manifest(t, &b.id).await.ok()
+        }
+    };
+    if let Some(max) = opts.max_size {
+        checks.push(Check::new(
+            "total_size",
+            Some(&name),
+            rs.total_bytes <= max,
+            format!("repository holds {} bytes (max {max})", rs.total_bytes),
+            format!("at most {max} bytes"),
+            format!("{} bytes", rs.total_bytes),
+        ));
+    }
+    checks.extend(verification_check(&name, &trusted, recorded, newest.is_some(), &mut rs));
+    if let (Some(max), Some(_)) = (opts.max_drill_age_secs, newest) {
+        checks.push(drill_check(t, &name, &items, &trusted, max, now).await);
+    }
+    (rs, manifest)
+}
+
+/// `clock`: backups stamped further in the future than the tolerance (none: no check).
+fn clock_check(
+    name: &str,
+    future: &[&catalog::BackupSummary],
+    now: DateTime<Utc>,
+    tolerance: chrono::Duration,
+) -> Option<Check> {
+    let f = future.first()?;
+    let ahead = u64::try_from((f.created_at - now).num_seconds()).unwrap_or(0);
+    let found = format!(
+        "{} backup(s) stamped in the future, e.g. {} at {} ({} ahead)",
+        future.len(),
+        f.id,
+        f.created_at.format("%Y-%m-%d %H:%M UTC"),
+        dur(ahead)
+    );
+    Some(Check::new(
+        "clock",
+        Some(name),
+        false,
+        format!("{found}; they are never taken as the newest (check the backup host's clock)"),
+        format!("backup times at most {} ahead of this clock", dur(tolerance.num_seconds().max(0) as u64)),
+        found,
+    ))
+}
+
+/// `has_backup` failed: the repository holds no complete backup.
+fn no_backup_check(name: &str) -> Check {
+    Check::new(
+        "has_backup",
+        Some(name),
+        false,
+        format!("no complete backup in {name}"),
+        "at least one complete backup",
+        "none",
+    )
+}
+
+/// `has_backup`, `newest_age` and `backup_size` of the newest trusted backup `b`, which `rs`
+/// records.
+fn newest_checks(
+    name: &str,
+    b: &catalog::BackupSummary,
+    trusted: &[&catalog::BackupSummary],
+    opts: &StatusOptions,
+    now: DateTime<Utc>,
+    rs: &mut RepoStatus,
+) -> Vec<Check> {
+    let age = u64::try_from((now - b.finished_at).num_seconds()).unwrap_or(0);
+    rs.newest = Some(b.id.clone());
+    rs.newest_at = Some(b.created_at);
+    rs.newest_age_secs = Some(age);
+    let mut checks = vec![Check::new(
+        "has_backup",
+        Some(name),
+        true,
+        format!("{} complete backups, newest {}", rs.backups, b.id),
+        "at least one complete backup",
+        format!("{} complete backups", rs.backups),
+    )];
+    if let Some(max) = opts.max_age_secs {
+        checks.push(Check::new(
+            "newest_age",
+            Some(name),
+            age <= max,
+            format!("newest backup is {} old (max {})", dur(age), dur(max)),
+            format!("a backup younger than {}", dur(max)),
+            format!("the newest ({}) is {} old", b.id, dur(age)),
+        ));
+    }
+    checks.extend(size_check(name, b, trusted, opts));
+    checks
+}
+
+/// `last_verification`: the newest verification over every trusted backup (not only the newest
+/// few), recorded here or, failing that, in another repository of the set; `rs` records it.
+/// No check when the repository holds no backup.
+fn verification_check(
+    name: &str,
+    trusted: &[&catalog::BackupSummary],
+    recorded: &HashMap<BackupId, (String, VerificationRecord)>,
+    has_backup: bool,
+    rs: &mut RepoStatus,
+) -> Option<Check> {
+    let here = trusted
+        .iter()
+        .filter_map(|b| b.last_verification.clone().map(|v| (b.id.clone(), v, String::new())))
+        .max_by_key(|(_, v, _)| v.at);
+    let verified = here.or_else(|| {
+        trusted
+            .iter()
+            .filter_map(|b| {
+                recorded.get(&b.id).map(|(r, v)| (b.id.clone(), v.clone(), format!(" (recorded in {r})")))
+            })
+            .max_by_key(|(_, v, _)| v.at)
+    });
+    match verified {
+        Some((id, v, elsewhere)) => {
+            let check = Check::new(
+                "last_verification",
+                Some(name),
+                v.ok,
+                format!(
+                    "{} of {id} at {}: {}{elsewhere}",
+                    v.level,
+                    v.at.format("%Y-%m-%d %H:%M UTC"),
+                    if v.ok { "ok".to_string() } else { format!("FAILED ({} findings)", v.findings) }
+                ),
+                "the last verification passed",
+                format!("{} of {id} {}", v.level, if v.ok { "passed" } else { "FAILED" }),
+            );
+            rs.last_verification = Some(v);
+            rs.last_verified_backup = Some(id);
+            Some(check)
+        }
+        None if has_backup => Some(Check::new(
+            "last_verification",
+            Some(name),
+            false,
+            format!("none of the {} backups was ever verified (run `dbbackup verify`)", rs.backups),
+            "a recorded verification",
+            "never verified",
+        )),
+        None => None,
+    }
 }
 
 /// `backup_size`: the newest backup against `min_size` and against the previous backup of the
