@@ -137,17 +137,8 @@ pub(crate) async fn load_and_check<'a>(
     opts: &LoadOptions,
     ctx: &'a Context,
 ) -> Result<Loaded> {
-    if let Some(list) = &opts.tables {
-        for name in list {
-            if !manifest.tables.iter().any(|t| is_named(t, name)) {
-                return Err(Error::NotFound {
-                    backup: false,
-                    what: format!("table {name:?} in backup {}", manifest.id),
-                    available: manifest.tables.iter().map(|t| t.display_name()).collect(),
-                });
-            }
-        }
-    }
+    tables_exist(manifest, &opts.tables)?;
+    let load = Load { target, manifest, session, opts, ctx };
     let wanted = |o: &ObjectEntry| match o.table {
         Some(t) => selects(opts.tables.as_deref(), &manifest.tables[t]),
         None => true,
@@ -167,76 +158,14 @@ pub(crate) async fn load_and_check<'a>(
         .iter()
         .filter(|o| matches!(o.kind, ObjectKind::Data | ObjectKind::File) && wanted(o))
         .collect();
-    let load_one = |o: &'a ObjectEntry| async move {
-        ctx.check("restore")?;
-        let r = session
-            .load(o, read_object(target, manifest, o, ctx))
-            .await
-            .map_err(|e| e.context(format!("load {}", o.key)))?;
-        ctx.emit(Event::ObjectDone { phase: Phase::Load, key: o.key.clone() });
-        Ok::<u64, Error>(r)
-    };
     // Table stats already taken (manifest table index), see `stats_after_table_load`.
     let mut early: Vec<(usize, TableStats)> = Vec::new();
     if session.one_table_at_a_time() {
-        // One group per table (chunks in manifest order), biggest tables first.
-        let mut groups: Vec<(Option<usize>, Vec<&ObjectEntry>)> = Vec::new();
-        for o in &data {
-            match groups.iter_mut().find(|(t, _)| *t == o.table && t.is_some()) {
-                Some((_, g)) => g.push(o),
-                None => groups.push((o.table, vec![o])),
-            }
-        }
-        groups.sort_by_key(|(_, g)| std::cmp::Reverse(g.iter().map(|o| o.raw_bytes).sum::<u64>()));
-        futures::stream::iter(groups)
-            .map(|(t, g)| async move {
-                for o in g {
-                    load_one(o).await?;
-                }
-                if let Some(t) = t.and_then(|i| manifest.tables.get(i)) {
-                    session
-                        .table_loaded(t)
-                        .await
-                        .map_err(|e| e.context(format!("finish loading table {}", t.display_name())))?;
-                }
-                Ok::<(), Error>(())
-            })
-            .buffer_unordered(opts.jobs.max(1))
-            .try_collect::<Vec<()>>()
-            .await?;
+        load.by_table(&data).await?;
     } else if session.stats_after_table_load() {
-        // `jobs` slots take chunks from a shared plan that keeps them on different tables while
-        // it can (so tables finish one after another, not all at the end), and a table is read
-        // back in the slot that loaded its last chunk while the other slots still load.
-        let plan = std::sync::Mutex::new(Spread::new(&data));
-        let plan = &plan;
-        let slot = || async move {
-            let mut stats = Vec::new();
-            loop {
-                let next = plan.lock().map_err(|_| Error::Cancelled("load plan poisoned".into()))?.take();
-                let Some((g, o)) = next else { break };
-                load_one(o).await?;
-                let last = plan.lock().map_err(|_| Error::Cancelled("load plan poisoned".into()))?.done(g);
-                if let (true, Some(i)) = (last, o.table)
-                    && let Some(t) = manifest.tables.get(i)
-                    && selects(opts.tables.as_deref(), t)
-                {
-                    stats.push((i, session.table_stats(t).await?));
-                }
-            }
-            Ok::<_, Error>(stats)
-        };
-        early = futures::future::try_join_all((0..opts.jobs.max(1)).map(|_| slot()))
-            .await?
-            .into_iter()
-            .flatten()
-            .collect();
+        early = load.spread(&data).await?;
     } else {
-        futures::stream::iter(data.iter().copied())
-            .map(load_one)
-            .buffer_unordered(opts.jobs.max(1))
-            .try_collect::<Vec<u64>>()
-            .await?;
+        load.unordered(&data).await?;
     }
     loaded.objects += data.len();
     loaded.raw_bytes = data.iter().map(|o| o.raw_bytes).sum();
@@ -249,59 +178,182 @@ pub(crate) async fn load_and_check<'a>(
     }
     drop(phase);
     let _p = PhaseGuard::start(ctx, Phase::Finish, None);
-    let tables: Vec<usize> = (0..manifest.tables.len())
-        .filter(|&i| selects(opts.tables.as_deref(), &manifest.tables[i]))
-        .collect();
-    let pending: Vec<usize> = tables.iter().copied().filter(|i| !early.iter().any(|(j, _)| j == i)).collect();
-    // The database-level check (SQLite: integrity_check, PostgreSQL: large objects) is read-only
-    // and independent of the tables: it runs alongside their scans, and counts after them.
-    let stats = futures::stream::iter(pending)
-        .map(|i| async move { session.table_stats(&manifest.tables[i]).await.map(|s| (i, s)) })
-        .buffer_unordered(opts.jobs.max(1))
-        .try_collect::<Vec<(usize, TableStats)>>();
-    let (stats, database_check) = futures::join!(stats, session.check_database());
-    let mut stats = stats?;
-    stats.extend(early);
-    if stats.len() != tables.len() {
+    load.check(early, &mut loaded).await?;
+    Ok(loaded)
+}
+
+/// Every table the filter names is in the backup.
+fn tables_exist(manifest: &Manifest, tables: &Option<Vec<String>>) -> Result<()> {
+    for name in tables.iter().flatten() {
+        if !manifest.tables.iter().any(|t| is_named(t, name)) {
+            return Err(Error::NotFound {
+                backup: false,
+                what: format!("table {name:?} in backup {}", manifest.id),
+                available: manifest.tables.iter().map(|t| t.display_name()).collect(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// One [`load_and_check`]: the backup read from, the session loaded into.
+#[derive(Clone, Copy)]
+struct Load<'a> {
+    target: &'a Target,
+    manifest: &'a Manifest,
+    session: &'a dyn LoadSession,
+    opts: &'a LoadOptions,
+    ctx: &'a Context,
+}
+
+impl<'a> Load<'a> {
+    /// Loads one data object.
+    async fn object(self, o: &'a ObjectEntry) -> Result<u64> {
+        self.ctx.check("restore")?;
+        let r = self
+            .session
+            .load(o, read_object(self.target, self.manifest, o, self.ctx))
+            .await
+            .map_err(|e| e.context(format!("load {}", o.key)))?;
+        self.ctx.emit(Event::ObjectDone { phase: Phase::Load, key: o.key.clone() });
+        Ok(r)
+    }
+
+    /// For a session that loads one table at a time: one group per table (chunks in manifest
+    /// order), biggest tables first, each finished with `table_loaded`.
+    async fn by_table(self, data: &[&'a ObjectEntry]) -> Result<()> {
+        let mut groups: Vec<(Option<usize>, Vec<&ObjectEntry>)> = Vec::new();
+        for o in data {
+            match groups.iter_mut().find(|(t, _)| *t == o.table && t.is_some()) {
+                Some((_, g)) => g.push(o),
+                None => groups.push((o.table, vec![o])),
+            }
+        }
+        groups.sort_by_key(|(_, g)| std::cmp::Reverse(g.iter().map(|o| o.raw_bytes).sum::<u64>()));
+        futures::stream::iter(groups)
+            .map(|(t, g)| async move {
+                for o in g {
+                    self.object(o).await?;
+                }
+                if let Some(t) = t.and_then(|i| self.manifest.tables.get(i)) {
+                    self.session
+                        .table_loaded(t)
+                        .await
+                        .map_err(|e| e.context(format!("finish loading table {}", t.display_name())))?;
+                }
+                Ok::<(), Error>(())
+            })
+            .buffer_unordered(self.opts.jobs.max(1))
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    /// For a session that reads a table's stats as soon as it is loaded: `jobs` slots take
+    /// chunks from a shared plan that keeps them on different tables while it can (so tables
+    /// finish one after another, not all at the end), and a table is read back in the slot that
+    /// loaded its last chunk while the other slots still load. Gives the stats taken.
+    async fn spread(self, data: &[&'a ObjectEntry]) -> Result<Vec<(usize, TableStats)>> {
+        let plan = std::sync::Mutex::new(Spread::new(data));
+        let plan = &plan;
+        let slot = || async move {
+            let mut stats = Vec::new();
+            loop {
+                let next = plan.lock().map_err(|_| Error::Cancelled("load plan poisoned".into()))?.take();
+                let Some((g, o)) = next else { break };
+                self.object(o).await?;
+                let last = plan.lock().map_err(|_| Error::Cancelled("load plan poisoned".into()))?.done(g);
+                if let (true, Some(i)) = (last, o.table)
+                    && let Some(t) = self.manifest.tables.get(i)
+                    && selects(self.opts.tables.as_deref(), t)
+                {
+                    stats.push((i, self.session.table_stats(t).await?));
+                }
+            }
+            Ok::<_, Error>(stats)
+        };
+        Ok(futures::future::try_join_all((0..self.opts.jobs.max(1)).map(|_| slot()))
+            .await?
+            .into_iter()
+            .flatten()
+            .collect())
+    }
+
+    /// `jobs` objects at a time, in any order.
+    async fn unordered(self, data: &[&'a ObjectEntry]) -> Result<()> {
+        futures::stream::iter(data.iter().copied())
+            .map(|o| self.object(o))
+            .buffer_unordered(self.opts.jobs.max(1))
+            .try_collect::<Vec<u64>>()
+            .await?;
+        Ok(())
+    }
+
+    /// Reads back every selected table not in `early` and compares all of them with the
+    /// manifest; the database-level check runs alongside. Fills `loaded`'s tables, rows, notes.
+    async fn check(self, early: Vec<(usize, TableStats)>, loaded: &mut Loaded) -> Result<()> {
+        let (manifest, session) = (self.manifest, self.session);
+        let tables: Vec<usize> = (0..manifest.tables.len())
+            .filter(|&i| selects(self.opts.tables.as_deref(), &manifest.tables[i]))
+            .collect();
+        let pending: Vec<usize> =
+            tables.iter().copied().filter(|i| !early.iter().any(|(j, _)| j == i)).collect();
+        // The database-level check (SQLite: integrity_check, PostgreSQL: large objects) is
+        // read-only and independent of the tables: it runs alongside their scans, and counts
+        // after them.
+        let stats = futures::stream::iter(pending)
+            .map(|i| async move { session.table_stats(&manifest.tables[i]).await.map(|s| (i, s)) })
+            .buffer_unordered(self.opts.jobs.max(1))
+            .try_collect::<Vec<(usize, TableStats)>>();
+        let (stats, database_check) = futures::join!(stats, session.check_database());
+        let mut stats = stats?;
+        stats.extend(early);
+        if stats.len() != tables.len() {
+            return Err(Error::integrity(
+                "restored tables",
+                format!("{} tables read back", tables.len()),
+                format!("{} tables read back", stats.len()),
+            ));
+        }
+        for (i, s) in stats {
+            compare_table(&manifest.tables[i], &s)?;
+            loaded.rows += s.rows;
+        }
+        loaded.tables = tables.len();
+        loaded.notes = database_check?;
+        Ok(())
+    }
+}
+
+/// A table read back after a load against the manifest: the same rows and checksum.
+fn compare_table(t: &crate::format::manifest::TableEntry, s: &TableStats) -> Result<()> {
+    if s.rows != t.rows {
         return Err(Error::integrity(
-            "restored tables",
-            format!("{} tables read back", tables.len()),
-            format!("{} tables read back", stats.len()),
+            format!("table {} after load", t.display_name()),
+            format!("{} rows", t.rows),
+            format!("{} rows", s.rows),
         ));
     }
-    for (i, s) in stats {
-        let t = &manifest.tables[i];
-        if s.rows != t.rows {
-            return Err(Error::integrity(
-                format!("table {} after load", t.display_name()),
-                format!("{} rows", t.rows),
-                format!("{} rows", s.rows),
-            ));
-        }
-        // A loader that answers with another algorithm than the manifest names cannot prove
-        // anything: refuse rather than skip the comparison.
-        if t.checksum.is_some() && s.checksum.is_some() && t.checksum_algo != s.checksum_algo {
-            return Err(Error::Unsupported(format!(
-                "table {}: the backup's checksum algorithm {:?} is not the one this restore computed ({:?})",
-                t.display_name(),
-                t.checksum_algo.as_deref().unwrap_or("none"),
-                s.checksum_algo.as_deref().unwrap_or("none"),
-            )));
-        }
-        if let (Some(want), Some(got)) = (&t.checksum, &s.checksum)
-            && want != got
-        {
-            return Err(Error::integrity(
-                format!("table {} after load", t.display_name()),
-                format!("checksum {want}"),
-                format!("checksum {got}"),
-            ));
-        }
-        loaded.rows += s.rows;
+    // A loader that answers with another algorithm than the manifest names cannot prove
+    // anything: refuse rather than skip the comparison.
+    if t.checksum.is_some() && s.checksum.is_some() && t.checksum_algo != s.checksum_algo {
+        return Err(Error::Unsupported(format!(
+            "table {}: the backup's checksum algorithm {:?} is not the one this restore computed ({:?})",
+            t.display_name(),
+            t.checksum_algo.as_deref().unwrap_or("none"),
+            s.checksum_algo.as_deref().unwrap_or("none"),
+        )));
     }
-    loaded.tables = tables.len();
-    loaded.notes = database_check?;
-    Ok(loaded)
+    if let (Some(want), Some(got)) = (&t.checksum, &s.checksum)
+        && want != got
+    {
+        return Err(Error::integrity(
+            format!("table {} after load", t.display_name()),
+            format!("checksum {want}"),
+            format!("checksum {got}"),
+        ));
+    }
+    Ok(())
 }
 
 /// The chunks of a load grouped by table, handed out so that concurrent slots load different
