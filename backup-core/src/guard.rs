@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::backup::CreateReport;
 use crate::catalog;
 use crate::error::{Error, Result};
 use crate::model::{Compression, DatabaseUrl, Secret, VerifyLevel};
@@ -145,38 +146,10 @@ where
     let repo =
         opts.repos.first().ok_or_else(|| Error::InvalidInput("no repository given (--repo)".into()))?;
     if let Some(budget) = opts.max_rto_ms {
-        let target = Target::create_in(repo, ctx)?;
-        match last_drill_recovery_ms(&target, &url).await? {
-            None => {
-                return Err(Error::Unhealthy(format!(
-                    "--max-rto is set but no successful drill of {} is recorded in {target}; run `dbbackup verify --level drill` first",
-                    url.database()
-                )));
-            }
-            Some((id, ms)) if ms > budget => {
-                return Err(Error::Unhealthy(format!(
-                    "the last drill (backup {id}) measured a recovery time of {ms} ms, over the {budget} ms budget; not starting"
-                )));
-            }
-            Some(_) => {}
-        }
+        check_rto(repo, &url, budget, ctx).await?;
     }
     let t0 = Instant::now();
-    let mut tags = vec!["guard".to_string()];
-    tags.extend(opts.tags.iter().cloned());
-    let created = crate::backup::safety_backup(
-        &opts.source,
-        opts.password.clone(),
-        opts.repos.clone(),
-        opts.compression,
-        opts.jobs,
-        tags,
-        &opts.engine_options,
-        None,
-        ctx,
-    )
-    .await
-    .map_err(|e| e.context("safety backup before the guarded command (the command was not run)"))?;
+    let created = safety_backup(opts, ctx).await?;
     let backup_ms = ms_since(t0);
     let mut notes = Vec::new();
     // A cheap server-side copy as the rollback point where the engine allows one; the verified
@@ -213,55 +186,124 @@ where
         }
         return Ok(report);
     }
-    if let Ok(p) = point {
-        ctx.note(format!(
-            "the command failed (status {}); rolling back to {}",
-            outcome.status(),
-            p.describe()
-        ));
-        let t = Instant::now();
-        let started_at = chrono::Utc::now();
-        let rolled = p.roll_back().await;
-        let recovery_ms = ms_since(t);
-        // Audited like a restore of the safety backup (the copy is the same state, taken after it).
-        if let Ok(target) = Target::open_in(repo, ctx)
-            && let Ok(m) = catalog::resolve(&target, created.id.as_str()).await
-        {
-            let err = rolled.as_ref().err().map(|e| Error::source("roll back to the copy", e.to_string()));
-            let rows = match &err {
-                None => Ok(m.rows()),
-                Some(e) => Err(e),
-            };
-            crate::audit::record(
-                &target,
-                &m,
-                &url.to_string(),
-                Some(&format!("guard ({})", opts.operator.as_deref().unwrap_or("unknown"))),
-                "rollback",
-                started_at,
-                rows,
-            )
-            .await;
+    if let Ok(p) = point
+        && roll_back_to_point(p, opts, repo, &url, &created, &mut report, ctx).await
+    {
+        return Ok(report);
+    }
+    restore_safety_backup(opts, repo, &created, &mut report, ctx).await?;
+    Ok(report)
+}
+
+/// `--max-rto`: the last successful drill of the database recorded in `repo` recovered within
+/// `budget` ms; no drill, or a slower one, refuses to start.
+async fn check_rto(repo: &str, url: &DatabaseUrl, budget: u64, ctx: &Context) -> Result<()> {
+    let target = Target::create_in(repo, ctx)?;
+    match last_drill_recovery_ms(&target, url).await? {
+        None => Err(Error::Unhealthy(format!(
+            "--max-rto is set but no successful drill of {} is recorded in {target}; run `dbbackup verify --level drill` first",
+            url.database()
+        ))),
+        Some((id, ms)) if ms > budget => Err(Error::Unhealthy(format!(
+            "the last drill (backup {id}) measured a recovery time of {ms} ms, over the {budget} ms budget; not starting"
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
+/// The verified backup taken before the command runs, tagged `guard`.
+async fn safety_backup(opts: &GuardOptions, ctx: &Context) -> Result<CreateReport> {
+    let mut tags = vec!["guard".to_string()];
+    tags.extend(opts.tags.iter().cloned());
+    crate::backup::safety_backup(
+        &opts.source,
+        opts.password.clone(),
+        opts.repos.clone(),
+        opts.compression,
+        opts.jobs,
+        tags,
+        &opts.engine_options,
+        None,
+        ctx,
+    )
+    .await
+    .map_err(|e| e.context("safety backup before the guarded command (the command was not run)"))
+}
+
+/// After the command failed: rolls back to the engine's server-side copy, audited like a
+/// restore of the safety backup. Whether it worked (if not, `report` says why and the backup
+/// is to be restored).
+async fn roll_back_to_point(
+    p: Box<dyn RollbackPoint>,
+    opts: &GuardOptions,
+    repo: &str,
+    url: &DatabaseUrl,
+    created: &CreateReport,
+    report: &mut GuardReport,
+    ctx: &Context,
+) -> bool {
+    ctx.note(format!(
+        "the command failed (status {}); rolling back to {}",
+        report.command_status,
+        p.describe()
+    ));
+    let t = Instant::now();
+    let started_at = chrono::Utc::now();
+    let rolled = p.roll_back().await;
+    let recovery_ms = ms_since(t);
+    // Audited like a restore of the safety backup (the copy is the same state, taken after it).
+    if let Ok(target) = Target::open_in(repo, ctx)
+        && let Ok(m) = catalog::resolve(&target, created.id.as_str()).await
+    {
+        let err = rolled.as_ref().err().map(|e| Error::source("roll back to the copy", e.to_string()));
+        let rows = match &err {
+            None => Ok(m.rows()),
+            Some(e) => Err(e),
+        };
+        crate::audit::record(
+            &target,
+            &m,
+            &url.to_string(),
+            Some(&format!("guard ({})", opts.operator.as_deref().unwrap_or("unknown"))),
+            "rollback",
+            started_at,
+            rows,
+        )
+        .await;
+    }
+    match rolled {
+        Ok(n) => {
+            report.notes.extend(n);
+            report.rolled_back = true;
+            report.rollback = Some("clone".into());
+            report.recovery_ms = Some(recovery_ms);
+            true
         }
-        match rolled {
-            Ok(n) => {
-                report.notes.extend(n);
-                report.rolled_back = true;
-                report.rollback = Some("clone".into());
-                report.recovery_ms = Some(recovery_ms);
-                return Ok(report);
-            }
-            Err(e) => {
-                report.notes.push(format!("rolling back to the copy failed ({e}); restoring the backup"))
-            }
+        Err(e) => {
+            report.notes.push(format!("rolling back to the copy failed ({e}); restoring the backup"));
+            false
         }
     }
-    ctx.note(format!("the command failed (status {}); restoring backup {}", outcome.status(), created.id));
+}
+
+/// After the command failed and no server-side copy brought the database back: restores the
+/// safety backup (not stopped by the Ctrl-C that may have killed the command).
+async fn restore_safety_backup(
+    opts: &GuardOptions,
+    repo: &str,
+    created: &CreateReport,
+    report: &mut GuardReport,
+    ctx: &Context,
+) -> Result<()> {
+    ctx.note(format!(
+        "the command failed (status {}); restoring backup {}",
+        report.command_status, created.id
+    ));
     // The rollback must not be stopped by the Ctrl-C that may have killed the command.
     let rollback_ctx = Context { cancel: crate::progress::CancellationToken::new(), ..ctx.clone() };
     let r = restore(
         &RestoreOptions {
-            repo: repo.clone(),
+            repo: repo.to_string(),
             backup: created.id.to_string(),
             into: opts.source.clone(),
             password: opts.password.clone(),
@@ -284,7 +326,7 @@ where
     report.rollback = Some("restore".into());
     report.recovery_ms = Some(r.duration_ms);
     report.restore = Some(r);
-    Ok(report)
+    Ok(())
 }
 
 /// The engine's rollback point for the guarded database, or why there is none.
