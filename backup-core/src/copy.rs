@@ -162,27 +162,7 @@ async fn copy_leased(
         r.reencrypted_to = sealing.listed().to_vec();
         return Ok(r);
     }
-    let dir = layout::backup_dir(&id);
-    let id_ref = &id;
-    let dir_ref = &dir;
-    let result = futures::stream::iter(manifest.objects.iter())
-        .map(|o| {
-            let key = format!("{dir_ref}{}", o.key);
-            async move {
-                ctx.check(&format!("copy {id_ref}"))?;
-                let data = verified(
-                    from.get_stream(&key),
-                    format!("object {key} of {id_ref}"),
-                    o.stored_bytes,
-                    o.sha256.clone(),
-                );
-                let n = to.put_stream(&key, data, Some(o.stored_bytes), ctx).await?;
-                Ok::<u64, Error>(n)
-            }
-        })
-        .buffer_unordered(opts.jobs.max(1))
-        .try_fold(0u64, |acc, n| async move { Ok(acc + n) })
-        .await;
+    let result = copy_objects(from, to, &manifest, opts, ctx).await;
     let bytes = match result {
         Ok(b) => b,
         Err(e) => {
@@ -200,6 +180,38 @@ async fn copy_leased(
         return Err(e.context(format!("write manifest of {id} to {}", to.display_name())));
     }
     Ok(report(manifest.objects.len(), bytes, false))
+}
+
+/// Copies every object of `manifest` as stored, `jobs` at a time, each digest-checked as it
+/// streams. Returns the bytes written.
+async fn copy_objects(
+    from: &Target,
+    to: &Target,
+    manifest: &Manifest,
+    opts: &CopyOptions,
+    ctx: &Context,
+) -> Result<u64> {
+    let id = &manifest.id;
+    let dir = layout::backup_dir(id);
+    let dir_ref = &dir;
+    futures::stream::iter(manifest.objects.iter())
+        .map(|o| {
+            let key = format!("{dir_ref}{}", o.key);
+            async move {
+                ctx.check(&format!("copy {id}"))?;
+                let data = verified(
+                    from.get_stream(&key),
+                    format!("object {key} of {id}"),
+                    o.stored_bytes,
+                    o.sha256.clone(),
+                );
+                let n = to.put_stream(&key, data, Some(o.stored_bytes), ctx).await?;
+                Ok::<u64, Error>(n)
+            }
+        })
+        .buffer_unordered(opts.jobs.max(1))
+        .try_fold(0u64, |acc, n| async move { Ok(acc + n) })
+        .await
 }
 
 /// Re-encrypts every object of an encrypted backup to `sealing`'s recipients, then writes the
