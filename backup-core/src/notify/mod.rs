@@ -194,21 +194,7 @@ impl NotifyConfig {
                 v.insert(name, val.trim().to_string());
             }
         }
-        let mut on = Vec::new();
-        for o in v.get("DBBACKUP_NOTIFY_ON").map(String::as_str).unwrap_or_default().split(',').map(str::trim)
-        {
-            match o {
-                "success" => on.push(Outcome::Success),
-                "failure" => on.push(Outcome::Failure),
-                "unhealthy" => on.push(Outcome::Unhealthy),
-                "" => {}
-                other => {
-                    return Err(Error::InvalidInput(format!(
-                        "DBBACKUP_NOTIFY_ON: unknown outcome {other:?} (success, failure, unhealthy)"
-                    )));
-                }
-            }
-        }
+        let on = outcomes(v.get("DBBACKUP_NOTIFY_ON").map(String::as_str).unwrap_or_default())?;
         let repeat = match v.get("DBBACKUP_NOTIFY_REPEAT") {
             Some(d) => Some(
                 crate::model::parse_duration(d)
@@ -216,39 +202,7 @@ impl NotifyConfig {
             ),
             None => None,
         };
-        let email = match v.get("DBBACKUP_SMTP_URL") {
-            Some(url) => {
-                let tls = v.get("DBBACKUP_SMTP_TLS").map(|t| t.parse::<SmtpTls>()).transpose()?;
-                let mut e = EmailConfig::from_url(url, tls)?;
-                if let Some(u) = v.get("DBBACKUP_SMTP_USER") {
-                    e.user = Some(u.clone());
-                }
-                if let Some(p) = v.get("DBBACKUP_SMTP_PASSWORD") {
-                    e.password = Some(Secret::new(p.clone()));
-                }
-                e.ca_file = v.get("DBBACKUP_SMTP_CA_FILE").map(Into::into);
-                e.from = v.get("DBBACKUP_MAIL_FROM").cloned();
-                e.to = v
-                    .get("DBBACKUP_MAIL_TO")
-                    .map(|t| {
-                        t.split(',').map(str::trim).filter(|a| !a.is_empty()).map(str::to_string).collect()
-                    })
-                    .unwrap_or_default();
-                e.check()?;
-                Some(e)
-            }
-            None => {
-                if let Some(k) = ["DBBACKUP_MAIL_TO", "DBBACKUP_SMTP_USER", "DBBACKUP_SMTP_PASSWORD"]
-                    .into_iter()
-                    .find(|k| v.contains_key(k))
-                {
-                    return Err(Error::InvalidInput(format!(
-                        "{k} is set but DBBACKUP_SMTP_URL is not: e-mail alerts need the SMTP server"
-                    )));
-                }
-                None
-            }
-        };
+        let email = email_settings(&v)?;
         Ok(NotifyConfig {
             slack_webhook: v.get("DBBACKUP_SLACK_WEBHOOK").cloned().map(Secret::new),
             webhook_url: v.get("DBBACKUP_WEBHOOK_URL").cloned().map(Secret::new),
@@ -273,6 +227,57 @@ impl NotifyConfig {
             _ => self.on.contains(&o),
         }
     }
+}
+
+/// `DBBACKUP_NOTIFY_ON`: a comma-separated list of outcomes.
+fn outcomes(list: &str) -> Result<Vec<Outcome>> {
+    let mut on = Vec::new();
+    for o in list.split(',').map(str::trim) {
+        match o {
+            "success" => on.push(Outcome::Success),
+            "failure" => on.push(Outcome::Failure),
+            "unhealthy" => on.push(Outcome::Unhealthy),
+            "" => {}
+            other => {
+                return Err(Error::InvalidInput(format!(
+                    "DBBACKUP_NOTIFY_ON: unknown outcome {other:?} (success, failure, unhealthy)"
+                )));
+            }
+        }
+    }
+    Ok(on)
+}
+
+/// The e-mail settings among the alert settings `v`: none without `DBBACKUP_SMTP_URL` (then a
+/// recipient or SMTP login is an error: it would be dropped silently).
+fn email_settings(v: &std::collections::BTreeMap<&str, String>) -> Result<Option<EmailConfig>> {
+    let Some(url) = v.get("DBBACKUP_SMTP_URL") else {
+        if let Some(k) = ["DBBACKUP_MAIL_TO", "DBBACKUP_SMTP_USER", "DBBACKUP_SMTP_PASSWORD"]
+            .into_iter()
+            .find(|k| v.contains_key(k))
+        {
+            return Err(Error::InvalidInput(format!(
+                "{k} is set but DBBACKUP_SMTP_URL is not: e-mail alerts need the SMTP server"
+            )));
+        }
+        return Ok(None);
+    };
+    let tls = v.get("DBBACKUP_SMTP_TLS").map(|t| t.parse::<SmtpTls>()).transpose()?;
+    let mut e = EmailConfig::from_url(url, tls)?;
+    if let Some(u) = v.get("DBBACKUP_SMTP_USER") {
+        e.user = Some(u.clone());
+    }
+    if let Some(p) = v.get("DBBACKUP_SMTP_PASSWORD") {
+        e.password = Some(Secret::new(p.clone()));
+    }
+    e.ca_file = v.get("DBBACKUP_SMTP_CA_FILE").map(Into::into);
+    e.from = v.get("DBBACKUP_MAIL_FROM").cloned();
+    e.to = v
+        .get("DBBACKUP_MAIL_TO")
+        .map(|t| t.split(',').map(str::trim).filter(|a| !a.is_empty()).map(str::to_string).collect())
+        .unwrap_or_default();
+    e.check()?;
+    Ok(Some(e))
 }
 
 /// What is reported.
