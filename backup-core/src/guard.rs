@@ -108,8 +108,10 @@ pub struct GuardReport {
     pub rolled_back: bool,
     /// Measured recovery time of the rollback.
     pub recovery_ms: Option<u64>,
-    /// Time to take the rollback point (the server-side copy, or the attempt that found none), between
-    /// the backup and the command: what the `clone` path costs up front.
+    /// Time spent between the backup and the command on the rollback point, whichever path the
+    /// rollback takes: taking the server-side copy (what the `clone` path costs up front), or
+    /// finding there can be none (PostgreSQL with other sessions connected: its retries; 0 for
+    /// MySQL/MariaDB, which never takes one). Never part of `recovery_ms`.
     pub rollback_point_ms: u64,
     /// How the database was rolled back: `clone` (the server-side copy taken before the command
     /// renamed in place), `restore` (the safety backup restored); absent when it was not.

@@ -161,7 +161,7 @@ pub(crate) async fn load_and_check<'a>(
     // Table stats already taken (manifest table index), see `stats_after_table_load`.
     let mut early: Vec<(usize, TableStats)> = Vec::new();
     if session.one_table_at_a_time() {
-        load.by_table(&data).await?;
+        early = load.by_table(&data).await?;
     } else if session.stats_after_table_load() {
         early = load.spread(&data).await?;
     } else {
@@ -220,8 +220,11 @@ impl<'a> Load<'a> {
     }
 
     /// For a session that loads one table at a time: one group per table (chunks in manifest
-    /// order), biggest tables first, each finished with `table_loaded`.
-    async fn by_table(self, data: &[&'a ObjectEntry]) -> Result<()> {
+    /// order), biggest tables first, each finished with `table_loaded`. With
+    /// `stats_after_table_load` (MySQL's shadow: every chunk commits on its own), a table is read
+    /// back as soon as it is loaded, while the other connections still load. Gives the stats
+    /// taken.
+    async fn by_table(self, data: &[&'a ObjectEntry]) -> Result<Vec<(usize, TableStats)>> {
         let mut groups: Vec<(Option<usize>, Vec<&ObjectEntry>)> = Vec::new();
         for o in data {
             match groups.iter_mut().find(|(t, _)| *t == o.table && t.is_some()) {
@@ -230,23 +233,30 @@ impl<'a> Load<'a> {
             }
         }
         groups.sort_by_key(|(_, g)| std::cmp::Reverse(g.iter().map(|o| o.raw_bytes).sum::<u64>()));
-        futures::stream::iter(groups)
+        let early_stats = self.session.stats_after_table_load();
+        Ok(futures::stream::iter(groups)
             .map(|(t, g)| async move {
                 for o in g {
                     self.object(o).await?;
                 }
-                if let Some(t) = t.and_then(|i| self.manifest.tables.get(i)) {
-                    self.session
-                        .table_loaded(t)
-                        .await
-                        .map_err(|e| e.context(format!("finish loading table {}", t.display_name())))?;
+                let Some((i, t)) = t.and_then(|i| self.manifest.tables.get(i).map(|t| (i, t))) else {
+                    return Ok::<_, Error>(None);
+                };
+                self.session
+                    .table_loaded(t)
+                    .await
+                    .map_err(|e| e.context(format!("finish loading table {}", t.display_name())))?;
+                if early_stats && selects(self.opts.tables.as_deref(), t) {
+                    return Ok(Some((i, self.session.table_stats(t).await?)));
                 }
-                Ok::<(), Error>(())
+                Ok(None)
             })
             .buffer_unordered(self.opts.jobs.max(1))
-            .try_collect::<Vec<()>>()
-            .await?;
-        Ok(())
+            .try_collect::<Vec<Option<(usize, TableStats)>>>()
+            .await?
+            .into_iter()
+            .flatten()
+            .collect())
     }
 
     /// For a session that reads a table's stats as soon as it is loaded: `jobs` slots take

@@ -77,10 +77,13 @@ pub fn measure(tool: &str, script: &str, env: &[(&str, &str)], data_bytes: u64) 
         .status()
         .with_context(|| format!("run {tool}"))?;
     let seconds = started.elapsed().as_secs_f64();
+    // /usr/bin/time's report is read once and removed, whatever the outcome.
+    let text = std::fs::read_to_string(&stats);
+    let _ = std::fs::remove_file(&stats);
     if !status.success() {
         bail!("{tool} failed ({status}): {script}");
     }
-    let text = std::fs::read_to_string(&stats)?;
+    let text = text?;
     let peak_rss_kib = text.lines().last().unwrap_or("0").trim().parse().unwrap_or(0);
     eprintln!("  {tool}: {seconds:.2} s, peak RSS {} MiB", peak_rss_kib / 1024);
     Ok(Measured { tool: tool.to_string(), seconds, peak_rss_kib, data_bytes, output_bytes: None })
@@ -238,7 +241,12 @@ impl Guarded {
                 self.point_seconds
             )
         } else {
-            format!("guard recovery, {what} (rollback: {})", self.path)
+            // rollback_point_ms means the same on both paths: time spent before the command on
+            // the server-side copy (here: finding there can be none; MariaDB never has one).
+            format!(
+                "guard recovery, {what} (rollback: {}, {:.2} s before the command finding no copy could be taken)",
+                self.path, self.point_seconds
+            )
         }
     }
 }

@@ -25,6 +25,8 @@ pub(crate) struct InPlace {
 
 #[async_trait]
 impl Mode for InPlace {
+    const TRANSACTION_PER_TABLE: bool = true;
+
     fn target(live: &str, _run: &str) -> String {
         live.to_string()
     }

@@ -22,6 +22,8 @@ pub(crate) struct Shadow;
 
 #[async_trait]
 impl Mode for Shadow {
+    const TRANSACTION_PER_TABLE: bool = false;
+
     fn target(live: &str, run: &str) -> String {
         swap::aux_name(live, "shadow", run)
     }
