@@ -384,7 +384,7 @@ pub struct UndoCopy {
     /// The database it was taken of, without credentials.
     pub target: String,
     /// Engine.
-    pub engine: String,
+    pub engine: Engine,
     /// Database name (SQLite: the file name).
     pub database: String,
     /// When it was taken (just before the restore that replaced it).

@@ -45,6 +45,12 @@
 //! - an error becomes an exit code by `ErrorKind::exit_code` in `error.rs` and `outcome.rs`;
 //! - retention: `retention/` (rules, plan, apply); undo copies: `undo/`; leases: `lease.rs`;
 //!   notification text: `notify/text.rs`; e-mail delivery: `mail.rs`.
+//! - a restore's verified reads and the load-and-check of every table: `pipeline.rs`; the
+//!   engines' contract and the one place an engine is picked: `source/mod.rs`; foreign dump
+//!   scripts (mysqldump, pg_dump, sqlite3 `.dump`) run through `source/script/` (one runner, a
+//!   hook per engine); the server engines' connection pool: `source/pool.rs`; the names of the
+//!   shadows and copies a killed run leaves, and how the next run finds them:
+//!   `source/shadow_name.rs`; `--tables`: `source/table_filter.rs`.
 
 mod alert;
 mod audit;

@@ -68,6 +68,7 @@ impl StoreConfig {
         self.vars.get(key).map(String::as_str)
     }
 
+    #[cfg(feature = "cloud")]
     pub(crate) fn flag(&self, key: &str) -> Result<Option<bool>> {
         self.get(key)
             .map(|v| {
@@ -93,6 +94,7 @@ impl StoreConfig {
     }
 
     /// The settings whose names start with `prefix`, names in lower case (object_store's keys).
+    #[cfg(feature = "cloud")]
     pub(crate) fn pairs<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (String, &'a str)> + 'a {
         self.vars
             .iter()

@@ -397,7 +397,7 @@ fn copy_of(m: &Manifest, now: DateTime<Utc>) -> Option<(UndoCopy, String)> {
         UndoCopy {
             id: m.id.clone(),
             target: m.source.clone(),
-            engine: m.engine.to_string(),
+            engine: m.engine,
             database: m.database.clone(),
             created_at: m.started_at,
             expires_at,
