@@ -80,7 +80,40 @@ pub fn bytes(n: u64) -> String {
     if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
 }
 
+/// The LAST VERIFIED cell of `list` and `status`: `full ok 2026-12-03 14:07`, or `never`.
+pub fn verification(v: Option<&backup_core::VerificationRecord>) -> String {
+    match v {
+        Some(v) => {
+            format!("{} {} {}", v.level, if v.ok { "ok" } else { "FAILED" }, v.at.format("%Y-%m-%d %H:%M"))
+        }
+        None => "never".into(),
+    }
+}
+
 /// `1.234s`-style durations.
 pub fn millis(ms: u64) -> String {
     if ms < 1000 { format!("{ms} ms") } else { format!("{:.1} s", ms as f64 / 1000.0) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backup_core::{VerificationRecord, VerifyLevel};
+    use chrono::TimeZone;
+
+    #[test]
+    fn the_last_verified_cell_says_level_outcome_and_minute() {
+        let at = chrono::Utc.with_ymd_and_hms(2026, 12, 3, 14, 7, 46).unwrap();
+        let rec = |ok| VerificationRecord {
+            level: VerifyLevel::Drill,
+            at,
+            ok,
+            recovery_ms: None,
+            findings: 0,
+            scratch: None,
+        };
+        assert_eq!(verification(Some(&rec(true))), "drill ok 2026-12-03 14:07");
+        assert_eq!(verification(Some(&rec(false))), "drill FAILED 2026-12-03 14:07");
+        assert_eq!(verification(None), "never");
+    }
 }

@@ -4,7 +4,7 @@ use anyhow::Result;
 use backup_core::{Command, Context, ListOptions, Report, Verdict};
 
 use crate::cli::ListArgs;
-use crate::output::{Output, bytes};
+use crate::output::{Output, bytes, verification};
 
 pub async fn run(a: ListArgs, ctx: &Context, out: &Output) -> Result<Verdict> {
     let r = ListOptions { repo: a.repo, tag: a.tag }.run(ctx).await?;
@@ -18,15 +18,7 @@ pub async fn run(a: ListArgs, ctx: &Context, out: &Output) -> Result<Verdict> {
                 "ID", "CREATED (UTC)", "ENGINE", "DATABASE", "SIZE", "TAGS", "LAST VERIFIED"
             ));
             for b in &r.backups {
-                let v = match &b.last_verification {
-                    Some(v) => format!(
-                        "{} {} {}",
-                        v.level,
-                        if v.ok { "ok" } else { "FAILED" },
-                        v.at.format("%Y-%m-%d %H:%M")
-                    ),
-                    None => "never".into(),
-                };
+                let v = verification(b.last_verification.as_ref());
                 s.push_str(&format!(
                     "{:<33}  {:<19}  {:<8} {:<20} {:>10}  {:<16} {}\n",
                     b.id,

@@ -7,7 +7,7 @@ use backup_core::{
 
 use super::prune::{parse_duration, parse_size};
 use crate::cli::StatusArgs;
-use crate::output::{Output, bytes};
+use crate::output::{Output, bytes, verification};
 
 pub async fn run(a: StatusArgs, alerts: &NotifyConfig, ctx: &Context, out: &Output) -> Result<Verdict> {
     let opts = options(a)?;
@@ -48,15 +48,7 @@ fn text(r: &StatusReport) -> String {
     );
     for rs in &r.repos {
         let age = rs.newest_age_secs.map(|a| format!("{:.1}h", a as f64 / 3600.0)).unwrap_or("-".into());
-        let v = match &rs.last_verification {
-            Some(v) => format!(
-                "{} {} {}",
-                v.level,
-                if v.ok { "ok" } else { "FAILED" },
-                v.at.format("%Y-%m-%d %H:%M")
-            ),
-            None => "never".into(),
-        };
+        let v = verification(rs.last_verification.as_ref());
         let newest = rs.newest.as_ref().map(ToString::to_string).unwrap_or_else(|| "-".into());
         s.push_str(&format!(
             "{:<36} {:>7} {:<33} {:>8} {:>10}  {}\n",
