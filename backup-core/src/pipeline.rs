@@ -310,10 +310,15 @@ impl<'a> Load<'a> {
             tables.iter().copied().filter(|i| !early.iter().any(|(j, _)| j == i)).collect();
         // The database-level check (SQLite: integrity_check, PostgreSQL: large objects) is
         // read-only and independent of the tables: it runs alongside their scans, and counts
-        // after them.
+        // after them. A check that is one long thread's work takes one of the jobs.
+        let jobs = self.opts.jobs.max(1);
+        let scans = match session.database_check_takes_a_job() {
+            true => scan_jobs(jobs),
+            false => jobs,
+        };
         let stats = futures::stream::iter(pending)
             .map(|i| async move { session.table_stats(&manifest.tables[i]).await.map(|s| (i, s)) })
-            .buffer_unordered(self.opts.jobs.max(1))
+            .buffer_unordered(scans)
             .try_collect::<Vec<(usize, TableStats)>>();
         let (stats, database_check) = futures::join!(stats, session.check_database());
         let mut stats = stats?;
@@ -333,6 +338,11 @@ impl<'a> Load<'a> {
         loaded.notes = database_check?;
         Ok(())
     }
+}
+
+/// Table read-backs at once beside a database check that takes one of the `jobs`.
+fn scan_jobs(jobs: usize) -> usize {
+    jobs.saturating_sub(1).max(1)
 }
 
 /// A table read back after a load against the manifest: the same rows and checksum.
@@ -476,6 +486,98 @@ mod tests {
             rows: None,
             offset: None,
         }
+    }
+
+    /// A session whose table scans record how many run at once, and whose database check
+    /// takes a while (a thread's worth of work when `busy`).
+    struct Scans {
+        busy: bool,
+        now: std::sync::atomic::AtomicUsize,
+        most: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl LoadSession for Scans {
+        async fn pre_data(&self, _: ByteStream) -> Result<()> {
+            Ok(())
+        }
+        async fn load(&self, _: &ObjectEntry, _: ByteStream) -> Result<u64> {
+            Ok(0)
+        }
+        async fn post_data(&self, _: ByteStream, _: &Context) -> Result<()> {
+            Ok(())
+        }
+        async fn table_stats(&self, t: &crate::format::manifest::TableEntry) -> Result<TableStats> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let n = self.now.fetch_add(1, SeqCst) + 1;
+            self.most.fetch_max(n, SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            self.now.fetch_sub(1, SeqCst);
+            Ok(TableStats { rows: t.rows, ..Default::default() })
+        }
+        async fn check_database(&self) -> Result<Vec<String>> {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            Ok(Vec::new())
+        }
+        fn database_check_takes_a_job(&self) -> bool {
+            self.busy
+        }
+        async fn commit(self: Box<Self>, _: &Context) -> Result<crate::source::CommitReport> {
+            Ok(Default::default())
+        }
+        async fn abort(self: Box<Self>) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Most table scans running at once in `check` with `jobs` 2, four tables.
+    async fn most_scans_at_once(busy: bool) -> usize {
+        let table = |i: usize| crate::format::manifest::TableEntry {
+            schema: None,
+            name: format!("t{i}"),
+            key: format!("{i:04}-t{i}"),
+            rows: 0,
+            checksum: None,
+            checksum_algo: None,
+            properties: Default::default(),
+        };
+        let manifest = Manifest {
+            format: crate::format::manifest::FORMAT.into(),
+            format_version: crate::format::manifest::FORMAT_VERSION,
+            id: "20261123T193000Z-7f3a".parse().unwrap(),
+            tool: crate::format::manifest::ToolInfo { name: "dbbackup".into(), version: "0".into() },
+            engine: crate::model::Engine::Sqlite,
+            server_version: String::new(),
+            database: String::new(),
+            source: String::new(),
+            snapshot: Default::default(),
+            started_at: "2026-11-23T19:30:00Z".parse().unwrap(),
+            finished_at: "2026-11-23T19:30:02Z".parse().unwrap(),
+            tags: vec![],
+            compression: "zstd:3".into(),
+            objects: vec![],
+            tables: (0..4).map(table).collect(),
+            notes: vec![],
+            properties: Default::default(),
+            encryption: None,
+        };
+        let target = Target::open("memory://").unwrap();
+        let session = Scans { busy, now: Default::default(), most: Default::default() };
+        let opts = LoadOptions { jobs: 2, ..Default::default() };
+        let ctx = Context::default();
+        let load = Load { target: &target, manifest: &manifest, session: &session, opts: &opts, ctx: &ctx };
+        let mut loaded = Loaded::default();
+        load.check(Vec::new(), &mut loaded).await.unwrap();
+        assert_eq!(loaded.tables, 4);
+        session.most.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// A database check that is one thread's work (SQLite's integrity_check) gets a job of its
+    /// own: the scans run at `jobs - 1` beside it; other sessions' scans use every job.
+    #[tokio::test]
+    async fn a_busy_database_check_takes_one_of_the_jobs() {
+        assert_eq!(most_scans_at_once(true).await, 1);
+        assert_eq!(most_scans_at_once(false).await, 2);
     }
 
     /// Two slots get chunks of two different tables while both still have chunks, the bigger

@@ -342,6 +342,13 @@ pub trait LoadSession: Send + Sync {
     async fn check_database(&self) -> Result<Vec<String>> {
         Ok(Vec::new())
     }
+    /// Whether [`LoadSession::check_database`] keeps a thread busy for as long as the table
+    /// read-backs take (SQLite's `integrity_check`, one thread's CPU from start to end): the
+    /// read-backs then run at `jobs - 1` (at least one) beside it, so the check gets a core of
+    /// its own instead of sharing the cores with every scan and ending last.
+    fn database_check_takes_a_job(&self) -> bool {
+        false
+    }
     /// Makes the load live; on failure restores the previous state.
     async fn commit(self: Box<Self>, ctx: &Context) -> Result<CommitReport>;
     /// Discards the load; the live database is as it was.

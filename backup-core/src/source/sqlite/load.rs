@@ -207,6 +207,10 @@ impl LoadSession for SqliteSession {
         blocking(move || table_stats_blocking(&open_read_only(&path)?, &name)).await
     }
 
+    fn database_check_takes_a_job(&self) -> bool {
+        true
+    }
+
     async fn check_database(&self) -> Result<Vec<String>> {
         // Disk work beside CPU work: the flush of the loaded file runs while `integrity_check`
         // (and, from the pipeline, the table scans) read it; by the rename nothing is left to write.
