@@ -579,10 +579,10 @@ async fn in_place_restore_replaces_contents_atomically() {
     f.drop_db(&db).await;
 }
 
-/// Table checksums: a new backup names `pg-copy-md5-sum-v2` (computed on the dumped lines) for
-/// every table; a manifest naming the server-side `pg-md5-row-sum-v1` is still verified with it
-/// (right value restores, wrong value is refused); an algorithm this version does not know is
-/// refused instead of skipped.
+/// Table checksums: a new backup names `pg-copy-xxh3-sum-v3` (computed on the dumped lines) for
+/// every table; manifests naming the client-side MD5 sum `pg-copy-md5-sum-v2` or the server-side
+/// `pg-md5-row-sum-v1` are still verified with their algorithm (right value restores, wrong value
+/// is refused); an algorithm this version does not know is refused instead of skipped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checksum_algorithms_old_new_and_unknown() {
     let Some(f) = PgFixture::from_env() else { return };
@@ -591,7 +591,7 @@ async fn checksum_algorithms_old_new_and_unknown() {
     let id = backup(&db, &repo).await.unwrap();
     let m = resolve(&repo, &id).await.unwrap();
     for t in &m.tables {
-        assert_eq!(t.checksum_algo.as_deref(), Some("pg-copy-md5-sum-v2"), "{}", t.name);
+        assert_eq!(t.checksum_algo.as_deref(), Some("pg-copy-xxh3-sum-v3"), "{}", t.name);
         assert!(t.checksum.as_deref().is_some_and(|c| c.contains(':')), "{}", t.name);
     }
     let v1: String = scalar(
@@ -599,6 +599,8 @@ async fn checksum_algorithms_old_new_and_unknown() {
         "SELECT coalesce(sum(('x' || substr(md5(r::text), 1, 16))::bit(64)::bigint::numeric), 0)::text FROM ONLY public.big r",
     )
     .await;
+    let big = m.tables.iter().find(|t| t.name == "big").unwrap();
+    let v2 = md5_line_sum(&db, "big", &big.properties["columns"]).await;
     let attempt = |algo: &'static str, checksum: String| {
         let (repo, m, f) = (&repo, m.clone(), &f);
         async move {
@@ -618,9 +620,45 @@ async fn checksum_algorithms_old_new_and_unknown() {
     attempt("pg-md5-row-sum-v1", v1.clone()).await.expect("a v1 manifest with the right value restores");
     let e = attempt("pg-md5-row-sum-v1", format!("{v1}0")).await.unwrap_err();
     assert!(e.to_string().contains("checksum"), "{e}");
+    attempt("pg-copy-md5-sum-v2", v2.clone()).await.expect("a v2 manifest with the right value restores");
+    let e = attempt("pg-copy-md5-sum-v2", format!("{v2}0")).await.unwrap_err();
+    assert!(e.to_string().contains("checksum"), "{e}");
+    // v3 is not v2 under another name: the MD5 value under the v3 name is refused.
+    let e = attempt("pg-copy-xxh3-sum-v3", v2).await.unwrap_err();
+    assert!(e.to_string().contains("checksum"), "{e}");
     let e = attempt("pg-md5-row-sum-v9", v1).await.unwrap_err();
     assert!(e.to_string().contains("algorithm"), "{e}");
     f.drop_db(&db).await;
+}
+
+/// `pg-copy-md5-sum-v2` of a table, computed here independently of the library: the COPY text
+/// lines of its columns under the documented session settings, MD5 per line, the big-endian
+/// halves summed.
+async fn md5_line_sum(db: &str, table: &str, columns: &serde_json::Value) -> String {
+    use md5::Digest;
+    let c = PgFixture::client(db).await;
+    c.batch_execute(
+        "SET client_encoding = 'UTF8'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; \
+         SET TimeZone = 'UTC'; SET extra_float_digits = 3; SET bytea_output = 'hex'",
+    )
+    .await
+    .unwrap();
+    let cols: Vec<String> = serde_json::from_value(columns.clone()).unwrap();
+    let cols: Vec<String> = cols.iter().map(|c| format!("\"{}\"", c.replace('"', "\"\""))).collect();
+    let sql = format!("COPY (SELECT {} FROM ONLY public.\"{}\") TO STDOUT", cols.join(", "), table);
+    let out = c.copy_out(sql.as_str()).await.unwrap();
+    let mut out = std::pin::pin!(out);
+    let mut text = Vec::new();
+    while let Some(b) = futures::StreamExt::next(&mut out).await {
+        text.extend_from_slice(&b.unwrap());
+    }
+    let (mut hi, mut lo) = (0u128, 0u128);
+    for line in text.strip_suffix(b"\n").unwrap_or(&text).split(|&b| b == b'\n') {
+        let d = md5::Md5::digest(line);
+        hi += u128::from(u64::from_be_bytes(d[..8].try_into().unwrap()));
+        lo += u128::from(u64::from_be_bytes(d[8..].try_into().unwrap()));
+    }
+    format!("{hi}:{lo}")
 }
 
 /// While a dump runs, its tables are held with ACCESS SHARE (as pg_dump does): writes go on, a

@@ -8,12 +8,17 @@ use super::conn::{column_list, pg_err, qualified};
 use crate::error::Result;
 use crate::format::manifest::TableEntry;
 use crate::source::TableStats;
-use crate::source::rowsum::LineSum;
+use crate::source::rowsum::{LineSum, RowHash};
 
-/// Name of the per-table content checksum: the [`Md5Sum`] of the table's COPY text lines (one per
-/// row, explicit column list, fixed text settings [`conn::SESSION_SETTINGS`]), computed by the
-/// client while the rows stream (no second scan at backup time).
-pub(crate) const CHECKSUM_ALGO: &str = "pg-copy-md5-sum-v2";
+/// Name of the per-table content checksum: the [`RowSum`](crate::source::rowsum::RowSum) of the
+/// XXH3-128 of each of the table's COPY text lines (one per row, explicit column list, fixed text
+/// settings [`conn::SESSION_SETTINGS`]), computed by the client while the rows stream (no second
+/// scan at backup time).
+pub(crate) const CHECKSUM_ALGO: &str = "pg-copy-xxh3-sum-v3";
+
+/// The same sum with MD5 per line (backups before 2026-12-03). Manifests that name it are still
+/// verified with it.
+pub(crate) const CHECKSUM_ALGO_V2: &str = "pg-copy-md5-sum-v2";
 
 /// The first algorithm, computed by the server: sum over rows of the first 64 bits of
 /// md5(row text), as a decimal. Manifests that name it are still verified with it.
@@ -28,9 +33,9 @@ fn stats_sql_v1(t: &TableEntry) -> String {
     )
 }
 
-/// A loaded table's stats with the algorithm its manifest entry names: [`CHECKSUM_ALGO`]
-/// re-reads the table with the same COPY as the dump and sums its lines on the client;
-/// [`CHECKSUM_ALGO_V1`] asks the server.
+/// A loaded table's stats with the algorithm its manifest entry names: [`CHECKSUM_ALGO`] and
+/// [`CHECKSUM_ALGO_V2`] re-read the table with the same COPY as the dump and sum its lines on the
+/// client; [`CHECKSUM_ALGO_V1`] asks the server.
 pub(crate) async fn table_stats_on(c: &Client, t: &TableEntry) -> Result<TableStats> {
     let what = format!("checksum table {}", t.display_name());
     if t.checksum_algo.as_deref() == Some(CHECKSUM_ALGO_V1) {
@@ -49,7 +54,12 @@ pub(crate) async fn table_stats_on(c: &Client, t: &TableEntry) -> Result<TableSt
         _ => format!("COPY {} TO STDOUT", qualified(t)),
     };
     let mut out = std::pin::pin!(c.copy_out(sql.as_str()).await.map_err(pg_err(what.clone()))?);
-    let mut sum = LineSum::default();
+    let (hash, algo) = if t.checksum_algo.as_deref() == Some(CHECKSUM_ALGO_V2) {
+        (RowHash::Md5, CHECKSUM_ALGO_V2)
+    } else {
+        (RowHash::Xxh3, CHECKSUM_ALGO)
+    };
+    let mut sum = LineSum::new(hash);
     while let Some(b) = out.next().await {
         sum.feed(&b.map_err(pg_err(what.clone()))?);
     }
@@ -57,7 +67,7 @@ pub(crate) async fn table_stats_on(c: &Client, t: &TableEntry) -> Result<TableSt
     Ok(TableStats {
         rows: sum.rows,
         checksum: Some(sum.checksum()),
-        checksum_algo: Some(CHECKSUM_ALGO.into()),
+        checksum_algo: Some(algo.into()),
         ..Default::default()
     })
 }

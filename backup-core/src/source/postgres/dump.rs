@@ -22,7 +22,7 @@ use crate::model::{DatabaseUrl, Engine};
 use crate::progress::Context;
 use crate::source::limits::SessionLimits;
 use crate::source::pool::Pool;
-use crate::source::rowsum::{ChunkSums, LineSum};
+use crate::source::rowsum::{ChunkSums, LineSum, RowHash};
 use crate::source::{
     ChunkPlan, ChunkSpec, DumpOptions, DumpPlan, DumpStream, SchemaScripts, Snapshot, SnapshotInfo, Source,
     TableStats,
@@ -411,7 +411,7 @@ impl Snapshot for PgSnapshot {
         // large buffers instead of millions of small ones. A chunk's sum counts once its stream
         // ended cleanly. The worker goes back to the pool when the stream ends or is dropped.
         const BATCH: usize = 256 << 10;
-        let state = (Box::pin(out), LineSum::default(), Some(guard), BytesMut::new());
+        let state = (Box::pin(out), LineSum::new(RowHash::Xxh3), Some(guard), BytesMut::new());
         let bytes = futures::stream::unfold(state, move |(mut out, mut sum, guard, mut buf)| {
             let (what, counter, sums, key) = (what.clone(), counter.clone(), sums.clone(), key.clone());
             async move {
