@@ -6,8 +6,8 @@
 use std::process::Command;
 
 use backup_core::{
-    Context, CreateOptions, DatabaseUrl, Error, RestoreOptions, create, open_loader, open_source, resolve,
-    restore, restore_with,
+    Context, CreateOptions, DatabaseUrl, DumpOptions, Error, RestoreOptions, create, open_loader,
+    open_source, resolve, restore, restore_with,
 };
 use dbbackup_tests::mysql_fixture::{MysqlFixture, connect, db_of};
 use dbbackup_tests::source_suite::{Fixture, backup, memory_repo, restore_into};
@@ -72,6 +72,72 @@ async fn without_reload_privilege_falls_back_to_one_consistent_connection() {
     admin.query_drop(format!("DROP USER '{user}'@'%', '{user}'@'localhost'")).await.unwrap();
     f.drop_db(&src).await;
     f.drop_db(&dst).await;
+}
+
+/// With content checksums on, each table's stats (`COUNT(*)`, `CHECKSUM TABLE`) are taken in the
+/// snapshot as soon as the table is dumped, on a worker of their own, not all after the dump:
+/// once every chunk is read they are ready, even with every snapshot connection gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_stats_are_taken_as_each_table_is_dumped() {
+    use futures::StreamExt;
+    let Some(f) = fixture() else { return };
+    let src = fresh(&f, "eagerstats").await;
+    let db = db_of(&src);
+    let user = dbbackup_tests::unique("es").chars().take(30).collect::<String>();
+    let mut admin = f.conn(None).await;
+    for host in ["%", "localhost"] {
+        admin.query_drop(format!("CREATE USER '{user}'@'{host}'")).await.unwrap();
+        admin.query_drop(format!("GRANT ALL ON *.* TO '{user}'@'{host}'")).await.unwrap();
+    }
+    let mut c = f.conn(Some(&db)).await;
+    c.query_drop(
+        "CREATE TABLE a (id INT PRIMARY KEY, v VARCHAR(20)); INSERT INTO a SELECT seq, seq FROM seq_1_to_500;
+         CREATE TABLE b (id INT PRIMARY KEY, v VARCHAR(20)); INSERT INTO b SELECT seq, seq FROM seq_1_to_300;",
+    )
+    .await
+    .unwrap();
+    let mut u = url::Url::parse(&src).unwrap();
+    u.set_username(&user).unwrap();
+    let url = u.to_string();
+    let s = open_source(&DatabaseUrl::parse(&url).unwrap()).unwrap();
+    let opts = DumpOptions { jobs: 2, chunk_bytes: 1 << 20, checksums: true, ..Default::default() };
+    let snap = s.snapshot(&opts, &Context::default()).await.unwrap();
+    let plan = snap.plan().await.unwrap();
+    for chunk in &plan.chunks {
+        let mut d = snap.dump(&plan, chunk).await.unwrap();
+        while let Some(b) = d.bytes.next().await {
+            b.unwrap();
+        }
+    }
+    // The stats run while the dump goes on; wait until none of the snapshot's queries runs.
+    let busy = format!(
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '{user}' AND COMMAND = 'Query'"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for _ in 0..100 {
+        if admin.query_first::<u64, _>(busy.as_str()).await.unwrap() == Some(0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let ids: Vec<u64> = admin
+        .query(format!("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '{user}'"))
+        .await
+        .unwrap();
+    assert!(ids.len() >= 3, "two dump workers and one for the stats: {ids:?}");
+    for id in ids {
+        admin.query_drop(format!("KILL CONNECTION {id}")).await.ok();
+    }
+    for t in &plan.tables {
+        let stats = snap.table_stats(t).await.expect("stats taken while the dump ran");
+        assert_eq!(stats.rows, if t.name == "a" { 500 } else { 300 });
+        assert!(stats.checksum.is_some());
+    }
+    drop(snap);
+    for host in ["%", "localhost"] {
+        admin.query_drop(format!("DROP USER '{user}'@'{host}'")).await.unwrap();
+    }
+    f.drop_db(&src).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

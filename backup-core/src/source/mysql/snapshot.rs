@@ -2,10 +2,15 @@
 //! SNAPSHOT` while `FLUSH TABLES WITH READ LOCK` holds writers for an instant (or one worker
 //! without the lock), so all of them read one instant; the binlog position of that instant; the
 //! tables listed once. [`MysqlSnapshot`] hands out the schema ([`super::schema`]), the chunk
-//! plan and chunk streams ([`super::dump`]) and the table stats ([`super::checksum`]).
+//! plan and chunk streams ([`super::dump`]) and the table stats ([`super::checksum`]). With
+//! content checksums on, one more worker joins the snapshot for the stats, and each table's
+//! stats (`COUNT(*)`, `CHECKSUM TABLE`: two server-side scans) start on it as soon as the
+//! table's last chunk is dumped, so they overlap the dump of the other tables instead of all
+//! running after it.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -13,6 +18,7 @@ use futures::StreamExt;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::conn::{Server, exec, is_server_error, qs, query_text, query_value};
 use super::table::{TableInfo, TableProps, list_tables};
@@ -42,6 +48,12 @@ impl MysqlSource {
 struct MysqlSnapshot {
     db: String,
     pool: Pool<Conn>,
+    /// Where the table stats run: a worker of their own when the snapshot has one, else `pool`.
+    stats_pool: Pool<Conn>,
+    /// Compute the table stats as soon as each table is dumped (content checksums are on).
+    eager_stats: bool,
+    /// The stats started by [`Snapshot::plan`], per table name; aborted when the snapshot goes.
+    stats: Mutex<HashMap<String, JoinHandle<Result<TableStats>>>>,
     info: SnapshotInfo,
     tables: Vec<TableInfo>,
     chunk_bytes: u64,
@@ -64,7 +76,9 @@ impl Source for MysqlSource {
         let mariadb = info.server_version.to_ascii_lowercase().contains("mariadb");
         let locked = jobs > 1 && global_read_lock(&mut control, &server, jobs, &mut info).await;
         ctx.check("MySQL snapshot")?;
-        let n = if locked { jobs } else { 1 };
+        // Under the lock, one more worker for the table stats (see the module docs).
+        let stats_worker = locked && opts.checksums;
+        let n = if locked { jobs + usize::from(stats_worker) } else { 1 };
         let start = [
             "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ".to_string(),
             "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY".to_string(),
@@ -93,8 +107,13 @@ impl Source for MysqlSource {
         {
             snapshot_binlog_position(c, &mut info).await;
         }
+        let stats_conn = if stats_worker && conns.len() > 1 { conns.pop() } else { None };
         info.position.insert("workers".into(), conns.len().to_string());
         let pool = Pool::new(conns);
+        let stats_pool = match stats_conn {
+            Some(c) => Pool::new(vec![c]),
+            None => pool.clone(),
+        };
         let mut lease = pool.get().await?;
         database_properties(&mut lease, &db, mariadb, &mut info).await?;
         let tables = list_tables(&mut lease, &db).await?;
@@ -102,6 +121,9 @@ impl Source for MysqlSource {
         Ok(Box::new(MysqlSnapshot {
             db,
             pool,
+            stats_pool,
+            eager_stats: opts.checksums,
+            stats: Mutex::default(),
             info,
             tables,
             chunk_bytes: opts.chunk_bytes.max(1 << 20),
@@ -252,6 +274,9 @@ impl Snapshot for MysqlSnapshot {
                 .iter()
                 .filter_map(|c| c.table.and_then(|i| plan.tables.get(i)).map(|t| t.name.as_str())),
         );
+        if self.eager_stats {
+            self.start_stats(&plan.tables);
+        }
         Ok(plan)
     }
 
@@ -283,19 +308,75 @@ impl Snapshot for MysqlSnapshot {
         Ok(DumpStream { bytes: ChannelStream::new(rx).boxed(), rows })
     }
 
-    /// See [`checksum::snapshot_stats`].
+    /// See [`checksum::snapshot_stats`]: the stats [`Snapshot::plan`] started, else computed now.
     async fn table_stats(&self, table: &TableEntry) -> Result<TableStats> {
         TableProps::from_entry(table)?;
-        let sum = self.sums.wait(&table.name).await?;
-        let mut lease = self.pool.get().await?;
-        checksum::snapshot_stats(&mut lease, &self.db, table, sum, &self.info.server_version).await
+        let started = self.stats.lock().ok().and_then(|mut m| m.remove(&table.name));
+        if let Some(h) = started
+            && let Ok(r) = h.await
+        {
+            return r;
+        }
+        stats_when_dumped(&self.sums, &self.stats_pool, &self.db, table, &self.info.server_version).await
     }
 
     async fn close(self: Box<Self>) -> Result<()> {
-        for mut c in self.pool.take_all() {
+        self.abort_stats();
+        let mut conns = self.pool.take_all();
+        conns.extend(self.stats_pool.take_all());
+        for mut c in conns {
             let _ = c.query_drop("COMMIT").await;
             let _ = c.disconnect().await;
         }
         Ok(())
     }
+}
+
+impl MysqlSnapshot {
+    /// Starts every table's stats, each waiting for the table's last chunk (they finish in the
+    /// order the tables do, not in the order they are asked for).
+    fn start_stats(&self, tables: &[TableEntry]) {
+        self.abort_stats();
+        let Ok(mut started) = self.stats.lock() else { return };
+        for t in tables {
+            let (sums, pool, db, version) = (
+                self.sums.clone(),
+                self.stats_pool.clone(),
+                self.db.clone(),
+                self.info.server_version.clone(),
+            );
+            let t = t.clone();
+            let name = t.name.clone();
+            let h = tokio::spawn(async move { stats_when_dumped(&sums, &pool, &db, &t, &version).await });
+            started.insert(name, h);
+        }
+    }
+
+    /// Stops the stats still running or waiting (a failed dump never finishes their tables).
+    fn abort_stats(&self) {
+        if let Ok(mut started) = self.stats.lock() {
+            for (_, h) in started.drain() {
+                h.abort();
+            }
+        }
+    }
+}
+
+impl Drop for MysqlSnapshot {
+    fn drop(&mut self) {
+        self.abort_stats();
+    }
+}
+
+/// A table's stats once every chunk of it is dumped, on a connection of `pool`.
+async fn stats_when_dumped(
+    sums: &ChunkSums,
+    pool: &Pool<Conn>,
+    db: &str,
+    table: &TableEntry,
+    server_version: &str,
+) -> Result<TableStats> {
+    let sum = sums.wait(&table.name).await?;
+    let mut lease = pool.get().await?;
+    checksum::snapshot_stats(&mut lease, db, table, sum, server_version).await
 }
