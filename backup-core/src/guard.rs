@@ -110,7 +110,7 @@ pub struct GuardReport {
     pub recovery_ms: Option<u64>,
     /// Time spent between the backup and the command on the rollback point, whichever path the
     /// rollback takes: taking the server-side copy (what the `clone` path costs up front), or
-    /// finding there can be none (PostgreSQL with other sessions connected: its retries; 0 for
+    /// finding there can be none (PostgreSQL with other sessions connected: its 3 s wait; 0 for
     /// MySQL/MariaDB, which never takes one). Never part of `recovery_ms`.
     pub rollback_point_ms: u64,
     /// How the database was rolled back: `clone` (the server-side copy taken before the command

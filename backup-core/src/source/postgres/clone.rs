@@ -26,6 +26,13 @@ use crate::source::limits::SessionLimits;
 
 const SUFFIX: &str = "_dbbackup_guard_";
 
+/// How long [`take`] waits for the other sessions of the database to leave before giving up on
+/// the copy (the sessions of the backup that just ended close within tens of milliseconds; an
+/// application left connected does not).
+const SESSION_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+/// How often [`take`] asks pg_stat_activity who is connected while it waits.
+const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(25);
+
 /// A copy of the database taken by the server.
 pub(crate) struct PgClone {
     /// Connected to the maintenance database; holds the per-database guard lock.
@@ -45,6 +52,12 @@ pub(crate) async fn take(
     // closed before the copy: the server refuses to copy a database anyone is connected to).
     let props = {
         let c = connect(url, "guard clone", &SessionLimits::of(url, &Default::default())?).await?;
+        let pid: i32 = c
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .map_err(pg_err("read the session's pid"))?
+            .get(0);
+        tracing::debug!("guard copy: properties read over pid {pid}, now closed");
         database_properties(&c).await?
     };
     let admin =
@@ -71,42 +84,69 @@ pub(crate) async fn take(
     // block through the WAL, which is slower for anything but small databases.
     let strategy = if version >= 150_000 { " STRATEGY = FILE_COPY" } else { "" };
     let sql = format!("CREATE DATABASE {} TEMPLATE {}{strategy}", quote_ident(&copy), quote_ident(&target));
-    // The sessions of the backup that just ended may still be closing on the server: retried
-    // 0.1 + 0.2 + 0.3 + 0.4 s apart. Each attempt first asks pg_stat_activity, since the server
-    // itself waits 5 s for other sessions before refusing the copy (an application left
-    // connected cost 26 s before the command this way).
-    let mut attempt = 0u64;
+    // The sessions of the backup that just ended (and the one above) may still be closing on
+    // the server: pg_stat_activity is asked every POLL_INTERVAL until nobody else is connected,
+    // for at most SESSION_WAIT, and only then is the copy asked for, since the server itself
+    // waits 5 s for other sessions before refusing it (an application left connected cost 26 s
+    // before the command that way). Autovacuum workers are not counted: the server stops them.
+    let started = std::time::Instant::now();
+    let mut attempt = 0u32;
     loop {
-        let others: i64 = admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        attempt += 1;
+        let others = admin
+            .query(
+                "SELECT pid, coalesce(application_name, ''), coalesce(backend_type, ''), coalesce(state, '') \
+                 FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() \
+                 AND backend_type IS DISTINCT FROM 'autovacuum worker'",
                 &[&target],
             )
             .await
-            .map_err(pg_err("list the sessions connected to the database"))?
-            .get(0);
-        if others > 0 {
-            attempt += 1;
-            if attempt >= 5 {
+            .map_err(pg_err("list the sessions connected to the database"))?;
+        let waited = started.elapsed();
+        if !others.is_empty() {
+            let who: Vec<String> = others
+                .iter()
+                .map(|r| {
+                    format!(
+                        "pid {} {:?} ({}, {})",
+                        r.get::<_, i32>(0),
+                        r.get::<_, String>(1),
+                        r.get::<_, String>(2),
+                        r.get::<_, String>(3)
+                    )
+                })
+                .collect();
+            tracing::debug!(
+                "guard copy, attempt {attempt} after {} ms: connected to {target}: {}",
+                waited.as_millis(),
+                who.join(", ")
+            );
+            if waited >= SESSION_WAIT {
                 return Ok(Err(format!(
                     "PostgreSQL cannot copy database {target:?} while other sessions are connected to it \
-                     ({others} connected)"
+                     ({} still connected after {:.1} s)",
+                    others.len(),
+                    waited.as_secs_f64()
                 )));
             }
-            tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+            tokio::time::sleep(POLL_INTERVAL).await;
             continue;
         }
+        tracing::debug!(
+            "guard copy, attempt {attempt} after {} ms: nobody else connected to {target}",
+            waited.as_millis()
+        );
         match admin.batch_execute(&sql).await {
             Ok(()) => break,
+            // Someone connected between the question and the copy.
             Err(e) if e.as_db_error().is_some_and(|d| d.code().code() == "55006") => {
-                attempt += 1;
-                if attempt >= 5 {
+                if started.elapsed() >= SESSION_WAIT {
                     let msg = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_default();
                     return Ok(Err(format!(
                         "PostgreSQL cannot copy database {target:?} while other sessions are connected to it ({msg})"
                     )));
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                tokio::time::sleep(POLL_INTERVAL).await;
             }
             Err(e) => {
                 let msg = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
