@@ -163,26 +163,13 @@ fn use_tree(base: &[String], s: &str, out: &mut BTreeMap<String, Vec<String>>) {
     let mut s = s.trim();
     loop {
         if let Some(group) = s.strip_prefix('{') {
-            let (mut depth, mut start) = (1, 0);
-            for (i, c) in group.char_indices() {
-                match c {
-                    '{' => depth += 1,
-                    '}' | ',' if depth == 1 => {
-                        let item = group[start..i].trim();
-                        if item == "self" {
-                            if let Some(last) = path.last() {
-                                out.insert(last.clone(), path.clone());
-                            }
-                        } else if !item.is_empty() {
-                            use_tree(&path, item, out);
-                        }
-                        start = i + 1;
-                        if c == '}' {
-                            return;
-                        }
+            for item in group_items(group) {
+                if item == "self" {
+                    if let Some(last) = path.last() {
+                        out.insert(last.clone(), path.clone());
                     }
-                    '}' => depth -= 1,
-                    _ => {}
+                } else if !item.is_empty() {
+                    use_tree(&path, item, out);
                 }
             }
             return;
@@ -204,31 +191,37 @@ fn use_tree(base: &[String], s: &str, out: &mut BTreeMap<String, Vec<String>>) {
     }
 }
 
+/// The top-level items of a `{...}` group (`group` starts after its `{`), trimmed, up to its `}`.
+fn group_items(group: &str) -> Vec<&str> {
+    let (mut depth, mut start, mut items) = (1, 0, Vec::new());
+    for (i, c) in group.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' | ',' if depth == 1 => {
+                items.push(group[start..i].trim());
+                start = i + 1;
+                if c == '}' {
+                    break;
+                }
+            }
+            '}' => depth -= 1,
+            _ => {}
+        }
+    }
+    items
+}
+
 /// Reads one path (maybe with a `{...}` group) at the start of `s`, appending full paths to `out`.
 fn expand(base: &[String], s: &str, out: &mut Vec<Vec<String>>) {
     let mut path = base.to_vec();
     let mut s = s;
     loop {
         if let Some(group) = s.strip_prefix('{') {
-            let mut depth = 1;
-            let mut start = 0;
-            for (i, c) in group.char_indices() {
-                match c {
-                    '{' => depth += 1,
-                    '}' | ',' if depth == 1 => {
-                        let item = group[start..i].trim();
-                        if !item.is_empty() && item != "self" {
-                            expand(&path, item, out);
-                        } else if item == "self" {
-                            out.push(path.clone());
-                        }
-                        start = i + 1;
-                        if c == '}' {
-                            return;
-                        }
-                    }
-                    '}' => depth -= 1,
-                    _ => {}
+            for item in group_items(group) {
+                if item == "self" {
+                    out.push(path.clone());
+                } else if !item.is_empty() {
+                    expand(&path, item, out);
                 }
             }
             return;
