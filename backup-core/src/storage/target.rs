@@ -117,12 +117,7 @@ fn body_stream(r: object_store::GetResult) -> ByteStream {
             }
         }
     });
-    tokio_stream_from(rx)
-}
-
-/// A receiver as a stream.
-fn tokio_stream_from(mut rx: tokio::sync::mpsc::Receiver<Result<Bytes>>) -> ByteStream {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+    crate::codec::compress::ChannelStream::new(rx).boxed()
 }
 
 impl Target {
