@@ -1200,3 +1200,270 @@ async fn guard_falls_back_to_restore_when_another_session_is_connected() {
     assert_eq!(left, "0", "a copy or a replaced database was left behind");
     f.drop_db(&db).await;
 }
+
+/// Tablespaces on the test server for one test (`scripts/services.sh` runs the server on this
+/// host as its own OS user): each an empty directory in a temp dir, owned by the user that owns
+/// the server's data directory, as `CREATE TABLESPACE ... LOCATION` wants. The test's databases
+/// are named by [`Tablespaces::db`]. Dropped when it goes, also when the test panics: first every
+/// database whose name starts with its tag (the test's, and any a restore left), then the
+/// tablespaces, and only then, once the server has let go of them, their directories (removing
+/// a directory the server still writes to makes its checkpoints fail).
+struct Tablespaces {
+    tag: String,
+    names: Vec<String>,
+    base: String,
+    dir: std::path::PathBuf,
+}
+
+impl Tablespaces {
+    async fn create(f: &PgFixture, n: usize) -> Tablespaces {
+        use std::os::unix::fs::MetadataExt;
+        let data_dir = scalar(&f.base, "SHOW data_directory").await;
+        let meta = std::fs::metadata(&data_dir).unwrap_or_else(|e| {
+            panic!(
+                "the test server's data directory {data_dir} must be on this host (scripts/services.sh): {e}"
+            )
+        });
+        let owner = (Some(meta.uid()), Some(meta.gid()));
+        let chown = |p: &std::path::Path| {
+            std::os::unix::fs::chown(p, owner.0, owner.1).unwrap_or_else(|e| {
+                panic!(
+                    "chown {} to the server's OS user (run as root, as scripts/test.sh does): {e}",
+                    p.display()
+                )
+            })
+        };
+        let dir = tempfile::Builder::new().prefix("dbb-tablespaces").tempdir().unwrap().keep();
+        let tag = unique("pgts");
+        let mut ts = Tablespaces { tag, names: Vec::new(), base: f.base.clone(), dir };
+        chown(&ts.dir);
+        let admin = PgFixture::client(&f.base).await;
+        for i in 0..n {
+            let path = ts.dir.join(format!("ts{i}"));
+            std::fs::create_dir(&path).unwrap();
+            chown(&path);
+            let name = format!("{}_ts{i}", ts.tag);
+            admin
+                .batch_execute(&format!("CREATE TABLESPACE \"{name}\" LOCATION '{}'", path.display()))
+                .await
+                .expect("create tablespace");
+            ts.names.push(name);
+        }
+        ts
+    }
+
+    /// The name of the test's database `what`.
+    fn db(&self, what: &str) -> String {
+        format!("{}_{what}", self.tag)
+    }
+}
+
+impl Drop for Tablespaces {
+    fn drop(&mut self) {
+        let run = |sql: &str| {
+            std::process::Command::new("psql")
+                .args(["-X", "-q", "-At", "-d", &self.base, "-c", sql])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        };
+        let dbs = run(&format!("SELECT datname FROM pg_database WHERE starts_with(datname, '{}')", self.tag));
+        for db in dbs.unwrap_or_default().lines() {
+            run(&format!("DROP DATABASE \"{db}\" WITH (FORCE)"));
+        }
+        let dropped = self.names.iter().all(|n| run(&format!("DROP TABLESPACE IF EXISTS \"{n}\"")).is_some());
+        if dropped {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("tablespaces {:?} still in use: {} left in place", self.names, self.dir.display());
+        }
+    }
+}
+
+/// Where every relation of schema `public` lives and what it is, one line per object: kind,
+/// tablespace (`-` for the database's default), the index or constraint definition; plus
+/// `pg_indexes`' own view of each index. The tablespace names are written as `ts0`, `ts1`...
+async fn layout(url: &str, ts: &Tablespaces) -> String {
+    let c = PgFixture::client(url).await;
+    let rows = c
+        .query(
+            "SELECT format('relation %s kind=%s tablespace=%s %s', c.relname, c.relkind, \
+               coalesce(t.spcname, '-'), CASE WHEN c.relkind IN ('i', 'I') THEN pg_get_indexdef(c.oid) ELSE '' END) \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             LEFT JOIN pg_tablespace t ON t.oid = c.reltablespace \
+             WHERE n.nspname = 'public' \
+             UNION ALL SELECT format('pg_indexes %s.%s tablespace=%s %s', tablename, indexname, \
+               coalesce(tablespace, '-'), indexdef) FROM pg_indexes WHERE schemaname = 'public' \
+             UNION ALL SELECT format('constraint %s.%s %s index=%s', k.conrelid::regclass, k.conname, \
+               pg_get_constraintdef(k.oid), k.conindid::regclass) \
+             FROM pg_constraint k JOIN pg_namespace n ON n.oid = k.connamespace WHERE n.nspname = 'public' \
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("layout");
+    let mut out: String = rows.iter().map(|r| format!("{}\n", r.get::<_, String>(0))).collect();
+    for (i, n) in ts.names.iter().enumerate() {
+        out = out.replace(n.as_str(), &format!("ts{i}"));
+    }
+    out
+}
+
+/// pg_dump's post-data script places each index and constraint index with the
+/// `SET default_tablespace = ...` before it; the restore builds them in parallel on several
+/// connections, each with exactly the settings the script had at that statement. Two tablespaces
+/// (tables, indexes, primary-key, unique and exclusion constraint indexes in each, others in the
+/// default), restored into a new database, over an existing one (the shadow swapped in) and in
+/// place: every relation, index and constraint in the same tablespace with the same definition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_data_keeps_each_indexs_tablespace() {
+    let Some(f) = PgFixture::from_env() else { return };
+    let ts = Tablespaces::create(&f, 2).await;
+    let (a, b) = (&ts.names[0], &ts.names[1]);
+    let src = f.create_db(&ts.db("src")).await;
+    let schema = format!(
+        "CREATE TABLE plain (id int PRIMARY KEY, a int, b text, c int); \
+         CREATE TABLE in_a (id int, a int, b text, c int, \
+           CONSTRAINT in_a_pk PRIMARY KEY (id) USING INDEX TABLESPACE \"{b}\", CONSTRAINT in_a_b UNIQUE (b)) \
+           TABLESPACE \"{a}\"; \
+         CREATE TABLE in_b (id int PRIMARY KEY USING INDEX TABLESPACE \"{a}\", a int, b text, c int, \
+           CONSTRAINT in_b_c_excl EXCLUDE USING btree (c WITH =) USING INDEX TABLESPACE \"{b}\", \
+           CONSTRAINT in_b_plain FOREIGN KEY (a) REFERENCES plain (id)) TABLESPACE \"{b}\"; \
+         INSERT INTO plain SELECT i, i % 97, md5(i::text), i % 13 FROM generate_series(1, 3000) i; \
+         INSERT INTO in_a SELECT i, i % 89, md5(i::text), i % 7 FROM generate_series(1, 3000) i; \
+         INSERT INTO in_b SELECT i, 1 + i % 83, md5(i::text), i FROM generate_series(1, 3000) i; \
+         CREATE INDEX plain_a ON plain (a) TABLESPACE \"{a}\"; \
+         CREATE INDEX plain_b ON plain (b); \
+         CREATE INDEX plain_c ON plain (c) TABLESPACE \"{b}\"; \
+         CREATE INDEX in_a_a ON in_a (a) TABLESPACE \"{b}\"; \
+         CREATE INDEX in_a_c ON in_a (c); \
+         CREATE UNIQUE INDEX in_b_a_id ON in_b (a, id) TABLESPACE \"{a}\"; \
+         CREATE INDEX in_b_lower ON in_b (lower(b)) WHERE c > 10; \
+         CREATE INDEX in_b_hash ON in_b USING hash (b) TABLESPACE \"{a}\"; \
+         CREATE MATERIALIZED VIEW mv TABLESPACE \"{a}\" AS SELECT id, a FROM plain; \
+         CREATE INDEX mv_a ON mv (a) TABLESPACE \"{b}\"; \
+         CREATE INDEX mv_id ON mv (id); \
+         COMMENT ON INDEX plain_c IS 'in the second tablespace'"
+    );
+    PgFixture::client(&src).await.batch_execute(&schema).await.expect("schema");
+    let want = layout(&src, &ts).await;
+    // The comparison sees each placement it is about.
+    for line in [
+        "relation in_a_pk kind=i tablespace=ts1",
+        "relation in_a_b kind=i tablespace=-",
+        "relation in_b_c_excl kind=i tablespace=ts1",
+        "relation plain_a kind=i tablespace=ts0",
+        "relation plain_b kind=i tablespace=-",
+        "relation mv kind=m tablespace=ts0",
+        "relation mv_a kind=i tablespace=ts1",
+        "relation in_a kind=r tablespace=ts0",
+        "pg_indexes in_b.in_b_pkey tablespace=ts0",
+    ] {
+        assert!(want.lines().any(|l| l.starts_with(line)), "the source has no line {line:?}:\n{want}");
+    }
+    let want_catalog = catalog(&PgFixture::client(&src).await).await;
+    let repo = memory_repo();
+    let id = backup(&src, &repo).await.expect("backup");
+    let dst = f.url_of(&ts.db("dst"));
+    restore_opts(&repo, &id, &dst, RestoreOptions::default()).await.expect("restore into a new database");
+    assert_same(&layout(&dst, &ts).await, &want, "restored into a new database");
+    assert_same_catalog(&catalog(&PgFixture::client(&dst).await).await, &want_catalog, "new database");
+    // Over an existing database (the shadow swapped in): changed placements and contents first.
+    PgFixture::client(&dst)
+        .await
+        .batch_execute(&format!(
+            "ALTER INDEX plain_a SET TABLESPACE pg_default; ALTER TABLE in_a SET TABLESPACE \"{b}\"; \
+             DROP INDEX in_b_hash; CREATE INDEX extra ON plain (b, c) TABLESPACE \"{a}\""
+        ))
+        .await
+        .unwrap();
+    restore_opts(&repo, &id, &dst, RestoreOptions::default()).await.expect("restore over the database");
+    assert_same(&layout(&dst, &ts).await, &want, "restored over an existing database");
+    assert_same_catalog(&catalog(&PgFixture::client(&dst).await).await, &want_catalog, "swapped in");
+    PgFixture::client(&dst)
+        .await
+        .batch_execute("ALTER INDEX in_a_pk SET TABLESPACE pg_default")
+        .await
+        .unwrap();
+    restore_opts(&repo, &id, &dst, RestoreOptions { in_place: true, ..Default::default() })
+        .await
+        .expect("in-place restore");
+    assert_same(&layout(&dst, &ts).await, &want, "restored in place");
+    drop(ts);
+}
+
+/// The settings of pg_dump's scripts stay with the scripts' statements: a LATIN1 database's
+/// scripts say `SET client_encoding = 'LATIN1'`, while dbbackup's own COPY and read-back on the
+/// same connections speak UTF-8. Restored into a new database and in place (one connection
+/// for the scripts, the COPY and the read-back), the text comes back as it was; and a shadow
+/// session's pool connections, which ran the post-data builds, read the tables back with the
+/// checksums of the manifest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_settings_do_not_reach_the_sessions_own_statements() {
+    let Some(f) = PgFixture::from_env() else { return };
+    let name = unique("pgpd_latin1");
+    PgFixture::client(&f.base)
+        .await
+        .batch_execute(&format!(
+            "CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'"
+        ))
+        .await
+        .expect("a LATIN1 database");
+    let src = f.url_of(&name);
+    PgFixture::client(&src)
+        .await
+        .batch_execute(
+            "CREATE TABLE words (id int PRIMARY KEY, w text); \
+             INSERT INTO words VALUES (1, 'café'), (2, 'naïve'), (3, 'Ærøskøbing'), (4, 'plain'); \
+             CREATE INDEX words_w ON words (w); CREATE INDEX words_lower ON words (lower(w)); \
+             CREATE TABLE more (id int PRIMARY KEY, w text); \
+             INSERT INTO more SELECT i, 'façade ' || i FROM generate_series(1, 200) i; \
+             CREATE INDEX more_w ON more (w)",
+        )
+        .await
+        .unwrap();
+    let text = "SELECT (SELECT string_agg(w, ',' ORDER BY id) FROM words) || ';' || (SELECT string_agg(w, ',' ORDER BY id) FROM more)";
+    let want = scalar(&src, text).await;
+    assert!(want.starts_with("café,naïve,Ærøskøbing,plain;façade 1,"), "{want}");
+    let repo = memory_repo();
+    let id = backup(&src, &repo).await.expect("backup");
+    let dst = f.url_of(&unique("pgpd_latin1_dst"));
+    restore_opts(&repo, &id, &dst, RestoreOptions::default()).await.expect("restore into a new database");
+    assert_eq!(scalar(&dst, text).await, want, "restored into a new database");
+    PgFixture::client(&dst).await.batch_execute("UPDATE words SET w = 'changed'").await.unwrap();
+    restore_opts(&repo, &id, &dst, RestoreOptions { in_place: true, ..Default::default() })
+        .await
+        .expect("in-place restore");
+    assert_eq!(scalar(&dst, text).await, want, "restored in place");
+    // The shadow session driven by hand: every table read back after post-data, on the pool
+    // connections that ran the builds (the restore reads most tables back before post-data).
+    let m = resolve(&repo, &id).await.unwrap();
+    let target = f.url_of(&unique("pgpd_latin1_session"));
+    let parsed = DatabaseUrl::parse(&target).unwrap();
+    let loader = open_loader(&parsed).unwrap();
+    let opts = backup_core::LoadOptions { jobs: 2, ..Default::default() };
+    let session = loader.begin(&m, &opts, &Context::default()).await.unwrap();
+    let stream = |key: &str, codec: &str| {
+        let raw = repo.get_stream(&format!("{}{key}", backup_core::backup_dir(&m.id)));
+        backup_core::decompress(raw, backup_core::Codec::from_name(codec).unwrap(), key.into())
+    };
+    use backup_core::ObjectKind::{Data, SchemaPost, SchemaPre};
+    for o in m.objects.iter().filter(|o| o.kind == SchemaPre) {
+        session.pre_data(stream(&o.key, &o.codec)).await.unwrap();
+    }
+    for o in m.objects.iter().filter(|o| o.kind == Data) {
+        session.load(o, stream(&o.key, &o.codec)).await.unwrap();
+    }
+    for o in m.objects.iter().filter(|o| o.kind == SchemaPost) {
+        session.post_data(stream(&o.key, &o.codec), &Context::default()).await.unwrap();
+    }
+    for t in &m.tables {
+        let got = session.table_stats(t).await.unwrap();
+        assert_eq!((got.rows, &got.checksum), (t.rows, &t.checksum), "{} read back after post-data", t.name);
+    }
+    session.abort().await.unwrap();
+    for db in [&src, &dst] {
+        f.drop_db(db).await;
+    }
+}

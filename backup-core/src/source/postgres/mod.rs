@@ -9,7 +9,8 @@
 //!   [`swap`]) or [`txn`] (one transaction on the live database: in place, `--tables`).
 //! - [`conn`] (connections, quoting, pg_dump; the workers' pool is `source::pool`), [`tls`],
 //!   [`checksum`] (table stats), [`properties`] (the database's own properties), [`schema`]
-//!   (schema scripts), [`data`] (COPY chunks into a session), [`script`] (foreign plain dump
+//!   (schema scripts), [`session_state`] (the session settings a schema script makes, carried
+//!   with each post-data build to the pool connection that runs it, and put back after), [`data`] (COPY chunks into a session), [`script`] (foreign plain dump
 //!   scripts), [`column_order`] (inheritance children's column order), [`clone`] (`guard`'s
 //!   server-side copy).
 
@@ -25,6 +26,7 @@ mod load;
 mod properties;
 mod schema;
 mod script;
+mod session_state;
 mod shadow;
 mod swap;
 mod tls;

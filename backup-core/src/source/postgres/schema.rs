@@ -5,6 +5,7 @@
 use tokio_postgres::Client;
 
 use super::conn::{exec, pg_err, shorten};
+use super::session_state::{Saved, params_set_by};
 use crate::codec::ByteStream;
 use crate::error::{Error, Result};
 use crate::source::pg_script::{Piece, ScriptReader};
@@ -82,6 +83,16 @@ pub(super) async fn exec_all(c: &Client, stmts: &[String], in_txn: bool) -> Resu
         }
     }
     Ok(())
+}
+
+/// Runs a schema script's statements in order on `c` ([`exec_all`]; each statement with the
+/// script's settings as they come), then puts back the values `c` had for every parameter the
+/// script set, so its settings (`client_encoding`, `search_path`, the time limits...) do not
+/// reach what the session runs on `c` afterwards (COPY, the read-back).
+pub(super) async fn exec_script(c: &Client, stmts: &[String], in_txn: bool) -> Result<()> {
+    let saved = Saved::read(c, &params_set_by(stmts)).await?;
+    exec_all(c, stmts, in_txn).await?;
+    saved.put_back(c).await
 }
 
 pub(super) async fn run_schema(sql: ByteStream, what: &str, keep_owners: bool) -> Result<Vec<String>> {

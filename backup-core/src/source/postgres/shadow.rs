@@ -5,6 +5,7 @@
 //! target left ([`clean_leftovers`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -16,8 +17,9 @@ use super::conn::{admin_url, connect, exec, pg_err, quote_ident, quote_literal};
 use super::data::{check_large_objects, copy_into, is_large_objects, table_of};
 use super::lo_frame;
 use super::properties::{check_roles_exist, property_statements};
-use super::schema::{exec_all, is_parallel_build, is_preamble, run_schema};
+use super::schema::{exec_script, is_parallel_build, run_schema};
 use super::script::run_script;
+use super::session_state::{ScriptState, exec_in_state};
 use super::swap::{clean_leftovers, derived_name, swap_atomically, terminate};
 use crate::codec::ByteStream;
 use crate::error::{Error, Result};
@@ -213,7 +215,7 @@ impl LoadSession for ShadowSession {
         let guard = self.main.lock().await;
         let c = guard.as_ref().ok_or_else(|| Error::Cancelled("restore session closed".into()))?;
         let stmts = run_schema(sql, "pre-data schema", self.keep_owners).await?;
-        exec_all(c, &stmts, false).await
+        exec_script(c, &stmts, false).await
     }
 
     async fn load(&self, object: &ObjectEntry, data: ByteStream) -> Result<u64> {
@@ -277,25 +279,35 @@ impl LoadSession for ShadowSession {
 }
 
 impl ShadowSession {
-    /// Post-data: index builds in parallel on the pool, then the rest on the main connection.
+    /// Post-data: index and key builds in parallel on the pool, then the rest on the main
+    /// connection in script order. pg_dump places each index with the `SET default_tablespace`
+    /// before it (and the script's other settings before that): each build carries the script's
+    /// settings at its own statement ([`ScriptState`]) to the pool connection that runs it, which
+    /// then gets its own values back. A script that changes the session in a way that is not
+    /// followed (`SET ROLE`, ...; pg_dump writes none) runs in order on the main connection.
     async fn post_data_uncancelled(&self, sql: ByteStream) -> Result<()> {
         let guard = self.main.lock().await;
         let c = guard.as_ref().ok_or_else(|| Error::Cancelled("restore session closed".into()))?;
         let stmts = run_schema(sql, "post-data schema", self.keep_owners).await?;
-        let preamble: std::sync::Arc<Vec<String>> =
-            std::sync::Arc::new(stmts.iter().filter(|s| is_preamble(s)).cloned().collect());
-        let builds: Vec<String> = stmts.iter().filter(|s| is_parallel_build(s)).cloned().collect();
+        let mut state = Arc::new(ScriptState::default());
+        let mut followed = true;
+        let mut builds: Vec<(Arc<ScriptState>, String)> = Vec::new();
+        for s in &stmts {
+            followed &= state.follow(s);
+            if is_parallel_build(s) {
+                builds.push((state.clone(), s.clone()));
+            }
+        }
+        if !followed {
+            return exec_script(c, &stmts, false).await;
+        }
         let jobs = self.pool_size();
         let results: Vec<Result<()>> = futures::stream::iter(builds)
-            .map(|s: String| {
-                let preamble = preamble.clone();
+            .map(|(state, s): (Arc<ScriptState>, String)| {
                 let pool = self.pool.clone();
                 async move {
                     let g = pool.get().await?;
-                    for p in preamble.iter() {
-                        exec(&g, p).await?;
-                    }
-                    exec(&g, &s).await
+                    exec_in_state(&g, &state, &s).await
                 }
             })
             .buffer_unordered(jobs)
@@ -305,7 +317,7 @@ impl ShadowSession {
             r?;
         }
         let rest: Vec<String> = stmts.into_iter().filter(|s| !is_parallel_build(s)).collect();
-        exec_all(c, &rest, false).await
+        exec_script(c, &rest, false).await
     }
 
     fn pool_size(&self) -> usize {

@@ -14,8 +14,9 @@ use super::checksum::table_stats_on;
 use super::conn::{connect, exec, pg_err, qualified, quote_ident};
 use super::data::{check_large_objects, copy_into, is_large_objects, table_of};
 use super::properties::{check_roles_exist, property_statements, reset_settings};
-use super::schema::{BATCH, exec_all, run_schema};
+use super::schema::{BATCH, exec_all, exec_script, run_schema};
 use super::script::run_script;
+use super::session_state::{Saved, params_set_by};
 use super::{large_object, lo_frame};
 use crate::codec::ByteStream;
 use crate::error::Result;
@@ -183,7 +184,9 @@ impl LoadSession for TxnSession {
         let creates_public = stmts.iter().any(|s| s.trim().eq_ignore_ascii_case("create schema public;"));
         self.clear(&c, creates_public).await?;
         reset_settings(&c, &self.database, self.props.contains_key(PROP_ACL)).await?;
-        exec_all(&c, &stmts, true).await
+        // The script's settings end with it: the COPY that follows sends UTF-8 whatever
+        // `client_encoding` the script ran with.
+        exec_script(&c, &stmts, true).await
     }
 
     async fn load(&self, object: &ObjectEntry, data: ByteStream) -> Result<u64> {
@@ -209,12 +212,14 @@ impl LoadSession for TxnSession {
         }
         let stmts = run_schema(sql, "post-data schema", self.keep_owners).await?;
         // One transaction on the live database: stopped anywhere, it rolls back (`abort`, or the
-        // server when the connection goes); checked between batches of statements.
+        // server when the connection goes); checked between batches of statements. The
+        // script's settings end with it, before the read-back on the same connection.
+        let saved = Saved::read(&c, &params_set_by(&stmts)).await?;
         for group in stmts.chunks(BATCH) {
             ctx.check("restore: stopped during post-data (indexes, constraints)")?;
             exec_all(&c, group, true).await?;
         }
-        Ok(())
+        saved.put_back(&c).await
     }
 
     async fn table_stats(&self, table: &TableEntry) -> Result<TableStats> {

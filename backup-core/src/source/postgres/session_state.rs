@@ -1,0 +1,256 @@
+//! The session settings of pg_dump's schema scripts (`SET default_tablespace = ...`,
+//! `SET client_encoding = ...`, `SELECT pg_catalog.set_config('search_path', '', false)`, ...):
+//! which parameter a statement sets ([`sets`]), the settings in force at one point of a script
+//! ([`ScriptState`]), a statement run on another connection with exactly those
+//! ([`exec_in_state`]: the post-data index and key builds spread over the pool), and the
+//! connection's own values put back afterwards ([`Saved`]), so that a script's settings never
+//! reach dbbackup's own statements on a connection it uses again (COPY text in UTF-8, the
+//! read-back, the session time limits).
+//!
+//! Put back, not `RESET`: `RESET` returns a parameter to the session's default, which is not
+//! what dbbackup's sessions run with (they `SET` the lock and statement timeouts, the text
+//! settings of COPY, `synchronous_commit`, TOAST compression after connecting).
+
+use std::sync::Arc;
+
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use super::conn::{exec, pg_err, quote_literal, shorten};
+use crate::error::Result;
+
+/// What a statement does to its session's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Sets {
+    /// Sets (or `RESET`s) this one parameter for the session, lower case.
+    Param(String),
+    /// Changes the session in a way [`ScriptState`] does not follow: `SET ROLE`,
+    /// `SET SESSION AUTHORIZATION`, `RESET ALL`, `SET LOCAL`, `set_config(..., true)`, ...
+    /// (pg_dump writes none of them into the scripts dbbackup takes).
+    Other,
+}
+
+/// A configuration parameter's name as a statement may write it unquoted (`a_b`, `ext.opt`).
+fn is_param_name(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '$'))
+}
+
+/// Which session setting `stmt` changes, if any (`SET`, `RESET`, `SELECT set_config(...)`).
+pub(super) fn sets(stmt: &str) -> Option<Sets> {
+    let l = stmt.trim().trim_end_matches(';').trim_end().to_ascii_lowercase();
+    for prefix in ["select pg_catalog.set_config(", "select set_config("] {
+        if let Some(args) = l.strip_prefix(prefix) {
+            // `'name', value, false)`: the session-wide form pg_dump writes for search_path.
+            let Some((name, rest)) = args.trim_start().strip_prefix('\'').and_then(|a| a.split_once('\''))
+            else {
+                return Some(Sets::Other);
+            };
+            let rest: String = rest.chars().filter(|c| !c.is_whitespace()).collect();
+            return Some(match is_param_name(name) && rest.ends_with(",false)") {
+                true => Sets::Param(name.to_string()),
+                false => Sets::Other,
+            });
+        }
+    }
+    let mut words = l.split_whitespace();
+    let param = |w: Option<&str>| match w.map(|w| w.split('=').next().unwrap_or_default()) {
+        Some(n) if is_param_name(n) && !matches!(n, "role" | "session" | "all" | "local") => {
+            Sets::Param(n.to_string())
+        }
+        _ => Sets::Other,
+    };
+    match words.next() {
+        Some("reset") => Some(param(words.next())),
+        Some("set") => Some(match words.next() {
+            Some("time") if words.next() == Some("zone") => Sets::Param("timezone".into()),
+            Some("schema") => Sets::Param("search_path".into()),
+            Some("names") => Sets::Param("client_encoding".into()),
+            Some("transaction" | "constraints") => Sets::Other,
+            Some("session") => match words.next() {
+                Some("authorization" | "characteristics") | None => Sets::Other,
+                w => param(w),
+            },
+            w => param(w),
+        }),
+        _ => None,
+    }
+}
+
+/// The settings a script has made at one point: the last statement setting each parameter, in
+/// the order of those statements. Replaying them on a connection that has run none of the
+/// script gives it the script's settings at that point.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct ScriptState {
+    sets: Vec<(String, String)>,
+}
+
+impl ScriptState {
+    /// Follows one statement of the script (in script order). `false` when the statement changes
+    /// the session in a way this does not follow ([`Sets::Other`]): the script must then run in
+    /// order on one connection.
+    pub(super) fn follow(self: &mut Arc<Self>, stmt: &str) -> bool {
+        match sets(stmt) {
+            None => true,
+            Some(Sets::Param(p)) => {
+                // Copied only when a statement before still holds the earlier state.
+                let me = Arc::make_mut(self);
+                me.sets.retain(|(q, _)| *q != p);
+                me.sets.push((p, stmt.to_string()));
+                true
+            }
+            Some(Sets::Other) => false,
+        }
+    }
+
+    /// The parameters it sets.
+    pub(super) fn params(&self) -> Vec<String> {
+        self.sets.iter().map(|(p, _)| p.clone()).collect()
+    }
+
+    /// Its statements, in order, as one batch.
+    fn batch(&self) -> String {
+        self.sets.iter().map(|(_, s)| format!("{s}\n")).collect()
+    }
+}
+
+/// The parameters any of `stmts` sets (each once).
+pub(super) fn params_set_by(stmts: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in stmts {
+        if let Some(Sets::Param(p)) = sets(s)
+            && !out.contains(&p)
+        {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A connection's values of some parameters, to be put back after a script changed them.
+#[derive(Debug, Default)]
+pub(super) struct Saved {
+    values: Vec<(String, String)>,
+}
+
+impl Saved {
+    /// Reads `params` on `c` (one round trip). A parameter the server does not know (a script's
+    /// `SET` would fail on it) has no value to put back and is left out.
+    pub(super) async fn read(c: &Client, params: &[String]) -> Result<Saved> {
+        if params.is_empty() {
+            return Ok(Saved::default());
+        }
+        let cols: Vec<String> = params
+            .iter()
+            .map(|p| format!("pg_catalog.current_setting({}, true)", quote_literal(p)))
+            .collect();
+        let msgs = c
+            .simple_query(&format!("SELECT {}", cols.join(", ")))
+            .await
+            .map_err(pg_err("read the session's settings"))?;
+        let mut values = Vec::new();
+        for m in msgs {
+            if let SimpleQueryMessage::Row(r) = m {
+                for (i, p) in params.iter().enumerate() {
+                    if let Some(v) = r.get(i) {
+                        values.push((p.clone(), v.to_string()));
+                    }
+                }
+            }
+        }
+        Ok(Saved { values })
+    }
+
+    /// Sets every parameter read back to its value (one round trip).
+    pub(super) async fn put_back(&self, c: &Client) -> Result<()> {
+        if self.values.is_empty() {
+            return Ok(());
+        }
+        let calls: Vec<String> = self
+            .values
+            .iter()
+            .map(|(p, v)| format!("pg_catalog.set_config({}, {}, false)", quote_literal(p), quote_literal(v)))
+            .collect();
+        c.batch_execute(&format!("SELECT {}", calls.join(", ")))
+            .await
+            .map_err(pg_err("put the session's settings back"))
+    }
+}
+
+/// Runs `stmt` on `c` with `state`'s settings in force (one batch: the script's `SET`s, then the
+/// statement), then puts back the values `c` had for them, also when the statement failed.
+pub(super) async fn exec_in_state(c: &Client, state: &ScriptState, stmt: &str) -> Result<()> {
+    let params = state.params();
+    if params.is_empty() {
+        return exec(c, stmt).await;
+    }
+    let saved = Saved::read(c, &params).await?;
+    let ran = c
+        .batch_execute(&format!("{}{stmt}", state.batch()))
+        .await
+        .map_err(pg_err(format!("execute {} (with the script's settings at that point)", shorten(stmt))));
+    let back = saved.put_back(c).await;
+    ran?;
+    back
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Option<Sets> {
+        Some(Sets::Param(s.into()))
+    }
+
+    #[test]
+    fn names_what_each_statement_sets() {
+        let cases: &[(&str, Option<Sets>)] = &[
+            ("SET default_tablespace = '';", p("default_tablespace")),
+            ("SET default_tablespace = ts_a;", p("default_tablespace")),
+            ("SET statement_timeout = 0;", p("statement_timeout")),
+            ("set  Client_Encoding TO 'LATIN1'", p("client_encoding")),
+            ("SET SESSION lock_timeout = 0;", p("lock_timeout")),
+            ("SET xmloption=content;", p("xmloption")),
+            ("SET myext.opt = 'x';", p("myext.opt")),
+            ("SELECT pg_catalog.set_config('search_path', '', false);", p("search_path")),
+            ("SELECT set_config('search_path', 'a, false', false);", p("search_path")),
+            ("SET TIME ZONE 'UTC';", p("timezone")),
+            ("SET SCHEMA 'app';", p("search_path")),
+            ("SET NAMES 'UTF8';", p("client_encoding")),
+            ("RESET default_tablespace;", p("default_tablespace")),
+            ("SELECT pg_catalog.set_config('search_path', '', true);", Some(Sets::Other)),
+            ("SELECT pg_catalog.set_config(current_user, '', false);", Some(Sets::Other)),
+            ("SET ROLE app;", Some(Sets::Other)),
+            ("SET SESSION AUTHORIZATION app;", Some(Sets::Other)),
+            ("SET LOCAL work_mem = '1GB';", Some(Sets::Other)),
+            ("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE;", Some(Sets::Other)),
+            ("SET CONSTRAINTS ALL DEFERRED;", Some(Sets::Other)),
+            ("SET \"Quoted\" = 1;", Some(Sets::Other)),
+            ("RESET ALL;", Some(Sets::Other)),
+            ("RESET ROLE;", Some(Sets::Other)),
+            ("CREATE INDEX i ON t (a);", None),
+            ("SELECT pg_catalog.setval('public.s', 3, true);", None),
+            ("ALTER TABLE t SET TABLESPACE x;", None),
+        ];
+        for (stmt, want) in cases {
+            assert_eq!(&sets(stmt), want, "{stmt}");
+        }
+    }
+
+    #[test]
+    fn state_keeps_the_last_setting_of_each_parameter_in_order() {
+        let mut st = Arc::new(ScriptState::default());
+        assert!(st.follow("SET statement_timeout = 0;"));
+        assert!(st.follow("SET default_tablespace = '';"));
+        let before = st.clone();
+        assert!(st.follow("CREATE INDEX a ON t (a);"));
+        assert!(Arc::ptr_eq(&st, &before), "a statement that sets nothing shares the state");
+        assert!(st.follow("SET default_tablespace = ts_b;"));
+        assert_eq!(before.params(), ["statement_timeout", "default_tablespace"]);
+        assert_eq!(before.batch(), "SET statement_timeout = 0;\nSET default_tablespace = '';\n");
+        assert_eq!(st.batch(), "SET statement_timeout = 0;\nSET default_tablespace = ts_b;\n");
+        assert!(!st.follow("SET ROLE app;"));
+        let stmts = ["SET a = 1;", "CREATE INDEX i ON t (a);", "SET b = 2;", "SET a = 3;", "SET ROLE x;"]
+            .map(String::from);
+        assert_eq!(params_set_by(&stmts), ["a", "b"]);
+    }
+}
