@@ -130,6 +130,8 @@ pub use retention::{
 pub use settings::{RepoSettings, StoreConfig};
 /// The MySQL/MariaDB SQL script splitter used for foreign dumps (public for fuzzing).
 pub use source::mysql_script;
+/// Binary COPY rows from PostgreSQL text COPY lines, for the restore (public for fuzzing).
+pub use source::pg_binary;
 /// The PostgreSQL plain-script reader used for foreign dumps and schema scripts (public for
 /// fuzzing).
 pub use source::pg_script;

@@ -21,6 +21,7 @@ pub(crate) mod limits;
 #[cfg(feature = "mysql")]
 pub(crate) mod mysql;
 pub mod mysql_script;
+pub mod pg_binary;
 pub mod pg_script;
 #[cfg(any(feature = "mysql", feature = "postgres"))]
 pub(crate) mod pool;
