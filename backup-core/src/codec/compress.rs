@@ -71,8 +71,8 @@ impl From<Compression> for Codec {
     }
 }
 
-/// Compresses a stream. `threads` > 1 turns on zstd's multithreaded mode (worth it for large
-/// objects when fewer objects than cores are in flight).
+/// Compresses a stream. zstd always runs in its multithreaded mode, with `threads` workers (at
+/// least one; more is worth it for large objects when fewer objects than cores are in flight).
 pub fn encode(input: ByteStream, compression: Compression, threads: u32) -> ByteStream {
     if compression == Compression::None {
         return input;
@@ -83,9 +83,12 @@ pub fn encode(input: ByteStream, compression: Compression, threads: u32) -> Byte
         match compression {
             Compression::Zstd(level) => {
                 let mut enc = zstd::stream::Encoder::new(sink, level).map_err(io)?;
-                if threads > 1 {
-                    enc.multithread(threads).map_err(io)?;
-                }
+                // At least one worker, even for one thread: the single-threaded stream copies
+                // its input into a ring buffer, and once that wraps every block is compressed
+                // through zstd's slower `extDict` path; a worker compresses each 8 MiB job with
+                // the previous job's tail as a contiguous prefix (~6% less client CPU for a
+                // MariaDB backup, same frame format, slightly smaller output).
+                enc.multithread(threads.max(1)).map_err(io)?;
                 enc.include_checksum(true).map_err(io)?;
                 pump(&mut rx, &mut enc).map_err(io)?;
                 let mut sink = enc.finish().map_err(io)?;
@@ -306,6 +309,28 @@ mod tests {
             let dec = collect(decode(one(enc), Codec::from(c), "t".into())).await.unwrap();
             assert_eq!(dec, data, "{c}");
         }
+    }
+
+    /// One thread still compresses through one zstd worker (not the single-threaded stream,
+    /// whose ring buffer sends every block after the first 2 MiB through the slower `extDict`
+    /// path): the object is the one frame zstd's one-worker mode writes for these bytes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn zstd_compresses_through_one_worker() {
+        let data: Vec<u8> = (0..12_000_000u32)
+            .flat_map(|i| format!("{}\t{}\tpaid\n", i, i.wrapping_mul(2_654_435_761) % 100_000).into_bytes())
+            .take(12 << 20)
+            .collect();
+        let pieces: Vec<Result<Bytes>> =
+            data.chunks(1 << 20).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+        let got =
+            collect(encode(futures::stream::iter(pieces).boxed(), Compression::Zstd(3), 1)).await.unwrap();
+        let mut want = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        want.multithread(1).unwrap();
+        want.include_checksum(true).unwrap();
+        want.write_all(&data).unwrap();
+        let want = want.finish().unwrap();
+        assert_eq!(got, want);
+        assert_eq!(zstd::zstd_safe::find_frame_compressed_size(&got), Ok(got.len()), "one frame");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
