@@ -326,7 +326,9 @@ async fn restore_safety_backup(
     })?;
     report.rolled_back = true;
     report.rollback = Some("restore".into());
-    report.recovery_ms = Some(r.duration_ms);
+    // Live again at the swap's commit: what follows it (MySQL drops the replaced tables) is
+    // cleanup, still done before guard returns, and finished by the next run if killed.
+    report.recovery_ms = Some(r.live_ms.unwrap_or(r.duration_ms));
     report.restore = Some(r);
     Ok(())
 }

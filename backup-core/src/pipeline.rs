@@ -169,6 +169,7 @@ pub(crate) async fn load_and_check<'a>(
     }
     loaded.objects += data.len();
     loaded.raw_bytes = data.iter().map(|o| o.raw_bytes).sum();
+    tracing::debug!("restore: data loaded");
     for o in manifest.objects.iter().filter(|o| o.kind == ObjectKind::SchemaPost) {
         session
             .post_data(read_object(target, manifest, o, ctx), ctx)
@@ -177,6 +178,7 @@ pub(crate) async fn load_and_check<'a>(
         loaded.objects += 1;
     }
     drop(phase);
+    tracing::debug!("restore: post-data applied");
     let _p = PhaseGuard::start(ctx, Phase::Finish, None);
     load.check(early, &mut loaded).await?;
     Ok(loaded)

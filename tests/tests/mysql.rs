@@ -563,6 +563,52 @@ async fn in_place_restore_and_its_rollback() {
     f.drop_db(&db).await;
 }
 
+/// guard's recovery time on MySQL/MariaDB ends when the restored database is live again (the
+/// swap's `RENAME TABLE` and the restored objects), not after the replaced tables are dropped,
+/// which is cleanup: still done before guard returns (no database left beside the target), and
+/// the restore's `duration_ms` still counts it. A current-thread runtime, so that the delay
+/// point set on this thread is seen by the commit.
+#[tokio::test(flavor = "current_thread")]
+async fn guard_recovery_time_ends_when_the_swap_is_live_not_after_the_drop() {
+    use backup_core::{CommandOutcome, GuardOptions, guard};
+    let Some(f) = fixture() else { return };
+    let db = fresh(&f, "guardlive").await;
+    f.populate(&db).await;
+    let before = f.fingerprint(&db).await;
+    let repo_url = format!("memory://{}", dbbackup_tests::unique("guardlive_repo"));
+    let opts = GuardOptions { source: db.clone(), repos: vec![repo_url], jobs: 2, ..Default::default() };
+    let cleanup = std::time::Duration::from_millis(1500);
+    backup_core::delay_on_this_thread("mysql-swap-before-cleanup", cleanup);
+    let r = guard(&opts, &Context::default(), || async {
+        f.mutate(&db).await;
+        Ok(CommandOutcome::Exited(1))
+    })
+    .await;
+    backup_core::delay_on_this_thread("mysql-swap-before-cleanup", std::time::Duration::ZERO);
+    let r = r.expect("guard");
+    assert!(r.rolled_back && r.rollback.as_deref() == Some("restore"), "{:?}", r.notes);
+    assert_eq!(f.fingerprint(&db).await, before, "the failed command was not rolled back");
+    let restore = r.restore.as_ref().expect("the rollback's restore report");
+    let live = restore.live_ms.expect("live_ms");
+    assert!(
+        restore.duration_ms >= live + 1500,
+        "the cleanup after the swap (delayed {cleanup:?}) is in duration_ms: {restore:?}"
+    );
+    assert_eq!(r.recovery_ms, Some(live), "recovery time is the time to live, not to the end of the cleanup");
+    // The cleanup was still done: no shadow or previous database left beside the target.
+    let name = db_of(&db);
+    let mut c = f.conn(None).await;
+    let left: Vec<String> = c
+        .exec(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE CONCAT(?, '\\_dbb%')",
+            (name,),
+        )
+        .await
+        .unwrap();
+    assert_eq!(left, Vec::<String>::new(), "the replaced tables were dropped before guard returned");
+    f.drop_db(&db).await;
+}
+
 /// The content checksum is computed by the dump on the rows it streams; a restore with
 /// `full_checksum` recomputes it on the server for every table, so any divergence between the
 /// two computations on awkward types fails the restore.

@@ -245,6 +245,10 @@ pub struct CommitReport {
     pub previous_kept_at: Option<String>,
     /// Notes for the operator.
     pub notes: Vec<String>,
+    /// When the restored data became live, where the commit goes on after that with cleanup
+    /// that a killed run's successor finishes (MySQL: dropping the replaced tables after the
+    /// swap). `None`: live when the commit returns.
+    pub live_at: Option<std::time::Instant>,
 }
 
 /// Restores backups into one database.

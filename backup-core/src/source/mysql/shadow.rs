@@ -49,9 +49,11 @@ impl Mode for Shadow {
     /// back, one after it swaps back.
     async fn commit(&self, core: &Core, c: &mut Conn) -> Result<CommitReport> {
         let live = core.live.clone();
+        tracing::debug!(target = %live, "swap: planning");
         let plan = plan(core, c).await?;
         exec(c, &format!("CREATE DATABASE {}", qi(&plan.prev))).await?;
         plan.write(c).await?;
+        tracing::debug!(target = %live, "swap: journaled");
         failpoint::hit("mysql-swap-journaled");
         let renamed: Result<()> = async {
             plan.drop_old_triggers(c).await?;
@@ -71,6 +73,7 @@ impl Mode for Shadow {
             });
         }
         failpoint::hit("mysql-swap-renamed");
+        tracing::debug!(target = %live, "swap: renamed");
         // The data is live. Objects next; on failure swap back.
         if let Err(e) = plan.forward(c).await {
             plan.back(c).await.map_err(|re| {
@@ -84,8 +87,14 @@ impl Mode for Shadow {
             );
         }
         failpoint::hit("mysql-swap-objects-created");
+        // The restored database is live from here; dropping the replaced tables (a killed run's
+        // successor finishes it, see `swap::recover`) is cleanup, not part of the recovery.
+        let live_at = std::time::Instant::now();
+        tracing::debug!(target = %live, "swap: objects created, the restored database is live");
+        failpoint::delay("mysql-swap-before-cleanup").await;
         plan.finish(c).await?;
-        Ok(core.report())
+        tracing::debug!(target = %live, "swap: shadow and previous tables dropped");
+        Ok(CommitReport { live_at: Some(live_at), ..core.report() })
     }
 
     async fn abort(&self, core: &Core, c: &mut Conn) -> Result<()> {

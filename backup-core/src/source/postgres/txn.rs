@@ -247,7 +247,7 @@ impl LoadSession for TxnSession {
         if self.mode == TxnMode::Replace {
             notes.push("restored in place inside one transaction (all or nothing)".into());
         }
-        Ok(CommitReport { previous_kept_at: None, notes })
+        Ok(CommitReport { previous_kept_at: None, notes, live_at: None })
     }
 
     async fn abort(self: Box<Self>) -> Result<()> {

@@ -236,7 +236,7 @@ impl LoadSession for SqliteSession {
             swap::swap_into_place(&paths, temp)?;
             drop(_lock);
             notes.extend(owner_note);
-            Ok(CommitReport { previous_kept_at: None, notes })
+            Ok(CommitReport { previous_kept_at: None, notes, live_at: None })
         })
         .await
     }
