@@ -1,5 +1,7 @@
 //! A repository is input: a manifest whose SQLite chunks leave gaps or overlap, or that declares
-//! more data than the disk can take, is refused before the target is touched.
+//! more data than the disk can take, is refused before the target is touched. A SQLite restore
+//! reads no table back when the backup records its page image: a chunk list that does not make
+//! up that image, or a file written other than the chunks say, is refused all the same.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -104,4 +106,100 @@ fn more_declared_data_than_free_space_is_refused_before_writing() {
     });
     let err = restore_refused(dir.path(), &repo, &id);
     assert!(err.contains("free"), "{err}");
+}
+
+/// A SQLite database of a few MiB whose rows hold `garble-me`, backed up uncompressed in 1 MiB
+/// chunks; returns (repo, backup id).
+fn backup_marked(dir: &Path) -> (String, String) {
+    let db = dir.join("marked.sqlite");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "create table t (id integer primary key, v text);
+         with recursive n(i) as (select 1 union all select i + 1 from n where i < 4000)
+         insert into t select i, 'garble-me ' || hex(randomblob(500)) from n;",
+    )
+    .unwrap();
+    drop(c);
+    let repo = dir.join("repo").display().to_string();
+    let out = dbbackup(&[
+        "create",
+        "--json",
+        "--source",
+        &format!("sqlite://{}", db.display()),
+        "--repo",
+        &repo,
+        "--chunk-mib",
+        "1",
+        "--compression",
+        "none",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = serde_json::from_slice::<Value>(&out.stdout).unwrap()["id"].as_str().unwrap().to_string();
+    (repo, id)
+}
+
+/// One chunk's bytes changed inside a row (`garble-me` -> `GARBLE-ME`, the pages still sound)
+/// and its entry's digests changed to match: every object checks out, `integrity_check` passes,
+/// and no table is read back, so only the page image digest recorded at backup time can tell
+/// that the chunks are not the backed-up file. Seen passing the restore (exit 0) with the digest
+/// comparison in `image::proven_chunks` removed.
+#[test]
+fn sqlite_chunk_swapped_with_matching_digests_is_refused_by_the_page_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, id) = backup_marked(dir.path());
+    let mut edited = 0;
+    edit_manifest(&repo, &id, |m| {
+        assert_eq!(m["snapshot"]["page_image_algo"], "sqlite-chunk-list-sha256-v1", "{m}");
+        for o in file_chunks(m) {
+            let path = Path::new(&repo).join(&id).join(o["key"].as_str().unwrap());
+            let mut bytes = std::fs::read(&path).unwrap();
+            let Some(at) = bytes.windows(9).position(|w| w == b"garble-me") else { continue };
+            bytes[at..at + 9].copy_from_slice(b"GARBLE-ME");
+            std::fs::write(&path, &bytes).unwrap();
+            let digest = backup_core::sha256_hex(&bytes);
+            o["sha256"] = digest.clone().into();
+            o["raw_sha256"] = digest.into();
+            edited += 1;
+            break;
+        }
+    });
+    assert_eq!(edited, 1, "a chunk with a marked row");
+    let err = restore_refused(dir.path(), &repo, &id);
+    assert!(err.contains("page image"), "{err}");
+}
+
+/// The write path puts other bytes on file than the stream's digest checked (a failpoint
+/// garbles a row as it is written): the read-back of the file against the page image refuses
+/// it before the swap. Seen passing the restore (exit 0) with the read-back in
+/// `check_database` removed.
+#[test]
+fn sqlite_file_written_other_than_its_chunks_is_refused_by_the_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, id) = backup_marked(dir.path());
+    let tdir = dir.path().join("target");
+    std::fs::create_dir_all(&tdir).unwrap();
+    let target = tdir.join("live.sqlite");
+    let into = format!("sqlite://{}", target.display());
+    // Without the fault the same restore goes through.
+    let out = dbbackup(&["restore", "--no-undo", "--repo", &repo, &id, "--into", &into]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let good = std::fs::read(&target).unwrap();
+    let listing = || {
+        let mut names: Vec<_> = std::fs::read_dir(&tdir).unwrap().flatten().map(|e| e.file_name()).collect();
+        names.sort();
+        names
+    };
+    let before = listing();
+    let out = Command::new(env!("CARGO_BIN_EXE_dbbackup"))
+        .args(["restore", "--no-undo", "--repo", &repo, &id, "--into", &into])
+        .env_remove("APP_ENV")
+        .env_remove("DBBACKUP_REPO")
+        .env("DBBACKUP_FAILPOINT", "sqlite-restore-garbled-write")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "restore succeeded: {err}");
+    assert!(err.contains("restored file bytes"), "{err}");
+    assert_eq!(std::fs::read(&target).unwrap(), good, "the target was touched");
+    assert_eq!(listing(), before, "{err}");
 }

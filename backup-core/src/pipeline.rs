@@ -13,7 +13,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::ByteStream;
-use crate::codec::checksum::verified;
+use crate::codec::checksum::{verified, verified_length};
 use crate::codec::compress::{self, Codec};
 use crate::error::{Error, Result};
 use crate::format::manifest::{Manifest, ObjectEntry, ObjectKind};
@@ -212,11 +212,11 @@ impl<'a> Load<'a> {
     /// Loads one data object.
     async fn object(self, o: &'a ObjectEntry) -> Result<u64> {
         self.ctx.check("restore")?;
-        let r = self
-            .session
-            .load(o, read_object(self.target, self.manifest, o, self.ctx))
-            .await
-            .map_err(|e| e.context(format!("load {}", o.key)))?;
+        let data = match self.session.checks_raw_digests_on_file() {
+            true => read_object_unhashed(self.target, self.manifest, o, self.ctx),
+            false => read_object(self.target, self.manifest, o, self.ctx),
+        };
+        let r = self.session.load(o, data).await.map_err(|e| e.context(format!("load {}", o.key)))?;
         self.ctx.emit(Event::ObjectDone { phase: Phase::Load, key: o.key.clone() });
         Ok(r)
     }
@@ -308,6 +308,18 @@ impl<'a> Load<'a> {
         let tables: Vec<usize> = (0..manifest.tables.len())
             .filter(|&i| selects(self.opts.tables.as_deref(), &manifest.tables[i]))
             .collect();
+        if session.tables_proven_by_database_check() {
+            // The database check proves the loaded database byte for byte the one the
+            // manifest's stats were read from (SQLite's page image): its tables hold exactly
+            // those rows and checksums, and reading them back would prove nothing more.
+            loaded.notes = session.check_database().await?;
+            for (i, s) in &early {
+                compare_table(&manifest.tables[*i], s)?;
+            }
+            loaded.rows = tables.iter().map(|&i| manifest.tables[i].rows).sum();
+            loaded.tables = tables.len();
+            return Ok(());
+        }
         let pending: Vec<usize> =
             tables.iter().copied().filter(|i| !early.iter().any(|(j, _)| j == i)).collect();
         // The database-level check (SQLite: integrity_check, PostgreSQL: large objects) is
@@ -454,6 +466,23 @@ pub(crate) fn read_object(
     o: &ObjectEntry,
     ctx: &Context,
 ) -> ByteStream {
+    read_object_with(target, manifest, o, ctx, true)
+}
+
+/// [`read_object`] with the raw bytes checked for their length alone, for a session that checks
+/// every object's raw SHA-256 on the bytes as written before its database check succeeds
+/// ([`LoadSession::checks_raw_digests_on_file`]).
+fn read_object_unhashed(target: &Target, manifest: &Manifest, o: &ObjectEntry, ctx: &Context) -> ByteStream {
+    read_object_with(target, manifest, o, ctx, false)
+}
+
+fn read_object_with(
+    target: &Target,
+    manifest: &Manifest,
+    o: &ObjectEntry,
+    ctx: &Context,
+    raw_digest: bool,
+) -> ByteStream {
     let key = format!("{}{}", layout::backup_dir(&manifest.id), o.key);
     let what = format!("object {} of {}", o.key, manifest.id);
     let codec = match Codec::from_name(&o.codec) {
@@ -464,9 +493,12 @@ pub(crate) fn read_object(
     let plain = sealed::decrypted(manifest, stored, &what);
     let raw = compress::decode(plain, codec, what.clone());
     let ctx = ctx.clone();
-    verified(raw, format!("{what} (decompressed)"), o.raw_bytes, o.raw_sha256.clone())
-        .inspect_ok(move |b| ctx.emit(Event::Advanced { phase: Phase::Load, bytes: b.len() as u64 }))
-        .boxed()
+    let what = format!("{what} (decompressed)");
+    let raw = match raw_digest {
+        true => verified(raw, what, o.raw_bytes, o.raw_sha256.clone()),
+        false => verified_length(raw, what, o.raw_bytes),
+    };
+    raw.inspect_ok(move |b| ctx.emit(Event::Advanced { phase: Phase::Load, bytes: b.len() as u64 })).boxed()
 }
 
 #[cfg(test)]
@@ -532,18 +564,18 @@ mod tests {
         }
     }
 
-    /// Most table scans running at once in `check` with `jobs` 2, four tables.
-    async fn most_scans_at_once(busy: bool) -> usize {
+    /// A manifest with four tables of 10 rows and no objects.
+    fn four_tables() -> Manifest {
         let table = |i: usize| crate::format::manifest::TableEntry {
             schema: None,
             name: format!("t{i}"),
             key: format!("{i:04}-t{i}"),
-            rows: 0,
+            rows: 10,
             checksum: None,
             checksum_algo: None,
             properties: Default::default(),
         };
-        let manifest = Manifest {
+        Manifest {
             format: crate::format::manifest::FORMAT.into(),
             format_version: crate::format::manifest::FORMAT_VERSION,
             id: "20261123T193000Z-7f3a".parse().unwrap(),
@@ -562,7 +594,12 @@ mod tests {
             notes: vec![],
             properties: Default::default(),
             encryption: None,
-        };
+        }
+    }
+
+    /// Most table scans running at once in `check` with `jobs` 2, four tables.
+    async fn most_scans_at_once(busy: bool) -> usize {
+        let manifest = four_tables();
         let target = Target::open("memory://").unwrap();
         let session = Scans { busy, now: Default::default(), most: Default::default() };
         let opts = LoadOptions { jobs: 2, ..Default::default() };
@@ -580,6 +617,70 @@ mod tests {
     async fn a_busy_database_check_takes_one_of_the_jobs() {
         assert_eq!(most_scans_at_once(true).await, 1);
         assert_eq!(most_scans_at_once(false).await, 2);
+    }
+
+    /// A session whose database check proves the tables (SQLite's page image) reads none back;
+    /// `fails`: that check fails.
+    struct Proven {
+        fails: bool,
+        scans: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl LoadSession for Proven {
+        async fn pre_data(&self, _: ByteStream) -> Result<()> {
+            Ok(())
+        }
+        async fn load(&self, _: &ObjectEntry, _: ByteStream) -> Result<u64> {
+            Ok(0)
+        }
+        async fn post_data(&self, _: ByteStream, _: &Context) -> Result<()> {
+            Ok(())
+        }
+        async fn table_stats(&self, t: &crate::format::manifest::TableEntry) -> Result<TableStats> {
+            self.scans.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(TableStats { rows: t.rows, ..Default::default() })
+        }
+        async fn check_database(&self) -> Result<Vec<String>> {
+            match self.fails {
+                true => Err(Error::integrity("restored file", "the page image", "other bytes")),
+                false => Ok(Vec::new()),
+            }
+        }
+        fn tables_proven_by_database_check(&self) -> bool {
+            true
+        }
+        async fn commit(self: Box<Self>, _: &Context) -> Result<crate::source::CommitReport> {
+            Ok(Default::default())
+        }
+        async fn abort(self: Box<Self>) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    /// With the tables proven by the database check, no table is read back, the rows are the
+    /// manifest's, and the check's failure is the load's.
+    #[tokio::test]
+    async fn tables_proven_by_the_database_check_are_not_read_back() {
+        let manifest = four_tables();
+        let target = Target::open("memory://").unwrap();
+        let opts = LoadOptions { jobs: 2, ..Default::default() };
+        let ctx = Context::default();
+        for fails in [false, true] {
+            let session = Proven { fails, scans: Default::default() };
+            let load =
+                Load { target: &target, manifest: &manifest, session: &session, opts: &opts, ctx: &ctx };
+            let mut loaded = Loaded::default();
+            let r = load.check(Vec::new(), &mut loaded).await;
+            assert_eq!(session.scans.load(std::sync::atomic::Ordering::SeqCst), 0);
+            match fails {
+                false => {
+                    r.unwrap();
+                    assert_eq!((loaded.tables, loaded.rows), (4, 40));
+                }
+                true => assert_eq!(r.unwrap_err().kind(), crate::error::ErrorKind::Integrity),
+            }
+        }
     }
 
     /// Two slots get chunks of two different tables while both still have chunks, the bigger

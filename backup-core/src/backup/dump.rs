@@ -94,7 +94,8 @@ pub(super) async fn run(snap: &dyn Snapshot, engine: Engine, job: &Job<'_>) -> R
     count_rows(&mut plan, &objects, stats, page_level, job.checksums)?;
     drop(phase);
     // After the dump: engines may record what they learned while streaming.
-    let info = snap.info();
+    let mut info = snap.info();
+    info.position.extend(snap.objects_stored(&objects)?);
     Ok(Manifest {
         format: manifest::FORMAT.into(),
         format_version: manifest::FORMAT_VERSION,

@@ -63,6 +63,22 @@ pub fn tally(input: ByteStream) -> (ByteStream, TallyHandle) {
 /// consumer that commits only after a clean end of stream never commits corrupt data. A stream
 /// longer than promised fails as soon as it exceeds the length.
 pub fn verified(input: ByteStream, what: String, expected_len: u64, expected_sha256: String) -> ByteStream {
+    checked(input, what, expected_len, Some(expected_sha256))
+}
+
+/// [`verified`] for the length alone, for a consumer that checks the SHA-256 itself on the bytes
+/// it keeps before it commits them (SQLite's read-back of the restored file against its page
+/// image): the stream still fails as soon as it exceeds `expected_len`, and at its end when short.
+pub fn verified_length(input: ByteStream, what: String, expected_len: u64) -> ByteStream {
+    checked(input, what, expected_len, None)
+}
+
+fn checked(
+    input: ByteStream,
+    what: String,
+    expected_len: u64,
+    expected_sha256: Option<String>,
+) -> ByteStream {
     let state = (input, Tally::default(), what, false);
     futures::stream::unfold(state, move |(mut input, mut t, what, done)| {
         let expected_sha256 = expected_sha256.clone();
@@ -72,7 +88,10 @@ pub fn verified(input: ByteStream, what: String, expected_len: u64, expected_sha
             }
             match input.next().await {
                 Some(Ok(b)) => {
-                    t.update(&b);
+                    match expected_sha256 {
+                        Some(_) => t.update(&b),
+                        None => t.bytes += b.len() as u64,
+                    }
                     if t.bytes() > expected_len {
                         let e = Error::integrity(
                             what.clone(),
@@ -93,6 +112,7 @@ pub fn verified(input: ByteStream, what: String, expected_len: u64, expected_sha
                         );
                         return Some((Err(e), (input, t, what, true)));
                     }
+                    let expected_sha256 = expected_sha256?;
                     let actual = t.hex_digest();
                     if actual != expected_sha256 {
                         let e = Error::integrity(
@@ -140,6 +160,16 @@ mod tests {
         let out: Vec<_> = verified(chunks(&[b"abc"]), "o".into(), 6, good.clone()).collect().await;
         assert!(out.last().unwrap().as_ref().unwrap_err().to_string().contains("truncated"));
         let out: Vec<_> = verified(chunks(&[b"abc", b"defg"]), "o".into(), 6, good).collect().await;
+        assert!(matches!(out.last(), Some(Err(Error::Integrity { .. }))));
+    }
+
+    #[tokio::test]
+    async fn verified_length_checks_the_length_alone() {
+        let out: Vec<_> = verified_length(chunks(&[b"abc", b"deX"]), "o".into(), 6).collect().await;
+        assert!(out.iter().all(Result::is_ok));
+        let out: Vec<_> = verified_length(chunks(&[b"abc"]), "o".into(), 6).collect().await;
+        assert!(out.last().unwrap().as_ref().unwrap_err().to_string().contains("truncated"));
+        let out: Vec<_> = verified_length(chunks(&[b"abc", b"defg"]), "o".into(), 6).collect().await;
         assert!(matches!(out.last(), Some(Err(Error::Integrity { .. }))));
     }
 }

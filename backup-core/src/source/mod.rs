@@ -221,6 +221,12 @@ pub trait Snapshot: Send + Sync {
     async fn dump(&self, plan: &DumpPlan, chunk: &ChunkPlan) -> Result<DumpStream>;
     /// Row count and checksum of one table as of the snapshot.
     async fn table_stats(&self, table: &TableEntry) -> Result<TableStats>;
+    /// Entries for the manifest's `snapshot` map about the stored objects themselves, asked once
+    /// every object is stored (SQLite: the page image digest over its file chunks).
+    fn objects_stored(&self, objects: &[ObjectEntry]) -> Result<BTreeMap<String, String>> {
+        let _ = objects;
+        Ok(BTreeMap::new())
+    }
     /// Releases the snapshot (ends transactions, removes temp files).
     async fn close(self: Box<Self>) -> Result<()>;
 }
@@ -352,6 +358,20 @@ pub trait LoadSession: Send + Sync {
     /// read-backs then run at `jobs - 1` (at least one) beside it, so the check gets a core of
     /// its own instead of sharing the cores with every scan and ending last.
     fn database_check_takes_a_job(&self) -> bool {
+        false
+    }
+    /// Whether [`LoadSession::check_database`] proves the loaded database byte for byte the one
+    /// the manifest's table stats were read from (SQLite with a page image digest, see
+    /// docs/FORMAT.md): the tables then hold the manifest's rows and checksums, and the use-case
+    /// reads none back; it relies on that check's success instead.
+    fn tables_proven_by_database_check(&self) -> bool {
+        false
+    }
+    /// Whether the session checks every loaded object's raw SHA-256 itself, on the bytes as
+    /// written, before [`LoadSession::check_database`] succeeds (SQLite with a page image: the
+    /// read-back of the file): the use-case then checks the raw bytes' length as they stream
+    /// (the stored bytes' SHA-256 as always), and the raw digest once, on file.
+    fn checks_raw_digests_on_file(&self) -> bool {
         false
     }
     /// Makes the load live; on failure restores the previous state.

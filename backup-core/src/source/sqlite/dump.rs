@@ -1,6 +1,7 @@
 //! The SQLite dump side: a page-exact snapshot file streamed as byte-range chunks (see the
 //! [module docs](super)).
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -19,7 +20,7 @@ use super::swap::{self, Paths};
 use crate::codec::ByteStream;
 use crate::error::{Error, Result};
 use crate::format::layout;
-use crate::format::manifest::{ObjectKind, TableEntry};
+use crate::format::manifest::{ObjectEntry, ObjectKind, TableEntry};
 use crate::model::{DatabaseUrl, Engine};
 use crate::progress::Context;
 use crate::source::{
@@ -229,6 +230,12 @@ impl Snapshot for SqliteSnapshot {
         let path = self.copy.to_path_buf();
         let name = table.name.clone();
         blocking(move || table_stats_blocking(&open_read_only(&path)?, &name)).await
+    }
+
+    /// The page image digest over the chunks (see [`super::image`]): the tables' stats were read
+    /// from this same snapshot file.
+    fn objects_stored(&self, objects: &[ObjectEntry]) -> Result<BTreeMap<String, String>> {
+        super::image::record(objects)
     }
 
     async fn close(self: Box<Self>) -> Result<()> {

@@ -13,6 +13,7 @@ use futures::StreamExt;
 
 use super::checksum::{integrity_check, table_stats_blocking};
 use super::conn::{blocking, open_read_only};
+use super::image::{self, ImageChunk};
 use super::script;
 use super::swap::{self, Paths};
 use crate::codec::ByteStream;
@@ -72,7 +73,10 @@ impl Loader for SqliteLoader {
             )));
         }
         crate::source::check_free_space(&dir, total)?;
-        open_session(paths).await
+        // A chunk list that does not make up the recorded page image is refused here, before
+        // the target is touched.
+        let image = image::proven_chunks(manifest)?;
+        open_session(paths, image).await
     }
 
     async fn begin_script(&self, opts: &LoadOptions, _ctx: &Context) -> Result<Box<dyn LoadSession>> {
@@ -88,13 +92,14 @@ impl Loader for SqliteLoader {
                 paths.dir().display()
             )));
         }
-        open_session(paths).await
+        open_session(paths, None).await
     }
 }
 
 /// Takes the target's lock, finishes or undoes what a killed run left, and creates the temp file
-/// the restore writes (see the module docs).
-async fn open_session(paths: Paths) -> Result<Box<dyn LoadSession>> {
+/// the restore writes (see the module docs). `image`: the chunks of a backup whose page image
+/// digest matched (see [`image`]).
+async fn open_session(paths: Paths, image: Option<Vec<ImageChunk>>) -> Result<Box<dyn LoadSession>> {
     let dir = paths.dir().to_path_buf();
     blocking(move || {
         // One restore per target at a time; then whatever a killed run left is finished or undone.
@@ -111,6 +116,7 @@ async fn open_session(paths: Paths) -> Result<Box<dyn LoadSession>> {
             notes,
             temp,
             file: Arc::new(file),
+            image: image.map(Arc::new),
             integrity_checked: AtomicBool::new(false),
         }) as Box<dyn LoadSession>)
     })
@@ -152,6 +158,20 @@ fn check_file_coverage(manifest: &Manifest) -> Result<u64> {
     Ok(end)
 }
 
+/// With the `sqlite-restore-garbled-write` failpoint (`testing` builds), a write path that puts
+/// other bytes on file than those the stream's digest checked: the first `garble-me` in a piece
+/// is written as `GARBLE-ME`, a same-length change inside a row that `integrity_check` cannot
+/// see. Only the read-back of the file against the page image can.
+fn garbled_by_failpoint(b: bytes::Bytes) -> bytes::Bytes {
+    if !crate::failpoint::armed("sqlite-restore-garbled-write") {
+        return b;
+    }
+    let Some(at) = memchr::memmem::find(&b, b"garble-me") else { return b };
+    let mut v = b.to_vec();
+    v[at..at + 9].copy_from_slice(b"GARBLE-ME");
+    v.into()
+}
+
 struct SqliteSession {
     paths: Paths,
     /// Held until the session ends (commit, abort or drop).
@@ -160,6 +180,9 @@ struct SqliteSession {
     notes: Vec<String>,
     temp: tempfile::TempPath,
     file: Arc<File>,
+    /// The backup's chunks when its page image digest matched: `check_database` then reads the
+    /// file back against them and the tables are not read back (see [`image`]).
+    image: Option<Arc<Vec<ImageChunk>>>,
     /// `PRAGMA integrity_check` passed on the loaded file (in `check_database`, alongside the
     /// table checksums); `commit` runs it itself otherwise.
     integrity_checked: AtomicBool,
@@ -181,7 +204,7 @@ impl LoadSession for SqliteSession {
         }
         let mut pos = object.offset.ok_or_else(|| Error::integrity(&object.key, "an offset", "none"))?;
         while let Some(b) = data.next().await {
-            let b = b?;
+            let b = garbled_by_failpoint(b?);
             let f = self.file.clone();
             let at = pos;
             pos += b.len() as u64;
@@ -211,13 +234,31 @@ impl LoadSession for SqliteSession {
         true
     }
 
+    fn tables_proven_by_database_check(&self) -> bool {
+        self.image.is_some()
+    }
+
+    fn checks_raw_digests_on_file(&self) -> bool {
+        self.image.is_some()
+    }
+
     async fn check_database(&self) -> Result<Vec<String>> {
         // Disk work beside CPU work: the flush of the loaded file runs while `integrity_check`
-        // (and, from the pipeline, the table scans) read it; by the rename nothing is left to write.
+        // (and, from the pipeline, the table scans, or with a page image the read-back of the
+        // file against it) read it; by the rename nothing is left to write.
         let f = self.file.clone();
         let flush = blocking(move || f.sync_data().map_err(|e| Error::io("flush restored file", e)));
         let path = self.temp.to_path_buf();
-        let (flushed, checked) = futures::join!(flush, blocking(move || integrity_check(&path)));
+        let (f, image) = (self.file.clone(), self.image.clone());
+        let read_back = async move {
+            match image {
+                Some(chunks) => blocking(move || image::read_back(&f, &chunks)).await,
+                None => Ok(()),
+            }
+        };
+        let (flushed, checked, read) =
+            futures::join!(flush, blocking(move || integrity_check(&path)), read_back);
+        read?;
         checked?;
         flushed?;
         self.integrity_checked.store(true, Ordering::Release);
@@ -225,14 +266,17 @@ impl LoadSession for SqliteSession {
     }
 
     async fn commit(self: Box<Self>, _ctx: &Context) -> Result<CommitReport> {
-        let SqliteSession { paths, _lock, mut notes, temp, file, integrity_checked } = *self;
+        let SqliteSession { paths, _lock, mut notes, temp, file, image, integrity_checked } = *self;
         blocking(move || {
             let owner_note = swap::match_owner_and_mode(&file, &paths.target)?;
             file.sync_all().map_err(|e| Error::io("flush restored file", e))?;
-            drop(file);
             if !integrity_checked.load(Ordering::Acquire) {
+                if let Some(chunks) = &image {
+                    image::read_back(&file, chunks)?;
+                }
                 integrity_check(&temp)?;
             }
+            drop(file);
             swap::swap_into_place(&paths, temp)?;
             drop(_lock);
             notes.extend(owner_note);

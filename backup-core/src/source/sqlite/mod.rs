@@ -22,6 +22,7 @@ mod checksum;
 mod clone;
 mod conn;
 mod dump;
+mod image;
 mod load;
 pub mod script;
 mod swap;
