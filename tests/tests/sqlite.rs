@@ -304,3 +304,44 @@ async fn sqlite_dump_scripts_restore_through_the_swap() {
     f.drop_db(&src).await;
     f.drop_db(&dst).await;
 }
+
+/// A backup of a WAL database leaves nothing in its temp dir: the snapshot copy keeps the
+/// source's header (WAL), and reading it must not create `-wal`/`-shm` files that a read-only
+/// connection then cannot remove (they were left behind by every such backup).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wal_database_backup_leaves_nothing_in_the_temp_dir() {
+    let f = SqliteFixture;
+    let src = f.create_db(&dbbackup_tests::unique("wal_tmp")).await;
+    Connection::open(path_of(&src))
+        .unwrap()
+        .execute_batch(
+            "pragma journal_mode = wal;
+             create table t (id integer primary key, v text);
+             with recursive n(i) as (select 1 union all select i + 1 from n where i < 5000)
+             insert into t select i, printf('row %d', i) from n;",
+        )
+        .unwrap();
+    let temp = tempfile::tempdir().unwrap();
+    let repo = memory_repo();
+    let parsed = backup_core::DatabaseUrl::parse(&src).unwrap();
+    let source = backup_core::open_source(&parsed).unwrap();
+    let opts = backup_core::CreateOptions {
+        source: src.clone(),
+        temp_dir: Some(temp.path().to_path_buf()),
+        ..Default::default()
+    };
+    let report = backup_core::create(
+        source.as_ref(),
+        &parsed.to_string(),
+        std::slice::from_ref(&repo),
+        &opts,
+        &backup_core::Context::default(),
+    )
+    .await
+    .unwrap();
+    let left: Vec<_> = std::fs::read_dir(temp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "left in the temp dir: {left:?}");
+    let m = backup_core::resolve(&repo, &report.id.to_string()).await.unwrap();
+    let t = m.tables.iter().find(|t| t.name == "t").unwrap();
+    assert_eq!(t.rows, 5000);
+}

@@ -33,6 +33,35 @@ pub(super) fn list_tables(conn: &Connection) -> Result<Vec<String>> {
     names.collect::<rusqlite::Result<Vec<_>>>().map_err(sql_err("list tables"))
 }
 
+/// Opens the dump's own snapshot copy, which nothing writes while it is open, with SQLite's
+/// `immutable=1`: no locks and no `-wal`/`-shm` beside it. The copy keeps the source's header, so
+/// the copy of a WAL database says WAL, and a plain read-only connection to it creates those two
+/// files and, being read-only, cannot remove them (they outlived every backup in `--temp-dir`).
+pub(super) fn open_snapshot(path: &Path) -> Result<Connection> {
+    Connection::open_with_flags(
+        immutable_uri(path),
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .map_err(sql_err(format!("open {}", path.display())))
+}
+
+/// `file:<path>?immutable=1`, every byte of the path outside `[A-Za-z0-9/._~-]` percent-encoded
+/// (SQLite decodes `%XX` in a URI's path).
+fn immutable_uri(path: &Path) -> String {
+    use std::fmt::Write;
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from("file:");
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/._~-".contains(&b) {
+            uri.push(char::from(b));
+        } else {
+            let _ = write!(uri, "%{b:02X}");
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
+}
+
 pub(super) fn open_read_only(path: &Path) -> Result<Connection> {
     Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .map_err(sql_err(format!("open {}", path.display())))
@@ -66,4 +95,28 @@ pub(super) fn copy_pages(
         }
     }
     Ok(dst)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A snapshot whose path has bytes a URI gives meaning to (`?`, `#`, `%`, space, non-ASCII)
+    /// opens as that file, and opening a WAL copy creates nothing beside it.
+    #[test]
+    fn snapshots_open_immutable_whatever_their_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a b?c#d%41é.snapshot");
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch("pragma journal_mode = wal; create table t (x); insert into t values (42);").unwrap();
+        drop(c);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let c = open_snapshot(&path).unwrap();
+        let x: i64 = c.query_row("select x from t", [], |r| r.get(0)).unwrap();
+        assert_eq!(x, 42);
+        drop(c);
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert!(open_snapshot(&dir.path().join("a b")).is_err(), "no file of that name");
+    }
 }

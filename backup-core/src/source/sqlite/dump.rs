@@ -15,7 +15,7 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::mpsc;
 
 use super::checksum::table_stats_blocking;
-use super::conn::{blocking, copy_pages, list_tables, open_read_only, sql_err};
+use super::conn::{blocking, copy_pages, list_tables, open_snapshot, sql_err};
 use super::swap::{self, Paths};
 use crate::codec::ByteStream;
 use crate::error::{Error, Result};
@@ -157,7 +157,7 @@ impl Snapshot for SqliteSnapshot {
     async fn schema(&self) -> Result<SchemaScripts> {
         let path = self.copy.to_path_buf();
         blocking(move || {
-            let conn = open_read_only(&path)?;
+            let conn = open_snapshot(&path)?;
             let mut stmt = conn
                 .prepare("select sql from sqlite_schema where sql is not null order by rowid")
                 .map_err(sql_err("read schema"))?;
@@ -174,7 +174,7 @@ impl Snapshot for SqliteSnapshot {
 
     async fn plan(&self) -> Result<DumpPlan> {
         let path = self.copy.to_path_buf();
-        let names = blocking(move || list_tables(&open_read_only(&path)?)).await?;
+        let names = blocking(move || list_tables(&open_snapshot(&path)?)).await?;
         let tables = names
             .iter()
             .enumerate()
@@ -229,7 +229,7 @@ impl Snapshot for SqliteSnapshot {
     async fn table_stats(&self, table: &TableEntry) -> Result<TableStats> {
         let path = self.copy.to_path_buf();
         let name = table.name.clone();
-        blocking(move || table_stats_blocking(&open_read_only(&path)?, &name)).await
+        blocking(move || table_stats_blocking(&open_snapshot(&path)?, &name)).await
     }
 
     /// The page image digest over the chunks (see [`super::image`]): the tables' stats were read
