@@ -21,26 +21,26 @@ fn dbbackup(args: &[&str]) -> Output {
 
 /// A SQLite database of a few MiB, backed up in 1 MiB chunks; returns (repo, backup id).
 fn backup(dir: &Path) -> (String, String) {
-    let db = dir.join("app.sqlite");
+    sqlite_backup(dir, "app.sqlite", "hex(randomblob(500))", &[])
+}
+
+/// A SQLite database `name` of 4,000 rows whose text is `value` (an SQL expression), backed up
+/// in 1 MiB chunks with `extra` arguments to `create`; returns (repo, backup id).
+fn sqlite_backup(dir: &Path, name: &str, value: &str, extra: &[&str]) -> (String, String) {
+    let db = dir.join(name);
     let c = rusqlite::Connection::open(&db).unwrap();
-    c.execute_batch(
+    c.execute_batch(&format!(
         "create table t (id integer primary key, v text);
          with recursive n(i) as (select 1 union all select i + 1 from n where i < 4000)
-         insert into t select i, hex(randomblob(500)) from n;",
-    )
+         insert into t select i, {value} from n;"
+    ))
     .unwrap();
     drop(c);
     let repo = dir.join("repo").display().to_string();
-    let out = dbbackup(&[
-        "create",
-        "--json",
-        "--source",
-        &format!("sqlite://{}", db.display()),
-        "--repo",
-        &repo,
-        "--chunk-mib",
-        "1",
-    ]);
+    let source = format!("sqlite://{}", db.display());
+    let mut args = vec!["create", "--json", "--source", &source, "--repo", &repo, "--chunk-mib", "1"];
+    args.extend_from_slice(extra);
+    let out = dbbackup(&args);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let id = serde_json::from_slice::<Value>(&out.stdout).unwrap()["id"].as_str().unwrap().to_string();
     (repo, id)
@@ -111,31 +111,7 @@ fn more_declared_data_than_free_space_is_refused_before_writing() {
 /// A SQLite database of a few MiB whose rows hold `garble-me`, backed up uncompressed in 1 MiB
 /// chunks; returns (repo, backup id).
 fn backup_marked(dir: &Path) -> (String, String) {
-    let db = dir.join("marked.sqlite");
-    let c = rusqlite::Connection::open(&db).unwrap();
-    c.execute_batch(
-        "create table t (id integer primary key, v text);
-         with recursive n(i) as (select 1 union all select i + 1 from n where i < 4000)
-         insert into t select i, 'garble-me ' || hex(randomblob(500)) from n;",
-    )
-    .unwrap();
-    drop(c);
-    let repo = dir.join("repo").display().to_string();
-    let out = dbbackup(&[
-        "create",
-        "--json",
-        "--source",
-        &format!("sqlite://{}", db.display()),
-        "--repo",
-        &repo,
-        "--chunk-mib",
-        "1",
-        "--compression",
-        "none",
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let id = serde_json::from_slice::<Value>(&out.stdout).unwrap()["id"].as_str().unwrap().to_string();
-    (repo, id)
+    sqlite_backup(dir, "marked.sqlite", "'garble-me ' || hex(randomblob(500))", &["--compression", "none"])
 }
 
 /// One chunk's bytes changed inside a row (`garble-me` -> `GARBLE-ME`, the pages still sound)
