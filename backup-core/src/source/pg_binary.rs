@@ -476,6 +476,10 @@ fn julian(y: i64, m: i64, d: i64, bc: bool) -> Res<i64> {
     if y == 0 {
         return refuse("year 0");
     }
+    // The server's widest range (date: 4713 BC to 5874897 AD); beyond it `date2j` would overflow.
+    if y > 5_874_897 {
+        return refuse("year out of range");
+    }
     let y = if bc { 1 - y } else { y };
     const DAYS: [i64; 12] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
     if !(1..=12).contains(&m) {
@@ -757,6 +761,14 @@ mod tests {
         ] {
             assert!(refused(Kind::Timestamptz, bad), "{bad}");
         }
+        // Years past the server's range are refused, not overflowed (found by the fuzz target).
+        for year in ["5874898", "200000000000000000", "999999999999999999"] {
+            assert!(refused(Kind::Date, &format!("{year}-01-01")), "{year}");
+            assert!(refused(Kind::Date, &format!("{year}-01-01 BC")), "{year}");
+            assert!(refused(Kind::Timestamp, &format!("{year}-01-01 00:00:01")), "{year}");
+            assert!(refused(Kind::Timestamptz, &format!("{year}-01-01 00:00:00+50")), "{year}");
+        }
+        assert!(!refused(Kind::Date, "5874897-12-31"));
     }
 
     #[test]
