@@ -304,6 +304,58 @@ fn sqlite_backup_into_a_full_spool_fails_and_leaves_the_spool_empty() {
     assert_eq!(left, Vec::<String>::new(), "the spool is empty after the failed backup");
 }
 
+/// A backup killed after copying its snapshot leaves the copy in the temp dir; the next backup
+/// using that temp dir removes it (and a copy's side files whose copy is gone), but not the copy
+/// of a backup that is still running (it holds a lock on it) nor other files.
+#[test]
+fn sqlite_backup_killed_leaves_a_snapshot_copy_the_next_backup_removes() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    let db = dir.path().join("src.sqlite");
+    write_users(&db, 2000);
+    let source = format!("sqlite://{}", db.display());
+    let repo = dir.path().join("repo").display().to_string();
+    let tmp = [("TMPDIR", spool.to_str().unwrap())];
+    let names = |d: &Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let out = dbbackup(
+        &["create", "--json", "--source", &source, "--repo", &repo],
+        &[tmp[0], ("DBBACKUP_FAILPOINT", "sqlite-snapshot-copied")],
+    );
+    killed(&out, "sqlite-snapshot-copied");
+    let left = names(&spool);
+    assert_eq!(left.len(), 1, "the killed backup's snapshot copy: {left:?}");
+    assert!(left[0].starts_with("dbbackup-sqlite-") && left[0].ends_with(".snapshot"), "{left:?}");
+    // Time passes (a copy younger than a minute may be a starting backup's), and other files sit
+    // beside it: an orphan side file, the copy of a running backup (locked), an unrelated file.
+    let age = |p: &Path| {
+        let f = std::fs::File::options().write(true).open(p).unwrap();
+        f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600)).unwrap();
+    };
+    age(&spool.join(&left[0]));
+    std::fs::write(spool.join("dbbackup-sqlite-gone12.snapshot-shm"), b"x").unwrap();
+    let running = spool.join("dbbackup-sqlite-live12.snapshot");
+    std::fs::write(&running, b"x").unwrap();
+    age(&running);
+    let held = std::fs::File::open(&running).unwrap();
+    held.try_lock().unwrap();
+    std::fs::write(spool.join("mine.snapshot"), b"x").unwrap();
+    age(&spool.join("mine.snapshot"));
+    ok(&dbbackup(&["create", "--json", "--source", &source, "--repo", &repo], &tmp));
+    assert_eq!(
+        names(&spool),
+        vec!["dbbackup-sqlite-live12.snapshot".to_string(), "mine.snapshot".to_string()]
+    );
+    drop(held);
+}
+
 // ---------------------------------------------------------------- PostgreSQL
 
 /// Databases a restore into `target` derived from its name (shadows, previous databases).

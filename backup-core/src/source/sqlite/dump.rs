@@ -29,6 +29,55 @@ use crate::source::{
 };
 
 const READ_BLOCK: usize = 1 << 20;
+const SNAPSHOT_PREFIX: &str = "dbbackup-sqlite-";
+const SNAPSHOT_SUFFIX: &str = ".snapshot";
+/// A snapshot file nobody holds is only removed once it is this old: the moment between its
+/// creation and its lock must not look like a killed run.
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Removes from `dir` the snapshot copies (and their `-journal`/`-wal`/`-shm` files) that a
+/// killed backup left: a live backup holds an exclusive `flock` on its copy for as long as it
+/// runs, so a copy whose lock can be taken and that is older than [`STALE_AFTER`] belongs to no
+/// running backup. A side file whose copy is gone is a leftover too. Best effort: a failure only
+/// leaves the file for the next run.
+fn remove_stale_snapshots(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let now = std::time::SystemTime::now();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(SNAPSHOT_PREFIX) else { continue };
+        let path = e.path();
+        let side = ["-journal", "-wal", "-shm"]
+            .iter()
+            .find_map(|s| rest.strip_suffix(&format!("{SNAPSHOT_SUFFIX}{s}")));
+        if side.is_some() {
+            let main = dir.join(&name[..name.rfind('-').unwrap_or(name.len())]);
+            if !main.exists() && std::fs::remove_file(&path).is_ok() {
+                tracing::warn!("removed {}, left by an interrupted SQLite backup", path.display());
+            }
+            continue;
+        }
+        if !rest.ends_with(SNAPSHOT_SUFFIX) {
+            continue;
+        }
+        let Ok(file) = File::open(&path) else { continue };
+        let old = file
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age >= STALE_AFTER));
+        if !old || file.try_lock().is_err() {
+            continue;
+        }
+        for s in ["-journal", "-wal", "-shm"] {
+            let mut p = path.clone().into_os_string();
+            p.push(s);
+            let _ = std::fs::remove_file(PathBuf::from(p));
+        }
+        if std::fs::remove_file(&path).is_ok() {
+            tracing::warn!("removed {}, the snapshot copy of an interrupted SQLite backup", path.display());
+        }
+    }
+}
 
 /// The dump side.
 pub(crate) struct SqliteSource {
@@ -63,12 +112,16 @@ impl Source for SqliteSource {
             if let Some(_lock) = swap::try_lock(&paths)? {
                 swap::recover(&paths)?;
             }
-            let copy = tempfile::Builder::new()
-                .prefix("dbbackup-sqlite-")
-                .suffix(".snapshot")
+            remove_stale_snapshots(&temp_dir);
+            let (lock, copy) = tempfile::Builder::new()
+                .prefix(SNAPSHOT_PREFIX)
+                .suffix(SNAPSHOT_SUFFIX)
                 .tempfile_in(&temp_dir)
                 .map_err(|e| Error::io(format!("create snapshot file in {}", temp_dir.display()), e))?
-                .into_temp_path();
+                .into_parts();
+            // Held for the snapshot's life: tells a concurrent backup's sweep this copy is in use.
+            lock.try_lock()
+                .map_err(|e| Error::io(format!("lock snapshot file {}", copy.display()), e.into()))?;
             let src = Connection::open_with_flags(
                 &path,
                 OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -87,6 +140,7 @@ impl Source for SqliteSource {
                 let _ = std::fs::remove_file(&journal);
             }
             let dst = copied?;
+            crate::failpoint::hit("sqlite-snapshot-copied");
             let version: String = dst
                 .query_row("select sqlite_version()", [], |r| r.get(0))
                 .map_err(sql_err("read version"))?;
@@ -107,7 +161,7 @@ impl Source for SqliteSource {
             info.position.insert("journal_mode".into(), journal);
             info.position.insert("page_size".into(), page_size.to_string());
             info.position.insert("file_bytes".into(), size.to_string());
-            Ok(SqliteSnapshot { copy, size, chunk_bytes, info })
+            Ok(SqliteSnapshot { copy, _lock: lock, size, chunk_bytes, info })
         })
         .await?;
         Ok(Box::new(snap))
@@ -116,6 +170,8 @@ impl Source for SqliteSource {
 
 struct SqliteSnapshot {
     copy: tempfile::TempPath,
+    /// The open, `flock`ed snapshot file (see [`remove_stale_snapshots`]).
+    _lock: File,
     size: u64,
     chunk_bytes: u64,
     info: SnapshotInfo,
