@@ -1468,6 +1468,66 @@ async fn script_settings_do_not_reach_the_sessions_own_statements() {
     }
 }
 
+/// A LATIN1 database whose schema text is two LATIN1 characters that also read as one UTF-8
+/// character (`Ã©` is the bytes C3 A9, which UTF-8 reads as `é`): pg_dump writes the script in
+/// LATIN1 after its `SET client_encoding = 'LATIN1'`, and the server converts a whole query
+/// message with the client encoding in force when the message arrives. A statement sent in the
+/// same message as that `SET` (a batch of the script, or a post-data build with its settings)
+/// would be read as UTF-8 and come back as `é`; the restore must bring back `Ã©` (column
+/// default, check constraint, comment, partial index, trigger condition), into a new database
+/// and in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_text_is_read_in_the_scripts_client_encoding() {
+    let Some(f) = PgFixture::from_env() else { return };
+    let name = unique("pgenc_latin1");
+    PgFixture::client(&f.base)
+        .await
+        .batch_execute(&format!(
+            "CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'"
+        ))
+        .await
+        .expect("a LATIN1 database");
+    let src = f.url_of(&name);
+    PgFixture::client(&src)
+        .await
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, a text DEFAULT 'Ã©' CHECK (a <> 'Ã©x')); \
+             COMMENT ON TABLE t IS 'Ã© table'; \
+             INSERT INTO t VALUES (1, 'plain'); \
+             CREATE INDEX t_partial ON t (a) WHERE a <> 'Ã©'; \
+             COMMENT ON INDEX t_partial IS 'Ã© index'; \
+             CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END'; \
+             CREATE TRIGGER t_trg BEFORE UPDATE ON t FOR EACH ROW WHEN (NEW.a <> 'Ã©') EXECUTE FUNCTION f();",
+        )
+        .await
+        .unwrap();
+    let schema = "SELECT concat_ws(' | ', \
+        (SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 't'::regclass), \
+        (SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 't'::regclass AND contype = 'c'), \
+        obj_description('t'::regclass, 'pg_class'), \
+        pg_get_indexdef('t_partial'::regclass), obj_description('t_partial'::regclass, 'pg_class'), \
+        (SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgname = 't_trg'))";
+    let want = scalar(&src, schema).await;
+    assert_eq!(want.matches("Ã©").count(), 6, "{want}");
+    let repo = memory_repo();
+    let id = backup(&src, &repo).await.expect("backup");
+    let dst = f.url_of(&unique("pgenc_latin1_dst"));
+    restore_opts(&repo, &id, &dst, RestoreOptions::default()).await.expect("restore into a new database");
+    assert_eq!(scalar(&dst, schema).await, want, "restored into a new database");
+    assert_same_catalog(
+        &catalog(&PgFixture::client(&dst).await).await,
+        &catalog(&PgFixture::client(&src).await).await,
+        "restored into a new database",
+    );
+    restore_opts(&repo, &id, &dst, RestoreOptions { in_place: true, ..Default::default() })
+        .await
+        .expect("in-place restore");
+    assert_eq!(scalar(&dst, schema).await, want, "restored in place");
+    for db in [&src, &dst] {
+        f.drop_db(db).await;
+    }
+}
+
 /// Every type with a binary COPY encoder, edge values first, then 20,000 generated rows spread
 /// over each type's range (BC dates, scales, exponents, escapes).
 const ENCODABLE: &str = r#"

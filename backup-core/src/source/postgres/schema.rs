@@ -5,7 +5,7 @@
 use tokio_postgres::Client;
 
 use super::conn::{exec, pg_err, shorten};
-use super::session_state::{Saved, params_set_by};
+use super::session_state::{Saved, ends_message, params_set_by};
 use crate::codec::ByteStream;
 use crate::error::{Error, Result};
 use crate::source::pg_script::{Piece, ScriptReader};
@@ -59,13 +59,28 @@ fn statements(text: &str) -> Result<Vec<String>> {
 /// Statements sent per round trip by [`exec_all`].
 pub(super) const BATCH: usize = 64;
 
-/// Executes statements in order, [`BATCH`] per round trip (one implicit transaction each); when a
-/// batch fails, its statements are retried one by one (the failed batch rolled back as a whole)
-/// so the error names the statement at fault.
+/// Executes statements in order, up to [`BATCH`] per round trip (one implicit transaction each);
+/// when a batch fails, its statements are retried one by one (the failed batch rolled back as a
+/// whole) so the error names the statement at fault.
 /// Inside an explicit transaction (`in_txn`) a failed batch has already doomed it, so the
 /// batch's own error is returned.
+/// A batch ends after a statement that may change `client_encoding` ([`ends_message`]): the
+/// server reads a whole message in the encoding in force when it arrives, so the statements
+/// after pg_dump's `SET client_encoding = 'LATIN1'` must come in a later message to be read as
+/// the LATIN1 text they are.
 pub(super) async fn exec_all(c: &Client, stmts: &[String], in_txn: bool) -> Result<()> {
-    for group in stmts.chunks(BATCH) {
+    let mut groups: Vec<&[String]> = Vec::new();
+    let mut start = 0;
+    for (i, s) in stmts.iter().enumerate() {
+        if i + 1 - start == BATCH || ends_message(s) {
+            groups.push(&stmts[start..=i]);
+            start = i + 1;
+        }
+    }
+    if start < stmts.len() {
+        groups.push(&stmts[start..]);
+    }
+    for group in groups {
         let joined: String = group.iter().map(|s| format!("{s}\n")).collect();
         match c.batch_execute(&joined).await {
             Ok(()) => continue,

@@ -76,6 +76,20 @@ pub(super) fn sets(stmt: &str) -> Option<Sets> {
     }
 }
 
+/// Whether the server must get the statements after `stmt` in a later message: `stmt` may
+/// change `client_encoding` (`SET client_encoding`/`NAMES`, `RESET`, or a change not followed,
+/// such as `RESET ALL`), and the server converts a whole query message from the client encoding
+/// in force when the message arrives. pg_dump writes its scripts in the source database's
+/// encoding after `SET client_encoding = '...'`: a LATIN1 script's text sent in the same
+/// message as that `SET` would be read as UTF-8 (`Ã©`, the bytes C3 A9, read as `é`).
+pub(super) fn ends_message(stmt: &str) -> bool {
+    match sets(stmt) {
+        Some(Sets::Param(p)) => p == "client_encoding",
+        Some(Sets::Other) => true,
+        None => false,
+    }
+}
+
 /// The settings a script has made at one point: the last statement setting each parameter, in
 /// the order of those statements. Replaying them on a connection that has run none of the
 /// script gives it the script's settings at that point.
@@ -176,18 +190,20 @@ impl Saved {
     }
 }
 
-/// Runs `stmt` on `c` with `state`'s settings in force (one batch: the script's `SET`s, then the
-/// statement), then puts back the values `c` had for them, also when the statement failed.
+/// Runs `stmt` on `c` with `state`'s settings in force (the script's `SET`s, then the statement
+/// in a message of its own, so that the server reads it in the script's `client_encoding`: see
+/// [`ends_message`]), then puts back the values `c` had for them, also when a statement failed.
 pub(super) async fn exec_in_state(c: &Client, state: &ScriptState, stmt: &str) -> Result<()> {
     let params = state.params();
     if params.is_empty() {
         return exec(c, stmt).await;
     }
     let saved = Saved::read(c, &params).await?;
-    let ran = c
-        .batch_execute(&format!("{}{stmt}", state.batch()))
-        .await
-        .map_err(pg_err(format!("execute {} (with the script's settings at that point)", shorten(stmt))));
+    let ran = match c.batch_execute(&state.batch()).await {
+        Ok(()) => c.batch_execute(stmt).await,
+        Err(e) => Err(e),
+    }
+    .map_err(pg_err(format!("execute {} (with the script's settings at that point)", shorten(stmt))));
     let back = saved.put_back(c).await;
     ran?;
     back
@@ -233,6 +249,22 @@ mod tests {
         ];
         for (stmt, want) in cases {
             assert_eq!(&sets(stmt), want, "{stmt}");
+        }
+    }
+
+    #[test]
+    fn a_possible_client_encoding_change_ends_the_message() {
+        for stmt in
+            ["SET client_encoding = 'LATIN1';", "SET NAMES 'LATIN1';", "RESET client_encoding;", "RESET ALL;"]
+        {
+            assert!(ends_message(stmt), "{stmt}");
+        }
+        for stmt in [
+            "SET default_tablespace = '';",
+            "CREATE INDEX i ON t (a);",
+            "SELECT pg_catalog.set_config('search_path', '', false);",
+        ] {
+            assert!(!ends_message(stmt), "{stmt}");
         }
     }
 
