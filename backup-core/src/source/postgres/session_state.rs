@@ -24,8 +24,10 @@ pub(super) enum Sets {
     /// Sets (or `RESET`s) this one parameter for the session, lower case.
     Param(String),
     /// Changes the session in a way [`ScriptState`] does not follow: `SET ROLE`,
-    /// `SET SESSION AUTHORIZATION`, `RESET ALL`, `SET LOCAL`, `set_config(..., true)`, ...
-    /// (pg_dump writes none of them into the scripts dbbackup takes).
+    /// `SET SESSION AUTHORIZATION`, `RESET ALL`, `DISCARD`, `SET LOCAL`, `set_config(..., true)`,
+    /// `SET ... FROM CURRENT`, the transaction settings, a `set_config` call in any other form,
+    /// transaction control (a `ROLLBACK` undoes the `SET`s before it), `DO` and `CALL` (whose
+    /// code may set anything), ... (pg_dump writes none of them into the scripts dbbackup takes).
     Other,
 }
 
@@ -35,43 +37,93 @@ fn is_param_name(s: &str) -> bool {
         && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '$'))
 }
 
-/// Which session setting `stmt` changes, if any (`SET`, `RESET`, `SELECT set_config(...)`).
-pub(super) fn sets(stmt: &str) -> Option<Sets> {
-    let l = stmt.trim().trim_end_matches(';').trim_end().to_ascii_lowercase();
-    for prefix in ["select pg_catalog.set_config(", "select set_config("] {
-        if let Some(args) = l.strip_prefix(prefix) {
-            // `'name', value, false)`: the session-wide form pg_dump writes for search_path.
-            let Some((name, rest)) = args.trim_start().strip_prefix('\'').and_then(|a| a.split_once('\''))
-            else {
-                return Some(Sets::Other);
-            };
-            let rest: String = rest.chars().filter(|c| !c.is_whitespace()).collect();
-            return Some(match is_param_name(name) && rest.ends_with(",false)") {
-                true => Sets::Param(name.to_string()),
-                false => Sets::Other,
-            });
+/// A `'...'` literal (standard conforming, `''` for a quote) at the start of `s`: its text and
+/// what follows it.
+fn literal(s: &str) -> Option<(String, &str)> {
+    let mut rest = s.strip_prefix('\'')?;
+    let mut text = String::new();
+    loop {
+        let (part, after) = rest.split_once('\'')?;
+        text.push_str(part);
+        match after.strip_prefix('\'') {
+            Some(a) => {
+                text.push('\'');
+                rest = a;
+            }
+            None => return Some((text, after)),
         }
     }
+}
+
+/// `select [pg_catalog.]set_config('name', 'value', false)` (lower case, without its `;`),
+/// the session-wide form pg_dump writes for search_path: the parameter's name.
+fn session_set_config(l: &str) -> Option<String> {
+    let rest = l.strip_prefix("select")?.trim_start();
+    let rest = rest.strip_prefix("pg_catalog.").unwrap_or(rest);
+    let rest = rest.strip_prefix("set_config")?.trim_start().strip_prefix('(')?.trim_start();
+    let (name, rest) = literal(rest)?;
+    let rest = rest.trim_start().strip_prefix(',')?.trim_start();
+    let (_value, rest) = literal(rest)?;
+    let rest = rest.trim_start().strip_prefix(',')?.trim_start();
+    let rest = rest.strip_prefix("false")?.trim_start().strip_prefix(')')?;
+    (rest.trim().is_empty() && is_param_name(&name)).then_some(name)
+}
+
+/// Which session setting `stmt` changes, if any (`SET`, `RESET`, `SELECT set_config(...)`:
+/// PostgreSQL's `VariableSetStmt` and `VariableResetStmt`, and what else may change settings).
+pub(super) fn sets(stmt: &str) -> Option<Sets> {
+    let l = stmt.trim().trim_end_matches(';').trim_end().to_ascii_lowercase();
+    if l.starts_with("select") && l.contains("set_config") {
+        return Some(session_set_config(&l).map_or(Sets::Other, Sets::Param));
+    }
     let mut words = l.split_whitespace();
+    // A parameter set by name (`generic_set`, `generic_reset`); the names whose setting is not
+    // a plain session setting are not followed.
     let param = |w: Option<&str>| match w.map(|w| w.split('=').next().unwrap_or_default()) {
-        Some(n) if is_param_name(n) && !matches!(n, "role" | "session" | "all" | "local") => {
+        Some(n)
+            if is_param_name(n)
+                && !matches!(n, "role" | "session" | "all" | "local" | "session_authorization")
+                && !n.starts_with("transaction_isolation")
+                && !n.starts_with("transaction_read_only")
+                && !n.starts_with("transaction_deferrable")
+                && n != "transaction" =>
+        {
             Sets::Param(n.to_string())
         }
         _ => Sets::Other,
     };
-    match words.next() {
-        Some("reset") => Some(param(words.next())),
-        Some("set") => Some(match words.next() {
-            Some("time") if words.next() == Some("zone") => Sets::Param("timezone".into()),
-            Some("schema") => Sets::Param("search_path".into()),
-            Some("names") => Sets::Param("client_encoding".into()),
-            Some("transaction" | "constraints") => Sets::Other,
-            Some("session") => match words.next() {
-                Some("authorization" | "characteristics") | None => Sets::Other,
-                w => param(w),
-            },
+    let named = |p: &str| Sets::Param(p.to_string());
+    match words.next()? {
+        "reset" => Some(match words.next() {
+            Some("time") if words.next() == Some("zone") => named("timezone"),
             w => param(w),
         }),
+        "set" => {
+            let mut w = words.next();
+            match w {
+                Some("local") => return Some(Sets::Other),
+                Some("session") => w = words.next(),
+                _ => {}
+            }
+            Some(match w {
+                Some("time") if words.next() == Some("zone") => named("timezone"),
+                Some("xml") if words.next() == Some("option") => named("xmloption"),
+                Some("schema") => named("search_path"),
+                Some("names") => named("client_encoding"),
+                Some(
+                    "time" | "xml" | "transaction" | "constraints" | "characteristics" | "authorization"
+                    | "catalog",
+                ) => Sets::Other,
+                w => match param(w) {
+                    // `SET name FROM CURRENT` takes the value the connection has, which is not
+                    // the script's on another connection.
+                    Sets::Param(_) if words.next() == Some("from") => Sets::Other,
+                    p => p,
+                },
+            })
+        }
+        "begin" | "start" | "commit" | "end" | "rollback" | "abort" | "savepoint" | "release" | "prepare"
+        | "discard" | "do" | "call" => Some(Sets::Other),
         _ => None,
     }
 }
@@ -243,6 +295,49 @@ mod tests {
             ("SET \"Quoted\" = 1;", Some(Sets::Other)),
             ("RESET ALL;", Some(Sets::Other)),
             ("RESET ROLE;", Some(Sets::Other)),
+            // PostgreSQL's other spellings of a parameter, by the name the server knows it.
+            ("SET XML OPTION DOCUMENT;", p("xmloption")),
+            ("SET SESSION XML OPTION content;", p("xmloption")),
+            ("SET SESSION TIME ZONE 'Europe/Paris';", p("timezone")),
+            ("SET SESSION NAMES 'LATIN1';", p("client_encoding")),
+            ("SET SESSION SCHEMA 'app';", p("search_path")),
+            ("RESET TIME ZONE;", p("timezone")),
+            ("SET search_path TO DEFAULT;", p("search_path")),
+            ("SET search_path = \"a,b\", public;", p("search_path")),
+            ("SET\n  default_tablespace\n  = ts_a;", p("default_tablespace")),
+            ("SET default_tablespace='';", p("default_tablespace")),
+            ("SET transaction_timeout = 0;", p("transaction_timeout")),
+            ("SELECT pg_catalog.set_config('search_path', 'a, ''b''', false);", p("search_path")),
+            ("SELECT  pg_catalog.set_config ( 'search_path' , '' , FALSE ) ;", p("search_path")),
+            // Not plain session settings, or not in a form followed.
+            ("RESET TRANSACTION ISOLATION LEVEL;", Some(Sets::Other)),
+            ("RESET SESSION AUTHORIZATION;", Some(Sets::Other)),
+            ("SET session_authorization = 'app';", Some(Sets::Other)),
+            ("SET SESSION SESSION AUTHORIZATION DEFAULT;", Some(Sets::Other)),
+            ("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY;", Some(Sets::Other)),
+            ("SET transaction_read_only = on;", Some(Sets::Other)),
+            ("SET default_tablespace FROM CURRENT;", Some(Sets::Other)),
+            ("SET /* c */ default_tablespace = x;", Some(Sets::Other)),
+            (
+                "SELECT pg_catalog.set_config('search_path', '', false), pg_catalog.set_config('a.b', '1', false);",
+                Some(Sets::Other),
+            ),
+            (
+                "SELECT pg_catalog.set_config('search_path', current_setting('search_path'), false);",
+                Some(Sets::Other),
+            ),
+            ("SELECT 1, set_config('work_mem', '1MB', false);", Some(Sets::Other)),
+            ("SELECT pg_catalog.set_config('search_path', '', false) /* c */;", Some(Sets::Other)),
+            ("BEGIN;", Some(Sets::Other)),
+            ("ROLLBACK;", Some(Sets::Other)),
+            ("ROLLBACK TO SAVEPOINT s;", Some(Sets::Other)),
+            ("DISCARD ALL;", Some(Sets::Other)),
+            ("DO $$BEGIN PERFORM set_config('a.b', '1', false); END$$;", Some(Sets::Other)),
+            (
+                "CREATE FUNCTION f() RETURNS int LANGUAGE sql SET search_path = '' AS $$ SET x = 1; SELECT 1 $$;",
+                None,
+            ),
+            ("COMMENT ON TABLE t IS 'SET default_tablespace = x';", None),
             ("CREATE INDEX i ON t (a);", None),
             ("SELECT pg_catalog.setval('public.s', 3, true);", None),
             ("ALTER TABLE t SET TABLESPACE x;", None),
@@ -281,6 +376,31 @@ mod tests {
         assert_eq!(before.batch(), "SET statement_timeout = 0;\nSET default_tablespace = '';\n");
         assert_eq!(st.batch(), "SET statement_timeout = 0;\nSET default_tablespace = ts_b;\n");
         assert!(!st.follow("SET ROLE app;"));
+        // pg_dump's header (15 and 17) and what dbbackup adds to post-data are all followed.
+        let mut dump = Arc::new(ScriptState::default());
+        for stmt in [
+            "SET statement_timeout = 0;",
+            "SET lock_timeout = 0;",
+            "SET idle_in_transaction_session_timeout = 0;",
+            "SET transaction_timeout = 0;",
+            "SET client_encoding = 'LATIN1';",
+            "SET standard_conforming_strings = on;",
+            "SELECT pg_catalog.set_config('search_path', '', false);",
+            "SET check_function_bodies = false;",
+            "SET xmloption = content;",
+            "SET client_min_messages = warning;",
+            "SET row_security = off;",
+            "SET default_tablespace = '';",
+            "SET default_table_access_method = heap;",
+            "REFRESH MATERIALIZED VIEW public.mv;",
+            "SELECT pg_catalog.setval('\"public\".\"s\"', 3, true);",
+        ] {
+            assert!(dump.follow(stmt), "{stmt}");
+        }
+        assert_eq!(dump.params().len(), 13);
+        // A ROLLBACK would undo the SET inside the transaction: not followed.
+        let mut tx = Arc::new(ScriptState::default());
+        assert!(!tx.follow("BEGIN;"));
         let stmts = ["SET a = 1;", "CREATE INDEX i ON t (a);", "SET b = 2;", "SET a = 3;", "SET ROLE x;"]
             .map(String::from);
         assert_eq!(params_set_by(&stmts), ["a", "b"]);
