@@ -1565,6 +1565,39 @@ INSERT INTO enc SELECT 100 + i, i % 3 = 0, decode(md5(i::text), 'hex'), (i % 655
 FROM generate_series(1, 20000) i;
 "#;
 
+/// Edge values the generated rows of [`ENCODABLE`] do not reach: numerics of 1,000 digits, of
+/// scale 16,383 and of a negative-scale column, denormal floats, shortest-float output,
+/// timestamps written as 24:00:00 or with a leap second (the server normalizes them), years past
+/// 10000, json kept as written, jsonb normalized, control characters, backslashes that are
+/// data, padded char, a 63-byte multibyte name, all 256 byte values, an upper-case uuid.
+/// (Not `'-NaN'`: its bits differ from NaN's, but its text is `NaN`, which the server reads as
+/// its own NaN, as the encoder does; a text dump cannot keep a NaN's sign.)
+const ENCODABLE_EDGES: &str = r#"
+CREATE TABLE enc_edges (id int PRIMARY KEY, n numeric, nneg numeric(5,-2), f4 real, f8 double precision, ts timestamp,
+  tz timestamptz, d date, j json, jb jsonb, t text, c char(3), nm name, by bytea, u uuid);
+INSERT INTO enc_edges (id, n, nneg, f4, f8, ts, tz, d, j, jb, t, c, nm, by, u) VALUES
+  (1, '0.000000000000000000000000000000', 12345, '1e-40', '1e-310', '2000-01-01 24:00:00', '2016-12-31 23:59:60+00',
+   '5874897-12-31', '  {"a" : 1 ,"a":2}  ', '{"b":1,"a":[1.0,2.50e2,-0,1e-5,1E+2],"aa":"\u00e9\t\"\\"}',
+   chr(1) || chr(27) || chr(127) || E'\\x41\\101', 'a', repeat('x', 63), '\x', 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'),
+  (2, repeat('9', 1000)::numeric, -99949, '-1.4e-45', '-4.9e-324', '12345-06-07 08:09:10.5', '4713-11-24 00:00:00+00 BC',
+   '4713-11-24 BC', '"\u0000 \ud83d\ude00"', '"\ud83d\ude00 \\u0041"', E'\\.', '', repeat('é', 31) || 'x',
+   decode(repeat('00', 1), 'hex'), NULL),
+  (3, ('0.' || repeat('0', 16382) || '1')::numeric, 0, '1.17549435e-38', '2.225073858507201e-308', '294276-12-31 23:59:59.999999',
+   '294276-12-31 23:59:59.999999+00', 'epoch', '[]', '[1e400]', E'\\N', 'é', '', NULL, NULL),
+  (4, ('-' || repeat('1234567890', 100) || '.' || repeat('0987654321', 100))::numeric, 50, '3.4028235e38', '123456789012345680000',
+   '0001-01-01 00:00:00', '0001-01-01 00:00:00+00', '0001-01-01', 'null', '{"a": {"b": [true, false, null]}}', E'\\', 'ab ', 'a b',
+   NULL, NULL),
+  (5, '-0.0', NULL, '-0', '0.30000000000000004', '2000-02-29 00:00:00.000001', now(), '2000-02-29', '1.5e3', '1.5e3',
+   E'tail\\', 'x', '"q"', NULL, NULL),
+  (6, 1e100, NULL, 'NaN', 'NaN', '1999-12-31 23:59:59.999999 BC', '1999-12-31 23:59:59.999999+00 BC', '1999-12-31 BC',
+   '{"\u00e9": "é"}', '{"\u00e9": "é", "": ""}', E'é\u0301', 'abc', 'ééé', NULL, NULL),
+  (7, 1e-100, NULL, '1e-45', '5e-324', NULL, '2000-01-01 00:00:00+14:59', NULL, NULL, '0', NULL, NULL, NULL, NULL, NULL),
+  (8, 'Infinity', NULL, 'Infinity', 'Infinity', 'infinity', 'infinity', 'infinity', NULL, '-0.0', NULL, NULL, NULL, NULL, NULL),
+  (9, '-Infinity', NULL, '-Infinity', '-Infinity', '-infinity', '-infinity', '-infinity', NULL, '1e-400', NULL, NULL, NULL, NULL, NULL),
+  (10, 'NaN', NULL, NULL, NULL, NULL, '1883-11-18 12:00:00 America/New_York', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+UPDATE enc_edges SET by = (SELECT string_agg(set_byte('\x00'::bytea, 0, i), '') FROM generate_series(0, 255) i) WHERE id = 3;
+"#;
+
 /// Splits a binary COPY stream into its rows (the bytes after each row's field count).
 fn binary_rows(b: &[u8]) -> Vec<Vec<u8>> {
     assert_eq!(&b[..19], backup_core::pg_binary::HEADER);
@@ -1604,26 +1637,37 @@ async fn binary_copy_encoder_writes_what_the_server_writes() {
     let db = fresh(&f, "binenc").await;
     let c = PgFixture::client(&db).await;
     c.batch_execute(ENCODABLE).await.expect("fill enc");
+    c.batch_execute(ENCODABLE_EDGES).await.expect("fill enc_edges");
     // The dump's session settings (PgFixture::client sets TimeZone, DateStyle, extra_float_digits).
     c.batch_execute("SET bytea_output = 'hex'; SET IntervalStyle = 'postgres'").await.unwrap();
-    let oids: Vec<u32> = c
-        .query("SELECT atttypid FROM pg_attribute WHERE attrelid = 'enc'::regclass AND attnum > 0 ORDER BY attnum", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let text = copy_out_bytes(&c, "COPY enc TO STDOUT").await;
-    let want = binary_rows(&copy_out_bytes(&c, "COPY enc TO STDOUT (FORMAT binary)").await);
-    let mut enc = backup_core::pg_binary::RowEncoder::for_oids(&oids).expect("every column has an encoder");
-    let lines: Vec<&[u8]> = text.strip_suffix(b"\n").unwrap().split(|b| *b == b'\n').collect();
-    assert_eq!(lines.len(), want.len());
-    assert_eq!(lines.len(), 20_009);
-    for (line, want) in lines.iter().zip(&want) {
-        let mut got = Vec::new();
-        enc.encode_line(line, &mut got)
-            .unwrap_or_else(|e| panic!("{e:?}: {}", String::from_utf8_lossy(line)));
-        assert!(got == *want, "line {}\n got {got:02x?}\nwant {want:02x?}", String::from_utf8_lossy(line));
+    for (table, rows) in [("enc", 20_009), ("enc_edges", 10)] {
+        let oids: Vec<u32> = c
+            .query(
+                &format!("SELECT atttypid FROM pg_attribute WHERE attrelid = '{table}'::regclass AND attnum > 0 ORDER BY attnum"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let text = copy_out_bytes(&c, &format!("COPY {table} TO STDOUT")).await;
+        let want = binary_rows(&copy_out_bytes(&c, &format!("COPY {table} TO STDOUT (FORMAT binary)")).await);
+        let mut enc =
+            backup_core::pg_binary::RowEncoder::for_oids(&oids).expect("every column has an encoder");
+        let lines: Vec<&[u8]> = text.strip_suffix(b"\n").unwrap().split(|b| *b == b'\n').collect();
+        assert_eq!(lines.len(), want.len());
+        assert_eq!(lines.len(), rows, "{table}");
+        for (line, want) in lines.iter().zip(&want) {
+            let mut got = Vec::new();
+            enc.encode_line(line, &mut got)
+                .unwrap_or_else(|e| panic!("{table}: {e:?}: {}", String::from_utf8_lossy(line)));
+            assert!(
+                got == *want,
+                "{table}: line {}\n got {got:02x?}\nwant {want:02x?}",
+                String::from_utf8_lossy(line)
+            );
+        }
     }
     f.drop_db(&db).await;
 }
