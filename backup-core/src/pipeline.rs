@@ -522,16 +522,23 @@ mod tests {
         }
     }
 
-    /// A session whose table scans record how many run at once, and whose database check
-    /// takes a while (a thread's worth of work when `busy`).
-    struct Scans {
+    /// A session that loads nothing, for [`Load::check`]: its table scans are counted and
+    /// record how many run at once (each takes 20 ms); its database check takes `check_ms` and
+    /// fails when `check_fails`; `busy`: that check is a thread's worth of work; `proven`: it
+    /// proves the tables (SQLite's page image).
+    #[derive(Default)]
+    struct TestSession {
         busy: bool,
+        proven: bool,
+        check_fails: bool,
+        check_ms: u64,
         now: std::sync::atomic::AtomicUsize,
         most: std::sync::atomic::AtomicUsize,
+        scans: std::sync::atomic::AtomicUsize,
     }
 
     #[async_trait::async_trait]
-    impl LoadSession for Scans {
+    impl LoadSession for TestSession {
         async fn pre_data(&self, _: ByteStream) -> Result<()> {
             Ok(())
         }
@@ -543,6 +550,7 @@ mod tests {
         }
         async fn table_stats(&self, t: &crate::format::manifest::TableEntry) -> Result<TableStats> {
             use std::sync::atomic::Ordering::SeqCst;
+            self.scans.fetch_add(1, SeqCst);
             let n = self.now.fetch_add(1, SeqCst) + 1;
             self.most.fetch_max(n, SeqCst);
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -550,11 +558,17 @@ mod tests {
             Ok(TableStats { rows: t.rows, ..Default::default() })
         }
         async fn check_database(&self) -> Result<Vec<String>> {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            Ok(Vec::new())
+            tokio::time::sleep(std::time::Duration::from_millis(self.check_ms)).await;
+            match self.check_fails {
+                true => Err(Error::integrity("restored file", "the page image", "other bytes")),
+                false => Ok(Vec::new()),
+            }
         }
         fn database_check_takes_a_job(&self) -> bool {
             self.busy
+        }
+        fn tables_proven_by_database_check(&self) -> bool {
+            self.proven
         }
         async fn commit(self: Box<Self>, _: &Context) -> Result<crate::source::CommitReport> {
             Ok(Default::default())
@@ -601,7 +615,7 @@ mod tests {
     async fn most_scans_at_once(busy: bool) -> usize {
         let manifest = four_tables();
         let target = Target::open("memory://").unwrap();
-        let session = Scans { busy, now: Default::default(), most: Default::default() };
+        let session = TestSession { busy, check_ms: 100, ..Default::default() };
         let opts = LoadOptions { jobs: 2, ..Default::default() };
         let ctx = Context::default();
         let load = Load { target: &target, manifest: &manifest, session: &session, opts: &opts, ctx: &ctx };
@@ -619,45 +633,6 @@ mod tests {
         assert_eq!(most_scans_at_once(false).await, 2);
     }
 
-    /// A session whose database check proves the tables (SQLite's page image) reads none back;
-    /// `fails`: that check fails.
-    struct Proven {
-        fails: bool,
-        scans: std::sync::atomic::AtomicUsize,
-    }
-
-    #[async_trait::async_trait]
-    impl LoadSession for Proven {
-        async fn pre_data(&self, _: ByteStream) -> Result<()> {
-            Ok(())
-        }
-        async fn load(&self, _: &ObjectEntry, _: ByteStream) -> Result<u64> {
-            Ok(0)
-        }
-        async fn post_data(&self, _: ByteStream, _: &Context) -> Result<()> {
-            Ok(())
-        }
-        async fn table_stats(&self, t: &crate::format::manifest::TableEntry) -> Result<TableStats> {
-            self.scans.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Ok(TableStats { rows: t.rows, ..Default::default() })
-        }
-        async fn check_database(&self) -> Result<Vec<String>> {
-            match self.fails {
-                true => Err(Error::integrity("restored file", "the page image", "other bytes")),
-                false => Ok(Vec::new()),
-            }
-        }
-        fn tables_proven_by_database_check(&self) -> bool {
-            true
-        }
-        async fn commit(self: Box<Self>, _: &Context) -> Result<crate::source::CommitReport> {
-            Ok(Default::default())
-        }
-        async fn abort(self: Box<Self>) -> Result<()> {
-            Ok(())
-        }
-    }
-
     /// With the tables proven by the database check, no table is read back, the rows are the
     /// manifest's, and the check's failure is the load's.
     #[tokio::test]
@@ -667,7 +642,7 @@ mod tests {
         let opts = LoadOptions { jobs: 2, ..Default::default() };
         let ctx = Context::default();
         for fails in [false, true] {
-            let session = Proven { fails, scans: Default::default() };
+            let session = TestSession { proven: true, check_fails: fails, ..Default::default() };
             let load =
                 Load { target: &target, manifest: &manifest, session: &session, opts: &opts, ctx: &ctx };
             let mut loaded = Loaded::default();
