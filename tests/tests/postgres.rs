@@ -21,6 +21,19 @@ async fn fresh(f: &PgFixture, tag: &str) -> String {
     f.create_db(&unique(tag)).await
 }
 
+/// A new, empty LATIN1 database (C collation): its URL.
+async fn latin1_db(f: &PgFixture, tag: &str) -> String {
+    let name = unique(tag);
+    PgFixture::client(&f.base)
+        .await
+        .batch_execute(&format!(
+            "CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'"
+        ))
+        .await
+        .expect("a LATIN1 database");
+    f.url_of(&name)
+}
+
 async fn populated(f: &PgFixture, tag: &str) -> String {
     let url = fresh(f, tag).await;
     f.populate(&url).await;
@@ -1402,15 +1415,7 @@ async fn post_data_keeps_each_indexs_tablespace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn script_settings_do_not_reach_the_sessions_own_statements() {
     let Some(f) = PgFixture::from_env() else { return };
-    let name = unique("pgpd_latin1");
-    PgFixture::client(&f.base)
-        .await
-        .batch_execute(&format!(
-            "CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'"
-        ))
-        .await
-        .expect("a LATIN1 database");
-    let src = f.url_of(&name);
+    let src = latin1_db(&f, "pgpd_latin1").await;
     PgFixture::client(&src)
         .await
         .batch_execute(
@@ -1479,15 +1484,7 @@ async fn script_settings_do_not_reach_the_sessions_own_statements() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn script_text_is_read_in_the_scripts_client_encoding() {
     let Some(f) = PgFixture::from_env() else { return };
-    let name = unique("pgenc_latin1");
-    PgFixture::client(&f.base)
-        .await
-        .batch_execute(&format!(
-            "CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'"
-        ))
-        .await
-        .expect("a LATIN1 database");
-    let src = f.url_of(&name);
+    let src = latin1_db(&f, "pgenc_latin1").await;
     PgFixture::client(&src)
         .await
         .batch_execute(
