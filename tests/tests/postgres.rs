@@ -1441,46 +1441,73 @@ async fn script_settings_do_not_reach_the_sessions_own_statements() {
         .await
         .expect("in-place restore");
     assert_eq!(scalar(&dst, text).await, want, "restored in place");
-    // The shadow session driven by hand: every table read back after post-data, on the pool
-    // connections that ran the builds (the restore reads most tables back before post-data).
+    // The scripts of backups made before pg_dump ran with `--encoding=UTF8` say the database's
+    // encoding (`SET client_encoding = 'LATIN1'`; this schema is ASCII): sessions driven by hand
+    // with the scripts as they were. The shadow session reads every table back after post-data,
+    // on the pool connections that ran the builds (the restore reads most tables back before
+    // post-data); the in-place session runs the scripts, the COPY and the read-back on one
+    // connection, and its committed text is compared (its read-back, had it run in LATIN1, would
+    // have matched the manifest).
     let m = resolve(&repo, &id).await.unwrap();
-    let target = f.url_of(&unique("pgpd_latin1_session"));
-    let parsed = DatabaseUrl::parse(&target).unwrap();
-    let loader = open_loader(&parsed).unwrap();
-    let opts = backup_core::LoadOptions { jobs: 2, ..Default::default() };
-    let session = loader.begin(&m, &opts, &Context::default()).await.unwrap();
     let stream = |key: &str, codec: &str| {
         let raw = repo.get_stream(&format!("{}{key}", backup_core::backup_dir(&m.id)));
         backup_core::decompress(raw, backup_core::Codec::from_name(codec).unwrap(), key.into())
     };
+    let latin1_script = async |key: &str, codec: &str| -> backup_core::ByteStream {
+        use futures::StreamExt;
+        let parts: Vec<bytes::Bytes> = stream(key, codec).map(|b| b.unwrap()).collect().await;
+        let script = String::from_utf8(parts.concat()).unwrap();
+        assert!(script.contains("SET client_encoding = 'UTF8';"), "{script}");
+        let script = script.replace("SET client_encoding = 'UTF8';", "SET client_encoding = 'LATIN1';");
+        futures::stream::once(async move { Ok(bytes::Bytes::from(script)) }).boxed()
+    };
     use backup_core::ObjectKind::{Data, SchemaPost, SchemaPre};
-    for o in m.objects.iter().filter(|o| o.kind == SchemaPre) {
-        session.pre_data(stream(&o.key, &o.codec)).await.unwrap();
+    let session_db = f.url_of(&unique("pgpd_latin1_session"));
+    for (target, in_place) in [(&session_db, false), (&dst, true)] {
+        PgFixture::client(&dst).await.batch_execute("UPDATE words SET w = 'changed'").await.unwrap();
+        let parsed = DatabaseUrl::parse(target).unwrap();
+        let loader = open_loader(&parsed).unwrap();
+        let opts = backup_core::LoadOptions { jobs: 2, in_place, ..Default::default() };
+        let session = loader.begin(&m, &opts, &Context::default()).await.unwrap();
+        for o in m.objects.iter().filter(|o| o.kind == SchemaPre) {
+            session.pre_data(latin1_script(&o.key, &o.codec).await).await.unwrap();
+        }
+        for o in m.objects.iter().filter(|o| o.kind == Data) {
+            session.load(o, stream(&o.key, &o.codec)).await.unwrap();
+        }
+        for o in m.objects.iter().filter(|o| o.kind == SchemaPost) {
+            session.post_data(latin1_script(&o.key, &o.codec).await, &Context::default()).await.unwrap();
+        }
+        for t in &m.tables {
+            let got = session.table_stats(t).await.unwrap();
+            assert_eq!(
+                (got.rows, &got.checksum),
+                (t.rows, &t.checksum),
+                "{} read back after post-data",
+                t.name
+            );
+        }
+        match in_place {
+            false => session.abort().await.unwrap(),
+            true => {
+                session.commit(&Context::default()).await.unwrap();
+                assert_eq!(scalar(&dst, text).await, want, "restored in place by hand");
+            }
+        }
     }
-    for o in m.objects.iter().filter(|o| o.kind == Data) {
-        session.load(o, stream(&o.key, &o.codec)).await.unwrap();
-    }
-    for o in m.objects.iter().filter(|o| o.kind == SchemaPost) {
-        session.post_data(stream(&o.key, &o.codec), &Context::default()).await.unwrap();
-    }
-    for t in &m.tables {
-        let got = session.table_stats(t).await.unwrap();
-        assert_eq!((got.rows, &got.checksum), (t.rows, &t.checksum), "{} read back after post-data", t.name);
-    }
-    session.abort().await.unwrap();
     for db in [&src, &dst] {
         f.drop_db(db).await;
     }
 }
 
-/// A LATIN1 database whose schema text is two LATIN1 characters that also read as one UTF-8
-/// character (`Ã©` is the bytes C3 A9, which UTF-8 reads as `é`): pg_dump writes the script in
-/// LATIN1 after its `SET client_encoding = 'LATIN1'`, and the server converts a whole query
-/// message with the client encoding in force when the message arrives. A statement sent in the
-/// same message as that `SET` (a batch of the script, or a post-data build with its settings)
-/// would be read as UTF-8 and come back as `é`; the restore must bring back `Ã©` (column
-/// default, check constraint, comment, partial index, trigger condition), into a new database
-/// and in place.
+/// A LATIN1 database with non-ASCII schema text (names, a default, a comment, a partial index)
+/// is backed up (pg_dump's LATIN1 output was refused as not UTF-8 before pg_dump ran with
+/// `--encoding=UTF8`) and its schema comes back as it was, into a new database and in place.
+/// Among it `Ã©`, whose LATIN1 bytes C3 A9 also read as UTF-8 `é`: it passed as UTF-8 in a
+/// LATIN1 script, where a statement sent in the same message as the script's
+/// `SET client_encoding = 'LATIN1'` (a batch, or a post-data build with its settings) was read
+/// as UTF-8 and came back as `é` (column default, check constraint, comments, partial index,
+/// trigger condition); the batches of such a script are `schema::batches`' unit test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn script_text_is_read_in_the_scripts_client_encoding() {
     let Some(f) = PgFixture::from_env() else { return };
@@ -1494,7 +1521,9 @@ async fn script_text_is_read_in_the_scripts_client_encoding() {
              CREATE INDEX t_partial ON t (a) WHERE a <> 'Ã©'; \
              COMMENT ON INDEX t_partial IS 'Ã© index'; \
              CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END'; \
-             CREATE TRIGGER t_trg BEFORE UPDATE ON t FOR EACH ROW WHEN (NEW.a <> 'Ã©') EXECUTE FUNCTION f();",
+             CREATE TRIGGER t_trg BEFORE UPDATE ON t FOR EACH ROW WHEN (NEW.a <> 'Ã©') EXECUTE FUNCTION f(); \
+             CREATE TABLE café (naïve text DEFAULT 'déjà vu'); COMMENT ON TABLE café IS 'façade'; \
+             CREATE INDEX ON café (naïve) WHERE naïve <> 'über';",
         )
         .await
         .unwrap();
@@ -1503,9 +1532,13 @@ async fn script_text_is_read_in_the_scripts_client_encoding() {
         (SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 't'::regclass AND contype = 'c'), \
         obj_description('t'::regclass, 'pg_class'), \
         pg_get_indexdef('t_partial'::regclass), obj_description('t_partial'::regclass, 'pg_class'), \
-        (SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgname = 't_trg'))";
+        (SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgname = 't_trg'), \
+        (SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 'café'::regclass), \
+        obj_description('café'::regclass, 'pg_class'), \
+        (SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = 'café'::regclass))";
     let want = scalar(&src, schema).await;
     assert_eq!(want.matches("Ã©").count(), 6, "{want}");
+    assert!(want.contains("'déjà vu'") && want.contains("façade") && want.contains("'über'"), "{want}");
     let repo = memory_repo();
     let id = backup(&src, &repo).await.expect("backup");
     let dst = f.url_of(&unique("pgenc_latin1_dst"));

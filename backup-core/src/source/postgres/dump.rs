@@ -197,6 +197,9 @@ impl PgSnapshot {
             // in a schema-only dump about them (PostgreSQL 17+ puts their metadata there) must
             // stay out.
             "--no-blobs".into(),
+            // The scripts in UTF-8 whatever the database's encoding: dbbackup reads them as
+            // UTF-8 text, and a LATIN1 database's `café` in LATIN1 bytes is not.
+            "--encoding=UTF8".into(),
         ];
         if !self.keep_owners {
             args.push("--no-owner".into());

@@ -69,18 +69,7 @@ pub(super) const BATCH: usize = 64;
 /// after pg_dump's `SET client_encoding = 'LATIN1'` must come in a later message to be read as
 /// the LATIN1 text they are.
 pub(super) async fn exec_all(c: &Client, stmts: &[String], in_txn: bool) -> Result<()> {
-    let mut groups: Vec<&[String]> = Vec::new();
-    let mut start = 0;
-    for (i, s) in stmts.iter().enumerate() {
-        if i + 1 - start == BATCH || ends_message(s) {
-            groups.push(&stmts[start..=i]);
-            start = i + 1;
-        }
-    }
-    if start < stmts.len() {
-        groups.push(&stmts[start..]);
-    }
-    for group in groups {
+    for group in batches(stmts) {
         let joined: String = group.iter().map(|s| format!("{s}\n")).collect();
         match c.batch_execute(&joined).await {
             Ok(()) => continue,
@@ -98,6 +87,23 @@ pub(super) async fn exec_all(c: &Client, stmts: &[String], in_txn: bool) -> Resu
         }
     }
     Ok(())
+}
+
+/// [`exec_all`]'s batches: up to [`BATCH`] statements, ending after any that may change
+/// `client_encoding`.
+fn batches(stmts: &[String]) -> Vec<&[String]> {
+    let mut groups: Vec<&[String]> = Vec::new();
+    let mut start = 0;
+    for (i, s) in stmts.iter().enumerate() {
+        if i + 1 - start == BATCH || ends_message(s) {
+            groups.push(&stmts[start..=i]);
+            start = i + 1;
+        }
+    }
+    if start < stmts.len() {
+        groups.push(&stmts[start..]);
+    }
+    groups
 }
 
 /// Runs a schema script's statements in order on `c` ([`exec_all`]; each statement with the
@@ -121,4 +127,23 @@ pub(super) async fn run_schema(sql: ByteStream, what: &str, keep_owners: bool) -
         rest.push(s);
     }
     Ok(rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A script in LATIN1 (backups before pg_dump ran with `--encoding=UTF8`): the statements
+    /// after its `SET client_encoding` go in a later message than the `SET`.
+    #[test]
+    fn a_batch_ends_after_a_client_encoding_change() {
+        let stmt = |s: &str| s.to_string();
+        let mut script = vec![stmt("SET statement_timeout = 0;"), stmt("SET client_encoding = 'LATIN1';")];
+        script.extend((0..70).map(|i| format!("CREATE TABLE t{i} (a text DEFAULT 'Ã©');")));
+        let b = batches(&script);
+        let lens: Vec<usize> = b.iter().map(|g| g.len()).collect();
+        assert_eq!(lens, [2, BATCH, 70 - BATCH]);
+        assert_eq!(b[0][1], script[1]);
+        assert_eq!(batches(&[]).len(), 0);
+    }
 }
