@@ -153,6 +153,22 @@ pub(crate) async fn load_and_check<'a>(
             .map_err(|e| e.context("apply pre-data schema"))?;
         loaded.objects += 1;
     }
+    // A session that builds each table's keys right after its load needs the post-data script
+    // first (read whole, every digest checked); post-data then runs from this text.
+    let mut post_texts: Vec<String> = Vec::new();
+    if session.keys_per_table() {
+        for o in manifest.objects.iter().filter(|o| o.kind == ObjectKind::SchemaPost) {
+            let text = crate::source::read_text(
+                read_object(target, manifest, o, ctx),
+                MAX_POST_DATA,
+                "post-data schema",
+            )
+            .await
+            .map_err(|e| e.context("read post-data schema"))?;
+            session.plan_keys(&text).await.map_err(|e| e.context("plan the keys of post-data"))?;
+            post_texts.push(text);
+        }
+    }
     let data: Vec<&ObjectEntry> = manifest
         .objects
         .iter()
@@ -170,11 +186,13 @@ pub(crate) async fn load_and_check<'a>(
     loaded.objects += data.len();
     loaded.raw_bytes = data.iter().map(|o| o.raw_bytes).sum();
     tracing::debug!("restore: data loaded");
+    let mut post_texts = post_texts.into_iter();
     for o in manifest.objects.iter().filter(|o| o.kind == ObjectKind::SchemaPost) {
-        session
-            .post_data(read_object(target, manifest, o, ctx), ctx)
-            .await
-            .map_err(|e| e.context("apply post-data schema"))?;
+        let sql = match post_texts.next() {
+            Some(text) => futures::stream::once(async move { Ok(bytes::Bytes::from(text)) }).boxed(),
+            None => read_object(target, manifest, o, ctx),
+        };
+        session.post_data(sql, ctx).await.map_err(|e| e.context("apply post-data schema"))?;
         loaded.objects += 1;
     }
     drop(phase);
@@ -183,6 +201,9 @@ pub(crate) async fn load_and_check<'a>(
     load.check(early, &mut loaded).await?;
     Ok(loaded)
 }
+
+/// The most post-data text read ahead of the data ([`LoadSession::keys_per_table`]).
+const MAX_POST_DATA: usize = 256 << 20;
 
 /// Every table the filter names is in the backup.
 fn tables_exist(manifest: &Manifest, tables: &Option<Vec<String>>) -> Result<()> {
@@ -222,7 +243,8 @@ impl<'a> Load<'a> {
     }
 
     /// For a session that loads one table at a time: one group per table (chunks in manifest
-    /// order), biggest tables first, each finished with `table_loaded`. With
+    /// order), biggest tables first, each finished with `table_loaded` (and `table_keys`, with
+    /// `keys_per_table`: its secondary keys built in the same slot while the others load). With
     /// `stats_after_table_load` (MySQL's shadow: every chunk commits on its own), a table is read
     /// back as soon as it is loaded, while the other connections still load. Gives the stats
     /// taken.
@@ -236,6 +258,7 @@ impl<'a> Load<'a> {
         }
         groups.sort_by_key(|(_, g)| std::cmp::Reverse(g.iter().map(|o| o.raw_bytes).sum::<u64>()));
         let early_stats = self.session.stats_after_table_load();
+        let keys = self.session.keys_per_table();
         Ok(futures::stream::iter(groups)
             .map(|(t, g)| async move {
                 for o in g {
@@ -248,10 +271,19 @@ impl<'a> Load<'a> {
                     .table_loaded(t)
                     .await
                     .map_err(|e| e.context(format!("finish loading table {}", t.display_name())))?;
-                if early_stats && selects(self.opts.tables.as_deref(), t) {
-                    return Ok(Some((i, self.session.table_stats(t).await?)));
+                let stats = match early_stats && selects(self.opts.tables.as_deref(), t) {
+                    true => Some((i, self.session.table_stats(t).await?)),
+                    false => None,
+                };
+                // After the read-back: the rows proven are the ones loaded, whatever the
+                // post-data statements run here do.
+                if keys {
+                    self.session
+                        .table_keys(t, self.ctx)
+                        .await
+                        .map_err(|e| e.context(format!("build the keys of table {}", t.display_name())))?;
                 }
-                Ok(None)
+                Ok(stats)
             })
             .buffer_unordered(self.opts.jobs.max(1))
             .try_collect::<Vec<Option<(usize, TableStats)>>>()
@@ -525,13 +557,18 @@ mod tests {
     /// A session that loads nothing, for [`Load::check`]: its table scans are counted and
     /// record how many run at once (each takes 20 ms); its database check takes `check_ms` and
     /// fails when `check_fails`; `busy`: that check is a thread's worth of work; `proven`: it
-    /// proves the tables (SQLite's page image).
+    /// proves the tables (SQLite's page image); `keyed`: it loads one table at a time, reads each
+    /// back as soon as it is loaded and builds its keys then (MySQL's shadow), each load taking
+    /// `load_ms`, and logs its loads, scans and key builds in order.
     #[derive(Default)]
     struct TestSession {
         busy: bool,
         proven: bool,
         check_fails: bool,
         check_ms: u64,
+        keyed: bool,
+        load_ms: u64,
+        log: std::sync::Mutex<Vec<String>>,
         now: std::sync::atomic::AtomicUsize,
         most: std::sync::atomic::AtomicUsize,
         scans: std::sync::atomic::AtomicUsize,
@@ -542,8 +579,23 @@ mod tests {
         async fn pre_data(&self, _: ByteStream) -> Result<()> {
             Ok(())
         }
-        async fn load(&self, _: &ObjectEntry, _: ByteStream) -> Result<u64> {
+        async fn load(&self, o: &ObjectEntry, _: ByteStream) -> Result<u64> {
+            tokio::time::sleep(std::time::Duration::from_millis(self.load_ms)).await;
+            self.log.lock().unwrap().push(format!("load {}", o.key));
             Ok(0)
+        }
+        fn one_table_at_a_time(&self) -> bool {
+            self.keyed
+        }
+        fn stats_after_table_load(&self) -> bool {
+            self.keyed
+        }
+        fn keys_per_table(&self) -> bool {
+            self.keyed
+        }
+        async fn table_keys(&self, t: &crate::format::manifest::TableEntry, _: &Context) -> Result<()> {
+            self.log.lock().unwrap().push(format!("keys {}", t.name));
+            Ok(())
         }
         async fn post_data(&self, _: ByteStream, _: &Context) -> Result<()> {
             Ok(())
@@ -555,6 +607,7 @@ mod tests {
             self.most.fetch_max(n, SeqCst);
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             self.now.fetch_sub(1, SeqCst);
+            self.log.lock().unwrap().push(format!("stats {}", t.name));
             Ok(TableStats { rows: t.rows, ..Default::default() })
         }
         async fn check_database(&self) -> Result<Vec<String>> {
@@ -656,6 +709,44 @@ mod tests {
                 true => assert_eq!(r.unwrap_err().kind(), crate::error::ErrorKind::Integrity),
             }
         }
+    }
+
+    /// With `keys_per_table`, each table's keys are built in the slot that loaded it, right
+    /// after its last chunk and its read-back (so the other slot still loads meanwhile), not
+    /// all at the end in post-data.
+    #[tokio::test]
+    async fn each_tables_keys_follow_its_load_in_the_same_slot() {
+        let manifest = four_tables();
+        let target = Target::open("memory://").unwrap();
+        let session = TestSession { keyed: true, load_ms: 30, ..Default::default() };
+        let opts = LoadOptions { jobs: 2, ..Default::default() };
+        let ctx = Context::default();
+        let load = Load { target: &target, manifest: &manifest, session: &session, opts: &opts, ctx: &ctx };
+        let objects = [
+            chunk(Some(0), 0, 10),
+            chunk(Some(0), 1, 10),
+            chunk(Some(0), 2, 10),
+            chunk(Some(1), 0, 5),
+            chunk(Some(2), 0, 4),
+            chunk(Some(3), 0, 3),
+        ];
+        let data: Vec<&ObjectEntry> = objects.iter().collect();
+        let stats = load.by_table(&data).await.unwrap();
+        assert_eq!(stats.len(), 4);
+        let log = session.log.lock().unwrap().clone();
+        for t in 0..4 {
+            let name = format!("t{t}");
+            let at = |what: &str| log.iter().position(|l| *l == format!("{what} {name}"));
+            let last_load = log.iter().rposition(|l| l.starts_with(&format!("load data/Some({t})/")));
+            let (stats_at, keys_at) = (at("stats"), at("keys"));
+            assert!(keys_at.is_some(), "no keys built for {name}: {log:?}");
+            assert!(last_load < stats_at && stats_at < keys_at, "{name}: {log:?}");
+        }
+        // Table 0 (the biggest, three chunks) is still loading when table 1's keys are built in
+        // the other slot.
+        let keys1 = log.iter().position(|l| l == "keys t1").unwrap();
+        let last0 = log.iter().rposition(|l| l.starts_with("load data/Some(0)/")).unwrap();
+        assert!(keys1 < last0, "{log:?}");
     }
 
     /// Two slots get chunks of two different tables while both still have chunks, the bigger

@@ -339,6 +339,28 @@ pub trait LoadSession: Send + Sync {
     fn stats_after_table_load(&self) -> bool {
         false
     }
+    /// Whether the session builds each table's secondary keys as soon as the table is loaded,
+    /// on the connection that loaded it, while other tables still load (MySQL's shadow): the
+    /// use-case then reads the post-data script (verified) before the data, hands it to
+    /// [`LoadSession::plan_keys`], calls [`LoadSession::table_keys`] after each table's last
+    /// chunk, and gives [`LoadSession::post_data`] the same text, whose statements already run
+    /// the session leaves out.
+    fn keys_per_table(&self) -> bool {
+        false
+    }
+    /// The post-data script (verified, whole), before any data loads; see
+    /// [`LoadSession::keys_per_table`].
+    async fn plan_keys(&self, post_data: &str) -> Result<()> {
+        let _ = post_data;
+        Ok(())
+    }
+    /// Builds the secondary keys of `table`, whose every chunk is loaded (called only when
+    /// [`LoadSession::keys_per_table`] says so, after [`LoadSession::table_loaded`]). Honours
+    /// `ctx`'s cancellation during the build as [`LoadSession::post_data`] does.
+    async fn table_keys(&self, table: &TableEntry, ctx: &Context) -> Result<()> {
+        let _ = (table, ctx);
+        Ok(())
+    }
     /// Applies the post-data script (indexes, constraints, objects). Must consume the stream.
     /// Honours `ctx`'s cancellation between statements, and during a long one (an index build)
     /// by stopping it on the server: cancelled, it returns [`Error::Cancelled`] promptly and the

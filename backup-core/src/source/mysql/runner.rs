@@ -6,7 +6,7 @@
 //! between statements and during one (`KILL QUERY` from a pool connection). This is MySQL's hook
 //! of the shared runner ([`crate::source::script`]); the script is cut by `source::mysql_script`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -15,6 +15,7 @@ use mysql_async::prelude::Queryable;
 
 use super::conn::{exec, qi, query_value, short};
 use super::object::Object;
+use super::schema::LIVE_OBJECTS_MARKER;
 use crate::codec::ByteStream;
 use crate::error::{Error, Result};
 use crate::progress::CancellationToken;
@@ -40,6 +41,9 @@ pub(crate) struct ScriptRun<'a> {
     pub(crate) killer: &'a Pool<Conn>,
     /// Events held back until the commit.
     pub(crate) deferred: &'a Mutex<Vec<Object>>,
+    /// Statements already run by the session (each table's keys, built right after its load):
+    /// each is left out once, when it comes.
+    pub(crate) already_run: Option<&'a Mutex<HashSet<Vec<u8>>>>,
 }
 
 /// What a run did so far.
@@ -110,6 +114,11 @@ fn skipped(stmt: &[u8], kind: StatementKind, run: &ScriptRun<'_>) -> Option<&'st
 
 /// Runs one statement (or skips it, or holds an event back).
 async fn run_statement(c: &mut Conn, run: &ScriptRun<'_>, stmt: Vec<u8>, tally: &mut Tally) -> Result<()> {
+    if let Some(done) = run.already_run
+        && done.lock().map(|mut d| d.remove(&stmt)).unwrap_or(false)
+    {
+        return Ok(());
+    }
     let kind = script::classify(&stmt);
     if let Some(why) = skipped(&stmt, kind, run) {
         if !why.is_empty() {
@@ -214,6 +223,38 @@ fn trigger_table(create: &str) -> String {
     statement_table(format!("CREATE TABLE {rest}").as_bytes()).unwrap_or_default()
 }
 
+/// The statements of a post-data script (its part before [`LIVE_OBJECTS_MARKER`]) that only
+/// add secondary keys to one table (`ALTER TABLE t ADD KEY ...`, as `schema::tables_ddl` writes
+/// them), with their table: these can run as soon as that table is loaded. Anything naming a
+/// foreign key or a constraint is left for the end (a foreign key needs the other tables' keys).
+pub(crate) fn key_statements(post_data: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    let structure = match post_data.find(LIVE_OBJECTS_MARKER) {
+        Some(p) => &post_data[..p],
+        None => post_data,
+    };
+    let stmts = script::split_all(structure.as_bytes())
+        .map_err(|e| runner::unreadable::<ScriptSplitter>(e.to_string()))?;
+    let mut out = Vec::new();
+    for s in stmts {
+        if script::head(&s, 2) != "ALTER TABLE" {
+            continue;
+        }
+        let upper = String::from_utf8_lossy(&s).to_ascii_uppercase();
+        let adds_only_keys = upper.contains(" ADD ")
+            && !upper.contains("FOREIGN")
+            && !upper.contains("CONSTRAINT")
+            && !upper.contains(" DROP ")
+            && !upper.contains(" RENAME ");
+        if !adds_only_keys {
+            continue;
+        }
+        if let Some(t) = statement_table(&s) {
+            out.push((t, s));
+        }
+    }
+    Ok(out)
+}
+
 /// `LOCK TABLES ...` / `UNLOCK TABLES` (also `LOCK TABLE`, in conditional comments).
 fn is_lock_tables(stmt: &[u8]) -> bool {
     let h = script::head(stmt, 2);
@@ -307,6 +348,30 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.kind(), crate::error::ErrorKind::Integrity, "{e}");
+    }
+
+    /// Only the statements adding secondary keys to one table run early; foreign keys, other
+    /// ALTERs and everything after the live-objects marker stay in post-data.
+    #[test]
+    fn key_statements_are_the_secondary_keys_only() {
+        let post = format!(
+            "SET NAMES utf8mb4;\nSET SESSION foreign_key_checks = 0;\n\
+             ALTER TABLE `users` ADD UNIQUE KEY `email` (`email`);\n\
+             ALTER TABLE `tx` ADD KEY `a` (`a`),\n  ADD KEY `b` (`b`);\n\
+             ALTER TABLE `tx` ADD CONSTRAINT `f` FOREIGN KEY (`a`) REFERENCES `users` (`id`);\n\
+             ALTER TABLE `tx` DROP KEY `a`;\n{LIVE_OBJECTS_MARKER}\n\
+             ALTER TABLE `late` ADD KEY `z` (`z`);\n"
+        );
+        let found = key_statements(&post).unwrap();
+        let found: Vec<(&str, String)> =
+            found.iter().map(|(t, s)| (t.as_str(), String::from_utf8_lossy(s).into_owned())).collect();
+        assert_eq!(
+            found,
+            vec![
+                ("users", "ALTER TABLE `users` ADD UNIQUE KEY `email` (`email`)".to_string()),
+                ("tx", "ALTER TABLE `tx` ADD KEY `a` (`a`),\n  ADD KEY `b` (`b`)".to_string()),
+            ]
+        );
     }
 
     #[test]

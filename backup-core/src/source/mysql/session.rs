@@ -5,7 +5,7 @@
 //! is discarded — [`super::shadow::Shadow`] (a shadow database swapped in) or
 //! [`super::in_place::InPlace`] (the live tables moved aside inside the live database).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -13,9 +13,9 @@ use futures::StreamExt;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
-use super::conn::{Server, exec, query_value};
+use super::conn::{Server, exec, qi, query_value, short};
 use super::object::Object;
-use super::runner::{ScriptRun, run_script, selected_triggers};
+use super::runner::{ScriptRun, key_statements, run_script, selected_triggers};
 use super::schema::LIVE_OBJECTS_MARKER;
 use super::table::TableProps;
 use super::{checksum, infile, swap};
@@ -81,6 +81,11 @@ pub(crate) struct Core {
     open_tables: Mutex<HashMap<String, PoolGuard<Conn>>>,
     /// Events held back by the scripts until the commit.
     deferred: Mutex<Vec<Object>>,
+    /// Per table, the post-data statements adding its secondary keys, not yet run (see
+    /// [`LoadSession::keys_per_table`]).
+    table_keys: Mutex<HashMap<String, Vec<Vec<u8>>>>,
+    /// Post-data statements already run (each table's keys): post-data leaves them out.
+    keys_run: Mutex<HashSet<Vec<u8>>>,
 }
 
 /// A restore session in mode `M`.
@@ -151,6 +156,8 @@ impl Core {
             pool_ids,
             open_tables: Mutex::new(Default::default()),
             deferred: Mutex::new(Vec::new()),
+            table_keys: Mutex::new(HashMap::new()),
+            keys_run: Mutex::new(HashSet::new()),
         })
     }
 
@@ -182,6 +189,7 @@ impl Core {
         filter_tables: bool,
         foreign: bool,
         cancel: Option<&CancellationToken>,
+        leave_out_run: bool,
     ) -> Result<ScriptReport> {
         let mut c = self.control.lock().await;
         let run = ScriptRun {
@@ -192,8 +200,31 @@ impl Core {
             cancel,
             killer: &self.pool,
             deferred: &self.deferred,
+            already_run: leave_out_run.then_some(&self.keys_run),
         };
         run_script(&mut c, &run, sql).await
+    }
+
+    /// Runs `stmt` on a loader connection; a cancel stops it on the server (`KILL QUERY` from
+    /// the control connection, idle while the tables load).
+    async fn run_cancellable(&self, c: &mut Conn, stmt: &[u8], cancel: &CancellationToken) -> Result<()> {
+        let text = String::from_utf8_lossy(stmt).into_owned();
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled(format!("restore: stopped before {}", short(&text))));
+        }
+        let id = c.id();
+        let running = c.query_drop(stmt);
+        tokio::pin!(running);
+        tokio::select! {
+            r = &mut running => r.map_err(|e| Error::source(format!("MySQL: {}", short(&text)), e)),
+            () = cancel.cancelled() => {
+                if let Err(e) = self.control.lock().await.query_drop(format!("KILL QUERY {id}")).await {
+                    tracing::warn!("stopping the restore's statement (KILL QUERY {id}): {e}");
+                }
+                let _ = running.await;
+                Err(Error::Cancelled(format!("restore: stopped during {}", short(&text))))
+            }
+        }
     }
 
     fn table(&self, object: &ObjectEntry) -> Result<&TableEntry> {
@@ -207,7 +238,7 @@ impl Core {
 #[async_trait]
 impl<M: Mode> LoadSession for Session<M> {
     async fn pre_data(&self, sql: ByteStream) -> Result<()> {
-        self.core.run_script(sql, true, false, None).await.map(|_| ())
+        self.core.run_script(sql, true, false, None, false).await.map(|_| ())
     }
 
     fn one_table_at_a_time(&self) -> bool {
@@ -265,6 +296,41 @@ impl<M: Mode> LoadSession for Session<M> {
         }
     }
 
+    fn keys_per_table(&self) -> bool {
+        // In the shadow every chunk commits on its own, so a loaded table is complete and its
+        // keys can be built while other tables still load; in place (one transaction per table)
+        // the ALTER's implicit commit would end the table's transaction.
+        !self.core.transaction_per_table
+    }
+
+    async fn plan_keys(&self, post_data: &str) -> Result<()> {
+        let core = &self.core;
+        let mut keys = core.table_keys.lock().map_err(|_| Error::Cancelled("keys plan poisoned".into()))?;
+        for (table, stmt) in key_statements(post_data)? {
+            if core.tables.iter().any(|t| t.name == table) && core.is_selected(&table) {
+                keys.entry(table).or_default().push(stmt);
+            }
+        }
+        Ok(())
+    }
+
+    async fn table_keys(&self, table: &TableEntry, ctx: &Context) -> Result<()> {
+        let core = &self.core;
+        let stmts = core.table_keys.lock().ok().and_then(|mut m| m.remove(&table.name)).unwrap_or_default();
+        if stmts.is_empty() {
+            return Ok(());
+        }
+        let mut lease = core.pool.get().await?;
+        exec(&mut lease, &format!("USE {}", qi(&core.target))).await?;
+        for stmt in stmts {
+            core.run_cancellable(&mut lease, &stmt, &ctx.cancel).await?;
+            if let Ok(mut done) = core.keys_run.lock() {
+                done.insert(stmt);
+            }
+        }
+        Ok(())
+    }
+
     async fn post_data(&self, sql: ByteStream, ctx: &Context) -> Result<()> {
         let cancel = Some(&ctx.cancel);
         let text = read_text(sql, MAX_SCHEMA, "post-data schema").await?;
@@ -273,13 +339,13 @@ impl<M: Mode> LoadSession for Session<M> {
             None => (text, String::new()),
         };
         let one = |s: String| futures::stream::once(async move { Ok(bytes::Bytes::from(s)) }).boxed();
-        self.core.run_script(one(structure), true, false, cancel).await?;
+        self.core.run_script(one(structure), true, false, cancel, true).await?;
         // Only the selected tables' triggers come along with --tables.
         let objects = match &self.core.selected {
             Some(tables) => selected_triggers(&objects, tables)?,
             None => objects,
         };
-        self.core.run_script(one(objects), false, false, cancel).await?;
+        self.core.run_script(one(objects), false, false, cancel, false).await?;
         Ok(())
     }
 
@@ -314,6 +380,6 @@ impl<M: Mode> LoadSession for Session<M> {
     }
 
     async fn script(&self, sql: ByteStream, ctx: &Context) -> Result<ScriptReport> {
-        self.core.run_script(sql, false, true, Some(&ctx.cancel)).await
+        self.core.run_script(sql, false, true, Some(&ctx.cancel), false).await
     }
 }
