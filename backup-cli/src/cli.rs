@@ -326,6 +326,13 @@ pub struct GuardArgs {
     /// roles must exist). Default: no-owner, objects end up owned by the connecting role.
     #[arg(long, env = "DBBACKUP_KEEP_OWNERS")]
     pub keep_owners: bool,
+    /// Where the engine has no cheap server-side copy (MySQL/MariaDB; PostgreSQL with another
+    /// session connected), restore the safety backup into a verified shadow before the command
+    /// and hold it while the command runs: a rollback is then the swap alone (about a second),
+    /// at the cost of the restore's time before the command and the database's size again on
+    /// the server while it runs.
+    #[arg(long, env = "DBBACKUP_STAGED_ROLLBACK")]
+    pub staged_rollback: bool,
     /// Database session time limits (safety backup and rollback).
     #[command(flatten)]
     pub session: SessionArgs,

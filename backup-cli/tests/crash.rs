@@ -424,6 +424,95 @@ fn postgres_restore_killed_at_each_step_leaves_old_or_new_and_the_next_run_clean
     }
 }
 
+/// `guard --staged-rollback` with a session connected to the database (so no server-side copy:
+/// the safety backup is restored into a shadow before the command) killed (SIGKILL) while staging,
+/// while its command runs, and between the two renames of the swap after its command failed:
+/// the target is always complete — as it was before the swap (the renames are one transaction
+/// the server rolls back) — and the next guard of it drops the shadow the killed one left. While
+/// a staged guard lives its shadow is protected: a restore into the same database run by the
+/// guarded command itself is refused (the staged restore holds the target's restore lock).
+#[test]
+fn postgres_guard_staged_killed_at_each_step_leaves_old_or_new_and_the_next_run_cleans_up() {
+    let Some(base) = dbbackup_tests::service_env("DBBACKUP_TEST_PG_URL") else { return };
+    let db = dbbackup_tests::unique("crash_pg_guard");
+    psql(&base, &format!("CREATE DATABASE {db}"));
+    let url = pg_db(&base, &db);
+    psql(
+        &url,
+        "CREATE TABLE users (id int PRIMARY KEY, balance bigint NOT NULL);
+         INSERT INTO users SELECT i, i * 7 FROM generate_series(1, 300) i",
+    );
+    // An application session held open: PostgreSQL then takes no server-side copy.
+    let hold = || {
+        Command::new("psql")
+            .args(["-X", "-q", "-d", &url, "-c", "SELECT pg_sleep(3600)"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut app = hold();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo").display().to_string();
+    let old = pg_users(&url);
+    let guard = |command: &str, failpoint: Option<&str>| {
+        let args = [
+            "guard",
+            "--json",
+            "--staged-rollback",
+            "--source",
+            &url,
+            "--repo",
+            &repo,
+            "--",
+            "sh",
+            "-c",
+            command,
+        ];
+        dbbackup(&args, &failpoint.map(|f| vec![("DBBACKUP_FAILPOINT", f)]).unwrap_or_default())
+    };
+    // Killed with the shadow loaded and checked (staging), then while the command runs.
+    killed(&guard("true", Some("restore-loaded")), "restore-loaded");
+    assert_eq!(pg_users(&url), old, "killed while staging: the target is as it was");
+    assert!(!pg_leftovers(&base, &db).is_empty(), "the killed staging left its shadow");
+    killed(&guard("kill -KILL $PPID", None), "the guard killed by its command");
+    assert_eq!(pg_users(&url), old, "killed during the command: the target is as the command left it");
+    // The command changes the database and fails; the guard is killed inside the swap.
+    let change = format!("psql -X -q -d '{url}' -c 'DELETE FROM users WHERE id > 100'; exit 1");
+    killed(&guard(&change, Some("pg-swap-renamed-aside")), "pg-swap-renamed-aside");
+    let changed = pg_users(&url);
+    assert_ne!(
+        changed, old,
+        "killed inside the swap: the target is as the command left it (the renames rolled back)"
+    );
+    assert!(
+        pg_leftovers(&base, &db).iter().any(|n| n.contains("_dbbackup_shadow_")),
+        "{:?}",
+        pg_leftovers(&base, &db)
+    );
+    // The swap ended the application's session: a new one.
+    let _ = app.kill();
+    app.wait().unwrap();
+    app = hold();
+    // The next guard drops every leftover. Its command runs a restore into the same database,
+    // which the staged restore's lock refuses; the command's failure is rolled back by the swap.
+    let restore = format!(
+        "'{}' restore --json --repo '{repo}' latest --into '{url}' >/dev/null; exit 3",
+        env!("CARGO_BIN_EXE_dbbackup")
+    );
+    let out = guard(&restore, None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("another restore into PostgreSQL database"), "{err}");
+    let report: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!(report["rollback"], "staged", "{report}");
+    assert_eq!(pg_users(&url), changed, "the backup taken by this guard is what it rolled back to");
+    assert_eq!(pg_leftovers(&base, &db), Vec::<String>::new(), "{report}");
+    app.kill().unwrap();
+    app.wait().unwrap();
+    psql(&base, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+}
+
 // ---------------------------------------------------------------- MySQL / MariaDB
 
 use dbbackup_tests::mysql_fixture::{self, MysqlFixture};
@@ -602,6 +691,96 @@ fn mysql_restore_killed_at_each_step_leaves_old_or_new_and_the_next_run_cleans_u
     assert_eq!(my_leftovers(&case.fx, &case.dst), Vec::<String>::new(), "{report}");
     assert!(report.to_string().contains("the shadow of an interrupted restore"), "{report}");
     assert!(report.to_string().contains("finished an interrupted restore"), "{report}");
+}
+
+/// `mysql` command-line client arguments for database `db` of the test server.
+fn my_cli(fx: &MysqlFixture, db: &str) -> String {
+    // mysql://[user[:password]@]host[:port]/db[?query]
+    let rest = fx.admin.split_once("://").unwrap().1;
+    let authority = rest.split(['/', '?']).next().unwrap();
+    let (user, hostport) = authority.rsplit_once('@').unwrap_or(("root", authority));
+    let (user, password) = user.split_once(':').unwrap_or((user, ""));
+    let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, "3306"));
+    let password = if password.is_empty() { String::new() } else { format!(" -p'{password}'") };
+    format!("mysql --protocol=tcp -h {host} -P {port} -u {user}{password} {db}")
+}
+
+/// `guard --staged-rollback` on MariaDB killed (SIGKILL) while staging (its shadow loaded and
+/// checked), while its command runs, and inside the swap after its command failed (journaled,
+/// before the `RENAME TABLE`; after it): the target is the database as the command left it or
+/// the safety backup, complete, once the next run touching it (a backup of it) has undone or
+/// finished the swap, and no database is left beside it. While a staged guard lives its shadow
+/// is protected: a restore into the same database run by the guarded command is refused (the
+/// staged restore holds the target's restore lock), and the next guard cleans up and rolls back
+/// by the swap.
+#[test]
+fn mysql_guard_staged_killed_at_each_step_leaves_old_or_new_and_the_next_run_cleans_up() {
+    let Some(fx) = MysqlFixture::from_env() else { return };
+    let case = my_case(fx, "crash_myg");
+    let dst = db_name(&case.dst_url);
+    let cli = my_cli(&case.fx, &dst);
+    let guard = |command: &str, failpoint: Option<&str>| {
+        let args = [
+            "guard",
+            "--json",
+            "--staged-rollback",
+            "--source",
+            &case.dst_url,
+            "--repo",
+            &case.scratch,
+            "--",
+            "sh",
+            "-c",
+            command,
+        ];
+        dbbackup(&args, &failpoint.map(|f| vec![("DBBACKUP_FAILPOINT", f)]).unwrap_or_default())
+    };
+    let next_run =
+        || ok(&dbbackup(&["create", "--json", "--source", &case.dst_url, "--repo", &case.scratch], &[]));
+    let has_cmd_table = || my_state(&case.fx, &dst).0.iter().any(|l| l.contains("guard_cmd"));
+    // Killed while staging, then while the command runs: the target is as it was.
+    killed(&guard("true", Some("restore-loaded")), "restore-loaded");
+    assert_eq!(case.which(), "old", "killed while staging");
+    assert!(!my_leftovers(&case.fx, &case.dst).is_empty(), "the killed staging left its shadow");
+    killed(&guard("kill -KILL $PPID", None), "the guard killed by its command");
+    assert_eq!(case.which(), "old", "killed during the command");
+    next_run();
+    assert_eq!(case.which(), "old");
+    assert_eq!(my_leftovers(&case.fx, &case.dst), Vec::<String>::new(), "the next run cleaned up");
+    // The command changes the database and fails; killed journaled, before the RENAME: the next
+    // run undoes the swap, the database stays as the command left it.
+    let change = format!("{cli} -e 'CREATE TABLE guard_cmd (x INT)'; exit 1");
+    killed(&guard(&change, Some("mysql-swap-journaled")), "mysql-swap-journaled");
+    assert!(has_cmd_table(), "killed before the RENAME: as the command left it");
+    next_run();
+    assert!(has_cmd_table(), "the next run undid the swap");
+    assert_eq!(my_leftovers(&case.fx, &case.dst), Vec::<String>::new(), "the next run cleaned up");
+    ok(&dbbackup(&case.restore_args(&case.old_repo, false), &[]));
+    assert_eq!(case.which(), "old");
+    // Killed after the RENAME: the next run finishes the swap, the database is the backup.
+    killed(&guard(&change, Some("mysql-swap-renamed")), "mysql-swap-renamed");
+    next_run();
+    assert_eq!(case.which(), "old", "the next run finished the swap to the safety backup");
+    assert_eq!(my_leftovers(&case.fx, &case.dst), Vec::<String>::new(), "the next run cleaned up");
+    // A guard killed while its command runs, then the next guard: it drops the shadow the killed
+    // one left; its own staged shadow refuses a restore into the database run by its command,
+    // and the command's failure is rolled back by the swap.
+    killed(&guard("kill -KILL $PPID", None), "the guard killed by its command");
+    assert!(!my_leftovers(&case.fx, &case.dst).is_empty());
+    let restore = format!(
+        "{cli} -e 'CREATE TABLE guard_cmd (x INT)'; '{}' restore --json --repo '{}' latest --into '{}' >/dev/null; exit 3",
+        env!("CARGO_BIN_EXE_dbbackup"),
+        case.repo,
+        case.dst_url
+    );
+    let out = guard(&restore, None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("another restore into MySQL database"), "{err}");
+    let report: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!(report["rollback"], "staged", "{report}");
+    assert_eq!(case.which(), "old", "{report}");
+    assert_eq!(my_leftovers(&case.fx, &case.dst), Vec::<String>::new(), "{report}");
 }
 
 /// `--in-place` (non-atomic DDL): killed after removing the live objects and keys, after the

@@ -6,6 +6,15 @@
 //! after the backup, is the rollback point: rolling back is a rename; the backup is still taken
 //! (the durable copy) and restored when the copy is missing or its rename fails.
 //!
+//! With [`GuardOptions::staged_rollback`], where there is no such copy (MySQL/MariaDB always,
+//! PostgreSQL with another session connected), the rollback point is a **staged restore**: the
+//! safety backup restored into the engine's shadow by the restore's own code path
+//! ([`crate::restore::stage_with`]: every proof checked) before the command runs, its load
+//! session (connections, the target's restore lock) held while the command runs. Rolling back is
+//! then the restore's swap alone ([`crate::restore::Staged::commit`]); a successful command drops
+//! the shadow. Staging that fails (or a swap that fails, e.g. its held connection was dropped by
+//! the server) leaves the restore of the backup after the command, as without the option.
+//!
 //! The command itself is run by the caller (the CLI spawns a process with its output passed
 //! through); this module owns every decision: the recovery-time budget check, what to back up,
 //! when to roll back, and what to report.
@@ -18,9 +27,10 @@ use serde::{Deserialize, Serialize};
 use crate::backup::CreateReport;
 use crate::catalog;
 use crate::error::{Error, Result};
+use crate::format::manifest::Manifest;
 use crate::model::{Compression, DatabaseUrl, Secret, VerifyLevel};
 use crate::progress::Context;
-use crate::restore::{RestoreOptions, RestoreReport, restore};
+use crate::restore::{Prepared, RestoreOptions, RestoreReport, Staged, restore};
 use crate::source::{self, RollbackPoint};
 use crate::storage::Target;
 
@@ -48,6 +58,11 @@ pub struct GuardOptions {
     /// Engine-specific switches for both the safety backup and the rollback (`keep_owners`,
     /// `no_definer`), as in [`CreateOptions::engine_options`](crate::CreateOptions::engine_options).
     pub engine_options: crate::engine_options::EngineOptions,
+    /// Where the engine has no cheap server-side copy, restore the safety backup into a verified
+    /// shadow before the command (`--staged-rollback`; see the module docs): the command starts
+    /// later by the restore's time and the database's size is held again on the server while it
+    /// runs, and a rollback is the swap alone.
+    pub staged_rollback: bool,
 }
 
 impl Default for GuardOptions {
@@ -62,6 +77,7 @@ impl Default for GuardOptions {
             max_rto_ms: None,
             operator: None,
             engine_options: Default::default(),
+            staged_rollback: false,
         }
     }
 }
@@ -109,14 +125,22 @@ pub struct GuardReport {
     /// Measured recovery time of the rollback.
     pub recovery_ms: Option<u64>,
     /// Time spent between the backup and the command on the rollback point, whichever path the
-    /// rollback takes: taking the server-side copy (what the `clone` path costs up front), or
+    /// rollback takes: taking the server-side copy (what the `clone` path costs up front),
     /// finding there can be none (PostgreSQL with other sessions connected: its 3 s wait; 0 for
-    /// MySQL/MariaDB, which never takes one). Never part of `recovery_ms`.
+    /// MySQL/MariaDB, which never takes one), and with `staged_rollback` the staging of the
+    /// restore after that. Never part of `recovery_ms`.
     pub rollback_point_ms: u64,
+    /// The rollback point held while the command ran: `clone` (a server-side copy), `staged` (the
+    /// backup restored into a verified shadow, waiting for its swap); absent when there was none
+    /// (a rollback then restores the backup).
+    #[serde(default)]
+    pub rollback_point: Option<String>,
     /// How the database was rolled back: `clone` (the server-side copy taken before the command
-    /// renamed in place), `restore` (the safety backup restored); absent when it was not.
+    /// renamed in place), `staged` (the staged restore's swap), `restore` (the safety backup
+    /// restored after the command); absent when it was not.
     pub rollback: Option<String>,
-    /// The rollback's restore report (the `restore` path only).
+    /// The rollback's restore report (`restore`: the whole restore; `staged`: the swap, its
+    /// times measured from the command's failure).
     pub restore: Option<RestoreReport>,
     /// What happened to the rollback point and why a path was taken, for the operator.
     pub notes: Vec<String>,
@@ -157,16 +181,58 @@ where
     // A cheap server-side copy as the rollback point where the engine allows one; the verified
     // backup above stays the durable copy and the fallback.
     let tp = Instant::now();
-    let point = rollback_point(&url, opts).await;
+    let point = match rollback_point(&url, opts).await {
+        Ok(p) => {
+            notes.push(format!("rollback point: {}", p.describe()));
+            Point::Clone(p)
+        }
+        Err(why) if opts.staged_rollback => {
+            ctx.note(format!(
+                "no server-side copy ({why}); staging the rollback: restoring backup {} into a shadow",
+                created.id
+            ));
+            let ts = Instant::now();
+            match stage(opts, repo, &created, ctx).await {
+                Ok(s) => {
+                    notes.push(format!(
+                        "no server-side copy ({why}); rollback point: backup {} restored into a shadow and verified in {} ms, its swap held for a rollback (staged)",
+                        created.id,
+                        ms_since(ts)
+                    ));
+                    Point::Staged(Box::new(s))
+                }
+                // Stopped (Ctrl-C) while staging: the command is not started either.
+                Err(e) if ctx.cancel.is_cancelled() => {
+                    return Err(e.context(
+                        "staging the rollback before the guarded command (the command was not run)",
+                    ));
+                }
+                Err(e) => {
+                    notes.push(format!(
+                        "no server-side copy ({why}); staging the rollback failed ({e}); a rollback restores the backup"
+                    ));
+                    Point::None
+                }
+            }
+        }
+        Err(why) => {
+            notes.push(format!("no server-side copy ({why}); a rollback restores the backup"));
+            Point::None
+        }
+    };
     let rollback_point_ms = ms_since(tp);
-    match &point {
-        Ok(p) => notes.push(format!("rollback point: {}", p.describe())),
-        Err(why) => notes.push(format!("no server-side copy ({why}); a rollback restores the backup")),
-    }
     ctx.note(format!("safety backup {} taken in {backup_ms} ms; running the command", created.id));
     let t1 = Instant::now();
-    let outcome = run().await.map_err(|e| Error::io("start the guarded command", e))?;
+    let outcome = match run().await {
+        Ok(o) => o,
+        Err(e) => {
+            point.discard().await;
+            return Err(Error::io("start the guarded command", e));
+        }
+    };
     let command_ms = ms_since(t1);
+    // The recovery time of a staged rollback starts here, when the command is known to have failed.
+    let failed_at = Instant::now();
     let mut report = GuardReport {
         backup_id: created.id.to_string(),
         backup_ms,
@@ -176,25 +242,155 @@ where
         rolled_back: false,
         recovery_ms: None,
         rollback_point_ms,
+        rollback_point: point.kind().map(str::to_string),
         rollback: None,
         restore: None,
         notes,
     };
     if outcome.success() {
-        if let Ok(p) = point
-            && let Err(e) = p.discard().await
-        {
+        if let Some(e) = point.discard().await {
             report.notes.push(format!("could not remove the rollback point: {e}"));
         }
         return Ok(report);
     }
-    if let Ok(p) = point
-        && roll_back_to_point(p, opts, repo, &url, &created, &mut report, ctx).await
-    {
-        return Ok(report);
+    match point {
+        Point::Clone(p) => {
+            if roll_back_to_point(p, opts, repo, &url, &created, &mut report, ctx).await {
+                return Ok(report);
+            }
+        }
+        Point::Staged(s) => {
+            if roll_back_staged(*s, failed_at, opts, &mut report, ctx).await {
+                return Ok(report);
+            }
+        }
+        Point::None => {}
     }
     restore_safety_backup(opts, repo, &created, &mut report, ctx).await?;
     Ok(report)
+}
+
+/// The rollback point held while the command runs.
+enum Point {
+    /// The engine's server-side copy.
+    Clone(Box<dyn RollbackPoint>),
+    /// The safety backup restored into a verified shadow, waiting for its swap.
+    Staged(Box<StagedRollback>),
+    /// None: a rollback restores the backup.
+    None,
+}
+
+impl Point {
+    /// `clone`, `staged`, or none.
+    fn kind(&self) -> Option<&'static str> {
+        match self {
+            Point::Clone(_) => Some("clone"),
+            Point::Staged(_) => Some("staged"),
+            Point::None => None,
+        }
+    }
+
+    /// Removes the rollback point (the command succeeded, or could not be started); why that
+    /// failed, if it did (what is left is removed by the next run into the database).
+    async fn discard(self) -> Option<String> {
+        match self {
+            Point::Clone(p) => p.discard().await.err().map(|e| e.to_string()),
+            Point::Staged(s) => {
+                s.staged.abort().await.err().map(|e| format!("dropping the staged shadow: {e}"))
+            }
+            Point::None => None,
+        }
+    }
+}
+
+/// A staged restore of the safety backup, with what its audit record needs.
+struct StagedRollback {
+    staged: Staged,
+    target: Target,
+    manifest: Box<Manifest>,
+    into: String,
+}
+
+/// The restore of the safety backup into the guarded database, as the rollback runs it.
+fn rollback_restore_options(opts: &GuardOptions, repo: &str, created: &CreateReport) -> RestoreOptions {
+    RestoreOptions {
+        repo: repo.to_string(),
+        backup: created.id.to_string(),
+        into: opts.source.clone(),
+        password: opts.password.clone(),
+        jobs: opts.jobs,
+        force: true,
+        operator: Some(format!("guard ({})", opts.operator.as_deref().unwrap_or("unknown"))),
+        engine_options: opts.engine_options.clone(),
+        ..Default::default()
+    }
+}
+
+/// Before the command: restores the safety backup into the engine's shadow up to (not
+/// including) its swap, by the restore's own code path (resolve, every proof checked).
+async fn stage(
+    opts: &GuardOptions,
+    repo: &str,
+    created: &CreateReport,
+    ctx: &Context,
+) -> Result<StagedRollback> {
+    let ropts = rollback_restore_options(opts, repo, created);
+    let url = crate::restore::checked_target(&ropts)?;
+    let Prepared::Backup { target, manifest, loader } = crate::restore::prepare(&ropts, &url, ctx).await?
+    else {
+        return Err(Error::InvalidInput(format!("backup {} is not in the repository", created.id)));
+    };
+    let into = url.to_string();
+    let staged = crate::restore::stage_with(&target, &manifest, loader.as_ref(), &into, &ropts, ctx).await?;
+    crate::failpoint::hit("guard-staged");
+    Ok(StagedRollback { staged, target, manifest, into })
+}
+
+/// After the command failed: the staged restore's swap (not stopped by the Ctrl-C that may have
+/// killed the command), audited as the restore of the safety backup it is. Whether it worked
+/// (if not, `report` says why and the backup is to be restored; the failed swap left the
+/// database as it was, and the shadow is dropped by that restore's start).
+async fn roll_back_staged(
+    s: StagedRollback,
+    failed_at: Instant,
+    opts: &GuardOptions,
+    report: &mut GuardReport,
+    ctx: &Context,
+) -> bool {
+    ctx.note(format!(
+        "the command failed (status {}); swapping in the staged restore of backup {}",
+        report.command_status, s.manifest.id
+    ));
+    let rollback_ctx = Context { cancel: crate::progress::CancellationToken::new(), ..ctx.clone() };
+    let started_at = chrono::Utc::now();
+    let StagedRollback { staged, target, manifest, into } = s;
+    let r = staged.commit(failed_at, &rollback_ctx).await;
+    let operator = format!("guard ({})", opts.operator.as_deref().unwrap_or("unknown"));
+    crate::audit::record(
+        &target,
+        &manifest,
+        &into,
+        Some(&operator),
+        "restore",
+        started_at,
+        r.as_ref().map(|r| r.rows),
+    )
+    .await;
+    match r {
+        Ok(r) => {
+            report.rolled_back = true;
+            report.rollback = Some("staged".into());
+            report.recovery_ms = Some(r.live_ms.unwrap_or(r.duration_ms));
+            report.restore = Some(r);
+            true
+        }
+        Err(e) => {
+            report.notes.push(format!(
+                "the swap of the staged restore failed ({e}); the database is as the command left it; restoring the backup"
+            ));
+            false
+        }
+    }
 }
 
 /// `--max-rto`: the last successful drill of the database recorded in `repo` recovered within
@@ -303,20 +499,7 @@ async fn restore_safety_backup(
     ));
     // The rollback must not be stopped by the Ctrl-C that may have killed the command.
     let rollback_ctx = Context { cancel: crate::progress::CancellationToken::new(), ..ctx.clone() };
-    let r = restore(
-        &RestoreOptions {
-            repo: repo.to_string(),
-            backup: created.id.to_string(),
-            into: opts.source.clone(),
-            password: opts.password.clone(),
-            jobs: opts.jobs,
-            force: true,
-            operator: Some(format!("guard ({})", opts.operator.as_deref().unwrap_or("unknown"))),
-            engine_options: opts.engine_options.clone(),
-            ..Default::default()
-        },
-        &rollback_ctx,
-    )
+    let r = restore(&rollback_restore_options(opts, repo, created), &rollback_ctx)
     .await
     .map_err(|e| {
         e.context(format!(

@@ -220,19 +220,79 @@ pub async fn restore_with(
     ctx: &Context,
 ) -> Result<RestoreReport> {
     let lease = crate::lease::share(target, "restore", vec![manifest.id.clone()]).await?;
-    let result = restore_leased(target, manifest, loader, into_display, opts, &lease.context(ctx)).await;
+    let leased = lease.context(ctx);
+    let result = match stage_leased(target, manifest, loader, into_display, opts, &leased).await {
+        Ok(staged) => {
+            let started = staged.started;
+            staged.commit(started, &leased).await
+        }
+        Err(e) => Err(e),
+    };
     lease.release().await;
     result
 }
 
-async fn restore_leased(
+/// A restore staged up to its swap ([`stage_with`]): the backup loaded into the engine's shadow
+/// and every proof checked (per-object digests, row counts, content checksums), with the load
+/// session (its connections and the target's restore lock) kept open. [`Staged::commit`] is
+/// the swap that ends every restore; [`Staged::abort`] discards the shadow. Dropped without
+/// either, the session's connections close and the shadow is left for the next run into the
+/// target to remove (as a killed restore's).
+pub(crate) struct Staged {
+    session: Box<dyn LoadSession>,
+    /// When staging began (a plain restore measures its times from here).
+    pub(crate) started: Instant,
+    /// The report without the commit's part (times and the commit's notes are filled in by
+    /// [`Staged::commit`]).
+    report: RestoreReport,
+}
+
+impl Staged {
+    /// The swap (see [`commit_uninterrupted`]): the restored database live, or, on error, the
+    /// target as it was. The report's `duration_ms` and `live_ms` are measured from `since`.
+    pub(crate) async fn commit(self, since: Instant, ctx: &Context) -> Result<RestoreReport> {
+        let Staged { session, mut report, .. } = self;
+        let commit = commit_uninterrupted(session, ctx).await?;
+        let duration_ms = ms_between(since, Instant::now());
+        report.duration_ms = duration_ms;
+        report.live_ms = Some(commit.live_at.map_or(duration_ms, |t| ms_between(since, t)));
+        report.notes.extend(commit.notes);
+        if let Some(p) = commit.previous_kept_at {
+            report.notes.push(format!("previous data kept at {p}"));
+        }
+        Ok(report)
+    }
+
+    /// Discards the shadow; the target is as it was.
+    pub(crate) async fn abort(self) -> Result<()> {
+        self.session.abort().await
+    }
+}
+
+/// Everything a restore does before its swap, under a shared lease on the backup released when
+/// it returns (the staged shadow no longer reads the repository): see [`Staged`].
+pub(crate) async fn stage_with(
     target: &Target,
     manifest: &Manifest,
     loader: &dyn Loader,
     into_display: &str,
     opts: &RestoreOptions,
     ctx: &Context,
-) -> Result<RestoreReport> {
+) -> Result<Staged> {
+    let lease = crate::lease::share(target, "restore", vec![manifest.id.clone()]).await?;
+    let result = stage_leased(target, manifest, loader, into_display, opts, &lease.context(ctx)).await;
+    lease.release().await;
+    result
+}
+
+async fn stage_leased(
+    target: &Target,
+    manifest: &Manifest,
+    loader: &dyn Loader,
+    into_display: &str,
+    opts: &RestoreOptions,
+    ctx: &Context,
+) -> Result<Staged> {
     let started = Instant::now();
     if manifest.is_sealed() {
         // Callers of restore_with open the manifest first; without that nothing can be loaded.
@@ -284,26 +344,22 @@ async fn restore_leased(
     };
     crate::failpoint::hit("restore-loaded");
     tracing::debug!("restore: loaded and checked");
-    let commit = commit_uninterrupted(session, ctx).await?;
-    let duration_ms = ms_between(started, Instant::now());
-    let live_ms = commit.live_at.map_or(duration_ms, |t| ms_between(started, t));
-    let mut notes = loaded.notes;
-    notes.extend(commit.notes);
-    if let Some(p) = commit.previous_kept_at {
-        notes.push(format!("previous data kept at {p}"));
-    }
-    Ok(RestoreReport {
-        id: manifest.id.to_string(),
-        into: into_display.to_string(),
-        engine: manifest.engine,
-        tables: loaded.tables,
-        rows: loaded.rows,
-        raw_bytes: loaded.raw_bytes,
-        objects: loaded.objects,
-        duration_ms,
-        live_ms: Some(live_ms),
-        notes,
-        undo: None,
+    Ok(Staged {
+        session,
+        started,
+        report: RestoreReport {
+            id: manifest.id.to_string(),
+            into: into_display.to_string(),
+            engine: manifest.engine,
+            tables: loaded.tables,
+            rows: loaded.rows,
+            raw_bytes: loaded.raw_bytes,
+            objects: loaded.objects,
+            duration_ms: 0,
+            live_ms: None,
+            notes: loaded.notes,
+            undo: None,
+        },
     })
 }
 

@@ -609,6 +609,98 @@ async fn guard_recovery_time_ends_when_the_swap_is_live_not_after_the_drop() {
     f.drop_db(&db).await;
 }
 
+/// Databases a restore or guard into `db` left beside it (shadows, previous databases).
+async fn my_aux_databases(f: &MysqlFixture, db: &str) -> Vec<String> {
+    let mut c = f.conn(None).await;
+    c.exec(
+        "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE CONCAT(?, '\\_dbb%')",
+        (db_of(db),),
+    )
+    .await
+    .unwrap()
+}
+
+/// `guard --staged-rollback` on MariaDB (no server-side copy): the safety backup is restored into
+/// a verified shadow before the command runs (the shadow exists while it runs), and a failed
+/// command is rolled back by that restore's swap alone: the database equals its state before the
+/// command, the report says `staged`, and the recovery time (the swap) is shorter than the
+/// staging. A command that succeeds keeps its changes and the shadow is dropped. A held session
+/// the server killed during the command (`KILL` of the connection holding the target's restore
+/// lock, as `wait_timeout` would) makes the swap fail cleanly and guard restores the backup
+/// instead. Nothing is left beside the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guard_staged_rollback_swaps_in_a_verified_shadow() {
+    use backup_core::{CommandOutcome, GuardOptions, guard};
+    let Some(f) = fixture() else { return };
+    let db = fresh(&f, "gstaged").await;
+    f.populate(&db).await;
+    let before = f.fingerprint(&db).await;
+    let repo_url = format!("memory://{}", dbbackup_tests::unique("gstaged_repo"));
+    let opts = GuardOptions {
+        source: db.clone(),
+        repos: vec![repo_url],
+        jobs: 2,
+        staged_rollback: true,
+        ..Default::default()
+    };
+    let r = guard(&opts, &Context::default(), || async {
+        let shadows = my_aux_databases(&f, &db).await;
+        assert!(
+            shadows.len() == 1 && shadows[0].contains("_dbbshadow_"),
+            "the staged shadow exists while the command runs: {shadows:?}"
+        );
+        f.mutate(&db).await;
+        Ok(CommandOutcome::Exited(1))
+    })
+    .await
+    .expect("guard");
+    assert!(r.rolled_back, "{:?}", r.notes);
+    assert_eq!(r.rollback_point.as_deref(), Some("staged"), "{:?}", r.notes);
+    assert_eq!(r.rollback.as_deref(), Some("staged"), "{:?}", r.notes);
+    assert!(r.notes.iter().any(|n| n.contains("(staged)")), "{:?}", r.notes);
+    assert_eq!(f.fingerprint(&db).await, before, "the failed command was not rolled back");
+    let recovery = r.recovery_ms.expect("recovery_ms");
+    assert!(
+        recovery < r.rollback_point_ms,
+        "the rollback is the swap alone: {recovery} ms, staging took {} ms",
+        r.rollback_point_ms
+    );
+    assert_eq!(my_aux_databases(&f, &db).await, Vec::<String>::new(), "nothing left beside the database");
+
+    // The held session is killed by the server while the command runs: the swap fails cleanly
+    // and the backup is restored.
+    let r = guard(&opts, &Context::default(), || async {
+        let mut c = f.conn(None).await;
+        let lock = format!("dbbackup:{}", db_of(&db));
+        let holder: Option<u64> = c.exec_first("SELECT IS_USED_LOCK(?)", (lock,)).await.unwrap().flatten();
+        let holder =
+            holder.expect("the staged restore holds the target's restore lock while the command runs");
+        c.query_drop(format!("KILL {holder}")).await.unwrap();
+        f.mutate(&db).await;
+        Ok(CommandOutcome::Exited(1))
+    })
+    .await
+    .expect("guard");
+    assert!(r.rolled_back, "{:?}", r.notes);
+    assert_eq!(r.rollback.as_deref(), Some("restore"), "{:?}", r.notes);
+    assert!(r.notes.iter().any(|n| n.contains("swap of the staged restore failed")), "{:?}", r.notes);
+    assert_eq!(f.fingerprint(&db).await, before, "the fallback restore brought the backup back");
+    assert_eq!(my_aux_databases(&f, &db).await, Vec::<String>::new(), "the staged shadow was dropped");
+
+    // The command succeeds: its changes stay and the shadow is dropped.
+    let r = guard(&opts, &Context::default(), || async {
+        f.mutate(&db).await;
+        Ok(CommandOutcome::Exited(0))
+    })
+    .await
+    .expect("guard");
+    assert!(!r.rolled_back && r.rollback.is_none(), "{:?}", r.notes);
+    assert_eq!(r.rollback_point.as_deref(), Some("staged"), "{:?}", r.notes);
+    assert_ne!(f.fingerprint(&db).await, before, "the command's changes stay");
+    assert_eq!(my_aux_databases(&f, &db).await, Vec::<String>::new(), "the staged shadow was dropped");
+    f.drop_db(&db).await;
+}
+
 /// The content checksum is computed by the dump on the rows it streams; a restore with
 /// `full_checksum` recomputes it on the server for every table, so any divergence between the
 /// two computations on awkward types fails the restore.

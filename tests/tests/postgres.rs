@@ -1214,6 +1214,110 @@ async fn guard_falls_back_to_restore_when_another_session_is_connected() {
     f.drop_db(&db).await;
 }
 
+/// Databases a restore or guard into `db` left beside it (shadows, copies, previous databases).
+async fn pg_aux_databases(db: &str) -> Vec<String> {
+    let name = PgFixture::db_name(db);
+    let c = PgFixture::client(db).await;
+    let rows = c
+        .query(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY 1",
+            &[&format!("{name}_dbbackup_")],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+/// `guard --staged-rollback` on PostgreSQL with an application session connected (so no
+/// server-side copy): the safety backup is restored into a verified shadow before the command
+/// (it exists while the command runs), and a failed command is rolled back by that restore's
+/// swap alone: the database equals its state before the command and the report says `staged`,
+/// with a recovery time (the swap) shorter than the staging. The server ending the held session
+/// (the one holding the target's restore lock) during the command makes the swap fail cleanly and
+/// guard restores the backup instead. A command that succeeds keeps its changes and the shadow is
+/// dropped. Nothing is left beside the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guard_staged_rollback_swaps_in_a_verified_shadow_with_a_session_connected() {
+    use backup_core::{CommandOutcome, GuardOptions, guard};
+    let Some(f) = PgFixture::from_env() else { return };
+    let db = populated(&f, "guard_staged").await;
+    let before = f.fingerprint(&db).await;
+    let opts = GuardOptions {
+        source: db.clone(),
+        repos: vec![format!("memory://{}", unique("guard_staged_repo"))],
+        jobs: 2,
+        staged_rollback: true,
+        ..Default::default()
+    };
+    // An application session holding the database open (the swap ends it, so it is opened again).
+    let mut app = PgFixture::client(&db).await;
+    let r = guard(&opts, &Context::default(), || async {
+        let shadows = pg_aux_databases(&db).await;
+        assert!(
+            shadows.len() == 1 && shadows[0].contains("_dbbackup_shadow_"),
+            "the staged shadow exists while the command runs: {shadows:?}"
+        );
+        f.mutate(&db).await;
+        Ok(CommandOutcome::Exited(1))
+    })
+    .await
+    .expect("guard");
+    assert!(r.rolled_back, "{:?}", r.notes);
+    assert!(r.notes.iter().any(|n| n.contains("other sessions")), "{:?}", r.notes);
+    assert_eq!(r.rollback_point.as_deref(), Some("staged"), "{:?}", r.notes);
+    assert_eq!(r.rollback.as_deref(), Some("staged"), "{:?}", r.notes);
+    assert_eq!(f.fingerprint(&db).await, before, "the failed command was not rolled back");
+    let recovery = r.recovery_ms.expect("recovery_ms");
+    assert!(
+        recovery < r.rollback_point_ms.saturating_sub(3000),
+        "the rollback is the swap alone: {recovery} ms; the copy's wait and the staging took {} ms",
+        r.rollback_point_ms
+    );
+    assert_eq!(pg_aux_databases(&db).await, Vec::<String>::new(), "nothing left beside the database");
+
+    // The server ends the held session that holds the restore lock during the command.
+    drop(app);
+    app = PgFixture::client(&db).await;
+    let r = guard(&opts, &Context::default(), || async {
+        let c = PgFixture::client(&db).await;
+        let killed: i64 = c
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+                 AND objsubid = 1 AND objid::text::bigint = (hashtext($1)::bigint & 4294967295)",
+                &[&format!("dbbackup restore {}", PgFixture::db_name(&db))],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(killed, 1, "the staged restore holds the target's restore lock while the command runs");
+        f.mutate(&db).await;
+        Ok(CommandOutcome::Exited(1))
+    })
+    .await
+    .expect("guard");
+    assert!(r.rolled_back, "{:?}", r.notes);
+    assert_eq!(r.rollback.as_deref(), Some("restore"), "{:?}", r.notes);
+    assert!(r.notes.iter().any(|n| n.contains("swap of the staged restore failed")), "{:?}", r.notes);
+    assert_eq!(f.fingerprint(&db).await, before, "the fallback restore brought the backup back");
+    assert_eq!(pg_aux_databases(&db).await, Vec::<String>::new(), "the staged shadow was dropped");
+
+    // The command succeeds: its changes stay and the shadow is dropped.
+    drop(app);
+    let _app = PgFixture::client(&db).await;
+    let r = guard(&opts, &Context::default(), || async {
+        f.mutate(&db).await;
+        Ok(CommandOutcome::Exited(0))
+    })
+    .await
+    .expect("guard");
+    assert!(!r.rolled_back && r.rollback.is_none(), "{:?}", r.notes);
+    assert_eq!(r.rollback_point.as_deref(), Some("staged"), "{:?}", r.notes);
+    assert_ne!(f.fingerprint(&db).await, before, "the command's changes stay");
+    assert_eq!(pg_aux_databases(&db).await, Vec::<String>::new(), "the staged shadow was dropped");
+    drop(_app);
+    f.drop_db(&db).await;
+}
+
 /// Tablespaces on the test server for one test (`scripts/services.sh` runs the server on this
 /// host as its own OS user): each an empty directory in a temp dir, owned by the user that owns
 /// the server's data directory, as `CREATE TABLESPACE ... LOCATION` wants. The test's databases

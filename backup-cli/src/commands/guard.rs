@@ -38,6 +38,7 @@ pub async fn run(
             postgres: backup_core::PostgresOptions { keep_owners: a.keep_owners },
             session: a.session.options(),
         },
+        staged_rollback: a.staged_rollback,
     };
     let command = a.command;
     let command_line = backup_core::redact_str(&command.join(" "));
@@ -72,21 +73,40 @@ pub async fn run(
     out.report(&r, || {
         if r.rolled_back {
             format!(
-                "guard: command failed (status {}) after {}; database restored from {} in {} (recovery time)",
+                "guard: command failed (status {}) after {}; database restored from {} in {} (recovery time; rollback: {})",
                 r.command_status,
                 millis(r.command_ms),
                 r.backup_id,
-                millis(r.recovery_ms.unwrap_or(0))
+                millis(r.recovery_ms.unwrap_or(0)),
+                rollback_kind(r.rollback.as_deref().unwrap_or("restore"))
             )
         } else {
             format!(
-                "guard: command succeeded in {}; safety backup {} kept",
+                "guard: command succeeded in {}; safety backup {} kept{}",
                 millis(r.command_ms),
-                r.backup_id
+                r.backup_id,
+                match r.rollback_point.as_deref() {
+                    Some(k) => format!(
+                        "; rollback point ({}, {} before the command) removed",
+                        rollback_kind(k),
+                        millis(r.rollback_point_ms)
+                    ),
+                    None => String::new(),
+                }
             )
         }
     });
     Ok(r.verdict())
+}
+
+/// The rollback kinds of `GuardReport::rollback`, for a person.
+fn rollback_kind(k: &str) -> &str {
+    match k {
+        "clone" => "the server-side copy renamed in",
+        "staged" => "the staged restore swapped in",
+        "restore" => "the backup restored after the command",
+        other => other,
+    }
 }
 
 /// How long a stopped command gets to exit before it is killed.

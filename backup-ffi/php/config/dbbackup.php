@@ -35,6 +35,12 @@ return [
     'no_definer' => (bool) env('DBBACKUP_NO_DEFINER', false),
     'keep_owners' => (bool) env('DBBACKUP_KEEP_OWNERS', false),
 
+    // db:guard: where the engine has no cheap server-side copy (MySQL/MariaDB; PostgreSQL with a
+    // session connected), restore the safety backup into a verified shadow before the command, so
+    // that a rollback is the swap alone (about a second); the command starts later by the
+    // restore's time and the database's size is held again on the server while it runs.
+    'guard_staged_rollback' => (bool) env('DBBACKUP_STAGED_ROLLBACK', false),
+
     // Client-side encryption (docs/encryption.md). Backups are encrypted to these age recipients
     // (public keys, comma-separated in DBBACKUP_RECIPIENTS); restores and verifications open them
     // with the identity (private key) from a file path or the environment, never from this file.

@@ -177,10 +177,12 @@ int32_t dbb_copy(const dbb_client *client, const char *options_json, char **repo
 // Options: `source` (URL), `repo` (string or array; the first is restored from), `max_rto`
 // (seconds or `2m`: refuse to start unless the last successful drill of this database recovered
 // within it; status 4 otherwise), `max_rto_ms`, `compression`, `tag`, `jobs`, `password`,
-// `operator`, `no_definer`, `keep_owners`, `repo_settings`, `timeout_ms`.
+// `operator`, `no_definer`, `keep_owners`, `staged_rollback` (bool, `--staged-rollback`), `repo_settings`,
+// `timeout_ms`.
 // Report: the `guard --json` object (`backup_id`, `backup_ms`, `command`, `command_status`,
-// `command_ms`, `rolled_back`, `recovery_ms`, `rollback_point_ms`, `rollback` — `clone` or `restore`, null when it
-// did not roll back —, `restore` (the rollback's restore report on the `restore` path), `notes`). The status is 0 when the guard did its job —
+// `command_ms`, `rolled_back`, `recovery_ms`, `rollback_point_ms`, `rollback_point` — `clone`, `staged` or null —,
+// `rollback` — `clone`, `staged` or `restore`, null when it
+// did not roll back —, `restore` (the rollback's restore report on the `restore` and `staged` paths), `notes`). The status is 0 when the guard did its job —
 // whether the command succeeded or was rolled back: read `command_status` and `rolled_back`;
 // it is an error status when the safety backup or the rollback failed (the command is not
 // run when the backup fails).

@@ -327,6 +327,9 @@ pub(crate) struct GuardArgs {
     no_definer: bool,
     #[serde(default)]
     keep_owners: bool,
+    /// `--staged-rollback`.
+    #[serde(default)]
+    staged_rollback: bool,
     /// Session time limits (`"30s"`, seconds, `"0"` for none), as the CLI's flags.
     connect_timeout: Option<String>,
     lock_timeout: Option<String>,
@@ -358,6 +361,7 @@ impl GuardArgs {
                 postgres: backup_core::PostgresOptions { keep_owners: self.keep_owners },
                 session: session(self.connect_timeout, self.lock_timeout, self.statement_timeout),
             },
+            staged_rollback: self.staged_rollback,
         })
     }
 }

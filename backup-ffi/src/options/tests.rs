@@ -90,9 +90,14 @@ fn engine_switches_reach_the_engine_options() {
         r#"{"source":"mysql://h/db","repo":"/a","lock_timeout":"5s","connect_timeout":"10","statement_timeout":"1h"}"#,
     ))
     .unwrap();
-    let o = g.into_core().unwrap().engine_options;
+    let g = g.into_core().unwrap();
+    assert!(!g.staged_rollback, "off unless asked");
+    let o = g.engine_options;
     assert_eq!(
         o.pairs().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
         ["connect_timeout=10", "lock_timeout=5s", "statement_timeout=1h"]
     );
+    let (_, g): (Common, GuardArgs) =
+        parse(Some(r#"{"source":"mysql://h/db","repo":"/a","staged_rollback":true}"#)).unwrap();
+    assert!(g.into_core().unwrap().staged_rollback, "--staged-rollback from the FFI's options");
 }

@@ -210,6 +210,7 @@ class Backups
             'compression' => $this->config['compression'] ?? null,
             'jobs' => $this->config['jobs'] ?? null,
             'operator' => self::operator(),
+            'staged_rollback' => ($this->config['guard_staged_rollback'] ?? false) ? true : null,
         ], static fn ($v) => $v !== null && $v !== []) + $this->engineSwitches() + $this->alerts();
         $options = array_merge($options, $extra);
         $this->events?->dispatch(new Events\GuardStarting($c['database'], self::public($options)));
