@@ -2,8 +2,9 @@
 //! whose server is configured: the time from the failed command to the database being live again,
 //! as guard itself measures it (`recovery_ms`). PostgreSQL twice: with nobody else connected (guard
 //! keeps a server-side copy and rolls back by renaming it in) and with a session held open (an
-//! application that was not stopped: no copy, the backup is restored). The 1 GiB figures come from
-//! the engine benchmarks.
+//! application that was not stopped: no copy, the backup is restored). MariaDB twice: the backup
+//! restored after the command, and `--staged-rollback` (restored into a shadow before the command,
+//! swapped in). The 1 GiB figures come from the engine benchmarks.
 
 use anyhow::{Context, Result};
 
@@ -21,7 +22,7 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
     let db = w.join("app.sqlite");
     crate::sample::make_sqlite(&db, opts.size_mib)?;
     let size = std::fs::metadata(&db)?.len();
-    let g = guard_recovery(&dbb, &format!("sqlite://{}", db.display()), w, size, None)?;
+    let g = guard_recovery(&dbb, &format!("sqlite://{}", db.display()), w, size, None, "")?;
     rows.push((format!("SQLite, {} MiB", size >> 20), g));
     if let Some(base) = server("DBBACKUP_BENCH_PG_URL", "DBBACKUP_TEST_PG_URL") {
         let name = format!("bench_guard_{}", std::process::id());
@@ -30,8 +31,8 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         let url = url.to_string();
         crate::postgres::create_generated(&base, &name, &url, opts.size_mib)?;
         let size = crate::postgres::table_bytes(&url)?;
-        let r = guard_recovery(&dbb, &url, w, size, None).and_then(|alone| {
-            let held = guard_recovery(&dbb, &url, w, size, Some(&pg_holder(&url)))?;
+        let r = guard_recovery(&dbb, &url, w, size, None, "").and_then(|alone| {
+            let held = guard_recovery(&dbb, &url, w, size, Some(&pg_holder(&url)), "")?;
             Ok((alone, held))
         });
         crate::postgres::drop_database(&base, &name);
@@ -46,9 +47,14 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         let url = url.to_string();
         crate::mysql::generate_into(&url, opts.size_mib)?;
         let size = crate::mysql::data_bytes_of(&url)?;
-        let r = guard_recovery(&dbb, &url, w, size, None);
+        let r = guard_recovery(&dbb, &url, w, size, None, "").and_then(|restore| {
+            let staged = guard_recovery(&dbb, &url, w, size, None, "--staged-rollback")?;
+            Ok((restore, staged))
+        });
         let _ = crate::mysql::drop_database(&url);
-        rows.push((format!("MariaDB, {} MiB", size >> 20), r?));
+        let (restore, staged) = r?;
+        rows.push((format!("MariaDB, {} MiB", size >> 20), restore));
+        rows.push((format!("MariaDB, {} MiB", size >> 20), staged));
     }
     let table: Vec<_> = rows
         .iter()

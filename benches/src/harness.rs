@@ -225,10 +225,12 @@ pub fn summary_time(what: &str, m: &Measured, goal: &str) -> Result<()> {
 pub struct Guarded {
     /// Seconds: the best recovery time; peak RSS: the guard process's, highest of the rounds.
     pub m: Measured,
-    /// How guard rolled back: `clone` (the server-side copy renamed in) or `restore`.
+    /// How guard rolled back: `clone` (the server-side copy renamed in), `staged` (the restore
+    /// staged before the command, swapped in) or `restore`.
     pub path: String,
-    /// Time guard took, before the command, to make the copy (or to find it could not), in the
-    /// best round: the up-front cost of the `clone` path.
+    /// Time guard took, before the command, to make the copy (or to find it could not), and with
+    /// `--staged-rollback` to stage the restore, in the best round: the up-front cost of the
+    /// `clone` and `staged` paths.
     pub point_seconds: f64,
 }
 
@@ -238,6 +240,11 @@ impl Guarded {
         if self.path == "clone" {
             format!(
                 "guard recovery, {what} (rollback: clone, taken in {:.2} s before the command)",
+                self.point_seconds
+            )
+        } else if self.path == "staged" {
+            format!(
+                "guard recovery, {what} (rollback: staged, restored into a shadow in {:.2} s before the command)",
                 self.point_seconds
             )
         } else {
@@ -288,13 +295,15 @@ pub fn print_table(title: &str, rows: &[Measured], baseline: &str) {
 /// itself measured (`recovery_ms`: from the command's failure to the database being live again);
 /// the peak RSS is the whole guard process's. `hold`, when given, is a shell command started in
 /// the background before guard and killed after it: a session connected to the database (an
-/// application that was not stopped), under which PostgreSQL cannot copy the database.
+/// application that was not stopped), under which PostgreSQL cannot copy the database. `flags`
+/// are more guard flags (`--staged-rollback`).
 pub fn guard_recovery(
     dbb: &str,
     source: &str,
     work: &std::path::Path,
     data_bytes: u64,
     hold: Option<&str>,
+    flags: &str,
 ) -> Result<Guarded> {
     let repo = work.join(format!("guard-repo-{}", std::process::id()));
     let out = work.join("guard.json");
@@ -303,7 +312,7 @@ pub fn guard_recovery(
         let _ = std::fs::remove_dir_all(&repo);
         // guard exits with the command's status (1 from `false`): that is the expected outcome.
         let guard = format!(
-            "{dbb} guard --json -q --jobs 2 --source '{source}' --repo '{}' -- false > '{}'; test $? -eq 1",
+            "{dbb} guard --json -q --jobs 2 {flags} --source '{source}' --repo '{}' -- false > '{}'; test $? -eq 1",
             repo.display(),
             out.display()
         );

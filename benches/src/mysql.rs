@@ -204,7 +204,8 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         .before(drop("dbbsql")),
     ])?;
     let ceiling = ceiling(&c, &src, w, size)?;
-    let guard = crate::harness::guard_recovery(&dbb, &url_of(&src)?, w, size, None)?;
+    let guard = crate::harness::guard_recovery(&dbb, &url_of(&src)?, w, size, None, "")?;
+    let staged = crate::harness::guard_recovery(&dbb, &url_of(&src)?, w, size, None, "--staged-rollback")?;
     let mib = size as f64 / 1048576.0;
     print_table(&format!("MySQL/MariaDB backup, {mib:.0} MiB of table data"), &backup, peer_backup);
     print_table(&format!("MySQL/MariaDB restore, {mib:.0} MiB of table data"), &restore, "myloader -t 2");
@@ -216,7 +217,10 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
     let guard_what = format!("MariaDB {mib:.0} MiB");
     print_table(
         &format!("MySQL/MariaDB guard recovery, {mib:.0} MiB"),
-        &[Measured { tool: guard.describe(&guard_what), ..guard.m.clone() }],
+        &[
+            Measured { tool: guard.describe(&guard_what), ..guard.m.clone() },
+            Measured { tool: staged.describe(&guard_what), ..staged.m.clone() },
+        ],
         "",
     );
     let best_ceiling = ceiling.iter().min_by(|a, b| a.seconds.total_cmp(&b.seconds)).context("no ceiling")?;
@@ -242,6 +246,7 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         ceiling: Some(best_ceiling),
     })?;
     crate::harness::summary_time(&guard.describe(&guard_what), &guard.m, "<= 15 s")?;
+    crate::harness::summary_time(&staged.describe(&guard_what), &staged.m, "<= 15 s")?;
     for d in ["dbb", "myl", "cli", "dbbsql", "ceil"] {
         let _ = sql(&c, None, &format!("DROP DATABASE IF EXISTS {}", dst(d)));
     }

@@ -182,9 +182,9 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
     let ceiling = ceiling(&base, &src, opts, size, &conn)?;
     // guard with nobody else connected (the server-side copy, renamed in) and with a session held
     // open (no copy possible: the backup is restored).
-    let guard_alone = crate::harness::guard_recovery(&dbb, &src, w, size, None)?;
+    let guard_alone = crate::harness::guard_recovery(&dbb, &src, w, size, None, "")?;
     let guard_held =
-        crate::harness::guard_recovery(&dbb, &src, w, size, Some(&crate::guard::pg_holder(&src)))?;
+        crate::harness::guard_recovery(&dbb, &src, w, size, Some(&crate::guard::pg_holder(&src)), "")?;
     let mib = size as f64 / 1048576.0;
     print_table(&format!("PostgreSQL backup, {mib:.0} MiB of table data"), &backup, "pg_dump -Fd -j2");
     print_table(
