@@ -49,19 +49,35 @@ pub(super) struct Job<'a> {
 /// Writes every object of the snapshot and returns the manifest describing them.
 pub(super) async fn run(snap: &dyn Snapshot, engine: Engine, job: &Job<'_>) -> Result<Manifest> {
     let (ctx, jobs) = (job.ctx, job.jobs);
-    let schema = snap.schema().await?;
+    // The schema first, then the plan; or, when the engine can, the plan first and the schema
+    // written beside the data.
+    let beside = snap.schema_beside_data();
+    let early = if beside { None } else { Some(snap.schema().await?) };
     let mut plan = snap.plan().await?;
     let total: u64 = plan.chunks.iter().filter_map(|c| c.size_hint).sum();
     let phase = PhaseGuard::start(ctx, Phase::Upload, Some(total));
-    let mut objects = Vec::new();
-    for (part, sql) in [(SchemaPart::PreData, schema.pre_data), (SchemaPart::PostData, schema.post_data)] {
-        let key = stored_key(layout::schema_key(part, job.compression), job.enc.is_some());
-        let kind = if part == SchemaPart::PreData { ObjectKind::SchemaPre } else { ObjectKind::SchemaPost };
-        let len = sql.len() as u64;
-        let stream = futures::stream::once(async move { Ok(Bytes::from(sql)) }).boxed();
-        let stored = store_object(stream, &key, Some(len), 1, job).await?;
-        objects.push(entry(key, kind, None, 0, "sql", job.compression, stored, None, None));
-    }
+    let schema_objects = async {
+        let schema = match early {
+            Some(s) => s,
+            None => snap.schema().await?,
+        };
+        let mut objects = Vec::new();
+        for (part, sql) in [(SchemaPart::PreData, schema.pre_data), (SchemaPart::PostData, schema.post_data)]
+        {
+            let key = stored_key(layout::schema_key(part, job.compression), job.enc.is_some());
+            let kind =
+                if part == SchemaPart::PreData { ObjectKind::SchemaPre } else { ObjectKind::SchemaPost };
+            let len = sql.len() as u64;
+            let stream = futures::stream::once(async move { Ok(Bytes::from(sql)) }).boxed();
+            let stored = store_object(stream, &key, Some(len), 1, job).await?;
+            objects.push(entry(key, kind, None, 0, "sql", job.compression, stored, None, None));
+        }
+        Ok::<_, Error>(objects)
+    };
+    let (mut objects, schema_beside) = match beside {
+        true => (Vec::new(), Some(schema_objects)),
+        false => (schema_objects.await?, None),
+    };
     // Fewer chunks than workers: let zstd use the spare cores inside each object.
     let threads = if plan.chunks.len() < jobs { (jobs / plan.chunks.len().max(1)).max(1) as u32 } else { 1 };
     let plan_ref = &plan;
@@ -88,7 +104,14 @@ pub(super) async fn run(snap: &dyn Snapshot, engine: Engine, job: &Job<'_>) -> R
             .try_collect::<Vec<_>>()
             .await
     };
-    let (mut chunk_results, stats) = futures::future::try_join(chunks, stats).await?;
+    let (mut chunk_results, stats) = match schema_beside {
+        Some(schema) => {
+            let (schema, chunks, stats) = futures::future::try_join3(schema, chunks, stats).await?;
+            objects = schema;
+            (chunks, stats)
+        }
+        None => futures::future::try_join(chunks, stats).await?,
+    };
     chunk_results.sort_by_key(|(i, _)| *i);
     objects.extend(chunk_results.into_iter().map(|(_, e)| e));
     count_rows(&mut plan, &objects, stats, page_level, job.checksums)?;

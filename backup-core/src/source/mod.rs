@@ -215,6 +215,12 @@ pub trait Snapshot: Send + Sync {
     fn info(&self) -> SnapshotInfo;
     /// Schema scripts (bounded metadata).
     async fn schema(&self) -> Result<SchemaScripts>;
+    /// Whether [`Self::schema`] may run while the chunks are dumped (it takes no connection the
+    /// chunks need): the backup then plans first and writes the schema beside the data. Else the
+    /// schema is written first, then the plan is taken.
+    fn schema_beside_data(&self) -> bool {
+        false
+    }
     /// Tables and chunks.
     async fn plan(&self) -> Result<DumpPlan>;
     /// Streams one chunk.

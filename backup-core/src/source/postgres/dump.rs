@@ -76,19 +76,29 @@ impl Source for PgSource {
             position.insert("standby".into(), "true".into());
         }
         let notes = Vec::new();
-        let properties = database_properties(&leader).await?;
+        // The workers and the row-count connection import the snapshot side by side (each
+        // connect is a TLS handshake and a round trip or three), while the leader reads the
+        // database's properties.
+        let import = |role: String| {
+            let (url, limits, snapshot_id) = (&self.url, &limits, &snapshot_id);
+            async move {
+                let c = connect(url, &role, limits).await?;
+                c.batch_execute(&format!(
+                    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
+                    quote_literal(snapshot_id)
+                ))
+                .await
+                .map_err(pg_err(format!("import the snapshot ({role})")))?;
+                Ok::<_, Error>(c)
+            }
+        };
         let jobs = opts.jobs.max(1);
-        let mut workers = Vec::with_capacity(jobs);
-        for i in 0..jobs {
-            let c = connect(&self.url, &format!("dump worker {i}"), &limits).await?;
-            c.batch_execute(&format!(
-                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
-                quote_literal(&snapshot_id)
-            ))
-            .await
-            .map_err(pg_err("import the snapshot in a worker"))?;
-            workers.push(c);
-        }
+        let (properties, workers, counter) = futures::future::try_join3(
+            database_properties(&leader),
+            futures::future::try_join_all((0..jobs).map(|i| import(format!("dump worker {i}")))),
+            import("row counts".into()),
+        )
+        .await?;
         Ok(Box::new(PgSnapshot {
             url: self.url.clone(),
             limits,
@@ -102,6 +112,9 @@ impl Source for PgSource {
             sums: Default::default(),
             large_objects: Arc::new(large_object::Tally::default()),
             schema_notes: Default::default(),
+            counter: Arc::new(counter),
+            counts: Arc::new(tokio::sync::watch::Sender::new(Counted::default())),
+            counting: Default::default(),
         }))
     }
 }
@@ -122,6 +135,52 @@ struct PgSnapshot {
     large_objects: Arc<large_object::Tally>,
     /// Notes found while writing the schema, for the manifest.
     schema_notes: std::sync::Mutex<Vec<String>>,
+    /// The connection that counts every table's rows in the snapshot (kept open, like the
+    /// workers, until the snapshot closes).
+    counter: Arc<Client>,
+    /// The row counts taken so far (see [`count_rows`]).
+    counts: Arc<tokio::sync::watch::Sender<Counted>>,
+    /// The counting task, stopped with the snapshot.
+    counting: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+/// Row counts taken on the snapshot's own counting connection, by table key.
+#[derive(Default)]
+struct Counted {
+    rows: BTreeMap<String, u64>,
+    /// The count that failed (taken by the first table that asks for it).
+    failed: Option<Error>,
+    /// Every table counted, or the counting stopped.
+    ended: bool,
+}
+
+/// `SELECT count(*)` of every table in `tables` (key, name shown, table as quoted SQL), one after
+/// another on `counter`, in the snapshot it imported: the row-count proof of the dump, taken
+/// while the workers dump the data instead of on their connections after it.
+async fn count_rows(
+    counter: &Client,
+    tables: Vec<(String, String, String)>,
+    counts: &tokio::sync::watch::Sender<Counted>,
+) {
+    for (key, name, sql_name) in tables {
+        let counted = counter
+            .query_one(&format!("SELECT count(*) FROM ONLY {sql_name}"), &[])
+            .await
+            .map_err(pg_err(format!("count rows of {name}")));
+        match counted {
+            Ok(row) => counts.send_modify(|c| {
+                c.rows.insert(key, u64::try_from(row.get::<_, i64>(0)).unwrap_or(0));
+            }),
+            Err(e) => {
+                counts.send_modify(|c| {
+                    c.failed = Some(e);
+                    c.ended = true;
+                });
+                return;
+            }
+        }
+    }
+    counts.send_modify(|c| c.ended = true);
 }
 
 impl PgSnapshot {
@@ -251,9 +310,37 @@ impl Snapshot for PgSnapshot {
         info
     }
 
+    fn schema_beside_data(&self) -> bool {
+        // The schema is pg_dump's (its own connections) and catalog reads on the leader: no
+        // worker of the pool waits for it.
+        true
+    }
+
     async fn schema(&self) -> Result<SchemaScripts> {
-        let pre_data = self.pg_dump_section("pre-data").await?;
-        let reordered = column_order::find(&self.leader).await?;
+        crate::failpoint::delay("pg-schema").await;
+        // Materialized view contents are pg_dump's data section: refresh them after the data,
+        // in creation order (dependencies between matviews follow it in practice).
+        let matviews = async {
+            self.leader
+                .query(
+                    "SELECT format('%I.%I', schemaname, matviewname) FROM pg_matviews m \
+                     JOIN pg_class c ON c.relname = m.matviewname \
+                     JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = m.schemaname \
+                     WHERE m.ispopulated ORDER BY c.oid",
+                    &[],
+                )
+                .await
+                .map_err(pg_err("list materialized views"))
+        };
+        // The two pg_dump runs and the leader's catalog reads side by side.
+        let (pre_data, mut post_data, reordered, seq, mv) = futures::future::try_join5(
+            self.pg_dump_section("pre-data"),
+            self.pg_dump_section("post-data"),
+            column_order::find(&self.leader),
+            self.sequence_values(),
+            matviews,
+        )
+        .await?;
         let (pre_data, left) = column_order::rewrite(&pre_data, &reordered);
         if !left.is_empty() {
             self.schema_notes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(format!(
@@ -262,21 +349,6 @@ impl Snapshot for PgSnapshot {
                 left.join(", ")
             ));
         }
-        let mut post_data = self.pg_dump_section("post-data").await?;
-        let seq = self.sequence_values().await?;
-        // Materialized view contents are pg_dump's data section: refresh them after the data,
-        // in creation order (dependencies between matviews follow it in practice).
-        let mv = self
-            .leader
-            .query(
-                "SELECT format('%I.%I', schemaname, matviewname) FROM pg_matviews m \
-                 JOIN pg_class c ON c.relname = m.matviewname \
-                 JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = m.schemaname \
-                 WHERE m.ispopulated ORDER BY c.oid",
-                &[],
-            )
-            .await
-            .map_err(pg_err("list materialized views"))?;
         let mut extra = String::new();
         if !mv.is_empty() {
             extra.push_str("\n-- dbbackup: materialized view contents\n");
@@ -369,6 +441,7 @@ impl Snapshot for PgSnapshot {
             }
         }
         self.plan_large_objects(&mut plan).await?;
+        self.start_counts(&plan.tables);
         plan.chunks.sort_by_key(|c| std::cmp::Reverse(c.size_hint.unwrap_or(0)));
         self.sums.expect(
             plan.chunks
@@ -403,6 +476,7 @@ impl Snapshot for PgSnapshot {
             }
         };
         let what = format!("dump {} chunk {}", t.display_name(), chunk.chunk);
+        crate::failpoint::delay("pg-chunk").await;
         let guard = self.pool.get().await?;
         let out = guard.copy_out(sql.as_str()).await.map_err(pg_err(what.clone()))?;
         let rows = Arc::new(AtomicU64::new(0));
@@ -455,13 +529,8 @@ impl Snapshot for PgSnapshot {
     /// from the snapshot, so a chunking mistake shows as a mismatch.
     async fn table_stats(&self, table: &TableEntry) -> Result<TableStats> {
         let sum = self.sums.wait(&table.key).await?;
-        let guard = self.pool.get().await?;
-        let row = guard
-            .query_one(&format!("SELECT count(*) FROM ONLY {}", qualified(table)), &[])
-            .await
-            .map_err(pg_err(format!("count rows of {}", table.display_name())))?;
         Ok(TableStats {
-            rows: u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
+            rows: self.rows_counted(table).await?,
             checksum: Some(sum.checksum()),
             checksum_algo: Some(CHECKSUM_ALGO.into()),
             ..Default::default()
@@ -469,7 +538,69 @@ impl Snapshot for PgSnapshot {
     }
 
     async fn close(self: Box<Self>) -> Result<()> {
+        self.stop_counts();
         let _ = self.leader.batch_execute("COMMIT").await;
         Ok(())
+    }
+}
+
+impl PgSnapshot {
+    /// Starts counting the rows of every table of the plan on the counting connection (once:
+    /// a second plan counts on the workers, see [`Self::rows_counted`]).
+    fn start_counts(&self, tables: &[TableEntry]) {
+        let Ok(mut slot) = self.counting.lock() else { return };
+        if slot.is_some() {
+            return;
+        }
+        let tables = tables.iter().map(|t| (t.key.clone(), t.display_name(), qualified(t))).collect();
+        let (counter, counts) = (self.counter.clone(), self.counts.clone());
+        *slot = Some(tokio::spawn(async move { count_rows(&counter, tables, &counts).await }).abort_handle());
+    }
+
+    /// Stops the counting (a failed dump never asks for the counts).
+    fn stop_counts(&self) {
+        if let Some(task) = self.counting.lock().ok().and_then(|mut t| t.take()) {
+            task.abort();
+        }
+    }
+
+    /// The row count of `table` in the snapshot: from the counting connection, or counted now
+    /// on a worker when the counting did not cover it.
+    async fn rows_counted(&self, table: &TableEntry) -> Result<u64> {
+        let mut seen = self.counts.subscribe();
+        loop {
+            {
+                let c = seen.borrow_and_update();
+                if let Some(&n) = c.rows.get(&table.key) {
+                    return Ok(n);
+                }
+                if c.ended || (c.failed.is_none() && self.counting.lock().map_or(true, |t| t.is_none())) {
+                    break;
+                }
+            }
+            if seen.changed().await.is_err() {
+                break;
+            }
+        }
+        let mut failed = None;
+        self.counts.send_if_modified(|c| {
+            failed = c.failed.take();
+            failed.is_some()
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let guard = self.pool.get().await?;
+        let row = guard
+            .query_one(&format!("SELECT count(*) FROM ONLY {}", qualified(table)), &[])
+            .await
+            .map_err(pg_err(format!("count rows of {}", table.display_name())))?;
+        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+    }
+}
+
+impl Drop for PgSnapshot {
+    fn drop(&mut self) {
+        self.stop_counts();
     }
 }

@@ -1,9 +1,10 @@
 //! PostgreSQL engine (`tokio-postgres`), one file per role:
 //!
 //! - [`dump`]: a leader connection opens `REPEATABLE READ` and exports its snapshot
-//!   (`pg_export_snapshot()`); `jobs` worker connections import it (`SET TRANSACTION SNAPSHOT`),
-//!   so every chunk, the schema (`pg_dump --schema-only --snapshot=<id>`) and every table's stats
-//!   see one instant. Chunks are `COPY ... TO STDOUT` text, big tables split into ctid page
+//!   (`pg_export_snapshot()`); `jobs` worker connections and a row-count connection import it
+//!   (`SET TRANSACTION SNAPSHOT`), so every chunk, the schema (`pg_dump --schema-only
+//!   --snapshot=<id>`, written beside the data) and every table's stats (`count(*)` on the
+//!   row-count connection while the workers dump) see one instant. Chunks are `COPY ... TO STDOUT` text, big tables split into ctid page
 //!   ranges. Large objects are listed and read inside the same snapshot ([`large_object`], framed by [`lo_frame`]).
 //! - [`load`]: the `Loader`, choosing a session: [`shadow`] (a throwaway database renamed in by
 //!   [`swap`]) or [`txn`] (one transaction on the live database: in place, `--tables`).
