@@ -178,8 +178,6 @@ pub(crate) async fn load_and_check<'a>(
     let mut early: Vec<(usize, TableStats)> = Vec::new();
     if session.one_table_at_a_time() {
         early = load.by_table(&data).await?;
-    } else if session.stats_after_table_load() {
-        early = load.spread(&data).await?;
     } else {
         load.unordered(&data).await?;
     }
@@ -243,11 +241,12 @@ impl<'a> Load<'a> {
     }
 
     /// For a session that loads one table at a time: one group per table (chunks in manifest
-    /// order), biggest tables first, each finished with `table_loaded` (and `table_keys`, with
-    /// `keys_per_table`: its secondary keys built in the same slot while the others load). With
-    /// `stats_after_table_load` (MySQL's shadow: every chunk commits on its own), a table is read
-    /// back as soon as it is loaded, while the other connections still load. Gives the stats
-    /// taken.
+    /// order), biggest tables first, the next group to the first slot free, each finished with
+    /// `table_loaded` (and `table_keys`, with `keys_per_table`: its secondary keys built in the
+    /// same slot while the others load). With `stats_after_table_load` (MySQL's shadow: every
+    /// chunk commits on its own; PostgreSQL's shadow: `table_loaded` commits the table), a table
+    /// is read back as soon as it is loaded, while the other connections still load. Gives the
+    /// stats taken.
     async fn by_table(self, data: &[&'a ObjectEntry]) -> Result<Vec<(usize, TableStats)>> {
         let mut groups: Vec<(Option<usize>, Vec<&ObjectEntry>)> = Vec::new();
         for o in data {
@@ -287,36 +286,6 @@ impl<'a> Load<'a> {
             })
             .buffer_unordered(self.opts.jobs.max(1))
             .try_collect::<Vec<Option<(usize, TableStats)>>>()
-            .await?
-            .into_iter()
-            .flatten()
-            .collect())
-    }
-
-    /// For a session that reads a table's stats as soon as it is loaded: `jobs` slots take
-    /// chunks from a shared plan that keeps them on different tables while it can (so tables
-    /// finish one after another, not all at the end), and a table is read back in the slot that
-    /// loaded its last chunk while the other slots still load. Gives the stats taken.
-    async fn spread(self, data: &[&'a ObjectEntry]) -> Result<Vec<(usize, TableStats)>> {
-        let plan = std::sync::Mutex::new(Spread::new(data));
-        let plan = &plan;
-        let slot = || async move {
-            let mut stats = Vec::new();
-            loop {
-                let next = plan.lock().map_err(|_| Error::Cancelled("load plan poisoned".into()))?.take();
-                let Some((g, o)) = next else { break };
-                self.object(o).await?;
-                let last = plan.lock().map_err(|_| Error::Cancelled("load plan poisoned".into()))?.done(g);
-                if let (true, Some(i)) = (last, o.table)
-                    && let Some(t) = self.manifest.tables.get(i)
-                    && selects(self.opts.tables.as_deref(), t)
-                {
-                    stats.push((i, self.session.table_stats(t).await?));
-                }
-            }
-            Ok::<_, Error>(stats)
-        };
-        Ok(futures::future::try_join_all((0..self.opts.jobs.max(1)).map(|_| slot()))
             .await?
             .into_iter()
             .flatten()
@@ -420,65 +389,6 @@ fn compare_table(t: &crate::format::manifest::TableEntry, s: &TableStats) -> Res
         ));
     }
     Ok(())
-}
-
-/// The chunks of a load grouped by table, handed out so that concurrent slots load different
-/// tables while there are several left (the table with the most bytes still to load first).
-struct Spread<'a> {
-    /// Per table (or table-less object): chunks not yet handed out, bytes not yet handed out,
-    /// slots loading it now, chunks not yet finished.
-    groups: Vec<(std::collections::VecDeque<&'a ObjectEntry>, u64, usize, usize)>,
-}
-
-impl<'a> Spread<'a> {
-    fn new(data: &[&'a ObjectEntry]) -> Self {
-        let mut keys: Vec<Option<usize>> = Vec::new();
-        let mut groups: Vec<(std::collections::VecDeque<&'a ObjectEntry>, u64, usize, usize)> = Vec::new();
-        for o in data {
-            let at = match o.table.and_then(|t| keys.iter().position(|k| *k == Some(t))) {
-                Some(at) => at,
-                None => {
-                    keys.push(o.table);
-                    groups.push(Default::default());
-                    groups.len() - 1
-                }
-            };
-            let g = &mut groups[at];
-            g.0.push_back(o);
-            g.1 += o.raw_bytes;
-            g.3 += 1;
-        }
-        Spread { groups }
-    }
-
-    /// The next chunk and its group: from an idle table if any, else from any, most bytes first.
-    fn take(&mut self) -> Option<(usize, &'a ObjectEntry)> {
-        let open = |(_, g): &(usize, &(std::collections::VecDeque<&'a ObjectEntry>, u64, usize, usize))| {
-            !g.0.is_empty()
-        };
-        let pick = self
-            .groups
-            .iter()
-            .enumerate()
-            .filter(open)
-            .filter(|(_, g)| g.2 == 0)
-            .max_by_key(|(_, g)| g.1)
-            .or_else(|| self.groups.iter().enumerate().filter(open).max_by_key(|(_, g)| g.1))
-            .map(|(i, _)| i)?;
-        let g = &mut self.groups[pick];
-        let o = g.0.pop_front()?;
-        g.1 -= o.raw_bytes;
-        g.2 += 1;
-        Some((pick, o))
-    }
-
-    /// A chunk of group `g` finished; whether it was the group's last.
-    fn done(&mut self, g: usize) -> bool {
-        let Some(g) = self.groups.get_mut(g) else { return false };
-        g.2 = g.2.saturating_sub(1);
-        g.3 = g.3.saturating_sub(1);
-        g.3 == 0
-    }
 }
 
 /// Streams a stored object's stored bytes, checked against their recorded size and SHA-256 (no
@@ -747,28 +657,5 @@ mod tests {
         let keys1 = log.iter().position(|l| l == "keys t1").unwrap();
         let last0 = log.iter().rposition(|l| l.starts_with("load data/Some(0)/")).unwrap();
         assert!(keys1 < last0, "{log:?}");
-    }
-
-    /// Two slots get chunks of two different tables while both still have chunks, the bigger
-    /// table first; the last chunk of a table is reported once, when it is done.
-    #[test]
-    fn spread_keeps_slots_on_different_tables() {
-        let objects =
-            [chunk(Some(0), 0, 10), chunk(Some(0), 1, 10), chunk(Some(1), 0, 30), chunk(Some(1), 1, 30)];
-        let data: Vec<&ObjectEntry> = objects.iter().collect();
-        let mut s = Spread::new(&data);
-        let (g1, a) = s.take().unwrap();
-        let (g2, b) = s.take().unwrap();
-        assert_eq!((a.table, b.table), (Some(1), Some(0)));
-        assert!(!s.done(g1));
-        // Table 1 is idle again and has more bytes left: it goes next, not table 0 (busy).
-        let (g3, c) = s.take().unwrap();
-        assert_eq!((c.table, c.chunk), (Some(1), 1));
-        assert!(s.done(g3), "table 1's last chunk");
-        let (g4, d) = s.take().unwrap();
-        assert_eq!((d.table, d.chunk), (Some(0), 1));
-        assert!(s.take().is_none());
-        assert!(!s.done(g2));
-        assert!(s.done(g4), "table 0's last chunk");
     }
 }

@@ -328,8 +328,9 @@ pub trait LoadSession: Send + Sync {
     /// Loads one data or file object (verified, decompressed); may run concurrently. Returns rows.
     async fn load(&self, object: &ObjectEntry, data: ByteStream) -> Result<u64>;
     /// Whether the chunks of one table must be loaded one after another, in manifest order,
-    /// each table closed by [`LoadSession::table_loaded`] (tables still load concurrently).
-    /// Engines that load a table in one transaction (MySQL) say yes.
+    /// each table closed by [`LoadSession::table_loaded`] (tables still load concurrently,
+    /// the biggest first). MySQL says yes (bulk-insert locks, one transaction per table in
+    /// place), so does PostgreSQL's shadow (one transaction per table for `COPY ... FREEZE`).
     fn one_table_at_a_time(&self) -> bool {
         false
     }
@@ -340,8 +341,10 @@ pub trait LoadSession: Send + Sync {
         Ok(())
     }
     /// Whether a table can be read back ([`LoadSession::table_stats`]) as soon as its last chunk
-    /// is loaded, while other tables still load and before post-data: its rows are final then
-    /// and another connection sees them (PostgreSQL's shadow: every chunk commits on its own).
+    /// is loaded and [`LoadSession::table_loaded`] returned, while other tables still load and
+    /// before post-data: its rows are final then and another connection sees them (MySQL's
+    /// shadow: every chunk commits on its own; PostgreSQL's shadow: `table_loaded` commits the
+    /// table's transaction). Only asked of sessions that load one table at a time.
     fn stats_after_table_load(&self) -> bool {
         false
     }

@@ -18,11 +18,48 @@ use crate::source::pg_binary::{self, RowEncoder};
 /// exact encoder ([`pg_binary`]; the server then skips its text parsing), otherwise as the text
 /// it is. A line the encoder refuses (or one longer than [`BINARY_LINE_LIMIT`]) ends the binary
 /// COPY with the rows before it and sends the rest of the chunk as text COPY: the server parses
-/// those lines itself. Rows are counted from both.
-pub(super) async fn copy_into(c: &Client, t: &TableEntry, data: ByteStream) -> Result<u64> {
+/// those lines itself. Rows are counted from both. `freeze`: the COPYs write their rows already
+/// frozen (`FREEZE`), legal only in the transaction that created or truncated `t` (see
+/// [`begin_table_load`]).
+pub(super) async fn copy_into(c: &Client, t: &TableEntry, data: ByteStream, freeze: bool) -> Result<u64> {
     match binary_encoder(c, t).await? {
-        Some(enc) => copy_binary(c, t, enc, data).await,
-        None => copy_text(c, t, Vec::new(), data).await,
+        Some(enc) => copy_binary(c, t, enc, data, freeze).await,
+        None => copy_text(c, t, Vec::new(), data, freeze).await,
+    }
+}
+
+/// Opens the load transaction of `t` on `c` (`BEGIN`; the caller commits it after the table's
+/// last chunk) and says whether its COPYs may write their rows frozen: when `t` is an ordinary
+/// table (not partitioned: COPY FREEZE refuses those) that is still empty, it is emptied again
+/// with `TRUNCATE ONLY` inside the transaction (a new, empty file; no trigger or foreign key
+/// exists yet in a shadow before post-data), which is what makes `COPY ... FREEZE` legal. A table
+/// the pre-data left with rows, or whose TRUNCATE is refused, loads as before, unfrozen.
+pub(super) async fn begin_table_load(c: &Client, t: &TableEntry) -> Result<bool> {
+    let q = qualified(t);
+    let what = format!("begin the load of {}", t.display_name());
+    // Asked before the transaction: COPY FREEZE refuses a transaction with earlier snapshots.
+    let empty_table: bool = c
+        .query_one(
+            &format!(
+                "SELECT c.relkind = 'r' AND NOT EXISTS (SELECT 1 FROM ONLY {q}) FROM pg_catalog.pg_class c \
+                 WHERE c.oid = $1::text::regclass"
+            ),
+            &[&q],
+        )
+        .await
+        .map_err(pg_err(what.clone()))?
+        .get(0);
+    c.batch_execute("BEGIN").await.map_err(pg_err(what.clone()))?;
+    if !empty_table {
+        return Ok(false);
+    }
+    match c.batch_execute(&format!("TRUNCATE ONLY {q}")).await {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            tracing::debug!("{}: loaded without FREEZE, TRUNCATE refused: {e}", t.display_name());
+            c.batch_execute("ROLLBACK; BEGIN").await.map_err(pg_err(what))?;
+            Ok(false)
+        }
     }
 }
 
@@ -56,9 +93,14 @@ async fn binary_encoder(c: &Client, t: &TableEntry) -> Result<Option<RowEncoder>
     Ok(RowEncoder::for_oids(&oids))
 }
 
-fn copy_sql(t: &TableEntry, binary: bool) -> String {
+fn copy_sql(t: &TableEntry, binary: bool, freeze: bool) -> String {
     let cols = column_list(t).unwrap_or_default();
-    let opts = if binary { " (FORMAT binary)" } else { "" };
+    let opts = match (binary, freeze) {
+        (true, true) => " (FORMAT binary, FREEZE)",
+        (true, false) => " (FORMAT binary)",
+        (false, true) => " (FREEZE)",
+        (false, false) => "",
+    };
     if cols.is_empty() {
         format!("COPY {} FROM STDIN{opts}", qualified(t))
     } else {
@@ -67,8 +109,14 @@ fn copy_sql(t: &TableEntry, binary: bool) -> String {
 }
 
 /// Text COPY of `first` and then the rest of `data`.
-async fn copy_text(c: &Client, t: &TableEntry, first: Vec<u8>, mut data: ByteStream) -> Result<u64> {
-    let sql = copy_sql(t, false);
+async fn copy_text(
+    c: &Client,
+    t: &TableEntry,
+    first: Vec<u8>,
+    mut data: ByteStream,
+    freeze: bool,
+) -> Result<u64> {
+    let sql = copy_sql(t, false, freeze);
     let what = format!("load {}", t.display_name());
     let sink: CopyInSink<Bytes> = c.copy_in(sql.as_str()).await.map_err(pg_err(what.clone()))?;
     futures::pin_mut!(sink);
@@ -84,10 +132,16 @@ async fn copy_text(c: &Client, t: &TableEntry, first: Vec<u8>, mut data: ByteStr
 }
 
 /// Binary COPY of the chunk's lines, until the encoder refuses one (see [`copy_into`]).
-async fn copy_binary(c: &Client, t: &TableEntry, mut enc: RowEncoder, mut data: ByteStream) -> Result<u64> {
+async fn copy_binary(
+    c: &Client,
+    t: &TableEntry,
+    mut enc: RowEncoder,
+    mut data: ByteStream,
+    freeze: bool,
+) -> Result<u64> {
     let what = format!("load {}", t.display_name());
     let sink: CopyInSink<Bytes> =
-        c.copy_in(copy_sql(t, true).as_str()).await.map_err(pg_err(what.clone()))?;
+        c.copy_in(copy_sql(t, true, freeze).as_str()).await.map_err(pg_err(what.clone()))?;
     futures::pin_mut!(sink);
     let mut out: Vec<u8> = Vec::with_capacity(BINARY_SEND + (64 << 10));
     out.extend_from_slice(pg_binary::HEADER);
@@ -152,7 +206,7 @@ async fn copy_binary(c: &Client, t: &TableEntry, mut enc: RowEncoder, mut data: 
         None => Ok(rows),
         Some((rest, why)) => {
             tracing::info!("{}: {why}; the rest of this chunk loads as text COPY", t.display_name());
-            Ok(rows + copy_text(c, t, rest, data).await?)
+            Ok(rows + copy_text(c, t, rest, data, freeze).await?)
         }
     }
 }

@@ -4,7 +4,7 @@
 //! connection) from start to end, and starts by cleaning what killed restores into the same
 //! target left ([`clean_leftovers`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -13,8 +13,8 @@ use tokio::sync::Mutex;
 use tokio_postgres::Client;
 
 use super::checksum::table_stats_on;
-use super::conn::{admin_url, connect, exec, pg_err, quote_ident, quote_literal};
-use super::data::{check_large_objects, copy_into, is_large_objects, table_of};
+use super::conn::{admin_url, connect, exec, pg_err, qualified, quote_ident, quote_literal};
+use super::data::{begin_table_load, check_large_objects, copy_into, is_large_objects, table_of};
 use super::lo_frame;
 use super::properties::{check_roles_exist, property_statements};
 use super::schema::{exec_script, is_parallel_build, run_schema};
@@ -27,7 +27,7 @@ use crate::format::manifest::{ObjectEntry, TableEntry};
 use crate::model::DatabaseUrl;
 use crate::progress::Context;
 use crate::source::limits::SessionLimits;
-use crate::source::pool::Pool;
+use crate::source::pool::{Pool, PoolGuard};
 use crate::source::{CommitReport, LoadOptions, LoadSession, ScriptReport, TableStats};
 
 /// Large values the shadow's sessions write are TOAST-compressed with lz4 where the server has it
@@ -56,6 +56,9 @@ pub(super) struct ShadowSession {
     /// Connection for schema and scripts; `None` once closed.
     main: Mutex<Option<Client>>,
     pool: Pool<Client>,
+    /// Tables being loaded (by qualified name): the connection holding the table's open load
+    /// transaction, and whether its COPYs write frozen rows ([`begin_table_load`]).
+    open_tables: std::sync::Mutex<HashMap<String, (PoolGuard<Client>, bool)>>,
     props: BTreeMap<String, serde_json::Value>,
     keep_owners: bool,
     tables: Vec<TableEntry>,
@@ -136,6 +139,7 @@ impl ShadowSession {
             notes,
             main: Mutex::new(Some(main)),
             pool: Pool::new(workers),
+            open_tables: Default::default(),
             props,
             keep_owners: opts.engine_options.postgres.keep_owners,
             tables,
@@ -143,6 +147,9 @@ impl ShadowSession {
     }
 
     async fn close_connections(&self) {
+        // A table's load left open by a failed or cancelled restore: its connection goes back
+        // to the pool (and is closed with it; the shadow it wrote into is dropped).
+        drop(self.open_tables.lock().map(|mut m| std::mem::take(&mut *m)));
         self.main.lock().await.take();
         self.pool.close().await;
     }
@@ -218,18 +225,61 @@ impl LoadSession for ShadowSession {
         exec_script(c, &stmts, false).await
     }
 
+    /// A table's chunks load one after another on one connection, in one transaction that
+    /// begins by emptying the table again (`TRUNCATE ONLY`, see [`begin_table_load`]) so that
+    /// every COPY writes its rows already frozen (`COPY ... FREEZE`): the read-back, the index
+    /// builds and later vacuums then find no hint bits to set and no page to dirty again.
+    /// [`LoadSession::table_loaded`] commits it. A failed chunk rolls the table's transaction
+    /// back, and the restore drops the shadow as before.
     async fn load(&self, object: &ObjectEntry, data: ByteStream) -> Result<u64> {
         if is_large_objects(object) {
             let g = self.pool.get().await?;
             return lo_frame::load(&g, data, self.keep_owners, &object.key).await;
         }
         let t = table_of(&self.tables, object)?;
-        let g = self.pool.get().await?;
-        copy_into(&g, t, data).await
+        let key = qualified(t);
+        let open = self.open_tables.lock().ok().and_then(|mut m| m.remove(&key));
+        let (g, freeze) = match open {
+            Some(x) => x,
+            None => {
+                let g = self.pool.get().await?;
+                let freeze = begin_table_load(&g, t).await?;
+                (g, freeze)
+            }
+        };
+        match copy_into(&g, t, data, freeze).await {
+            Ok(rows) => {
+                if let Ok(mut m) = self.open_tables.lock() {
+                    m.insert(key, (g, freeze));
+                }
+                Ok(rows)
+            }
+            Err(e) => {
+                let _ = g.batch_execute("ROLLBACK").await;
+                Err(e)
+            }
+        }
     }
 
-    /// Every chunk is its own COPY, committed on a pool connection: once a table's last chunk
-    /// is in, its rows are final (post-data adds no rows) and any connection sees them.
+    /// Each table loads on one connection, in one transaction ([`LoadSession::load`]).
+    fn one_table_at_a_time(&self) -> bool {
+        true
+    }
+
+    /// Commits the table's load transaction: its rows are final (post-data adds no rows) and
+    /// any connection sees them.
+    async fn table_loaded(&self, table: &TableEntry) -> Result<()> {
+        let open = self.open_tables.lock().ok().and_then(|mut m| m.remove(&qualified(table)));
+        if let Some((g, _)) = open {
+            g.batch_execute("COMMIT")
+                .await
+                .map_err(pg_err(format!("commit the load of {}", table.display_name())))?;
+        }
+        Ok(())
+    }
+
+    /// Once a table's load committed ([`LoadSession::table_loaded`]), it is read back on the
+    /// connection that loaded it while the others go on loading.
     fn stats_after_table_load(&self) -> bool {
         true
     }

@@ -201,7 +201,7 @@ impl LoadSession for TxnSession {
         }
         let t = table_of(&self.tables, object)?;
         let c = self.client.lock().await;
-        copy_into(&c, t, data).await
+        copy_into(&c, t, data, false).await
     }
 
     async fn post_data(&self, sql: ByteStream, ctx: &Context) -> Result<()> {
