@@ -454,7 +454,6 @@ pub async fn drain(mut s: ByteStream) -> Result<u64> {
 }
 
 /// Reads a whole small stream (schema scripts) into a string, refusing more than `max` bytes.
-#[cfg(any(feature = "mysql", feature = "postgres"))]
 pub async fn read_text(mut s: ByteStream, max: usize, what: &str) -> Result<String> {
     use futures::StreamExt;
     let mut buf = Vec::new();
