@@ -7,14 +7,45 @@ use rusqlite::Connection;
 
 use crate::source_suite::Fixture;
 
-/// Files live in one temp dir kept for the test process.
+/// Files live in one temp dir kept for the test process (a static is never dropped, so the dir
+/// outlives it); each process first removes the dirs of test processes that are gone.
 pub struct SqliteFixture;
+
+const ROOT_PREFIX: &str = "dbbackup-sqlite-suite-";
 
 fn root() -> &'static PathBuf {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
-        tempfile::Builder::new().prefix("dbbackup-sqlite-suite-").tempdir().expect("temp dir").keep()
+        let tmp = std::env::temp_dir();
+        sweep_dead_roots(&tmp);
+        tempfile::Builder::new()
+            .prefix(&format!("{ROOT_PREFIX}{}-", std::process::id()))
+            .tempdir_in(&tmp)
+            .expect("temp dir")
+            .keep()
     })
+}
+
+/// Removes `dbbackup-sqlite-suite-PID-*` dirs whose process no longer runs, and dirs of the older
+/// naming (no PID) untouched for an hour.
+fn sweep_dead_roots(tmp: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(tmp) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(ROOT_PREFIX)) else { continue };
+        let dead = match rest.split_once('-').and_then(|(pid, _)| pid.parse::<u32>().ok()) {
+            Some(pid) => !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            None => e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > std::time::Duration::from_secs(3600)),
+        };
+        if dead {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// Path of a SQLite URL.
