@@ -701,6 +701,106 @@ async fn guard_staged_rollback_swaps_in_a_verified_shadow() {
     f.drop_db(&db).await;
 }
 
+/// A failed migration that replaced a table by a view of the same name (`RENAME TABLE users TO
+/// people; CREATE VIEW users ...`) is rolled back: a view and a table share one namespace, so
+/// the swap's `RENAME TABLE` bringing the restored `users` in must first drop the live view
+/// `users` (and put it back when the rename does not happen). Here a restore whose rename times
+/// out (a reader holds a live table) leaves the database exactly as it was, view included; then
+/// `guard --staged-rollback` rolls the migration back by its swap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swap_replaces_a_live_view_named_like_a_restored_table() {
+    use backup_core::{CommandOutcome, GuardOptions, guard};
+    let Some(f) = fixture() else { return };
+    let db = fresh(&f, "viewswap").await;
+    let mut c = f.conn(Some(&db_of(&db))).await;
+    for s in [
+        "CREATE TABLE users (id INT PRIMARY KEY, name VARCHAR(20))",
+        "INSERT INTO users VALUES (1, 'ann'), (2, 'bob')",
+        "CREATE TABLE other (id INT PRIMARY KEY)",
+        "INSERT INTO other VALUES (7)",
+        "CREATE VIEW user_ids AS SELECT id FROM users",
+    ] {
+        c.query_drop(s).await.expect(s);
+    }
+    let before = f.fingerprint(&db).await;
+    let repo = memory_repo();
+    let id = backup(&db, &repo).await.unwrap();
+    migrate_users_to_a_view(&mut c).await;
+    let migrated = f.fingerprint(&db).await;
+
+    // The rename cannot happen (a reader holds `other` past the lock timeout): nothing changed.
+    let mut reader = f.conn(Some(&db_of(&db))).await;
+    reader.query_drop("START TRANSACTION").await.unwrap();
+    reader.query_drop("SELECT * FROM other").await.unwrap();
+    let mut engine_options = backup_core::EngineOptions::default();
+    engine_options.session.lock_timeout = Some("1s".into());
+    let e = restore_with_opts(&repo, &id, &db, RestoreOptions { engine_options, ..Default::default() })
+        .await
+        .expect_err("the rename waits on the reader");
+    reader.query_drop("COMMIT").await.unwrap();
+    assert_eq!(f.fingerprint(&db).await, migrated, "a failed swap leaves the view in place: {e}");
+    assert_eq!(my_aux_databases(&f, &db).await, Vec::<String>::new());
+
+    // A guarded migration of that kind, failed, is rolled back by the staged swap.
+    restore_with_opts(&repo, &id, &db, RestoreOptions::default()).await.expect("restore over the view");
+    assert_eq!(f.fingerprint(&db).await, before, "the restore replaced the view by the table");
+    let opts = GuardOptions {
+        source: db.clone(),
+        repos: vec![format!("memory://{}", dbbackup_tests::unique("viewswap_repo"))],
+        jobs: 2,
+        staged_rollback: true,
+        ..Default::default()
+    };
+    let r = guard(&opts, &Context::default(), || async {
+        let mut c = f.conn(Some(&db_of(&db))).await;
+        migrate_users_to_a_view(&mut c).await;
+        Ok(CommandOutcome::Exited(1))
+    })
+    .await
+    .expect("guard");
+    assert_eq!(r.rollback.as_deref(), Some("staged"), "{:?}", r.notes);
+    assert_eq!(f.fingerprint(&db).await, before, "the migration was rolled back");
+    assert_eq!(my_aux_databases(&f, &db).await, Vec::<String>::new());
+
+    // `--tables users` over the view: the table comes back, the tables not named stay.
+    migrate_users_to_a_view(&mut c).await;
+    restore_with_opts(
+        &repo,
+        &id,
+        &db,
+        RestoreOptions { tables: Some(vec!["users".into()]), ..Default::default() },
+    )
+    .await
+    .expect("restore --tables over the view");
+    let kinds: Vec<(String, String)> = c
+        .exec(
+            "SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? ORDER BY TABLE_TYPE, 1",
+            (db_of(&db),),
+        )
+        .await
+        .unwrap();
+    let kinds: Vec<(&str, &str)> = kinds.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+    assert_eq!(
+        kinds,
+        [("other", "BASE TABLE"), ("people", "BASE TABLE"), ("users", "BASE TABLE"), ("user_ids", "VIEW")]
+    );
+    let names: Vec<String> = c.query("SELECT name FROM users ORDER BY id").await.unwrap();
+    assert_eq!(names, ["ann", "bob"]);
+    assert_eq!(my_aux_databases(&f, &db).await, Vec::<String>::new());
+    f.drop_db(&db).await;
+}
+
+/// The migration of [`swap_replaces_a_live_view_named_like_a_restored_table`].
+async fn migrate_users_to_a_view(c: &mut mysql_async::Conn) {
+    for s in [
+        "RENAME TABLE users TO people",
+        "CREATE OR REPLACE VIEW users AS SELECT id, name FROM people",
+        "CREATE OR REPLACE VIEW user_ids AS SELECT id FROM users",
+    ] {
+        c.query_drop(s).await.expect(s);
+    }
+}
+
 /// The content checksum is computed by the dump on the rows it streams; a restore with
 /// `full_checksum` recomputes it on the server for every table, so any divergence between the
 /// two computations on awkward types fails the restore.

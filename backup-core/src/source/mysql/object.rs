@@ -122,6 +122,13 @@ pub(crate) async fn harvest(c: &mut Conn, db: &str, all: bool) -> Result<Vec<Obj
     Ok(out)
 }
 
+/// The views of a database (as [`harvest`] reads them).
+pub(crate) async fn views_of(c: &mut Conn, db: &str) -> Result<Vec<Object>> {
+    exec(c, "SET SESSION character_set_results = utf8mb4").await?;
+    exec(c, &format!("USE {}", qi(db))).await?;
+    views(c, db).await
+}
+
 fn col(r: &[Option<String>], i: usize) -> String {
     r.get(i).cloned().flatten().unwrap_or_default()
 }

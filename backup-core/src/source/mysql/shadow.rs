@@ -10,7 +10,7 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
 use super::conn::{exec, is_server_error, qi, qs};
-use super::object::{Object, base_tables, harvest, trigger_table_is};
+use super::object::{Object, base_tables, harvest, trigger_table_is, views_of};
 use super::session::{Core, Mode};
 use super::swap;
 use crate::error::{Error, Result};
@@ -135,6 +135,8 @@ async fn plan(core: &Core, c: &mut Conn) -> Result<swap::Plan> {
     let mut old_objects = harvest(c, &live, whole).await?;
     if !whole {
         old_objects.retain(|o| o.kind == "TRIGGER" && shadow_tables.iter().any(|t| trigger_table_is(o, t)));
+        // A live view named like a restored table is in the rename's way (`Plan::drop_old_triggers`).
+        old_objects.extend(views_of(c, &live).await?.into_iter().filter(|v| shadow_tables.contains(&v.name)));
     }
     let mut alter = Vec::new();
     if let Some(cs) = core.db_prop("charset") {

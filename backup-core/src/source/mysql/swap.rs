@@ -161,19 +161,28 @@ impl Plan {
         objects.iter().filter(|o| o.kind == "TRIGGER")
     }
 
-    /// Drops the live tables' triggers (a table with triggers cannot move to another database).
+    /// The live views named like a table the rename brings in: a view and a table share one
+    /// namespace, so the rename would fail on them (a migration that replaced table `t` by a
+    /// view `t`, rolled back).
+    fn views_in_the_way(&self) -> impl Iterator<Item = &Object> + '_ {
+        self.old_objects.iter().filter(|o| o.kind == "VIEW" && self.shadow_tables.contains(&o.name))
+    }
+
+    /// Drops the live tables' triggers (a table with triggers cannot move to another database)
+    /// and the live views in the rename's way ([`Plan::views_in_the_way`]).
     pub(super) async fn drop_old_triggers(&self, c: &mut Conn) -> Result<()> {
         exec(c, &format!("USE {}", qi(&self.live))).await?;
-        for o in Self::triggers(&self.old_objects) {
+        for o in Self::triggers(&self.old_objects).chain(self.views_in_the_way()) {
             drop_object(c, o).await?;
         }
         Ok(())
     }
 
-    /// Puts the old triggers back (the swap did not happen).
+    /// Puts the old triggers and the views in the rename's way back (the swap did not happen).
     pub(super) async fn restore_old_triggers(&self, c: &mut Conn) -> Result<()> {
         exec(c, &format!("USE {}", qi(&self.live))).await?;
-        let old: Vec<Object> = Self::triggers(&self.old_objects).cloned().collect();
+        let old: Vec<Object> =
+            Self::triggers(&self.old_objects).chain(self.views_in_the_way()).cloned().collect();
         for o in &old {
             drop_object(c, o).await?;
         }
