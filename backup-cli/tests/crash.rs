@@ -693,6 +693,33 @@ fn mysql_restore_killed_at_each_step_leaves_old_or_new_and_the_next_run_cleans_u
     assert!(report.to_string().contains("finished an interrupted restore"), "{report}");
 }
 
+/// A MariaDB restore killed while it drops the tables it replaced (after its shadow: its objects
+/// were in place, the restore complete) leaves only that previous database. The next run drops it
+/// and nothing else: the objects changed in the live database meanwhile (a view created, a
+/// trigger dropped by the application) stay as they are, not put back to the restore's.
+#[test]
+fn mysql_restore_killed_in_its_cleanup_leaves_later_changes_alone() {
+    let Some(fx) = MysqlFixture::from_env() else { return };
+    let case = my_case(fx, "crash_myc");
+    let dst = db_name(&case.dst_url);
+    let step = "mysql-swap-shadow-dropped";
+    killed(&dbbackup(&case.restore_args(&case.repo, false), &[("DBBACKUP_FAILPOINT", step)]), step);
+    assert_eq!(case.which(), "new", "killed in its cleanup: the restore is complete");
+    assert!(!my_leftovers(&case.fx, &case.dst).is_empty(), "the replaced tables are left");
+    let change = format!(
+        "{} -e 'CREATE VIEW v_after AS SELECT 1 AS one; DROP TRIGGER trg_gen2'",
+        my_cli(&case.fx, &dst)
+    );
+    let out = Command::new("sh").args(["-c", &change]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let changed = my_state(&case.fx, &dst);
+    assert_ne!(changed, case.new);
+    let report =
+        ok(&dbbackup(&["create", "--json", "--source", &case.dst_url, "--repo", &case.scratch], &[]));
+    assert_eq!(my_state(&case.fx, &dst), changed, "the next run only dropped the leftover: {report}");
+    assert_eq!(my_leftovers(&case.fx, &case.dst), Vec::<String>::new(), "{report}");
+}
+
 /// `mysql` command-line client arguments for database `db` of the test server.
 fn my_cli(fx: &MysqlFixture, db: &str) -> String {
     // mysql://[user[:password]@]host[:port]/db[?query]

@@ -18,7 +18,8 @@
 //!   every backup of it): a journal still in the shadow means the swap never happened: the old
 //!   triggers dropped just before it are put back. A journal in the previous database means the
 //!   tables were swapped: the new objects are (re)created from the journal (if that fails, the
-//!   swap is undone). Then the run's databases are dropped.
+//!   swap is undone) — unless the shadow is gone: [`Plan::finish`] drops it first, once the
+//!   objects are in place, so that restore had completed. Then the run's databases are dropped.
 
 use mysql_async::Conn;
 use serde::{Deserialize, Serialize};
@@ -454,6 +455,17 @@ pub(super) async fn recover(c: &mut Conn, live: &str) -> Result<Vec<String>> {
         let (shadow, prev) = (aux_name(live, "shadow", &run), aux_name(live, "prev", &run));
         let (has_shadow, has_prev) = (names.contains(&shadow), names.contains(&prev));
         let swapped = if has_prev { read_plan(c, &prev, live).await? } else { None };
+        if swapped.is_some() && !has_shadow {
+            // `Plan::finish` drops the shadow first, and only once the restored objects are in
+            // place: the restore was complete and live, and was killed dropping the replaced
+            // tables. Only they are left; the live database may have changed since (running
+            // `forward` again would drop its objects and recreate the restore's).
+            notes.push(format!(
+                "dropped {prev}, the tables an interrupted restore into {live} had replaced (that restore had completed)"
+            ));
+            exec(c, &format!("DROP DATABASE IF EXISTS {}", qi(&prev))).await?;
+            continue;
+        }
         if let Some(plan) = swapped {
             match plan.forward(c).await {
                 Ok(()) => notes.push(format!(
