@@ -609,6 +609,66 @@ async fn guard_recovery_time_ends_when_the_swap_is_live_not_after_the_drop() {
     f.drop_db(&db).await;
 }
 
+/// Dropping the tables a restore replaced, after its objects are in place, is cleanup: the
+/// connection lost there (killed by the server) does not turn the restore into a failure — the
+/// target is the backup, and a failed restore would tell the caller (undo, guard) that it is as
+/// it was. The report says what is left; the next run drops it. A current-thread runtime, so that
+/// the delay point set on this thread is seen by the commit.
+#[tokio::test(flavor = "current_thread")]
+async fn restore_whose_cleanup_loses_its_connection_still_succeeds() {
+    let Some(f) = fixture() else { return };
+    let db = fresh(&f, "cleanupkill").await;
+    let mut c = f.conn(Some(&db_of(&db))).await;
+    for s in [
+        "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10))",
+        "INSERT INTO t VALUES (1, 'a'), (2, 'b')",
+        "CREATE VIEW v AS SELECT id FROM t",
+    ] {
+        c.query_drop(s).await.expect(s);
+    }
+    let before = f.fingerprint(&db).await;
+    let repo = memory_repo();
+    let id = backup(&db, &repo).await.unwrap();
+    c.query_drop("INSERT INTO t VALUES (3, 'c')").await.unwrap();
+    c.query_drop("CREATE VIEW w AS SELECT v FROM t").await.unwrap();
+    // Once the swap's RENAME moved the journal into the previous database, the restore is in its
+    // last steps (its objects, then the delay before the cleanup): the server kills its control
+    // connection during the delay.
+    let kill_in_cleanup = async {
+        let mut admin = f.conn(None).await;
+        let like = format!("{}\\_dbbprev\\_%", db_of(&db));
+        for _ in 0..600 {
+            let n: Option<i64> = admin
+                .exec_first(
+                    "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA LIKE ? AND TABLE_NAME = 'dbbackup:journal'",
+                    (like.clone(),),
+                )
+                .await
+                .unwrap();
+            if n == Some(1) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let lock = format!("dbbackup:{}", db_of(&db));
+        let holder: Option<u64> =
+            admin.exec_first("SELECT IS_USED_LOCK(?)", (lock,)).await.unwrap().flatten();
+        admin.query_drop(format!("KILL {}", holder.expect("the restore holds its lock"))).await.unwrap();
+    };
+    backup_core::delay_on_this_thread("mysql-swap-before-cleanup", std::time::Duration::from_secs(4));
+    let (r, ()) = tokio::join!(restore_into(&repo, &id, &db), kill_in_cleanup);
+    backup_core::delay_on_this_thread("mysql-swap-before-cleanup", std::time::Duration::ZERO);
+    let r = r.expect("the restore succeeded: its cleanup's failure is a note");
+    assert!(r.notes.iter().any(|n| n.contains("dropping the tables it replaced failed")), "{:?}", r.notes);
+    assert_eq!(f.fingerprint(&db).await, before, "the target is the backup");
+    assert!(!my_aux_databases(&f, &db).await.is_empty(), "the cleanup was cut short");
+    backup(&db, &memory_repo()).await.expect("the next run");
+    assert_eq!(f.fingerprint(&db).await, before);
+    assert_eq!(my_aux_databases(&f, &db).await, Vec::<String>::new(), "the next run dropped what was left");
+    f.drop_db(&db).await;
+}
+
 /// Databases a restore or guard into `db` left beside it (shadows, previous databases).
 async fn my_aux_databases(f: &MysqlFixture, db: &str) -> Vec<String> {
     let mut c = f.conn(None).await;

@@ -92,9 +92,20 @@ impl Mode for Shadow {
         let live_at = std::time::Instant::now();
         tracing::debug!(target = %live, "swap: objects created, the restored database is live");
         failpoint::delay("mysql-swap-before-cleanup").await;
-        plan.finish(c).await?;
-        tracing::debug!(target = %live, "swap: shadow and previous tables dropped");
-        Ok(CommitReport { live_at: Some(live_at), ..core.report() })
+        let mut report = CommitReport { live_at: Some(live_at), ..core.report() };
+        // Cleanup: the restore is done whatever happens here (reporting it as failed would
+        // tell the caller the target is as it was); what is left, the next run drops.
+        match plan.finish(c).await {
+            Ok(()) => tracing::debug!(target = %live, "swap: shadow and previous tables dropped"),
+            Err(e) => {
+                report.notes.push(format!(
+                    "the restored database is live, but dropping the tables it replaced failed ({e}); \
+                     the next restore or backup of {live} drops them"
+                ));
+                report.previous_kept_at = Some(plan.prev.clone());
+            }
+        }
+        Ok(report)
     }
 
     async fn abort(&self, core: &Core, c: &mut Conn) -> Result<()> {
