@@ -78,6 +78,12 @@ pub(super) fn copy_pages(
 ) -> Result<Connection> {
     let mut dst = Connection::open(copy).map_err(sql_err("open snapshot file"))?;
     dst.query_row("pragma journal_mode = off", [], |_| Ok(())).map_err(sql_err("configure snapshot file"))?;
+    // Nor is it synced by SQLite: the dump's copy is read by this process alone, through the
+    // page cache, and removed after the backup (or by the next one after a crash), so SQLite's
+    // default (FULL) fsync at the end of the copy was a wait on the disk for pages usually
+    // deleted before the kernel would have written them back at all. `guard`'s copy, which must
+    // survive a crash, is synced by its caller before the command runs ([`super::clone`]).
+    dst.execute_batch("pragma synchronous = off").map_err(sql_err("configure snapshot file"))?;
     {
         let backup = rusqlite::backup::Backup::new(src, &mut dst)
             .map_err(sql_err(format!("start backup of {}", path.display())))?;
