@@ -3,6 +3,8 @@
 pub mod checksum;
 pub mod compress;
 pub mod encrypt;
+#[cfg(feature = "mysql")]
+pub(crate) mod md5_lanes;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;

@@ -10,7 +10,7 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use tokio::sync::mpsc;
 
-use super::checksum::add_row;
+use super::checksum::RowDigests;
 use super::conn::{exec, qi, query_text, short};
 use super::table::{Col, ColKind, TableInfo, TableKind, TableProps};
 use crate::error::{Error, Result};
@@ -188,7 +188,7 @@ pub(crate) async fn stream_rows(
     counter: &AtomicU64,
 ) -> Result<Option<Md5Sum>> {
     exec(conn, "SET SESSION character_set_results = NULL").await?;
-    let mut sum = Md5Sum::default();
+    let mut sum = RowDigests::default();
     let mut result =
         conn.query_iter(sql).await.map_err(|e| Error::source(format!("MySQL: {}", short(sql)), e))?;
     let mut buf = BytesMut::with_capacity(FLUSH_AT + (64 << 10));
@@ -218,7 +218,7 @@ pub(crate) async fn stream_rows(
                 None => buf.put_slice(b"\\N"),
             }
         }
-        add_row(&mut sum, (0..values.len()).map(bytes));
+        sum.add_row((0..values.len()).map(bytes));
         buf.put_u8(b'\n');
         n += 1;
         if buf.len() >= FLUSH_AT {
@@ -233,7 +233,7 @@ pub(crate) async fn stream_rows(
     if !buf.is_empty() && tx.send(Ok(buf.freeze())).await.is_err() {
         return Ok(None);
     }
-    Ok(Some(sum))
+    Ok(Some(sum.finish()))
 }
 
 #[cfg(test)]
