@@ -14,7 +14,7 @@ use futures::StreamExt;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::mpsc;
 
-use super::checksum::table_stats_blocking;
+use super::checksum::table_rows_blocking;
 use super::conn::{blocking, copy_pages, list_tables, open_snapshot, sql_err};
 use super::swap::{self, Paths};
 use crate::codec::ByteStream;
@@ -285,7 +285,7 @@ impl Snapshot for SqliteSnapshot {
     async fn table_stats(&self, table: &TableEntry) -> Result<TableStats> {
         let path = self.copy.to_path_buf();
         let name = table.name.clone();
-        blocking(move || table_stats_blocking(&open_snapshot(&path)?, &name)).await
+        blocking(move || table_rows_blocking(&open_snapshot(&path)?, &name)).await
     }
 
     /// The page image digest over the chunks (see [`super::image`]): the tables' stats were read
