@@ -4,9 +4,9 @@
 //! tables listed once. [`MysqlSnapshot`] hands out the schema ([`super::schema`]), the chunk
 //! plan and chunk streams ([`super::dump`]) and the table stats ([`super::checksum`]). With
 //! content checksums on, one more worker joins the snapshot for the stats, and each table's
-//! stats (`COUNT(*)`, `CHECKSUM TABLE`: two server-side scans) start on it as soon as the
-//! table's last chunk is dumped, so they overlap the dump of the other tables instead of all
-//! running after it.
+//! stats (`COUNT(*)`, `CHECKSUM TABLE`: two server-side scans) start as soon as the table's last
+//! chunk is dumped, on that worker or a dump worker that is free, so they overlap the dump of the
+//! other tables instead of all running after it, and the last tables' run side by side.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -317,7 +317,14 @@ impl Snapshot for MysqlSnapshot {
         {
             return r;
         }
-        stats_when_dumped(&self.sums, &self.stats_pool, &self.db, table, &self.info.server_version).await
+        stats_when_dumped(
+            &self.sums,
+            [&self.stats_pool, &self.pool],
+            &self.db,
+            table,
+            &self.info.server_version,
+        )
+        .await
     }
 
     async fn close(self: Box<Self>) -> Result<()> {
@@ -339,15 +346,18 @@ impl MysqlSnapshot {
         self.abort_stats();
         let Ok(mut started) = self.stats.lock() else { return };
         for t in tables {
-            let (sums, pool, db, version) = (
+            let (sums, stats_pool, pool, db, version) = (
                 self.sums.clone(),
                 self.stats_pool.clone(),
+                self.pool.clone(),
                 self.db.clone(),
                 self.info.server_version.clone(),
             );
             let t = t.clone();
             let name = t.name.clone();
-            let h = tokio::spawn(async move { stats_when_dumped(&sums, &pool, &db, &t, &version).await });
+            let h = tokio::spawn(async move {
+                stats_when_dumped(&sums, [&stats_pool, &pool], &db, &t, &version).await
+            });
             started.insert(name, h);
         }
     }
@@ -368,15 +378,23 @@ impl Drop for MysqlSnapshot {
     }
 }
 
-/// A table's stats once every chunk of it is dumped, on a connection of `pool`.
+/// A table's stats once every chunk of it is dumped, on the first connection free in `pools`
+/// (the stats worker, or a dump worker between chunks or with none left: every worker reads the
+/// same snapshot, so the stats of the tables dumped last run side by side instead of one after
+/// the other on the stats worker while the dump workers idle). A dump worker's chunk sets its
+/// session's `character_set_results` again before its `SELECT`.
 async fn stats_when_dumped(
     sums: &ChunkSums,
-    pool: &Pool<Conn>,
+    pools: [&Pool<Conn>; 2],
     db: &str,
     table: &TableEntry,
     server_version: &str,
 ) -> Result<TableStats> {
     let sum = sums.wait(&table.name).await?;
-    let mut lease = pool.get().await?;
+    let mut lease = tokio::select! {
+        biased;
+        l = pools[0].get() => l?,
+        l = pools[1].get() => l?,
+    };
     checksum::snapshot_stats(&mut lease, db, table, sum, server_version).await
 }
