@@ -166,6 +166,7 @@ pub async fn create(
     };
     let result =
         create_leased(source, source_display, targets, opts, ctx, sealing, id, started, started_at).await;
+    crate::codec::compress::release_kept_contexts();
     for l in leases {
         l.release().await;
     }
