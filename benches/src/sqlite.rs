@@ -48,7 +48,7 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         )
         .output(w.join("peer2.sqlite.gz")),
     ])?;
-    let dbb_restore = "dbbackup restore (verify digests, integrity_check, table checksums)";
+    let dbb_restore = "dbbackup restore (verify digests, page image read back, integrity_check)";
     let peer_restore = "zstd -d -T2 + sqlite3 integrity_check";
     let restore = best_of(&[
         Case::new(
