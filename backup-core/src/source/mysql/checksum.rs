@@ -100,7 +100,7 @@ impl RowDigests {
         for v in values {
             match v {
                 Some(b) => {
-                    push_decimal(&mut self.buf, b.len());
+                    self.buf.extend_from_slice(itoa::Buffer::new().format(b.len()).as_bytes());
                     self.buf.push(b':');
                     self.buf.extend_from_slice(b);
                 }
@@ -135,21 +135,6 @@ impl RowDigests {
         self.flush();
         self.sum
     }
-}
-
-/// Appends `n` in decimal ASCII (what `LENGTH()` prints).
-fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
 }
 
 /// The manifest table property holding `CHECKSUM TABLE` at dump time and the server version
@@ -292,15 +277,6 @@ mod tests {
             let got = d.finish();
             assert_eq!(got, scalar_sum(&rows), "{count} rows");
             assert_eq!(got.rows, count as u64);
-        }
-    }
-
-    #[test]
-    fn decimal_lengths() {
-        for n in [0usize, 1, 9, 10, 99, 100, 12345, usize::MAX] {
-            let mut out = b"x".to_vec();
-            push_decimal(&mut out, n);
-            assert_eq!(out, format!("x{n}").into_bytes());
         }
     }
 }
