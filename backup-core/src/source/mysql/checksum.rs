@@ -80,6 +80,8 @@ pub(crate) async fn stats(
 /// enough to stay in the core's cache.
 const BATCH_ROWS: usize = 1024;
 const BATCH_BYTES: usize = 256 << 10;
+/// A row whose message would be longer than this is digested as it streams, not gathered.
+const LONG_ROW: usize = BATCH_BYTES;
 
 /// A [`CHECKSUM_ALGO`] sum computed on the client over rows as they stream: each row's message
 /// (`len:value` or `N` per column) is gathered, and the MD5s of a batch of rows are computed
@@ -95,22 +97,52 @@ pub(crate) struct RowDigests {
 }
 
 impl RowDigests {
-    /// Adds one row: `MD5(len:value | 'N' per column)`.
-    pub(crate) fn add_row<'a>(&mut self, values: impl Iterator<Item = Option<&'a [u8]>>) {
-        for v in values {
-            match v {
-                Some(b) => {
-                    self.buf.extend_from_slice(itoa::Buffer::new().format(b.len()).as_bytes());
-                    self.buf.push(b':');
-                    self.buf.extend_from_slice(b);
-                }
-                None => self.buf.push(b'N'),
+    /// Adds one row: `MD5(len:value | 'N' per column)`. A row whose message would pass
+    /// [`LONG_ROW`] bytes is digested on its own as it is read (its start moved out of the
+    /// buffer), so the buffer never holds a copy of a long value.
+    pub(crate) fn add_row<'a>(&mut self, mut values: impl Iterator<Item = Option<&'a [u8]>>) {
+        let start = self.buf.len();
+        // Past this, the row's message may be longer than LONG_ROW (a length takes at most 20
+        // digits and its ':' one byte more).
+        let limit = start + LONG_ROW - 21;
+        while let Some(v) = values.next() {
+            let Some(b) = v else {
+                self.buf.push(b'N');
+                continue;
+            };
+            if self.buf.len() + b.len() > limit {
+                self.add_long_row(start, std::iter::once(v).chain(values));
+                return;
             }
+            self.buf.extend_from_slice(itoa::Buffer::new().format(b.len()).as_bytes());
+            self.buf.push(b':');
+            self.buf.extend_from_slice(b);
         }
         self.ends.push(self.buf.len());
         if self.ends.len() >= BATCH_ROWS || self.buf.len() >= BATCH_BYTES {
             self.flush();
         }
+    }
+
+    /// The rest of a row whose message may pass [`LONG_ROW`]: its part gathered so far (from
+    /// `start`) is taken out of the buffer and the row is digested on its own, as it streams.
+    #[cold]
+    fn add_long_row<'a>(&mut self, start: usize, values: impl Iterator<Item = Option<&'a [u8]>>) {
+        use md5::Digest;
+        let mut h = md5::Md5::new();
+        h.update(&self.buf[start..]);
+        self.buf.truncate(start);
+        for v in values {
+            match v {
+                Some(b) => {
+                    h.update(itoa::Buffer::new().format(b.len()).as_bytes());
+                    h.update(b":");
+                    h.update(b);
+                }
+                None => h.update(b"N"),
+            }
+        }
+        self.sum.add_digest(&h.finalize());
     }
 
     fn flush(&mut self) {
@@ -243,8 +275,8 @@ mod tests {
     }
 
     /// Rows of random shapes (NULLs, empty values, values of up to 5000 bytes, rows past the
-    /// batch's byte limit), any number of rows around the batch sizes: the same sum as one MD5
-    /// per row.
+    /// batch's byte limit, now and then a row longer than [`LONG_ROW`]), any number of rows
+    /// around the batch sizes: the same sum as one MD5 per row.
     #[test]
     fn row_digests_equal_one_md5_per_row() {
         let mut seed = 0x2545_f491_4f6c_dd1du64;
@@ -262,6 +294,10 @@ mod tests {
                     let cols = 1 + (rnd() % 6) as usize;
                     (0..cols)
                         .map(|_| match rnd() % 10 {
+                            // Now and then a value longer than a batch (the row is digested alone).
+                            0 if rnd() % 64 == 0 => {
+                                Some(vec![rnd() as u8; LONG_ROW + (rnd() % 4096) as usize])
+                            }
                             0 => None,
                             1 => Some(Vec::new()),
                             2 => Some((0..(rnd() % 5000)).map(|_| rnd() as u8).collect()),
@@ -278,5 +314,39 @@ mod tests {
             assert_eq!(got, scalar_sum(&rows), "{count} rows");
             assert_eq!(got.rows, count as u64);
         }
+    }
+
+    /// A row whose message is longer than a batch (a LONGBLOB of megabytes) is digested as it
+    /// streams, not gathered: the gathered messages stay within two batches' bytes whatever the
+    /// row's size (the copy of a 30 MiB row was otherwise kept until the chunk's end, per dump
+    /// worker, beside the row itself and its escaped TSV), and the sum is one MD5 per row.
+    #[test]
+    fn a_row_longer_than_a_batch_is_not_gathered() {
+        let big = || Some(vec![7u8; 8 << 20]);
+        let small = || Some(b"abc".to_vec());
+        let rows: Vec<Vec<Option<Vec<u8>>>> = vec![
+            vec![small(), None],
+            vec![big(), small()],
+            // Past the limit after a few values: the row's start is moved out of the buffer.
+            vec![small(), None, big(), None, Some(Vec::new())],
+            // Past it by values shorter than the limit.
+            vec![Some(vec![1u8; LONG_ROW / 2]), Some(vec![2u8; LONG_ROW / 2]), small()],
+            // Just under it: gathered.
+            vec![Some(vec![3u8; LONG_ROW - 30])],
+            vec![Some(Vec::new())],
+            vec![None],
+        ];
+        let mut d = RowDigests::default();
+        for (n, row) in rows.iter().enumerate() {
+            d.add_row(row.iter().map(|v| v.as_deref()));
+            assert!(
+                d.buf.capacity() <= 4 * BATCH_BYTES,
+                "row {n}: {} bytes held for the gathered messages",
+                d.buf.capacity()
+            );
+        }
+        let got = d.finish();
+        assert_eq!(got, scalar_sum(&rows));
+        assert_eq!(got.rows, rows.len() as u64);
     }
 }
