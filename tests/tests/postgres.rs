@@ -1251,13 +1251,21 @@ async fn guard_falls_back_to_restore_when_another_session_is_connected() {
     assert!(r.rolled_back);
     assert_eq!(r.rollback.as_deref(), Some("restore"), "{:?}", r.notes);
     assert!(r.notes.iter().any(|n| n.contains("other sessions")), "{:?}", r.notes);
-    // guard asked who was connected every 25 ms for its 3 s budget before giving up on the copy:
-    // reported, and without the server's own 5 s wait for other sessions (which a copy asked for
-    // while the application is connected costs).
+    // guard asked who was connected every 25 ms for its 3 s budget before giving up on the copy
+    // (those 3 s are in the time before the command), and gave up on what pg_stat_activity
+    // showed, without asking the server for a copy while the application is connected (which
+    // costs the server's own 5 s wait for other sessions and ends in its refusal, 55006): the
+    // note counts the sessions still connected after the wait. No upper bound on the time: at
+    // load 10+ the polling itself can take longer than the server's 5 s.
     assert!(
-        (3000..5000).contains(&r.rollback_point_ms),
+        r.rollback_point_ms >= 3000,
         "rollback_point_ms {} (time before the command spent finding there can be no copy)",
         r.rollback_point_ms
+    );
+    assert!(
+        r.notes.iter().any(|n| n.contains(" still connected after ")),
+        "guard did not give up on what pg_stat_activity showed: {:?}",
+        r.notes
     );
     assert_eq!(f.fingerprint(&db).await, before, "the failed migration was not rolled back");
     drop(app);
@@ -1298,11 +1306,10 @@ async fn pg_aux_databases(db: &str) -> Vec<String> {
 /// `guard --staged-rollback` on PostgreSQL with an application session connected (so no
 /// server-side copy): the safety backup is restored into a verified shadow before the command
 /// (it exists while the command runs), and a failed command is rolled back by that restore's
-/// swap alone: the database equals its state before the command and the report says `staged`,
-/// with a recovery time (the swap) shorter than the staging. The server ending the held session
-/// (the one holding the target's restore lock) during the command makes the swap fail cleanly and
-/// guard restores the backup instead. A command that succeeds keeps its changes and the shadow is
-/// dropped. Nothing is left beside the database.
+/// swap alone: the database equals its state before the command and the report says `staged`.
+/// The server ending the held session (the one holding the target's restore lock) during the
+/// command makes the swap fail cleanly and guard restores the backup instead. A command that
+/// succeeds keeps its changes and the shadow is dropped. Nothing is left beside the database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guard_staged_rollback_swaps_in_a_verified_shadow_with_a_session_connected() {
     use backup_core::{CommandOutcome, GuardOptions, guard};
@@ -1334,12 +1341,11 @@ async fn guard_staged_rollback_swaps_in_a_verified_shadow_with_a_session_connect
     assert_eq!(r.rollback_point.as_deref(), Some("staged"), "{:?}", r.notes);
     assert_eq!(r.rollback.as_deref(), Some("staged"), "{:?}", r.notes);
     assert_eq!(f.fingerprint(&db).await, before, "the failed command was not rolled back");
-    let recovery = r.recovery_ms.expect("recovery_ms");
-    assert!(
-        recovery < r.rollback_point_ms.saturating_sub(3000),
-        "the rollback is the swap alone: {recovery} ms; the copy's wait and the staging took {} ms",
-        r.rollback_point_ms
-    );
+    // That the rollback was the swap alone is said by `rollback` above and by the shadow that
+    // existed while the command ran; comparing the swap's time with the staging's (hundreds of
+    // milliseconds each at the fixture's size) measured the machine's load, as the MariaDB
+    // test's comparison did (removed in 85055bc).
+    assert!(r.recovery_ms.is_some(), "recovery_ms");
     assert_eq!(pg_aux_databases(&db).await, Vec::<String>::new(), "nothing left beside the database");
 
     // The server ends the held session that holds the restore lock during the command.
