@@ -44,6 +44,8 @@ pub(super) struct Job<'a> {
     pub(super) enc: Option<Arc<Recipients>>,
     /// Observer and cancellation.
     pub(super) ctx: &'a Context,
+    /// The zstd contexts of finished objects, kept for the next ones; freed with the job.
+    pub(super) zstd_contexts: compress::ZstdContexts,
 }
 
 /// Writes every object of the snapshot and returns the manifest describing them.
@@ -252,7 +254,7 @@ async fn store_object(
     job: &Job<'_>,
 ) -> Result<Stored> {
     let (raw, raw_tally) = tally(raw);
-    let encoded = compress::encode(raw, job.compression, threads);
+    let encoded = compress::encode_with(raw, job.compression, threads, Some(job.zstd_contexts.clone()));
     let encoded = match job.enc.clone() {
         Some(r) => encrypt::encrypt(encoded, r),
         None => encoded,

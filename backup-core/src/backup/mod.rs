@@ -166,7 +166,6 @@ pub async fn create(
     };
     let result =
         create_leased(source, source_display, targets, opts, ctx, sealing, id, started, started_at).await;
-    crate::codec::compress::release_kept_contexts();
     for l in leases {
         l.release().await;
     }
@@ -211,6 +210,7 @@ async fn create_leased(
         started_at,
         enc,
         ctx,
+        zstd_contexts: Default::default(),
     };
     let result = dump::run(snapshot.as_ref(), engine, &job).await;
     // (Objects written, snapshot still open, no manifest yet: a kill here leaves all three.)

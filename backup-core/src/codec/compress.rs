@@ -6,6 +6,7 @@
 //! a 2^[`MAX_WINDOW_LOG`]-byte window whatever a hostile frame header claims).
 
 use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
@@ -74,6 +75,17 @@ impl From<Compression> for Codec {
 /// Compresses a stream. zstd always runs in its multithreaded mode, with `threads` workers (at
 /// least one; more is worth it for large objects when fewer objects than cores are in flight).
 pub fn encode(input: ByteStream, compression: Compression, threads: u32) -> ByteStream {
+    encode_with(input, compression, threads, None)
+}
+
+/// [`encode`] on a zstd context of `kept` (or a new one), given back to it once the frame is
+/// finished cleanly.
+pub(crate) fn encode_with(
+    input: ByteStream,
+    compression: Compression,
+    threads: u32,
+    kept: Option<ZstdContexts>,
+) -> ByteStream {
     if compression == Compression::None {
         return input;
     }
@@ -82,7 +94,7 @@ pub fn encode(input: ByteStream, compression: Compression, threads: u32) -> Byte
         let io = |e: std::io::Error| Error::io(format!("{compression} compression"), e);
         match compression {
             Compression::Zstd(level) => {
-                let mut cctx = ZstdContext::take();
+                let mut cctx = ZstdContext::take(kept);
                 // `with_context` resets the context's session (whatever frame an earlier stream
                 // left unfinished is dropped); the parameters are set again below, every one the
                 // object depends on.
@@ -116,42 +128,50 @@ pub fn encode(input: ByteStream, compression: Compression, threads: u32) -> Byte
 /// once: `--jobs`, plus one or two for the schema and small objects).
 const KEPT_CONTEXTS: usize = 4;
 
-/// zstd compression contexts of finished objects, kept for the next ones. A multithreaded
-/// context owns its workers' job buffers (about 3 x 8 MiB at level 3 with one worker); a new
-/// context per object got fresh pages from the kernel for every object, and faulting them in
-/// (page faults, zeroing, cgroup accounting) was ~5% of a PostgreSQL backup's client CPU.
-static CONTEXTS: std::sync::Mutex<Vec<zstd::zstd_safe::CCtx<'static>>> = std::sync::Mutex::new(Vec::new());
+/// zstd compression contexts of one backup's finished objects, kept for its next ones (at most
+/// [`KEPT_CONTEXTS`]). A multithreaded context owns its workers' job buffers (about 3 x 8 MiB at
+/// level 3 with one worker); a new context per object got fresh pages from the kernel for every
+/// object, and faulting them in (page faults, zeroing, cgroup accounting) was ~5% of a
+/// PostgreSQL backup's client CPU. The contexts are freed with the last clone: the backup's
+/// (`backup::dump::Job`), however the backup ends (an error, a cancellation, its future dropped
+/// by an FFI caller's deadline), or that of a stream still finishing after it. Nothing is kept
+/// beyond its backup, so guard's staging or restore after its safety backup, or an FFI process
+/// after a backup, does not carry them.
+#[derive(Clone, Default)]
+pub(crate) struct ZstdContexts(Arc<Mutex<Vec<zstd::zstd_safe::CCtx<'static>>>>);
 
-/// A context taken from [`CONTEXTS`] (or a new one); dropped with the stream unless given back
-/// after a clean finish.
-struct ZstdContext(Option<zstd::zstd_safe::CCtx<'static>>);
+impl ZstdContexts {
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.lock().map(|v| v.len()).unwrap_or_default()
+    }
+}
+
+/// A context taken from a [`ZstdContexts`] (or a new one); dropped with the stream unless given
+/// back after a clean finish.
+struct ZstdContext {
+    cctx: Option<zstd::zstd_safe::CCtx<'static>>,
+    kept: Option<ZstdContexts>,
+}
 
 impl ZstdContext {
-    fn take() -> Self {
-        let kept = CONTEXTS.lock().ok().and_then(|mut v| v.pop());
-        ZstdContext(Some(kept.unwrap_or_else(zstd::zstd_safe::CCtx::create)))
+    fn take(kept: Option<ZstdContexts>) -> Self {
+        let reused = kept.as_ref().and_then(|k| k.0.lock().ok().and_then(|mut v| v.pop()));
+        ZstdContext { cctx: Some(reused.unwrap_or_else(zstd::zstd_safe::CCtx::create)), kept }
     }
 
     fn get(&mut self) -> &mut zstd::zstd_safe::CCtx<'static> {
-        self.0.get_or_insert_with(zstd::zstd_safe::CCtx::create)
+        self.cctx.get_or_insert_with(zstd::zstd_safe::CCtx::create)
     }
 
     /// Keeps the context for the next object (only after its frame finished cleanly).
     fn give_back(mut self) {
-        if let (Some(c), Ok(mut kept)) = (self.0.take(), CONTEXTS.lock())
-            && kept.len() < KEPT_CONTEXTS
+        if let (Some(c), Some(kept)) = (self.cctx.take(), self.kept.take())
+            && let Ok(mut v) = kept.0.lock()
+            && v.len() < KEPT_CONTEXTS
         {
-            kept.push(c);
+            v.push(c);
         }
-    }
-}
-
-/// Frees the kept contexts (see [`CONTEXTS`]): a backup calls it when it ends, so that what comes
-/// after it in the same process (guard's restore or staging after its safety backup, an FFI
-/// caller's next call) does not carry up to [`KEPT_CONTEXTS`] x ~30 MiB of idle job buffers.
-pub(crate) fn release_kept_contexts() {
-    if let Ok(mut kept) = CONTEXTS.lock() {
-        kept.clear();
     }
 }
 
@@ -382,31 +402,100 @@ mod tests {
         assert_eq!(zstd::zstd_safe::find_frame_compressed_size(&got), Ok(got.len()), "one frame");
     }
 
+    /// Rows of text that compress well, 6 MiB.
+    fn text_data() -> Vec<u8> {
+        (0..3_000_000u32)
+            .flat_map(|i| format!("{i}\t{}\n", i.wrapping_mul(2_654_435_761) % 1000).into_bytes())
+            .take(6 << 20)
+            .collect()
+    }
+
+    /// The frame a new encoder writes.
+    fn fresh_frame(data: &[u8], level: i32, threads: u32) -> Vec<u8> {
+        let mut e = zstd::stream::write::Encoder::new(Vec::new(), level).unwrap();
+        e.multithread(threads).unwrap();
+        e.include_checksum(true).unwrap();
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// Waits until nothing but `kept` itself holds its contexts (the encoders' threads have
+    /// ended).
+    async fn alone(kept: &ZstdContexts) {
+        for _ in 0..400 {
+            if Arc::strong_count(&kept.0) == 1 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("an encoder still holds the kept contexts after 10 s");
+    }
+
     /// Contexts are kept from object to object: an object compressed on a context that last
     /// wrote another level with other workers is still the frame a new encoder writes.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_kept_zstd_context_writes_what_a_new_one_does() {
-        let data: Vec<u8> = (0..3_000_000u32)
-            .flat_map(|i| format!("{i}\t{}\n", i.wrapping_mul(2_654_435_761) % 1000).into_bytes())
-            .take(6 << 20)
-            .collect();
-        let fresh = |level: i32, threads: u32| {
-            let mut e = zstd::stream::write::Encoder::new(Vec::new(), level).unwrap();
-            e.multithread(threads).unwrap();
-            e.include_checksum(true).unwrap();
-            e.write_all(&data).unwrap();
-            e.finish().unwrap()
-        };
+        let data = text_data();
+        let kept = ZstdContexts::default();
         for (level, threads) in [(19, 2), (3, 1), (1, 2), (3, 1), (19, 1), (3, 2)] {
-            let got = collect(encode(one(data.clone()), Compression::Zstd(level), threads)).await.unwrap();
-            let want = fresh(level, threads);
+            let s = encode_with(one(data.clone()), Compression::Zstd(level), threads, Some(kept.clone()));
+            let got = collect(s).await.unwrap();
+            let want = fresh_frame(&data, level, threads);
             assert!(
                 got == want,
                 "level {level}, {threads} workers: {} bytes, a new encoder {}",
                 got.len(),
                 want.len()
             );
+            alone(&kept).await;
+            assert_eq!(kept.len(), 1, "the context was kept for the next object");
         }
+    }
+
+    /// An object whose reader goes away mid-frame drops its context instead of keeping it, and
+    /// the next object is still a new encoder's frame. The kept contexts are freed with their
+    /// last holder: a backup whose handle is dropped (an error, a cancellation, an FFI caller's
+    /// deadline dropping the backup's future) while an object is still being compressed keeps
+    /// nothing once that object ends, and nothing survives the backup in the process.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn kept_zstd_contexts_are_dropped_mid_frame_and_freed_with_their_last_holder() {
+        let data = text_data();
+        let want = fresh_frame(&data, 3, 1);
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let noise: Vec<u8> = (0..24 << 20)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        let kept = ZstdContexts::default();
+        let z3 = Compression::Zstd(3);
+        assert_eq!(collect(encode_with(one(data.clone()), z3, 1, Some(kept.clone()))).await.unwrap(), want);
+        alone(&kept).await;
+        assert_eq!(kept.len(), 1);
+        // 24 MiB that do not compress: dozens of output chunks, so the reader leaves mid-frame.
+        let mut s = encode_with(one(noise), z3, 1, Some(kept.clone()));
+        s.next().await.unwrap().unwrap();
+        drop(s);
+        alone(&kept).await;
+        assert_eq!(kept.len(), 0, "a context left mid-frame was kept");
+        assert_eq!(collect(encode_with(one(data.clone()), z3, 1, Some(kept.clone()))).await.unwrap(), want);
+        alone(&kept).await;
+        assert_eq!(kept.len(), 1);
+        // The holder goes first, the object being compressed ends after it.
+        let held = Arc::downgrade(&kept.0);
+        let s = encode_with(one(data.clone()), z3, 1, Some(kept.clone()));
+        drop(kept);
+        assert_eq!(collect(s).await.unwrap(), want);
+        for _ in 0..400 {
+            if held.strong_count() == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        assert!(held.upgrade().is_none(), "the kept contexts outlived every holder");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
