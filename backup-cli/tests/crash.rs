@@ -696,7 +696,9 @@ fn mysql_restore_killed_at_each_step_leaves_old_or_new_and_the_next_run_cleans_u
 /// A MariaDB restore killed while it drops the tables it replaced (after its shadow: its objects
 /// were in place, the restore complete) leaves only that previous database. The next run drops it
 /// and nothing else: the objects changed in the live database meanwhile (a view created, a
-/// trigger dropped by the application) stay as they are, not put back to the restore's.
+/// trigger dropped by the application) stay as they are, not put back to the restore's. The
+/// journal's `step` row is deleted before the next run, so it reads what a version before that
+/// row wrote there: the shadow already gone says the restore had completed.
 #[test]
 fn mysql_restore_killed_in_its_cleanup_leaves_later_changes_alone() {
     let Some(fx) = MysqlFixture::from_env() else { return };
@@ -705,19 +707,101 @@ fn mysql_restore_killed_in_its_cleanup_leaves_later_changes_alone() {
     let step = "mysql-swap-shadow-dropped";
     killed(&dbbackup(&case.restore_args(&case.repo, false), &[("DBBACKUP_FAILPOINT", step)]), step);
     assert_eq!(case.which(), "new", "killed in its cleanup: the restore is complete");
-    assert!(!my_leftovers(&case.fx, &case.dst).is_empty(), "the replaced tables are left");
-    let change = format!(
-        "{} -e 'CREATE VIEW v_after AS SELECT 1 AS one; DROP TRIGGER trg_gen2'",
-        my_cli(&case.fx, &dst)
-    );
-    let out = Command::new("sh").args(["-c", &change]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let left = my_leftovers(&case.fx, &case.dst);
+    assert_eq!(left.len(), 1, "the replaced tables are left: {left:?}");
+    my_sql(&case.fx, &left[0], "DELETE FROM `dbbackup:journal` WHERE k = 'step'");
+    my_sql(&case.fx, &dst, "CREATE VIEW v_after AS SELECT 1 AS one; DROP TRIGGER trg_gen2");
     let changed = my_state(&case.fx, &dst);
     assert_ne!(changed, case.new);
     let report =
         ok(&dbbackup(&["create", "--json", "--source", &case.dst_url, "--repo", &case.scratch], &[]));
     assert_eq!(my_state(&case.fx, &dst), changed, "the next run only dropped the leftover: {report}");
     assert_eq!(my_leftovers(&case.fx, &case.dst), Vec::<String>::new(), "{report}");
+}
+
+/// Once a MariaDB restore — or the next run's recovery of a killed one — has brought the target
+/// to the new or the old database, complete, it records that in its journal before it drops its
+/// databases; killed there, the next run only drops them. So an object the application changed
+/// meanwhile (a view created, a trigger dropped) stays as it is, not set back to the restore's
+/// or the old database's. Each case: the restore killed at a step (the first failpoints), the
+/// next run (a backup) killed right after its recovery (when a second failpoint is given), the
+/// change, then a backup.
+#[test]
+fn mysql_restore_killed_once_the_target_is_complete_leaves_later_changes_alone() {
+    let Some(fx) = MysqlFixture::from_env() else { return };
+    let case = my_case(fx, "crash_myl");
+    let dst = db_name(&case.dst_url);
+    let restore = case.restore_args(&case.repo, false);
+    let backup = ["create", "--json", "--source", &case.dst_url, "--repo", &case.scratch];
+    for (restore_at, recovery_at, want) in [
+        // The restore's objects created, before its databases are dropped.
+        ("mysql-swap-objects-created", None, "new"),
+        // Killed creating them; the next run finished them and was killed before dropping.
+        ("mysql-swap-objects-dropped", Some("mysql-recovered"), "new"),
+        // Killed before its rename; the next run put the triggers back and was killed.
+        ("mysql-swap-triggers-dropped", Some("mysql-recovered"), "old"),
+        // Its objects failed and it was killed swapping back; the next run put the old objects
+        // back and was killed.
+        ("mysql-swap-forward:error,mysql-swap-back-renamed", Some("mysql-recovered"), "old"),
+    ] {
+        case.reset();
+        killed(&dbbackup(&restore, &[("DBBACKUP_FAILPOINT", restore_at)]), restore_at);
+        if let Some(at) = recovery_at {
+            killed(&dbbackup(&backup, &[("DBBACKUP_FAILPOINT", at)]), at);
+        }
+        assert_eq!(case.which(), want, "{restore_at}, {recovery_at:?}: complete");
+        assert!(!my_leftovers(&case.fx, &case.dst).is_empty(), "{restore_at}: its databases are left");
+        my_sql(&case.fx, &dst, "CREATE VIEW v_after AS SELECT 1 AS one; DROP TRIGGER trg_gen");
+        let changed = my_state(&case.fx, &dst);
+        let report = ok(&dbbackup(&backup, &[]));
+        assert_eq!(
+            my_state(&case.fx, &dst),
+            changed,
+            "{restore_at}, {recovery_at:?}: the next run only dropped the leftovers: {report}"
+        );
+        assert_eq!(my_leftovers(&case.fx, &case.dst), Vec::<String>::new(), "{report}");
+    }
+}
+
+/// A MariaDB restore whose objects step fails swaps back (the old database, complete, exit 1);
+/// killed right after the rename back — the old tables live again, none of the old views,
+/// routines, triggers, events — the next run puts every old object back. A restore whose rename
+/// fails and whose put-back of the live triggers fails too keeps its journal, and the next run
+/// puts them back.
+#[test]
+fn mysql_restore_failing_in_its_swap_leaves_the_old_database_even_killed_undoing_it() {
+    let Some(fx) = MysqlFixture::from_env() else { return };
+    let case = my_case(fx, "crash_myb");
+    let restore = case.restore_args(&case.repo, false);
+    let backup = ["create", "--json", "--source", &case.dst_url, "--repo", &case.scratch];
+    let failed = |out: &Output, what: &str| {
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    failed(&dbbackup(&restore, &[("DBBACKUP_FAILPOINT", "mysql-swap-forward:error")]), "objects fail");
+    assert_eq!(case.which(), "old", "swapped back");
+    assert_eq!(my_leftovers(&case.fx, &case.dst), Vec::<String>::new());
+
+    let at = "mysql-swap-forward:error,mysql-swap-back-renamed";
+    killed(&dbbackup(&restore, &[("DBBACKUP_FAILPOINT", at)]), at);
+    assert_eq!(case.which(), "neither", "killed swapping back: the old tables without their objects");
+    let report = ok(&dbbackup(&backup, &[]));
+    assert_eq!(case.which(), "old", "the next run put the old objects back: {report}");
+    assert_eq!(my_leftovers(&case.fx, &case.dst), Vec::<String>::new(), "{report}");
+
+    let at = "mysql-swap-rename:error,mysql-swap-put-back:error";
+    failed(&dbbackup(&restore, &[("DBBACKUP_FAILPOINT", at)]), at);
+    assert_eq!(case.which(), "neither", "the live triggers were dropped and not put back");
+    assert!(!my_leftovers(&case.fx, &case.dst).is_empty(), "its journal is kept for the next run");
+    let report = ok(&dbbackup(&backup, &[]));
+    assert_eq!(case.which(), "old", "the next run put the triggers back: {report}");
+    assert_eq!(my_leftovers(&case.fx, &case.dst), Vec::<String>::new(), "{report}");
+}
+
+/// Runs `sql` (one or more statements) in database `db` of the test server with the `mysql` client.
+fn my_sql(fx: &MysqlFixture, db: &str, sql: &str) {
+    let out =
+        Command::new("sh").args(["-c", &format!("{} -e \"$0\"", my_cli(fx, db)), sql]).output().unwrap();
+    assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// `mysql` command-line client arguments for database `db` of the test server.

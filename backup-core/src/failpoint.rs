@@ -8,13 +8,30 @@
 //! instead, without blocking the runtime: `DBBACKUP_FAILPOINT=<name>:delay=<ms>` for the real
 //! binary, or [`delay_on_this_thread`] for a test that drives an operation on its own thread
 //! (the FFI runs an operation on the calling thread), so tests running side by side in one
-//! process do not slow each other. Without the feature [`hit`] and [`delay`] are empty, there is
-//! no forced id, and the environment is never read.
+//! process do not slow each other. `<name>:error` makes [`fail`]`(<name>)` return an error
+//! instead (a step that fails without killing the process). The variable may name several
+//! points, separated by commas (`mysql-swap-forward:error,mysql-swap-back-renamed`). Without the
+//! feature [`hit`], [`fail`] and [`delay`] are empty, there is no forced id, and the environment
+//! is never read.
+
+/// The points `DBBACKUP_FAILPOINT` names, each with its suffix (`:pause`, `:error`, `:delay=..`).
+#[cfg(feature = "testing")]
+fn points() -> Vec<String> {
+    std::env::var("DBBACKUP_FAILPOINT")
+        .map(|v| v.split(',').map(str::to_string).collect())
+        .unwrap_or_default()
+}
 
 /// Kills the process with SIGKILL if `DBBACKUP_FAILPOINT` names this point (`testing` builds only).
 #[cfg(feature = "testing")]
 pub(crate) fn hit(name: &str) {
-    let Ok(v) = std::env::var("DBBACKUP_FAILPOINT") else { return };
+    for v in points() {
+        hit_one(&v, name);
+    }
+}
+
+#[cfg(feature = "testing")]
+fn hit_one(v: &str, name: &str) {
     if v.strip_suffix(":pause") == Some(name) {
         eprintln!("dbbackup: failpoint {name} paused");
         std::thread::sleep(std::time::Duration::from_secs(120));
@@ -38,7 +55,29 @@ pub(crate) fn hit(_name: &str) {}
 /// wait for a part to be written).
 #[cfg(feature = "testing")]
 pub(crate) fn armed(name: &str) -> bool {
-    std::env::var("DBBACKUP_FAILPOINT").is_ok_and(|v| v == name || v.strip_suffix(":pause") == Some(name))
+    points().iter().any(|v| v == name || v.strip_suffix(":pause") == Some(name))
+}
+
+/// Fails with an error if `DBBACKUP_FAILPOINT` names `<name>:error` (`testing` builds only).
+#[cfg(feature = "testing")]
+#[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+pub(crate) fn fail(name: &str) -> crate::error::Result<()> {
+    if points().iter().any(|v| v.strip_suffix(":error") == Some(name)) {
+        eprintln!("dbbackup: failpoint {name} fails");
+        return Err(crate::error::Error::source(
+            format!("failpoint {name}"),
+            std::io::Error::other("failed on purpose (DBBACKUP_FAILPOINT)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Never fails outside `testing` builds.
+#[cfg(not(feature = "testing"))]
+#[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+#[inline(always)]
+pub(crate) fn fail(_name: &str) -> crate::error::Result<()> {
+    Ok(())
 }
 
 /// Never armed outside `testing` builds.
@@ -73,9 +112,10 @@ pub fn delay_on_this_thread(name: &str, by: std::time::Duration) {
 pub(crate) async fn delay(name: &str) {
     let here = DELAYS.with(|d| d.borrow().iter().find(|(n, _)| n == name).map(|(_, by)| *by));
     let by = here.or_else(|| {
-        let v = std::env::var("DBBACKUP_FAILPOINT").ok()?;
-        let ms = v.strip_prefix(name)?.strip_prefix(":delay=")?.parse::<u64>().ok()?;
-        Some(std::time::Duration::from_millis(ms))
+        points().iter().find_map(|v| {
+            let ms = v.strip_prefix(name)?.strip_prefix(":delay=")?.parse::<u64>().ok()?;
+            Some(std::time::Duration::from_millis(ms))
+        })
     });
     if let Some(by) = by {
         eprintln!("dbbackup: failpoint {name} waits {by:?}");

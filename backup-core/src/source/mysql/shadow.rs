@@ -1,9 +1,10 @@
 //! The shadow mode of a restore: the tables are loaded into a shadow database on the same
 //! server (`<db>_dbbshadow_<tag><run>`, holding the swap's journal), then swapped in by
-//! [`super::swap::Plan`] — the live tables' triggers dropped, ONE `RENAME TABLE` moving every
-//! live table to the previous database and every shadow table into the live one, then the
-//! restored views, routines, triggers and events created. A failure before the rename puts the
-//! triggers back; one after it swaps back. Abort drops the shadow.
+//! [`super::swap::Plan`] — the live tables' triggers (and live views named like a restored
+//! table) dropped, ONE `RENAME TABLE` moving every live table to the previous database and every
+//! shadow table into the live one, then the restored views, routines, triggers and events
+//! created, which the journal records before the run's databases are dropped. A failure before
+//! the rename puts the triggers and views back; one after it swaps back. Abort drops the shadow.
 
 use async_trait::async_trait;
 use mysql_async::Conn;
@@ -44,9 +45,11 @@ impl Mode for Shadow {
         Ok(Shadow)
     }
 
-    /// The full swap (see [`swap`]): plan and journal it, drop the live tables' triggers, one
-    /// `RENAME TABLE`, then the restored objects; a failure before the rename puts the triggers
-    /// back, one after it swaps back.
+    /// The full swap (see [`swap`]): plan and journal it, drop what is in the rename's way
+    /// (the live tables' triggers, live views named like a restored table), one `RENAME TABLE`,
+    /// then the restored objects, recorded in the journal; a failure before the rename puts
+    /// what was in the way back, one after it swaps back. A put-back that fails keeps the
+    /// journal for the next run.
     async fn commit(&self, core: &Core, c: &mut Conn) -> Result<CommitReport> {
         let live = core.live.clone();
         tracing::debug!(target = %live, "swap: planning");
@@ -56,40 +59,59 @@ impl Mode for Shadow {
         tracing::debug!(target = %live, "swap: journaled");
         failpoint::hit("mysql-swap-journaled");
         let renamed: Result<()> = async {
-            plan.drop_old_triggers(c).await?;
+            plan.drop_in_the_way(c).await?;
             failpoint::hit("mysql-swap-triggers-dropped");
+            failpoint::fail("mysql-swap-rename")?;
             plan.rename_in(c).await
         }
         .await;
         if let Err(e) = renamed {
-            let back = plan.restore_old_triggers(c).await;
-            let _ = plan.finish(c).await;
+            // Put back, recorded, then the shadow dropped with the journal. A put-back that
+            // fails keeps the journal (and so the shadow) for the next run, which retries it.
+            let back = async {
+                failpoint::fail("mysql-swap-put-back")?;
+                plan.restore_in_the_way(c).await?;
+                plan.mark(c, &plan.shadow, swap::Step::PutBack).await
+            }
+            .await;
             return Err(match back {
-                Ok(()) => e.context("swap the restored tables in (nothing changed)"),
+                Ok(()) => {
+                    let _ = plan.finish(c).await;
+                    e.context("swap the restored tables in (nothing changed)")
+                }
                 Err(b) => e.context(format!(
-                    "swap the restored tables in; putting the live triggers back ALSO failed ({b}); \
-                     the next restore into {live} retries"
+                    "swap the restored tables in; putting the live triggers and views back ALSO failed ({b}); \
+                     the next restore into {live} or backup of it retries"
                 )),
             });
         }
         failpoint::hit("mysql-swap-renamed");
         tracing::debug!(target = %live, "swap: renamed");
         // The data is live. Objects next; on failure swap back.
-        if let Err(e) = plan.forward(c).await {
+        let forward = async {
+            failpoint::fail("mysql-swap-forward")?;
+            plan.forward(c).await
+        }
+        .await;
+        if let Err(e) = forward {
             plan.back(c).await.map_err(|re| {
                 re.context(format!(
                     "swapping back after a failure ({e}); the next restore into {live} finishes or undoes it"
                 ))
             })?;
-            let _ = plan.finish(c).await;
+            if plan.mark(c, &plan.shadow, swap::Step::PutBack).await.is_ok() {
+                let _ = plan.finish(c).await;
+            }
             return Err(
                 e.context("recreate views, routines, triggers and events (the previous data was put back)")
             );
         }
-        failpoint::hit("mysql-swap-objects-created");
-        // The restored database is live from here; dropping the replaced tables (a killed run's
-        // successor finishes it, see `swap::recover`) is cleanup, not part of the recovery.
+        // The restored database is live from here, complete. Recorded in the journal first: the
+        // next run, finding the run's databases, only drops them (the live database may have
+        // changed by then; running the objects step again would undo that).
         let live_at = std::time::Instant::now();
+        let marked = plan.mark(c, &plan.prev, swap::Step::ObjectsCreated).await;
+        failpoint::hit("mysql-swap-objects-created");
         tracing::debug!(target = %live, "swap: objects created, the restored database is live");
         failpoint::delay("mysql-swap-before-cleanup").await;
         let mut report = CommitReport { live_at: Some(live_at), ..core.report() };
@@ -98,9 +120,16 @@ impl Mode for Shadow {
         match plan.finish(c).await {
             Ok(()) => tracing::debug!(target = %live, "swap: shadow and previous tables dropped"),
             Err(e) => {
+                let unmarked = match &marked {
+                    Ok(()) => String::new(),
+                    Err(m) => format!(
+                        "; recording that the restore had completed failed too ({m}): the next run creates \
+                         the restored views, routines, triggers and events again"
+                    ),
+                };
                 report.notes.push(format!(
                     "the restored database is live, but dropping the tables it replaced failed ({e}); \
-                     the next restore or backup of {live} drops them"
+                     the next restore or backup of {live} drops them{unmarked}"
                 ));
                 report.previous_kept_at = Some(plan.prev.clone());
             }
@@ -146,7 +175,7 @@ async fn plan(core: &Core, c: &mut Conn) -> Result<swap::Plan> {
     let mut old_objects = harvest(c, &live, whole).await?;
     if !whole {
         old_objects.retain(|o| o.kind == "TRIGGER" && shadow_tables.iter().any(|t| trigger_table_is(o, t)));
-        // A live view named like a restored table is in the rename's way (`Plan::drop_old_triggers`).
+        // A live view named like a restored table is in the rename's way (`Plan::in_the_way`).
         old_objects.extend(views_of(c, &live).await?.into_iter().filter(|v| shadow_tables.contains(&v.name)));
     }
     let mut alter = Vec::new();

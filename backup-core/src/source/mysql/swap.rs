@@ -14,12 +14,24 @@
 //!   the new views/routines/triggers/events with their settings, the database options). The one
 //!   `RENAME TABLE` that swaps the tables (atomic in MariaDB) also moves the journal from the
 //!   shadow into the previous database, so where the journal is says whether the swap happened.
+//! - **Steps**: where the journal's place does not say how far a swap got, its `step` row does
+//!   ([`Step`], written right after the step's last statement): the restored objects created
+//!   (`objects-created`, in the previous database), the swap being undone (`swapping-back`,
+//!   written before the rename back, which moves it to the shadow), the live database put back
+//!   (`put-back`, in the shadow). Each is written before the run's databases are dropped, so a
+//!   run killed while dropping them is never redone over what the live database became since.
 //! - **Recovery** ([`recover`], lock held, at the start of every restore into the target and of
-//!   every backup of it): a journal still in the shadow means the swap never happened: the old
-//!   triggers dropped just before it are put back. A journal in the previous database means the
-//!   tables were swapped: the new objects are (re)created from the journal (if that fails, the
-//!   swap is undone) — unless the shadow is gone: [`Plan::finish`] drops it first, once the
-//!   objects are in place, so that restore had completed. Then the run's databases are dropped.
+//!   every backup of it; [`recover_run`] has the table of every state): a journal still in the
+//!   shadow means the swap never happened: what was dropped in the rename's way (the old
+//!   triggers and views) is put back — or, marked `swapping-back`, every old object. A journal in
+//!   the previous database means the tables were swapped: the new objects are (re)created from
+//!   the journal (if that fails, the swap is undone) — unless it is marked `objects-created`, or
+//!   the shadow is gone (a journal of a version before the marks: [`Plan::finish`] drops the
+//!   shadow first, once the objects are in place): that restore had completed. Marked
+//!   `put-back`, nothing is redone either. Then the run's databases are dropped. A recovery
+//!   killed midway is itself recovered the same way: each step is idempotent and marked.
+//! - **Journals of older versions** hold no `step` row and are read as they were then (the
+//!   plan's shape is unchanged); an older version reading a newer journal ignores the row.
 
 use mysql_async::Conn;
 use serde::{Deserialize, Serialize};
@@ -125,6 +137,39 @@ pub(super) struct Plan {
     pub(super) old_alter: Option<String>,
 }
 
+/// How far a swap got, where the journal's place does not say it: the journal's row `step`,
+/// written once the step's last statement succeeded. A journal without it (written by a version
+/// before it, or before the first step below) is read as before: in the shadow, the swap never
+/// happened; in the previous database, the tables were swapped, and the objects are in place only
+/// if the shadow is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Step {
+    /// In the previous database: the restored objects are in place ([`Plan::forward`] done), the
+    /// restore is complete; only the run's databases are left to drop. The live database may
+    /// have changed since, so nothing is run against it again.
+    ObjectsCreated,
+    /// Written in the previous database by [`Plan::back`] before its rename, which moves it to the
+    /// shadow: the swap is being undone, every old object is to be put back.
+    SwappingBack,
+    /// In the shadow: the live database is as it was before the restore (what was in the
+    /// rename's way put back, or the swap undone); only the run's databases are left to drop.
+    PutBack,
+}
+
+impl Step {
+    fn as_str(self) -> &'static str {
+        match self {
+            Step::ObjectsCreated => "objects-created",
+            Step::SwappingBack => "swapping-back",
+            Step::PutBack => "put-back",
+        }
+    }
+
+    fn parse(v: &str) -> Option<Step> {
+        [Step::ObjectsCreated, Step::SwappingBack, Step::PutBack].into_iter().find(|s| s.as_str() == v)
+    }
+}
+
 /// The database's options as an `ALTER DATABASE` clause.
 pub(super) async fn database_options(c: &mut Conn, db: &str) -> Result<Option<String>> {
     let rows = query_text(
@@ -158,36 +203,43 @@ impl Plan {
             .map_err(|e| e.context("write the restore journal"))
     }
 
-    fn triggers<'a>(objects: &'a [Object]) -> impl Iterator<Item = &'a Object> + 'a {
-        objects.iter().filter(|o| o.kind == "TRIGGER")
+    /// The live objects that must leave before the rename ([`Plan::drop_in_the_way`]): the
+    /// moved tables' triggers (a table with triggers cannot move to another database) and the
+    /// live views named like a table the rename brings in (a view and a table share one
+    /// namespace, so the rename would fail on them: a migration that replaced table `t` by a
+    /// view `t`, rolled back). Derived from `old_objects` and `shadow_tables`, so a journal of
+    /// any version names the same ones.
+    fn in_the_way(&self) -> impl Iterator<Item = &Object> + '_ {
+        self.old_objects
+            .iter()
+            .filter(|o| o.kind == "TRIGGER" || (o.kind == "VIEW" && self.shadow_tables.contains(&o.name)))
     }
 
-    /// The live views named like a table the rename brings in: a view and a table share one
-    /// namespace, so the rename would fail on them (a migration that replaced table `t` by a
-    /// view `t`, rolled back).
-    fn views_in_the_way(&self) -> impl Iterator<Item = &Object> + '_ {
-        self.old_objects.iter().filter(|o| o.kind == "VIEW" && self.shadow_tables.contains(&o.name))
-    }
-
-    /// Drops the live tables' triggers (a table with triggers cannot move to another database)
-    /// and the live views in the rename's way ([`Plan::views_in_the_way`]).
-    pub(super) async fn drop_old_triggers(&self, c: &mut Conn) -> Result<()> {
+    /// Drops what is in the rename's way ([`Plan::in_the_way`]): the live triggers and views.
+    pub(super) async fn drop_in_the_way(&self, c: &mut Conn) -> Result<()> {
         exec(c, &format!("USE {}", qi(&self.live))).await?;
-        for o in Self::triggers(&self.old_objects).chain(self.views_in_the_way()) {
+        for o in self.in_the_way() {
             drop_object(c, o).await?;
         }
         Ok(())
     }
 
-    /// Puts the old triggers and the views in the rename's way back (the swap did not happen).
-    pub(super) async fn restore_old_triggers(&self, c: &mut Conn) -> Result<()> {
+    /// Puts back what [`Plan::drop_in_the_way`] dropped (the swap did not happen). Idempotent.
+    pub(super) async fn restore_in_the_way(&self, c: &mut Conn) -> Result<()> {
         exec(c, &format!("USE {}", qi(&self.live))).await?;
-        let old: Vec<Object> =
-            Self::triggers(&self.old_objects).chain(self.views_in_the_way()).cloned().collect();
+        let old: Vec<Object> = self.in_the_way().cloned().collect();
         for o in &old {
             drop_object(c, o).await?;
         }
         recreate(c, &self.live, &old, false).await
+    }
+
+    /// Records in the journal (in database `db`, where the journal is at that point) that the
+    /// swap got to `step`.
+    pub(super) async fn mark(&self, c: &mut Conn, db: &str, step: Step) -> Result<()> {
+        exec(c, &format!("REPLACE INTO {}.{} VALUES ('step', {})", qi(db), qi(JOURNAL), qs(step.as_str())))
+            .await
+            .map_err(|e| e.context(format!("record step {} in the restore journal", step.as_str())))
     }
 
     /// The swap itself: ONE `RENAME TABLE` moving the live tables to `prev`, the shadow's to
@@ -223,8 +275,12 @@ impl Plan {
         recreate(c, &self.live, &self.new_objects, false).await
     }
 
-    /// Undoes [`Plan::rename_in`] and puts the old objects back.
+    /// Undoes [`Plan::rename_in`] and puts the old objects back. Marked first
+    /// ([`Step::SwappingBack`], moved to the shadow by the rename with the journal), so a run
+    /// killed after the rename puts every old object back, not only what was in the way.
+    /// Idempotent up to its rename (the recovery of a run killed before it runs it again).
     pub(super) async fn back(&self, c: &mut Conn) -> Result<()> {
+        self.mark(c, &self.prev, Step::SwappingBack).await?;
         let current = harvest(c, &self.live, self.whole).await?;
         for o in &current {
             if self.whole || self.new_objects.iter().any(|n| n.kind == o.kind && n.name == o.name) {
@@ -237,10 +293,23 @@ impl Plan {
         renames.extend(self.live_tables.iter().map(|t| format!("{prev}.{q} TO {live}.{q}", q = qi(t))));
         renames.push(format!("{prev}.{j} TO {shadow}.{j}", j = qi(JOURNAL)));
         exec(c, &format!("RENAME TABLE {}", renames.join(", "))).await?;
+        failpoint::hit("mysql-swap-back-renamed");
+        self.put_old_objects_back(c).await
+    }
+
+    /// After [`Plan::back`]'s rename (the old tables live again): the live database gets exactly
+    /// the old objects and options. Idempotent.
+    async fn put_old_objects_back(&self, c: &mut Conn) -> Result<()> {
+        let current = harvest(c, &self.live, self.whole).await?;
+        for o in &current {
+            if self.whole || self.old_objects.iter().any(|n| n.kind == o.kind && n.name == o.name) {
+                drop_object(c, o).await?;
+            }
+        }
         if self.whole
             && let Some(a) = &self.old_alter
         {
-            exec(c, &format!("ALTER DATABASE {live} {a}")).await?;
+            exec(c, &format!("ALTER DATABASE {} {a}", qi(&self.live))).await?;
         }
         recreate(c, &self.live, &self.old_objects, false).await
     }
@@ -404,7 +473,8 @@ async fn recover_in_place(c: &mut Conn, live: &str, notes: &mut Vec<String>) -> 
     Ok(())
 }
 
-async fn read_plan(c: &mut Conn, db: &str, live: &str) -> Result<Option<Plan>> {
+/// The plan and the step of the journal in `db`, if it holds one.
+async fn read_plan(c: &mut Conn, db: &str, live: &str) -> Result<Option<(Plan, Option<Step>)>> {
     let has = query_text(
         c,
         &format!(
@@ -417,8 +487,15 @@ async fn read_plan(c: &mut Conn, db: &str, live: &str) -> Result<Option<Plan>> {
     if has.is_empty() {
         return Ok(None);
     }
-    let rows = query_text(c, &format!("SELECT v FROM {}.{} WHERE k = 'plan'", qi(db), qi(JOURNAL))).await?;
-    let Some(body) = rows.into_iter().next().and_then(|r| r.into_iter().next().flatten()) else {
+    let rows =
+        query_text(c, &format!("SELECT k, v FROM {}.{} WHERE k IN ('plan', 'step')", qi(db), qi(JOURNAL)))
+            .await?;
+    let value = |key: &str| {
+        rows.iter()
+            .find(|r| r.first().cloned().flatten().as_deref() == Some(key))
+            .and_then(|r| r.get(1).cloned().flatten())
+    };
+    let Some(body) = value("plan") else {
         return Ok(None);
     };
     let plan: Plan = serde_json::from_str(&body)
@@ -429,7 +506,126 @@ async fn read_plan(c: &mut Conn, db: &str, live: &str) -> Result<Option<Plan>> {
             plan.live
         )));
     }
-    Ok(Some(plan))
+    let step = match value("step") {
+        None => None,
+        Some(v) => Some(Step::parse(&v).ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "the restore journal in database {db} records step {v:?}, which this version does not know; left alone"
+            ))
+        })?),
+    };
+    Ok(Some((plan, step)))
+}
+
+/// Brings the live database of one killed run to the old or the new database, from its journal,
+/// and records that in the journal ([`Step`]) before the caller drops the run's databases: killed
+/// there, the next run only drops them, whatever the live database became meanwhile.
+///
+/// | journal in | step | the run was killed | done here |
+/// |---|---|---|---|
+/// | shadow | none | before its rename | what was in the way put back, `PutBack` |
+/// | shadow | `SwappingBack` | undoing its swap, after the rename back | every old object put back, `PutBack` |
+/// | shadow | `PutBack` | dropping its databases (old complete) | nothing |
+/// | previous | none, shadow present | creating the restored objects | objects created (swap undone if they cannot be), `ObjectsCreated` |
+/// | previous | none, shadow gone | dropping its databases (an older version's run, new complete) | nothing |
+/// | previous | `ObjectsCreated` | dropping its databases (new complete) | nothing |
+/// | previous | `SwappingBack` | undoing its swap, before the rename back | swap undone, `PutBack` |
+/// | neither | - | before its plan was written | nothing (the previous database must be empty) |
+async fn recover_run(
+    c: &mut Conn,
+    live: &str,
+    shadow: &str,
+    has_shadow: bool,
+    prev: &str,
+    has_prev: bool,
+    notes: &mut Vec<String>,
+) -> Result<()> {
+    if let Some((plan, step)) = if has_prev { read_plan(c, prev, live).await? } else { None } {
+        match step {
+            Some(Step::ObjectsCreated) => notes.push(format!(
+                "found an interrupted restore into {live} that had completed (killed dropping the tables it \
+                 replaced); {live} left as it is"
+            )),
+            // The shadow is dropped first, and only once the restored objects are in place.
+            None if !has_shadow => notes.push(format!(
+                "found an interrupted restore into {live} that had completed (its shadow dropped); {live} left \
+                 as it is"
+            )),
+            Some(Step::SwappingBack) => {
+                plan.back(c).await.map_err(|e| {
+                    e.context(format!(
+                        "undoing an interrupted restore into {live} failed; the previous tables are in database {prev}"
+                    ))
+                })?;
+                plan.mark(c, shadow, Step::PutBack).await?;
+                notes.push(format!(
+                    "undid an interrupted restore into {live}: it was killed undoing its swap; the previous \
+                     database was put back"
+                ));
+            }
+            None => match plan.forward(c).await {
+                Ok(()) => {
+                    plan.mark(c, prev, Step::ObjectsCreated).await?;
+                    notes.push(format!(
+                        "finished an interrupted restore into {live}: its tables had been swapped in; \
+                         its views, routines, triggers and events are now in place"
+                    ));
+                }
+                Err(e) => {
+                    plan.back(c).await.map_err(|b| {
+                        b.context(format!(
+                            "finishing an interrupted restore into {live} failed ({e}) and undoing it failed \
+                             too; the previous tables are in database {prev}"
+                        ))
+                    })?;
+                    plan.mark(c, shadow, Step::PutBack).await?;
+                    notes.push(format!(
+                        "undid an interrupted restore into {live}: its objects could not be created ({e}); \
+                         the previous database was put back"
+                    ));
+                }
+            },
+            Some(Step::PutBack) => {
+                return Err(Error::InvalidInput(format!(
+                    "the restore journal in database {prev} says its swap was undone, but it is not in the \
+                     shadow; left alone for inspection"
+                )));
+            }
+        }
+    } else if let Some((plan, step)) = if has_shadow { read_plan(c, shadow, live).await? } else { None } {
+        match step {
+            None => {
+                plan.restore_in_the_way(c).await?;
+                plan.mark(c, shadow, Step::PutBack).await?;
+                notes.push(format!(
+                    "undid an interrupted restore into {live}: it was killed before its swap; {live} is as it was"
+                ));
+            }
+            Some(Step::SwappingBack) => {
+                plan.put_old_objects_back(c).await?;
+                plan.mark(c, shadow, Step::PutBack).await?;
+                notes.push(format!(
+                    "undid an interrupted restore into {live}: it was killed undoing its swap; the previous \
+                     database was put back"
+                ));
+            }
+            Some(Step::PutBack) => notes.push(format!(
+                "found an interrupted restore into {live} that had been undone; {live} left as it is"
+            )),
+            Some(Step::ObjectsCreated) => {
+                return Err(Error::InvalidInput(format!(
+                    "the restore journal in database {shadow} says its objects were created, but it is still \
+                     in the shadow; left alone for inspection"
+                )));
+            }
+        }
+    } else if has_prev && !base_tables(c, prev).await?.is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "database {prev} (left by an interrupted restore into {live}) holds tables but no journal; \
+             left alone for inspection"
+        )));
+    }
+    Ok(())
 }
 
 /// Finishes or undoes what killed restores into `live` left, and drops their databases. The
@@ -454,54 +650,14 @@ pub(super) async fn recover(c: &mut Conn, live: &str) -> Result<Vec<String>> {
     for run in runs {
         let (shadow, prev) = (aux_name(live, "shadow", &run), aux_name(live, "prev", &run));
         let (has_shadow, has_prev) = (names.contains(&shadow), names.contains(&prev));
-        let swapped = if has_prev { read_plan(c, &prev, live).await? } else { None };
-        if swapped.is_some() && !has_shadow {
-            // `Plan::finish` drops the shadow first, and only once the restored objects are in
-            // place: the restore was complete and live, and was killed dropping the replaced
-            // tables. Only they are left; the live database may have changed since (running
-            // `forward` again would drop its objects and recreate the restore's).
-            notes.push(format!(
-                "dropped {prev}, the tables an interrupted restore into {live} had replaced (that restore had completed)"
-            ));
-            exec(c, &format!("DROP DATABASE IF EXISTS {}", qi(&prev))).await?;
-            continue;
-        }
-        if let Some(plan) = swapped {
-            match plan.forward(c).await {
-                Ok(()) => notes.push(format!(
-                    "finished an interrupted restore into {live}: its tables had been swapped in; \
-                     its views, routines, triggers and events are now in place"
-                )),
-                Err(e) => {
-                    plan.back(c).await.map_err(|b| {
-                        b.context(format!(
-                            "finishing an interrupted restore into {live} failed ({e}) and undoing it failed \
-                             too; the previous tables are in database {prev}"
-                        ))
-                    })?;
-                    notes.push(format!(
-                        "undid an interrupted restore into {live}: its objects could not be created ({e}); \
-                         the previous database was put back"
-                    ));
-                }
-            }
-        } else if let Some(plan) = if has_shadow { read_plan(c, &shadow, live).await? } else { None } {
-            plan.restore_old_triggers(c).await?;
-            notes.push(format!(
-                "undid an interrupted restore into {live}: it was killed before its swap; {live} is as it was"
-            ));
-        } else if has_prev && !base_tables(c, &prev).await?.is_empty() {
-            return Err(Error::InvalidInput(format!(
-                "database {prev} (left by an interrupted restore into {live}) holds tables but no journal; \
-                 left alone for inspection"
-            )));
-        }
+        recover_run(c, live, &shadow, has_shadow, &prev, has_prev, &mut notes).await?;
         if has_shadow {
             notes.push(format!("dropped {shadow}, the shadow of an interrupted restore"));
         }
         if has_prev {
             notes.push(format!("dropped {prev}, the previous database of an interrupted restore"));
         }
+        failpoint::hit("mysql-recovered");
         exec(c, &format!("DROP DATABASE IF EXISTS {}", qi(&shadow))).await?;
         exec(c, &format!("DROP DATABASE IF EXISTS {}", qi(&prev))).await?;
     }
@@ -529,6 +685,20 @@ mod tests {
         assert_eq!(aux_names(&long_a, "shadow").tail_of(&format!("{a}0")), None);
         assert!(lock_name(&"x".repeat(64)).len() <= 64);
         assert_eq!(lock_name("app"), "dbbackup:app");
+    }
+
+    /// A journal's plan as the version before the `step` row wrote it still reads (the next run
+    /// recovers a killed run of an older version), and the steps read back what they write.
+    #[test]
+    fn journals_of_older_versions_still_read_and_steps_round_trip() {
+        let old = r#"{"live":"app","shadow":"app_dbbshadow_a172cedc0123abcd","prev":"app_dbbprev_a172cedc0123abcd","whole":true,"live_tables":["t"],"shadow_tables":["t","u"],"old_objects":[{"kind":"TRIGGER","name":"trg","sql_mode":"","time_zone":"t","create":"CREATE TRIGGER trg BEFORE INSERT ON t FOR EACH ROW SET @x = 1"},{"kind":"VIEW","name":"u","sql_mode":"","time_zone":null,"create":"CREATE VIEW u AS SELECT 1"},{"kind":"VIEW","name":"w","sql_mode":"","time_zone":null,"create":"CREATE VIEW w AS SELECT 1"}],"new_objects":[],"alter":"CHARACTER SET `utf8mb4`","old_alter":null}"#;
+        let plan: Plan = serde_json::from_str(old).unwrap();
+        let in_the_way: Vec<&str> = plan.in_the_way().map(|o| o.name.as_str()).collect();
+        assert_eq!(in_the_way, ["trg", "u"], "the trigger and the view named like a restored table");
+        for step in [Step::ObjectsCreated, Step::SwappingBack, Step::PutBack] {
+            assert_eq!(Step::parse(step.as_str()), Some(step));
+        }
+        assert_eq!(Step::parse("objects-dropped"), None, "an unknown step is refused, not guessed");
     }
 
     /// The names killed runs left are found by these exact bytes: they never change.
