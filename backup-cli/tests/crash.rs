@@ -797,6 +797,46 @@ fn mysql_restore_failing_in_its_swap_leaves_the_old_database_even_killed_undoing
     assert_eq!(my_leftovers(&case.fx, &case.dst), Vec::<String>::new(), "{report}");
 }
 
+/// An in-place MariaDB restore killed once its held-back events are created (dropping the aside
+/// tables) is finished by the next run without creating the events again: an event the
+/// application created meanwhile stays. A failure while dropping the aside tables (after the
+/// first one is gone) is a note, not a put-back over a half-dropped old database: the target is
+/// the backup, and the next run drops what is left.
+#[test]
+fn mysql_in_place_restore_ended_in_its_cleanup_is_the_backup_and_later_events_stay() {
+    let Some(fx) = MysqlFixture::from_env() else { return };
+    let case = my_case(fx, "crash_myie");
+    let dst = db_name(&case.dst_url);
+    let restore = case.restore_args(&case.repo, true);
+    let backup = ["create", "--json", "--source", &case.dst_url, "--repo", &case.scratch];
+    let at = "mysql-in-place-events-created";
+    killed(&dbbackup(&restore, &[("DBBACKUP_FAILPOINT", at)]), at);
+    my_sql(
+        &case.fx,
+        &dst,
+        "CREATE EVENT ev_after ON SCHEDULE EVERY 1 DAY STARTS '2030-01-01 00:00:00' DISABLE DO SELECT 1",
+    );
+    let report = ok(&dbbackup(&backup, &[]));
+    assert!(report.to_string().contains("finished an interrupted in-place restore"), "{report}");
+    let events = block_on(async {
+        let mut c = case.fx.conn(None).await;
+        let sql = format!(
+            "SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = '{dst}' ORDER BY 1"
+        );
+        mysql_fixture::column(&mut c, &sql).await
+    });
+    assert!(events.iter().any(|e| e == "ev_after"), "the event created after the kill is gone: {events:?}");
+    my_sql(&case.fx, &dst, "DROP EVENT ev_after");
+    assert_eq!(case.which(), "new", "the event created after the kill was left alone: {report}");
+
+    case.reset();
+    let out = dbbackup(&restore, &[("DBBACKUP_FAILPOINT", "mysql-in-place-drop-aside:error")]);
+    let report = ok(&out);
+    assert!(report.to_string().contains("dropping the tables it replaced"), "{report}");
+    let report = ok(&dbbackup(&backup, &[]));
+    assert_eq!(case.which(), "new", "{report}");
+}
+
 /// Runs `sql` (one or more statements) in database `db` of the test server with the `mysql` client.
 fn my_sql(fx: &MysqlFixture, db: &str, sql: &str) {
     let out =

@@ -53,23 +53,40 @@ impl Mode for InPlace {
         Ok(InPlace { plan })
     }
 
-    /// The held-back events, then the aside tables dropped; a failure puts back.
+    /// The held-back events, then the aside tables dropped. A failure before the events are
+    /// in place puts back; after it, the restored database is live and complete but for the
+    /// aside tables, so a failure to drop them is a note (the next run drops them).
     async fn commit(&self, core: &Core, c: &mut Conn) -> Result<CommitReport> {
         let events = core.deferred_events();
         // Recorded first: the next run finishes (never undoes) a commit that had started, since
         // the aside tables may be partly dropped. An error here (events first) still puts back.
         let committing = InPlacePlan { committing: Some(events.clone()), ..self.plan.clone() };
-        let done: Result<()> = async {
+        let started: Result<InPlacePlan> = async {
             committing.write(c).await?;
             failpoint::hit("mysql-in-place-committing");
-            committing.finish(c, &events).await
+            committing.create_events(c, &events).await
         }
         .await;
-        if let Err(e) = done {
-            self.plan.undo(c).await.map_err(|pe| pe.context(format!("rolling back after {e}")))?;
-            return Err(e.context("finish the in-place restore (the previous data was put back)"));
+        let done = match started {
+            Ok(done) => done,
+            Err(e) => {
+                self.plan.undo(c).await.map_err(|pe| pe.context(format!("rolling back after {e}")))?;
+                return Err(e.context("finish the in-place restore (the previous data was put back)"));
+            }
+        };
+        failpoint::hit("mysql-in-place-events-created");
+        let mut report = core.report();
+        // Some aside tables may be gone already: never undone from here (that would leave the
+        // restored tables beside what is left of the old ones).
+        if let Err(e) = done.drop_aside(c).await {
+            let live = &self.plan.live;
+            report.notes.push(format!(
+                "the restored database is live, but dropping the tables it replaced (dbbprev_* in {live}) \
+                 failed ({e}); the next restore or backup of {live} drops them"
+            ));
+            report.previous_kept_at = Some(format!("{live} (tables dbbprev_*)"));
         }
-        Ok(core.report())
+        Ok(report)
     }
 
     /// Drops what was loaded and puts the original tables and objects back.

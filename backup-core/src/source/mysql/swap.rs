@@ -358,27 +358,45 @@ impl InPlacePlan {
         exec(c, &format!("DROP TABLE IF EXISTS {}.{}", qi(&self.live), qi(JOURNAL))).await
     }
 
-    /// Finishes a commit: the held-back events, the aside tables dropped, the journal last.
+    /// Finishes a commit: the held-back events ([`InPlacePlan::create_events`]), then the aside
+    /// tables dropped, the journal last ([`InPlacePlan::drop_aside`]).
     pub(super) async fn finish(&self, c: &mut Conn, events: &[Object]) -> Result<()> {
+        let done = self.create_events(c, events).await?;
+        done.drop_aside(c).await
+    }
+
+    /// Creates the held-back events and records that in the journal (`committing` left empty),
+    /// so the next run, finding the commit killed later, only drops the aside tables: the
+    /// events may have changed since. Returns the plan as recorded.
+    pub(super) async fn create_events(&self, c: &mut Conn, events: &[Object]) -> Result<InPlacePlan> {
+        let done = InPlacePlan { committing: Some(Vec::new()), ..self.clone() };
+        if events.is_empty() {
+            return Ok(done);
+        }
         exec(c, &format!("USE {}", qi(&self.live))).await?;
-        if !events.is_empty() {
-            // The start dropped every live event and only this step creates any: the ones
-            // present are from a commit killed halfway (held-back events carry no parsed name).
-            let present = query_text(
-                c,
-                &format!(
-                    "SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = {}",
-                    qs(&self.live)
-                ),
-            )
-            .await?;
-            for name in present.into_iter().filter_map(|r| r.into_iter().next().flatten()) {
-                exec(c, &format!("DROP EVENT IF EXISTS {}", qi(&name))).await?;
-            }
+        // The start dropped every live event and only this step creates any: the ones present
+        // are from a commit killed halfway (held-back events carry no parsed name).
+        let present = query_text(
+            c,
+            &format!(
+                "SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = {}",
+                qs(&self.live)
+            ),
+        )
+        .await?;
+        for name in present.into_iter().filter_map(|r| r.into_iter().next().flatten()) {
+            exec(c, &format!("DROP EVENT IF EXISTS {}", qi(&name))).await?;
         }
         recreate(c, &self.live, events, false).await?;
+        done.write(c).await?;
+        Ok(done)
+    }
+
+    /// The last step of a commit: the aside tables dropped, then the journal.
+    pub(super) async fn drop_aside(&self, c: &mut Conn) -> Result<()> {
         for (a, _) in &self.aside {
             exec(c, &format!("DROP TABLE IF EXISTS {}.{}", qi(&self.live), qi(a))).await?;
+            failpoint::fail("mysql-in-place-drop-aside")?;
         }
         self.drop_journal(c).await
     }
