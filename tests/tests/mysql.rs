@@ -75,8 +75,9 @@ async fn without_reload_privilege_falls_back_to_one_consistent_connection() {
 }
 
 /// With content checksums on, each table's stats (`COUNT(*)`, `CHECKSUM TABLE`) are taken in the
-/// snapshot as soon as the table is dumped, on a worker of their own, not all after the dump:
-/// once every chunk is read they are ready, even with every snapshot connection gone.
+/// snapshot while the dump runs, on a worker of their own, not all after the dump: once every
+/// chunk is read and the statements are done, they are ready, even with every snapshot
+/// connection gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn table_stats_are_taken_as_each_table_is_dumped() {
     use futures::StreamExt;
@@ -132,6 +133,78 @@ async fn table_stats_are_taken_as_each_table_is_dumped() {
         let stats = snap.table_stats(t).await.expect("stats taken while the dump ran");
         assert_eq!(stats.rows, if t.name == "a" { 500 } else { 300 });
         assert!(stats.checksum.is_some());
+    }
+    drop(snap);
+    for host in ["%", "localhost"] {
+        admin.query_drop(format!("DROP USER '{user}'@'{host}'")).await.unwrap();
+    }
+    f.drop_db(&src).await;
+}
+
+/// The stats worker takes each table's `COUNT(*)` and `CHECKSUM TABLE` in the snapshot from the
+/// moment the plan is made, without waiting for the table's dump: with the stats worker idle
+/// before the first chunk is read, every connection of the snapshot can be killed the instant the
+/// last chunk is read and the stats are still there (before, the big table's statements started
+/// only after its last chunk and were killed midway).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_stats_do_not_wait_for_the_tables_dump() {
+    use futures::StreamExt;
+    let Some(f) = fixture() else { return };
+    let src = fresh(&f, "earlystats").await;
+    let db = db_of(&src);
+    let user = dbbackup_tests::unique("ls").chars().take(30).collect::<String>();
+    let mut admin = f.conn(None).await;
+    for host in ["%", "localhost"] {
+        admin.query_drop(format!("CREATE USER '{user}'@'{host}'")).await.unwrap();
+        admin.query_drop(format!("GRANT ALL ON *.* TO '{user}'@'{host}'")).await.unwrap();
+    }
+    let mut c = f.conn(Some(&db)).await;
+    c.query_drop(
+        "CREATE TABLE big (id INT PRIMARY KEY, v VARCHAR(100), KEY v (v));
+         INSERT INTO big SELECT seq, REPEAT(MD5(seq), 3) FROM seq_1_to_400000;
+         CREATE TABLE small (id INT PRIMARY KEY, v VARCHAR(20)); INSERT INTO small SELECT seq, seq FROM seq_1_to_300;
+         ANALYZE TABLE big, small;",
+    )
+    .await
+    .unwrap();
+    let mut u = url::Url::parse(&src).unwrap();
+    u.set_username(&user).unwrap();
+    let url = u.to_string();
+    let s = open_source(&DatabaseUrl::parse(&url).unwrap()).unwrap();
+    let opts = DumpOptions { jobs: 2, chunk_bytes: 1 << 20, checksums: true, ..Default::default() };
+    let snap = s.snapshot(&opts, &Context::default()).await.unwrap();
+    let plan = snap.plan().await.unwrap();
+    assert!(plan.chunks.len() > 10, "big is cut into chunks: {}", plan.chunks.len());
+    // No chunk read yet: wait until none of the snapshot's connections runs a statement.
+    let busy = format!(
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '{user}' AND COMMAND = 'Query'"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for _ in 0..300 {
+        if admin.query_first::<u64, _>(busy.as_str()).await.unwrap() == Some(0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let ids: Vec<u64> = admin
+        .query(format!("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '{user}'"))
+        .await
+        .unwrap();
+    assert!(ids.len() >= 3, "two dump workers and one for the stats: {ids:?}");
+    for chunk in &plan.chunks {
+        let mut d = snap.dump(&plan, chunk).await.unwrap();
+        while let Some(b) = d.bytes.next().await {
+            b.unwrap();
+        }
+    }
+    for id in ids {
+        admin.query_drop(format!("KILL CONNECTION {id}")).await.ok();
+    }
+    for t in &plan.tables {
+        let stats = snap.table_stats(t).await.expect("stats taken before the dump needed them");
+        assert_eq!(stats.rows, if t.name == "big" { 400_000 } else { 300 });
+        assert!(stats.checksum.is_some());
+        assert!(stats.extra.contains_key("checksum_table"), "{:?}", stats.extra);
     }
     drop(snap);
     for host in ["%", "localhost"] {

@@ -179,10 +179,22 @@ pub(crate) async fn checksum_table(c: &mut Conn, db: &str, table: &str) -> Resul
     Ok(r.into_iter().next().and_then(|row| row.into_iter().nth(1).flatten()))
 }
 
+/// `COUNT(*)` of `db.table` in the current transaction's snapshot (over its whole history when
+/// system-versioned).
+pub(crate) async fn row_count(c: &mut Conn, db: &str, table: &str, versioned: bool) -> Result<u64> {
+    let history = if versioned { " FOR SYSTEM_TIME ALL" } else { "" };
+    let count = query_value(c, &format!("SELECT COUNT(*) FROM {}.{}{history}", qi(db), qi(table)))
+        .await?
+        .unwrap_or_default();
+    count.parse().map_err(|_| Error::source("MySQL row count", format!("bad count {count:?}")))
+}
+
 /// A snapshot table's stats: the checksum of the rows as they were dumped (`sum`, no second
 /// scan), the row count from the snapshot (so a chunking mistake shows as a mismatch), and for
 /// plain tables `CHECKSUM TABLE`, which the same server version recomputes much faster on
-/// restore.
+/// restore. The two server-side statements run here one after the other; a backup with a stats
+/// worker runs them through [`super::stats`] instead and builds the same stats with
+/// [`snapshot_table_stats`].
 pub(crate) async fn snapshot_stats(
     c: &mut Conn,
     db: &str,
@@ -192,22 +204,27 @@ pub(crate) async fn snapshot_stats(
 ) -> Result<TableStats> {
     let props = TableProps::from_entry(table)?;
     exec(c, "SET SESSION character_set_results = utf8mb4").await?;
-    let history = if props.versioned { " FOR SYSTEM_TIME ALL" } else { "" };
-    let count = query_value(c, &format!("SELECT COUNT(*) FROM {}.{}{history}", qi(db), qi(&table.name)))
-        .await?
-        .unwrap_or_default();
-    let rows: u64 =
-        count.parse().map_err(|_| Error::source("MySQL row count", format!("bad count {count:?}")))?;
+    let rows = row_count(c, db, &table.name, props.versioned).await?;
+    let value = if props.versioned { None } else { checksum_table(c, db, &table.name).await? };
+    Ok(snapshot_table_stats(sum, rows, value, server_version))
+}
+
+/// [`snapshot_stats`] from its parts: the dump's `sum`, the snapshot's row count and `CHECKSUM
+/// TABLE` value.
+pub(crate) fn snapshot_table_stats(
+    sum: Md5Sum,
+    rows: u64,
+    checksum_table: Option<String>,
+    server_version: &str,
+) -> TableStats {
     let mut extra = std::collections::BTreeMap::new();
-    if !props.versioned
-        && let Some(v) = checksum_table(c, db, &table.name).await?
-    {
+    if let Some(v) = checksum_table {
         extra.insert(
             CHECKSUM_TABLE_KEY.to_string(),
             serde_json::json!({ "server": server_version, "value": v }),
         );
     }
-    Ok(TableStats { rows, checksum: Some(sum.checksum()), checksum_algo: Some(CHECKSUM_ALGO.into()), extra })
+    TableStats { rows, checksum: Some(sum.checksum()), checksum_algo: Some(CHECKSUM_ALGO.into()), extra }
 }
 
 /// A restored table's stats. The backup's `CHECKSUM TABLE`, when the same server version

@@ -3,13 +3,12 @@
 //! without the lock), so all of them read one instant; the binlog position of that instant; the
 //! tables listed once. [`MysqlSnapshot`] hands out the schema ([`super::schema`]), the chunk
 //! plan and chunk streams ([`super::dump`]) and the table stats ([`super::checksum`]). With
-//! content checksums on, one more worker joins the snapshot for the stats, and each table's
-//! stats (`COUNT(*)`, `CHECKSUM TABLE`: two server-side scans) start as soon as the table's last
-//! chunk is dumped, on that worker or a dump worker that is free, so they overlap the dump of the
-//! other tables instead of all running after it, and the last tables' run side by side.
+//! content checksums on, one more worker joins the snapshot for the stats: the tables'
+//! `COUNT(*)` and `CHECKSUM TABLE` (server-side scans, [`super::stats`]) run on it from the
+//! moment the plan is made, beside the dump rather than each after its table's last chunk, and
+//! the dump workers take the ones left once every chunk has its worker.
 
-use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -17,10 +16,10 @@ use bytes::Bytes;
 use futures::StreamExt;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, watch};
 
 use super::conn::{Server, exec, is_server_error, qs, query_text, query_value};
+use super::stats::{StatsRun, StatsTable};
 use super::table::{TableInfo, TableProps, list_tables};
 use super::{checksum, dump, schema, swap};
 use crate::codec::compress::ChannelStream;
@@ -48,12 +47,17 @@ impl MysqlSource {
 struct MysqlSnapshot {
     db: String,
     pool: Pool<Conn>,
-    /// Where the table stats run: a worker of their own when the snapshot has one, else `pool`.
-    stats_pool: Pool<Conn>,
-    /// Compute the table stats as soon as each table is dumped (content checksums are on).
+    /// The snapshot's worker of its own for the table stats, if it has one.
+    stats_pool: Option<Pool<Conn>>,
+    /// Start the table stats with the plan (content checksums are on).
     eager_stats: bool,
-    /// The stats started by [`Snapshot::plan`], per table name; aborted when the snapshot goes.
-    stats: Mutex<HashMap<String, JoinHandle<Result<TableStats>>>>,
+    /// The stats started by [`Snapshot::plan`]; stopped when the snapshot goes.
+    stats: Mutex<Option<Arc<StatsRun>>>,
+    /// Chunks in the plan, and how many have had a dump worker so far; `all_handed` opens when
+    /// they are equal (the dump workers may then take table stats).
+    chunks: AtomicUsize,
+    handed: AtomicUsize,
+    all_handed: watch::Sender<bool>,
     info: SnapshotInfo,
     tables: Vec<TableInfo>,
     chunk_bytes: u64,
@@ -110,10 +114,7 @@ impl Source for MysqlSource {
         let stats_conn = if stats_worker && conns.len() > 1 { conns.pop() } else { None };
         info.position.insert("workers".into(), conns.len().to_string());
         let pool = Pool::new(conns);
-        let stats_pool = match stats_conn {
-            Some(c) => Pool::new(vec![c]),
-            None => pool.clone(),
-        };
+        let stats_pool = stats_conn.map(|c| Pool::new(vec![c]));
         let mut lease = pool.get().await?;
         database_properties(&mut lease, &db, mariadb, &mut info).await?;
         let tables = list_tables(&mut lease, &db).await?;
@@ -124,6 +125,9 @@ impl Source for MysqlSource {
             stats_pool,
             eager_stats: opts.checksums,
             stats: Mutex::default(),
+            chunks: AtomicUsize::new(0),
+            handed: AtomicUsize::new(0),
+            all_handed: watch::Sender::new(false),
             info,
             tables,
             chunk_bytes: opts.chunk_bytes.max(1 << 20),
@@ -274,6 +278,9 @@ impl Snapshot for MysqlSnapshot {
                 .iter()
                 .filter_map(|c| c.table.and_then(|i| plan.tables.get(i)).map(|t| t.name.as_str())),
         );
+        self.chunks.store(plan.chunks.len(), Ordering::SeqCst);
+        self.handed.store(0, Ordering::SeqCst);
+        self.all_handed.send_replace(plan.chunks.is_empty());
         if self.eager_stats {
             self.start_stats(&plan.tables);
         }
@@ -289,6 +296,9 @@ impl Snapshot for MysqlSnapshot {
         let info = self.tables.iter().find(|x| x.name == t.name);
         let sql = dump::chunk_sql(&self.db, t, &props, info, chunk.spec);
         let lease = self.pool.get().await?;
+        if self.handed.fetch_add(1, Ordering::SeqCst) + 1 >= self.chunks.load(Ordering::SeqCst) {
+            self.all_handed.send_replace(true);
+        }
         let rows = Arc::new(AtomicU64::new(0));
         let counter = rows.clone();
         let (tx, rx) = mpsc::channel::<Result<Bytes>>(4);
@@ -308,29 +318,30 @@ impl Snapshot for MysqlSnapshot {
         Ok(DumpStream { bytes: ChannelStream::new(rx).boxed(), rows })
     }
 
-    /// See [`checksum::snapshot_stats`]: the stats [`Snapshot::plan`] started, else computed now.
+    /// See [`checksum::snapshot_stats`]: the stats [`Snapshot::plan`] started, else computed now
+    /// (once the table is dumped).
     async fn table_stats(&self, table: &TableEntry) -> Result<TableStats> {
         TableProps::from_entry(table)?;
-        let started = self.stats.lock().ok().and_then(|mut m| m.remove(&table.name));
-        if let Some(h) = started
-            && let Ok(r) = h.await
+        let started = self.stats.lock().ok().and_then(|r| r.clone());
+        if let Some(run) = started
+            && let Some(i) = run.index_of(&table.name)
         {
-            return r;
+            let (rows, value) = run.wait(i).await?;
+            let sum = self.sums.wait(&table.name).await?;
+            return Ok(checksum::snapshot_table_stats(sum, rows, value, &self.info.server_version));
         }
-        stats_when_dumped(
-            &self.sums,
-            [&self.stats_pool, &self.pool],
-            &self.db,
-            table,
-            &self.info.server_version,
-        )
-        .await
+        let sum = self.sums.wait(&table.name).await?;
+        let mut lease = match &self.stats_pool {
+            Some(p) => p.get().await?,
+            None => self.pool.get().await?,
+        };
+        checksum::snapshot_stats(&mut lease, &self.db, table, sum, &self.info.server_version).await
     }
 
     async fn close(self: Box<Self>) -> Result<()> {
         self.abort_stats();
         let mut conns = self.pool.take_all();
-        conns.extend(self.stats_pool.take_all());
+        conns.extend(self.stats_pool.iter().flat_map(Pool::take_all));
         for mut c in conns {
             let _ = c.query_drop("COMMIT").await;
             let _ = c.disconnect().await;
@@ -340,34 +351,36 @@ impl Snapshot for MysqlSnapshot {
 }
 
 impl MysqlSnapshot {
-    /// Starts every table's stats, each waiting for the table's last chunk (they finish in the
-    /// order the tables do, not in the order they are asked for).
+    /// Starts the stats of `tables` ([`StatsRun`]): on the stats worker at once, on the dump
+    /// workers once every chunk has had one.
     fn start_stats(&self, tables: &[TableEntry]) {
         self.abort_stats();
-        let Ok(mut started) = self.stats.lock() else { return };
-        for t in tables {
-            let (sums, stats_pool, pool, db, version) = (
-                self.sums.clone(),
-                self.stats_pool.clone(),
-                self.pool.clone(),
-                self.db.clone(),
-                self.info.server_version.clone(),
-            );
-            let t = t.clone();
-            let name = t.name.clone();
-            let h = tokio::spawn(async move {
-                stats_when_dumped(&sums, [&stats_pool, &pool], &db, &t, &version).await
-            });
-            started.insert(name, h);
+        let queued = tables
+            .iter()
+            .map(|t| StatsTable {
+                name: t.name.clone(),
+                bytes: self.tables.iter().find(|x| x.name == t.name).map_or(0, |x| x.data_length),
+                versioned: TableProps::from_entry(t).is_ok_and(|p| p.versioned),
+            })
+            .collect();
+        let run = StatsRun::start(
+            &self.db,
+            queued,
+            self.stats_pool.clone(),
+            self.pool.clone(),
+            self.all_handed.subscribe(),
+        );
+        if let Ok(mut s) = self.stats.lock() {
+            *s = Some(run);
         }
     }
 
-    /// Stops the stats still running or waiting (a failed dump never finishes their tables).
+    /// Stops the stats still running or queued (a failed dump never finishes their tables).
     fn abort_stats(&self) {
-        if let Ok(mut started) = self.stats.lock() {
-            for (_, h) in started.drain() {
-                h.abort();
-            }
+        if let Ok(mut s) = self.stats.lock()
+            && let Some(run) = s.take()
+        {
+            run.abort();
         }
     }
 }
@@ -376,25 +389,4 @@ impl Drop for MysqlSnapshot {
     fn drop(&mut self) {
         self.abort_stats();
     }
-}
-
-/// A table's stats once every chunk of it is dumped, on the first connection free in `pools`
-/// (the stats worker, or a dump worker between chunks or with none left: every worker reads the
-/// same snapshot, so the stats of the tables dumped last run side by side instead of one after
-/// the other on the stats worker while the dump workers idle). A dump worker's chunk sets its
-/// session's `character_set_results` again before its `SELECT`.
-async fn stats_when_dumped(
-    sums: &ChunkSums,
-    pools: [&Pool<Conn>; 2],
-    db: &str,
-    table: &TableEntry,
-    server_version: &str,
-) -> Result<TableStats> {
-    let sum = sums.wait(&table.name).await?;
-    let mut lease = tokio::select! {
-        biased;
-        l = pools[0].get() => l?,
-        l = pools[1].get() => l?,
-    };
-    checksum::snapshot_stats(&mut lease, db, table, sum, server_version).await
 }
