@@ -7,7 +7,7 @@
 //! |---|---|
 //! | connection: server settings, TLS, session settings, statements, quoting | [`conn`], [`tls`] |
 //! | snapshot: FTWRL or one worker, consistent-snapshot workers, binlog position | [`snapshot`] |
-//! | stats: the snapshot's `COUNT(*)` and `CHECKSUM TABLE` statements, queued largest table first | [`stats`] |
+//! | stats: the snapshot's `COUNT(*)` and `CHECKSUM TABLE` statements, queued in the dump's table order | [`stats`] |
 //! | tables: column kinds, table properties in the manifest, the table listing | [`table`] |
 //! | schema scripts: pre-data, post-data, views ordered, routines/triggers/events | [`schema`] |
 //! | dump: primary-key range chunks, the TSV rows of one chunk | [`dump`] |

@@ -5,8 +5,9 @@
 //! plan and chunk streams ([`super::dump`]) and the table stats ([`super::checksum`]). With
 //! content checksums on, one more worker joins the snapshot for the stats: the tables'
 //! `COUNT(*)` and `CHECKSUM TABLE` (server-side scans, [`super::stats`]) run on it from the
-//! moment the plan is made, beside the dump rather than each after its table's last chunk, and
-//! the dump workers take the ones left once every chunk has its worker.
+//! moment the plan is made, in the order the dump reaches the tables, beside the dump rather
+//! than each after its table's last chunk, and the dump workers take the ones left once every
+//! chunk has its worker.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -282,7 +283,7 @@ impl Snapshot for MysqlSnapshot {
         self.handed.store(0, Ordering::SeqCst);
         self.all_handed.send_replace(plan.chunks.is_empty());
         if self.eager_stats {
-            self.start_stats(&plan.tables);
+            self.start_stats(&plan);
         }
         Ok(plan)
     }
@@ -351,15 +352,17 @@ impl Snapshot for MysqlSnapshot {
 }
 
 impl MysqlSnapshot {
-    /// Starts the stats of `tables` ([`StatsRun`]): on the stats worker at once, on the dump
-    /// workers once every chunk has had one.
-    fn start_stats(&self, tables: &[TableEntry]) {
+    /// Starts the stats of the plan's tables ([`StatsRun`]), in the order the dump reaches them:
+    /// on the stats worker at once, on the dump workers once every chunk has had one.
+    fn start_stats(&self, plan: &DumpPlan) {
         self.abort_stats();
-        let queued = tables
+        let queued = plan
+            .tables
             .iter()
-            .map(|t| StatsTable {
+            .enumerate()
+            .map(|(i, t)| StatsTable {
                 name: t.name.clone(),
-                bytes: self.tables.iter().find(|x| x.name == t.name).map_or(0, |x| x.data_length),
+                first_chunk: plan.chunks.iter().position(|c| c.table == Some(i)).unwrap_or(plan.chunks.len()),
                 versioned: TableProps::from_entry(t).is_ok_and(|p| p.versioned),
             })
             .collect();

@@ -1,12 +1,13 @@
 //! The server-side half of a dump snapshot's table stats: each table's `COUNT(*)` and `CHECKSUM
 //! TABLE` (two scans on the server, see [`super::checksum::snapshot_stats`]) as separate
-//! statements in one queue, largest table first ([`order`]). The snapshot's stats worker runs
-//! them from the moment the plan is made, without waiting for the tables' dump: every snapshot
-//! connection reads the same instant, so what they count and sum does not depend on when they
-//! run. Once every chunk has a dump worker, the dump workers join in as they come free, so the
-//! statements left when the dump ends (the smallest tables') run side by side instead of one
-//! after the other while the client idles. With no stats worker (one consistent connection),
-//! only that last part happens.
+//! statements in one queue, in the order the dump reaches the tables ([`order`]). The snapshot's
+//! stats worker runs them from the moment the plan is made, without waiting for the tables'
+//! dump: every snapshot connection reads the same instant, so what they count and sum does not
+//! depend on when they run. In the dump's order the stats worker scans a table about when the
+//! dump workers read it, so its pages are read into the buffer pool once for both. Once every
+//! chunk has a dump worker, the dump workers join in as they come free, so the statements left
+//! when the dump ends run side by side instead of one after the other while the client idles.
+//! With no stats worker (one consistent connection), only that last part happens.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,18 +35,17 @@ pub(crate) enum Stat {
 #[derive(Debug, Clone)]
 pub(crate) struct StatsTable {
     pub(crate) name: String,
-    /// Its data size (`information_schema.TABLES.DATA_LENGTH`): the cost estimate.
-    pub(crate) bytes: u64,
+    /// Where the dump reaches it: the position of its first chunk in the plan.
+    pub(crate) first_chunk: usize,
     /// System-versioned: counted over its whole history, no `CHECKSUM TABLE`.
     pub(crate) versioned: bool,
 }
 
-/// The statements of `tables` in the order they run: the largest table's first (each table's
-/// `CHECKSUM TABLE`, the longer scan, before its `COUNT(*)`), so that what is left when the
-/// dump ends, and the dump workers join in, is the small tables' short statements.
+/// The statements of `tables` in the order they run: the table the dump reaches first, first
+/// (each table's `CHECKSUM TABLE`, the longer scan, before its `COUNT(*)`).
 pub(crate) fn order(tables: &[StatsTable]) -> Vec<(usize, Stat)> {
     let mut idx: Vec<usize> = (0..tables.len()).collect();
-    idx.sort_by_key(|&i| std::cmp::Reverse(tables[i].bytes));
+    idx.sort_by_key(|&i| tables[i].first_chunk);
     let mut out = Vec::with_capacity(2 * idx.len());
     for i in idx {
         if !tables[i].versioned {
@@ -210,30 +210,30 @@ async fn run(live: Live, pool: Pool<Conn>, gate: Option<watch::Receiver<bool>>) 
 mod tests {
     use super::*;
 
-    fn t(name: &str, bytes: u64, versioned: bool) -> StatsTable {
-        StatsTable { name: name.into(), bytes, versioned }
+    fn t(name: &str, first_chunk: usize, versioned: bool) -> StatsTable {
+        StatsTable { name: name.into(), first_chunk, versioned }
     }
 
-    /// Largest table first, `CHECKSUM TABLE` before `COUNT(*)`, none for a versioned table, ties
-    /// in listing order.
+    /// In the order of the tables' first chunks, `CHECKSUM TABLE` before `COUNT(*)`, none for a
+    /// versioned table, ties in listing order.
     #[test]
-    fn largest_table_first_checksum_before_count() {
+    fn dump_order_checksum_before_count() {
         let tables = [
-            t("failed_jobs", 52, false),
-            t("hist", 300, true),
-            t("transactions", 264, false),
-            t("webhook", 428, false),
+            t("failed_jobs", 9, false),
+            t("hist", 0, true),
+            t("transactions", 10, false),
+            t("webhook", 4, false),
         ];
         assert_eq!(
             order(&tables),
             vec![
+                (1, Stat::Count),
                 (3, Stat::ChecksumTable),
                 (3, Stat::Count),
-                (1, Stat::Count),
-                (2, Stat::ChecksumTable),
-                (2, Stat::Count),
                 (0, Stat::ChecksumTable),
                 (0, Stat::Count),
+                (2, Stat::ChecksumTable),
+                (2, Stat::Count),
             ]
         );
         assert_eq!(order(&[t("a", 1, false), t("b", 1, false)])[0], (0, Stat::ChecksumTable));
