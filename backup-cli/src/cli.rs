@@ -98,7 +98,8 @@ pub struct CreateArgs {
     /// Tag to record (repeatable), e.g. `nightly`, `pre-migration`.
     #[arg(long = "tag", env = "DBBACKUP_TAG", value_delimiter = ',')]
     pub tags: Vec<String>,
-    /// Target uncompressed size of one chunk, in MiB.
+    /// Target uncompressed size of one chunk, in MiB (PostgreSQL splits a table only when the
+    /// workers cannot share the tables out whole).
     #[arg(long, env = "DBBACKUP_CHUNK_MIB", default_value_t = 64)]
     pub chunk_mib: u64,
     /// Skip per-table content checksums (faster; restores still check every object's digest).
