@@ -34,6 +34,22 @@ fn cli_args(f: &MysqlFixture) -> Vec<String> {
     ]
 }
 
+/// The ids of `user`'s connections, once none of them runs a statement (half a second first, so
+/// that statements just started show; at most 30 s more).
+async fn idle_connection_ids(admin: &mut mysql_async::Conn, user: &str) -> Vec<u64> {
+    let busy = format!(
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '{user}' AND COMMAND = 'Query'"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for _ in 0..300 {
+        if admin.query_first::<u64, _>(busy.as_str()).await.unwrap() == Some(0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    admin.query(format!("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '{user}'")).await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_reload_privilege_falls_back_to_one_consistent_connection() {
     let Some(f) = fixture() else { return };
@@ -111,20 +127,7 @@ async fn table_stats_are_taken_as_each_table_is_dumped() {
         }
     }
     // The stats run while the dump goes on; wait until none of the snapshot's queries runs.
-    let busy = format!(
-        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '{user}' AND COMMAND = 'Query'"
-    );
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    for _ in 0..100 {
-        if admin.query_first::<u64, _>(busy.as_str()).await.unwrap() == Some(0) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let ids: Vec<u64> = admin
-        .query(format!("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '{user}'"))
-        .await
-        .unwrap();
+    let ids = idle_connection_ids(&mut admin, &user).await;
     assert!(ids.len() >= 3, "two dump workers and one for the stats: {ids:?}");
     for id in ids {
         admin.query_drop(format!("KILL CONNECTION {id}")).await.ok();
@@ -176,20 +179,7 @@ async fn table_stats_do_not_wait_for_the_tables_dump() {
     let plan = snap.plan().await.unwrap();
     assert!(plan.chunks.len() > 10, "big is cut into chunks: {}", plan.chunks.len());
     // No chunk read yet: wait until none of the snapshot's connections runs a statement.
-    let busy = format!(
-        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '{user}' AND COMMAND = 'Query'"
-    );
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    for _ in 0..300 {
-        if admin.query_first::<u64, _>(busy.as_str()).await.unwrap() == Some(0) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let ids: Vec<u64> = admin
-        .query(format!("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '{user}'"))
-        .await
-        .unwrap();
+    let ids = idle_connection_ids(&mut admin, &user).await;
     assert!(ids.len() >= 3, "two dump workers and one for the stats: {ids:?}");
     for chunk in &plan.chunks {
         let mut d = snap.dump(&plan, chunk).await.unwrap();
