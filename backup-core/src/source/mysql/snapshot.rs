@@ -25,6 +25,7 @@ use super::table::{TableInfo, TableProps, list_tables};
 use super::{checksum, dump, schema, swap};
 use crate::codec::compress::ChannelStream;
 use crate::error::{Error, Result};
+use crate::failpoint;
 use crate::format::manifest::TableEntry;
 use crate::model::{DatabaseUrl, Engine};
 use crate::progress::Context;
@@ -340,9 +341,15 @@ impl Snapshot for MysqlSnapshot {
     }
 
     async fn close(self: Box<Self>) -> Result<()> {
-        self.abort_stats();
+        // The pools are closed before the stats are stopped: a stats statement stopped midway
+        // then drops its connection instead of handing it back to be committed here. Its answer
+        // is still to come on that connection: the COMMIT would wait for it (a whole table's
+        // scan, or a lock wait), read it as its own, and only then let a failed backup report
+        // its error.
         let mut conns = self.pool.take_all();
         conns.extend(self.stats_pool.iter().flat_map(Pool::take_all));
+        failpoint::delay("mysql-snapshot-close").await;
+        self.abort_stats();
         for mut c in conns {
             let _ = c.query_drop("COMMIT").await;
             let _ = c.disconnect().await;
