@@ -837,6 +837,29 @@ fn mysql_in_place_restore_ended_in_its_cleanup_is_the_backup_and_later_events_st
     assert_eq!(case.which(), "new", "{report}");
 }
 
+/// An in-place commit that fails before its held-back events are in place puts the old database
+/// back; killed while it does (the old tables renamed back, their keys and objects not yet), the
+/// next run puts the rest back from the journal: the old database, never the commit finished
+/// over the old tables (the journal still said committing: the restore's events created, the
+/// old views, triggers and routines missing).
+#[test]
+fn mysql_in_place_commit_failing_then_killed_putting_back_leaves_the_old_database() {
+    let Some(fx) = MysqlFixture::from_env() else { return };
+    let case = my_case(fx, "crash_myiu");
+    let restore = case.restore_args(&case.repo, true);
+    let out = dbbackup(&restore, &[("DBBACKUP_FAILPOINT", "mysql-in-place-events:error")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("the previous data was put back"), "{err}");
+    assert_eq!(case.which(), "old", "{err}");
+    let at = "mysql-in-place-undo-renamed";
+    let fail_then_kill = format!("mysql-in-place-events:error,{at}");
+    killed(&dbbackup(&restore, &[("DBBACKUP_FAILPOINT", &fail_then_kill)]), at);
+    let report =
+        ok(&dbbackup(&["create", "--json", "--source", &case.dst_url, "--repo", &case.scratch], &[]));
+    assert_eq!(case.which(), "old", "{report}");
+    assert!(report.to_string().contains("undid an interrupted in-place restore"), "{report}");
+}
+
 /// Runs `sql` (one or more statements) in database `db` of the test server with the `mysql` client.
 fn my_sql(fx: &MysqlFixture, db: &str, sql: &str) {
     let out =

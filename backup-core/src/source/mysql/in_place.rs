@@ -59,17 +59,29 @@ impl Mode for InPlace {
     async fn commit(&self, core: &Core, c: &mut Conn) -> Result<CommitReport> {
         let events = core.deferred_events();
         // Recorded first: the next run finishes (never undoes) a commit that had started, since
-        // the aside tables may be partly dropped. An error here (events first) still puts back.
+        // the aside tables may be partly dropped. An error here (events first) still puts back,
+        // recorded as such first.
         let committing = InPlacePlan { committing: Some(events.clone()), ..self.plan.clone() };
         let started: Result<InPlacePlan> = async {
             committing.write(c).await?;
             failpoint::hit("mysql-in-place-committing");
+            failpoint::fail("mysql-in-place-events")?;
             committing.create_events(c, &events).await
         }
         .await;
         let done = match started {
             Ok(done) => done,
             Err(e) => {
+                // No aside table is gone yet: put back. The journal is first rewritten without
+                // `committing`, so that a run killed (or failing) while putting back is put back
+                // by the next run too, not finished over the old tables already renamed back.
+                // Unrecorded, nothing is undone: the next run finishes the commit.
+                self.plan.write(c).await.map_err(|w| {
+                    w.context(format!(
+                        "finish the in-place restore ({e}); the next restore or backup of {} finishes it",
+                        self.plan.live
+                    ))
+                })?;
                 self.plan.undo(c).await.map_err(|pe| pe.context(format!("rolling back after {e}")))?;
                 return Err(e.context("finish the in-place restore (the previous data was put back)"));
             }

@@ -430,6 +430,7 @@ impl InPlacePlan {
                 .map(|(a, t)| format!("{}.{} TO {}.{}", qi(live), qi(a), qi(live), qi(t)))
                 .collect();
             exec(c, &format!("RENAME TABLE {}", renames.join(", "))).await?;
+            failpoint::hit("mysql-in-place-undo-renamed");
         }
         for (t, name, add) in &self.fks {
             let present = query_text(
