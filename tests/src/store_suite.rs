@@ -82,14 +82,19 @@ pub fn scope(name: &str) -> String {
     format!("{}/{name}", crate::unique("suite"))
 }
 
-/// Small single-PUT objects and multi-part objects come back byte for byte.
+/// Small single-PUT objects (one piece, or several: `under-a-part`) and multi-part objects come
+/// back byte for byte.
 pub async fn small_and_multipart_round_trip(t: &Target) {
     let t = t.clone().with_upload_limits(PART, 2);
     let dir = scope("rt");
     let ctx = Context::default();
-    for (name, len) in
-        [("empty", 0usize), ("small", 1000), ("exact", PART), ("three-parts", 2 * PART + 12345)]
-    {
+    for (name, len) in [
+        ("empty", 0usize),
+        ("small", 1000),
+        ("under-a-part", PART - 1),
+        ("exact", PART),
+        ("three-parts", 2 * PART + 12345),
+    ] {
         let data = pattern(len, 7);
         let key = format!("{dir}/{name}");
         let n = t.put_stream(&key, chunked(data.clone(), 777_777), Some(len as u64), &ctx).await.unwrap();
@@ -98,7 +103,7 @@ pub async fn small_and_multipart_round_trip(t: &Target) {
         assert!(read_all(&t, &key).await.unwrap() == data, "{name}: content differs");
     }
     let listed = t.list(&dir).await.unwrap();
-    assert_eq!(listed.len(), 4, "{listed:?}");
+    assert_eq!(listed.len(), 5, "{listed:?}");
     assert!(listed.iter().all(|l| l.key.starts_with(&dir)), "{listed:?}");
 }
 

@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{
@@ -289,19 +289,21 @@ impl Target {
     ) -> Result<u64> {
         let part_size = self.part_size_for(size_hint);
         let path = self.path(key);
-        // Buffer the first part: objects smaller than one part go up in a single PUT.
-        let mut first = BytesMut::new();
+        // Buffer the first part: objects smaller than one part go up in a single PUT. The
+        // chunks are kept as they came (no copy into one buffer: growing it copied every byte
+        // of the first part about twice).
+        let mut first: Vec<Bytes> = Vec::new();
         let mut total = 0u64;
-        while first.len() < part_size {
+        while total < part_size as u64 {
             ctx.check(&self.ctx("upload", key))?;
             match data.next().await {
                 Some(Ok(b)) => {
                     total += b.len() as u64;
-                    first.extend_from_slice(&b);
+                    first.push(b);
                 }
                 Some(Err(e)) => return Err(e),
                 None => {
-                    let payload = PutPayload::from(first.freeze());
+                    let payload: PutPayload = first.into_iter().collect();
                     self.store
                         .put(&path, payload)
                         .await
@@ -316,7 +318,9 @@ impl Target {
             .await
             .map_err(|e| Error::storage(self.ctx("start upload of", key), e))?;
         let mut w = WriteMultipart::new_with_chunk_size(upload, part_size);
-        w.put(first.freeze());
+        for b in first {
+            w.put(b);
+        }
         if crate::failpoint::armed("upload-part-written") {
             // Crash tests: die with a part on the store (a staging file with bytes, an open
             // multipart upload with a part).

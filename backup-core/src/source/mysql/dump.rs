@@ -20,6 +20,10 @@ use crate::source::rowsum::Md5Sum;
 use crate::source::{ChunkPlan, ChunkSpec, DumpPlan};
 
 const FLUSH_AT: usize = 1 << 20;
+/// Room kept in the TSV buffer past [`FLUSH_AT`]: the row that crosses it is written into the
+/// same allocation (a buffer that had to grow was copied whole by the reallocation, about every
+/// byte of the dump once more); only a row longer than this grows it.
+const ROW_ROOM: usize = 64 << 10;
 
 const INT_TYPES: [&str; 5] = ["tinyint", "smallint", "mediumint", "int", "bigint"];
 
@@ -191,7 +195,7 @@ pub(crate) async fn stream_rows(
     let mut sum = RowDigests::default();
     let mut result =
         conn.query_iter(sql).await.map_err(|e| Error::source(format!("MySQL: {}", short(sql)), e))?;
-    let mut buf = BytesMut::with_capacity(FLUSH_AT + (64 << 10));
+    let mut buf = BytesMut::with_capacity(FLUSH_AT + ROW_ROOM);
     let mut n = 0u64;
     let mut other_text: Vec<Option<Vec<u8>>> = Vec::new();
     while let Some(row) = result.next().await.map_err(|e| Error::source("read rows", e))? {
@@ -226,7 +230,7 @@ pub(crate) async fn stream_rows(
             if tx.send(Ok(buf.split().freeze())).await.is_err() {
                 return Ok(None);
             }
-            buf.reserve(FLUSH_AT);
+            buf.reserve(FLUSH_AT + ROW_ROOM);
         }
     }
     counter.store(n, Ordering::Relaxed);
