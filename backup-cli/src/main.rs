@@ -35,7 +35,11 @@ fn main() -> ExitCode {
     };
     init_logging(&cli);
     let out = Output::new(cli.json, cli.quiet);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = match on_one_thread(&cli) {
+        true => tokio::runtime::Builder::new_current_thread(),
+        false => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("dbbackup: cannot start the async runtime: {e}");
@@ -46,6 +50,21 @@ fn main() -> ExitCode {
     // Blocking codec threads finish on their own once their channels close.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// Whether the command runs on a current-thread runtime: a restore into PostgreSQL. Its
+/// pipeline runs under `block_on` on this thread either way (the loads, encoders and checksums
+/// of every connection are one future); on a multi-thread runtime each connection's driver task
+/// ran on a worker, and every message batch between a driver and the pipeline (the read-backs'
+/// ~8 KiB batches above all) was a futex wake and a context switch across threads: ~290k per GiB,
+/// ~30k on one thread, ~1.2 s less client CPU (docs/benchmarks.md, "The restore's runtime on one
+/// thread"). Decompression and file reads still run on the blocking pool's threads.
+fn on_one_thread(cli: &Cli) -> bool {
+    match &cli.command {
+        cli::Command::Restore(a) => backup_core::DatabaseUrl::parse(&a.into)
+            .is_ok_and(|u| u.engine() == backup_core::Engine::Postgres),
+        _ => false,
+    }
 }
 
 fn find_config_arg() -> Option<std::path::PathBuf> {
@@ -79,4 +98,28 @@ fn init_logging(cli: &Cli) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn one_thread(args: &[&str]) -> bool {
+        on_one_thread(&Cli::try_parse_from(std::iter::once("dbbackup").chain(args.iter().copied())).unwrap())
+    }
+
+    /// A restore into PostgreSQL runs on one thread; every other command, and restores into the
+    /// other engines, on the multi-thread runtime.
+    #[test]
+    fn only_a_postgres_restore_runs_on_one_thread() {
+        for into in ["postgres://u@h/app", "postgresql://u@h:5433/app?sslmode=require"] {
+            assert!(one_thread(&["restore", "--repo", "/r", "latest", "--into", into]), "{into}");
+        }
+        for into in ["mysql://u@h/app", "sqlite:///tmp/app.sqlite"] {
+            assert!(!one_thread(&["restore", "--repo", "/r", "latest", "--into", into]), "{into}");
+        }
+        assert!(!one_thread(&["create", "--source", "postgres://u@h/app", "--repo", "/r"]));
+    }
 }

@@ -181,3 +181,47 @@ fn sigterm_during_guard_stops_the_command_and_rolls_back() {
     assert!(t0.elapsed() < Duration::from_secs(50), "the command was not stopped: {err}");
     assert_eq!(out.status.code(), Some(143), "{err}");
 }
+
+/// SIGTERM during a PostgreSQL restore (which runs on a current-thread runtime: the signal's task
+/// shares the thread with the load) cancels it: exit 143, the target as it was, no shadow left.
+#[test]
+fn sigterm_during_a_postgres_restore_leaves_the_target_untouched() {
+    use dbbackup_tests::{pg_db, psql};
+    let Some(base) = dbbackup_tests::service_env("DBBACKUP_TEST_PG_URL") else { return };
+    let (src, dst) = (dbbackup_tests::unique("sig_pg_src"), dbbackup_tests::unique("sig_pg_dst"));
+    psql(&base, &format!("CREATE DATABASE {src}"));
+    psql(&base, &format!("CREATE DATABASE {dst}"));
+    // ~70 MB of poorly compressible rows: the load takes long enough for the signal to land in it.
+    psql(
+        &pg_db(&base, &src),
+        "CREATE TABLE t (id int PRIMARY KEY, v text NOT NULL);
+         INSERT INTO t SELECT i, md5(i::text) || md5((i * 3)::text) || md5((i * 7)::text)
+         FROM generate_series(1, 600000) i",
+    );
+    psql(&pg_db(&base, &dst), "CREATE TABLE live (x int); INSERT INTO live VALUES (42)");
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo").display().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_dbbackup"))
+        .args(["create", "-q", "--source", &pg_db(&base, &src), "--repo", &repo])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shadows = || {
+        psql(
+            &base,
+            &format!("SELECT count(*) FROM pg_database WHERE starts_with(datname, '{dst}_dbbackup_')"),
+        )
+    };
+    let mut child =
+        spawn(&["restore", "--repo", &repo, "latest", "--into", &pg_db(&base, &dst), "--no-undo"]);
+    wait_for(&mut child, "the shadow exists", || shadows() != "0");
+    signal(&child, "TERM");
+    let out = finish(child);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{err}");
+    assert_eq!(psql(&pg_db(&base, &dst), "SELECT string_agg(x::text, ',') FROM live"), "42");
+    assert_eq!(shadows(), "0", "a shadow was left");
+    for db in [&src, &dst] {
+        psql(&base, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+    }
+}
