@@ -9,48 +9,67 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 /// Generates the suite for a backend. `$factory` is an async expression yielding
-/// `Option<Target>` (None: service unavailable outside CI).
+/// `Option<Target>`, or `Option<(Target, TempDir)>` for a backend living in a temp directory that
+/// is removed when the test ends (None: service unavailable outside CI).
 #[macro_export]
 macro_rules! store_suite {
     ($name:ident, $factory:expr) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
-            async fn target() -> Option<backup_core::Target> {
-                $factory.await
+            async fn target() -> Option<$crate::store_suite::Backend> {
+                $factory.await.map(Into::into)
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn small_and_multipart_round_trip() {
-                let Some(t) = target().await else { return };
-                $crate::store_suite::small_and_multipart_round_trip(&t).await;
+                let Some(b) = target().await else { return };
+                $crate::store_suite::small_and_multipart_round_trip(&b.target).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn create_only_refuses_overwrite() {
-                let Some(t) = target().await else { return };
-                $crate::store_suite::create_only_refuses_overwrite(&t).await;
+                let Some(b) = target().await else { return };
+                $crate::store_suite::create_only_refuses_overwrite(&b.target).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn failed_upload_leaves_nothing() {
-                let Some(t) = target().await else { return };
-                $crate::store_suite::failed_upload_leaves_nothing(&t).await;
+                let Some(b) = target().await else { return };
+                $crate::store_suite::failed_upload_leaves_nothing(&b.target).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn download_resumes_after_dropped_connection() {
-                let Some(t) = target().await else { return };
-                $crate::store_suite::download_resumes_after_dropped_connection(&t).await;
+                let Some(b) = target().await else { return };
+                $crate::store_suite::download_resumes_after_dropped_connection(&b.target).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn abandoned_upload_is_listed_and_removed() {
-                let Some(t) = target().await else { return };
-                $crate::store_suite::abandoned_upload_is_listed_and_removed(&t).await;
+                let Some(b) = target().await else { return };
+                $crate::store_suite::abandoned_upload_is_listed_and_removed(&b.target).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn list_dirs_and_delete() {
-                let Some(t) = target().await else { return };
-                $crate::store_suite::list_dirs_and_delete(&t).await;
+                let Some(b) = target().await else { return };
+                $crate::store_suite::list_dirs_and_delete(&b.target).await;
             }
         }
     };
+}
+
+/// A backend under test, with the temp directory it lives in (if any), removed when it drops.
+pub struct Backend {
+    pub target: Target,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl From<Target> for Backend {
+    fn from(target: Target) -> Self {
+        Backend { target, _dir: None }
+    }
+}
+
+impl From<(Target, tempfile::TempDir)> for Backend {
+    fn from((target, dir): (Target, tempfile::TempDir)) -> Self {
+        Backend { target, _dir: Some(dir) }
+    }
 }
 
 /// Part size used by the suite (S3's minimum).

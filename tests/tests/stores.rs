@@ -8,8 +8,8 @@ store_suite!(memory, async {
     Some(Target::open(&format!("memory://{}", dbbackup_tests::unique("mem"))).unwrap())
 });
 store_suite!(local_dir, async {
-    let dir = tempfile::Builder::new().prefix("dbbackup-store-suite-").tempdir().unwrap().keep();
-    Some(Target::open(dir.to_str().unwrap()).unwrap())
+    let dir = tempfile::Builder::new().prefix("dbbackup-store-suite-").tempdir().unwrap();
+    Some((Target::open(dir.path().to_str().unwrap()).unwrap(), dir))
 });
 store_suite!(s3_moto, async {
     let endpoint = dbbackup_tests::service_env("DBBACKUP_TEST_S3_ENDPOINT")?;
