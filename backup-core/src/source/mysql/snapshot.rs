@@ -140,8 +140,10 @@ impl Source for MysqlSource {
 }
 
 /// The control connection, after finishing or undoing a restore into `db` that was killed
-/// midway (unless one is running: a backup must not read a half-swapped database; what it did
-/// goes into the backup's notes, which a restore's undo copy reports), and the database found.
+/// midway, so that a backup never reads what a killed run left half-swapped (what it did goes
+/// into the backup's notes, which a restore's undo copy reports), and the database found. A
+/// restore still running (its lock taken) is left alone, and nothing here keeps the backup out
+/// of its swap: the known defect in docs/mysql.md.
 async fn open_control(server: &Server, db: &str) -> Result<(Conn, SnapshotInfo)> {
     let mut control = server.connect(&[]).await?;
     let version = query_value(&mut control, "SELECT VERSION()").await?.unwrap_or_default();
