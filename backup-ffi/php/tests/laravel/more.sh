@@ -53,13 +53,19 @@ grep -q "upload" progress.txt && grep -q "100%" progress.txt || { cat progress.t
 php artisan db:backup --ansi --json | php -r 'exit(is_array(json_decode(stream_get_contents(STDIN), true)) ? 0 : 1);' \
   || fail "--json output must be the report alone, without a progress bar"
 n_before="$(ls storage/app/db-backups | wc -l)"
-flock -x storage/framework/dbbackup-db-backup.lock sleep 3 &
+# The holder says when it has the lock and keeps it until told (held removed; at most 60 s): a
+# fixed sleep before the second run, and a lock held for 3 s, raced the start of flock and of PHP.
+rm -f lock-held
+flock -x storage/framework/dbbackup-db-backup.lock \
+  sh -c 'touch lock-held; for _ in $(seq 600); do [ -e lock-held ] || exit 0; sleep 0.1; done' &
 holder=$!
-sleep 0.5
+for _ in $(seq 600); do [ -e lock-held ] && break; sleep 0.1; done
+[ -e lock-held ] || fail "the lock holder did not take the lock within 60 s"
 expect_code 0 php artisan db:backup
+rm -f lock-held
+wait "$holder"
 grep -q "Another db:backup is running" out.txt || { cat out.txt; fail "an overlapping db:backup did not say another is running"; }
 [ "$(ls storage/app/db-backups | wc -l)" = "$n_before" ] || fail "an overlapping db:backup still backed up"
-wait "$holder"
 passed=$((passed + 1))
 
 # --- db:guard on SQLite: a migration failing halfway is rolled back; the database equals its
