@@ -749,26 +749,36 @@ async fn restore_whose_cleanup_loses_its_connection_still_succeeds() {
     let id = backup(&db, &repo).await.unwrap();
     c.query_drop("INSERT INTO t VALUES (3, 'c')").await.unwrap();
     c.query_drop("CREATE VIEW w AS SELECT v FROM t").await.unwrap();
-    // Once the swap's RENAME moved the journal into the previous database, the restore is in its
-    // last steps (its objects, then the delay before the cleanup): the server kills its control
-    // connection during the delay.
+    // The swap's RENAME moves the journal into the previous database; once its objects are in
+    // place the restore records `objects-created` there, right before the delay before the
+    // cleanup: the server kills its control connection during the delay. (Waiting a fixed 1.5 s
+    // after the RENAME instead killed it while still creating its objects when that took longer,
+    // on a loaded machine: the restore then failed.)
     let kill_in_cleanup = async {
         let mut admin = f.conn(None).await;
         let like = format!("{}\\_dbbprev\\_%", db_of(&db));
-        for _ in 0..600 {
-            let n: Option<i64> = admin
+        let mut in_the_delay = false;
+        for _ in 0..1200 {
+            let prev: Option<String> = admin
                 .exec_first(
-                    "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA LIKE ? AND TABLE_NAME = 'dbbackup:journal'",
+                    "SELECT TABLE_SCHEMA FROM information_schema.TABLES WHERE TABLE_SCHEMA LIKE ? AND TABLE_NAME = 'dbbackup:journal'",
                     (like.clone(),),
                 )
                 .await
                 .unwrap();
-            if n == Some(1) {
-                break;
+            if let Some(prev) = prev {
+                let step: Option<String> = admin
+                    .query_first(format!("SELECT v FROM `{prev}`.`dbbackup:journal` WHERE k = 'step'"))
+                    .await
+                    .unwrap();
+                if step.as_deref() == Some("objects-created") {
+                    in_the_delay = true;
+                    break;
+                }
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        assert!(in_the_delay, "the restore did not record its objects created within 30 s");
         let lock = format!("dbbackup:{}", db_of(&db));
         let holder: Option<u64> =
             admin.exec_first("SELECT IS_USED_LOCK(?)", (lock,)).await.unwrap().flatten();
