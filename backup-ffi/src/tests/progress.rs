@@ -167,11 +167,22 @@ fn a_cancel_never_cuts_a_restore_swap_in_the_middle() {
     assert!(content(&live) == old, "a restore cancelled before its swap changed the database");
     assert_eq!(names(&live_dir), files, "files left beside the database");
 
-    // Cancelled during the swap, which outlasts the grace: finished, and reported as such.
+    // Cancelled during the swap, which outlasts the grace: finished, and reported as such. The
+    // cancel waits for the swap's own phase, started after the load's checks ended (200 ms
+    // after those checks started came before the swap when they and the steps after them took
+    // longer, on a loaded machine: the restore was then discarded and the test failed).
+    let in_swap = |p: &Value| {
+        let events = p["events"].as_array().unwrap();
+        let is = |e: &Value, what: &str| e["event"] == what && e["phase"] == "finish";
+        events
+            .iter()
+            .position(|e| is(e, "phase_finished"))
+            .is_some_and(|i| events[i + 1..].iter().any(|e| is(e, "phase_started")))
+    };
     backup_core::delay_on_this_thread("restore-swap", ms(2500));
     let t0 = std::time::Instant::now();
     let (code, out) = std::thread::scope(|s| {
-        cancel_when(s, &h, in_finish, ms(200));
+        cancel_when(s, &h, in_swap, ms(0));
         h.call(dbb_restore, &restore)
     });
     backup_core::delay_on_this_thread("restore-swap", ms(0));
