@@ -442,14 +442,28 @@ fn postgres_guard_staged_killed_at_each_step_leaves_old_or_new_and_the_next_run_
         "CREATE TABLE users (id int PRIMARY KEY, balance bigint NOT NULL);
          INSERT INTO users SELECT i, i * 7 FROM generate_series(1, 300) i",
     );
-    // An application session held open: PostgreSQL then takes no server-side copy.
+    // An application session held open: PostgreSQL then takes no server-side copy. Returned once
+    // the server shows it (a guard started before psql had connected took the copy: no staging).
     let hold = || {
-        Command::new("psql")
+        let app = Command::new("psql")
             .args(["-X", "-q", "-d", &url, "-c", "SELECT pg_sleep(3600)"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap()
+            .unwrap();
+        let seen = format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' AND query = 'SELECT pg_sleep(3600)' \
+             AND pid <> pg_backend_pid()"
+        );
+        let t0 = std::time::Instant::now();
+        while psql(&base, &seen) == "0" {
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(60),
+                "the application session never showed"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        app
     };
     let mut app = hold();
     let dir = tempfile::tempdir().unwrap();
