@@ -17,7 +17,14 @@ PHP
   php -S "127.0.0.1:$slack_port" slack-receiver.php > slack-server.log 2>&1 &
   slack_pid=$!
   trap "kill $slack_pid 2>/dev/null || true; $(trap -p EXIT | sed "s/^trap -- '\(.*\)' EXIT\$/\1/")" EXIT
-  for _ in $(seq 50); do php -r 'exit(@fsockopen("127.0.0.1", (int) $argv[1]) ? 0 : 1);' "$slack_port" && break; sleep 0.1; done
+  # 300 tries (30 s and more) for the receiver (a loaded machine boots PHP slowly); a receiver that never came
+  # up is this test's failure, not a missing notification later.
+  slack_up=
+  for _ in $(seq 300); do
+    if php -r 'exit(@fsockopen("127.0.0.1", (int) $argv[1]) ? 0 : 1);' "$slack_port"; then slack_up=1; break; fi
+    sleep 0.1
+  done
+  [ -n "$slack_up" ] || fail "the Slack receiver (php -S on 127.0.0.1:$slack_port) did not come up: $(cat slack-server.log)"
   hook_secret="T0/B0/hook-secret-$RANDOM$RANDOM"
   rcpt="notify-$$-$RANDOM@example.test"
   hostport="${smtp_url#smtp://}"
