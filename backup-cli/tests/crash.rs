@@ -973,7 +973,9 @@ fn mysql_guard_staged_killed_at_each_step_leaves_old_or_new_and_the_next_run_cle
 
 /// `--in-place` (non-atomic DDL): killed after removing the live objects and keys, after the
 /// load, and while committing, the next run puts the old database back from the journal kept
-/// in the live database, or finishes the commit; a second in-place restore is refused meanwhile.
+/// in the live database, or finishes the commit; a second in-place restore is refused meanwhile
+/// (its undo copy, a backup, cannot read the half-restored database: busy, after the lock
+/// timeout).
 #[test]
 fn mysql_in_place_restore_killed_is_undone_or_finished_by_the_next_run() {
     let Some(fx) = MysqlFixture::from_env() else { return };
@@ -989,14 +991,191 @@ fn mysql_in_place_restore_killed_is_undone_or_finished_by_the_next_run() {
     case.reset();
     let restore = case.restore_args(&case.repo, true);
     let mut first = paused_restore(&restore);
-    let out = dbbackup(&restore, &[]);
+    // The second one's undo copy (a backup) waits for the first's swap lock, held from the
+    // first drop to the end, and is refused after the lock timeout, naming the restore.
+    let mut second = restore.clone();
+    second.extend(["--lock-timeout", "2s"]);
+    let out = dbbackup(&second, &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     first.kill().unwrap();
     first.wait().unwrap();
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("another restore into MySQL database"), "{err}");
+    assert!(err.contains("a restore into it") && err.contains("dbbackup-swap:"), "{err}");
     // The paused run was killed after its load: the next in-place restore undoes it, then restores.
     let report = ok(&dbbackup(&restore, &[]));
     assert_eq!(case.which(), "new", "{report}");
     assert!(report.to_string().contains("undid an interrupted in-place restore"), "{report}");
+}
+
+/// A run of `dbbackup` stopped (SIGSTOP) at a failpoint, holding its server sessions and locks;
+/// [`Stopped::go_on`] lets it go on. Killed when dropped.
+struct Stopped {
+    child: std::process::Child,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+/// Starts `dbbackup args` with `DBBACKUP_FAILPOINT=<point>:stop` and returns once it stopped there.
+fn stopped_at(args: &[&str], point: &str) -> Stopped {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dbbackup"))
+        .args(args)
+        .env_remove("APP_ENV")
+        .env_remove("DBBACKUP_REPO")
+        .env("DBBACKUP_FAILPOINT", format!("{point}:stop"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run dbbackup");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let marker = format!("failpoint {point} stopped");
+    // Drains stderr to the end (a closed pipe would fail the run's later messages).
+    let reader = std::thread::spawn(move || {
+        let mut seen = String::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap_or_default();
+            if line.contains(&marker) {
+                let _ = tx.send(());
+            }
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        seen
+    });
+    let mut stopped = Stopped { child, stderr: Some(reader) };
+    if rx.recv().is_err() {
+        let status = stopped.child.wait().unwrap();
+        let seen = stopped.stderr.take().unwrap().join().unwrap();
+        panic!("dbbackup {args:?} ended ({status:?}) before stopping at {point}: {seen}");
+    }
+    stopped
+}
+
+impl Stopped {
+    fn go_on(&self) {
+        let ok = Command::new("kill").args(["-CONT", &self.child.id().to_string()]).status().unwrap();
+        assert!(ok.success());
+    }
+
+    /// Its exit status, stdout and stderr, once it ended (let go on first).
+    fn finish(mut self) -> Output {
+        let status = self.child.wait().unwrap();
+        let mut stdout = Vec::new();
+        if let Some(mut o) = self.child.stdout.take() {
+            std::io::Read::read_to_end(&mut o, &mut stdout).unwrap();
+        }
+        let stderr = self.stderr.take().unwrap().join().unwrap().into_bytes();
+        Output { status, stdout, stderr }
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits (at most 90 s) until another server session waits for the swap lock of database `db`
+/// (`GET_LOCK('dbbackup-swap:<db>', ..)`), or `child` ends first: whether one waited. This
+/// session's own query is left out (its text names the lock too).
+fn waits_for_swap_lock(fx: &MysqlFixture, db: &str, child: &mut std::process::Child) -> bool {
+    let sql = format!(
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() \
+         AND STATE = 'User lock' AND INFO LIKE 'SELECT GET_LOCK(''dbbackup-swap:{db}''%'"
+    );
+    block_on(async {
+        let mut c = fx.conn(None).await;
+        for _ in 0..900 {
+            if child.try_wait().unwrap().is_some() {
+                return false;
+            }
+            if mysql_fixture::column(&mut c, &sql).await.first().map(String::as_str) != Some("0") {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("nothing waited for the swap lock of {db}, and the run did not end, within 90 s");
+    })
+}
+
+/// A MariaDB backup started while a restore into the same database is changing it — a shadow
+/// restore stopped right after its `RENAME TABLE` (the new tables live, their views, routines,
+/// triggers and events not yet), an in-place restore stopped after its load (the old tables
+/// aside, the new ones loaded, no objects) — waits for the restore's swap lock, and once the
+/// restore has finished stores exactly the restored database: restored into the target, the
+/// whole catalog and every definition and row are the new database's. (Without the lock it read
+/// the half-changed database and stored one that never existed.)
+#[test]
+fn mysql_backup_during_a_restore_swap_waits_and_stores_the_whole_database() {
+    let Some(fx) = MysqlFixture::from_env() else { return };
+    let case = my_case(fx, "crash_mysw");
+    for (in_place, point) in [(false, "mysql-swap-renamed"), (true, "restore-loaded")] {
+        case.reset();
+        let mut restore_args = case.restore_args(&case.repo, in_place);
+        restore_args.extend(["--lock-timeout", "5m"]);
+        let restore = stopped_at(&restore_args, point);
+        let repo = case._dir.path().join(format!("during-{point}")).display().to_string();
+        let mut backup = Command::new(env!("CARGO_BIN_EXE_dbbackup"))
+            .args(["create", "--json", "--source", &case.dst_url, "--repo", &repo, "--lock-timeout", "5m"])
+            .env_remove("APP_ENV")
+            .env_remove("DBBACKUP_REPO")
+            .env_remove("DBBACKUP_FAILPOINT")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let waited = waits_for_swap_lock(&case.fx, &case.dst, &mut backup);
+        restore.go_on();
+        ok(&restore.finish());
+        let backed_up = backup.wait_with_output().unwrap();
+        ok(&backed_up);
+        assert_eq!(case.which(), "new", "{point}: the restore finished");
+        // What the backup stored, restored into the target (the old database first).
+        case.reset();
+        ok(&dbbackup(&["restore", "--json", "--repo", &repo, "latest", "--into", &case.dst_url], &[]));
+        assert_eq!(case.which(), "new", "the backup taken during the restore's {point} (waited: {waited})");
+        assert!(waited, "{point}: the backup waited for the restore's swap lock");
+        assert_eq!(my_leftovers(&case.fx, &case.dst), Vec::<String>::new());
+    }
+}
+
+/// A MariaDB restore whose swap meets a backup reading the database (stopped holding the swap
+/// lock: its tables pinned, its schema read) waits for it, and once the backup is gone swaps in
+/// the whole new database; with a lock timeout shorter than the backup, it fails clearly naming
+/// the backup (exit 1), the target as it was and no database left beside it.
+#[test]
+fn mysql_restore_swap_meeting_a_backup_waits_for_it_or_fails_clearly() {
+    let Some(fx) = MysqlFixture::from_env() else { return };
+    let case = my_case(fx, "crash_mysb");
+    let backup_args = ["create", "--json", "--source", &case.dst_url, "--repo", &case.scratch];
+    let reading = "mysql-snapshot-schema-read";
+    // Waits for the backup, then swaps.
+    case.reset();
+    let mut restore_args = case.restore_args(&case.repo, false);
+    restore_args.extend(["--lock-timeout", "5m"]);
+    let mut restore = stopped_at(&restore_args, "restore-loaded");
+    let backup = stopped_at(&backup_args, reading);
+    restore.go_on();
+    let waited = waits_for_swap_lock(&case.fx, &case.dst, &mut restore.child);
+    drop(backup);
+    let out = restore.finish();
+    assert!(waited, "the restore's swap waited for the backup: {}", String::from_utf8_lossy(&out.stderr));
+    ok(&out);
+    assert_eq!(case.which(), "new");
+    assert_eq!(my_leftovers(&case.fx, &case.dst), Vec::<String>::new());
+    // A lock timeout shorter than the backup: fails clearly, nothing changed.
+    case.reset();
+    let mut restore_args = case.restore_args(&case.repo, false);
+    restore_args.extend(["--lock-timeout", "3s"]);
+    let restore = stopped_at(&restore_args, "restore-loaded");
+    let backup = stopped_at(&backup_args, reading);
+    restore.go_on();
+    let out = restore.finish();
+    drop(backup);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("a backup of it") && err.contains("dbbackup-swap:"), "{err}");
+    assert_eq!(case.which(), "old", "{err}");
+    assert_eq!(my_leftovers(&case.fx, &case.dst), Vec::<String>::new(), "{err}");
 }

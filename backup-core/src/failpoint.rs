@@ -3,7 +3,8 @@
 //! can stop a real run between two destructive steps (no destructor, no cleanup runs, exactly as
 //! when an operator or the OOM killer sends SIGKILL). `<name>:pause` instead prints
 //! `failpoint <name> paused` on stderr and waits (for the test to start a concurrent run, then
-//! kill this one). `DBBACKUP_TEST_BACKUP_ID=<id>` makes the next backup's first id draw return
+//! kill this one); `<name>:stop` prints `failpoint <name> stopped` and stops the process
+//! (SIGSTOP), for the test to let it go on later (SIGCONT). `DBBACKUP_TEST_BACKUP_ID=<id>` makes the next backup's first id draw return
 //! `<id>` ([`forced_backup_id`]), so a test can make two backups collide. [`delay`] points wait
 //! instead, without blocking the runtime: `DBBACKUP_FAILPOINT=<name>:delay=<ms>` for the real
 //! binary, or [`delay_on_this_thread`] for a test that drives an operation on its own thread
@@ -37,6 +38,13 @@ fn hit_one(v: &str, name: &str) {
         std::thread::sleep(std::time::Duration::from_secs(120));
         std::process::abort();
     }
+    if v.strip_suffix(":stop") == Some(name) {
+        eprintln!("dbbackup: failpoint {name} stopped");
+        let pid = std::process::id().to_string();
+        // Stopped until the test sends SIGCONT (or SIGKILL); the process then goes on.
+        let _ = std::process::Command::new("kill").args(["-STOP", &pid]).status();
+        return;
+    }
     if v == name {
         eprintln!("dbbackup: failpoint {name} reached, killing the process (SIGKILL)");
         let pid = std::process::id().to_string();
@@ -55,7 +63,7 @@ pub(crate) fn hit(_name: &str) {}
 /// wait for a part to be written).
 #[cfg(feature = "testing")]
 pub(crate) fn armed(name: &str) -> bool {
-    points().iter().any(|v| v == name || v.strip_suffix(":pause") == Some(name))
+    points().iter().any(|v| v == name || [":pause", ":stop"].iter().any(|s| v.strip_suffix(s) == Some(name)))
 }
 
 /// Fails with an error if `DBBACKUP_FAILPOINT` names `<name>:error` (`testing` builds only).
@@ -127,6 +135,39 @@ pub(crate) async fn delay(name: &str) {
 #[cfg(not(feature = "testing"))]
 #[inline(always)]
 pub(crate) async fn delay(_name: &str) {}
+
+/// Databases whose MySQL table stats wait for a user lock (`testing` builds only).
+#[cfg(feature = "testing")]
+static STATS_HOLDS: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// Makes every table stats statement of a MySQL snapshot of database `db` first wait, on the
+/// server, for the user lock `lock` (`GET_LOCK`, up to 5 minutes), so that a test can hold a
+/// stats statement in flight whatever the run's table locks; `None` removes it (`testing`
+/// builds only).
+#[cfg(feature = "testing")]
+pub fn hold_mysql_stats(db: &str, lock: Option<&str>) {
+    if let Ok(mut h) = STATS_HOLDS.lock() {
+        h.retain(|(d, _)| d != db);
+        if let Some(l) = lock {
+            h.push((db.to_string(), l.to_string()));
+        }
+    }
+}
+
+/// The user lock the table stats of `db` wait for ([`hold_mysql_stats`]).
+#[cfg(feature = "testing")]
+#[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+pub(crate) fn mysql_stats_hold(db: &str) -> Option<String> {
+    STATS_HOLDS.lock().ok()?.iter().find(|(d, _)| d == db).map(|(_, l)| l.clone())
+}
+
+/// None outside `testing` builds.
+#[cfg(not(feature = "testing"))]
+#[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+#[inline(always)]
+pub(crate) fn mysql_stats_hold(_db: &str) -> Option<String> {
+    None
+}
 
 /// The id a test forces on the first draw of a backup id (`DBBACKUP_TEST_BACKUP_ID`).
 #[cfg(feature = "testing")]

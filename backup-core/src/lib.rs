@@ -63,7 +63,7 @@ mod engine_options;
 mod error;
 mod failpoint;
 #[cfg(feature = "testing")]
-pub use failpoint::delay_on_this_thread;
+pub use failpoint::{delay_on_this_thread, hold_mysql_stats};
 mod format;
 mod guard;
 mod health;

@@ -204,12 +204,13 @@ async fn table_stats_do_not_wait_for_the_tables_dump() {
 }
 
 /// A snapshot closed while a table stats statement still runs (a failed or cancelled backup)
-/// returns at once: the stats worker's `CHECKSUM TABLE`, held here by the test's table lock, is
-/// stopped after the pools are closed, so its connection is dropped. Stopped before (the old
-/// order), its connection went back to the pool midway and the close's COMMIT on it waited for
-/// the statement's answer (here the lock's release) before the backup could report its error.
-/// The delay point between the two steps lets the stopped task end there, as another thread of
-/// the runtime may at any time.
+/// returns at once: the stats worker's statement, held here on the server by a user lock the
+/// test holds (`hold_mysql_stats`: a table lock cannot hold it any more, the snapshot's
+/// transactions pin every table from the start), is stopped after the pools are closed, so its
+/// connection is dropped. Stopped before (the old order), its connection went back to the pool
+/// midway and the close's COMMIT on it waited for the statement's answer (here the lock's
+/// release) before the backup could report its error. The delay point between the two steps
+/// lets the stopped task end there, as another thread of the runtime may at any time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_the_snapshot_does_not_wait_for_a_running_stats_statement() {
     use std::time::Duration;
@@ -222,20 +223,17 @@ async fn closing_the_snapshot_does_not_wait_for_a_running_stats_statement() {
     )
     .await
     .unwrap();
-    // The statement waits for the lock far longer than the test waits for the close.
-    let mut u = url::Url::parse(&src).unwrap();
-    u.query_pairs_mut().append_pair("lock_timeout", "300s");
-    let s = open_source(&DatabaseUrl::parse(u.as_str()).unwrap()).unwrap();
+    let hold = format!("{db}:hold");
+    assert_eq!(c.query_first::<u64, _>(format!("SELECT GET_LOCK('{hold}', 0)")).await.unwrap(), Some(1));
+    backup_core::hold_mysql_stats(&db, Some(&hold));
+    let s = open_source(&DatabaseUrl::parse(&src).unwrap()).unwrap();
     let opts = DumpOptions { jobs: 2, chunk_bytes: 1 << 20, checksums: true, ..Default::default() };
     let snap = s.snapshot(&opts, &Context::default()).await.unwrap();
-    // Locked before the plan (a small table: the plan does not read it), so the stats worker's
-    // `CHECKSUM TABLE`, started with the plan, waits for it.
-    c.query_drop("LOCK TABLES a WRITE").await.unwrap();
     let plan = snap.plan().await.unwrap();
     assert_eq!(plan.tables.len(), 1);
     let waiting = format!(
-        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO = 'CHECKSUM TABLE `{db}`.`a`' \
-         AND STATE = 'Waiting for table metadata lock'"
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() \
+         AND INFO LIKE 'DO GET_LOCK(''{hold}''%' AND STATE = 'User lock'"
     );
     let mut admin = f.conn(None).await;
     let mut seen = false;
@@ -246,14 +244,15 @@ async fn closing_the_snapshot_does_not_wait_for_a_running_stats_statement() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(seen, "the stats worker's CHECKSUM TABLE waits for the table lock");
+    assert!(seen, "the stats worker's statement waits for the held lock");
     backup_core::delay_on_this_thread("mysql-snapshot-close", Duration::from_millis(300));
     let closed = tokio::time::timeout(Duration::from_secs(20), snap.close()).await;
     backup_core::delay_on_this_thread("mysql-snapshot-close", Duration::ZERO);
-    c.query_drop("UNLOCK TABLES").await.unwrap();
+    backup_core::hold_mysql_stats(&db, None);
+    c.query_drop(format!("DO RELEASE_LOCK('{hold}')")).await.unwrap();
     assert!(
         matches!(closed, Ok(Ok(()))),
-        "closing the snapshot waited for its stats statement (held by the table lock): {closed:?}"
+        "closing the snapshot waited for its stats statement (held by the user lock): {closed:?}"
     );
     f.drop_db(&src).await;
 }

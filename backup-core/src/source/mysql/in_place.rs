@@ -12,7 +12,7 @@ use mysql_async::Conn;
 use super::conn::{exec, qi};
 use super::object::{Object, base_tables, drop_object, foreign_keys, harvest, trigger_table_is};
 use super::session::{Core, Mode};
-use super::swap::InPlacePlan;
+use super::swap::{self, InPlacePlan};
 use crate::error::Result;
 use crate::failpoint;
 use crate::source::CommitReport;
@@ -31,11 +31,14 @@ impl Mode for InPlace {
         live.to_string()
     }
 
-    /// Saves and removes the live objects, triggers and foreign keys, then renames the live
-    /// tables aside in one statement.
+    /// Takes the swap lock, held until the session ends (from the first drop until the commit or
+    /// the abort is done, the live database is neither the old one nor the restored one: no
+    /// backup may read it), saves and removes the live objects, triggers and foreign keys, then
+    /// renames the live tables aside in one statement.
     async fn prepare(core: &Core) -> Result<Self> {
         let mut c = core.control.lock().await;
         let live = core.live.clone();
+        swap::lock_swap(&mut c, &live, core.lock_wait, "in-place restore: nothing changed").await?;
         exec(&mut c, &format!("CREATE DATABASE IF NOT EXISTS {}", qi(&live))).await?;
         let plan = plan(core, &mut c).await?;
         // Journaled first: from here on, a failure here or a kill anywhere until the commit puts

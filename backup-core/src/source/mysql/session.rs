@@ -67,8 +67,11 @@ pub(crate) struct Core {
     full_checksum: bool,
     /// `SELECT VERSION()` of the target server.
     server_version: String,
-    /// Holds the target's restore lock ([`swap::lock`]) for the session's life.
+    /// Holds the target's restore lock ([`swap::lock`]) for the session's life, and its swap
+    /// lock ([`swap::lock_swap`]) while the mode changes the live database.
     pub(crate) control: tokio::sync::Mutex<Conn>,
+    /// How long to wait for the swap lock (the run's lock timeout).
+    pub(crate) lock_wait: Option<std::time::Duration>,
     /// This run's id (in its shadow and previous database names).
     pub(crate) run: String,
     /// What the start of this run cleaned up after killed ones.
@@ -122,9 +125,20 @@ impl Core {
         let load_init =
             ["SET SESSION foreign_key_checks = 0".to_string(), "SET SESSION unique_checks = 0".to_string()];
         let mut control = server.connect(&load_init).await?;
-        // One restore per target; with the lock held, finish or undo what killed ones left.
+        // One restore per target; with the lock held, finish or undo what killed ones left
+        // (under the swap lock: no backup reads the database while that changes it).
         swap::lock(&mut control, &live).await?;
-        let notes = match swap::recover(&mut control, &live).await {
+        let lock_wait = server.limits().lock;
+        let recovered =
+            match swap::lock_swap(&mut control, &live, lock_wait, "restore: nothing changed").await {
+                Ok(()) => {
+                    let r = swap::recover(&mut control, &live).await;
+                    swap::unlock_swap(&mut control, &live).await;
+                    r
+                }
+                Err(e) => Err(e),
+            };
+        let notes = match recovered {
             Ok(n) => n,
             Err(e) => {
                 swap::unlock(&mut control, &live).await;
@@ -150,6 +164,7 @@ impl Core {
             full_checksum: mysql.full_checksum,
             server_version,
             control: tokio::sync::Mutex::new(control),
+            lock_wait,
             run,
             notes,
             pool: Pool::new(conns),
@@ -361,6 +376,7 @@ impl<M: Mode> LoadSession for Session<M> {
     async fn commit(self: Box<Self>, _ctx: &Context) -> Result<CommitReport> {
         let mut c = self.core.control.lock().await;
         let r = self.mode.commit(&self.core, &mut c).await;
+        swap::unlock_swap(&mut c, &self.core.live).await;
         swap::unlock(&mut c, &self.core.live).await;
         r
     }
@@ -375,6 +391,7 @@ impl<M: Mode> LoadSession for Session<M> {
             let _ = c.query_drop(format!("KILL CONNECTION {id}")).await;
         }
         let r = self.mode.abort(&self.core, &mut c).await;
+        swap::unlock_swap(&mut c, &self.core.live).await;
         swap::unlock(&mut c, &self.core.live).await;
         r
     }

@@ -52,6 +52,57 @@ impl Mode for Shadow {
     /// journal for the next run.
     async fn commit(&self, core: &Core, c: &mut Conn) -> Result<CommitReport> {
         let live = core.live.clone();
+        // Under the swap lock, from before the first drop until the restored objects are
+        // recorded: no backup reads the live database meanwhile (docs/mysql.md).
+        if let Err(e) = swap::lock_swap(c, &live, core.lock_wait, "restore: nothing changed").await {
+            let _ = self.abort(core, c).await;
+            return Err(e);
+        }
+        let swapped = self.swap_in(core, c).await;
+        swap::unlock_swap(c, &live).await;
+        let (plan, live_at, marked) = swapped?;
+        failpoint::delay("mysql-swap-before-cleanup").await;
+        let mut report = CommitReport { live_at: Some(live_at), ..core.report() };
+        // Cleanup: the restore is done whatever happens here (reporting it as failed would
+        // tell the caller the target is as it was); what is left, the next run drops.
+        match plan.finish(c).await {
+            Ok(()) => tracing::debug!(target = %live, "swap: shadow and previous tables dropped"),
+            Err(e) => {
+                let unmarked = match &marked {
+                    Ok(()) => String::new(),
+                    Err(m) => format!(
+                        "; recording that the restore had completed failed too ({m}): the next run creates \
+                         the restored views, routines, triggers and events again"
+                    ),
+                };
+                report.notes.push(format!(
+                    "the restored database is live, but dropping the tables it replaced failed ({e}); \
+                     the next restore or backup of {live} drops them{unmarked}"
+                ));
+                report.previous_kept_at = Some(plan.prev.clone());
+            }
+        }
+        Ok(report)
+    }
+
+    async fn abort(&self, core: &Core, c: &mut Conn) -> Result<()> {
+        match c.query_drop(format!("DROP DATABASE IF EXISTS {}", qi(&core.target))).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_server_error(&e, &[1008]) => Ok(()),
+            Err(e) => Err(Error::source(format!("drop shadow database {}", core.target), e)),
+        }
+    }
+}
+
+impl Shadow {
+    /// The swap, up to the restored objects recorded (the caller holds the swap lock): the plan,
+    /// when it is live, and whether recording `objects-created` succeeded.
+    async fn swap_in(
+        &self,
+        core: &Core,
+        c: &mut Conn,
+    ) -> Result<(swap::Plan, std::time::Instant, Result<()>)> {
+        let live = core.live.clone();
         tracing::debug!(target = %live, "swap: planning");
         let plan = plan(core, c).await?;
         exec(c, &format!("CREATE DATABASE {}", qi(&plan.prev))).await?;
@@ -113,36 +164,7 @@ impl Mode for Shadow {
         let marked = plan.mark(c, &plan.prev, swap::Step::ObjectsCreated).await;
         failpoint::hit("mysql-swap-objects-created");
         tracing::debug!(target = %live, "swap: objects created, the restored database is live");
-        failpoint::delay("mysql-swap-before-cleanup").await;
-        let mut report = CommitReport { live_at: Some(live_at), ..core.report() };
-        // Cleanup: the restore is done whatever happens here (reporting it as failed would
-        // tell the caller the target is as it was); what is left, the next run drops.
-        match plan.finish(c).await {
-            Ok(()) => tracing::debug!(target = %live, "swap: shadow and previous tables dropped"),
-            Err(e) => {
-                let unmarked = match &marked {
-                    Ok(()) => String::new(),
-                    Err(m) => format!(
-                        "; recording that the restore had completed failed too ({m}): the next run creates \
-                         the restored views, routines, triggers and events again"
-                    ),
-                };
-                report.notes.push(format!(
-                    "the restored database is live, but dropping the tables it replaced failed ({e}); \
-                     the next restore or backup of {live} drops them{unmarked}"
-                ));
-                report.previous_kept_at = Some(plan.prev.clone());
-            }
-        }
-        Ok(report)
-    }
-
-    async fn abort(&self, core: &Core, c: &mut Conn) -> Result<()> {
-        match c.query_drop(format!("DROP DATABASE IF EXISTS {}", qi(&core.target))).await {
-            Ok(()) => Ok(()),
-            Err(e) if is_server_error(&e, &[1008]) => Ok(()),
-            Err(e) => Err(Error::source(format!("drop shadow database {}", core.target), e)),
-        }
+        Ok((plan, live_at, marked))
     }
 }
 

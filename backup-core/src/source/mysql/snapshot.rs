@@ -1,7 +1,9 @@
 //! The dump side's snapshot: every worker connection starts `START TRANSACTION WITH CONSISTENT
 //! SNAPSHOT` while `FLUSH TABLES WITH READ LOCK` holds writers for an instant (or one worker
 //! without the lock), so all of them read one instant; the binlog position of that instant; the
-//! tables listed once. [`MysqlSnapshot`] hands out the schema ([`super::schema`]), the chunk
+//! tables listed once and pinned in every snapshot transaction, under the database's swap lock
+//! until the schema is read (no restore changes the database meanwhile: [`open_control`],
+//! [`pin_tables`]). [`MysqlSnapshot`] hands out the schema ([`super::schema`]), the chunk
 //! plan and chunk streams ([`super::dump`]) and the table stats ([`super::checksum`]). With
 //! content checksums on, one more worker joins the snapshot for the stats: the tables'
 //! `COUNT(*)` and `CHECKSUM TABLE` (server-side scans, [`super::stats`]) run on it from the
@@ -19,7 +21,7 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use tokio::sync::{mpsc, watch};
 
-use super::conn::{Server, exec, is_server_error, qs, query_text, query_value};
+use super::conn::{Server, exec, is_server_error, qi, qs, query_text, query_value};
 use super::stats::{StatsRun, StatsTable};
 use super::table::{TableInfo, TableProps, list_tables};
 use super::{checksum, dump, schema, swap};
@@ -48,6 +50,9 @@ impl MysqlSource {
 
 struct MysqlSnapshot {
     db: String,
+    /// The control connection, holding the database's swap lock until the schema is read
+    /// ([`Snapshot::schema`]; see [`open_control`]).
+    swap_locked: tokio::sync::Mutex<Option<Conn>>,
     pool: Pool<Conn>,
     /// The snapshot's worker of its own for the table stats, if it has one.
     stats_pool: Option<Pool<Conn>>,
@@ -103,7 +108,6 @@ impl Source for MysqlSource {
         } else {
             info.position.insert("method".into(), "single-consistent-snapshot".into());
         }
-        let _ = control.disconnect().await;
         if let Some(e) = failed {
             return Err(e.context("start snapshot transactions"));
         }
@@ -113,15 +117,19 @@ impl Source for MysqlSource {
         {
             snapshot_binlog_position(c, &mut info).await;
         }
+        // Still under the swap lock: the table list, then every table pinned by a metadata
+        // lock in every snapshot transaction (see `pin_tables`).
+        let first = conns.first_mut().ok_or_else(|| Error::Cancelled("MySQL snapshot: no worker".into()))?;
+        database_properties(first, &db, mariadb, &mut info).await?;
+        let tables = list_tables(first, &db).await?;
+        let pinned = futures::future::join_all(conns.iter_mut().map(|c| pin_tables(c, &db, &tables))).await;
+        pinned.into_iter().collect::<Result<Vec<()>>>()?;
         let stats_conn = if stats_worker && conns.len() > 1 { conns.pop() } else { None };
         info.position.insert("workers".into(), conns.len().to_string());
         let pool = Pool::new(conns);
         let stats_pool = stats_conn.map(|c| Pool::new(vec![c]));
-        let mut lease = pool.get().await?;
-        database_properties(&mut lease, &db, mariadb, &mut info).await?;
-        let tables = list_tables(&mut lease, &db).await?;
-        drop(lease);
         Ok(Box::new(MysqlSnapshot {
+            swap_locked: tokio::sync::Mutex::new(Some(control)),
             db,
             pool,
             stats_pool,
@@ -139,14 +147,19 @@ impl Source for MysqlSource {
     }
 }
 
-/// The control connection, after finishing or undoing a restore into `db` that was killed
+/// The control connection, holding the database's swap lock ([`swap::lock_swap`], waited for at
+/// most the lock timeout), after finishing or undoing a restore into `db` that was killed
 /// midway, so that a backup never reads what a killed run left half-swapped (what it did goes
 /// into the backup's notes, which a restore's undo copy reports), and the database found. A
-/// restore still running (its lock taken) is left alone, and nothing here keeps the backup out
-/// of its swap: the known defect in docs/mysql.md.
+/// restore still running (its restore lock taken) is left alone: while the backup holds the
+/// swap lock, that restore cannot be changing the live database (it takes the swap lock for
+/// that), and the lock is held until every table is pinned in the snapshot's transactions and
+/// the schema and objects are read (docs/mysql.md, "Backups and restores of one database").
 async fn open_control(server: &Server, db: &str) -> Result<(Conn, SnapshotInfo)> {
     let mut control = server.connect(&[]).await?;
     let version = query_value(&mut control, "SELECT VERSION()").await?.unwrap_or_default();
+    swap::lock_swap(&mut control, db, server.limits().lock, "backup (or a restore's undo copy): not started")
+        .await?;
     let mut recovered = Vec::new();
     if swap::try_lock(&mut control, db).await? {
         let r = swap::recover(&mut control, db).await;
@@ -170,6 +183,32 @@ async fn open_control(server: &Server, db: &str) -> Result<(Conn, SnapshotInfo)>
         ..Default::default()
     };
     Ok((control, info))
+}
+
+/// Pins every listed table in `c`'s snapshot transaction: a `SELECT .. LIMIT 0` reading none of
+/// its rows still takes the table's shared metadata lock, held until the transaction ends. A
+/// `RENAME TABLE`, `DROP` or `ALTER` of a pinned table (a restore's swap) then waits for the
+/// backup to end instead of changing, under the snapshot, which table a name reads (the
+/// snapshot's MVCC does not cover that: docs/mysql.md). Every connection that reads tables pins
+/// them itself: one waiting for a table's lock behind a pending `RENAME` would wait for its own
+/// snapshot to end. In statements of up to 64 tables.
+async fn pin_tables(c: &mut Conn, db: &str, tables: &[TableInfo]) -> Result<()> {
+    for part in tables.chunks(64) {
+        let sql: Vec<String> =
+            part.iter().map(|t| format!("(SELECT 1 FROM {}.{} LIMIT 0)", qi(db), qi(&t.name))).collect();
+        exec(c, &sql.join(" UNION ALL "))
+            .await
+            .map_err(|e| e.context("pin the tables in the snapshot (metadata locks)"))?;
+    }
+    Ok(())
+}
+
+/// Releases the swap lock (the schema is read, the tables are pinned).
+async fn release_swap_lock(db: &str, held: &tokio::sync::Mutex<Option<Conn>>) {
+    if let Some(mut c) = held.lock().await.take() {
+        swap::unlock_swap(&mut c, db).await;
+        let _ = c.disconnect().await;
+    }
 }
 
 /// `FLUSH TABLES WITH READ LOCK` on the control connection; not granted, the dump goes through
@@ -269,9 +308,13 @@ impl Snapshot for MysqlSnapshot {
         self.info.clone()
     }
 
+    /// The schema and objects, read under the swap lock, which is released then.
     async fn schema(&self) -> Result<SchemaScripts> {
         let mut lease = self.pool.get().await?;
-        schema::scripts(&mut lease, &self.db, &self.tables, self.no_definer).await
+        let scripts = schema::scripts(&mut lease, &self.db, &self.tables, self.no_definer).await?;
+        failpoint::hit("mysql-snapshot-schema-read");
+        release_swap_lock(&self.db, &self.swap_locked).await;
+        Ok(scripts)
     }
 
     async fn plan(&self) -> Result<DumpPlan> {
@@ -352,6 +395,7 @@ impl Snapshot for MysqlSnapshot {
         conns.extend(self.stats_pool.iter().flat_map(Pool::take_all));
         failpoint::delay("mysql-snapshot-close").await;
         self.abort_stats();
+        release_swap_lock(&self.db, &self.swap_locked).await;
         for mut c in conns {
             let _ = c.query_drop("COMMIT").await;
             let _ = c.disconnect().await;

@@ -192,6 +192,11 @@ async fn run(live: Live, pool: Pool<Conn>, gate: Option<watch::Receiver<bool>>) 
     loop {
         let Some(item) = s.queue.lock().ok().and_then(|mut q| q.pop_front()) else { return };
         let t = &s.tables[item.0];
+        if let Some(hold) = crate::failpoint::mysql_stats_hold(&s.db) {
+            let _ =
+                exec(&mut lease, &format!("DO GET_LOCK({}, 300), RELEASE_LOCK({0})", super::conn::qs(&hold)))
+                    .await;
+        }
         let answer = match (&charset, item.1) {
             (Err(e), _) => Err(Error::source("MySQL table stats", e.to_string())),
             (Ok(()), Stat::Count) => checksum::row_count(&mut lease, &s.db, &t.name, t.versioned)

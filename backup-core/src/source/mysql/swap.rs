@@ -4,6 +4,11 @@
 //! - **Lock**: `GET_LOCK('dbbackup:<db>', 0)` on the restore's control connection for its whole
 //!   run (the server releases it when the connection dies, however the process ends); a second
 //!   restore into the same target fails at once ([`Error::Locked`]).
+//! - **Swap lock**: `GET_LOCK('dbbackup-swap:<db>', <lock timeout>)` ([`lock_swap`]) while a run
+//!   changes the live database (a shadow swap up to `objects-created`, an in-place restore from
+//!   its first drop to its end, every [`recover`]) or a backup reads what its snapshot does not
+//!   cover (its table list, schema and objects, until every table is pinned): a backup never
+//!   reads a database that never existed (docs/mysql.md, "Backups and restores of one database").
 //! - **Names**: a run's shadow and previous databases are `<db>_dbbshadow_<tag><run>` and
 //!   `<db>_dbbprev_<tag><run>` (`<db>` cut to 30 characters, `<tag>` 8 hex digits of the SHA-256
 //!   of the full target name, `<run>` 8 random hex digits; built and recognised by
@@ -98,6 +103,57 @@ pub(super) async fn lock(c: &mut Conn, live: &str) -> Result<()> {
 /// Releases the lock (best effort: closing the connection releases it too).
 pub(super) async fn unlock(c: &mut Conn, live: &str) {
     let _ = exec(c, &format!("DO RELEASE_LOCK({})", qs(&lock_name(live)))).await;
+}
+
+fn swap_lock_name(live: &str) -> String {
+    let name = format!("dbbackup-swap:{live}");
+    if name.len() <= 64 {
+        name
+    } else {
+        format!("dbbackup-swap:{}:{}", tag(live), live.chars().take(35).collect::<String>())
+    }
+}
+
+/// Takes the target's swap lock on `c` (`GET_LOCK('dbbackup-swap:<db>', ..)`), waiting at most
+/// `wait` (the run's lock timeout; `None`: a year). Held by a restore while it changes the live
+/// database (the shadow's swap up to `objects-created`, an in-place restore from its first drop
+/// to its end, every recovery), and by a backup from before its snapshot instant until its table
+/// list, schema and objects are read and every table is pinned in its snapshot transactions; see
+/// "Backups and restores of one database" in docs/mysql.md. Not granted in time: [`Error::Locked`]
+/// naming the other run, prefixed with `waiting` (what could not go on).
+pub(super) async fn lock_swap(
+    c: &mut Conn,
+    live: &str,
+    wait: Option<std::time::Duration>,
+    waiting: &str,
+) -> Result<()> {
+    let name = qs(&swap_lock_name(live));
+    let secs = wait.map(crate::source::limits::secs_ceil).unwrap_or(31_536_000);
+    let r = query_text(c, &format!("SELECT GET_LOCK({name}, {secs})")).await?;
+    if r.into_iter().next().and_then(|r| r.into_iter().next().flatten()).as_deref() == Some("1") {
+        return Ok(());
+    }
+    // Who holds it: a restore holds its restore lock on the same connection, a backup does not.
+    let holders =
+        query_text(c, &format!("SELECT IS_USED_LOCK({name}), IS_USED_LOCK({})", qs(&lock_name(live))))
+            .await?;
+    let holder = holders.into_iter().next().unwrap_or_default();
+    let (swapper, restorer) = (holder.first().cloned().flatten(), holder.get(1).cloned().flatten());
+    let other = match (&swapper, &restorer) {
+        (Some(s), Some(r)) if s == r => format!("a restore into it (server connection {s}) is changing it"),
+        (Some(s), _) => format!("a backup of it (server connection {s}) is reading its tables and objects"),
+        (None, _) => "another run held it and has ended; retry".to_string(),
+    };
+    Err(Error::Locked(format!(
+        "{waiting}: {other} (MySQL database {live:?}); lock {name} not granted within the lock timeout \
+         of {secs}s (--lock-timeout)"
+    )))
+}
+
+/// Releases the swap lock (best effort, nothing when not held; closing the connection releases
+/// it too).
+pub(super) async fn unlock_swap(c: &mut Conn, live: &str) {
+    let _ = exec(c, &format!("DO RELEASE_LOCK({})", qs(&swap_lock_name(live)))).await;
 }
 
 /// Creates the journal in a new shadow database (it names the target).
@@ -703,6 +759,8 @@ mod tests {
         assert_eq!(aux_names(&long_a, "prev").tail_of(&a), None);
         assert_eq!(aux_names(&long_a, "shadow").tail_of(&format!("{a}0")), None);
         assert!(lock_name(&"x".repeat(64)).len() <= 64);
+        assert!(swap_lock_name(&"x".repeat(64)).len() <= 64);
+        assert_eq!(swap_lock_name("app"), "dbbackup-swap:app");
         assert_eq!(lock_name("app"), "dbbackup:app");
     }
 
