@@ -8,12 +8,13 @@
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_stream_shim::ReceiverStream;
 
 use super::ByteStream;
+use super::buffers::Buffers;
 use crate::error::{Error, Result};
 use crate::model::Compression;
 
@@ -90,7 +91,7 @@ pub(crate) fn encode_with(
         return input;
     }
     run_blocking(input, move |mut rx, tx| {
-        let sink = ChannelWriter { tx, buf: BytesMut::with_capacity(OUT_CHUNK) };
+        let sink = ChannelWriter::new(tx);
         let io = |e: std::io::Error| Error::io(format!("{compression} compression"), e);
         match compression {
             Compression::Zstd(level) => {
@@ -185,7 +186,7 @@ pub fn decode(input: ByteStream, codec: Codec, what: String) -> ByteStream {
         let bad = |e: std::io::Error| {
             Error::integrity(what.clone(), format!("valid {codec:?} data"), e.to_string())
         };
-        let mut sink = ChannelWriter { tx, buf: BytesMut::with_capacity(OUT_CHUNK) };
+        let mut sink = ChannelWriter::new(tx);
         match codec {
             Codec::Zstd => {
                 let mut dec = zstd::stream::read::Decoder::new(reader).map_err(bad)?;
@@ -270,19 +271,29 @@ where
     ReceiverStream::new(out_rx).boxed()
 }
 
-/// `Write` that emits [`OUT_CHUNK`]-sized `Bytes` into a channel (blocking when it is full).
+/// Output buffers a [`ChannelWriter`] keeps for its next chunks.
+const KEPT_OUT_BUFFERS: usize = CHANNEL_DEPTH * 2;
+
+/// `Write` that emits [`OUT_CHUNK`]-sized `Bytes` into a channel (blocking when it is full), each
+/// written into a buffer of the writer's [`Buffers`]: a chunk's buffer comes back once the store
+/// has written the chunk and dropped it.
 pub(crate) struct ChannelWriter {
-    pub(crate) tx: mpsc::Sender<Result<Bytes>>,
-    pub(crate) buf: BytesMut,
+    tx: mpsc::Sender<Result<Bytes>>,
+    buf: Vec<u8>,
+    kept: Buffers,
 }
 
 impl ChannelWriter {
+    pub(crate) fn new(tx: mpsc::Sender<Result<Bytes>>) -> Self {
+        let kept = Buffers::new(OUT_CHUNK, KEPT_OUT_BUFFERS);
+        ChannelWriter { tx, buf: kept.take(), kept }
+    }
+
     fn send_buf(&mut self) -> std::io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let chunk = self.buf.split().freeze();
-        self.buf.reserve(OUT_CHUNK);
+        let chunk = self.kept.send(std::mem::replace(&mut self.buf, self.kept.take()));
         self.tx.blocking_send(Ok(chunk)).map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
     }
 }
@@ -363,6 +374,51 @@ mod tests {
             out.extend_from_slice(&b?);
         }
         Ok(out)
+    }
+
+    /// A chunk's buffer goes back to its writer only once the chunk is dropped, and the writer's
+    /// next chunks are written into it; chunks still held keep their bytes.
+    #[test]
+    fn output_chunks_come_back_to_their_writer_once_dropped() {
+        let (tx, mut rx) = mpsc::channel::<Result<Bytes>>(64);
+        let mut w = ChannelWriter::new(tx);
+        let fill = |w: &mut ChannelWriter, byte: u8| w.write_all(&vec![byte; OUT_CHUNK]).unwrap();
+        let mut next = || rx.try_recv().unwrap().unwrap();
+        fill(&mut w, 1);
+        let first = next();
+        let first_at = first.as_ptr();
+        // Held downstream: the writer's next chunks go elsewhere and leave it as it was.
+        fill(&mut w, 2);
+        fill(&mut w, 3);
+        let (second, third) = (next(), next());
+        assert!(first.iter().all(|&b| b == 1) && second.iter().all(|&b| b == 2));
+        assert!(third.iter().all(|&b| b == 3));
+        assert!(![second.as_ptr(), third.as_ptr()].contains(&first_at));
+        assert_eq!(w.kept.kept(), 0, "nothing given back while every chunk is held");
+        // Dropped (a clone too: the buffer comes back with the last holder).
+        let clone = first.clone();
+        drop(first);
+        assert_eq!(w.kept.kept(), 0);
+        drop(clone);
+        assert_eq!(w.kept.kept(), 1);
+        // The writer is filling the buffer it took when it sent `third`; the one after is `first`'s.
+        fill(&mut w, 4);
+        fill(&mut w, 5);
+        let (fourth, fifth) = (next(), next());
+        assert_eq!(fifth.as_ptr(), first_at, "the dropped chunk's buffer is reused");
+        assert!(fourth.iter().all(|&b| b == 4) && fifth.iter().all(|&b| b == 5));
+        assert!(second.iter().all(|&b| b == 2) && third.iter().all(|&b| b == 3));
+        // A short last chunk, and no more than KEPT_OUT_BUFFERS kept however many come back.
+        w.write_all(b"tail").unwrap();
+        w.flush().unwrap();
+        assert_eq!(&next()[..], b"tail");
+        for _ in 0..KEPT_OUT_BUFFERS + 4 {
+            fill(&mut w, 6);
+        }
+        let held: Vec<Bytes> = std::iter::from_fn(|| rx.try_recv().ok().map(|c| c.unwrap())).collect();
+        assert_eq!(held.len(), KEPT_OUT_BUFFERS + 4);
+        drop((second, third, fourth, fifth, held));
+        assert_eq!(w.kept.kept(), KEPT_OUT_BUFFERS);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,10 +14,9 @@ use std::sync::Arc;
 
 use age::secrecy::{ExposeSecret, SecretString};
 use age::x25519;
-use bytes::BytesMut;
 
 use super::ByteStream;
-use super::compress::{ChannelReader, ChannelWriter, OUT_CHUNK, pump, run_blocking};
+use super::compress::{ChannelReader, ChannelWriter, pump, run_blocking};
 use crate::error::{Error, Result};
 use crate::model::Secret;
 
@@ -240,7 +239,7 @@ fn encrypt_error(e: age::EncryptError) -> Error {
 /// Encrypts a stream into one age file (binary) for `recipients`.
 pub fn encrypt(input: ByteStream, recipients: Arc<Recipients>) -> ByteStream {
     run_blocking(input, move |mut rx, tx| {
-        let sink = ChannelWriter { tx, buf: BytesMut::with_capacity(OUT_CHUNK) };
+        let sink = ChannelWriter::new(tx);
         let io = |e: std::io::Error| Error::io("age encryption", e);
         let enc = age::Encryptor::with_recipients(recipients.iter()).map_err(encrypt_error)?;
         let mut w = enc.wrap_output(sink).map_err(io)?;
@@ -262,7 +261,7 @@ pub fn decrypt(input: ByteStream, identities: Arc<Vec<x25519::Identity>>, what: 
         let mut plain = dec
             .decrypt(identities.iter().map(|i| i as &dyn age::Identity))
             .map_err(|e| bad(format!("cannot be opened with the backup's key: {e}")))?;
-        let mut sink = ChannelWriter { tx, buf: BytesMut::with_capacity(OUT_CHUNK) };
+        let mut sink = ChannelWriter::new(tx);
         let mut buf = vec![0u8; 256 * 1024];
         loop {
             let n = match plain.read(&mut buf) {

@@ -1,5 +1,6 @@
 //! Pure stream transforms: compression, encryption (age) and checksums. No storage or database knowledge.
 
+pub(crate) mod buffers;
 pub mod checksum;
 pub mod compress;
 pub mod encrypt;

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use bytes::BytesMut;
 use futures::StreamExt;
 use tokio_postgres::Client;
 
@@ -15,6 +14,8 @@ use super::checksum::CHECKSUM_ALGO;
 use super::conn::{self, column_list, connect, pg_err, qualified, quote_ident, quote_literal};
 use super::properties::database_properties;
 use super::{column_order, large_object, lo_frame};
+use crate::codec::buffers::Buffers;
+use crate::codec::compress::CHANNEL_DEPTH;
 use crate::error::{Error, Result};
 use crate::format::layout;
 use crate::format::manifest::{ObjectKind, TableEntry};
@@ -559,10 +560,14 @@ impl Snapshot for PgSnapshot {
         // batches of about BATCH bytes, so the codec, digests and channels downstream see few
         // large buffers instead of millions of small ones. A chunk's sum counts once its stream
         // ended cleanly. The worker goes back to the pool when the stream ends or is dropped.
+        // The batches' buffers are kept by the stream (`codec::buffers`), each with room for the
+        // row that crosses BATCH, and come back as the codec drops the batches.
         const BATCH: usize = 256 << 10;
-        let state = (Box::pin(out), LineSum::new(RowHash::Xxh3), Some(guard), BytesMut::new());
+        let kept = Buffers::new(BATCH + (64 << 10), CHANNEL_DEPTH * 2);
+        let state = (Box::pin(out), LineSum::new(RowHash::Xxh3), Some(guard), kept.take());
         let bytes = futures::stream::unfold(state, move |(mut out, mut sum, guard, mut buf)| {
             let (what, counter, sums, key) = (what.clone(), counter.clone(), sums.clone(), key.clone());
+            let kept = kept.clone();
             async move {
                 let guard = guard?;
                 loop {
@@ -572,14 +577,14 @@ impl Snapshot for PgSnapshot {
                             buf.extend_from_slice(&b);
                             if buf.len() >= BATCH {
                                 counter.store(sum.rows(), Ordering::Relaxed);
-                                let batch = buf.split().freeze();
+                                let batch = kept.send(std::mem::replace(&mut buf, kept.take()));
                                 return Some((Ok(batch), (out, sum, Some(guard), buf)));
                             }
                         }
                         Some(Err(e)) => return Some((Err(pg_err(what)(e)), (out, sum, None, buf))),
                         None => {
                             counter.store(sum.rows(), Ordering::Relaxed);
-                            let rest = buf.split().freeze();
+                            let rest = kept.send(std::mem::take(&mut buf));
                             return match std::mem::take(&mut sum).finish() {
                                 Ok(s) => {
                                     sums.chunk_done(&key, s);
