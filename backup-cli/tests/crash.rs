@@ -1179,3 +1179,137 @@ fn mysql_restore_swap_meeting_a_backup_waits_for_it_or_fails_clearly() {
     assert_eq!(case.which(), "old", "{err}");
     assert_eq!(my_leftovers(&case.fx, &case.dst), Vec::<String>::new(), "{err}");
 }
+
+/// Holds the user lock `name` on a server session of its own (a thread with its own runtime)
+/// until the returned sender is dropped or sent to; returns once the lock is held.
+fn hold_user_lock(
+    fx: &MysqlFixture,
+    name: &str,
+) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    let (admin, lock) = (fx.admin.clone(), name.to_string());
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        block_on(async {
+            let fx = MysqlFixture { admin };
+            let mut c = fx.conn(None).await;
+            let got = mysql_fixture::column(&mut c, &format!("SELECT GET_LOCK('{lock}', 0)")).await;
+            held_tx.send(got.first().cloned()).unwrap();
+            let _ = release_rx.recv();
+            mysql_fixture::column(&mut c, &format!("SELECT RELEASE_LOCK('{lock}')")).await;
+        })
+    });
+    assert_eq!(held_rx.recv().unwrap().as_deref(), Some("1"), "the test holds lock {name}");
+    (release_tx, thread)
+}
+
+/// Waits (at most 90 s) until another server session waits for the restore lock of database
+/// `db` (`GET_LOCK('dbbackup:<db>', ..)`), or `child` ends first: whether one waited. This
+/// session's own query is left out.
+fn waits_for_restore_lock(fx: &MysqlFixture, db: &str, child: &mut std::process::Child) -> bool {
+    let sql = format!(
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() \
+         AND STATE = 'User lock' AND INFO LIKE 'SELECT GET_LOCK(''dbbackup:{db}''%'"
+    );
+    block_on(async {
+        let mut c = fx.conn(None).await;
+        for _ in 0..900 {
+            if child.try_wait().unwrap().is_some() {
+                return false;
+            }
+            if mysql_fixture::column(&mut c, &sql).await.first().map(String::as_str) != Some("0") {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("nothing waited for the restore lock of {db}, and the run did not end, within 90 s");
+    })
+}
+
+/// The server frees a killed restore's two named locks one after the other: a backup can get
+/// the swap lock while the restore lock still looks held, and must not then read the
+/// half-swapped database the killed run left. Reproduced deterministically: a restore killed
+/// right after its `RENAME TABLE` (new tables, old objects), the test holding the target's
+/// restore lock as the dying connection would. A backup finding a journal left mid-swap outside
+/// the swap lock (a live restore never leaves one) waits for the restore lock: with a short lock
+/// timeout it fails naming it and stores nothing; once the lock is free it finishes the killed
+/// swap and stores the whole new database.
+#[test]
+fn mysql_backup_finding_a_half_swapped_journal_waits_for_the_dying_restore_and_recovers() {
+    let Some(fx) = MysqlFixture::from_env() else { return };
+    let case = my_case(fx, "crash_myhs");
+    case.reset();
+    killed(
+        &dbbackup(&case.restore_args(&case.repo, false), &[("DBBACKUP_FAILPOINT", "mysql-swap-renamed")]),
+        "mysql-swap-renamed",
+    );
+    assert_eq!(case.which(), "neither", "killed after its RENAME: new tables, old objects");
+    let dst = db_name(&case.dst_url);
+    let half = my_state(&case.fx, &dst);
+    let restore_lock = format!("dbbackup:{dst}");
+    let (release, holder) = hold_user_lock(&case.fx, &restore_lock);
+    // A short lock timeout: refused, naming the lock, nothing stored, nothing changed.
+    let short = case._dir.path().join("short").display().to_string();
+    let out = dbbackup(
+        &["create", "--json", "--source", &case.dst_url, "--repo", &short, "--lock-timeout", "2s"],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "a backup of a half-swapped database must not succeed: {err}");
+    assert!(err.contains(&restore_lock), "{err}");
+    assert!(my_state(&case.fx, &dst) == half, "the refused backup changed nothing: {err}");
+    // Waits for the lock, then recovers and stores the whole new database.
+    let repo = case._dir.path().join("waited").display().to_string();
+    let mut backup = Command::new(env!("CARGO_BIN_EXE_dbbackup"))
+        .args(["create", "--json", "--source", &case.dst_url, "--repo", &repo, "--lock-timeout", "5m"])
+        .env_remove("APP_ENV")
+        .env_remove("DBBACKUP_REPO")
+        .env_remove("DBBACKUP_FAILPOINT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let waited = waits_for_restore_lock(&case.fx, &dst, &mut backup);
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    let report = ok(&backup.wait_with_output().unwrap());
+    assert!(waited, "the backup waited for the restore lock: {report}");
+    assert!(report.to_string().contains("finished an interrupted restore"), "{report}");
+    assert_eq!(case.which(), "new", "{report}");
+    assert_eq!(my_leftovers(&case.fx, &case.dst), Vec::<String>::new(), "{report}");
+    case.reset();
+    ok(&dbbackup(&["restore", "--json", "--repo", &repo, "latest", "--into", &case.dst_url], &[]));
+    assert_eq!(case.which(), "new", "what the backup stored");
+}
+
+/// The other side of the test above: a backup beside a running restore that holds its restore
+/// lock but not the swap lock finds nothing mid-swap and does not wait for it — the restore
+/// loading its shadow (the shadow's journal holds no plan yet), right after its swap (the
+/// journal in the previous database marked `objects-created`, the shadow still there), and
+/// dropping its databases (the shadow gone). With a 2 s lock timeout the backup succeeds and
+/// stores the old database, resp. the new one; the restore then finishes.
+#[test]
+fn mysql_backup_beside_a_restore_outside_its_swap_does_not_wait_for_it() {
+    let Some(fx) = MysqlFixture::from_env() else { return };
+    let case = my_case(fx, "crash_myns");
+    for (point, stored) in
+        [("restore-loaded", "old"), ("mysql-swap-unlocked", "new"), ("mysql-swap-shadow-dropped", "new")]
+    {
+        case.reset();
+        let restore = stopped_at(&case.restore_args(&case.repo, false), point);
+        let repo = case._dir.path().join(format!("beside-{point}")).display().to_string();
+        let args = ["create", "--json", "--source", &case.dst_url, "--repo", &repo, "--lock-timeout", "2s"];
+        let started = std::time::Instant::now();
+        let backup = dbbackup(&args, &[]);
+        let took = started.elapsed();
+        restore.go_on();
+        ok(&restore.finish());
+        let report = ok(&backup);
+        assert!(!report.to_string().contains("interrupted restore"), "{point}: nothing recovered: {report}");
+        assert_eq!(case.which(), "new", "{point}: the restore finished");
+        case.reset();
+        ok(&dbbackup(&["restore", "--json", "--repo", &repo, "latest", "--into", &case.dst_url], &[]));
+        assert_eq!(case.which(), stored, "{point}: what the backup stored (it took {took:?})");
+        assert_eq!(my_leftovers(&case.fx, &case.dst), Vec::<String>::new(), "{point}");
+    }
+}

@@ -61,6 +61,7 @@ impl Mode for Shadow {
         let swapped = self.swap_in(core, c).await;
         swap::unlock_swap(c, &live).await;
         let (plan, live_at, marked) = swapped?;
+        failpoint::hit("mysql-swap-unlocked");
         failpoint::delay("mysql-swap-before-cleanup").await;
         let mut report = CommitReport { live_at: Some(live_at), ..core.report() };
         // Cleanup: the restore is done whatever happens here (reporting it as failed would

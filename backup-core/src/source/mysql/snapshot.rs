@@ -155,13 +155,30 @@ impl Source for MysqlSource {
 /// swap lock, that restore cannot be changing the live database (it takes the swap lock for
 /// that), and the lock is held until every table is pinned in the snapshot's transactions and
 /// the schema and objects are read (docs/mysql.md, "Backups and restores of one database").
+/// The restore lock held while killed runs' leftovers show the live database mid-swap is a
+/// restore dying (or failing): the backup waits for it, then recovers.
 async fn open_control(server: &Server, db: &str) -> Result<(Conn, SnapshotInfo)> {
     let mut control = server.connect(&[]).await?;
     let version = query_value(&mut control, "SELECT VERSION()").await?.unwrap_or_default();
-    swap::lock_swap(&mut control, db, server.limits().lock, "backup (or a restore's undo copy): not started")
-        .await?;
+    let (wait, waiting) = (server.limits().lock, "backup (or a restore's undo copy): not started");
+    swap::lock_swap(&mut control, db, wait, waiting).await?;
+    let mut locked = swap::try_lock(&mut control, db).await?;
+    if !locked && swap::left_mid_swap(&mut control, db).await? {
+        // The server frees a killed restore's locks one after the other, so its restore lock can
+        // still look held here. Waited for holding no lock of the target, then both taken in the
+        // restore's order (restore lock, swap lock): a restore holding its restore lock may be
+        // waiting for the swap lock (to recover at its start), and holding the swap lock while
+        // waiting for it would deadlock with that restore (MariaDB fails the later waiter).
+        swap::unlock_swap(&mut control, db).await;
+        swap::wait_lock(&mut control, db, wait, waiting).await?;
+        if let Err(e) = swap::lock_swap(&mut control, db, wait, waiting).await {
+            swap::unlock(&mut control, db).await;
+            return Err(e);
+        }
+        locked = true;
+    }
     let mut recovered = Vec::new();
-    if swap::try_lock(&mut control, db).await? {
+    if locked {
         let r = swap::recover(&mut control, db).await;
         swap::unlock(&mut control, db).await;
         recovered = r.map_err(|e| {

@@ -9,6 +9,9 @@
 //!   its first drop to its end, every [`recover`]) or a backup reads what its snapshot does not
 //!   cover (its table list, schema and objects, until every table is pinned): a backup never
 //!   reads a database that never existed (docs/mysql.md, "Backups and restores of one database").
+//!   A backup holding it whose restore lock try fails but that finds the live database left
+//!   mid-swap ([`left_mid_swap`]: a restore dying between its two locks' release) waits for the
+//!   restore lock ([`wait_lock`]) and recovers.
 //! - **Names**: a run's shadow and previous databases are `<db>_dbbshadow_<tag><run>` and
 //!   `<db>_dbbprev_<tag><run>` (`<db>` cut to 30 characters, `<tag>` 8 hex digits of the SHA-256
 //!   of the full target name, `<run>` 8 random hex digits; built and recognised by
@@ -42,7 +45,7 @@ use mysql_async::Conn;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-use super::conn::{exec, qi, qs, query_text};
+use super::conn::{exec, qi, qs, query_text, query_value};
 use super::object::{JOURNAL, Object, base_tables, drop_object, harvest, recreate, retarget_defaults};
 use crate::error::{Error, Result};
 use crate::failpoint;
@@ -128,9 +131,8 @@ pub(super) async fn lock_swap(
     waiting: &str,
 ) -> Result<()> {
     let name = qs(&swap_lock_name(live));
-    let secs = wait.map(crate::source::limits::secs_ceil).unwrap_or(31_536_000);
-    let r = query_text(c, &format!("SELECT GET_LOCK({name}, {secs})")).await?;
-    if r.into_iter().next().and_then(|r| r.into_iter().next().flatten()).as_deref() == Some("1") {
+    let secs = wait_secs(wait);
+    if get_lock(c, &name, secs).await? {
         return Ok(());
     }
     // Who holds it: a restore holds its restore lock on the same connection, a backup does not.
@@ -147,6 +149,41 @@ pub(super) async fn lock_swap(
     Err(Error::Locked(format!(
         "{waiting}: {other} (MySQL database {live:?}); lock {name} not granted within the lock timeout \
          of {secs}s (--lock-timeout)"
+    )))
+}
+
+/// Seconds for `GET_LOCK` from a lock timeout (`None`: a year).
+fn wait_secs(wait: Option<std::time::Duration>) -> u64 {
+    wait.map(crate::source::limits::secs_ceil).unwrap_or(31_536_000)
+}
+
+/// `GET_LOCK(<name>, <secs>)` on `c` (`name` quoted): whether it was granted.
+async fn get_lock(c: &mut Conn, name: &str, secs: u64) -> Result<bool> {
+    let r = query_text(c, &format!("SELECT GET_LOCK({name}, {secs})")).await?;
+    Ok(r.into_iter().next().and_then(|r| r.into_iter().next().flatten()).as_deref() == Some("1"))
+}
+
+/// Takes the target's restore lock on `c`, waiting at most `wait` (the run's lock timeout;
+/// `None`: a year): a backup that found killed runs' leftovers showing the live database
+/// mid-swap ([`left_mid_swap`]) while the lock looked held waits this way for the dying restore's
+/// connection to let go (the caller holds no other lock of the target meanwhile). Not granted
+/// in time: [`Error::Locked`] naming the lock and its holder, prefixed with `waiting`.
+pub(super) async fn wait_lock(
+    c: &mut Conn,
+    live: &str,
+    wait: Option<std::time::Duration>,
+    waiting: &str,
+) -> Result<()> {
+    let (name, secs) = (qs(&lock_name(live)), wait_secs(wait));
+    if get_lock(c, &name, secs).await? {
+        return Ok(());
+    }
+    let holder = query_value(c, &format!("SELECT IS_USED_LOCK({name})")).await?;
+    let holder = holder.map(|h| format!(" (server connection {h})")).unwrap_or_default();
+    Err(Error::Locked(format!(
+        "{waiting}: MySQL database {live:?} was found mid-swap (left by a killed restore), and a \
+         restore into it{holder} still holds lock {name}; not granted within the lock timeout of {secs}s \
+         (--lock-timeout)"
     )))
 }
 
@@ -511,16 +548,7 @@ impl InPlacePlan {
 
 /// Finishes or undoes an in-place restore into `live` that was killed (journal in `live`).
 async fn recover_in_place(c: &mut Conn, live: &str, notes: &mut Vec<String>) -> Result<()> {
-    let has = query_text(
-        c,
-        &format!(
-            "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {}",
-            qs(live),
-            qs(JOURNAL)
-        ),
-    )
-    .await?;
-    if has.is_empty() {
+    if !has_journal(c, live).await? {
         return Ok(());
     }
     let rows =
@@ -548,8 +576,8 @@ async fn recover_in_place(c: &mut Conn, live: &str, notes: &mut Vec<String>) -> 
     Ok(())
 }
 
-/// The plan and the step of the journal in `db`, if it holds one.
-async fn read_plan(c: &mut Conn, db: &str, live: &str) -> Result<Option<(Plan, Option<Step>)>> {
+/// Whether database `db` holds a `dbbackup:journal` table.
+async fn has_journal(c: &mut Conn, db: &str) -> Result<bool> {
     let has = query_text(
         c,
         &format!(
@@ -559,7 +587,12 @@ async fn read_plan(c: &mut Conn, db: &str, live: &str) -> Result<Option<(Plan, O
         ),
     )
     .await?;
-    if has.is_empty() {
+    Ok(!has.is_empty())
+}
+
+/// The plan and the step of the journal in `db`, if it holds one.
+async fn read_plan(c: &mut Conn, db: &str, live: &str) -> Result<Option<(Plan, Option<Step>)>> {
+    if !has_journal(c, db).await? {
         return Ok(None);
     }
     let rows =
@@ -703,21 +736,72 @@ async fn recover_run(
     Ok(())
 }
 
-/// Finishes or undoes what killed restores into `live` left, and drops their databases. The
-/// caller holds the target's lock, so none of them belongs to a running restore. Returns notes
-/// for the operator.
-pub(super) async fn recover(c: &mut Conn, live: &str) -> Result<Vec<String>> {
+/// The server's databases, and the run ids of `live`'s shadow and previous databases among them.
+async fn runs(c: &mut Conn, live: &str) -> Result<(Vec<String>, std::collections::BTreeSet<String>)> {
     let (shadows, prevs) = (aux_names(live, "shadow"), aux_names(live, "prev"));
     let names: Vec<String> = query_text(c, "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")
         .await?
         .into_iter()
         .filter_map(|r| r.into_iter().next().flatten())
         .collect();
-    let runs: std::collections::BTreeSet<String> = names
+    let runs = names
         .iter()
         .filter_map(|n| shadows.tail_of(n).or_else(|| prevs.tail_of(n)))
         .map(str::to_string)
         .collect();
+    Ok((names, runs))
+}
+
+/// Whether what killed restores into `live` left shows the live database mid-swap: a state
+/// [`recover`] would change it from ([`recover_run`]'s table: a plan in the shadow, not marked
+/// `put-back`; a plan in the previous database marked `swapping-back`, or unmarked with the shadow
+/// still there; [`recover_in_place`]: a journal in the live database). Reads only. The caller
+/// holds the swap lock but could not take the restore lock: a running restore never leaves such
+/// a state outside the swap lock (loading, its shadow's journal has no plan; after its swap, its
+/// journal says `objects-created`; in place, it holds the swap lock from its journal to its
+/// end) — except for the instant between the two locks' release when it dies or fails, which is
+/// what this finds: then the live database is half-swapped and must not be read.
+pub(super) async fn left_mid_swap(c: &mut Conn, live: &str) -> Result<bool> {
+    let (names, runs) = runs(c, live).await?;
+    if names.iter().any(|n| n == live) && has_journal(c, live).await? {
+        return Ok(true);
+    }
+    for run in runs {
+        let (shadow, prev) = (aux_name(live, "shadow", &run), aux_name(live, "prev", &run));
+        let has_shadow = names.contains(&shadow);
+        // A running restore drops its databases without the swap lock (its shadow on abort, both
+        // once `objects-created` is recorded): a journal gone since the listing is no journal.
+        if names.contains(&prev)
+            && let Some(step) = step_if_there(c, &prev, live).await?
+        {
+            if step == Some(Step::SwappingBack) || (step.is_none() && has_shadow) {
+                return Ok(true);
+            }
+        } else if has_shadow
+            && let Some(step) = step_if_there(c, &shadow, live).await?
+            && matches!(step, None | Some(Step::SwappingBack))
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The step of the plan journaled in `db` (`Some(None)`: a plan without a step), if `db` still
+/// holds one: an error reading a journal that is gone meanwhile is none.
+async fn step_if_there(c: &mut Conn, db: &str, live: &str) -> Result<Option<Option<Step>>> {
+    match read_plan(c, db, live).await {
+        Ok(found) => Ok(found.map(|(_, step)| step)),
+        Err(_) if !has_journal(c, db).await? => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Finishes or undoes what killed restores into `live` left, and drops their databases. The
+/// caller holds the target's lock, so none of them belongs to a running restore. Returns notes
+/// for the operator.
+pub(super) async fn recover(c: &mut Conn, live: &str) -> Result<Vec<String>> {
+    let (names, runs) = runs(c, live).await?;
     let mut notes = Vec::new();
     if names.iter().any(|n| n == live) {
         recover_in_place(c, live, &mut notes).await?;
