@@ -1076,13 +1076,14 @@ impl Drop for Stopped {
     }
 }
 
-/// Waits (at most 90 s) until another server session waits for the swap lock of database `db`
-/// (`GET_LOCK('dbbackup-swap:<db>', ..)`), or `child` ends first: whether one waited. This
-/// session's own query is left out (its text names the lock too).
-fn waits_for_swap_lock(fx: &MysqlFixture, db: &str, child: &mut std::process::Child) -> bool {
+/// Waits (at most 90 s) until another server session waits for the user lock `lock`
+/// (`GET_LOCK('<lock>', ..)`, e.g. `dbbackup-swap:<db>`, a database's swap lock, or `dbbackup:<db>`,
+/// its restore lock), or `child` ends first: whether one waited. This session's own query is left
+/// out (its text names the lock too).
+fn waits_for_user_lock(fx: &MysqlFixture, lock: &str, child: &mut std::process::Child) -> bool {
     let sql = format!(
         "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() \
-         AND STATE = 'User lock' AND INFO LIKE 'SELECT GET_LOCK(''dbbackup-swap:{db}''%'"
+         AND STATE = 'User lock' AND INFO LIKE 'SELECT GET_LOCK(''{lock}''%'"
     );
     block_on(async {
         let mut c = fx.conn(None).await;
@@ -1095,7 +1096,7 @@ fn waits_for_swap_lock(fx: &MysqlFixture, db: &str, child: &mut std::process::Ch
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        panic!("nothing waited for the swap lock of {db}, and the run did not end, within 90 s");
+        panic!("nothing waited for lock {lock}, and the run did not end, within 90 s");
     })
 }
 
@@ -1125,7 +1126,7 @@ fn mysql_backup_during_a_restore_swap_waits_and_stores_the_whole_database() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let waited = waits_for_swap_lock(&case.fx, &case.dst, &mut backup);
+        let waited = waits_for_user_lock(&case.fx, &format!("dbbackup-swap:{}", case.dst), &mut backup);
         restore.go_on();
         ok(&restore.finish());
         let backed_up = backup.wait_with_output().unwrap();
@@ -1157,7 +1158,7 @@ fn mysql_restore_swap_meeting_a_backup_waits_for_it_or_fails_clearly() {
     let mut restore = stopped_at(&restore_args, "restore-loaded");
     let backup = stopped_at(&backup_args, reading);
     restore.go_on();
-    let waited = waits_for_swap_lock(&case.fx, &case.dst, &mut restore.child);
+    let waited = waits_for_user_lock(&case.fx, &format!("dbbackup-swap:{}", case.dst), &mut restore.child);
     drop(backup);
     let out = restore.finish();
     assert!(waited, "the restore's swap waited for the backup: {}", String::from_utf8_lossy(&out.stderr));
@@ -1203,29 +1204,6 @@ fn hold_user_lock(
     (release_tx, thread)
 }
 
-/// Waits (at most 90 s) until another server session waits for the restore lock of database
-/// `db` (`GET_LOCK('dbbackup:<db>', ..)`), or `child` ends first: whether one waited. This
-/// session's own query is left out.
-fn waits_for_restore_lock(fx: &MysqlFixture, db: &str, child: &mut std::process::Child) -> bool {
-    let sql = format!(
-        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() \
-         AND STATE = 'User lock' AND INFO LIKE 'SELECT GET_LOCK(''dbbackup:{db}''%'"
-    );
-    block_on(async {
-        let mut c = fx.conn(None).await;
-        for _ in 0..900 {
-            if child.try_wait().unwrap().is_some() {
-                return false;
-            }
-            if mysql_fixture::column(&mut c, &sql).await.first().map(String::as_str) != Some("0") {
-                return true;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        panic!("nothing waited for the restore lock of {db}, and the run did not end, within 90 s");
-    })
-}
-
 /// The server frees a killed restore's two named locks one after the other: a backup can get
 /// the swap lock while the restore lock still looks held, and must not then read the
 /// half-swapped database the killed run left. Reproduced deterministically: a restore killed
@@ -1269,7 +1247,7 @@ fn mysql_backup_finding_a_half_swapped_journal_waits_for_the_dying_restore_and_r
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let waited = waits_for_restore_lock(&case.fx, &dst, &mut backup);
+    let waited = waits_for_user_lock(&case.fx, &restore_lock, &mut backup);
     release.send(()).unwrap();
     holder.join().unwrap();
     let report = ok(&backup.wait_with_output().unwrap());
