@@ -34,20 +34,49 @@ fn cli_args(f: &MysqlFixture) -> Vec<String> {
     ]
 }
 
-/// The ids of `user`'s connections, once none of them runs a statement (half a second first, so
-/// that statements just started show; at most 30 s more).
-async fn idle_connection_ids(admin: &mut mysql_async::Conn, user: &str) -> Vec<u64> {
-    let busy = format!(
-        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '{user}' AND COMMAND = 'Query'"
-    );
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    for _ in 0..300 {
-        if admin.query_first::<u64, _>(busy.as_str()).await.unwrap() == Some(0) {
-            break;
+/// The server's query id now: every statement started later gets a greater one.
+async fn query_id_now(admin: &mut mysql_async::Conn) -> u64 {
+    admin
+        .query_first("SELECT QUERY_ID FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()")
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// The ids of `user`'s connections once they are quiet: at least two of them (the plan's and the
+/// stats worker's) started a statement after query id `since` (taken once the snapshot was made),
+/// and for 2 s none runs a statement or starts one (each connection's `QUERY_ID` unchanged).
+/// Before, a fixed 500 ms for the statements to start: a stats worker that had not started by
+/// then (a loaded machine) was taken as done, and killed midway. At most 60 s.
+async fn idle_connection_ids(admin: &mut mysql_async::Conn, user: &str, since: u64) -> Vec<u64> {
+    type Row = (u64, u64, String); // ID, QUERY_ID, COMMAND
+    let quiet_for = std::time::Duration::from_secs(2);
+    let t0 = std::time::Instant::now();
+    let mut last: Option<(Vec<Row>, std::time::Instant)> = None;
+    loop {
+        let now: Vec<Row> = admin
+            .query(format!(
+                "SELECT ID, QUERY_ID, COMMAND FROM information_schema.PROCESSLIST WHERE USER = '{user}' ORDER BY ID"
+            ))
+            .await
+            .unwrap();
+        let started = now.iter().filter(|(_, q, _)| *q > since).count();
+        let busy = now.iter().any(|(_, _, c)| c == "Query");
+        match &last {
+            _ if busy || started < 2 => last = None,
+            Some((seen, at)) if *seen == now => {
+                if at.elapsed() >= quiet_for {
+                    return now.into_iter().map(|(id, _, _)| id).collect();
+                }
+            }
+            _ => last = Some((now.clone(), std::time::Instant::now())),
         }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(60),
+            "{user}'s connections never were quiet for {quiet_for:?} after two of them ran statements: {now:?}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    admin.query(format!("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '{user}'")).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,6 +148,7 @@ async fn table_stats_are_taken_as_each_table_is_dumped() {
     let s = open_source(&DatabaseUrl::parse(&url).unwrap()).unwrap();
     let opts = DumpOptions { jobs: 2, chunk_bytes: 1 << 20, checksums: true, ..Default::default() };
     let snap = s.snapshot(&opts, &Context::default()).await.unwrap();
+    let since = query_id_now(&mut admin).await;
     let plan = snap.plan().await.unwrap();
     for chunk in &plan.chunks {
         let mut d = snap.dump(&plan, chunk).await.unwrap();
@@ -127,7 +157,7 @@ async fn table_stats_are_taken_as_each_table_is_dumped() {
         }
     }
     // The stats run while the dump goes on; wait until none of the snapshot's queries runs.
-    let ids = idle_connection_ids(&mut admin, &user).await;
+    let ids = idle_connection_ids(&mut admin, &user, since).await;
     assert!(ids.len() >= 3, "two dump workers and one for the stats: {ids:?}");
     for id in ids {
         admin.query_drop(format!("KILL CONNECTION {id}")).await.ok();
@@ -176,10 +206,11 @@ async fn table_stats_do_not_wait_for_the_tables_dump() {
     let s = open_source(&DatabaseUrl::parse(&url).unwrap()).unwrap();
     let opts = DumpOptions { jobs: 2, chunk_bytes: 1 << 20, checksums: true, ..Default::default() };
     let snap = s.snapshot(&opts, &Context::default()).await.unwrap();
+    let since = query_id_now(&mut admin).await;
     let plan = snap.plan().await.unwrap();
     assert!(plan.chunks.len() > 10, "big is cut into chunks: {}", plan.chunks.len());
     // No chunk read yet: wait until none of the snapshot's connections runs a statement.
-    let ids = idle_connection_ids(&mut admin, &user).await;
+    let ids = idle_connection_ids(&mut admin, &user, since).await;
     assert!(ids.len() >= 3, "two dump workers and one for the stats: {ids:?}");
     for chunk in &plan.chunks {
         let mut d = snap.dump(&plan, chunk).await.unwrap();
