@@ -153,13 +153,27 @@ fn a_cancel_never_cuts_a_restore_swap_in_the_middle() {
     let files = names(&live_dir);
     let restore = json!({"repo": repo, "into": format!("sqlite://{}", live.display())});
     // The load's own checks end in the finish phase; the swap comes right after them.
-    let in_finish = |p: &Value| p["operation"] == "restore" && p["phase"] == "finish";
     let ms = std::time::Duration::from_millis;
 
     // Cancelled just before the swap (a delay point there, shorter than the grace): discarded.
-    backup_core::delay_on_this_thread("restore-before-swap", ms(800));
+    // The cancel waits for the load's checks to have ended (their phase finished, the swap's not
+    // started): the restore is then in the delay before the swap, and the canceller has all of it
+    // to act. Before, it cancelled 200 ms after the checks started, inside an 800 ms delay: the
+    // checks and a canceller slowed by load had 600 ms together, or the swap began first and the
+    // restore went through. The delay splits the grace (1.5 s) evenly: 750 ms for the canceller
+    // to act, and at least 750 ms after the delay for the restore to see the cancel and discard
+    // the load before the grace runs out.
+    let before_swap = |p: &Value| {
+        let events = p["events"].as_array().unwrap();
+        let is = |e: &Value, what: &str| e["event"] == what && e["phase"] == "finish";
+        events
+            .iter()
+            .position(|e| is(e, "phase_finished"))
+            .is_some_and(|i| !events[i + 1..].iter().any(|e| is(e, "phase_started")))
+    };
+    backup_core::delay_on_this_thread("restore-before-swap", ms(750));
     let (code, out) = std::thread::scope(|s| {
-        cancel_when(s, &h, in_finish, ms(200));
+        cancel_when(s, &h, before_swap, ms(0));
         h.call(dbb_restore, &restore)
     });
     backup_core::delay_on_this_thread("restore-before-swap", ms(0));
