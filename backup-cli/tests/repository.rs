@@ -163,14 +163,17 @@ fn prune_during_a_restore_keeps_the_backup_being_read_until_its_lease_expires() 
     let into = r.dir.path().join("target.sqlite");
     write_users(&into, 5);
     let into = format!("sqlite://{}", into.display());
-    let ttl = [("DBBACKUP_STORE_LEASE_TTL", "5")];
+    // A time to live of 12 s: refreshed every 4 s, so the lease a killed restore leaves counts
+    // for 8 s or more after the kill, time for the prune below even on a loaded machine (with 5 s
+    // it was 3.3 s: a prune stalled that long found the lease expired).
+    let ttl = [("DBBACKUP_STORE_LEASE_TTL", "12")];
     let mut restore = paused(
         &["restore", "--json", "--repo", &r.repo, &old, "--into", &into, "--force"],
         "restore-loaded",
         &ttl,
     );
     // Longer than the lease's time to live: the running restore keeps refreshing it.
-    std::thread::sleep(Duration::from_secs(6));
+    std::thread::sleep(Duration::from_secs(13));
     let prune = ["prune", "--json", "--repo", r.repo.as_str(), "--keep-last", "1"];
     let p = ok(&dbbackup(&prune, &[]));
     let d = decision(&p, &old);
@@ -185,7 +188,7 @@ fn prune_during_a_restore_keeps_the_backup_being_read_until_its_lease_expires() 
     assert_eq!(decision(&p, &old)["keep"], true, "a killed run's lease counts until its expiry");
     assert_eq!(leases(&r.repo).len(), 1, "{:?}", leases(&r.repo));
     // ...and then is stale: ignored, and removed by the prune.
-    std::thread::sleep(Duration::from_secs(6));
+    std::thread::sleep(Duration::from_secs(13));
     let p = ok(&dbbackup(&prune, &[]));
     assert_eq!(decision(&p, &old)["keep"], false, "{p}");
     assert_eq!(p["plan"]["stale_leases"].as_array().unwrap().len(), 1, "{p}");
@@ -198,7 +201,9 @@ fn prune_during_a_restore_keeps_the_backup_being_read_until_its_lease_expires() 
 fn two_prunes_never_run_at_once_and_a_killed_prune_blocks_only_until_its_lease_expires() {
     let (r, old, _new) = two_backups();
     let args = ["prune", "--json", "--repo", r.repo.as_str(), "--keep-last", "1"];
-    let mut first = paused(&args, "prune-planned", &[("DBBACKUP_STORE_LEASE_TTL", "4")]);
+    // A time to live of 8 s (refreshed every 2.7 s): the first prune's lease must still count
+    // when the second prune looks, even if a loaded machine stalls either process for seconds.
+    let mut first = paused(&args, "prune-planned", &[("DBBACKUP_STORE_LEASE_TTL", "8")]);
     let second = dbbackup(&args, &[]);
     assert_eq!(second.status.code(), Some(1), "the second prune fails");
     let err = String::from_utf8_lossy(&second.stderr);
@@ -206,7 +211,7 @@ fn two_prunes_never_run_at_once_and_a_killed_prune_blocks_only_until_its_lease_e
     assert!(Path::new(&r.repo).join(&old).join("manifest.json").exists(), "nothing deleted yet");
     first.kill().unwrap();
     first.wait().unwrap();
-    std::thread::sleep(Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(9));
     let p = ok(&dbbackup(&args, &[]));
     assert_eq!(decision(&p, &old)["keep"], false);
     assert!(!Path::new(&r.repo).join(&old).exists());
@@ -302,7 +307,10 @@ fn a_killed_creates_staging_file_is_counted_by_status_and_swept_by_prune_after_t
     drop(c);
     let before = content(&repo);
     let create = ["create", "--json", "--source", src.as_str(), "--repo", repo.as_str()];
-    let mut running = paused(&create, "upload-part-written", &[("DBBACKUP_STORE_LEASE_TTL", "3")]);
+    // A time to live of 8 s (refreshed every 2.7 s): the paused create's lease must count while
+    // the status and prune below run, even if a loaded machine stalls a process for seconds (with
+    // 3 s, a refresh 2 s late let the sweep abort the running create's upload).
+    let mut running = paused(&create, "upload-part-written", &[("DBBACKUP_STORE_LEASE_TTL", "8")]);
     let staged = staging_files(Path::new(&repo));
     assert_eq!(staged.len(), 1, "{staged:?}");
     assert!(std::fs::metadata(Path::new(&repo).join(&staged[0])).unwrap().len() > 0, "a part was written");
@@ -321,7 +329,7 @@ fn a_killed_creates_staging_file_is_counted_by_status_and_swept_by_prune_after_t
     running.kill().unwrap();
     running.wait().unwrap();
     assert_eq!(staging_files(Path::new(&repo)), staged);
-    std::thread::sleep(Duration::from_secs(4));
+    std::thread::sleep(Duration::from_secs(9));
     // Within the grace period (default 24 h): left, and shown.
     let p = ok(&dbbackup(&["prune", "--json", "--repo", &repo, "--keep-last", "1"], &[]));
     assert_eq!(
