@@ -299,11 +299,12 @@ fn mariadb_global_read_lock_behind_a_long_query_gives_up_and_writers_go_on() {
              CREATE TABLE {db}.report (v int) ENGINE=InnoDB"
         ),
     );
-    // The long write: 30 s inside one INSERT ... SELECT. The wait below must not count its own
-    // polling session, whose query text also contains the marker (it did: the backup could then
-    // start before the long write and take the global lock at once, and CI saw no FTWRL waiting).
+    // The long write: 60 s inside one INSERT ... SELECT (far beyond every bound below). The wait
+    // below must not count its own polling session, whose query text also contains the marker (it
+    // did: the backup could then start before the long write and take the global lock at once,
+    // and CI saw no FTWRL waiting).
     let marker = format!("long_write_{db}");
-    let mut long = mariadb_spawn(&base, &format!("INSERT INTO {db}.report (v) SELECT SLEEP(30) AS {marker}"));
+    let mut long = mariadb_spawn(&base, &format!("INSERT INTO {db}.report (v) SELECT SLEEP(60) AS {marker}"));
     wait_until("the long write", || {
         mariadb(
             &base,
@@ -322,14 +323,16 @@ fn mariadb_global_read_lock_behind_a_long_query_gives_up_and_writers_go_on() {
         "--repo",
         repo.to_str().unwrap(),
         "--lock-timeout",
-        "2s",
+        "5s",
         "--jobs",
         "2",
         "--json",
     ];
     let t0 = Instant::now();
     let backup = spawn(&args);
-    // A writer arriving while FTWRL waits.
+    // A writer arriving while FTWRL waits. FTWRL shows for the lock timeout only: 5 s, so that a
+    // test stalled for seconds on a loaded machine still sees it (with 2 s, about 15 polls of a
+    // spawned client, a stall of 2 s could miss it, and the wait below then timed out).
     wait_until("FTWRL waiting", || {
         mariadb(
             &base,
@@ -339,7 +342,7 @@ fn mariadb_global_read_lock_behind_a_long_query_gives_up_and_writers_go_on() {
     let w0 = Instant::now();
     let mut writer = mariadb_spawn(&base, &format!("INSERT INTO {db}.audit (at) VALUES (NOW())"));
     let mut wrote = None;
-    while w0.elapsed() < Duration::from_secs(30) {
+    while w0.elapsed() < Duration::from_secs(50) {
         if writer.try_wait().unwrap().is_some() {
             wrote = Some(w0.elapsed());
             break;
@@ -350,7 +353,7 @@ fn mariadb_global_read_lock_behind_a_long_query_gives_up_and_writers_go_on() {
     let status = writer.wait().unwrap();
     assert!(wrote.is_none() || status.success(), "the writer failed: {status}");
     let mut backup = backup;
-    while backup.try_wait().unwrap().is_none() && t0.elapsed() < Duration::from_secs(40) {
+    while backup.try_wait().unwrap().is_none() && t0.elapsed() < Duration::from_secs(55) {
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = backup.kill();
@@ -359,13 +362,14 @@ fn mariadb_global_read_lock_behind_a_long_query_gives_up_and_writers_go_on() {
     kill_queries(&base, &marker);
     let _ = long.kill();
     let _ = long.wait();
-    let wrote = wrote.expect("the writer was still blocked 30 s after FTWRL started waiting");
-    assert!(wrote < Duration::from_secs(10), "the writer waited {wrote:?}");
+    let wrote = wrote.expect("the writer was still blocked 50 s after FTWRL started waiting");
+    // The lock timeout (5 s) and room for a loaded machine, well before the long write ends.
+    assert!(wrote < Duration::from_secs(20), "the writer waited {wrote:?}");
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
-    assert!(took < Duration::from_secs(15), "the backup took {took:?} (waited for the long query?)");
+    assert!(took < Duration::from_secs(30), "the backup took {took:?} (waited for the long query?)");
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let notes = json["notes"].to_string();
-    assert!(notes.contains("not granted within the lock timeout of 2s"), "{notes}");
+    assert!(notes.contains("not granted within the lock timeout of 5s"), "{notes}");
     mariadb(&base, &format!("DROP DATABASE {db}"));
 }
