@@ -34,8 +34,36 @@ _PG_DIRS=()
 
 log() { printf '\033[1m[services]\033[0m %s\n' "$*" >&2; }
 
+# A port for a service to listen on: free now, below the kernel's ephemeral range and not handed
+# out before by this script ($SERVICES_ROOT/ports). The service binds it later (PostgreSQL after
+# initdb, seconds later); a port from bind(0), as before, was in the ephemeral range, where any
+# program's bind(0) or outgoing connection could take it meanwhile, and two calls before either
+# service started (the SMTP sink's two ports) could return the same port.
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+  mkdir -p "$SERVICES_ROOT"
+  python3 - "$SERVICES_ROOT/ports" <<'PY'
+import random, socket, sys
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+try:
+    taken = set(open(sys.argv[1]).read().split())
+except OSError:
+    taken = set()
+for _ in range(1000):
+    s = socket.socket()
+    try:
+        # Below the ephemeral range if it leaves room, else whatever bind(0) gives.
+        s.bind(("127.0.0.1", random.randrange(10000, low) if low > 11000 else 0))
+        port = s.getsockname()[1]
+    except OSError:
+        continue
+    finally:
+        s.close()
+    if str(port) not in taken:
+        open(sys.argv[1], "a").write(f"{port}\n")
+        print(port)
+        sys.exit(0)
+sys.exit("free_port: no free port found")
+PY
 }
 
 wait_for_port() { # port timeout_seconds name

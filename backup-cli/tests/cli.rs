@@ -371,11 +371,13 @@ fn errors_say_each_cause_once_with_a_fitting_hint() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(5), "{err}");
     assert!(err.contains("hint: `dbbackup list --repo"), "{err}");
-    // A refused connection: the OS error once, not once per wrapping layer.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    // A refused connection: the OS error once, not once per wrapping layer. The port is held by
+    // a connected socket for as long as it is used, never listening: a connection to it is
+    // refused, and no other program can bind it meanwhile (a port from a listener closed at once,
+    // as before, could be taken and then answer).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let held = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let port = held.local_addr().unwrap().port();
     for url in [format!("mysql://root@127.0.0.1:{port}/x"), format!("postgres://postgres@127.0.0.1:{port}/x")]
     {
         let out = dbbackup(&["create", "--source", &url, "--repo", &f.repo()], &[]);
@@ -386,6 +388,7 @@ fn errors_say_each_cause_once_with_a_fitting_hint() {
         let segs: Vec<&str> = line.split(": ").collect();
         assert!(segs.windows(2).all(|w| w[0] != w[1]), "a segment repeated: {line}");
     }
+    drop((held, listener));
     // A PostgreSQL database that does not exist: exit 5 like the other engines, said once.
     if let Some(base) = pg_url() {
         let url = pg_db(&base, "dbbackup_no_such_database");

@@ -13,17 +13,28 @@ if [ -n "$smtp_url" ]; then
 file_put_contents(__DIR__ . '/slack/' . hrtime(true) . '.json', file_get_contents('php://input'));
 echo 'ok';
 PHP
-  slack_port="$(php -r '$s = stream_socket_server("tcp://127.0.0.1:0"); echo explode(":", stream_socket_get_name($s, false))[1];')"
-  php -S "127.0.0.1:$slack_port" slack-receiver.php > slack-server.log 2>&1 &
-  slack_pid=$!
-  trap "kill $slack_pid 2>/dev/null || true; $(trap -p EXIT | sed "s/^trap -- '\(.*\)' EXIT\$/\1/")" EXIT
   # 300 tries (30 s and more) for the receiver (a loaded machine boots PHP slowly); a receiver that never came
-  # up is this test's failure, not a missing notification later.
+  # up is this test's failure, not a missing notification later. The port is picked by binding port 0 and
+  # closing it: another program can take it before php -S binds it. php -S then exits ("Failed to listen"),
+  # and whatever took the port may answer the check below: the receiver is up only once php -S is still
+  # running and has logged that it started; if it exited, another port is picked (up to 5).
   slack_up=
-  for _ in $(seq 300); do
-    if php -r 'exit(@fsockopen("127.0.0.1", (int) $argv[1]) ? 0 : 1);' "$slack_port"; then slack_up=1; break; fi
-    sleep 0.1
+  for _ in 1 2 3 4 5; do
+    slack_port="$(php -r '$s = stream_socket_server("tcp://127.0.0.1:0"); echo explode(":", stream_socket_get_name($s, false))[1];')"
+    php -S "127.0.0.1:$slack_port" slack-receiver.php > slack-server.log 2>&1 &
+    slack_pid=$!
+    for _ in $(seq 300); do
+      kill -0 "$slack_pid" 2>/dev/null || break
+      if grep -q "(http://127.0.0.1:$slack_port) started" slack-server.log \
+        && php -r 'exit(@fsockopen("127.0.0.1", (int) $argv[1]) ? 0 : 1);' "$slack_port" \
+        && kill -0 "$slack_pid" 2>/dev/null; then slack_up=1; break; fi
+      sleep 0.1
+    done
+    [ -n "$slack_up" ] && break
+    kill "$slack_pid" 2>/dev/null || true
+    wait "$slack_pid" 2>/dev/null || true
   done
+  trap "kill $slack_pid 2>/dev/null || true; $(trap -p EXIT | sed "s/^trap -- '\(.*\)' EXIT\$/\1/")" EXIT
   [ -n "$slack_up" ] || fail "the Slack receiver (php -S on 127.0.0.1:$slack_port) did not come up: $(cat slack-server.log)"
   hook_secret="T0/B0/hook-secret-$RANDOM$RANDOM"
   rcpt="notify-$$-$RANDOM@example.test"
