@@ -1076,6 +1076,20 @@ impl Drop for Stopped {
     }
 }
 
+/// Starts `dbbackup create --json` of `source` into `repo` with a 5 minute lock timeout, its
+/// output piped, no failpoint: a backup that may have to wait for a restore's lock.
+fn spawn_backup(source: &str, repo: &str) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_dbbackup"))
+        .args(["create", "--json", "--source", source, "--repo", repo, "--lock-timeout", "5m"])
+        .env_remove("APP_ENV")
+        .env_remove("DBBACKUP_REPO")
+        .env_remove("DBBACKUP_FAILPOINT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// Waits (at most 90 s) until another server session waits for the user lock `lock`
 /// (`GET_LOCK('<lock>', ..)`, e.g. `dbbackup-swap:<db>`, a database's swap lock, or `dbbackup:<db>`,
 /// its restore lock), or `child` ends first: whether one waited. This session's own query is left
@@ -1117,15 +1131,7 @@ fn mysql_backup_during_a_restore_swap_waits_and_stores_the_whole_database() {
         restore_args.extend(["--lock-timeout", "5m"]);
         let restore = stopped_at(&restore_args, point);
         let repo = case._dir.path().join(format!("during-{point}")).display().to_string();
-        let mut backup = Command::new(env!("CARGO_BIN_EXE_dbbackup"))
-            .args(["create", "--json", "--source", &case.dst_url, "--repo", &repo, "--lock-timeout", "5m"])
-            .env_remove("APP_ENV")
-            .env_remove("DBBACKUP_REPO")
-            .env_remove("DBBACKUP_FAILPOINT")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut backup = spawn_backup(&case.dst_url, &repo);
         let waited = waits_for_user_lock(&case.fx, &format!("dbbackup-swap:{}", case.dst), &mut backup);
         restore.go_on();
         ok(&restore.finish());
@@ -1238,15 +1244,7 @@ fn mysql_backup_finding_a_half_swapped_journal_waits_for_the_dying_restore_and_r
     assert!(my_state(&case.fx, &dst) == half, "the refused backup changed nothing: {err}");
     // Waits for the lock, then recovers and stores the whole new database.
     let repo = case._dir.path().join("waited").display().to_string();
-    let mut backup = Command::new(env!("CARGO_BIN_EXE_dbbackup"))
-        .args(["create", "--json", "--source", &case.dst_url, "--repo", &repo, "--lock-timeout", "5m"])
-        .env_remove("APP_ENV")
-        .env_remove("DBBACKUP_REPO")
-        .env_remove("DBBACKUP_FAILPOINT")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut backup = spawn_backup(&case.dst_url, &repo);
     let waited = waits_for_user_lock(&case.fx, &restore_lock, &mut backup);
     release.send(()).unwrap();
     holder.join().unwrap();
