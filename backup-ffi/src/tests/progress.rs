@@ -120,6 +120,15 @@ fn cancel_when<'scope>(
     });
 }
 
+/// Where a restore's progress `p` is: `None` while the load's checks run (their phase not yet
+/// finished), then whether a phase (the swap's) has started since they ended.
+fn swap_started(p: &Value) -> Option<bool> {
+    let events = p["events"].as_array().unwrap();
+    let is = |e: &Value, what: &str| e["event"] == what && e["phase"] == "finish";
+    let checked = events.iter().position(|e| is(e, "phase_finished"))?;
+    Some(events[checked + 1..].iter().any(|e| is(e, "phase_started")))
+}
+
 fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -163,14 +172,7 @@ fn a_cancel_never_cuts_a_restore_swap_in_the_middle() {
     // restore went through. The delay splits the grace (1.5 s) evenly: 750 ms for the canceller
     // to act, and at least 750 ms after the delay for the restore to see the cancel and discard
     // the load before the grace runs out.
-    let before_swap = |p: &Value| {
-        let events = p["events"].as_array().unwrap();
-        let is = |e: &Value, what: &str| e["event"] == what && e["phase"] == "finish";
-        events
-            .iter()
-            .position(|e| is(e, "phase_finished"))
-            .is_some_and(|i| !events[i + 1..].iter().any(|e| is(e, "phase_started")))
-    };
+    let before_swap = |p: &Value| swap_started(p) == Some(false);
     backup_core::delay_on_this_thread("restore-before-swap", ms(750));
     let (code, out) = std::thread::scope(|s| {
         cancel_when(s, &h, before_swap, ms(0));
@@ -185,14 +187,7 @@ fn a_cancel_never_cuts_a_restore_swap_in_the_middle() {
     // cancel waits for the swap's own phase, started after the load's checks ended (200 ms
     // after those checks started came before the swap when they and the steps after them took
     // longer, on a loaded machine: the restore was then discarded and the test failed).
-    let in_swap = |p: &Value| {
-        let events = p["events"].as_array().unwrap();
-        let is = |e: &Value, what: &str| e["event"] == what && e["phase"] == "finish";
-        events
-            .iter()
-            .position(|e| is(e, "phase_finished"))
-            .is_some_and(|i| events[i + 1..].iter().any(|e| is(e, "phase_started")))
-    };
+    let in_swap = |p: &Value| swap_started(p) == Some(true);
     backup_core::delay_on_this_thread("restore-swap", ms(2500));
     let t0 = std::time::Instant::now();
     let (code, out) = std::thread::scope(|s| {

@@ -76,20 +76,25 @@ pub(super) fn new_run() -> String {
     random_tail(RUN)
 }
 
-fn lock_name(live: &str) -> String {
-    // MySQL limits lock names to 64 characters.
-    let name = format!("dbbackup:{live}");
+/// The name of one of `live`'s user locks: `prefix` and the database's name, or, past MySQL's
+/// 64 characters, `prefix`, the name's tag and as much of the name as fits in 64 with them.
+fn capped_lock_name(prefix: &str, live: &str) -> String {
+    let name = format!("{prefix}{live}");
     if name.len() <= 64 {
         name
     } else {
-        format!("dbbackup:{}:{}", tag(live), live.chars().take(40).collect::<String>())
+        let keep = 49 - prefix.len();
+        format!("{prefix}{}:{}", tag(live), live.chars().take(keep).collect::<String>())
     }
+}
+
+fn lock_name(live: &str) -> String {
+    capped_lock_name("dbbackup:", live)
 }
 
 /// Tries to take the target's restore lock on `c`.
 pub(super) async fn try_lock(c: &mut Conn, live: &str) -> Result<bool> {
-    let r = query_text(c, &format!("SELECT GET_LOCK({}, 0)", qs(&lock_name(live)))).await?;
-    Ok(r.into_iter().next().and_then(|r| r.into_iter().next().flatten()).as_deref() == Some("1"))
+    get_lock(c, &qs(&lock_name(live)), 0).await
 }
 
 /// Takes the target's restore lock on `c`, or fails at once when another restore holds it.
@@ -109,12 +114,7 @@ pub(super) async fn unlock(c: &mut Conn, live: &str) {
 }
 
 fn swap_lock_name(live: &str) -> String {
-    let name = format!("dbbackup-swap:{live}");
-    if name.len() <= 64 {
-        name
-    } else {
-        format!("dbbackup-swap:{}:{}", tag(live), live.chars().take(35).collect::<String>())
-    }
+    capped_lock_name("dbbackup-swap:", live)
 }
 
 /// Takes the target's swap lock on `c` (`GET_LOCK('dbbackup-swap:<db>', ..)`), waiting at most
@@ -844,6 +844,9 @@ mod tests {
         assert_eq!(aux_names(&long_a, "shadow").tail_of(&format!("{a}0")), None);
         assert!(lock_name(&"x".repeat(64)).len() <= 64);
         assert!(swap_lock_name(&"x".repeat(64)).len() <= 64);
+        let long = "x".repeat(64);
+        assert_eq!(lock_name(&long), format!("dbbackup:{}:{}", tag(&long), "x".repeat(40)));
+        assert_eq!(swap_lock_name(&long), format!("dbbackup-swap:{}:{}", tag(&long), "x".repeat(35)));
         assert_eq!(swap_lock_name("app"), "dbbackup-swap:app");
         assert_eq!(lock_name("app"), "dbbackup:app");
     }
