@@ -52,8 +52,8 @@ done
 secs=$(( $(date +%s) - started ))
 {
   printf '\n### Summary (%s, %s MiB, %s rounds, best kept)\n\n' "$(git rev-parse --short HEAD)" "$size" "${DBBACKUP_BENCH_ROUNDS:-2}"
-  echo '| benchmark | dbbackup | peer | peer | ratio (peer time / ours) | goal | server ingest ceiling | dbbackup peak RSS | peer peak RSS |'
-  echo '|---|---:|---|---:|---:|---|---|---:|---:|'
+  echo '| benchmark | dbbackup | peer | peer | ratio (peer time / ours) | goal | server ingest ceiling | dbbackup peak RSS | peer peak RSS | CPU s, client + server = total (/2 cores): dbbackup / peer / ceiling |'
+  echo '|---|---:|---|---:|---:|---|---|---:|---:|---|'
   cat "$DBBACKUP_BENCH_SUMMARY"
   printf '\nWhole run %d min %02d s; load average at the start %s, at the end %s.\n' \
     $((secs / 60)) $((secs % 60)) "$load_start" "$(uptime | sed 's/.*load average: //')"

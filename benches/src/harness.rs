@@ -1,9 +1,11 @@
-//! Shared measurement: run a shell command under `/usr/bin/time`, collect wall time and peak
-//! RSS, print a table.
+//! Shared measurement: run a shell command under `/usr/bin/time`, collect wall time, CPU
+//! (the command's own, and the database server's when [`watch_server`] named one) and peak RSS,
+//! print a table.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
@@ -53,6 +55,11 @@ pub struct Measured {
     pub data_bytes: u64,
     /// Size of what the tool wrote, if meaningful.
     pub output_bytes: Option<u64>,
+    /// CPU seconds (user + system) of the measured command and every process it waited for
+    /// (none where the seconds are not the command's wall time: guard's recovery times).
+    pub client_cpu: Option<f64>,
+    /// CPU seconds of the database server during the run, when [`watch_server`] named one.
+    pub server_cpu: Option<f64>,
 }
 
 impl Measured {
@@ -61,13 +68,97 @@ impl Measured {
     }
 }
 
+/// The database server whose CPU [`measure`] reports: its main process (PostgreSQL's postmaster,
+/// `mariadbd`), read from its pid file.
+static SERVER: Mutex<Option<u32>> = Mutex::new(None);
+
+/// From now on, [`measure`] waits for the server whose pid file is `pid_file` to be idle before
+/// each run and reports its CPU during the run. A server that is not on this machine (no
+/// readable pid file or `/proc` entry) is left out with a note: its CPU is then not reported.
+pub fn watch_server(pid_file: &Path) {
+    let pid = std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|t| t.lines().next()?.trim().parse::<u32>().ok())
+        .filter(|pid| Path::new(&format!("/proc/{pid}/stat")).exists());
+    if pid.is_none() {
+        eprintln!("  (no server pid from {}: the server's CPU is not reported)", pid_file.display());
+    }
+    *SERVER.lock().unwrap_or_else(|e| e.into_inner()) = pid;
+}
+
+/// Clock ticks per second of `/proc/*/stat` (`getconf CLK_TCK`, 100 if it cannot say).
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// The fields of a `/proc/PID/stat` line after the command name (which may hold spaces and
+/// parentheses): index 0 is field 3 (state), so field N of proc(5) is index N - 3.
+fn stat_fields(line: &str) -> Option<Vec<u64>> {
+    let rest = &line[line.rfind(')')? + 1..];
+    // The state is a letter: counted as 0 so that the indices stay proc(5)'s.
+    Some(rest.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect())
+}
+
+/// CPU ticks of process `pid` and every child of it: its own user and system time, that of the
+/// children it has reaped (a PostgreSQL backend that exited), and that of each live child.
+fn tree_ticks(pid: u32) -> Option<u64> {
+    let own = stat_fields(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?;
+    // utime 14, stime 15, cutime 16, cstime 17.
+    let mut ticks: u64 = own.get(11..15)?.iter().sum();
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = e.file_name();
+        let Some(child) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(line) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+        // ppid is field 4.
+        if let Some(f) = stat_fields(&line)
+            && f.get(1) == Some(&u64::from(pid))
+        {
+            ticks += f.get(11..15).map(|t| t.iter().sum()).unwrap_or(0);
+        }
+    }
+    Some(ticks)
+}
+
+/// CPU seconds the watched server has used so far.
+fn server_cpu_now() -> Option<f64> {
+    let pid = (*SERVER.lock().unwrap_or_else(|e| e.into_inner()))?;
+    Some(tree_ticks(pid)? as f64 / clock_ticks())
+}
+
+/// Waits (at most 30 s) until the watched server uses under 10% of a core over half a second,
+/// so that background work a previous run left (checkpoints, page flushing, vacuum, purge) is
+/// not counted in, and does not slow, the next run.
+fn wait_server_idle() {
+    let Some(mut last) = server_cpu_now() else { return };
+    let until = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(500));
+        let Some(now) = server_cpu_now() else { return };
+        if now - last < 0.05 {
+            return;
+        }
+        last = now;
+    }
+    eprintln!("  (the server was still busy after 30 s; measuring anyway)");
+}
+
 /// Runs `sh -c script` under `/usr/bin/time`, with extra environment.
 pub fn measure(tool: &str, script: &str, env: &[(&str, &str)], data_bytes: u64) -> Result<Measured> {
     let stats = std::env::temp_dir().join(format!("dbbackup-bench-time-{}", std::process::id()));
+    wait_server_idle();
+    let server_before = server_cpu_now();
     let started = Instant::now();
     let status = Command::new("/usr/bin/time")
         .arg("-f")
-        .arg("%M")
+        .arg("%U %S %M")
         .arg("-o")
         .arg(&stats)
         .arg("sh")
@@ -77,6 +168,7 @@ pub fn measure(tool: &str, script: &str, env: &[(&str, &str)], data_bytes: u64) 
         .status()
         .with_context(|| format!("run {tool}"))?;
     let seconds = started.elapsed().as_secs_f64();
+    let server_cpu = server_before.zip(server_cpu_now()).map(|(b, a)| a - b);
     // /usr/bin/time's report is read once and removed, whatever the outcome.
     let text = std::fs::read_to_string(&stats);
     let _ = std::fs::remove_file(&stats);
@@ -84,9 +176,34 @@ pub fn measure(tool: &str, script: &str, env: &[(&str, &str)], data_bytes: u64) 
         bail!("{tool} failed ({status}): {script}");
     }
     let text = text?;
-    let peak_rss_kib = text.lines().last().unwrap_or("0").trim().parse().unwrap_or(0);
-    eprintln!("  {tool}: {seconds:.2} s, peak RSS {} MiB", peak_rss_kib / 1024);
-    Ok(Measured { tool: tool.to_string(), seconds, peak_rss_kib, data_bytes, output_bytes: None })
+    let last: Vec<&str> = text.lines().last().unwrap_or("").split_whitespace().collect();
+    let field = |i: usize| last.get(i).and_then(|v| v.parse::<f64>().ok());
+    let client_cpu = field(0).unwrap_or(0.0) + field(1).unwrap_or(0.0);
+    let peak_rss_kib = field(2).unwrap_or(0.0) as u64;
+    let server = server_cpu.map(|s| format!(", server CPU {s:.2} s")).unwrap_or_default();
+    eprintln!(
+        "  {tool}: {seconds:.2} s, CPU {client_cpu:.2} s{server}, peak RSS {} MiB",
+        peak_rss_kib / 1024
+    );
+    Ok(Measured {
+        tool: tool.to_string(),
+        seconds,
+        peak_rss_kib,
+        data_bytes,
+        output_bytes: None,
+        client_cpu: Some(client_cpu),
+        server_cpu,
+    })
+}
+
+/// "client + server = total" CPU seconds of a run, and what that total is on 2 cores: the wall
+/// time the run could not go below on this machine even with both cores busy throughout.
+pub fn cpu_cell(m: &Measured) -> String {
+    match (m.client_cpu, m.server_cpu) {
+        (Some(c), Some(s)) => format!("{c:.1} + {s:.1} = {:.1} (/2 = {:.1} s)", c + s, (c + s) / 2.0),
+        (Some(c), None) => format!("{c:.1} (/2 = {:.1} s)", c / 2.0),
+        (None, _) => String::new(),
+    }
 }
 
 /// One tool of a side-by-side comparison, run by [`best_of`].
@@ -190,8 +307,14 @@ pub fn summary(line: SummaryLine<'_>) -> Result<()> {
         .map(|c| format!("{:.2} s; ours at {:.2} of it", c.seconds, c.seconds / line.ours.seconds.max(1e-9)))
         .unwrap_or_default();
     let cell = |s: &str| s.replace('|', "\\|");
+    let cpu = [Some(line.ours), Some(line.peer), line.ceiling]
+        .iter()
+        .flatten()
+        .map(|m| cpu_cell(m))
+        .collect::<Vec<_>>()
+        .join(" / ");
     let text = format!(
-        "| {} | {:.2} s | {} | {:.2} s | {:.2}x | {} | {} | {} MiB | {} MiB |\n",
+        "| {} | {:.2} s | {} | {:.2} s | {:.2}x | {} | {} | {} MiB | {} MiB | {} |\n",
         cell(line.what),
         line.ours.seconds,
         cell(&line.peer.tool),
@@ -200,7 +323,8 @@ pub fn summary(line: SummaryLine<'_>) -> Result<()> {
         cell(line.goal),
         ceiling,
         line.ours.peak_rss_kib / 1024,
-        line.peer.peak_rss_kib / 1024
+        line.peer.peak_rss_kib / 1024,
+        cpu
     );
     use std::io::Write as _;
     std::fs::OpenOptions::new()
@@ -217,7 +341,7 @@ pub fn summary_time(what: &str, m: &Measured, goal: &str) -> Result<()> {
     let Ok(path) = std::env::var("DBBACKUP_BENCH_SUMMARY") else { return Ok(()) };
     use std::io::Write as _;
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).context("summary")?;
-    writeln!(f, "| {what} | {:.2} s | | | | {goal} | | {} MiB | |", m.seconds, m.peak_rss_kib / 1024)?;
+    writeln!(f, "| {what} | {:.2} s | | | | {goal} | | {} MiB | | |", m.seconds, m.peak_rss_kib / 1024)?;
     Ok(())
 }
 
@@ -273,19 +397,23 @@ pub fn print_table(title: &str, rows: &[Measured], baseline: &str) {
     let base = rows.iter().find(|r| r.tool == baseline).map(Measured::mb_per_s);
     println!("\n### {title}\n");
     let cell = |s: &str| s.replace('|', "\\|");
-    println!("| tool | seconds | MB/s | vs {} | output | peak RSS |", cell(baseline));
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| tool | seconds | MB/s | vs {} | output | peak RSS | CPU s: client + server = total (/2 cores) |",
+        cell(baseline)
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         let ratio = base.map(|b| format!("{:.2}x", r.mb_per_s() / b)).unwrap_or_default();
         let out = r.output_bytes.map(|b| format!("{:.1} MiB", b as f64 / 1048576.0)).unwrap_or_default();
         println!(
-            "| {} | {:.2} | {:.1} | {} | {} | {} MiB |",
+            "| {} | {:.2} | {:.1} | {} | {} | {} MiB | {} |",
             cell(&r.tool),
             r.seconds,
             r.mb_per_s(),
             ratio,
             out,
-            r.peak_rss_kib / 1024
+            r.peak_rss_kib / 1024,
+            cpu_cell(r)
         );
     }
 }
@@ -344,7 +472,7 @@ pub fn guard_recovery(
             .to_string();
         eprintln!("    rollback: {path}, rollback point taken in {point_ms} ms, recovery {recovery_ms} ms");
         let m = Guarded {
-            m: Measured { seconds: recovery_ms as f64 / 1000.0, ..whole },
+            m: Measured { seconds: recovery_ms as f64 / 1000.0, client_cpu: None, server_cpu: None, ..whole },
             path,
             point_seconds: point_ms as f64 / 1000.0,
         };
@@ -367,4 +495,30 @@ pub fn guard_recovery(
     }
     let _ = std::fs::remove_dir_all(&repo);
     best.context("no rounds ran")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_skip_a_command_name_with_spaces_and_parentheses() {
+        // pid 7, comm "post (gres) x", state S, ppid 42, ..., utime 11, stime 22, cutime 33, cstime 44.
+        let line = "7 (post (gres) x) S 42 7 7 0 -1 4194304 100 0 0 0 11 22 33 44 20 0 1 0 5 1000 50";
+        let f = stat_fields(line).unwrap();
+        assert_eq!(f[1], 42, "ppid is field 4");
+        assert_eq!(&f[11..15], &[11, 22, 33, 44], "utime, stime, cutime, cstime are fields 14-17");
+    }
+
+    #[test]
+    fn this_process_tree_has_used_cpu() {
+        // Spin for 300 ms of wall time: at least several clock ticks of user time.
+        let start = Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < Duration::from_millis(300) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(1));
+        }
+        let ticks = tree_ticks(std::process::id()).expect("our own /proc entry");
+        assert!(ticks as f64 / clock_ticks() >= 0.1, "300 ms of spinning shows in utime: {ticks} ticks");
+    }
 }

@@ -144,6 +144,10 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         size as f64 / 1048576.0,
         t.elapsed().as_secs_f64()
     );
+    // The server's CPU is reported beside each run's own (a server on this machine).
+    let pid_file = sql(&c, None, "SELECT @@pid_file")?;
+    let datadir = sql(&c, None, "SELECT @@datadir")?;
+    crate::harness::watch_server(&std::path::Path::new(&datadir).join(pid_file.trim()));
     let ca = c.args();
     let dbb_backup = "dbbackup create (zstd:3, -j2, sha256, checksums)";
     let peer_backup = "mariadb-dump --single-transaction | gzip";

@@ -118,6 +118,9 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         size as f64 / 1048576.0,
         t.elapsed().as_secs_f64()
     );
+    // The server's CPU is reported beside each run's own (a server on this machine).
+    let data_dir = psql(&base, "SHOW data_directory")?;
+    crate::harness::watch_server(&std::path::Path::new(&data_dir).join("postmaster.pid"));
     let pg_env = ("PGDATABASE", src_db.as_str());
     let conn = conn_flags(&base)?;
     let dbb_backup = "dbbackup create (zstd:3, -j2, sha256, checksums)";
