@@ -260,9 +260,11 @@ pub fn table_bytes(url: &str) -> Result<u64> {
 /// The server's own ingest ceiling for the database at `src`: its tables exported once (untimed)
 /// to server-side files, then loaded with no client in the data path — `COPY ... FROM 'file'` in
 /// two sessions (the restore's parallelism), the same schema, then the same indexes and foreign
-/// keys with `pg_restore -j2 --section=post-data`. Variants: plain COPY into the created tables,
-/// and `COPY ... FREEZE` after a TRUNCATE in the same transaction (no hint-bit rewrite later).
-/// Needs the server on this machine (it reads the files).
+/// keys with `pg_restore -j2 --section=post-data`. Variants: plain COPY into the created tables;
+/// `COPY ... FREEZE` after a TRUNCATE in the same transaction (no hint-bit rewrite later); and
+/// the same from files in COPY's binary format with lz4 TOAST compression on the load sessions
+/// (less parsing and cheaper compression per row: the server's least work for the same rows,
+/// where it has lz4). Needs the server on this machine (it reads the files).
 fn ceiling(base: &str, src: &str, opts: &BenchOptions, size: u64, conn: &str) -> Result<Vec<Measured>> {
     let w = &opts.work_dir;
     let dir = w.join("ceiling");
@@ -277,8 +279,15 @@ fn ceiling(base: &str, src: &str, opts: &BenchOptions, size: u64, conn: &str) ->
     .lines()
     .filter_map(|l| l.split_once(' ').map(|(n, s)| (n.to_string(), s.parse().unwrap_or(0))))
     .collect();
+    let lz4 = psql(
+        src,
+        "SELECT count(*) FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)",
+    )? == "1";
     for (t, _) in &tables {
         psql(src, &format!("COPY public.\"{t}\" TO '{}/{t}.copy'", dir.display()))?;
+        if lz4 {
+            psql(src, &format!("COPY public.\"{t}\" TO '{}/{t}.bin' (FORMAT binary)", dir.display()))?;
+        }
     }
     let wd = w.display();
     let srcdb = url::Url::parse(src)?.path().trim_start_matches('/').to_string();
@@ -298,24 +307,27 @@ fn ceiling(base: &str, src: &str, opts: &BenchOptions, size: u64, conn: &str) ->
         sessions[i].1.push(t);
     }
     let db = format!("bench_ceil_{}", std::process::id());
-    let script = |freeze: bool| -> String {
+    // freeze: TRUNCATE + COPY FREEZE; binary: the binary files, lz4 TOAST on the load sessions.
+    let script = |freeze: bool, binary: bool| -> String {
         let load: Vec<String> = sessions
             .iter()
             .map(|(_, ts)| {
                 let stmts: String = ts
                     .iter()
                     .map(|t| {
-                        let f = format!("{}/{t}.copy", dir.display());
+                        let f = format!("{}/{t}.{}", dir.display(), if binary { "bin" } else { "copy" });
+                        let with = if binary { "FREEZE, FORMAT binary" } else { "FREEZE" };
                         if freeze {
                             format!(
-                                "BEGIN; TRUNCATE public.\\\"{t}\\\"; COPY public.\\\"{t}\\\" FROM '{f}' WITH (FREEZE); COMMIT; "
+                                "BEGIN; TRUNCATE public.\\\"{t}\\\"; COPY public.\\\"{t}\\\" FROM '{f}' WITH ({with}); COMMIT; "
                             )
                         } else {
                             format!("COPY public.\\\"{t}\\\" FROM '{f}'; ")
                         }
                     })
                     .collect();
-                format!("psql {conn} -X -q -v ON_ERROR_STOP=1 -d {db} -c \"{stmts}\" &")
+                let env = if binary { "PGOPTIONS='-c default_toast_compression=lz4' " } else { "" };
+                format!("{env}psql {conn} -X -q -v ON_ERROR_STOP=1 -d {db} -c \"{stmts}\" &")
             })
             .collect();
         format!(
@@ -325,10 +337,23 @@ fn ceiling(base: &str, src: &str, opts: &BenchOptions, size: u64, conn: &str) ->
         )
     };
     let drop = format!("dropdb {conn} --if-exists --force {db}");
-    let rows = best_of(&[
-        Case::new("server COPY FROM file x2, then indexes/FKs -j2", script(false), size).before(drop.clone()),
-        Case::new("server COPY FREEZE x2, then indexes/FKs -j2", script(true), size).before(drop.clone()),
-    ])?;
+    let mut cases = vec![
+        Case::new("server COPY FROM file x2, then indexes/FKs -j2", script(false, false), size)
+            .before(drop.clone()),
+        Case::new("server COPY FREEZE x2, then indexes/FKs -j2", script(true, false), size)
+            .before(drop.clone()),
+    ];
+    if lz4 {
+        cases.push(
+            Case::new(
+                "server binary COPY FREEZE x2, lz4 TOAST, then indexes/FKs -j2",
+                script(true, true),
+                size,
+            )
+            .before(drop.clone()),
+        );
+    }
+    let rows = best_of(&cases)?;
     // The ceiling must have loaded everything: same tables, same bytes.
     let loaded = table_bytes(&db_url(base, &db)?)?;
     if loaded == 0 {
