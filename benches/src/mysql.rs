@@ -284,9 +284,10 @@ fn data_bytes(c: &Conn, db: &str) -> Result<u64> {
 /// The server's own ingest path for `src`: each table exported once (untimed) in primary-key order
 /// with `SELECT ... INTO OUTFILE`, then `LOAD DATA INFILE` (no client in the data path) in two
 /// sessions with `unique_checks=0, foreign_key_checks=0, sql_log_bin=0`. Variants: tables created
-/// with all their keys (loaded in key order), and tables created without secondary keys and
-/// foreign keys, which are added afterwards (`ALTER TABLE ... ADD`, two sessions, then the foreign
-/// keys). Needs the server on this machine.
+/// with all their keys (loaded in key order); tables created without secondary keys and foreign
+/// keys, which are added afterwards (`ALTER TABLE ... ADD`, two sessions, then the foreign keys);
+/// and the same with each table's keys added right after its own load in its session (the
+/// restore's schedule), then the foreign keys. Needs the server on this machine.
 fn ceiling(c: &Conn, src: &str, w: &std::path::Path, size: u64) -> Result<Vec<Measured>> {
     let dir = w.join("ceiling");
     std::fs::create_dir_all(&dir)?;
@@ -359,12 +360,16 @@ fn ceiling(c: &Conn, src: &str, w: &std::path::Path, size: u64) -> Result<Vec<Me
     }
     let mut drop_ix = String::new();
     let mut add_ix: [String; 2] = [String::new(), String::new()];
+    // The same statements by table, for the variant that adds each table's keys after its load.
+    let mut ix_of: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     for (n, l) in indexes.lines().enumerate() {
         let f: Vec<&str> = l.split('\t').collect();
         if let [t, name, non_unique, cols] = f[..] {
             drop_ix.push_str(&format!("ALTER TABLE `{t}` DROP INDEX `{name}`; "));
             let unique = if non_unique == "0" { "UNIQUE " } else { "" };
-            add_ix[n % 2].push_str(&format!("ALTER TABLE `{t}` ADD {unique}INDEX `{name}` ({cols}); "));
+            let add = format!("ALTER TABLE `{t}` ADD {unique}INDEX `{name}` ({cols}); ");
+            add_ix[n % 2].push_str(&add);
+            ix_of.entry(t.to_string()).or_default().push_str(&add);
         }
     }
     let mut sessions: [(u64, Vec<&str>); 2] = [(0, Vec::new()), (0, Vec::new())];
@@ -375,20 +380,31 @@ fn ceiling(c: &Conn, src: &str, w: &std::path::Path, size: u64) -> Result<Vec<Me
     }
     let db = format!("bench_ceil_{}", std::process::id());
     let bulk = "SET SESSION unique_checks = 0, foreign_key_checks = 0, sql_log_bin = 0;";
-    let load: String = sessions
-        .iter()
-        .map(|(_, ts)| {
-            let stmts: String = ts
-                .iter()
-                .map(|t| format!("LOAD DATA INFILE '{}/{t}.txt' INTO TABLE \\`{t}\\`; ", dir.display()))
-                .collect();
-            format!("mariadb {ca} {db} -e \"{bulk} {stmts}\" &")
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
+    let quote = |s: &str| s.replace('`', "\\`");
+    // keys: each table's secondary keys right after its own load, in the same session.
+    let sessions_sql = |keys: bool| -> String {
+        sessions
+            .iter()
+            .map(|(_, ts)| {
+                let stmts: String = ts
+                    .iter()
+                    .map(|t| {
+                        let load =
+                            format!("LOAD DATA INFILE '{}/{t}.txt' INTO TABLE \\`{t}\\`; ", dir.display());
+                        match (keys, ix_of.get(*t)) {
+                            (true, Some(ix)) => load + &quote(ix),
+                            _ => load,
+                        }
+                    })
+                    .collect();
+                format!("mariadb {ca} {db} -e \"{bulk} {stmts}\" &")
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let load = sessions_sql(false);
     let create = format!("mariadb {ca} -e 'CREATE DATABASE {db}' && mariadb {ca} {db} < {wd}/schema.sql");
     let keys_first = format!("{create} && {{ {load} wait; }}");
-    let quote = |s: &str| s.replace('`', "\\`");
     let keys_after = format!(
         "{create} && mariadb {ca} {db} -e \"SET SESSION foreign_key_checks = 0; {} {}\" && {{ {load} wait; }} && \
          {{ mariadb {ca} {db} -e \"{bulk} {}\" & mariadb {ca} {db} -e \"{bulk} {}\" & wait; }} && \
@@ -399,11 +415,21 @@ fn ceiling(c: &Conn, src: &str, w: &std::path::Path, size: u64) -> Result<Vec<Me
         quote(&add_ix[1]),
         quote(&add_fk)
     );
+    let keys_per_table = format!(
+        "{create} && mariadb {ca} {db} -e \"SET SESSION foreign_key_checks = 0; {} {}\" && {{ {} wait; }} && \
+         mariadb {ca} {db} -e \"{bulk} {}\"",
+        quote(&drop_fk),
+        quote(&drop_ix),
+        sessions_sql(true),
+        quote(&add_fk)
+    );
     let drop = format!("mariadb {ca} -e 'DROP DATABASE IF EXISTS {db}'");
     let rows = best_of(&[
         Case::new("LOAD DATA INFILE x2, tables with their keys, PK order", keys_first, size)
             .before(drop.clone()),
         Case::new("LOAD DATA INFILE x2, then ADD KEY x2, then FKs", keys_after, size).before(drop.clone()),
+        Case::new("LOAD DATA INFILE x2, each table's keys after its load, then FKs", keys_per_table, size)
+            .before(drop.clone()),
     ])?;
     if data_bytes(c, &db)? == 0 {
         bail!("ceiling database {db} is empty");
