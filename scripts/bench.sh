@@ -11,7 +11,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/services.sh
-trap stop_services EXIT
+# The runs' undo copies go to a throwaway state directory, so that what earlier runs or tests left
+# in this user's (a restore sweeps the undo area's expired copies first) does not count.
+state_dir="$(mktemp -d /tmp/dbb-bench-state.XXXXXX)"
+export DBBACKUP_STATE_DIR="$state_dir"
+trap 'stop_services; rm -rf "$state_dir"' EXIT
 size=1024
 which=()
 while [ $# -gt 0 ]; do
