@@ -108,11 +108,34 @@ fn stat_fields(line: &str) -> Option<Vec<u64>> {
 }
 
 /// CPU ticks of process `pid` and every child of it: its own user and system time, that of the
-/// children it has reaped (a PostgreSQL backend that exited), and that of each live child.
+/// children it has reaped (a PostgreSQL backend that exited), and that of each live child. A
+/// child reaped while the children are being summed would be counted neither live nor reaped,
+/// so the sum is taken again until the reaped children's time did not change across it.
 fn tree_ticks(pid: u32) -> Option<u64> {
-    let own = stat_fields(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?;
+    tree_ticks_parts(pid).map(|(mine, reaped, live)| mine + reaped + live)
+}
+
+/// [`tree_ticks`] in its parts: the process's own, its reaped children's, its live children's.
+fn tree_ticks_parts(pid: u32) -> Option<(u64, u64, u64)> {
     // utime 14, stime 15, cutime 16, cstime 17.
-    let mut ticks: u64 = own.get(11..15)?.iter().sum();
+    let own = || -> Option<(u64, u64)> {
+        let f = stat_fields(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?;
+        Some((f.get(11..13)?.iter().sum(), f.get(13..15)?.iter().sum()))
+    };
+    for _ in 0..10 {
+        let (_, reaped) = own()?;
+        let live = live_children_ticks(pid)?;
+        let (mine, reaped_after) = own()?;
+        if reaped_after == reaped {
+            return Some((mine, reaped, live));
+        }
+    }
+    None
+}
+
+/// User and system ticks of the live children of `pid`.
+fn live_children_ticks(pid: u32) -> Option<u64> {
+    let mut ticks = 0;
     for e in std::fs::read_dir("/proc").ok()?.flatten() {
         let name = e.file_name();
         let Some(child) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
@@ -121,7 +144,7 @@ fn tree_ticks(pid: u32) -> Option<u64> {
         if let Some(f) = stat_fields(&line)
             && f.get(1) == Some(&u64::from(pid))
         {
-            ticks += f.get(11..15).map(|t| t.iter().sum()).unwrap_or(0);
+            ticks += f.get(11..15).map(|t| t.iter().sum::<u64>()).unwrap_or(0);
         }
     }
     Some(ticks)
@@ -520,5 +543,22 @@ mod tests {
         }
         let ticks = tree_ticks(std::process::id()).expect("our own /proc entry");
         assert!(ticks as f64 / clock_ticks() >= 0.1, "300 ms of spinning shows in utime: {ticks} ticks");
+    }
+
+    #[test]
+    fn a_reaped_child_still_counts() {
+        // The reaped part alone: the other test spins in this process at the same time.
+        let reaped = || tree_ticks_parts(std::process::id()).expect("our own /proc entry").1;
+        let before = reaped();
+        // A child that spins for about 300 ms of CPU, waited for (reaped) before the second read.
+        let ok = Command::new("sh")
+            .arg("-c")
+            .arg("end=$(($(date +%s%N) + 300000000)); while [ $(date +%s%N) -lt $end ]; do :; done")
+            .status()
+            .expect("run sh")
+            .success();
+        assert!(ok);
+        let secs = (reaped() - before) as f64 / clock_ticks();
+        assert!(secs >= 0.1, "the child's CPU is in our reaped children's time: {secs} s");
     }
 }

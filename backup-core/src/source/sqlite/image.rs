@@ -8,11 +8,12 @@
 //! ([`IMAGE_ALGO`]: SHA-256 over each chunk's offset, length and raw SHA-256, in offset order),
 //! which pins the whole image independently of the object entries. A restore of such a backup
 //! ([`super::load`]) recomputes it from the manifest's objects before anything is written (a
-//! chunk list that does not make up the recorded image is refused), checks every chunk's bytes
-//! as they stream (the pipeline's raw SHA-256), and then reads the written file back and checks
-//! every chunk's range against its raw SHA-256 again ([`read_back`]): the file as written is the
-//! backed-up image, so its tables hold the rows and checksums the manifest records. Older
-//! manifests, without the digest, keep the per-table read-back.
+//! chunk list that does not make up the recorded image is refused), checks every chunk's stored
+//! bytes and decompressed length as they stream, and then reads the written file back and checks
+//! every chunk's range against its raw SHA-256 ([`read_back`]; once, there instead of on the
+//! stream: docs/FORMAT.md, "SQLite page image"): the file as written is the backed-up image, so
+//! its tables hold the rows and checksums the manifest records. Older manifests, without the
+//! digest, keep the per-table read-back.
 
 use std::collections::BTreeMap;
 use std::fs::File;
